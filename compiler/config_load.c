@@ -1,0 +1,601 @@
+/* Reading configs: base file < model_name preset < key=value overrides.
+ * YAML comes from libyaml's document API; every value keeps the file, line
+ * and column it came from so that later checks can point at it. */
+#include "mtxc.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+const KeyInfo key_table[NUM_KEYS] = {
+#define KEY(name, type, range, choices, flags) \
+    {#name, KT_##type, KR_##range, choices, flags},
+#define RUN KF_RUN
+#define NULLABLE KF_NULLABLE
+#include "config_keys.def"
+#undef RUN
+#undef NULLABLE
+#undef KEY
+};
+
+int key_lookup(const char *name)
+{
+    for (int k = 0; k < NUM_KEYS; k++)
+        if (!strcmp(key_table[k].name, name)) return k;
+    return -1;
+}
+
+typedef struct {
+    Config *c;
+    jmp_buf jb;
+    char *err;
+    size_t errlen;
+    struct {                      /* open files (base_config nests), freed on error */
+        yaml_parser_t *parser;
+        yaml_document_t *doc;
+        FILE *file;
+    } open[12];
+    int nopen;
+    yaml_document_t *doc;         /* the document being read */
+    int seq;                      /* counts values set, for Config.v[].seq */
+} Loader;
+
+static void push_open(Loader *L, yaml_parser_t *parser, FILE *file)
+{
+    L->open[L->nopen].parser = parser;
+    L->open[L->nopen].doc = NULL;
+    L->open[L->nopen].file = file;
+    L->nopen++;
+    if (parser) yaml_parser_initialize(parser);
+}
+
+static void set_doc(Loader *L, yaml_document_t *doc)
+{
+    L->open[L->nopen - 1].doc = doc;
+    L->doc = doc;
+}
+
+/* Close the innermost open file and return to reading its parent. */
+static void close_yaml(Loader *L)
+{
+    L->nopen--;
+    if (L->open[L->nopen].doc) yaml_document_delete(L->open[L->nopen].doc);
+    if (L->open[L->nopen].parser) yaml_parser_delete(L->open[L->nopen].parser);
+    if (L->open[L->nopen].file) fclose(L->open[L->nopen].file);
+    L->doc = L->nopen ? L->open[L->nopen - 1].doc : NULL;
+}
+
+/* Format "where: error: message" into the loader's buffer and unwind. */
+static void format_error(char *err, size_t errlen, SrcLoc loc, const char *fmt, va_list ap)
+{
+    int n;
+    if (loc.file && loc.line > 0)
+        n = snprintf(err, errlen, "%s:%d:%d: error: ", loc.file, loc.line, loc.col);
+    else if (loc.file)
+        n = snprintf(err, errlen, "%s: error: ", loc.file);
+    else if (loc.arg)
+        n = snprintf(err, errlen, "argument '%s': error: ", loc.arg);
+    else
+        n = snprintf(err, errlen, "mtxc: error: ");
+    if (n >= 0 && (size_t)n < errlen) vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
+}
+
+_Noreturn static void fail(Loader *L, SrcLoc loc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    format_error(L->err, L->errlen, loc, fmt, ap);
+    va_end(ap);
+    while (L->nopen) close_yaml(L);
+    longjmp(L->jb, 1);
+}
+
+static SrcLoc node_loc(const char *file, const yaml_node_t *n)
+{
+    return (SrcLoc){file, (int)n->start_mark.line + 1, (int)n->start_mark.column + 1, NULL};
+}
+
+/* " (did you mean 'x'?)" or "" */
+static const char *suggest(Pool *p, const char *word, const char *const *cands, int n)
+{
+    const char *best = closest_word(word, cands, n);
+    return best ? pool_fmt(p, " (did you mean '%s'?)", best) : "";
+}
+
+static const char *suggest_key(Pool *p, const char *word)
+{
+    const char *names[NUM_KEYS];
+    for (int k = 0; k < NUM_KEYS; k++) names[k] = key_table[k].name;
+    return suggest(p, word, names, NUM_KEYS);
+}
+
+/* Split a space-separated choice list into words. */
+static int split_choices(const char *choices, char words[][32], const char **ptrs, int max)
+{
+    int n = 0;
+    for (const char *s = choices; *s && n < max;) {
+        while (*s == ' ') s++;
+        size_t len = strcspn(s, " ");
+        if (!len) break;
+        snprintf(words[n], 32, "%.*s", (int)len, s);
+        ptrs[n] = words[n];
+        n++;
+        s += len;
+    }
+    return n;
+}
+
+static const char *choice_list(Pool *p, const char *choices)
+{
+    char words[16][32];
+    const char *ptrs[16];
+    int n = split_choices(choices, words, ptrs, 16);
+    Buf b = {0};
+    for (int i = 0; i < n; i++) buf_printf(&b, "%s%s", i ? ", " : "", ptrs[i]);
+    const char *s = pool_strdup(p, b.s ? b.s : "");
+    buf_free(&b);
+    return s;
+}
+
+static void check_choice(Loader *L, SrcLoc loc, const KeyInfo *ki, const char *val)
+{
+    char words[16][32];
+    const char *ptrs[16];
+    int n = split_choices(ki->choices, words, ptrs, 16);
+    for (int i = 0; i < n; i++)
+        if (!strcmp(ptrs[i], val)) return;
+    Pool *p = L->c->pool;
+    fail(L, loc, "unknown %s '%s' (choices: %s)%s", ki->name, val,
+         choice_list(p, ki->choices), suggest(p, val, ptrs, n));
+}
+
+/* ---- scalars ---- */
+
+static bool is_null_text(const char *s)
+{
+    return !strcmp(s, "None") || !strcmp(s, "null") || !strcmp(s, "Null") ||
+           !strcmp(s, "NULL") || !strcmp(s, "~");
+}
+
+/* YAML 1.1 numbers as PyYAML reads them: underscores allowed between digits. */
+static bool strip_underscores(const char *s, char *out, size_t outlen)
+{
+    size_t j = 0;
+    for (size_t i = 0; s[i]; i++) {
+        if (s[i] == '_') continue;
+        if (j + 1 >= outlen) return false;
+        out[j++] = s[i];
+    }
+    out[j] = 0;
+    return j > 0;
+}
+
+static bool parse_int(const char *s, long long *out)
+{
+    char buf[64];
+    if (!strip_underscores(s, buf, sizeof buf)) return false;
+    char *end;
+    errno = 0;
+    long long v = strtoll(buf, &end, 10);
+    if (*end || errno) return false;
+    *out = v;
+    return true;
+}
+
+static bool parse_float(const char *s, double *out)
+{
+    char buf[64];
+    if (!strip_underscores(s, buf, sizeof buf)) return false;
+    if (strpbrk(buf, "xXpP") || strstr(buf, "nan") || strstr(buf, "inf")) return false;
+    char *end;
+    errno = 0;
+    double v = strtod(buf, &end);
+    if (*end || errno || !isfinite(v)) return false;
+    *out = v;
+    return true;
+}
+
+static bool parse_bool(const char *s, bool *out)
+{
+    if (!strcmp(s, "true") || !strcmp(s, "True") || !strcmp(s, "TRUE")) return *out = true, true;
+    if (!strcmp(s, "false") || !strcmp(s, "False") || !strcmp(s, "FALSE")) return *out = false, true;
+    return false;
+}
+
+static const char *range_text(KeyRange r)
+{
+    switch (r) {
+    case KR_POS: return "a positive value";
+    case KR_NONNEG: return "a value >= 0";
+    case KR_AUTO: return "a positive value or -1";
+    case KR_UNIT: return "a value in [0, 1]";
+    case KR_UNIT_OPEN: return "a value in [0, 1)";
+    case KR_POW2: return "a power of 2";
+    default: return "any value";
+    }
+}
+
+static bool in_range(KeyRange r, double x)
+{
+    switch (r) {
+    case KR_POS: return x > 0;
+    case KR_NONNEG: return x >= 0;
+    case KR_AUTO: return x > 0 || x == -1;
+    case KR_UNIT: return x >= 0 && x <= 1;
+    case KR_UNIT_OPEN: return x >= 0 && x < 1;
+    case KR_POW2: return x >= 1 && x == floor(x) && ((long long)x & ((long long)x - 1)) == 0;
+    default: return true;
+    }
+}
+
+static void set_scalar(Loader *L, SrcLoc loc, int k, const char *text, bool plain, ConfigValue *v)
+{
+    const KeyInfo *ki = &key_table[k];
+    Pool *p = L->c->pool;
+    if (plain && is_null_text(text)) {
+        if (ki->flags & KF_NULLABLE) { v->is_null = true; return; }
+        if (ki->type == KT_STR) { v->s = pool_strdup(p, ""); return; }
+        fail(L, loc, "key '%s' does not accept None", ki->name);
+    }
+    switch (ki->type) {
+    case KT_INT:
+        if (!plain && parse_int(text, &v->i))
+            fail(L, loc, "key '%s' expects an integer, got the quoted string \"%s\"", ki->name, text);
+        if (!plain || !parse_int(text, &v->i))
+            fail(L, loc, "key '%s' expects an integer, got '%s'", ki->name, text);
+        if (!in_range(ki->range, (double)v->i))
+            fail(L, loc, "key '%s' must be %s, got %s", ki->name, range_text(ki->range), text);
+        break;
+    case KT_FLOAT:
+        if (!plain && parse_float(text, &v->f))
+            fail(L, loc, "key '%s' expects a number, got the quoted string \"%s\"", ki->name, text);
+        if (!plain || !parse_float(text, &v->f))
+            fail(L, loc, "key '%s' expects a number, got '%s'", ki->name, text);
+        if (!in_range(ki->range, v->f))
+            fail(L, loc, "key '%s' must be %s, got %s", ki->name, range_text(ki->range), text);
+        break;
+    case KT_BOOL:
+        if (!plain || !parse_bool(text, &v->b))
+            fail(L, loc, "key '%s' expects true or false, got '%s'", ki->name, text);
+        break;
+    case KT_STR:
+        v->s = pool_strdup(p, text);
+        break;
+    case KT_ENUM:
+        check_choice(L, loc, ki, text);
+        v->s = pool_strdup(p, text);
+        break;
+    default:
+        fail(L, loc, "key '%s' expects a list, got '%s'", ki->name, text);
+    }
+}
+
+/* ---- lists and axis rules ---- */
+
+static const char *scalar_text(const yaml_node_t *n) { return (const char *)n->data.scalar.value; }
+
+static StrList node_strlist(Loader *L, const char *file, yaml_node_t *n, const char *key,
+                            const char *choices, const char *what)
+{
+    Pool *p = L->c->pool;
+    if (n->type != YAML_SEQUENCE_NODE)
+        fail(L, node_loc(file, n), "key '%s' expects a list of %s such as [\"a\", \"b\"]", key, what);
+    int count = (int)(n->data.sequence.items.top - n->data.sequence.items.start);
+    StrList l = {pool_alloc(p, sizeof(char *) * (size_t)(count + 1)), 0};
+    for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top; it++) {
+        yaml_node_t *e = yaml_document_get_node(L->doc, *it);
+        if (e->type != YAML_SCALAR_NODE)
+            fail(L, node_loc(file, e), "key '%s' expects a list of %s", key, what);
+        if (choices) {
+            KeyInfo ki = {key, KT_LIST, KR_ANY, choices, 0};
+            check_choice(L, node_loc(file, e), &ki, scalar_text(e));
+        }
+        l.items[l.n++] = pool_strdup(p, scalar_text(e));
+    }
+    return l;
+}
+
+/* logical_axis_rules: [[logical_name, mesh_axis or [mesh_axes...]], ...] */
+static void set_rules(Loader *L, const char *file, yaml_node_t *n, ConfigValue *v)
+{
+    Pool *p = L->c->pool;
+    const char *axes = key_table[K_mesh_axes].choices;
+    if (n->type != YAML_SEQUENCE_NODE)
+        fail(L, node_loc(file, n), "key 'logical_axis_rules' expects a list of [logical_axis, mesh_axes] pairs");
+    int count = (int)(n->data.sequence.items.top - n->data.sequence.items.start);
+    v->rules = pool_alloc(p, sizeof(AxisRule) * (size_t)(count + 1));
+    v->nrules = 0;
+    for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top; it++) {
+        yaml_node_t *r = yaml_document_get_node(L->doc, *it);
+        yaml_node_t *name = NULL, *target = NULL;
+        if (r->type == YAML_SEQUENCE_NODE && r->data.sequence.items.top - r->data.sequence.items.start == 2) {
+            name = yaml_document_get_node(L->doc, r->data.sequence.items.start[0]);
+            target = yaml_document_get_node(L->doc, r->data.sequence.items.start[1]);
+        }
+        if (!name || name->type != YAML_SCALAR_NODE)
+            fail(L, node_loc(file, r), "logical_axis_rules: each rule must be [logical_axis, mesh_axes]");
+        AxisRule *rule = &v->rules[v->nrules++];
+        rule->name = pool_strdup(p, scalar_text(name));
+        if (target->type == YAML_SCALAR_NODE) {
+            KeyInfo ki = {"mesh axis", KT_LIST, KR_ANY, axes, 0};
+            check_choice(L, node_loc(file, target), &ki, scalar_text(target));
+            rule->axes.items = pool_alloc(p, sizeof(char *));
+            rule->axes.items[0] = pool_strdup(p, scalar_text(target));
+            rule->axes.n = 1;
+        } else {
+            rule->axes = node_strlist(L, file, target, "mesh axis", axes, "mesh axes");
+        }
+    }
+}
+
+/* Rules given later come first; earlier rules for other names are kept. */
+static void merge_rules(Pool *p, ConfigValue *old, ConfigValue *v)
+{
+    if (!old->set) return;
+    AxisRule *merged = pool_alloc(p, sizeof(AxisRule) * (size_t)(v->nrules + old->nrules));
+    int n = 0;
+    for (int i = 0; i < v->nrules; i++) merged[n++] = v->rules[i];
+    for (int i = 0; i < old->nrules; i++) {
+        bool overridden = false;
+        for (int j = 0; j < v->nrules; j++)
+            overridden |= !strcmp(old->rules[i].name, v->rules[j].name);
+        if (!overridden) merged[n++] = old->rules[i];
+    }
+    v->rules = merged;
+    v->nrules = n;
+}
+
+static bool is_derived_name(const char *name)
+{
+    for (int i = 0; i < num_derived_names; i++)
+        if (!strcmp(derived_names[i], name)) return true;
+    return false;
+}
+
+static int lookup_or_fail(Loader *L, SrcLoc loc, const char *name)
+{
+    int k = key_lookup(name);
+    if (k >= 0) return k;
+    if (is_derived_name(name))
+        fail(L, loc, "'%s' is derived from other keys and cannot be set (set its base_* key instead)", name);
+    fail(L, loc, "unknown key '%s'%s", name, suggest_key(L->c->pool, name));
+}
+
+/* Convert one YAML value node for key k and store it, replacing lower levels. */
+static void set_from_node(Loader *L, const char *file, int k, yaml_node_t *n, SrcLoc loc)
+{
+    const KeyInfo *ki = &key_table[k];
+    ConfigValue v = {0};
+    v.set = true;
+    v.loc = loc;
+    if (ki->type == KT_LIST) {
+        v.list = node_strlist(L, file, n, ki->name, ki->choices, "names");
+    } else if (ki->type == KT_RULES) {
+        set_rules(L, file, n, &v);
+        merge_rules(L->c->pool, &L->c->v[k], &v);
+    } else if (n->type != YAML_SCALAR_NODE) {
+        fail(L, loc, "key '%s' expects a single value, not a list or mapping", ki->name);
+    } else {
+        set_scalar(L, loc, k, scalar_text(n), n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE, &v);
+    }
+    v.seq = ++L->seq;
+    L->c->v[k] = v;
+}
+
+/* ---- files ---- */
+
+static void open_yaml(Loader *L, const char *path, yaml_parser_t *parser, yaml_document_t *doc)
+{
+    if (L->nopen >= 10) fail(L, (SrcLoc){path, 0, 0, NULL}, "base_config nested too deeply (a cycle?)");
+    FILE *f = fopen(path, "rb");
+    if (!f) fail(L, (SrcLoc){path, 0, 0, NULL}, "cannot read config file: %s", strerror(errno));
+    push_open(L, parser, f);
+    yaml_parser_set_input_file(parser, f);
+    if (!yaml_parser_load(parser, doc)) {
+        SrcLoc loc = {path, (int)parser->problem_mark.line + 1, (int)parser->problem_mark.column + 1, NULL};
+        if (parser->error == YAML_READER_ERROR)
+            fail(L, (SrcLoc){path, 0, 0, NULL}, "cannot read config file: %s", parser->problem);
+        fail(L, loc, "YAML syntax error: %s%s%s", parser->problem,
+             parser->context ? " " : "", parser->context ? parser->context : "");
+    }
+    set_doc(L, doc);
+}
+
+/* "a/b/../c" -> "a/c": paths in messages should read as the user would write them. */
+static char *normalize_path(Pool *p, const char *path)
+{
+    char *out = pool_strdup(p, path);
+    for (;;) {
+        char *dd = strstr(out, "/../");
+        if (!dd) break;
+        char *start = dd;
+        while (start > out && start[-1] != '/') start--;
+        size_t seglen = (size_t)(dd - start);
+        if (seglen == 0 || (seglen == 2 && !strncmp(start, "..", 2)) || (seglen == 1 && *start == '.'))
+            break;                                  /* leading ../ or odd path: leave it */
+        memmove(start, dd + 4, strlen(dd + 4) + 1);
+    }
+    while (!strncmp(out, "./", 2) && out[2]) out += 2;
+    return out;
+}
+
+/* The directory part of a path, "." if none. */
+static char *dir_of(Pool *p, const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash) return pool_strdup(p, ".");
+    if (slash == path) return pool_strdup(p, "/");
+    return pool_fmt(p, "%.*s", (int)(slash - path), path);
+}
+
+static void load_file(Loader *L, const char *path, bool is_preset);
+
+/* base_config: "file.yml" inherits a base file, relative to this file's directory. */
+static void load_base_config(Loader *L, const char *path, yaml_node_t *val)
+{
+    SrcLoc loc = node_loc(path, val);
+    if (val->type != YAML_SCALAR_NODE)
+        fail(L, loc, "key 'base_config' expects a file name");
+    const char *name = scalar_text(val);
+    Pool *p = L->c->pool;
+    const char *base = name[0] == '/' ? pool_strdup(p, name)
+                                      : normalize_path(p, pool_fmt(p, "%s/%s", dir_of(p, path), name));
+    load_file(L, base, false);         /* ours stays open meanwhile */
+}
+
+static void load_file(Loader *L, const char *path, bool is_preset)
+{
+    yaml_parser_t parser;
+    yaml_document_t doc;
+    Pool *p = L->c->pool;
+    path = pool_strdup(p, path);
+    open_yaml(L, path, &parser, &doc);
+
+    yaml_node_t *root = yaml_document_get_root_node(&doc);
+    if (root && root->type != YAML_MAPPING_NODE)
+        fail(L, node_loc(path, root), "a config file must be a mapping of key: value lines");
+    int seen_line[NUM_KEYS] = {0};
+    for (yaml_node_pair_t *pr = root ? root->data.mapping.pairs.start : NULL;
+         root && pr < root->data.mapping.pairs.top; pr++) {
+        yaml_node_t *key = yaml_document_get_node(&doc, pr->key);
+        yaml_node_t *val = yaml_document_get_node(&doc, pr->value);
+        SrcLoc loc = node_loc(path, key);
+        if (key->type != YAML_SCALAR_NODE) fail(L, loc, "a key must be a plain name");
+        const char *name = scalar_text(key);
+        if (!strcmp(name, "base_config")) {
+            if (is_preset) fail(L, loc, "a model preset cannot set base_config");
+            load_base_config(L, path, val);
+            continue;
+        }
+        int k = lookup_or_fail(L, loc, name);
+        if (seen_line[k])
+            fail(L, loc, "key '%s' is set twice in this file (first on line %d)", name, seen_line[k]);
+        seen_line[k] = loc.line;
+        if (is_preset && k == K_model_name)
+            fail(L, loc, "a model preset cannot set model_name");
+        set_from_node(L, path, k, val, node_loc(path, val));
+    }
+    close_yaml(L);
+    /* Presets live next to the innermost base file (the first one finished). */
+    if (!L->c->config_dir) L->c->config_dir = dir_of(p, path);
+}
+
+/* ---- command line ---- */
+
+static void load_override(Loader *L, char *arg)
+{
+    SrcLoc loc = {NULL, 0, 0, arg};
+    char *eq = strchr(arg, '=');
+    if (!eq || eq == arg) fail(L, loc, "expected key=value");
+    char *name = pool_fmt(L->c->pool, "%.*s", (int)(eq - arg), arg);
+    const char *text = eq + 1;
+    int k = lookup_or_fail(L, loc, name);
+    if (key_table[k].type == KT_STR) {            /* strings are taken verbatim */
+        L->c->v[k] = (ConfigValue){.set = true, .seq = ++L->seq, .loc = loc,
+                                   .s = pool_strdup(L->c->pool, text)};
+        return;
+    }
+    /* Everything else is read as a YAML value: numbers, booleans, [lists]. */
+    yaml_parser_t parser;
+    yaml_document_t doc;
+    push_open(L, &parser, NULL);
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, strlen(text));
+    if (!yaml_parser_load(&parser, &doc))
+        fail(L, loc, "cannot read value '%s': %s", text, parser.problem);
+    set_doc(L, &doc);
+    yaml_node_t *root = yaml_document_get_root_node(&doc);
+    if (!root) fail(L, loc, "key '%s' needs a value", name);
+    /* Errors about the value point at the argument, not at a line of it. */
+    set_from_node(L, NULL, k, root, loc);
+    close_yaml(L);
+}
+
+/* Which preset files exist, for the error that lists them. */
+static const char *preset_list(Pool *p, const char *dir, const char ***names, int *n)
+{
+    struct dirent **ents;
+    int count = scandir(dir, &ents, NULL, alphasort);
+    Buf b = {0};
+    *n = 0;
+    *names = pool_alloc(p, sizeof(char *) * (size_t)(count > 0 ? count : 1));
+    for (int i = 0; i < count; i++) {
+        size_t len = strlen(ents[i]->d_name);
+        if (len > 4 && !strcmp(ents[i]->d_name + len - 4, ".yml")) {
+            char *name = pool_fmt(p, "%.*s", (int)(len - 4), ents[i]->d_name);
+            buf_printf(&b, "%s%s", *n ? ", " : "", name);
+            (*names)[(*n)++] = name;
+        }
+        free(ents[i]);
+    }
+    if (count >= 0) free(ents);
+    const char *s = pool_strdup(p, b.s ? b.s : "(none)");
+    buf_free(&b);
+    return s;
+}
+
+static void load_preset(Loader *L, int noverrides, char **overrides)
+{
+    /* model_name may come from the command line: find it first. */
+    for (int i = 0; i < noverrides; i++)
+        if (!strncmp(overrides[i], "model_name=", 11)) load_override(L, overrides[i]);
+    ConfigValue *mn = &L->c->v[K_model_name];
+    if (!mn->set || !strcmp(mn->s, "default")) return;
+    Pool *p = L->c->pool;
+    const char *dir = pool_fmt(p, "%s/models", L->c->config_dir);
+    const char *path = pool_fmt(p, "%s/%s.yml", dir, mn->s);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        const char **names;
+        int n;
+        const char *list = preset_list(p, dir, &names, &n);
+        fail(L, mn->loc, "unknown model_name '%s' (presets in %s: %s)%s", mn->s, dir, list,
+             suggest(p, mn->s, names, n));
+    }
+    fclose(f);
+    load_file(L, path, true);
+}
+
+void config_free(Config *c)
+{
+    if (!c) return;
+    pool_free(c->pool);
+    free(c);
+}
+
+Config *config_load(const char *path, int noverrides, char **overrides, char *err, size_t errlen)
+{
+    Loader L = {.err = err, .errlen = errlen};
+    L.c = xcalloc(1, sizeof(Config));
+    L.c->pool = pool_new();
+    if (setjmp(L.jb)) {
+        config_free(L.c);
+        return NULL;
+    }
+    load_file(&L, path, false);
+    load_preset(&L, noverrides, overrides);
+    for (int i = 0; i < noverrides; i++) load_override(&L, overrides[i]);
+    for (int k = 0; k < NUM_KEYS; k++)
+        if (!L.c->v[k].set)
+            fail(&L, (SrcLoc){pool_strdup(L.c->pool, path), 0, 0, NULL},
+                 "key '%s' has no value: a config must set every key, or inherit them "
+                 "with base_config: base.yml", key_table[k].name);
+    if (!config_resolve(L.c, err, errlen)) {
+        config_free(L.c);
+        return NULL;
+    }
+    return L.c;
+}
+
+/* Shared with config_resolve.c: format an error at a value's location. */
+void config_error(char *err, size_t errlen, SrcLoc loc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    format_error(err, errlen, loc, fmt, ap);
+    va_end(ap);
+}
