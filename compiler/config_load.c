@@ -103,7 +103,7 @@ static SrcLoc node_loc(const char *file, const yaml_node_t *n)
 /* " (did you mean 'x'?)" or "" */
 static const char *suggest(Pool *p, const char *word, const char *const *cands, int n)
 {
-    const char *best = closest_word(word, cands, n);
+    const char *best = mtx_closest_word(word, cands, n);
     return best ? pool_fmt(p, " (did you mean '%s'?)", best) : "";
 }
 

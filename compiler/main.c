@@ -1,8 +1,13 @@
 /* mtxc's command line: one function per subcommand. */
 #include "mtxc.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 typedef struct {
     const char *name;
@@ -33,12 +38,26 @@ static bool wants_help(int argc, char **argv)
     return false;
 }
 
-/* Split argv into CONFIG and overrides; returns 0 or an exit status. */
-static int parse_args(const char *cmd, int argc, char **argv, Args *a)
+/* An option that takes a value: "--name VALUE" or "--name=VALUE". */
+typedef struct { const char *name; const char **value; } ValueOption;
+
+/* Split argv into CONFIG, overrides and options; returns 0 or an exit status. */
+static int parse_args(const char *cmd, int argc, char **argv, Args *a, const ValueOption *opts)
 {
     *a = (Args){.overrides = argv, .noverrides = 0};
     for (int i = 0; i < argc; i++) {
         char *s = argv[i];
+        const ValueOption *o = opts;
+        for (; o && o->name; o++) {
+            size_t n = strlen(o->name);
+            if (!strncmp(s, o->name, n) && s[n] == '=') { *o->value = s + n + 1; break; }
+            if (!strcmp(s, o->name)) {
+                if (i + 1 >= argc) return usage_error(cmd, "option '%s' needs a value", s);
+                *o->value = argv[++i];
+                break;
+            }
+        }
+        if (o && o->name) continue;
         if (s[0] == '-') return usage_error(cmd, "unknown option '%s'", s);
         if (strchr(s, '=')) a->overrides[a->noverrides++] = s;
         else if (!a->config) a->config = s;
@@ -59,13 +78,186 @@ static Config *load_or_report(const Args *a)
 static int cmd_config(int argc, char **argv)
 {
     Args a;
-    int rc = parse_args("config", argc, argv, &a);
+    int rc = parse_args("config", argc, argv, &a, NULL);
     if (rc) return rc;
     Config *c = load_or_report(&a);
     if (!c) return 2;
     config_print(stdout, c);
     config_free(c);
     return 0;
+}
+
+static Program *compile_or_report(const Config *c, const char *last)
+{
+    char err[1024];
+    Program *p = compile_program(c, last, err, sizeof err);
+    if (!p) fprintf(stderr, "%s\n", err);
+    return p;
+}
+
+static int cmd_ir(int argc, char **argv)
+{
+    Args a;
+    const char *after = NULL;
+    ValueOption opts[] = {{"--after", &after}, {NULL, NULL}};
+    int rc = parse_args("ir", argc, argv, &a, opts);
+    if (rc) return rc;
+    Config *c = load_or_report(&a);
+    if (!c) return 2;
+    Program *p = compile_or_report(c, after);
+    if (p) ir_print(stdout, p);
+    program_free(p);
+    config_free(c);
+    return p ? 0 : 2;
+}
+
+static void ir_usage(void)
+{
+    printf("usage: mtxc ir CONFIG [key=value ...] [--after PASS]\n"
+           "\n"
+           "Prints the IR of the train and eval steps after PASS (default: the last),\n"
+           "checked by the verifier after every pass. Passes, in order:\n");
+    for (int i = 0; i < num_passes; i++) printf("  %-10s %s\n", passes[i].name, passes[i].summary);
+}
+
+/* "CONFIG key=value ...": where a generated program came from. */
+static const char *source_desc(Pool *pool, const Args *a)
+{
+    Buf b = {0};
+    buf_puts(&b, a->config);
+    for (int i = 0; i < a->noverrides; i++) buf_printf(&b, " %s", a->overrides[i]);
+    const char *s = pool_strdup(pool, b.s);
+    buf_free(&b);
+    return s;
+}
+
+/* Load, compile and emit C into dir; returns the program or NULL (reported). */
+static Program *emit_to(const Args *a, Config **cfg, const char *dir)
+{
+    *cfg = load_or_report(a);
+    if (!*cfg) return NULL;
+    Program *p = compile_or_report(*cfg, NULL);
+    if (!p) return NULL;
+    char err[1024];
+    if (!emit_c(p, dir, source_desc(p->pool, a), err, sizeof err)) {
+        fprintf(stderr, "%s\n", err);
+        program_free(p);
+        return NULL;
+    }
+    return p;
+}
+
+static int cmd_emit(int argc, char **argv)
+{
+    Args a;
+    const char *dir = NULL;
+    ValueOption opts[] = {{"-o", &dir}, {NULL, NULL}};
+    int rc = parse_args("emit", argc, argv, &a, opts);
+    if (rc) return rc;
+    if (!dir) return usage_error("emit", "%s", "missing -o DIR");
+    Config *c;
+    Program *p = emit_to(&a, &c, dir);
+    if (p) printf("mtxc: wrote %s/step.c, %s/step.h and %s/main.c\n", dir, dir, dir);
+    program_free(p);
+    config_free(c);
+    return p ? 0 : 2;
+}
+
+static double seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Run argv[0] with arguments; true if it exits with status 0. */
+static bool run(char **argv)
+{
+    pid_t pid = fork();
+    if (pid < 0) return false;
+    if (pid == 0) {
+        execvp(argv[0], argv);
+        fprintf(stderr, "mtxc: error: cannot run %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR) return false;
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+/* Split a flags string on spaces into argv entries. */
+static int split_flags(char *s, char **out, int max)
+{
+    int n = 0;
+    for (char *tok = strtok(s, " \t"); tok && n < max; tok = strtok(NULL, " \t")) out[n++] = tok;
+    return n;
+}
+
+static int cmd_build(int argc, char **argv)
+{
+    Args a;
+    const char *path = NULL, *keep = NULL, *cflags = NULL;
+    ValueOption opts[] = {{"-o", &path}, {"--keep-source", &keep}, {"--cflags", &cflags}, {NULL, NULL}};
+    int rc = parse_args("build", argc, argv, &a, opts);
+    if (rc) return rc;
+    if (!path) return usage_error("build", "%s", "missing -o PATH");
+    char tmpdir[] = "/tmp/mtxc-build-XXXXXX";
+    const char *dir = keep;
+    if (!dir && !(dir = mkdtemp(tmpdir))) {
+        fprintf(stderr, "mtxc: error: cannot create a temporary directory: %s\n", strerror(errno));
+        return 1;
+    }
+    double t0 = seconds();
+    Config *c;
+    Program *p = emit_to(&a, &c, dir);
+    bool ok = p != NULL;
+    double t1 = seconds();
+    char *step_c = xfmt("%s/step.c", dir), *main_c = xfmt("%s/main.c", dir), *inc = xfmt("-I%s", dir);
+    char *tmp_out = xfmt("%s.tmp%d", path, (int)getpid());
+    if (ok) {
+        char *cc = getenv("CC") && *getenv("CC") ? getenv("CC") : "cc";
+        char *flags = xstrdup(cflags ? cflags : "-O3 -march=native");
+        char *args[64];
+        int n = 0;
+        args[n++] = cc;
+        args[n++] = "-std=gnu11";
+        n += split_flags(flags, args + n, 32);
+        char *argv2[] = {inc, "-I" MTXC_RUNTIME_INCLUDE, step_c, main_c, MTXC_RUNTIME_LIB, MTXC_BLIS_LIB,
+                         "-lm", "-lpthread", "-o", tmp_out, NULL};
+        for (int i = 0; argv2[i]; i++) args[n++] = argv2[i];
+        args[n] = NULL;
+        printf("mtxc: compiling %s (%d layers, %.1f M params) with %s %s\n", cfg_str(c, K_model_name),
+               c->d.num_decoder_layers, (double)program_param_count(p) / 1e6, cc, cflags ? cflags : "-O3 -march=native");
+        fflush(stdout);
+        ok = run(args);
+        if (!ok) {
+            fprintf(stderr, "mtxc: error: the C compiler failed on the generated code in %s "
+                            "(a bug in mtxc: please report it)%s\n", dir, keep ? "" : "; rerun with --keep-source DIR to keep it");
+            unlink(tmp_out);
+        } else if (rename(tmp_out, path) != 0) {
+            fprintf(stderr, "mtxc: error: cannot write %s: %s\n", path, strerror(errno));
+            unlink(tmp_out);
+            ok = false;
+        }
+        free(flags);
+    }
+    if (ok) printf("mtxc: wrote %s (lowering %.2f s, C compile %.2f s)\n", path, t1 - t0, seconds() - t1);
+    if (!keep) {
+        unlink(step_c);
+        unlink(main_c);
+        char *h = xfmt("%s/step.h", dir);
+        unlink(h);
+        free(h);
+        rmdir(dir);
+    }
+    free(step_c);
+    free(main_c);
+    free(inc);
+    free(tmp_out);
+    program_free(p);
+    config_free(c);
+    return ok ? 0 : p ? 1 : 2;
 }
 
 static const Command commands[] = {
@@ -78,6 +270,23 @@ static const Command commands[] = {
      "num_devices, global batch, ...) marked '# derived'. A bad config is reported as\n"
      "file:line:column: error: ... with exit status 2.\n",
      cmd_config},
+    {"ir", "print the IR after any pass", NULL, cmd_ir},
+    {"emit", "write the generated C of the train and eval steps",
+     "usage: mtxc emit CONFIG [key=value ...] -o DIR\n"
+     "\n"
+     "Compiles the config and writes DIR/step.c (kernels, init, mtx_train_step,\n"
+     "mtx_eval_step and the program descriptor), DIR/step.h (mtx_state and the entry\n"
+     "points) and DIR/main.c (a trainer's main). Files are replaced atomically.\n",
+     cmd_emit},
+    {"build", "compile a standalone trainer binary",
+     "usage: mtxc build CONFIG [key=value ...] -o PATH [--cflags FLAGS] [--keep-source DIR]\n"
+     "\n"
+     "Emits the C, compiles it with the system C compiler ($CC, default cc; FLAGS\n"
+     "default -O3 -march=native) and links it with libmtxrt and BLIS into PATH, which\n"
+     "replaces an old PATH only once it is complete. Run the trainer with run-time keys:\n"
+     "  PATH steps=100 log_period=10 init_weights_seed=1\n"
+     "Keys that change the compiled program are refused there; rebuild instead.\n",
+     cmd_build},
 };
 static const int num_commands = sizeof commands / sizeof commands[0];
 
@@ -118,14 +327,15 @@ int main(int argc, char **argv)
     for (int i = 0; i < num_commands; i++) {
         if (strcmp(commands[i].name, name)) continue;
         if (wants_help(argc - 2, argv + 2)) {
-            fputs(commands[i].usage, stdout);
+            if (!strcmp(name, "ir")) ir_usage();
+            else fputs(commands[i].usage, stdout);
             return 0;
         }
         return commands[i].run(argc - 2, argv + 2);
     }
     const char *names[16];
     for (int i = 0; i < num_commands; i++) names[i] = commands[i].name;
-    const char *best = closest_word(name, names, num_commands);
+    const char *best = mtx_closest_word(name, names, num_commands);
     fprintf(stderr, "mtxc: error: unknown command '%s'", name);
     if (best) fprintf(stderr, " (did you mean '%s'?)", best);
     fprintf(stderr, "; see mtxc --help\n");

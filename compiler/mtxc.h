@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "mtxrt.h"
+
 #define MTXC_VERSION "0.1.0"
 
 /* ---- util.c ---- */
@@ -24,11 +26,10 @@ void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t size);
 char *xstrdup(const char *s);
 char *xfmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+#include <stdarg.h>
+char *xvfmt(const char *fmt, va_list ap);
 _Noreturn void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-int edit_distance(const char *a, const char *b);
-/* The candidate closest to `word`, or NULL if none is plausibly a typo of it. */
-const char *closest_word(const char *word, const char *const *candidates, int n);
 
 /* A growable string buffer. */
 typedef struct { char *s; size_t len, cap; } Buf;
@@ -121,5 +122,132 @@ static inline const char *cfg_str(const Config *c, KeyId k) { return c->v[k].s; 
 /* Names of derived values; setting one is an error that points at its source. */
 extern const char *const derived_names[];
 extern const int num_derived_names;
+
+
+/* ---- IR (ir.c, ir_print.c, ir_verify.c) ----
+ * A function is a list of operations in execution order over SSA tensor
+ * values. Values that live across steps (params, optimizer state, the step
+ * counter) belong to the program's state; batch tensors are inputs; the rest
+ * are temporaries defined by exactly one operation. */
+
+typedef enum { DT_F32, DT_I32, DT_I64 } DType;
+typedef enum { V_PARAM, V_OPT, V_COUNTER, V_INPUT, V_TEMP } ValueKind;
+typedef enum { INIT_ZEROS, INIT_ONES, INIT_NORMAL, INIT_TRUNCATED_NORMAL } InitKind;
+
+typedef enum {
+#define OP(name, nin, nout, cls) OP_##name,
+#include "ops.def"
+#undef OP
+    NUM_OPS
+} OpKind;
+typedef enum { OC_EW, OC_KERNEL, OC_GEMM, OC_UPDATE } OpClass;
+
+typedef struct Op Op;
+
+typedef struct Value {
+    int id;
+    const char *name;            /* what it is: "layers.3.attn.query", "grad.embed.table" */
+    DType dtype;
+    int rank;
+    int64_t dim[4];
+    ValueKind kind;
+    Op *def;                     /* defining op, for temporaries */
+    /* state tensors */
+    InitKind init;
+    double init_std;
+    const char *axes[4];         /* logical axis names (embed, mlp, heads, ...) */
+    struct Value *grad;          /* params: gradient value, set by autodiff */
+    /* set by passes */
+    int group;                   /* fuse: >0 if it never leaves a fused loop */
+    int64_t offset;              /* memplan: bytes into the arena (temps) or state */
+} Value;
+
+struct Op {
+    OpKind kind;
+    Value **in;
+    int nin;
+    Value *out[3];
+    int nout;
+    int64_t ia[8];               /* integer attributes, meaning per op (see attr names) */
+    double fa[8];                /* float attributes */
+    const char *block;           /* the layer and pass it belongs to, for comments */
+    int group;                   /* fuse: ops with the same group > 0 form one loop */
+};
+
+typedef struct {
+    const char *name;            /* train_step, eval_step */
+    Op **ops;
+    int nops, cap;
+    int64_t arena_bytes;         /* memplan */
+} Func;
+
+typedef struct Program {
+    Pool *pool;
+    const Config *cfg;
+    Value **values;
+    int nvalues, capvalues;
+    Func train, eval;
+    /* batch inputs and the metrics the step reports */
+    Value *tokens, *targets, *segmentation;
+    Value *train_loss, *train_weight, *eval_loss, *eval_weight, *grad_norm, *lr;
+    Value *step;                 /* the step counter */
+    int64_t state_bytes;
+    double flops_per_step;
+    int ngroups;
+    const char *last_pass;
+} Program;
+
+typedef struct {
+    const char *name;
+    OpClass cls;
+    int nin, nout;
+} OpInfo;
+extern const OpInfo op_info[NUM_OPS];
+const char *op_attr_name(OpKind kind, int i, bool is_float);   /* NULL past the last */
+
+Program *program_new(const Config *cfg);
+int64_t program_param_count(const Program *p);
+void program_free(Program *p);
+Value *value_new(Program *p, const char *name, DType dt, int rank, const int64_t *dim, ValueKind kind);
+Value *state_new(Program *p, const char *name, int rank, const int64_t *dim, InitKind init,
+                 double std, const char *const *axes);
+int64_t value_numel(const Value *v);
+int64_t value_bytes(const Value *v);
+/* Append an op to f; outputs must already exist. */
+Op *op_add(Program *p, Func *f, OpKind kind, const char *block, int nin, Value **in,
+           int nout, Value **out);
+const char *dtype_name(DType dt);
+
+void ir_print(FILE *out, const Program *p);
+/* Check the IR's invariants; on failure writes one message and returns false. */
+bool ir_verify(const Program *p, char *err, size_t errlen);
+
+/* ---- passes ---- */
+
+typedef struct {
+    const char *name;
+    const char *summary;
+    bool (*run)(Program *p, char *err, size_t errlen);
+} Pass;
+extern const Pass passes[];
+extern const int num_passes;
+
+bool build_model(Program *p, char *err, size_t errlen);      /* model.c */
+bool autodiff(Program *p, char *err, size_t errlen);         /* autodiff.c */
+/* Gradients of the [1] value `loss` of f for every parameter (sets Value.grad). */
+bool differentiate(Program *p, Func *f, Value *loss, char *err, size_t errlen);
+bool build_optimizer(Program *p, char *err, size_t errlen);  /* optimizer.c */
+bool fuse(Program *p, char *err, size_t errlen);             /* fuse.c */
+bool plan_memory(Program *p, char *err, size_t errlen);      /* memplan.c */
+
+/* Run every pass up to and including `last` (NULL: all), verifying after each. */
+Program *compile_program(const Config *cfg, const char *last, char *err, size_t errlen);
+
+/* ---- C backend (emit_c.c) ---- */
+
+/* Writes DIR/step.c and DIR/step.h; returns false with a message on error. */
+bool emit_c(const Program *p, const char *dir, const char *source_desc, char *err, size_t errlen);
+extern const char template_kernels[];        /* templates/kernels.c, embedded */
+extern const char template_trainer_main[];   /* templates/trainer_main.c */
 
 #endif

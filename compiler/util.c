@@ -43,7 +43,7 @@ char *xstrdup(const char *s)
     return memcpy(xmalloc(n), s, n);
 }
 
-static char *vfmt(const char *fmt, va_list ap)
+char *xvfmt(const char *fmt, va_list ap)
 {
     va_list ap2;
     va_copy(ap2, ap);
@@ -58,7 +58,7 @@ char *xfmt(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    char *s = vfmt(fmt, ap);
+    char *s = xvfmt(fmt, ap);
     va_end(ap);
     return s;
 }
@@ -98,7 +98,7 @@ char *pool_fmt(Pool *p, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    char *tmp = vfmt(fmt, ap);
+    char *tmp = xvfmt(fmt, ap);
     va_end(ap);
     char *s = pool_strdup(p, tmp);
     free(tmp);
@@ -120,7 +120,7 @@ void buf_printf(Buf *b, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    char *s = vfmt(fmt, ap);
+    char *s = xvfmt(fmt, ap);
     va_end(ap);
     buf_puts(b, s);
     free(s);
@@ -130,47 +130,4 @@ void buf_free(Buf *b)
 {
     free(b->s);
     *b = (Buf){0};
-}
-
-/* Levenshtein distance, one row at a time. */
-int edit_distance(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    int *row = xmalloc((lb + 1) * sizeof(int));
-    for (size_t j = 0; j <= lb; j++) row[j] = (int)j;
-    for (size_t i = 1; i <= la; i++) {
-        int diag = row[0];
-        row[0] = (int)i;
-        for (size_t j = 1; j <= lb; j++) {
-            int up = row[j];
-            int best = diag + (a[i - 1] != b[j - 1]);
-            if (up + 1 < best) best = up + 1;
-            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
-            row[j] = best;
-            diag = up;
-        }
-    }
-    int d = row[lb];
-    free(row);
-    return d;
-}
-
-const char *closest_word(const char *word, const char *const *candidates, int n)
-{
-    const char *best = NULL;
-    int best_d = 0;
-    for (int i = 0; i < n; i++) {
-        int d = edit_distance(word, candidates[i]);
-        if (!best || d < best_d) {
-            best = candidates[i];
-            best_d = d;
-        }
-    }
-    /* A suggestion further away than a third of the word is noise. */
-    int limit = (int)strlen(word) / 3 + 1;
-    if (best && best_d <= limit) return best;
-    /* A word that contains the typed one (emb_dim -> base_emb_dim) is also a good guess. */
-    for (int i = 0; i < n; i++)
-        if (strlen(word) >= 4 && strstr(candidates[i], word)) return candidates[i];
-    return NULL;
 }

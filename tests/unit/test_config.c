@@ -229,11 +229,11 @@ END_TEST
 START_TEST(did_you_mean)
 {
     const char *cands[] = {"learning_rate", "steps", "log_period"};
-    ck_assert_str_eq(closest_word("learning_rat", cands, 3), "learning_rate");
-    ck_assert_str_eq(closest_word("stepz", cands, 3), "steps");
-    ck_assert_ptr_null(closest_word("zzzzzzzz", cands, 3));
-    ck_assert_int_eq(edit_distance("kitten", "sitting"), 3);
-    ck_assert_int_eq(edit_distance("", "abc"), 3);
+    ck_assert_str_eq(mtx_closest_word("learning_rat", cands, 3), "learning_rate");
+    ck_assert_str_eq(mtx_closest_word("stepz", cands, 3), "steps");
+    ck_assert_ptr_null(mtx_closest_word("zzzzzzzz", cands, 3));
+    ck_assert_int_eq(mtx_edit_distance("kitten", "sitting"), 3);
+    ck_assert_int_eq(mtx_edit_distance("", "abc"), 3);
 }
 END_TEST
 

@@ -1,0 +1,240 @@
+/* Reverse-mode autodiff: walks the train step's forward ops backwards and
+ * appends, for each, the ops of its VJP rule. Gradients of values used more
+ * than once are summed. Only values that depend on parameters get gradients. */
+#include "mtxc.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    Program *p;
+    Func *f;
+    Value **grad;              /* by value id */
+    bool *needs;               /* by value id: depends on a parameter */
+    const char *block;
+} AD;
+
+static Value *like(AD *ad, const char *prefix, const Value *v)
+{
+    return value_new(ad->p, pool_fmt(ad->p->pool, "%s%s", prefix, v->name), DT_F32, v->rank, v->dim, V_TEMP);
+}
+
+static Op *emit(AD *ad, OpKind kind, int nin, Value *i0, Value *i1, Value *i2, Value *i3,
+                int nout, Value *o0, Value *o1, Value *o2)
+{
+    Value *in[4] = {i0, i1, i2, i3}, *out[3] = {o0, o1, o2};
+    return op_add(ad->p, ad->f, kind, ad->block, nin, in, nout, out);
+}
+
+/* Add g to the gradient of v (if v needs one). */
+static void accumulate(AD *ad, Value *v, Value *g)
+{
+    if (!ad->needs[v->id]) return;
+    Value *old = ad->grad[v->id];
+    if (!old) {
+        ad->grad[v->id] = g;
+        return;
+    }
+    Value *sum = like(ad, "grad_sum.", v);
+    emit(ad, OP_add, 2, old, g, NULL, NULL, 1, sum, NULL, NULL);
+    ad->grad[v->id] = sum;
+}
+
+static Value *grad_value(AD *ad, const Value *v) { return like(ad, "grad.", v); }
+
+static void copy_attrs(Op *to, const Op *from)
+{
+    memcpy(to->ia, from->ia, sizeof to->ia);
+    memcpy(to->fa, from->fa, sizeof to->fa);
+}
+
+/* matmul c = alpha op(a) op(b), with a [M,K] (stored [K,M] if ta) and b [K,N] (stored [N,K] if tb) */
+static void vjp_matmul(AD *ad, const Op *op, Value *dc)
+{
+    Value *a = op->in[0], *b = op->in[1];
+    int64_t m = op->ia[0], n = op->ia[1], k = op->ia[2], ta = op->ia[3], tb = op->ia[4];
+    double alpha = op->fa[0];
+    if (ad->needs[a->id]) {
+        Value *da = grad_value(ad, a);
+        Op *g;
+        if (!ta) {   /* da[M,K] = dc[M,N] op(b)^T */
+            g = emit(ad, OP_matmul, 2, dc, b, NULL, NULL, 1, da, NULL, NULL);
+            int64_t at[5] = {m, k, n, 0, !tb};
+            memcpy(g->ia, at, sizeof at);
+        } else {     /* da[K,M] = op(b) dc^T */
+            g = emit(ad, OP_matmul, 2, b, dc, NULL, NULL, 1, da, NULL, NULL);
+            int64_t at[5] = {k, m, n, tb, 1};
+            memcpy(g->ia, at, sizeof at);
+        }
+        g->fa[0] = alpha;
+        accumulate(ad, a, da);
+    }
+    if (ad->needs[b->id]) {
+        Value *db = grad_value(ad, b);
+        Op *g;
+        if (!tb) {   /* db[K,N] = op(a)^T dc */
+            g = emit(ad, OP_matmul, 2, a, dc, NULL, NULL, 1, db, NULL, NULL);
+            int64_t at[5] = {k, n, m, !ta, 0};
+            memcpy(g->ia, at, sizeof at);
+        } else {     /* db[N,K] = dc^T op(a) */
+            g = emit(ad, OP_matmul, 2, dc, a, NULL, NULL, 1, db, NULL, NULL);
+            int64_t at[5] = {n, k, m, 1, ta};
+            memcpy(g->ia, at, sizeof at);
+        }
+        g->fa[0] = alpha;
+        accumulate(ad, b, db);
+    }
+}
+
+/* The VJP rule of one op, given the gradient of its first output. */
+static void vjp(AD *ad, const Op *op, Value *dy)
+{
+    Value *const *in = op->in;
+    Value *y = op->out[0];
+    Op *g;
+    switch (op->kind) {
+    case OP_matmul:
+        vjp_matmul(ad, op, dy);
+        break;
+    case OP_embed: {
+        Value *dt = grad_value(ad, in[0]);
+        g = emit(ad, OP_embed_grad, 2, dy, in[1], NULL, NULL, 1, dt, NULL, NULL);
+        g->ia[0] = op->ia[0];
+        g->ia[1] = in[0]->dim[0];
+        g->ia[2] = op->ia[1];
+        accumulate(ad, in[0], dt);
+        break;
+    }
+    case OP_position_add: {
+        accumulate(ad, in[0], dy);
+        Value *dp = grad_value(ad, in[1]);
+        g = emit(ad, OP_position_add_grad, 1, dy, NULL, NULL, NULL, 1, dp, NULL, NULL);
+        g->ia[0] = op->ia[0];
+        g->ia[1] = op->ia[1];
+        g->ia[2] = in[1]->dim[0];
+        g->ia[3] = op->ia[2];
+        accumulate(ad, in[1], dp);
+        break;
+    }
+    case OP_bias_add: {
+        accumulate(ad, in[0], dy);
+        Value *db = grad_value(ad, in[1]);
+        g = emit(ad, OP_bias_grad, 1, dy, NULL, NULL, NULL, 1, db, NULL, NULL);
+        g->ia[0] = value_numel(dy) / op->ia[0];
+        g->ia[1] = op->ia[0];
+        accumulate(ad, in[1], db);
+        break;
+    }
+    case OP_add:
+        accumulate(ad, in[0], dy);
+        accumulate(ad, in[1], dy);
+        break;
+    case OP_mul:
+        for (int i = 0; i < 2; i++) {
+            if (!ad->needs[in[i]->id]) continue;
+            Value *d = grad_value(ad, in[i]);
+            emit(ad, OP_mul, 2, dy, in[1 - i], NULL, NULL, 1, d, NULL, NULL);
+            accumulate(ad, in[i], d);
+        }
+        break;
+    case OP_silu:
+    case OP_gelu: {
+        Value *dx = grad_value(ad, in[0]);
+        emit(ad, op->kind == OP_silu ? OP_silu_grad : OP_gelu_grad, 2, in[0], dy, NULL, NULL, 1, dx, NULL, NULL);
+        accumulate(ad, in[0], dx);
+        break;
+    }
+    case OP_rmsnorm: {
+        Value *dx = grad_value(ad, in[0]), *ds = grad_value(ad, in[1]);
+        copy_attrs(emit(ad, OP_rmsnorm_grad, 3, dy, in[0], in[1], NULL, 2, dx, ds, NULL), op);
+        accumulate(ad, in[0], dx);
+        accumulate(ad, in[1], ds);
+        break;
+    }
+    case OP_layernorm: {
+        Value *dx = grad_value(ad, in[0]), *ds = grad_value(ad, in[1]), *db = grad_value(ad, in[2]);
+        copy_attrs(emit(ad, OP_layernorm_grad, 3, dy, in[0], in[1], NULL, 3, dx, ds, db), op);
+        accumulate(ad, in[0], dx);
+        accumulate(ad, in[1], ds);
+        accumulate(ad, in[2], db);
+        break;
+    }
+    case OP_rope: {
+        Value *dx = grad_value(ad, in[0]);
+        copy_attrs(emit(ad, OP_rope_grad, 1, dy, NULL, NULL, NULL, 1, dx, NULL, NULL), op);
+        accumulate(ad, in[0], dx);
+        break;
+    }
+    case OP_attention_scores: {
+        Value *dq = grad_value(ad, in[0]), *dk = grad_value(ad, in[1]);
+        copy_attrs(emit(ad, OP_attention_scores_grad, 3, dy, in[0], in[1], NULL, 2, dq, dk, NULL), op);
+        accumulate(ad, in[0], dq);
+        accumulate(ad, in[1], dk);
+        break;
+    }
+    case OP_causal_softmax: {
+        Value *ds = grad_value(ad, in[0]);
+        copy_attrs(emit(ad, OP_causal_softmax_grad, 2, y, dy, NULL, NULL, 1, ds, NULL, NULL), op);
+        accumulate(ad, in[0], ds);
+        break;
+    }
+    case OP_attention_values: {
+        Value *dp = grad_value(ad, in[0]), *dv = grad_value(ad, in[1]);
+        copy_attrs(emit(ad, OP_attention_values_grad, 3, dy, in[0], in[1], NULL, 2, dp, dv, NULL), op);
+        accumulate(ad, in[0], dp);
+        accumulate(ad, in[1], dv);
+        break;
+    }
+    case OP_cross_entropy: {
+        Value *dl = grad_value(ad, in[0]);
+        copy_attrs(emit(ad, OP_cross_entropy_grad, 4, in[0], in[1], in[2], dy, 1, dl, NULL, NULL), op);
+        accumulate(ad, in[0], dl);
+        break;
+    }
+    case OP_fill:
+        break;
+    default:
+        fatal("autodiff: no VJP rule for op %s", op_info[op->kind].name);
+    }
+}
+
+/* Differentiate `loss` (a [1] value defined in f) with respect to every
+ * parameter it depends on; sets Value.grad of each such parameter. */
+bool differentiate(Program *p, Func *f, Value *loss, char *err, size_t errlen)
+{
+    AD ad = {p, f, xcalloc((size_t)p->nvalues + 1, sizeof(Value *)),
+             xcalloc((size_t)p->nvalues + 1, sizeof(bool)), "backward"};
+    int nforward = f->nops;
+    for (int i = 0; i < p->nvalues; i++) ad.needs[i] = p->values[i]->kind == V_PARAM;
+    for (int i = 0; i < nforward; i++) {
+        Op *op = f->ops[i];
+        bool any = false;
+        for (int j = 0; j < op->nin; j++) any |= ad.needs[op->in[j]->id];
+        for (int j = 0; j < op->nout; j++) ad.needs[op->out[j]->id] = any;
+    }
+    int nvalues_before = p->nvalues;
+    Value *seed = value_new(p, "grad.loss", DT_F32, 1, loss->dim, V_TEMP);
+    ad.block = "backward: loss";
+    Op *fill = op_add(p, f, OP_fill, ad.block, 0, NULL, 1, &seed);
+    fill->fa[0] = 1.0;
+    ad.grad[loss->id] = seed;
+    for (int i = nforward - 1; i >= 0; i--) {
+        Op *op = f->ops[i];
+        Value *dy = ad.grad[op->out[0]->id];
+        if (!dy) continue;
+        ad.block = op->block ? pool_fmt(p->pool, "backward: %s", op->block) : "backward";
+        vjp(&ad, op, dy);
+    }
+    for (int i = 0; i < nvalues_before; i++)
+        if (p->values[i]->kind == V_PARAM) p->values[i]->grad = ad.grad[i];
+    free(ad.grad);
+    free(ad.needs);
+    (void)err;
+    (void)errlen;
+    return true;
+}
+
+bool autodiff(Program *p, char *err, size_t errlen)
+{
+    return differentiate(p, &p->train, p->train_loss, err, errlen);
+}

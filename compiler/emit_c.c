@@ -1,0 +1,521 @@
+/* C backend: the program as C that reads like careful hand-written code:
+ * step.h (state struct, entry points), step.c (kernels, init, the train and
+ * eval steps, the program descriptor) and main.c (a trainer's main). */
+#include "mtxc.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+typedef struct {
+    const Program *p;
+    Buf *b;
+    char **cname;                /* C identifier of each value, by id */
+    bool in_eval;
+} Emitter;
+
+static void out(Emitter *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void out(Emitter *e, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = xvfmt(fmt, ap);
+    va_end(ap);
+    buf_puts(e->b, s);
+    free(s);
+}
+
+/* A float literal that C reads back as the same float. */
+static const char *flit(Pool *pool, double x)
+{
+    char s[64];
+    snprintf(s, sizeof s, "%.9g", x);
+    if (!strpbrk(s, ".en")) strcat(s, ".0");
+    return pool_fmt(pool, "%sf", s);
+}
+
+static char *identifier(Pool *pool, const char *name)
+{
+    char *s = pool_strdup(pool, name);
+    for (char *c = s; *c; c++)
+        if (!isalnum((unsigned char)*c)) *c = '_';
+    return s;
+}
+
+/* State tensors: name in the descriptor and C expression in the step. */
+static const char *param_field(Pool *pool, const Value *v)
+{
+    const char *n = v->name;
+    if (!strncmp(n, "opt_state.mu.", 13)) n += 13;
+    else if (!strncmp(n, "opt_state.nu.", 13)) n += 13;
+    return identifier(pool, n);
+}
+
+static const char *state_expr(Pool *pool, const Value *v)
+{
+    switch (v->kind) {
+    case V_PARAM: return pool_fmt(pool, "s->params.%s", param_field(pool, v));
+    case V_OPT: return pool_fmt(pool, "s->%s.%s", strncmp(v->name, "opt_state.mu.", 13) ? "nu" : "mu", param_field(pool, v));
+    case V_COUNTER: return pool_fmt(pool, "s->%s", identifier(pool, v->name));
+    default: return NULL;
+    }
+}
+
+static const char *descriptor_name(Pool *pool, const Value *v)
+{
+    if (v->kind == V_PARAM) return pool_fmt(pool, "params/%s", v->name);
+    if (v->kind == V_OPT) return pool_fmt(pool, "opt_state/%s/%s", strncmp(v->name, "opt_state.mu.", 13) ? "nu" : "mu",
+                                          v->name + 13);
+    return v->name;
+}
+
+/* Give every value a C name: unique within the program (steps declare only their own). */
+static void name_values(Emitter *e)
+{
+    Pool *pool = e->p->pool;
+    const Program *p = e->p;
+    e->cname = xcalloc((size_t)p->nvalues + 1, sizeof(char *));
+    for (int i = 0; i < p->nvalues; i++) {
+        const Value *v = p->values[i];
+        if (v->kind <= V_COUNTER) {
+            e->cname[i] = (char *)state_expr(pool, v);
+            continue;
+        }
+        if (v == p->tokens) { e->cname[i] = "batch->inputs"; continue; }
+        if (v == p->targets) { e->cname[i] = "batch->targets"; continue; }
+        if (v == p->segmentation) { e->cname[i] = "batch->segmentation"; continue; }
+        char *base = identifier(pool, v->name);
+        char *name = base;
+        for (int n = 2;; n++) {
+            bool clash = false;
+            for (int j = 0; j < i && !clash; j++) clash = e->cname[j] && !strcmp(e->cname[j], name);
+            if (!clash) break;
+            name = pool_fmt(pool, "%s_%d", base, n);
+        }
+        e->cname[i] = name;
+    }
+}
+
+static const char *V(Emitter *e, const Value *v) { return e->cname[v->id]; }
+
+/* ---- one op ---- */
+
+/* Elementwise expression of one op inside a fused loop; operands by element i. */
+static const char *ew_operand(Emitter *e, const Value *v, int group)
+{
+    if (v->kind == V_TEMP && v->def && v->def->group == group) return pool_fmt(e->p->pool, "%s_i", V(e, v));
+    return pool_fmt(e->p->pool, "%s[i]", V(e, v));
+}
+
+static const char *ew_expr(Emitter *e, const Op *op)
+{
+    Pool *pool = e->p->pool;
+    const char *a = op->nin > 0 ? ew_operand(e, op->in[0], op->group) : NULL;
+    const char *b = op->nin > 1 ? ew_operand(e, op->in[1], op->group) : NULL;
+    switch (op->kind) {
+    case OP_add: return pool_fmt(pool, "%s + %s", a, b);
+    case OP_mul: return pool_fmt(pool, "%s * %s", a, b);
+    case OP_bias_add: return pool_fmt(pool, "%s + %s[i %% %lld]", a, V(e, op->in[1]), (long long)op->ia[0]);
+    case OP_silu: return pool_fmt(pool, "silu(%s)", a);
+    case OP_gelu: return pool_fmt(pool, "gelu(%s)", a);
+    case OP_silu_grad: return pool_fmt(pool, "%s * silu_grad(%s)", b, a);
+    case OP_gelu_grad: return pool_fmt(pool, "%s * gelu_grad(%s)", b, a);
+    case OP_fill: return flit(pool, op->fa[0]);
+    default: fatal("emit: %s is not elementwise", op_info[op->kind].name);
+    }
+}
+
+static void emit_fused(Emitter *e, const Func *f, int first, int last)
+{
+    const Op *head = f->ops[first];
+    out(e, "    for (size_t i = 0; i < %lld; i++) {\n", (long long)value_numel(head->out[0]));
+    for (int i = first; i <= last; i++) {
+        const Op *op = f->ops[i];
+        const Value *y = op->out[0];
+        if (y->group) out(e, "        float %s_i = %s;\n", V(e, y), ew_expr(e, op));
+        else if (first == last) out(e, "        %s[i] = %s;\n", V(e, y), ew_expr(e, op));
+        else out(e, "        float %s_i = %s[i] = %s;\n", V(e, y), V(e, y), ew_expr(e, op));
+    }
+    out(e, "    }\n");
+}
+
+/* matmul on strided views: op(A) is [m, k], op(B) [k, n], C [m, n] row-major */
+static void emit_matmul(Emitter *e, const Op *op)
+{
+    long long m = op->ia[0], n = op->ia[1], k = op->ia[2];
+    bool ta = op->ia[3], tb = op->ia[4];
+    out(e, "    mtx_sgemm(0, 0, %lld, %lld, %lld, %s, %s, %lld, %lld, %s, %lld, %lld, 0.0f, %s, %lld, 1);\n",
+        m, n, k, flit(e->p->pool, op->fa[0]),
+        V(e, op->in[0]), ta ? 1 : k, ta ? m : 1,
+        V(e, op->in[1]), tb ? 1 : n, tb ? k : 1,
+        V(e, op->out[0]), n);
+}
+
+static void emit_kernel(Emitter *e, const Op *op)
+{
+    Pool *pool = e->p->pool;
+    Value *const *in = op->in;
+    Value *const *o = op->out;
+    const int64_t *a = op->ia;
+    const double *fa = op->fa;
+    switch (op->kind) {
+    case OP_embed:
+        out(e, "    embed_forward(%s, %s, %s, %lld, %lld);\n", V(e, o[0]), V(e, in[0]), V(e, in[1]),
+            (long long)a[0], (long long)a[1]);
+        break;
+    case OP_position_add:
+        out(e, "    position_add_forward(%s, %s, %s, %lld, %lld, %lld);\n", V(e, o[0]), V(e, in[0]),
+            V(e, in[1]), (long long)a[0], (long long)a[1], (long long)a[2]);
+        break;
+    case OP_rmsnorm:
+        out(e, "    rmsnorm_forward(%s, %s, %s, %lld, %lld, %s);\n", V(e, o[0]), V(e, in[0]), V(e, in[1]),
+            (long long)a[0], (long long)a[1], flit(pool, fa[0]));
+        break;
+    case OP_layernorm:
+        out(e, "    layernorm_forward(%s, %s, %s, %s, %lld, %lld, %s);\n", V(e, o[0]), V(e, in[0]),
+            V(e, in[1]), V(e, in[2]), (long long)a[0], (long long)a[1], flit(pool, fa[0]));
+        break;
+    case OP_rope:
+    case OP_rope_grad:
+        out(e, "    rope_apply(%s, %s, %lld, %lld, %lld, %lld, %s, %s, %d);\n", V(e, o[0]), V(e, in[0]),
+            (long long)a[0], (long long)a[1], (long long)a[2], (long long)a[3], flit(pool, fa[0]),
+            flit(pool, fa[1]), op->kind == OP_rope_grad);
+        break;
+    case OP_attention_scores:
+        out(e, "    attention_scores(%s, %s, %s, %lld, %lld, %lld, %lld, %lld, %s);\n", V(e, o[0]),
+            V(e, in[0]), V(e, in[1]), (long long)a[0], (long long)a[1], (long long)a[2],
+            (long long)a[3], (long long)a[4], flit(pool, fa[0]));
+        break;
+    case OP_causal_softmax:
+        out(e, "    causal_softmax_forward(%s, %s, %lld, %lld);\n", V(e, o[0]), V(e, in[0]),
+            (long long)a[0], (long long)a[1]);
+        break;
+    case OP_attention_values:
+        out(e, "    attention_values(%s, %s, %s, %lld, %lld, %lld, %lld, %lld);\n", V(e, o[0]),
+            V(e, in[0]), V(e, in[1]), (long long)a[0], (long long)a[1], (long long)a[2],
+            (long long)a[3], (long long)a[4]);
+        break;
+    case OP_cross_entropy:
+        out(e, "    %s[0] = cross_entropy_forward(%s, %s, %s, %lld, %lld, %s);\n", V(e, o[0]),
+            V(e, in[0]), V(e, in[1]), V(e, in[2]), (long long)a[0], (long long)a[1], V(e, o[1]));
+        break;
+    case OP_embed_grad:
+        out(e, "    embed_backward(%s, %s, %s, %lld, %lld, %lld);\n", V(e, o[0]), V(e, in[0]),
+            V(e, in[1]), (long long)a[0], (long long)a[1], (long long)a[2]);
+        break;
+    case OP_position_add_grad:
+        out(e, "    position_add_backward(%s, %s, %lld, %lld, %lld, %lld);\n", V(e, o[0]), V(e, in[0]),
+            (long long)a[0], (long long)a[1], (long long)a[2], (long long)a[3]);
+        break;
+    case OP_bias_grad:
+        out(e, "    bias_backward(%s, %s, %lld, %lld);\n", V(e, o[0]), V(e, in[0]), (long long)a[0], (long long)a[1]);
+        break;
+    case OP_rmsnorm_grad:
+        out(e, "    rmsnorm_backward(%s, %s, %s, %s, %s, %lld, %lld, %s);\n", V(e, o[0]), V(e, o[1]),
+            V(e, in[0]), V(e, in[1]), V(e, in[2]), (long long)a[0], (long long)a[1], flit(pool, fa[0]));
+        break;
+    case OP_layernorm_grad:
+        out(e, "    layernorm_backward(%s, %s, %s, %s, %s, %s, %lld, %lld, %s);\n", V(e, o[0]), V(e, o[1]),
+            V(e, o[2]), V(e, in[0]), V(e, in[1]), V(e, in[2]), (long long)a[0], (long long)a[1],
+            flit(pool, fa[0]));
+        break;
+    case OP_attention_scores_grad:
+        out(e, "    attention_scores_backward(%s, %s, %s, %s, %s, %lld, %lld, %lld, %lld, %lld, %s);\n",
+            V(e, o[0]), V(e, o[1]), V(e, in[0]), V(e, in[1]), V(e, in[2]), (long long)a[0],
+            (long long)a[1], (long long)a[2], (long long)a[3], (long long)a[4], flit(pool, fa[0]));
+        break;
+    case OP_causal_softmax_grad:
+        out(e, "    causal_softmax_backward(%s, %s, %s, %lld, %lld);\n", V(e, o[0]), V(e, in[0]),
+            V(e, in[1]), (long long)a[0], (long long)a[1]);
+        break;
+    case OP_attention_values_grad:
+        out(e, "    attention_values_backward(%s, %s, %s, %s, %s, %lld, %lld, %lld, %lld, %lld);\n",
+            V(e, o[0]), V(e, o[1]), V(e, in[0]), V(e, in[1]), V(e, in[2]), (long long)a[0],
+            (long long)a[1], (long long)a[2], (long long)a[3], (long long)a[4]);
+        break;
+    case OP_cross_entropy_grad:
+        out(e, "    cross_entropy_backward(%s, %s, %s, %s, %lld, %lld, %s);\n", V(e, o[0]), V(e, in[0]),
+            V(e, in[1]), V(e, in[2]), (long long)a[0], (long long)a[1], V(e, in[3]));
+        break;
+    case OP_global_norm:
+        out(e, "    double sum_sq = 0;\n");
+        for (int i = 0; i < op->nin; i++)
+            out(e, "    sum_sq += sum_of_squares(%s, %lld);\n", V(e, in[i]), (long long)value_numel(in[i]));
+        out(e, "    %s[0] = (float)sqrt(sum_sq);\n", V(e, o[0]));
+        break;
+    case OP_clip_scale:
+        out(e, "    %s[0] = %s[0] < %s ? 1.0f : %s / %s[0];\n", V(e, o[0]), V(e, in[0]), flit(pool, fa[0]),
+            flit(pool, fa[0]), V(e, in[0]));
+        break;
+    case OP_learning_rate:
+        out(e, "    %s[0] = cosine_schedule(%s[0], %s[0], %s, %s, %s);\n", V(e, o[0]), V(e, in[0]),
+            V(e, in[1]), flit(pool, fa[0]), flit(pool, fa[2]), flit(pool, fa[1]));
+        break;
+    case OP_step_increment:
+        out(e, "    %s[0] += 1;\n", V(e, in[0]));
+        break;
+    default:
+        fatal("emit: no C lowering for op %s", op_info[op->kind].name);
+    }
+}
+
+static void emit_adamw(Emitter *e, const Op *op, bool first)
+{
+    Pool *pool = e->p->pool;
+    const double *fa = op->fa;
+    if (first) {
+        /* optax counts updates from 1 for the bias corrections */
+        out(e, "    float t = (float)(%s[0] + 1);\n", V(e, e->p->step));
+        out(e, "    float bias1 = 1.0f - powf(%s, t), bias2 = 1.0f - powf(%s, t);\n", flit(pool, fa[0]), flit(pool, fa[1]));
+    }
+    Value *const *in = op->in;
+    out(e, "    adamw_update(%s, %s, %s, %s, %lld, %s[0], %s[0], %s, %s, %s, %s, %s, bias1, bias2);\n",
+        V(e, in[0]), V(e, in[2]), V(e, in[3]), V(e, in[1]), (long long)value_numel(in[0]), V(e, in[5]),
+        V(e, in[4]), flit(pool, fa[0]), flit(pool, fa[1]), flit(pool, fa[2]), flit(pool, fa[3]), flit(pool, fa[4]));
+}
+
+/* Pointers into the arena for the temporaries this op (or loop) stores. */
+static void declare_outputs(Emitter *e, const Op *op)
+{
+    for (int i = 0; i < op->nout; i++) {
+        const Value *v = op->out[i];
+        if (v->group) continue;
+        out(e, "    float *const %s = arena + %lld;%*s/* [", V(e, v), (long long)(v->offset / 4), 1, "");
+        for (int d = 0; d < v->rank; d++) out(e, "%s%lld", d ? ", " : "", (long long)v->dim[d]);
+        out(e, "] */\n");
+    }
+}
+
+static void emit_body(Emitter *e, const Func *f)
+{
+    const char *block = NULL;
+    bool adamw_seen = false;
+    for (int i = 0; i < f->nops;) {
+        const Op *op = f->ops[i];
+        if (op->block && (!block || strcmp(block, op->block))) {
+            out(e, "\n    /* ---- %s ---- */\n", op->block);
+            block = op->block;
+        }
+        if (op->group) {
+            int last = i;
+            while (last + 1 < f->nops && f->ops[last + 1]->group == op->group) last++;
+            for (int j = i; j <= last; j++) declare_outputs(e, f->ops[j]);
+            emit_fused(e, f, i, last);
+            i = last + 1;
+            continue;
+        }
+        declare_outputs(e, op);
+        if (op->kind == OP_matmul) emit_matmul(e, op);
+        else if (op->kind == OP_adamw) { emit_adamw(e, op, !adamw_seen); adamw_seen = true; }
+        else emit_kernel(e, op);
+        i++;
+    }
+}
+
+static void emit_step(Emitter *e, const Func *f, bool train)
+{
+    const Program *p = e->p;
+    bool nnx = cfg_bool(p->cfg, K_pure_nnx);
+    const char *state = train ? "mtx_state *s" : "const mtx_state *s";
+    out(e, "\n/* One %s step: %s. */\n", train ? "training" : "evaluation",
+        train ? "forward, backward, clipping and the AdamW update" : "forward pass and loss, no update");
+    out(e, "void mtx_%s(%s, const mtx_batch *batch, %smtx_metrics *out)\n{\n", f->name, state,
+        nnx ? "" : "mtx_rng_key rng, ");
+    if (!nnx) out(e, "    (void)rng;  /* the step's random key: no op of this program draws from it */\n");
+    out(e, "    float *const arena = s->arena;\n");
+    emit_body(e, f);
+    out(e, "\n    out->loss = %s[0];\n", V(e, train ? p->train_loss : p->eval_loss));
+    out(e, "    out->weight = %s[0];\n", V(e, train ? p->train_weight : p->eval_weight));
+    out(e, "    out->grad_norm = %s;\n", train ? pool_fmt(p->pool, "%s[0]", V(e, p->grad_norm)) : "0");
+    out(e, "    out->lr = %s;\n", train ? pool_fmt(p->pool, "%s[0]", V(e, p->lr)) : "0");
+    out(e, "}\n");
+}
+
+/* ---- state, init and descriptor ---- */
+
+static bool is_state(const Value *v) { return v->kind <= V_COUNTER; }
+
+static void emit_header(Emitter *e)
+{
+    const Program *p = e->p;
+    out(e, "/* step.h: the state and entry points of %s, generated by mtxc %s. */\n",
+        cfg_str(p->cfg, K_model_name), MTXC_VERSION);
+    out(e, "#ifndef MTX_STEP_H\n#define MTX_STEP_H\n\n#include \"mtxrt.h\"\n\n");
+    out(e, "/* Every parameter; the optimizer's moments have the same layout. */\ntypedef struct {\n");
+    for (int i = 0; i < p->nvalues; i++) {
+        const Value *v = p->values[i];
+        if (v->kind != V_PARAM) continue;
+        out(e, "    float *%s;%*s/* [", param_field(p->pool, v), 1, "");
+        for (int d = 0; d < v->rank; d++) out(e, "%s%lld", d ? ", " : "", (long long)v->dim[d]);
+        out(e, "] */\n");
+    }
+    out(e, "} mtx_params;\n\n");
+    out(e, "struct mtx_state {\n"
+           "    unsigned char *memory;   /* every tensor below lives in this block (see tensors[]) */\n"
+           "    float *arena;            /* temporaries of one step, reused by liveness */\n"
+           "    mtx_params params;\n"
+           "    mtx_params mu, nu;       /* AdamW moments */\n"
+           "    int64_t *step;           /* updates done so far */\n"
+           "    int64_t *schedule_steps; /* length of the learning-rate schedule */\n"
+           "};\n\n");
+    bool nnx = cfg_bool(p->cfg, K_pure_nnx);
+    out(e, "mtx_state *mtx_state_new(void);\nvoid mtx_state_free(mtx_state *s);\n"
+           "void mtx_init(mtx_state *s, mtx_rng_key key);\n");
+    out(e, "void mtx_train_step(mtx_state *s, const mtx_batch *batch, %smtx_metrics *out);\n",
+        nnx ? "" : "mtx_rng_key rng, ");
+    out(e, "void mtx_eval_step(const mtx_state *s, const mtx_batch *batch, %smtx_metrics *out);\n",
+        nnx ? "" : "mtx_rng_key rng, ");
+    out(e, "extern const mtx_program mtx_program_desc;\n\n#endif\n");
+}
+
+static void emit_state_functions(Emitter *e)
+{
+    const Program *p = e->p;
+    Pool *pool = p->pool;
+    out(e, "\n/* ---- state: one block of %lld bytes, one arena of %lld bytes ---- */\n\n",
+        (long long)p->state_bytes, (long long)(p->train.arena_bytes > p->eval.arena_bytes ? p->train.arena_bytes : p->eval.arena_bytes));
+    out(e, "mtx_state *mtx_state_new(void)\n{\n    mtx_state *s = mtx_alloc(sizeof *s);\n");
+    out(e, "    s->memory = mtx_alloc(%lldu);\n", (long long)p->state_bytes);
+    out(e, "    s->arena = mtx_alloc(%lldu);\n", (long long)(p->train.arena_bytes > p->eval.arena_bytes ? p->train.arena_bytes : p->eval.arena_bytes));
+    for (int i = 0; i < p->nvalues; i++) {
+        const Value *v = p->values[i];
+        if (!is_state(v)) continue;
+        out(e, "    %s = (%s *)(s->memory + %lld);\n", state_expr(pool, v),
+            v->kind == V_COUNTER ? "int64_t" : "float", (long long)v->offset);
+    }
+    out(e, "    return s;\n}\n\n");
+    out(e, "void mtx_state_free(mtx_state *s)\n{\n    if (!s) return;\n    mtx_free(s->memory);\n"
+           "    mtx_free(s->arena);\n    mtx_free(s);\n}\n\n");
+    out(e, "static void *state_memory(const mtx_state *s) { return s->memory; }\n\n");
+    out(e, "/* Parameters from init_weights_seed: each tensor draws from its own key, folded\n"
+           " * from its name, so adding a tensor never changes the others. */\n");
+    out(e, "void mtx_init(mtx_state *s, mtx_rng_key key)\n{\n");
+    out(e, "    memset(s->memory, 0, %lldu);\n", (long long)p->state_bytes);
+    for (int i = 0; i < p->nvalues; i++) {
+        const Value *v = p->values[i];
+        if (v->kind != V_PARAM) continue;
+        uint64_t h = 1469598103934665603ULL;               /* FNV-1a of the name */
+        for (const char *c = v->name; *c; c++) h = (h ^ (unsigned char)*c) * 1099511628211ULL;
+        long long n = (long long)value_numel(v);
+        const char *x = state_expr(pool, v);
+        switch (v->init) {
+        case INIT_ZEROS: break;
+        case INIT_ONES: out(e, "    for (size_t i = 0; i < %lld; i++) %s[i] = 1.0f;\n", n, x); break;
+        case INIT_NORMAL:
+            out(e, "    mtx_fill_normal(%s, %lld, mtx_rng_fold(key, 0x%016llxULL), %s);\n", x, n,
+                (unsigned long long)h, flit(pool, v->init_std));
+            break;
+        case INIT_TRUNCATED_NORMAL:
+            out(e, "    mtx_fill_truncated_normal(%s, %lld, mtx_rng_fold(key, 0x%016llxULL), %s);\n", x, n,
+                (unsigned long long)h, flit(pool, v->init_std));
+            break;
+        }
+    }
+    out(e, "}\n");
+}
+
+static void emit_descriptor(Emitter *e)
+{
+    const Program *p = e->p;
+    Pool *pool = p->pool;
+    const Config *c = p->cfg;
+    static const char *dtypes[] = {"MTX_F32", "MTX_I32", "MTX_I64"};
+    static const char *kinds[] = {"MTX_PARAM", "MTX_OPT_STATE", "MTX_COUNTER"};
+    out(e, "\n/* ---- the program, as the runtime sees it ---- */\n\nstatic const mtx_tensor_desc tensors[] = {\n");
+    int ntensors = 0;
+    for (int kind = V_PARAM; kind <= V_COUNTER; kind++)
+        for (int i = 0; i < p->nvalues; i++) {
+            const Value *v = p->values[i];
+            if ((int)v->kind != kind) continue;
+            out(e, "    {\"%s\", %d, {", descriptor_name(pool, v), v->rank);
+            for (int d = 0; d < v->rank; d++) out(e, "%s%lld", d ? ", " : "", (long long)v->dim[d]);
+            out(e, "}, %s, %lld, %s},\n", dtypes[v->dtype], (long long)v->offset, kinds[v->kind]);
+            ntensors++;
+        }
+    out(e, "};\n\nstatic const mtx_config_entry config[] = {\n");
+    for (int k = 0; k < NUM_KEYS; k++) {
+        const char *text = config_value_text(pool, c, k);
+        Buf esc = {0};
+        for (const char *s = text; *s; s++) buf_printf(&esc, *s == '"' || *s == '\\' ? "\\%c" : "%c", *s);
+        out(e, "    {\"%s\", \"%s\", %d},\n", key_table[k].name, esc.s ? esc.s : "", (key_table[k].flags & KF_RUN) != 0);
+        buf_free(&esc);
+    }
+    out(e, "};\n\n");
+    int64_t arena = p->train.arena_bytes > p->eval.arena_bytes ? p->train.arena_bytes : p->eval.arena_bytes;
+    out(e, "const mtx_program mtx_program_desc = {\n"
+           "    .model_name = \"%s\",\n    .pure_nnx = %d,\n"
+           "    .batch = %lld, .seq = %lld, .eval_batch = %lld, .vocab = %lld,\n"
+           "    .flops_per_step = %.17g,\n"
+           "    .state_bytes = %lldu, .arena_bytes = %lldu,\n"
+           "    .ntensors = %d, .tensors = tensors,\n"
+           "    .nconfig = %d, .config = config,\n"
+           "    .state_new = mtx_state_new, .state_free = mtx_state_free, .state_memory = state_memory,\n"
+           "    .init = mtx_init,\n"
+           "    .train_step = (void *)mtx_train_step, .eval_step = (void *)mtx_eval_step,\n};\n",
+        cfg_str(c, K_model_name), cfg_bool(c, K_pure_nnx), (long long)c->d.global_batch,
+        (long long)cfg_int(c, K_max_target_length), (long long)c->d.global_batch,
+        (long long)cfg_int(c, K_vocab_size), p->flops_per_step, (long long)p->state_bytes,
+        (long long)arena, ntensors, NUM_KEYS);
+}
+
+static void emit_source(Emitter *e, const char *source_desc)
+{
+    const Program *p = e->p;
+    const Config *c = p->cfg;
+    out(e, "/* step.c: one training step and one evaluation step of %s\n"
+           " * (decoder_block %s: %d layers, emb_dim %d, %d query heads, %d kv heads, mlp_dim %d,\n"
+           " * vocab %lld, batch %lld x %lld tokens), generated by mtxc %s from\n * %s\n"
+           " * Regenerate it rather than editing it. */\n",
+        cfg_str(c, K_model_name), cfg_str(c, K_decoder_block), c->d.num_decoder_layers, c->d.emb_dim,
+        c->d.num_query_heads, c->d.num_kv_heads, c->d.mlp_dim, (long long)cfg_int(c, K_vocab_size),
+        (long long)c->d.global_batch, (long long)cfg_int(c, K_max_target_length), MTXC_VERSION, source_desc);
+    out(e, "#include \"step.h\"\n\n#include <math.h>\n#include <stdint.h>\n#include <string.h>\n\n");
+    buf_puts(e->b, template_kernels);
+    emit_state_functions(e);
+    emit_step(e, &p->eval, false);
+    emit_step(e, &p->train, true);
+    emit_descriptor(e);
+}
+
+/* Write a file atomically: a reader sees the old file or the whole new one. */
+static bool write_file(const char *dir, const char *name, const char *text, char *err, size_t errlen)
+{
+    char *path = xfmt("%s/%s", dir, name), *tmp = xfmt("%s/.%s.tmp", dir, name);
+    FILE *f = fopen(tmp, "w");
+    bool ok = f && fputs(text, f) >= 0;
+    if (f && fclose(f) != 0) ok = false;
+    if (ok && rename(tmp, path) != 0) ok = false;
+    if (!ok) {
+        snprintf(err, errlen, "mtxc: error: cannot write %s: %s", path, strerror(errno));
+        unlink(tmp);
+    }
+    free(path);
+    free(tmp);
+    return ok;
+}
+
+bool emit_c(const Program *p, const char *dir, const char *source_desc, char *err, size_t errlen)
+{
+    if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "mtxc: error: cannot create directory %s: %s", dir, strerror(errno));
+        return false;
+    }
+    Buf header = {0}, source = {0}, main_c = {0};
+    Emitter e = {p, &header, NULL, false};
+    name_values(&e);
+    emit_header(&e);
+    e.b = &source;
+    emit_source(&e, source_desc);
+    buf_puts(&main_c, template_trainer_main);
+    bool ok = write_file(dir, "step.h", header.s, err, errlen) && write_file(dir, "step.c", source.s, err, errlen) &&
+              write_file(dir, "main.c", main_c.s, err, errlen);
+    free(e.cname);
+    buf_free(&header);
+    buf_free(&source);
+    buf_free(&main_c);
+    return ok;
+}

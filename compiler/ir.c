@@ -1,0 +1,145 @@
+/* IR construction: programs, values and operations. */
+#include "mtxc.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+const OpInfo op_info[NUM_OPS] = {
+#define OP(name, nin, nout, cls) [OP_##name] = {#name, OC_##cls, nin, nout},
+#include "ops.def"
+#undef OP
+};
+
+/* Attribute names, printed by `mtxc ir` and used by the verifier's messages. */
+static const struct { OpKind kind; const char *ia[8]; const char *fa[8]; } attr_names[] = {
+    {OP_embed, {"n", "d"}, {0}},
+    {OP_position_add, {"b", "t", "d"}, {0}},
+    {OP_matmul, {"m", "n", "k", "ta", "tb"}, {0}},
+    {OP_bias_add, {"cols"}, {0}},
+    {OP_fill, {0}, {"value"}},
+    {OP_rmsnorm, {"n", "d"}, {"eps"}},
+    {OP_layernorm, {"n", "d"}, {"eps"}},
+    {OP_rope, {"b", "t", "heads", "dh"}, {"min_timescale", "max_timescale"}},
+    {OP_attention_scores, {"b", "t", "hq", "hkv", "dh"}, {"scale"}},
+    {OP_causal_softmax, {"blocks", "t"}, {0}},
+    {OP_attention_values, {"b", "t", "hq", "hkv", "dh"}, {0}},
+    {OP_cross_entropy, {"n", "vocab"}, {0}},
+    {OP_embed_grad, {"n", "vocab", "d"}, {0}},
+    {OP_position_add_grad, {"b", "t", "rows", "d"}, {0}},
+    {OP_bias_grad, {"n", "d"}, {0}},
+    {OP_rmsnorm_grad, {"n", "d"}, {"eps"}},
+    {OP_layernorm_grad, {"n", "d"}, {"eps"}},
+    {OP_rope_grad, {"b", "t", "heads", "dh"}, {"min_timescale", "max_timescale"}},
+    {OP_attention_scores_grad, {"b", "t", "hq", "hkv", "dh"}, {"scale"}},
+    {OP_causal_softmax_grad, {"blocks", "t"}, {0}},
+    {OP_attention_values_grad, {"b", "t", "hq", "hkv", "dh"}, {0}},
+    {OP_cross_entropy_grad, {"n", "vocab"}, {0}},
+    {OP_learning_rate, {0}, {"peak", "final_fraction", "warmup_fraction"}},
+    {OP_clip_scale, {0}, {"threshold"}},
+    {OP_adamw, {0}, {"b1", "b2", "eps", "eps_root", "weight_decay"}},
+};
+
+const char *op_attr_name(OpKind kind, int i, bool is_float)
+{
+    for (size_t j = 0; j < sizeof attr_names / sizeof attr_names[0]; j++)
+        if (attr_names[j].kind == kind) return is_float ? attr_names[j].fa[i] : attr_names[j].ia[i];
+    return NULL;
+}
+
+Program *program_new(const Config *cfg)
+{
+    Pool *pool = pool_new();
+    Program *p = pool_alloc(pool, sizeof(Program));
+    p->pool = pool;
+    p->cfg = cfg;
+    p->train.name = "train_step";
+    p->eval.name = "eval_step";
+    return p;
+}
+
+void program_free(Program *p)
+{
+    if (!p) return;
+    free(p->values);
+    free(p->train.ops);
+    free(p->eval.ops);
+    pool_free(p->pool);
+}
+
+Value *value_new(Program *p, const char *name, DType dt, int rank, const int64_t *dim, ValueKind kind)
+{
+    Value *v = pool_alloc(p->pool, sizeof(Value));
+    v->id = p->nvalues;
+    v->name = pool_strdup(p->pool, name);
+    v->dtype = dt;
+    v->rank = rank;
+    for (int i = 0; i < rank; i++) v->dim[i] = dim[i];
+    v->kind = kind;
+    if (p->nvalues == p->capvalues) {
+        p->capvalues = p->capvalues ? p->capvalues * 2 : 256;
+        p->values = xrealloc(p->values, sizeof(Value *) * (size_t)p->capvalues);
+    }
+    p->values[p->nvalues++] = v;
+    return v;
+}
+
+Value *state_new(Program *p, const char *name, int rank, const int64_t *dim, InitKind init,
+                 double std, const char *const *axes)
+{
+    Value *v = value_new(p, name, DT_F32, rank, dim, V_PARAM);
+    v->init = init;
+    v->init_std = std;
+    for (int i = 0; i < rank && axes; i++) v->axes[i] = axes[i];
+    return v;
+}
+
+int64_t program_param_count(const Program *p)
+{
+    int64_t n = 0;
+    for (int i = 0; i < p->nvalues; i++)
+        if (p->values[i]->kind == V_PARAM) n += value_numel(p->values[i]);
+    return n;
+}
+
+int64_t value_numel(const Value *v)
+{
+    int64_t n = 1;
+    for (int i = 0; i < v->rank; i++) n *= v->dim[i];
+    return n;
+}
+
+int64_t value_bytes(const Value *v)
+{
+    return value_numel(v) * (v->dtype == DT_I64 ? 8 : 4);
+}
+
+const char *dtype_name(DType dt)
+{
+    switch (dt) {
+    case DT_F32: return "f32";
+    case DT_I32: return "i32";
+    case DT_I64: return "i64";
+    }
+    return "?";
+}
+
+Op *op_add(Program *p, Func *f, OpKind kind, const char *block, int nin, Value **in, int nout, Value **out)
+{
+    Op *op = pool_alloc(p->pool, sizeof(Op));
+    op->kind = kind;
+    op->block = block;
+    op->nin = nin;
+    op->in = pool_alloc(p->pool, sizeof(Value *) * (size_t)(nin ? nin : 1));
+    memcpy(op->in, in, sizeof(Value *) * (size_t)nin);
+    op->nout = nout;
+    for (int i = 0; i < nout; i++) {
+        op->out[i] = out[i];
+        out[i]->def = op;
+    }
+    if (f->nops == f->cap) {
+        f->cap = f->cap ? f->cap * 2 : 256;
+        f->ops = xrealloc(f->ops, sizeof(Op *) * (size_t)f->cap);
+    }
+    f->ops[f->nops++] = op;
+    return op;
+}

@@ -1,0 +1,145 @@
+/* The IR's invariants, checked after every pass: SSA (each temporary defined
+ * once, before its uses, in the same function), arity, dtypes and shapes. */
+#include "mtxc.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    char *err;
+    size_t errlen;
+    const Func *f;
+    const Op *op;
+    int index;
+} Verifier;
+
+static bool bad(Verifier *V, const char *fmt, ...)
+{
+    int n = snprintf(V->err, V->errlen, "IR verifier: %s, op %d (%s%s%s): ", V->f->name, V->index,
+                     op_info[V->op->kind].name, V->op->nout ? " -> " : "",
+                     V->op->nout ? V->op->out[0]->name : "");
+    va_list ap;
+    va_start(ap, fmt);
+    if (n >= 0 && (size_t)n < V->errlen) vsnprintf(V->err + n, V->errlen - (size_t)n, fmt, ap);
+    va_end(ap);
+    return false;
+}
+
+static bool numel_is(Verifier *V, const Value *v, int64_t want, const char *what)
+{
+    if (value_numel(v) == want) return true;
+    return bad(V, "%s %s has %lld elements, expected %lld", what, v->name,
+               (long long)value_numel(v), (long long)want);
+}
+
+static bool dtype_is(Verifier *V, const Value *v, DType dt)
+{
+    if (v->dtype == dt) return true;
+    return bad(V, "%s is %s, expected %s", v->name, dtype_name(v->dtype), dtype_name(dt));
+}
+
+/* Shape rules per op, in terms of the op's attributes. */
+static bool check_shapes(Verifier *V)
+{
+    const Op *o = V->op;
+    const int64_t *a = o->ia;
+    Value *const *in = o->in, *const *out = o->out;
+    switch (o->kind) {
+    case OP_embed:
+        return dtype_is(V, in[1], DT_I32) && numel_is(V, in[1], a[0], "tokens") &&
+               numel_is(V, out[0], a[0] * a[1], "output") && in[0]->dim[1] == a[1];
+    case OP_matmul:
+        return numel_is(V, in[0], a[0] * a[2], "left operand") &&
+               numel_is(V, in[1], a[2] * a[1], "right operand") &&
+               numel_is(V, out[0], a[0] * a[1], "output");
+    case OP_bias_add:
+        return numel_is(V, in[1], a[0], "bias") && numel_is(V, out[0], value_numel(in[0]), "output");
+    case OP_add: case OP_mul: case OP_silu_grad: case OP_gelu_grad:
+        return numel_is(V, in[1], value_numel(in[0]), "operand") &&
+               numel_is(V, out[0], value_numel(in[0]), "output");
+    case OP_silu: case OP_gelu: case OP_rope: case OP_rope_grad: case OP_causal_softmax:
+        return numel_is(V, out[0], value_numel(in[0]), "output");
+    case OP_rmsnorm: case OP_layernorm:
+        return numel_is(V, in[0], a[0] * a[1], "input") && numel_is(V, in[1], a[1], "scale") &&
+               numel_is(V, out[0], a[0] * a[1], "output");
+    case OP_attention_scores:
+        return numel_is(V, in[0], a[0] * a[1] * a[2] * a[4], "query") &&
+               numel_is(V, in[1], a[0] * a[1] * a[3] * a[4], "key") &&
+               numel_is(V, out[0], a[0] * a[2] * a[1] * a[1], "scores") &&
+               (a[2] % a[3] == 0 || bad(V, "hq %lld not a multiple of hkv %lld", (long long)a[2], (long long)a[3]));
+    case OP_attention_values:
+        return numel_is(V, in[0], a[0] * a[2] * a[1] * a[1], "probabilities") &&
+               numel_is(V, in[1], a[0] * a[1] * a[3] * a[4], "value") &&
+               numel_is(V, out[0], a[0] * a[1] * a[2] * a[4], "output");
+    case OP_cross_entropy:
+        return numel_is(V, in[0], a[0] * a[1], "logits") && dtype_is(V, in[1], DT_I32) &&
+               dtype_is(V, in[2], DT_I32) && numel_is(V, in[1], a[0], "targets");
+    case OP_cross_entropy_grad:
+        return numel_is(V, out[0], a[0] * a[1], "output") && numel_is(V, in[3], 1, "loss gradient");
+    case OP_adamw:
+        return numel_is(V, in[1], value_numel(in[0]), "gradient") &&
+               numel_is(V, in[2], value_numel(in[0]), "mu") && numel_is(V, in[3], value_numel(in[0]), "nu");
+    default:
+        return true;
+    }
+}
+
+static bool check_op(Verifier *V, bool *defined, const int *def_func, int func_id)
+{
+    const Op *o = V->op;
+    const OpInfo *info = &op_info[o->kind];
+    if ((info->nin >= 0 && o->nin != info->nin) || o->nout != info->nout)
+        return bad(V, "has %d inputs and %d outputs, expected %d and %d", o->nin, o->nout, info->nin, info->nout);
+    for (int i = 0; i < o->nin; i++) {
+        const Value *v = o->in[i];
+        if (!v) return bad(V, "input %d is missing", i);
+        if (v->kind != V_TEMP) continue;
+        if (def_func[v->id] != func_id) return bad(V, "uses %s, which is defined in another function", v->name);
+        if (!defined[v->id]) return bad(V, "uses %s before it is defined", v->name);
+    }
+    for (int i = 0; i < o->nout; i++) {
+        const Value *v = o->out[i];
+        if (v->kind != V_TEMP) return bad(V, "defines state or input %s (state changes only by update ops)", v->name);
+        if (defined[v->id]) return bad(V, "defines %s a second time", v->name);
+        if (v->def != o) return bad(V, "output %s does not point back at its op", v->name);
+        defined[v->id] = true;
+    }
+    for (int i = 0; i < o->nin; i++)
+        if (o->kind != OP_embed && o->kind != OP_cross_entropy && o->kind != OP_cross_entropy_grad &&
+            o->kind != OP_embed_grad && o->kind != OP_learning_rate && o->kind != OP_step_increment &&
+            o->in[i]->dtype != DT_F32)
+            return bad(V, "input %s is %s, expected f32", o->in[i]->name, dtype_name(o->in[i]->dtype));
+    return check_shapes(V);
+}
+
+bool ir_verify(const Program *p, char *err, size_t errlen)
+{
+    bool *defined = xcalloc((size_t)p->nvalues + 1, sizeof(bool));
+    int *def_func = xcalloc((size_t)p->nvalues + 1, sizeof(int));
+    const Func *funcs[2] = {&p->eval, &p->train};
+    bool ok = true;
+    /* Which function defines each temporary. */
+    for (int fi = 0; fi < 2; fi++)
+        for (int i = 0; i < funcs[fi]->nops; i++)
+            for (int j = 0; j < funcs[fi]->ops[i]->nout; j++)
+                def_func[funcs[fi]->ops[i]->out[j]->id] = fi + 1;
+    for (int fi = 0; fi < 2 && ok; fi++) {
+        Verifier V = {err, errlen, funcs[fi], NULL, 0};
+        for (int i = 0; i < funcs[fi]->nops && ok; i++) {
+            V.op = funcs[fi]->ops[i];
+            V.index = i;
+            ok = check_op(&V, defined, def_func, fi + 1);
+        }
+    }
+    for (int i = 0; i < p->nvalues && ok; i++) {
+        const Value *v = p->values[i];
+        if (v->kind == V_TEMP && !v->def) {
+            snprintf(err, errlen, "IR verifier: temporary %s is never defined", v->name);
+            ok = false;
+        }
+    }
+    free(defined);
+    free(def_func);
+    return ok;
+}

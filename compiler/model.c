@@ -1,0 +1,342 @@
+/* Model builder: the forward graph of a decoder-only transformer, from the
+ * resolved config. Families: llama2 (also mistral) and gpt3, following
+ * MaxText's layers (see ../shared/notes/maxtext-semantics.md). The same
+ * builder writes the eval step and the train step's forward pass. */
+#include "mtxc.h"
+
+#include <math.h>
+#include <string.h>
+
+typedef struct {
+    Value *norm1_scale, *norm1_bias;           /* pre-attention norm */
+    Value *wq, *wk, *wv, *wo, *bq, *bk, *bv, *bo;
+    Value *norm2_scale, *norm2_bias;           /* pre-MLP norm */
+    Value *wi0, *wi1, *wo_mlp, *bi, *bo_mlp;   /* wi1 only when gated, biases only for gpt3 */
+} LayerParams;
+
+typedef struct {
+    Program *p;
+    Func *f;
+    const Config *c;
+    bool gpt3, gated;
+    int64_t B, T, D, H, KV, Dh, M, V, L, P;
+    const char *block;
+    Value *embedding, *position, *final_scale, *final_bias, *logits_w;
+    LayerParams *layers;
+    double matmul_flops;                       /* forward GEMM FLOPs of one step */
+} Builder;
+
+/* ---- parameters ---- */
+
+static Value *param(Builder *b, const char *name, int rank, const int64_t *dim, InitKind init,
+                    double std, const char *a0, const char *a1, const char *a2)
+{
+    const char *axes[3] = {a0, a1, a2};
+    return state_new(b->p, name, rank, dim, init, std, axes);
+}
+
+/* MaxText's projection init: variance scaling by fan_in; llama2 truncated, gpt3 plain normal. */
+static Value *kernel(Builder *b, const char *name, int64_t fan_in, int64_t fan_out,
+                     const char *in_axis, const char *out_axis)
+{
+    int64_t dim[2] = {fan_in, fan_out};
+    double std = 1.0 / sqrt((double)fan_in);
+    if (b->gpt3) return param(b, name, 2, dim, INIT_NORMAL, std, in_axis, out_axis, NULL);
+    /* variance_scaling's truncated normal divides by the std of N(0,1) cut at +-2 */
+    return param(b, name, 2, dim, INIT_TRUNCATED_NORMAL, std / 0.87962566103423978, in_axis, out_axis, NULL);
+}
+
+static Value *vector(Builder *b, const char *name, int64_t n, InitKind init, const char *axis)
+{
+    return param(b, name, 1, &n, init, 0, axis, NULL, NULL);
+}
+
+static void make_norm(Builder *b, const char *prefix, Value **scale, Value **bias)
+{
+    Pool *pool = b->p->pool;
+    /* gpt3's LayerNorm multiplies by (1 + scale), so its scale starts at zero. */
+    *scale = vector(b, pool_fmt(pool, "%s.scale", prefix), b->D, b->gpt3 ? INIT_ZEROS : INIT_ONES, "norm");
+    if (b->gpt3) *bias = vector(b, pool_fmt(pool, "%s.bias", prefix), b->D, INIT_ZEROS, "norm");
+}
+
+static void make_params(Builder *b)
+{
+    Pool *pool = b->p->pool;
+    int64_t ed[2] = {b->V, b->D};
+    b->embedding = param(b, "token_embedder.embedding", 2, ed, INIT_NORMAL, 1.0, "vocab", "embed", NULL);
+    if (b->gpt3 && b->P > 0) {
+        int64_t pd[2] = {b->P, b->D};
+        b->position = param(b, "position_embedder.embedding", 2, pd, INIT_NORMAL, 1.0, NULL, "embed", NULL);
+    }
+    b->layers = pool_alloc(pool, sizeof(LayerParams) * (size_t)b->L);
+    for (int l = 0; l < b->L; l++) {
+        LayerParams *lp = &b->layers[l];
+        const char *at = pool_fmt(pool, "layers.%d.self_attention", l);
+        const char *mlp = pool_fmt(pool, "layers.%d.mlp", l);
+        make_norm(b, pool_fmt(pool, "layers.%d.pre_self_attention_norm", l), &lp->norm1_scale, &lp->norm1_bias);
+        lp->wq = kernel(b, pool_fmt(pool, "%s.query.kernel", at), b->D, b->H * b->Dh, "embed", "q_heads");
+        lp->wk = kernel(b, pool_fmt(pool, "%s.key.kernel", at), b->D, b->KV * b->Dh, "embed", "kv_heads");
+        lp->wv = kernel(b, pool_fmt(pool, "%s.value.kernel", at), b->D, b->KV * b->Dh, "embed", "kv_heads");
+        lp->wo = kernel(b, pool_fmt(pool, "%s.out.kernel", at), b->H * b->Dh, b->D, "heads", "embed");
+        if (b->gpt3) {
+            lp->bq = vector(b, pool_fmt(pool, "%s.query.bias", at), b->H * b->Dh, INIT_ZEROS, "q_heads");
+            lp->bk = vector(b, pool_fmt(pool, "%s.key.bias", at), b->KV * b->Dh, INIT_ZEROS, "kv_heads");
+            lp->bv = vector(b, pool_fmt(pool, "%s.value.bias", at), b->KV * b->Dh, INIT_ZEROS, "kv_heads");
+            lp->bo = vector(b, pool_fmt(pool, "%s.out.bias", at), b->D, INIT_ZEROS, "embed");
+        }
+        make_norm(b, b->gpt3 ? pool_fmt(pool, "%s.mlp_layer_norm", mlp)
+                             : pool_fmt(pool, "layers.%d.post_self_attention_norm", l),
+                  &lp->norm2_scale, &lp->norm2_bias);
+        lp->wi0 = kernel(b, pool_fmt(pool, b->gated ? "%s.wi_0.kernel" : "%s.wi.kernel", mlp), b->D, b->M, "embed", "mlp");
+        if (b->gated) lp->wi1 = kernel(b, pool_fmt(pool, "%s.wi_1.kernel", mlp), b->D, b->M, "embed", "mlp");
+        lp->wo_mlp = kernel(b, pool_fmt(pool, "%s.wo.kernel", mlp), b->M, b->D, "mlp", "embed");
+        if (b->gpt3) {
+            lp->bi = vector(b, pool_fmt(pool, "%s.wi.bias", mlp), b->M, INIT_ZEROS, "mlp");
+            lp->bo_mlp = vector(b, pool_fmt(pool, "%s.wo.bias", mlp), b->D, INIT_ZEROS, "embed");
+        }
+    }
+    make_norm(b, "decoder_norm", &b->final_scale, &b->final_bias);
+    if (!cfg_bool(b->c, K_logits_via_embedding))
+        b->logits_w = kernel(b, "logits_dense.kernel", b->D, b->V, "embed", "vocab");
+}
+
+/* ---- forward operations ---- */
+
+static Value *temp(Builder *b, const char *name, int rank, int64_t d0, int64_t d1, int64_t d2, int64_t d3)
+{
+    int64_t dim[4] = {d0, d1, d2, d3};
+    return value_new(b->p, name, DT_F32, rank, dim, V_TEMP);
+}
+
+static Value *act(Builder *b, const char *name, int64_t width)   /* [B, T, width] */
+{
+    return temp(b, name, 3, b->B, b->T, width, 0);
+}
+
+static Op *emit(Builder *b, OpKind kind, Value *out, int nin, Value *i0, Value *i1, Value *i2)
+{
+    Value *in[3] = {i0, i1, i2};
+    return op_add(b->p, b->f, kind, b->block, nin, in, 1, &out);
+}
+
+static Value *matmul(Builder *b, const char *name, Value *x, Value *w, bool w_transposed, double alpha)
+{
+    int64_t k = x->dim[x->rank - 1], n = w_transposed ? w->dim[0] : w->dim[1];
+    Value *y = act(b, name, n);
+    Op *op = emit(b, OP_matmul, y, 2, x, w, NULL);
+    op->ia[0] = b->B * b->T;
+    op->ia[1] = n;
+    op->ia[2] = k;
+    op->ia[4] = w_transposed;
+    op->fa[0] = alpha;
+    b->matmul_flops += 2.0 * (double)(b->B * b->T) * (double)n * (double)k;
+    return y;
+}
+
+static Value *bias_add(Builder *b, const char *name, Value *x, Value *bias)
+{
+    if (!bias) return x;
+    Value *y = act(b, name, x->dim[x->rank - 1]);
+    emit(b, OP_bias_add, y, 2, x, bias, NULL)->ia[0] = value_numel(bias);
+    return y;
+}
+
+static Value *dense(Builder *b, const char *name, Value *x, Value *w, Value *bias)
+{
+    Value *y = matmul(b, bias ? pool_fmt(b->p->pool, "%s.matmul", name) : name, x, w, false, 1.0);
+    return bias_add(b, name, y, bias);
+}
+
+static Value *norm(Builder *b, const char *name, Value *x, Value *scale, Value *bias)
+{
+    Value *y = act(b, name, b->D);
+    Op *op = bias ? emit(b, OP_layernorm, y, 3, x, scale, bias) : emit(b, OP_rmsnorm, y, 2, x, scale, NULL);
+    op->ia[0] = b->B * b->T;
+    op->ia[1] = b->D;
+    op->fa[0] = cfg_float(b->c, K_normalization_layer_epsilon);
+    return y;
+}
+
+static Value *binary(Builder *b, OpKind kind, const char *name, Value *x, Value *y)
+{
+    Value *out = act(b, name, x->dim[x->rank - 1]);
+    emit(b, kind, out, 2, x, y, NULL);
+    return out;
+}
+
+static Value *unary(Builder *b, OpKind kind, const char *name, Value *x)
+{
+    Value *out = act(b, name, x->dim[x->rank - 1]);
+    emit(b, kind, out, 1, x, NULL, NULL);
+    return out;
+}
+
+static OpKind activation(const char *name)
+{
+    return !strcmp(name, "gelu") ? OP_gelu : OP_silu;
+}
+
+static Value *rope(Builder *b, const char *name, Value *x, int64_t heads)
+{
+    Value *y = temp(b, name, 4, b->B, b->T, heads, b->Dh);
+    Op *op = emit(b, OP_rope, y, 1, x, NULL, NULL);
+    int64_t a[4] = {b->B, b->T, heads, b->Dh};
+    memcpy(op->ia, a, sizeof a);
+    op->fa[0] = cfg_float(b->c, K_rope_min_timescale);
+    op->fa[1] = cfg_float(b->c, K_rope_max_timescale);
+    return y;
+}
+
+static void attention_attrs(Builder *b, Op *op)
+{
+    int64_t a[5] = {b->B, b->T, b->H, b->KV, b->Dh};
+    memcpy(op->ia, a, sizeof a);
+}
+
+static Value *attention(Builder *b, int l, Value *x)
+{
+    Pool *pool = b->p->pool;
+    LayerParams *lp = &b->layers[l];
+    const char *at = pool_fmt(pool, "layers.%d.self_attention", l);
+    Value *q = dense(b, pool_fmt(pool, "%s.query", at), x, lp->wq, lp->bq);
+    Value *k = dense(b, pool_fmt(pool, "%s.key", at), x, lp->wk, lp->bk);
+    Value *v = dense(b, pool_fmt(pool, "%s.value", at), x, lp->wv, lp->bv);
+    if (!b->gpt3) {
+        q = rope(b, pool_fmt(pool, "%s.query_rotated", at), q, b->H);
+        k = rope(b, pool_fmt(pool, "%s.key_rotated", at), k, b->KV);
+    }
+    Value *s = temp(b, pool_fmt(pool, "%s.scores", at), 4, b->B, b->H, b->T, b->T);
+    Op *op = emit(b, OP_attention_scores, s, 2, q, k, NULL);
+    attention_attrs(b, op);
+    op->fa[0] = 1.0 / sqrt((double)b->Dh);
+    Value *pr = temp(b, pool_fmt(pool, "%s.probabilities", at), 4, b->B, b->H, b->T, b->T);
+    op = emit(b, OP_causal_softmax, pr, 1, s, NULL, NULL);
+    op->ia[0] = b->B * b->H;
+    op->ia[1] = b->T;
+    Value *o = act(b, pool_fmt(pool, "%s.context", at), b->H * b->Dh);
+    attention_attrs(b, emit(b, OP_attention_values, o, 2, pr, v, NULL));
+    b->matmul_flops += 4.0 * (double)(b->B * b->H) * (double)(b->T * b->T) * (double)b->Dh;
+    return dense(b, pool_fmt(pool, "%s.out", at), o, lp->wo, lp->bo);
+}
+
+static Value *mlp(Builder *b, int l, Value *x)
+{
+    Pool *pool = b->p->pool;
+    LayerParams *lp = &b->layers[l];
+    const char *m = pool_fmt(pool, "layers.%d.mlp", l);
+    const StrList *acts = &b->c->v[K_mlp_activations].list;
+    Value *h = dense(b, pool_fmt(pool, b->gated ? "%s.wi_0" : "%s.wi", m), x, lp->wi0, lp->bi);
+    if (strcmp(acts->items[0], "linear"))
+        h = unary(b, activation(acts->items[0]), pool_fmt(pool, "%s.activation", m), h);
+    if (b->gated) {
+        Value *g = dense(b, pool_fmt(pool, "%s.wi_1", m), x, lp->wi1, NULL);
+        h = binary(b, OP_mul, pool_fmt(pool, "%s.hidden", m), h, g);
+    }
+    return dense(b, pool_fmt(pool, "%s.wo", m), h, lp->wo_mlp, lp->bo_mlp);
+}
+
+static Value *decoder_layer(Builder *b, int l, Value *x)
+{
+    Pool *pool = b->p->pool;
+    LayerParams *lp = &b->layers[l];
+    b->block = pool_fmt(pool, "layers.%d: self-attention", l);
+    Value *h = norm(b, pool_fmt(pool, "layers.%d.attention_input", l), x, lp->norm1_scale, lp->norm1_bias);
+    Value *a = attention(b, l, h);
+    x = binary(b, OP_add, pool_fmt(pool, "layers.%d.attention_residual", l), x, a);
+    b->block = pool_fmt(pool, "layers.%d: mlp", l);
+    h = norm(b, pool_fmt(pool, "layers.%d.mlp_input", l), x, lp->norm2_scale, lp->norm2_bias);
+    Value *m = mlp(b, l, h);
+    return binary(b, OP_add, pool_fmt(pool, "layers.%d.output", l), x, m);
+}
+
+/* The forward pass into b->f; returns the loss and weight values. */
+static void forward(Builder *b, Value **loss, Value **weight)
+{
+    b->block = "embedding";
+    Value *x = act(b, "embedding", b->D);
+    Op *op = emit(b, OP_embed, x, 2, b->embedding, b->p->tokens, NULL);
+    op->ia[0] = b->B * b->T;
+    op->ia[1] = b->D;
+    if (b->position) {
+        Value *y = act(b, "embedding_with_positions", b->D);
+        op = emit(b, OP_position_add, y, 2, x, b->position, NULL);
+        op->ia[0] = b->B;
+        op->ia[1] = b->T;
+        op->ia[2] = b->D;
+        x = y;
+    }
+    for (int l = 0; l < b->L; l++) x = decoder_layer(b, l, x);
+    b->block = "output: final norm, logits and loss";
+    x = norm(b, "decoder_output", x, b->final_scale, b->final_bias);
+    Value *logits;
+    if (b->logits_w) {
+        logits = matmul(b, "logits", x, b->logits_w, false, 1.0);
+    } else {
+        bool normalize = cfg_bool(b->c, K_normalize_embedding_logits);
+        logits = matmul(b, "logits", x, b->embedding, true, normalize ? 1.0 / sqrt((double)b->D) : 1.0);
+    }
+    *loss = temp(b, "loss", 1, 1, 0, 0, 0);
+    *weight = temp(b, "total_weight", 1, 1, 0, 0, 0);
+    Value *in[3] = {logits, b->p->targets, b->p->segmentation};
+    Value *out[2] = {*loss, *weight};
+    op = op_add(b->p, b->f, OP_cross_entropy, b->block, 3, in, 2, out);
+    op->ia[0] = b->B * b->T;
+    op->ia[1] = b->V;
+}
+
+static bool supported(const Config *c, char *err, size_t errlen)
+{
+    const char *block = cfg_str(c, K_decoder_block);
+    const char *why = NULL;
+    if (!strcmp(block, "gemma")) why = "decoder_block 'gemma' is not supported by the model builder yet (llama2, mistral, gpt3 are)";
+    else if (strcmp(cfg_str(c, K_dtype), "float32") || strcmp(cfg_str(c, K_weight_dtype), "float32"))
+        why = "only dtype and weight_dtype float32 are supported so far";
+    else if (cfg_bool(c, K_enable_dropout) && cfg_float(c, K_dropout_rate) > 0)
+        why = "dropout (dropout_rate > 0 with enable_dropout) is not supported yet";
+    else if (cfg_int(c, K_gradient_accumulation_steps) != 1)
+        why = "gradient_accumulation_steps > 1 is not supported yet";
+    else if (strcmp(cfg_str(c, K_opt_type), "adamw"))
+        why = "only opt_type adamw is supported so far (override with opt_type=adamw)";
+    else if (strcmp(cfg_str(c, K_lr_schedule_type), "cosine"))
+        why = "only lr_schedule_type cosine is supported so far";
+    else if (c->d.num_devices != 1)
+        why = "sharding over more than one device is not supported yet";
+    else if (cfg_int(c, K_head_dim) % 2)
+        why = "head_dim must be even (RoPE rotates halves)";
+    if (!why) return true;
+    snprintf(err, errlen, "mtxc: error: %s", why);
+    return false;
+}
+
+bool build_model(Program *p, char *err, size_t errlen)
+{
+    const Config *c = p->cfg;
+    if (!supported(c, err, errlen)) return false;
+    const StrList *acts = &c->v[K_mlp_activations].list;
+    Builder b = {
+        .p = p, .c = c,
+        .gpt3 = !strcmp(cfg_str(c, K_decoder_block), "gpt3"),
+        .gated = acts->n == 2,
+        .B = c->d.global_batch, .T = cfg_int(c, K_max_target_length), .D = c->d.emb_dim,
+        .H = c->d.num_query_heads, .KV = c->d.num_kv_heads, .Dh = cfg_int(c, K_head_dim),
+        .M = c->d.mlp_dim, .V = cfg_int(c, K_vocab_size), .L = c->d.num_decoder_layers,
+        .P = cfg_int(c, K_trainable_position_size),
+    };
+    if (b.gated && strcmp(acts->items[1], "linear")) {
+        snprintf(err, errlen, "mtxc: error: a gated MLP needs mlp_activations [act, linear], got [%s, %s]",
+                 acts->items[0], acts->items[1]);
+        return false;
+    }
+    int64_t bt[2] = {b.B, b.T};
+    p->tokens = value_new(p, "inputs", DT_I32, 2, bt, V_INPUT);
+    p->targets = value_new(p, "targets", DT_I32, 2, bt, V_INPUT);
+    p->segmentation = value_new(p, "targets_segmentation", DT_I32, 2, bt, V_INPUT);
+    make_params(&b);
+    b.f = &p->eval;
+    forward(&b, &p->eval_loss, &p->eval_weight);
+    b.f = &p->train;
+    b.matmul_flops = 0;
+    forward(&b, &p->train_loss, &p->train_weight);
+    p->flops_per_step = 3.0 * b.matmul_flops;     /* forward + twice that backward */
+    return true;
+}

@@ -1,0 +1,80 @@
+/* The update graph: global gradient norm, clipping, the learning-rate
+ * schedule and AdamW on every parameter, appended to the train step. */
+#include "mtxc.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static Value *scalar(Program *p, const char *name)
+{
+    int64_t one = 1;
+    return value_new(p, name, DT_F32, 1, &one, V_TEMP);
+}
+
+static Value *counter(Program *p, const char *name)
+{
+    int64_t one = 1;
+    Value *v = value_new(p, name, DT_I64, 1, &one, V_COUNTER);
+    return v;
+}
+
+static Value *moment(Program *p, const char *which, const Value *param)
+{
+    Value *m = value_new(p, pool_fmt(p->pool, "opt_state.%s.%s", which, param->name), DT_F32,
+                         param->rank, param->dim, V_OPT);
+    for (int i = 0; i < param->rank; i++) m->axes[i] = param->axes[i];
+    return m;
+}
+
+bool build_optimizer(Program *p, char *err, size_t errlen)
+{
+    const Config *c = p->cfg;
+    Func *f = &p->train;
+    const char *block = "optimizer: clip by global norm, learning rate, adamw";
+    Value **params = xmalloc(sizeof(Value *) * (size_t)p->nvalues);
+    Value **grads = xmalloc(sizeof(Value *) * (size_t)p->nvalues);
+    int n = 0;
+    for (int i = 0; i < p->nvalues; i++)
+        if (p->values[i]->kind == V_PARAM && p->values[i]->grad) {
+            params[n] = p->values[i];
+            grads[n++] = p->values[i]->grad;
+        }
+    if (n == 0) {
+        snprintf(err, errlen, "mtxc: error: the loss depends on no parameter");
+        free(params);
+        free(grads);
+        return false;
+    }
+    p->step = counter(p, "step");
+    Value *schedule_steps = counter(p, "schedule_steps");
+
+    p->grad_norm = scalar(p, "grad_norm");
+    op_add(p, f, OP_global_norm, block, n, grads, 1, &p->grad_norm);
+    Value *clip = scalar(p, "clip_scale");
+    double threshold = cfg_float(c, K_gradient_clipping_threshold);
+    if (threshold > 0) {
+        op_add(p, f, OP_clip_scale, block, 1, &p->grad_norm, 1, &clip)->fa[0] = threshold;
+    } else {
+        op_add(p, f, OP_fill, block, 0, NULL, 1, &clip)->fa[0] = 1.0;
+    }
+    /* MaxText's cosine schedule; its length may be set at run time (steps). */
+    p->lr = scalar(p, "learning_rate");
+    Value *sched_in[2] = {p->step, schedule_steps};
+    Op *lr = op_add(p, f, OP_learning_rate, block, 2, sched_in, 1, &p->lr);
+    lr->fa[0] = cfg_float(c, K_learning_rate);
+    lr->fa[1] = cfg_float(c, K_learning_rate_final_fraction);
+    lr->fa[2] = cfg_float(c, K_warmup_steps_fraction);
+    for (int i = 0; i < n; i++) {
+        Value *in[6] = {params[i], grads[i], moment(p, "mu", params[i]), moment(p, "nu", params[i]), p->lr, clip};
+        Op *op = op_add(p, f, OP_adamw, block, 6, in, 0, NULL);
+        op->fa[0] = cfg_float(c, K_adam_b1);
+        op->fa[1] = cfg_float(c, K_adam_b2);
+        op->fa[2] = cfg_float(c, K_adam_eps);
+        op->fa[3] = cfg_float(c, K_adam_eps_root);
+        op->fa[4] = cfg_float(c, K_adam_weight_decay);
+    }
+    op_add(p, f, OP_step_increment, block, 1, &p->step, 0, NULL);
+    free(params);
+    free(grads);
+    return true;
+}

@@ -1,0 +1,35 @@
+/* The pipeline: each pass is a function from IR to IR, verified after it runs. */
+#include "mtxc.h"
+
+#include <string.h>
+
+const Pass passes[] = {
+    {"build", "forward graph of the model and loss from the config (model.c)", build_model},
+    {"autodiff", "backward graph from each op's VJP rule (autodiff.c)", autodiff},
+    {"optimizer", "global norm, clipping, lr schedule and AdamW updates (optimizer.c)", build_optimizer},
+    {"fuse", "elementwise chains fused into single loops (fuse.c)", fuse},
+    {"memplan", "state layout and one arena per step, reused by liveness (memplan.c)", plan_memory},
+};
+const int num_passes = sizeof passes / sizeof passes[0];
+
+Program *compile_program(const Config *cfg, const char *last, char *err, size_t errlen)
+{
+    if (last) {
+        bool known = false;
+        for (int i = 0; i < num_passes; i++) known |= !strcmp(passes[i].name, last);
+        if (!known) {
+            snprintf(err, errlen, "mtxc: error: unknown pass '%s' (see mtxc ir --help)", last);
+            return NULL;
+        }
+    }
+    Program *p = program_new(cfg);
+    for (int i = 0; i < num_passes; i++) {
+        if (!passes[i].run(p, err, errlen) || !ir_verify(p, err, errlen)) {
+            program_free(p);
+            return NULL;
+        }
+        p->last_pass = passes[i].name;
+        if (last && !strcmp(passes[i].name, last)) break;
+    }
+    return p;
+}

@@ -1,0 +1,20 @@
+/* Aligned allocation for state blocks and step arenas. */
+#include "mtxrt.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void *mtx_alloc(size_t bytes)
+{
+    size_t size = (bytes + 63) / 64 * 64;
+    void *p = aligned_alloc(64, size ? size : 64);
+    if (!p) {
+        fprintf(stderr, "mtxrt: error: out of memory allocating %zu bytes\n", bytes);
+        exit(1);
+    }
+    memset(p, 0, size ? size : 64);
+    return p;
+}
+
+void mtx_free(void *p) { free(p); }

@@ -1,0 +1,61 @@
+/* Counter-based random numbers: value i of a stream is a pure function of
+ * (key, i), so results do not depend on thread count or loop order. The mix is
+ * SplitMix64's finalizer applied twice with the key folded in between. */
+#include "mtxrt.h"
+
+#include <math.h>
+
+static uint64_t mix64(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+mtx_rng_key mtx_rng_seed(uint64_t seed)
+{
+    return (mtx_rng_key){mix64(seed + 0x9e3779b97f4a7c15ULL), mix64(seed ^ 0x6a09e667f3bcc909ULL)};
+}
+
+mtx_rng_key mtx_rng_fold(mtx_rng_key key, uint64_t data)
+{
+    return (mtx_rng_key){mix64(key.k0 ^ mix64(data + 0x9e3779b97f4a7c15ULL)),
+                         mix64(key.k1 + mix64(data ^ 0xbb67ae8584caa73bULL))};
+}
+
+uint64_t mtx_rng_bits(mtx_rng_key key, uint64_t counter)
+{
+    return mix64(key.k0 ^ mix64(counter * 0x9e3779b97f4a7c15ULL + key.k1));
+}
+
+float mtx_rng_uniform(mtx_rng_key key, uint64_t counter)
+{
+    return (float)(mtx_rng_bits(key, counter) >> 40) * (1.0f / 16777216.0f);
+}
+
+float mtx_rng_normal(mtx_rng_key key, uint64_t counter)
+{
+    uint64_t bits = mtx_rng_bits(key, counter);
+    /* Box-Muller on two 32-bit uniforms; u1 in (0, 1] keeps the log finite. */
+    double u1 = ((double)(bits >> 32) + 1.0) * (1.0 / 4294967296.0);
+    double u2 = (double)(bits & 0xffffffffu) * (1.0 / 4294967296.0);
+    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+}
+
+void mtx_fill_normal(float *x, size_t n, mtx_rng_key key, float std)
+{
+    for (size_t i = 0; i < n; i++) x[i] = std * mtx_rng_normal(key, i);
+}
+
+/* N(0,1) cut at +-2 (as jax.random.truncated_normal): element i redraws from
+ * counters derived from i until it lands inside. */
+void mtx_fill_truncated_normal(float *x, size_t n, mtx_rng_key key, float std)
+{
+    for (size_t i = 0; i < n; i++) {
+        float z;
+        uint64_t attempt = 0;
+        do z = mtx_rng_normal(key, i * 64 + attempt++);
+        while (fabsf(z) > 2.0f && attempt < 64);
+        x[i] = std * z;
+    }
+}

@@ -1,0 +1,49 @@
+/* Suggestions for mistyped names ("did you mean"), shared by mtxc and trainers. */
+#include "mtxrt.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Levenshtein distance, one row at a time. */
+int mtx_edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    int *row = malloc((lb + 1) * sizeof(int));
+    if (!row) return (int)(la > lb ? la : lb);
+    for (size_t j = 0; j <= lb; j++) row[j] = (int)j;
+    for (size_t i = 1; i <= la; i++) {
+        int diag = row[0];
+        row[0] = (int)i;
+        for (size_t j = 1; j <= lb; j++) {
+            int up = row[j];
+            int best = diag + (a[i - 1] != b[j - 1]);
+            if (up + 1 < best) best = up + 1;
+            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    int d = row[lb];
+    free(row);
+    return d;
+}
+
+const char *mtx_closest_word(const char *word, const char *const *candidates, int n)
+{
+    const char *best = NULL;
+    int best_d = 0;
+    for (int i = 0; i < n; i++) {
+        int d = mtx_edit_distance(word, candidates[i]);
+        if (!best || d < best_d) {
+            best = candidates[i];
+            best_d = d;
+        }
+    }
+    /* A suggestion further away than a third of the word is noise. */
+    int limit = (int)strlen(word) / 3 + 1;
+    if (best && best_d <= limit) return best;
+    /* A word that contains the typed one (emb_dim -> base_emb_dim) is also a good guess. */
+    for (int i = 0; i < n; i++)
+        if (strlen(word) >= 4 && strstr(candidates[i], word)) return candidates[i];
+    return NULL;
+}

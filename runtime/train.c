@@ -1,0 +1,198 @@
+/* The training loop of a built trainer: run-time keys, init, steps, logging. */
+#include "mtxrt.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct {
+    const char *values[256];              /* one per prog->config entry */
+} RunConfig;
+
+const char *mtx_config_get(const mtx_program *prog, const char *key)
+{
+    for (int i = 0; i < prog->nconfig; i++)
+        if (!strcmp(prog->config[i].key, key)) return prog->config[i].value;
+    return NULL;
+}
+
+static int config_index(const mtx_program *prog, const char *key)
+{
+    for (int i = 0; i < prog->nconfig; i++)
+        if (!strcmp(prog->config[i].key, key)) return i;
+    return -1;
+}
+
+static const char *run_get(const mtx_program *prog, const RunConfig *rc, const char *key)
+{
+    int i = config_index(prog, key);
+    return i < 0 ? "" : rc->values[i];
+}
+
+/* Strings are stored YAML-quoted in the descriptor; numbers and booleans bare. */
+static void unquote(const char *v, char *out, size_t outlen)
+{
+    size_t n = strlen(v);
+    if (n >= 2 && v[0] == '"' && v[n - 1] == '"') {
+        size_t j = 0;
+        for (size_t i = 1; i + 1 < n && j + 1 < outlen; i++) {
+            if (v[i] == '\\' && i + 2 < n) i++;
+            out[j++] = v[i];
+        }
+        out[j] = 0;
+    } else {
+        snprintf(out, outlen, "%s", v);
+    }
+}
+
+static int parse_long(const char *key, const char *v, long long min, long long *out)
+{
+    char buf[64], *end;
+    int j = 0;
+    for (const char *s = v; *s && j < 63; s++)
+        if (*s != '_') buf[j++] = *s;
+    buf[j] = 0;
+    long long x = strtoll(buf, &end, 10);
+    if (!j || *end || x < min) {
+        fprintf(stderr, "trainer: error: key '%s' expects an integer >= %lld, got '%s'\n", key, min, v);
+        return 0;
+    }
+    *out = x;
+    return 1;
+}
+
+static void usage(const mtx_program *prog, FILE *out)
+{
+    fprintf(out, "usage: trainer [key=value ...]\n\n"
+                 "Trains %s as compiled by mtxc. Run-time keys and their values:\n", prog->model_name);
+    for (int i = 0; i < prog->nconfig; i++)
+        if (prog->config[i].runtime) fprintf(out, "  %s=%s\n", prog->config[i].key, prog->config[i].value);
+    fprintf(out, "\nAll other keys are compiled in; change them with mtxc build.\n");
+}
+
+/* Apply key=value arguments; returns 0 to go on, or an exit status. */
+static int parse_run_args(const mtx_program *prog, RunConfig *rc, int argc, char **argv)
+{
+    for (int i = 0; i < prog->nconfig && i < 256; i++) rc->values[i] = prog->config[i].value;
+    for (int a = 1; a < argc; a++) {
+        const char *arg = argv[a];
+        if (!strcmp(arg, "-h") || !strcmp(arg, "--help")) {
+            usage(prog, stdout);
+            return -1;
+        }
+        const char *eq = strchr(arg, '=');
+        if (!eq || eq == arg) {
+            fprintf(stderr, "trainer: error: argument '%s': expected key=value (see --help)\n", arg);
+            return 2;
+        }
+        char key[128];
+        snprintf(key, sizeof key, "%.*s", (int)(eq - arg), arg);
+        int k = config_index(prog, key);
+        if (k < 0) {
+            const char *names[256];
+            int n = 0;
+            for (int i = 0; i < prog->nconfig && n < 256; i++)
+                if (prog->config[i].runtime) names[n++] = prog->config[i].key;
+            const char *best = mtx_closest_word(key, names, n);
+            fprintf(stderr, "trainer: error: argument '%s': unknown key '%s'", arg, key);
+            if (best) fprintf(stderr, " (did you mean '%s'?)", best);
+            fprintf(stderr, "\n");
+            return 2;
+        }
+        if (!prog->config[k].runtime) {
+            fprintf(stderr, "trainer: error: argument '%s': '%s' is compiled into this trainer "
+                            "(it changes the compiled program); rebuild with mtxc build ... %s\n",
+                    arg, key, arg);
+            return 2;
+        }
+        rc->values[k] = eq + 1;
+    }
+    return 0;
+}
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* The value of a counter tensor of the state (step, schedule_steps). */
+static int64_t *counter(const mtx_program *prog, mtx_state *st, const char *name)
+{
+    for (int i = 0; i < prog->ntensors; i++)
+        if (!strcmp(prog->tensors[i].name, name))
+            return (int64_t *)((unsigned char *)prog->state_memory(st) + prog->tensors[i].offset);
+    return NULL;
+}
+
+static void run_step(const mtx_program *prog, mtx_state *st, const mtx_batch *b,
+                     mtx_rng_key key, long long step, mtx_metrics *m)
+{
+    if (prog->pure_nnx)
+        ((mtx_step_nnx)prog->train_step)(st, b, m);
+    else
+        ((mtx_step_linen)prog->train_step)(st, b, mtx_rng_fold(key, (uint64_t)step), m);
+}
+
+int mtx_main(const mtx_program *prog, int argc, char **argv)
+{
+    RunConfig rc;
+    int status = parse_run_args(prog, &rc, argc, argv);
+    if (status) return status < 0 ? 0 : status;
+
+    long long steps, log_period, init_seed, shuffle_seed;
+    if (!parse_long("steps", run_get(prog, &rc, "steps"), 1, &steps) ||
+        !parse_long("log_period", run_get(prog, &rc, "log_period"), 1, &log_period) ||
+        !parse_long("init_weights_seed", run_get(prog, &rc, "init_weights_seed"), 0, &init_seed) ||
+        !parse_long("data_shuffle_seed", run_get(prog, &rc, "data_shuffle_seed"), 0, &shuffle_seed))
+        return 2;
+    char dtype[64], dpath[4096], err[512];
+    unquote(run_get(prog, &rc, "dataset_type"), dtype, sizeof dtype);
+    unquote(run_get(prog, &rc, "dataset_path"), dpath, sizeof dpath);
+
+    mtx_data *data = mtx_data_open(dtype, dpath, prog->vocab, prog->batch, prog->seq,
+                                   (uint64_t)shuffle_seed, err, sizeof err);
+    if (!data) {
+        fprintf(stderr, "trainer: error: %s\n", err);
+        return 2;
+    }
+    int threads = mtx_num_threads();
+    mtx_state *st = prog->state_new();
+    mtx_rng_key key = mtx_rng_seed((uint64_t)init_seed);
+    prog->init(st, key);
+    /* learning_rate_schedule_steps -1 means the schedule spans the run's steps. */
+    long long schedule;
+    if (!parse_long("learning_rate_schedule_steps", mtx_config_get(prog, "learning_rate_schedule_steps"), -1, &schedule))
+        return 2;
+    int64_t *sched = counter(prog, st, "schedule_steps");
+    if (sched) *sched = schedule == -1 ? steps : schedule;
+    mtx_batch b;
+    mtx_batch_alloc(&b, prog->batch, prog->seq);
+    printf("%s: %lld steps, batch %d x %d tokens, %.1f MB state, %.1f MB step arena, %d threads\n",
+           prog->model_name, steps, prog->batch, prog->seq, (double)prog->state_bytes / 1e6,
+           (double)prog->arena_bytes / 1e6, threads);
+
+    double t_total = 0;
+    for (long long step = 0; step < steps; step++) {
+        mtx_data_next(data, &b);
+        mtx_metrics m = {0};
+        double t0 = now_seconds();
+        run_step(prog, st, &b, key, step, &m);
+        double dt = now_seconds() - t0;
+        t_total += dt;
+        if ((step + 1) % log_period == 0 || step == 0 || step + 1 == steps) {
+            double tokens = (double)prog->batch * prog->seq;
+            printf("step %6lld | loss %.6f | lr %.3e | grad_norm %.4f | %8.0f tok/s | %8.2f ms | %.2f TFLOP/s\n",
+                   step + 1, m.loss, m.lr, m.grad_norm, tokens / dt, dt * 1e3,
+                   prog->flops_per_step / dt / 1e12);
+            fflush(stdout);
+        }
+    }
+    printf("done: %lld steps in %.2f s (%.2f ms/step)\n", steps, t_total, t_total * 1e3 / (double)steps);
+    mtx_batch_free(&b);
+    mtx_data_close(data);
+    prog->state_free(st);
+    return 0;
+}

@@ -1,0 +1,314 @@
+/* ---- kernels: the non-GEMM work of a step, row-major, one function each ---- */
+
+/* y = x / rms(x) * w, rows of d */
+static void rmsnorm_forward(float *y, const float *x, const float *w, int n, int d, float eps)
+{
+    for (int i = 0; i < n; i++) {
+        const float *xr = x + (size_t)i * d;
+        float *yr = y + (size_t)i * d;
+        float ss = 0;
+        for (int j = 0; j < d; j++) ss += xr[j] * xr[j];
+        float r = 1.0f / sqrtf(ss / d + eps);
+        for (int j = 0; j < d; j++) yr[j] = xr[j] * r * w[j];
+    }
+}
+
+static void rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w,
+                             int n, int d, float eps)
+{
+    memset(dw, 0, sizeof(float) * d);
+    for (int i = 0; i < n; i++) {
+        const float *xr = x + (size_t)i * d, *dyr = dy + (size_t)i * d;
+        float *dxr = dx + (size_t)i * d;
+        float ss = 0, gx = 0;
+        for (int j = 0; j < d; j++) ss += xr[j] * xr[j];
+        float r = 1.0f / sqrtf(ss / d + eps);
+        for (int j = 0; j < d; j++) {
+            gx += dyr[j] * w[j] * xr[j];
+            dw[j] += dyr[j] * xr[j] * r;
+        }
+        float c = gx * r * r * r / d;
+        for (int j = 0; j < d; j++) dxr[j] = dyr[j] * w[j] * r - xr[j] * c;
+    }
+}
+
+/* y = (x - mean) / std * (1 + scale) + bias: MaxText's LayerNorm keeps the scale around zero */
+static void layernorm_forward(float *y, const float *x, const float *scale, const float *bias,
+                              int n, int d, float eps)
+{
+    for (int i = 0; i < n; i++) {
+        const float *xr = x + (size_t)i * d;
+        float *yr = y + (size_t)i * d;
+        float mean = 0, var = 0;
+        for (int j = 0; j < d; j++) mean += xr[j];
+        mean /= d;
+        for (int j = 0; j < d; j++) var += (xr[j] - mean) * (xr[j] - mean);
+        float r = 1.0f / sqrtf(var / d + eps);
+        for (int j = 0; j < d; j++) yr[j] = (xr[j] - mean) * r * (1.0f + scale[j]) + bias[j];
+    }
+}
+
+static void layernorm_backward(float *dx, float *dscale, float *dbias, const float *dy,
+                               const float *x, const float *scale, int n, int d, float eps)
+{
+    memset(dscale, 0, sizeof(float) * d);
+    memset(dbias, 0, sizeof(float) * d);
+    for (int i = 0; i < n; i++) {
+        const float *xr = x + (size_t)i * d, *dyr = dy + (size_t)i * d;
+        float *dxr = dx + (size_t)i * d;
+        float mean = 0, var = 0;
+        for (int j = 0; j < d; j++) mean += xr[j];
+        mean /= d;
+        for (int j = 0; j < d; j++) var += (xr[j] - mean) * (xr[j] - mean);
+        float r = 1.0f / sqrtf(var / d + eps);
+        float g_mean = 0, gx_mean = 0;
+        for (int j = 0; j < d; j++) {
+            float xhat = (xr[j] - mean) * r, g = dyr[j] * (1.0f + scale[j]);
+            dscale[j] += dyr[j] * xhat;
+            dbias[j] += dyr[j];
+            g_mean += g;
+            gx_mean += g * xhat;
+        }
+        g_mean /= d;
+        gx_mean /= d;
+        for (int j = 0; j < d; j++) {
+            float xhat = (xr[j] - mean) * r;
+            dxr[j] = r * (dyr[j] * (1.0f + scale[j]) - g_mean - xhat * gx_mean);
+        }
+    }
+}
+
+/* rows of table picked by token ids */
+static void embed_forward(float *y, const float *table, const int32_t *tokens, int n, int d)
+{
+    for (int i = 0; i < n; i++) memcpy(y + (size_t)i * d, table + (size_t)tokens[i] * d, sizeof(float) * d);
+}
+
+static void embed_backward(float *dtable, const float *dy, const int32_t *tokens, int n, int vocab, int d)
+{
+    memset(dtable, 0, sizeof(float) * (size_t)vocab * d);
+    for (int i = 0; i < n; i++) {
+        float *row = dtable + (size_t)tokens[i] * d;
+        const float *g = dy + (size_t)i * d;
+        for (int j = 0; j < d; j++) row[j] += g[j];
+    }
+}
+
+/* y[b, t] = x[b, t] + pos[t]: learned position embedding */
+static void position_add_forward(float *y, const float *x, const float *pos, int b, int t, int d)
+{
+    for (int i = 0; i < b * t; i++)
+        for (int j = 0; j < d; j++) y[(size_t)i * d + j] = x[(size_t)i * d + j] + pos[(size_t)(i % t) * d + j];
+}
+
+static void position_add_backward(float *dpos, const float *dy, int b, int t, int rows, int d)
+{
+    memset(dpos, 0, sizeof(float) * (size_t)rows * d);
+    for (int i = 0; i < b * t; i++)
+        for (int j = 0; j < d; j++) dpos[(size_t)(i % t) * d + j] += dy[(size_t)i * d + j];
+}
+
+/* y = x + bias over rows of d */
+static void bias_backward(float *dbias, const float *dy, int n, int d)
+{
+    memset(dbias, 0, sizeof(float) * d);
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < d; j++) dbias[j] += dy[(size_t)i * d + j];
+}
+
+/* Rotary embedding on [b, t, heads, dh], halves rotated (MaxText's default rope_type) */
+static void rope_apply(float *y, const float *x, int b, int t, int heads, int dh,
+                       float min_timescale, float max_timescale, int inverse)
+{
+    int half = dh / 2;
+    for (int p = 0; p < t; p++) {
+        for (int k = 0; k < half; k++) {
+            float timescale = min_timescale * powf(max_timescale / min_timescale, 2.0f * k / dh);
+            float angle = p / timescale, c = cosf(angle), s = inverse ? -sinf(angle) : sinf(angle);
+            for (int i = 0; i < b; i++)
+                for (int h = 0; h < heads; h++) {
+                    size_t o = (((size_t)i * t + p) * heads + h) * dh;
+                    float x1 = x[o + k], x2 = x[o + k + half];
+                    y[o + k] = x1 * c - x2 * s;
+                    y[o + k + half] = x2 * c + x1 * s;
+                }
+        }
+    }
+}
+
+/* Causal softmax over rows of t x t score blocks; future positions get 0. */
+static void causal_softmax_forward(float *p, const float *s, int blocks, int t)
+{
+    for (int blk = 0; blk < blocks; blk++)
+        for (int i = 0; i < t; i++) {
+            const float *sr = s + ((size_t)blk * t + i) * t;
+            float *pr = p + ((size_t)blk * t + i) * t;
+            float max = sr[0], sum = 0;
+            for (int j = 1; j <= i; j++) max = sr[j] > max ? sr[j] : max;
+            for (int j = 0; j <= i; j++) sum += pr[j] = expf(sr[j] - max);
+            for (int j = 0; j <= i; j++) pr[j] /= sum;
+            for (int j = i + 1; j < t; j++) pr[j] = 0;
+        }
+}
+
+static void causal_softmax_backward(float *ds, const float *p, const float *dp, int blocks, int t)
+{
+    for (size_t r = 0; r < (size_t)blocks * t; r++) {
+        const float *pr = p + r * t, *dpr = dp + r * t;
+        float *dsr = ds + r * t;
+        float dot = 0;
+        for (int j = 0; j < t; j++) dot += pr[j] * dpr[j];
+        for (int j = 0; j < t; j++) dsr[j] = pr[j] * (dpr[j] - dot);
+    }
+}
+
+/* Attention products, one GEMM per (batch, head) on strided views of
+ * q, k, v laid out [b, t, heads, dh]. Query head h reads kv head h / group. */
+static void attention_scores(float *s, const float *q, const float *k, int b, int t,
+                             int hq, int hkv, int dh, float scale)
+{
+    for (int i = 0; i < b; i++)
+        for (int h = 0; h < hq; h++) {
+            const float *qh = q + ((size_t)i * t * hq + h) * dh;
+            const float *kh = k + ((size_t)i * t * hkv + h / (hq / hkv)) * dh;
+            float *sh = s + ((size_t)i * hq + h) * t * t;
+            mtx_sgemm(0, 0, t, t, dh, scale, qh, hq * dh, 1, kh, 1, hkv * dh, 0, sh, t, 1);
+        }
+}
+
+static void attention_scores_backward(float *dq, float *dk, const float *ds, const float *q,
+                                      const float *k, int b, int t, int hq, int hkv, int dh, float scale)
+{
+    memset(dk, 0, sizeof(float) * (size_t)b * t * hkv * dh);
+    for (int i = 0; i < b; i++)
+        for (int h = 0; h < hq; h++) {
+            const float *qh = q + ((size_t)i * t * hq + h) * dh;
+            const float *kh = k + ((size_t)i * t * hkv + h / (hq / hkv)) * dh;
+            const float *dsh = ds + ((size_t)i * hq + h) * t * t;
+            float *dqh = dq + ((size_t)i * t * hq + h) * dh;
+            float *dkh = dk + ((size_t)i * t * hkv + h / (hq / hkv)) * dh;
+            mtx_sgemm(0, 0, t, dh, t, scale, dsh, t, 1, kh, hkv * dh, 1, 0, dqh, hq * dh, 1);
+            mtx_sgemm(0, 0, t, dh, t, scale, dsh, 1, t, qh, hq * dh, 1, 1, dkh, hkv * dh, 1);
+        }
+}
+
+static void attention_values(float *o, const float *p, const float *v, int b, int t, int hq, int hkv, int dh)
+{
+    for (int i = 0; i < b; i++)
+        for (int h = 0; h < hq; h++) {
+            const float *ph = p + ((size_t)i * hq + h) * t * t;
+            const float *vh = v + ((size_t)i * t * hkv + h / (hq / hkv)) * dh;
+            float *oh = o + ((size_t)i * t * hq + h) * dh;
+            mtx_sgemm(0, 0, t, dh, t, 1, ph, t, 1, vh, hkv * dh, 1, 0, oh, hq * dh, 1);
+        }
+}
+
+static void attention_values_backward(float *dp, float *dv, const float *dout, const float *p,
+                                      const float *v, int b, int t, int hq, int hkv, int dh)
+{
+    memset(dv, 0, sizeof(float) * (size_t)b * t * hkv * dh);
+    for (int i = 0; i < b; i++)
+        for (int h = 0; h < hq; h++) {
+            const float *ph = p + ((size_t)i * hq + h) * t * t;
+            const float *vh = v + ((size_t)i * t * hkv + h / (hq / hkv)) * dh;
+            const float *doh = dout + ((size_t)i * t * hq + h) * dh;
+            float *dph = dp + ((size_t)i * hq + h) * t * t;
+            float *dvh = dv + ((size_t)i * t * hkv + h / (hq / hkv)) * dh;
+            mtx_sgemm(0, 0, t, t, dh, 1, doh, hq * dh, 1, vh, 1, hkv * dh, 0, dph, t, 1);
+            mtx_sgemm(0, 0, t, dh, t, 1, ph, 1, t, doh, hq * dh, 1, 1, dvh, hkv * dh, 1);
+        }
+}
+
+/* Mean cross-entropy over targets whose segmentation is non-zero (MaxText:
+ * sum(xent * weights) / (sum(weights) + 1e-8)). Returns the loss. */
+static float cross_entropy_forward(const float *logits, const int32_t *targets, const int32_t *seg,
+                                   int n, int vocab, float *weight)
+{
+    double total = 0, count = 0;
+    for (int i = 0; i < n; i++) {
+        if (!seg[i]) continue;
+        const float *l = logits + (size_t)i * vocab;
+        float max = l[0];
+        for (int j = 1; j < vocab; j++) max = l[j] > max ? l[j] : max;
+        double sum = 0;
+        for (int j = 0; j < vocab; j++) sum += exp(l[j] - max);
+        total += log(sum) + max - l[targets[i]];
+        count += 1;
+    }
+    *weight = (float)count;
+    return (float)(total / (count + 1e-8));
+}
+
+static void cross_entropy_backward(float *dlogits, const float *logits, const int32_t *targets,
+                                   const int32_t *seg, int n, int vocab, const float *dloss)
+{
+    double count = 0;
+    for (int i = 0; i < n; i++) count += seg[i] != 0;
+    float g = (float)(dloss[0] / (count + 1e-8));
+    for (int i = 0; i < n; i++) {
+        const float *l = logits + (size_t)i * vocab;
+        float *dl = dlogits + (size_t)i * vocab;
+        if (!seg[i]) {
+            memset(dl, 0, sizeof(float) * vocab);
+            continue;
+        }
+        float max = l[0], sum = 0;
+        for (int j = 1; j < vocab; j++) max = l[j] > max ? l[j] : max;
+        for (int j = 0; j < vocab; j++) sum += dl[j] = expf(l[j] - max);
+        for (int j = 0; j < vocab; j++) dl[j] = dl[j] / sum * g;
+        dl[targets[i]] -= g;
+    }
+}
+
+static double sum_of_squares(const float *x, size_t n)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+    return s;
+}
+
+/* optax.adamw: bias-corrected moments, eps outside and eps_root inside the root,
+ * decoupled weight decay; g is scaled by clip first. */
+static void adamw_update(float *p, float *mu, float *nu, const float *g, size_t n, float clip,
+                         float lr, float b1, float b2, float eps, float eps_root, float wd,
+                         float bc1, float bc2)
+{
+    for (size_t i = 0; i < n; i++) {
+        float gi = g[i] * clip;
+        mu[i] = b1 * mu[i] + (1 - b1) * gi;
+        nu[i] = b2 * nu[i] + (1 - b2) * gi * gi;
+        float update = (mu[i] / bc1) / (sqrtf(nu[i] / bc2 + eps_root) + eps) + wd * p[i];
+        p[i] -= lr * update;
+    }
+}
+
+static float gelu(float x)
+{
+    return 0.5f * x * (1.0f + tanhf(0.7978845608f * (x + 0.044715f * x * x * x)));
+}
+
+static float gelu_grad(float x)
+{
+    float u = 0.7978845608f * (x + 0.044715f * x * x * x), th = tanhf(u);
+    return 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * 0.7978845608f * (1.0f + 0.134145f * x * x);
+}
+
+static float silu(float x) { return x / (1.0f + expf(-x)); }
+
+static float silu_grad(float x)
+{
+    float s = 1.0f / (1.0f + expf(-x));
+    return s * (1.0f + x * (1.0f - s));
+}
+
+/* MaxText's cosine schedule: linear warmup from 0 over total * warmup_fraction
+ * steps, cosine decay to peak * final_fraction at total, 0 past total. */
+static float cosine_schedule(int64_t step, int64_t total, float peak, float warmup_fraction, float final_fraction)
+{
+    int64_t warmup = (int64_t)((double)total * warmup_fraction);
+    if (step < warmup) return peak * (float)step / (float)warmup;
+    if (step >= total) return 0.0f;
+    float pct = (float)(step - warmup) / (float)(total - warmup);
+    float a = 0.5f * (cosf(3.14159265358979f * pct) + 1.0f);
+    return peak * a + peak * final_fraction * (1.0f - a);
+}
