@@ -328,10 +328,12 @@ static void emit_step(Emitter *e, const Func *f, bool train)
     if (!nnx) out(e, "    (void)rng;  /* the step's random key: no op of this program draws from it */\n");
     out(e, "    float *const arena = s->arena;\n");
     emit_body(e, f);
-    out(e, "\n    out->loss = %s[0];\n", V(e, train ? p->train_loss : p->eval_loss));
-    out(e, "    out->weight = %s[0];\n", V(e, train ? p->train_weight : p->eval_weight));
-    out(e, "    out->grad_norm = %s;\n", train ? pool_fmt(p->pool, "%s[0]", V(e, p->grad_norm)) : "0");
-    out(e, "    out->lr = %s;\n", train ? pool_fmt(p->pool, "%s[0]", V(e, p->lr)) : "0");
+    const Value *loss = train ? p->train_loss : p->eval_loss, *weight = train ? p->train_weight : p->eval_weight;
+    const Value *norm = train ? p->grad_norm : NULL, *lr = train ? p->lr : NULL;
+    out(e, "\n    out->loss = %s;\n", loss ? pool_fmt(p->pool, "%s[0]", V(e, loss)) : "0");
+    out(e, "    out->weight = %s;\n", weight ? pool_fmt(p->pool, "%s[0]", V(e, weight)) : "0");
+    out(e, "    out->grad_norm = %s;\n", norm ? pool_fmt(p->pool, "%s[0]", V(e, norm)) : "0");
+    out(e, "    out->lr = %s;\n", lr ? pool_fmt(p->pool, "%s[0]", V(e, lr)) : "0");
     out(e, "}\n");
 }
 
@@ -364,7 +366,7 @@ static void emit_header(Emitter *e)
            "};\n\n");
     bool nnx = cfg_bool(p->cfg, K_pure_nnx);
     out(e, "mtx_state *mtx_state_new(void);\nvoid mtx_state_free(mtx_state *s);\n"
-           "void mtx_init(mtx_state *s, mtx_rng_key key);\n");
+           "void mtx_init_state(mtx_state *s, mtx_rng_key key);\n");
     out(e, "void mtx_train_step(mtx_state *s, const mtx_batch *batch, %smtx_metrics *out);\n",
         nnx ? "" : "mtx_rng_key rng, ");
     out(e, "void mtx_eval_step(const mtx_state *s, const mtx_batch *batch, %smtx_metrics *out);\n",
@@ -390,10 +392,11 @@ static void emit_state_functions(Emitter *e)
     out(e, "    return s;\n}\n\n");
     out(e, "void mtx_state_free(mtx_state *s)\n{\n    if (!s) return;\n    mtx_free(s->memory);\n"
            "    mtx_free(s->arena);\n    mtx_free(s);\n}\n\n");
-    out(e, "static void *state_memory(const mtx_state *s) { return s->memory; }\n\n");
+    out(e, "static void *state_memory(const mtx_state *s) { return s->memory; }\n");
+    out(e, "static void *state_arena(const mtx_state *s) { return s->arena; }\n\n");
     out(e, "/* Parameters from init_weights_seed: each tensor draws from its own key, folded\n"
            " * from its name, so adding a tensor never changes the others. */\n");
-    out(e, "void mtx_init(mtx_state *s, mtx_rng_key key)\n{\n");
+    out(e, "void mtx_init_state(mtx_state *s, mtx_rng_key key)\n{\n");
     out(e, "    memset(s->memory, 0, %lldu);\n", (long long)p->state_bytes);
     for (int i = 0; i < p->nvalues; i++) {
         const Value *v = p->values[i];
@@ -454,7 +457,8 @@ static void emit_descriptor(Emitter *e)
            "    .ntensors = %d, .tensors = tensors,\n"
            "    .nconfig = %d, .config = config,\n"
            "    .state_new = mtx_state_new, .state_free = mtx_state_free, .state_memory = state_memory,\n"
-           "    .init = mtx_init,\n"
+           "    .state_arena = state_arena,\n"
+           "    .init = mtx_init_state,\n"
            "    .train_step = (void *)mtx_train_step, .eval_step = (void *)mtx_eval_step,\n};\n",
         cfg_str(c, K_model_name), cfg_bool(c, K_pure_nnx), (long long)c->d.global_batch,
         (long long)cfg_int(c, K_max_target_length), (long long)c->d.global_batch,

@@ -90,6 +90,7 @@ typedef struct {
     mtx_state *(*state_new)(void);        /* allocates the state and its arena */
     void (*state_free)(mtx_state *);
     void *(*state_memory)(const mtx_state *);
+    void *(*state_arena)(const mtx_state *);  /* temporaries of the last step (tests, tools) */
     void (*init)(mtx_state *, mtx_rng_key);
     void *train_step;                     /* mtx_step_nnx or mtx_step_linen by pure_nnx */
     void *eval_step;                      /* mtx_eval_nnx or mtx_eval_linen */

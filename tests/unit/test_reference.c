@@ -1,0 +1,146 @@
+/* Whole-step check against tools/torch_reference.py (PyTorch, float64):
+ * loss, every gradient and the parameters after one AdamW step, for a llama2
+ * model (tiny) and a gpt3 model (gpt3-52k). */
+#include <check.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+static double max_abs(const float *x, int64_t n)
+{
+    double m = 0;
+    for (int64_t i = 0; i < n; i++) m = fmax(m, fabs((double)x[i]));
+    return m;
+}
+
+/* max |a - b| / max(max |b|, floor) over n elements. The floor (1e-3 of the
+ * largest gradient, so that rounding of 1e-7 of it passes) matters for
+ * gradients that vanish analytically (a key bias: softmax ignores a shift of
+ * a row), where float32 leaves only rounding noise. */
+static double rel_error(const float *a, const float *b, int64_t n, double floor)
+{
+    double diff = 0;
+    for (int64_t i = 0; i < n; i++) diff = fmax(diff, fabs((double)a[i] - b[i]));
+    return diff / fmax(max_abs(b, n), floor);
+}
+
+/* Updated params: as rel_error, but an element whose clipped gradient is
+ * within 100 x adam_eps of zero is only required to move by at most lr:
+ * AdamW's first step is g / (|g| + eps), which amplifies float32 rounding
+ * of such a gradient by eps / (|g| + eps)^2. */
+static double update_error(const float *a, const float *b, const float *grad, int64_t n,
+                           double clip, double eps, double lr, const float *before)
+{
+    double diff = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (fabs(grad[i] * clip) < 100 * eps) {
+            ck_assert_msg(fabs((double)a[i] - before[i]) <= 2 * lr, "update of element %lld exceeds 2 lr", (long long)i);
+            continue;
+        }
+        diff = fmax(diff, d);
+    }
+    return diff / max_abs(b, n);
+}
+
+static void check_against(const char *ref_path, int n, char **overrides)
+{
+    Config *c = load_config(n, overrides);
+    char err[1024];
+    Program *p = compile_program(c, NULL, err, sizeof err);
+    ck_assert_msg(p != NULL, "%s", err);
+    Loaded l = load_program(p);
+    RefFile ref = ref_read(ref_path);
+
+    mtx_state *st = l.desc->state_new();
+    l.desc->init(st, mtx_rng_seed(0));
+    *state_counter(&l, st, "schedule_steps") = cfg_int(c, K_steps);
+    int params = 0;
+    for (int i = 0; i < p->nvalues; i++) {
+        const Value *v = p->values[i];
+        if (v->kind != V_PARAM) continue;
+        char *name = xfmt("params/%s", v->name);
+        const RefRecord *r = ref_find(&ref, name);
+        ck_assert_msg(r != NULL, "reference lacks %s", name);
+        int64_t numel;
+        float *dst = state_tensor(&l, st, name, &numel);
+        ck_assert_int_eq(numel, r->numel);
+        memcpy(dst, r->data, sizeof(float) * (size_t)numel);
+        free(name);
+        params++;
+    }
+    ck_assert_int_gt(params, 5);
+    mtx_batch b;
+    mtx_batch_alloc(&b, (int)ref_find(&ref, "batch/inputs")->dim[0], (int)ref_find(&ref, "batch/inputs")->dim[1]);
+    size_t bytes = sizeof(int32_t) * (size_t)b.batch * (size_t)b.seq;
+    memcpy(b.inputs, ref_find(&ref, "batch/inputs")->data, bytes);
+    memcpy(b.targets, ref_find(&ref, "batch/targets")->data, bytes);
+    memcpy(b.segmentation, ref_find(&ref, "batch/segmentation")->data, bytes);
+
+    mtx_metrics m = {0};
+    ((mtx_step_linen)l.desc->train_step)(st, &b, mtx_rng_seed(1), &m);
+
+    float want_loss = *(float *)ref_find(&ref, "loss")->data;
+    float want_norm = *(float *)ref_find(&ref, "grad_norm")->data;
+    ck_assert_msg(fabs(m.loss - want_loss) <= 1e-5 * fabs(want_loss), "%s: loss %.8f, reference %.8f",
+                  ref_path, m.loss, want_loss);
+    ck_assert_msg(fabs(m.grad_norm - want_norm) <= 1e-4 * want_norm, "%s: grad norm %.8f, reference %.8f",
+                  ref_path, m.grad_norm, want_norm);
+    const float *arena = l.desc->state_arena(st);
+    double grad_floor = 0, clip = fmin(1.0, cfg_float(c, K_gradient_clipping_threshold) / want_norm);
+    for (int i = 0; i < ref.n; i++)
+        if (!strncmp(ref.r[i].name, "grad/", 5)) grad_floor = fmax(grad_floor, 1e-3 * max_abs(ref.r[i].data, ref.r[i].numel));
+    for (int i = 0; i < p->nvalues; i++) {
+        const Value *v = p->values[i];
+        if (v->kind != V_PARAM) continue;
+        char *gname = xfmt("grad/%s", v->name), *uname = xfmt("updated/%s", v->name), *pname = xfmt("params/%s", v->name);
+        const RefRecord *g = ref_find(&ref, gname), *u = ref_find(&ref, uname);
+        double ge = rel_error(arena + v->grad->offset / 4, g->data, g->numel, grad_floor);
+        ck_assert_msg(ge <= 1e-4, "%s: gradient of %s off by %.3g (relative to its max)", ref_path, v->name, ge);
+        double ue = update_error(state_tensor(&l, st, pname, NULL), u->data, g->data, u->numel, clip,
+                                 cfg_float(c, K_adam_eps), m.lr, ref_find(&ref, pname)->data);
+        ck_assert_msg(ue <= 1e-5, "%s: updated %s off by %.3g (relative to its max)", ref_path, v->name, ue);
+        free(gname);
+        free(uname);
+        free(pname);
+    }
+    mtx_batch_free(&b);
+    l.desc->state_free(st);
+    ref_free(&ref);
+    unload_program(&l);
+    program_free(p);
+    config_free(c);
+}
+
+START_TEST(tiny_llama2)
+{
+    char *ov[] = {"model_name=tiny", "per_device_batch_size=2", "max_target_length=16",
+                  "warmup_steps_fraction=0", "steps=10"};
+    check_against("tests/data/tiny.ref", 5, ov);
+}
+END_TEST
+
+START_TEST(gpt3_52k)
+{
+    char *ov[] = {"model_name=gpt3-52k", "opt_type=adamw", "per_device_batch_size=2", "max_target_length=16",
+                  "warmup_steps_fraction=0", "steps=10"};
+    check_against("tests/data/gpt3-52k.ref", 6, ov);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("reference");
+    TCase *tc = tcase_create("pytorch");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, tiny_llama2);
+    tcase_add_test(tc, gpt3_52k);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,235 @@
+#!/usr/bin/python3
+"""Reference data for one training step, computed independently with PyTorch.
+
+For a config (resolved by `mtxc config`), draws random parameters and a batch,
+then computes in float64, following MaxText's layers and optax's update rules:
+the loss, every parameter's gradient and the parameters after one AdamW step.
+Writes them to a small binary file that tests/unit/test_reference.c reads.
+
+Run only by a developer, to regenerate tests/data (needs python3-torch:
+tools/install-deps --with-torch):
+
+    tools/torch_reference.py build/mtxc tests/data/tiny.ref model_name=tiny \\
+        per_device_batch_size=2 max_target_length=16 warmup_steps_fraction=0 steps=10
+
+File format, little-endian, one record after another:
+    u32 name length, name (utf-8), u32 dtype (0 f32, 1 i32), u32 rank,
+    rank x u64 dims, then the elements.
+"""
+import json
+import math
+import struct
+import subprocess
+import sys
+
+import torch
+
+
+def resolved_config(mtxc, overrides):
+    out = subprocess.run([mtxc, "config", "configs/base.yml", *overrides],
+                         check=True, capture_output=True, text=True).stdout
+    cfg = {}
+    for line in out.splitlines():
+        if line.startswith("#") or ": " not in line:
+            continue
+        key, value = line.split(": ", 1)
+        value = value.split("  # derived")[0]
+        cfg[key] = None if value == "None" else json.loads(value) if not value.startswith("{") else value
+    return cfg
+
+
+def param_shapes(c):
+    """Names and shapes as mtxc's model builder declares them."""
+    D, H, KV, Dh, M, V = c["emb_dim"], c["num_query_heads"], c["num_kv_heads"], c["head_dim"], c["mlp_dim"], c["vocab_size"]
+    gpt3 = c["decoder_block"] == "gpt3"
+    gated = len(c["mlp_activations"]) == 2
+    shapes = {"token_embedder.embedding": (V, D)}
+    if gpt3 and c["trainable_position_size"] > 0:
+        shapes["position_embedder.embedding"] = (c["trainable_position_size"], D)
+    for l in range(c["num_decoder_layers"]):
+        at, mlp = f"layers.{l}.self_attention", f"layers.{l}.mlp"
+        shapes[f"layers.{l}.pre_self_attention_norm.scale"] = (D,)
+        if gpt3:
+            shapes[f"layers.{l}.pre_self_attention_norm.bias"] = (D,)
+        shapes[f"{at}.query.kernel"] = (D, H * Dh)
+        shapes[f"{at}.key.kernel"] = (D, KV * Dh)
+        shapes[f"{at}.value.kernel"] = (D, KV * Dh)
+        shapes[f"{at}.out.kernel"] = (H * Dh, D)
+        if gpt3:
+            shapes[f"{at}.query.bias"] = (H * Dh,)
+            shapes[f"{at}.key.bias"] = (KV * Dh,)
+            shapes[f"{at}.value.bias"] = (KV * Dh,)
+            shapes[f"{at}.out.bias"] = (D,)
+            shapes[f"{mlp}.mlp_layer_norm.scale"] = (D,)
+            shapes[f"{mlp}.mlp_layer_norm.bias"] = (D,)
+        else:
+            shapes[f"layers.{l}.post_self_attention_norm.scale"] = (D,)
+        if gated:
+            shapes[f"{mlp}.wi_0.kernel"] = (D, M)
+            shapes[f"{mlp}.wi_1.kernel"] = (D, M)
+        else:
+            shapes[f"{mlp}.wi.kernel"] = (D, M)
+        shapes[f"{mlp}.wo.kernel"] = (M, D)
+        if gpt3:
+            shapes[f"{mlp}.wi.bias"] = (M,)
+            shapes[f"{mlp}.wo.bias"] = (D,)
+    shapes["decoder_norm.scale"] = (D,)
+    if gpt3:
+        shapes["decoder_norm.bias"] = (D,)
+    if not c["logits_via_embedding"]:
+        shapes["logits_dense.kernel"] = (D, V)
+    return shapes
+
+
+def rmsnorm(x, w, eps):
+    return x * torch.rsqrt((x * x).mean(-1, keepdim=True) + eps) * w
+
+
+def layernorm(x, scale, bias, eps):
+    mean = x.mean(-1, keepdim=True)
+    var = ((x - mean) ** 2).mean(-1, keepdim=True)
+    return (x - mean) * torch.rsqrt(var + eps) * (1 + scale) + bias
+
+
+def rope(x, min_ts, max_ts):
+    B, T, H, Dh = x.shape
+    half = Dh // 2
+    frac = 2 * torch.arange(half, dtype=torch.float64) / Dh
+    timescale = min_ts * (max_ts / min_ts) ** frac
+    angle = torch.arange(T, dtype=torch.float64)[:, None] / timescale[None, :]
+    sin, cos = torch.sin(angle)[None, :, None, :], torch.cos(angle)[None, :, None, :]
+    x1, x2 = x[..., :half], x[..., half:]
+    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+
+
+def activation(name, x):
+    if name == "silu":
+        return torch.nn.functional.silu(x)
+    if name == "gelu":
+        return torch.nn.functional.gelu(x, approximate="tanh")
+    if name == "relu":
+        return torch.relu(x)
+    return x
+
+
+def forward(c, P, inputs, targets, seg):
+    D, H, KV, Dh = c["emb_dim"], c["num_query_heads"], c["num_kv_heads"], c["head_dim"]
+    eps = c["normalization_layer_epsilon"]
+    gpt3 = c["decoder_block"] == "gpt3"
+    B, T = inputs.shape
+    norm = (lambda x, p: layernorm(x, P[p + ".scale"], P[p + ".bias"], eps)) if gpt3 else \
+           (lambda x, p: rmsnorm(x, P[p + ".scale"], eps))
+    x = P["token_embedder.embedding"][inputs]
+    if "position_embedder.embedding" in P:
+        x = x + P["position_embedder.embedding"][:T][None]
+    causal = torch.tril(torch.ones(T, T, dtype=torch.bool))
+    for l in range(c["num_decoder_layers"]):
+        at, mlp = f"layers.{l}.self_attention", f"layers.{l}.mlp"
+        h = norm(x, f"layers.{l}.pre_self_attention_norm")
+
+        def proj(name, heads):
+            y = h @ P[f"{at}.{name}.kernel"]
+            if gpt3:
+                y = y + P[f"{at}.{name}.bias"]
+            return y.reshape(B, T, heads, Dh)
+        q, k, v = proj("query", H), proj("key", KV), proj("value", KV)
+        if not gpt3:
+            q = rope(q, c["rope_min_timescale"], c["rope_max_timescale"])
+            k = rope(k, c["rope_min_timescale"], c["rope_max_timescale"])
+        k = k.repeat_interleave(H // KV, dim=2)
+        v = v.repeat_interleave(H // KV, dim=2)
+        s = torch.einsum("bthd,bshd->bhts", q, k) / math.sqrt(Dh)
+        s = s.masked_fill(~causal, float("-inf"))
+        o = torch.einsum("bhts,bshd->bthd", torch.softmax(s, dim=-1), v).reshape(B, T, H * Dh)
+        o = o @ P[f"{at}.out.kernel"]
+        if gpt3:
+            o = o + P[f"{at}.out.bias"]
+        x = x + o
+        h = norm(x, f"{mlp}.mlp_layer_norm" if gpt3 else f"layers.{l}.post_self_attention_norm")
+        acts = c["mlp_activations"]
+        if len(acts) == 2:
+            y = activation(acts[0], h @ P[f"{mlp}.wi_0.kernel"]) * activation(acts[1], h @ P[f"{mlp}.wi_1.kernel"])
+        else:
+            y = h @ P[f"{mlp}.wi.kernel"]
+            if gpt3:
+                y = y + P[f"{mlp}.wi.bias"]
+            y = activation(acts[0], y)
+        y = y @ P[f"{mlp}.wo.kernel"]
+        if gpt3:
+            y = y + P[f"{mlp}.wo.bias"]
+        x = x + y
+    x = norm(x, "decoder_norm")
+    if c["logits_via_embedding"]:
+        logits = x @ P["token_embedder.embedding"].T
+        if c["normalize_embedding_logits"]:
+            logits = logits / math.sqrt(D)
+    else:
+        logits = x @ P["logits_dense.kernel"]
+    logp = torch.log_softmax(logits, dim=-1)
+    xent = -logp.gather(-1, targets[..., None])[..., 0]
+    w = (seg != 0).to(torch.float64)
+    return (xent * w).sum() / (w.sum() + 1e-8)
+
+
+def adamw_step(c, P, G):
+    """optax: clip_by_global_norm, then adamw at update count 1, cosine lr at step 0."""
+    norm = math.sqrt(sum(float((g * g).sum()) for g in G.values()))
+    thr = c["gradient_clipping_threshold"]
+    clip = 1.0 if thr <= 0 or norm < thr else thr / norm
+    total = c["learning_rate_schedule_steps"]
+    total = c["steps"] if total == -1 else total
+    warmup = int(total * c["warmup_steps_fraction"])
+    peak = c["learning_rate"]
+    lr = 0.0 if warmup > 0 else peak   # step 0: warmup starts at 0, cosine at the peak
+    b1, b2, eps, eps_root, wd = c["adam_b1"], c["adam_b2"], c["adam_eps"], c["adam_eps_root"], c["adam_weight_decay"]
+    out = {}
+    for name, p in P.items():
+        g = G[name] * clip
+        mu, nu = (1 - b1) * g, (1 - b2) * g * g
+        update = (mu / (1 - b1)) / (torch.sqrt(nu / (1 - b2) + eps_root) + eps) + wd * p
+        out[name] = p - lr * update
+    return out, norm
+
+
+def record(f, name, t):
+    t = t.detach().contiguous()
+    dtype = 1 if t.dtype == torch.int32 else 0
+    data = t.numpy().astype("<i4" if dtype else "<f4").tobytes()
+    enc = name.encode()
+    f.write(struct.pack("<I", len(enc)) + enc + struct.pack("<II", dtype, t.dim()))
+    f.write(struct.pack(f"<{t.dim()}Q", *t.shape) + data)
+
+
+def main():
+    if len(sys.argv) < 3:
+        sys.exit(__doc__)
+    mtxc, path, overrides = sys.argv[1], sys.argv[2], sys.argv[3:]
+    c = resolved_config(mtxc, overrides)
+    torch.manual_seed(1234)
+    B, T, V = c["global_batch_size_to_train_on"], c["max_target_length"], c["vocab_size"]
+    P = {n: (0.5 * torch.randn(*s)).to(torch.float32) for n, s in param_shapes(c).items()}
+    inputs = torch.randint(0, V, (B, T), dtype=torch.int32)
+    targets = torch.randint(0, V, (B, T), dtype=torch.int32)
+    seg = torch.ones(B, T, dtype=torch.int32)
+    seg[0, T - 3:] = 0          # padding at the end of the first sequence is not counted
+    P64 = {n: p.to(torch.float64).requires_grad_() for n, p in P.items()}
+    loss = forward(c, P64, inputs.long(), targets.long(), seg)
+    loss.backward()
+    G = {n: p.grad for n, p in P64.items()}
+    with torch.no_grad():
+        updated, norm = adamw_step(c, {n: p.detach() for n, p in P64.items()}, G)
+    with open(path, "wb") as f:
+        record(f, "batch/inputs", inputs)
+        record(f, "batch/targets", targets)
+        record(f, "batch/segmentation", seg)
+        record(f, "loss", torch.tensor([loss.item()]))
+        record(f, "grad_norm", torch.tensor([norm]))
+        for n in P:
+            record(f, "params/" + n, P[n])
+            record(f, "grad/" + n, G[n])
+            record(f, "updated/" + n, updated[n])
+    print(f"{path}: loss {loss.item():.6f}, grad norm {norm:.6f}, {len(P)} parameters")
+
+
+if __name__ == "__main__":
+    main()
