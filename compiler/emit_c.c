@@ -73,6 +73,22 @@ static const char *descriptor_name(Pool *pool, const Value *v)
     return v->name;
 }
 
+/* Names the generated functions use for themselves, and C keywords. */
+static const char *const reserved[] = {
+    "s", "batch", "rng", "out", "arena", "i", "t", "bias1", "bias2", "sum_sq", "key",
+    "auto", "break", "case", "char", "const", "continue", "default", "do", "double", "else",
+    "enum", "extern", "float", "for", "goto", "if", "inline", "int", "long", "register",
+    "restrict", "return", "short", "signed", "sizeof", "static", "struct", "switch", "typedef",
+    "union", "unsigned", "void", "volatile", "while", "silu", "gelu", "silu_grad", "gelu_grad",
+};
+
+static bool is_reserved(const char *name)
+{
+    for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++)
+        if (!strcmp(reserved[i], name)) return true;
+    return false;
+}
+
 /* Give every value a C name: unique within the program (steps declare only their own). */
 static void name_values(Emitter *e)
 {
@@ -89,6 +105,7 @@ static void name_values(Emitter *e)
         if (v == p->targets) { e->cname[i] = "batch->targets"; continue; }
         if (v == p->segmentation) { e->cname[i] = "batch->segmentation"; continue; }
         char *base = identifier(pool, v->name);
+        if (is_reserved(base) || isdigit((unsigned char)base[0])) base = pool_fmt(pool, "v_%s", base);
         char *name = base;
         for (int n = 2;; n++) {
             bool clash = false;

@@ -1,0 +1,315 @@
+/* Every op's VJP rule against central finite differences. Each case builds a
+ * small program (op, then loss = <output, random probe>), differentiates it
+ * with autodiff, runs the fuse and memplan passes, emits C, compiles and
+ * loads it, and compares each parameter's gradient with (L(x+h) - L(x-h)) / 2h. */
+#include <check.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+enum { B = 2, T = 4, D = 8, H = 2, KV = 1, DH = 4, VOCAB = 11 };
+
+typedef struct {
+    Config *c;
+    Program *p;
+    Func *f;
+} Case;
+
+static Case begin(void)
+{
+    char *ov[] = {"model_name=tiny"};
+    Case k;
+    k.c = load_config(1, ov);
+    k.p = program_new(k.c);
+    k.f = &k.p->train;
+    int64_t bt[2] = {B, T};
+    k.p->tokens = value_new(k.p, "inputs", DT_I32, 2, bt, V_INPUT);
+    k.p->targets = value_new(k.p, "targets", DT_I32, 2, bt, V_INPUT);
+    k.p->segmentation = value_new(k.p, "targets_segmentation", DT_I32, 2, bt, V_INPUT);
+    return k;
+}
+
+static Value *param(Case *k, const char *name, int rank, int64_t d0, int64_t d1, int64_t d2, int64_t d3)
+{
+    int64_t dim[4] = {d0, d1, d2, d3};
+    return state_new(k->p, name, rank, dim, INIT_NORMAL, 0.7, NULL);
+}
+
+static Value *temp_like(Case *k, const char *name, int rank, int64_t d0, int64_t d1, int64_t d2, int64_t d3)
+{
+    int64_t dim[4] = {d0, d1, d2, d3};
+    return value_new(k->p, name, DT_F32, rank, dim, V_TEMP);
+}
+
+static Op *op(Case *k, OpKind kind, Value *y, int nin, Value *a, Value *b, Value *c)
+{
+    Value *in[3] = {a, b, c};
+    return op_add(k->p, k->f, kind, "case", nin, in, 1, &y);
+}
+
+/* loss = sum(y * probe), as a 1 x N by N x 1 matmul */
+static Value *probe_loss(Case *k, Value *y)
+{
+    int64_t n = value_numel(y);
+    Value *probe = param(k, "probe", 2, n, 1, 0, 0);
+    Value *loss = temp_like(k, "loss", 1, 1, 0, 0, 0);
+    Op *m = op(k, OP_matmul, loss, 2, y, probe, NULL);
+    m->ia[0] = 1;
+    m->ia[1] = 1;
+    m->ia[2] = n;
+    m->fa[0] = 1.0;
+    return loss;
+}
+
+static double run_loss(const Loaded *l, mtx_state *st, const mtx_batch *b)
+{
+    mtx_metrics m = {0};
+    ((mtx_step_linen)l->desc->train_step)(st, b, mtx_rng_seed(0), &m);
+    return m.loss;
+}
+
+/* Differentiate, lower and check every parameter's gradient by finite differences. */
+static void finish(Case *k, Value *loss)
+{
+    Program *p = k->p;
+    char err[1024];
+    p->train_loss = loss;
+    ck_assert_msg(differentiate(p, k->f, loss, err, sizeof err), "%s", err);
+    /* Keep every gradient alive to the end of the step, where the test reads it. */
+    Value *grads[16];
+    int n = 0;
+    for (int i = 0; i < p->nvalues; i++)
+        if (p->values[i]->kind == V_PARAM) {
+            ck_assert_msg(p->values[i]->grad != NULL, "no gradient for %s", p->values[i]->name);
+            grads[n++] = p->values[i]->grad;
+        }
+    int64_t one = 1;
+    p->grad_norm = value_new(p, "grad_norm", DT_F32, 1, &one, V_TEMP);
+    op_add(p, k->f, OP_global_norm, "case", n, grads, 1, &p->grad_norm);
+    ck_assert_msg(fuse(p, err, sizeof err) && plan_memory(p, err, sizeof err), "%s", err);
+    ck_assert_msg(ir_verify(p, err, sizeof err), "%s", err);
+
+    Loaded l = load_program(p);
+    mtx_state *st = l.desc->state_new();
+    l.desc->init(st, mtx_rng_seed(42));
+    mtx_batch b;
+    mtx_batch_alloc(&b, B, T);
+    for (int i = 0; i < B * T; i++) {
+        b.inputs[i] = (i * 7 + 3) % VOCAB;
+        b.targets[i] = (i * 5 + 1) % VOCAB;
+        b.segmentation[i] = i != B * T - 1;       /* one padded position */
+    }
+    run_loss(&l, st, &b);
+    const float *arena = l.desc->state_arena(st);
+    for (int i = 0; i < p->nvalues; i++) {
+        const Value *v = p->values[i];
+        if (v->kind != V_PARAM) continue;
+        int64_t numel = value_numel(v);
+        float *g = xmalloc(sizeof(float) * (size_t)numel);
+        memcpy(g, arena + v->grad->offset / 4, sizeof(float) * (size_t)numel);
+        double gmax = 1e-3;
+        for (int64_t j = 0; j < numel; j++) gmax = fmax(gmax, fabs(g[j]));
+        char *name = xfmt("params/%s", v->name);
+        float *x = state_tensor(&l, st, name, NULL);
+        int64_t step = numel > 24 ? numel / 24 : 1;
+        for (int64_t j = 0; j < numel; j += step) {
+            const float h = 1e-2f;
+            float saved = x[j];
+            x[j] = saved + h;
+            double up = run_loss(&l, st, &b);
+            x[j] = saved - h;
+            double down = run_loss(&l, st, &b);
+            x[j] = saved;
+            double fd = (up - down) / (2 * h);
+            ck_assert_msg(fabs(fd - g[j]) <= 2e-2 * gmax, "%s[%lld]: autodiff %.6g, finite difference %.6g",
+                          v->name, (long long)j, g[j], fd);
+        }
+        free(name);
+        free(g);
+    }
+    mtx_batch_free(&b);
+    l.desc->state_free(st);
+    unload_program(&l);
+    program_free(p);
+    config_free(k->c);
+}
+
+static void check_matmul(int ta, int tb)
+{
+    Case k = begin();
+    const int m = 3, n = 5, kk = 4;
+    Value *a = ta ? param(&k, "a", 2, kk, m, 0, 0) : param(&k, "a", 2, m, kk, 0, 0);
+    Value *b = tb ? param(&k, "b", 2, n, kk, 0, 0) : param(&k, "b", 2, kk, n, 0, 0);
+    Value *y = temp_like(&k, "y", 2, m, n, 0, 0);
+    Op *o = op(&k, OP_matmul, y, 2, a, b, NULL);
+    int64_t at[5] = {m, n, kk, ta, tb};
+    memcpy(o->ia, at, sizeof at);
+    o->fa[0] = 0.7;
+    finish(&k, probe_loss(&k, y));
+}
+
+START_TEST(matmul) { check_matmul(0, 0); check_matmul(1, 0); check_matmul(0, 1); check_matmul(1, 1); }
+END_TEST
+
+START_TEST(embed)
+{
+    Case k = begin();
+    Value *table = param(&k, "table", 2, VOCAB, D, 0, 0);
+    Value *y = temp_like(&k, "y", 3, B, T, D, 0);
+    Op *o = op(&k, OP_embed, y, 2, table, k.p->tokens, NULL);
+    o->ia[0] = B * T;
+    o->ia[1] = D;
+    finish(&k, probe_loss(&k, y));
+}
+END_TEST
+
+START_TEST(position_add)
+{
+    Case k = begin();
+    Value *x = param(&k, "x", 3, B, T, D, 0), *pos = param(&k, "pos", 2, T + 2, D, 0, 0);
+    Value *y = temp_like(&k, "y", 3, B, T, D, 0);
+    Op *o = op(&k, OP_position_add, y, 2, x, pos, NULL);
+    o->ia[0] = B;
+    o->ia[1] = T;
+    o->ia[2] = D;
+    finish(&k, probe_loss(&k, y));
+}
+END_TEST
+
+/* A fused chain: y = silu(x) * g + bias; gelu on the side. */
+START_TEST(elementwise)
+{
+    Case k = begin();
+    Value *x = param(&k, "x", 3, B, T, D, 0), *g = param(&k, "g", 3, B, T, D, 0);
+    Value *bias = param(&k, "bias", 1, D, 0, 0, 0), *z = param(&k, "z", 3, B, T, D, 0);
+    Value *s = temp_like(&k, "s", 3, B, T, D, 0), *m = temp_like(&k, "m", 3, B, T, D, 0);
+    Value *y = temp_like(&k, "y", 3, B, T, D, 0), *w = temp_like(&k, "w", 3, B, T, D, 0);
+    Value *out = temp_like(&k, "out", 3, B, T, D, 0);
+    op(&k, OP_silu, s, 1, x, NULL, NULL);
+    op(&k, OP_mul, m, 2, s, g, NULL);
+    op(&k, OP_bias_add, y, 2, m, bias, NULL)->ia[0] = D;
+    op(&k, OP_gelu, w, 1, z, NULL, NULL);
+    op(&k, OP_add, out, 2, y, w, NULL);
+    finish(&k, probe_loss(&k, out));
+}
+END_TEST
+
+START_TEST(rmsnorm)
+{
+    Case k = begin();
+    Value *x = param(&k, "x", 3, B, T, D, 0), *w = param(&k, "scale", 1, D, 0, 0, 0);
+    Value *y = temp_like(&k, "y", 3, B, T, D, 0);
+    Op *o = op(&k, OP_rmsnorm, y, 2, x, w, NULL);
+    o->ia[0] = B * T;
+    o->ia[1] = D;
+    o->fa[0] = 1e-5;
+    finish(&k, probe_loss(&k, y));
+}
+END_TEST
+
+START_TEST(layernorm)
+{
+    Case k = begin();
+    Value *x = param(&k, "x", 3, B, T, D, 0), *s = param(&k, "scale", 1, D, 0, 0, 0);
+    Value *b = param(&k, "bias", 1, D, 0, 0, 0);
+    Value *y = temp_like(&k, "y", 3, B, T, D, 0);
+    Op *o = op(&k, OP_layernorm, y, 3, x, s, b);
+    o->ia[0] = B * T;
+    o->ia[1] = D;
+    o->fa[0] = 1e-5;
+    finish(&k, probe_loss(&k, y));
+}
+END_TEST
+
+START_TEST(rope)
+{
+    Case k = begin();
+    Value *x = param(&k, "x", 4, B, T, H, DH);
+    Value *y = temp_like(&k, "y", 4, B, T, H, DH);
+    Op *o = op(&k, OP_rope, y, 1, x, NULL, NULL);
+    int64_t a[4] = {B, T, H, DH};
+    memcpy(o->ia, a, sizeof a);
+    o->fa[0] = 1;
+    o->fa[1] = 10000;
+    finish(&k, probe_loss(&k, y));
+}
+END_TEST
+
+static void attention_attrs(Op *o)
+{
+    int64_t a[5] = {B, T, H, KV, DH};
+    memcpy(o->ia, a, sizeof a);
+}
+
+START_TEST(attention_scores)
+{
+    Case k = begin();
+    Value *q = param(&k, "q", 4, B, T, H, DH), *kk = param(&k, "k", 4, B, T, KV, DH);
+    Value *s = temp_like(&k, "s", 4, B, H, T, T);
+    Op *o = op(&k, OP_attention_scores, s, 2, q, kk, NULL);
+    attention_attrs(o);
+    o->fa[0] = 0.5;
+    finish(&k, probe_loss(&k, s));
+}
+END_TEST
+
+START_TEST(causal_softmax)
+{
+    Case k = begin();
+    Value *s = param(&k, "s", 4, B, H, T, T);
+    Value *p = temp_like(&k, "p", 4, B, H, T, T);
+    Op *o = op(&k, OP_causal_softmax, p, 1, s, NULL, NULL);
+    o->ia[0] = B * H;
+    o->ia[1] = T;
+    finish(&k, probe_loss(&k, p));
+}
+END_TEST
+
+START_TEST(attention_values)
+{
+    Case k = begin();
+    Value *p = param(&k, "p", 4, B, H, T, T), *v = param(&k, "v", 4, B, T, KV, DH);
+    Value *o = temp_like(&k, "o", 4, B, T, H, DH);
+    attention_attrs(op(&k, OP_attention_values, o, 2, p, v, NULL));
+    finish(&k, probe_loss(&k, o));
+}
+END_TEST
+
+START_TEST(cross_entropy)
+{
+    Case k = begin();
+    Value *logits = param(&k, "logits", 3, B, T, VOCAB, 0);
+    Value *loss = temp_like(&k, "loss", 1, 1, 0, 0, 0), *weight = temp_like(&k, "weight", 1, 1, 0, 0, 0);
+    Value *in[3] = {logits, k.p->targets, k.p->segmentation}, *out[2] = {loss, weight};
+    Op *o = op_add(k.p, k.f, OP_cross_entropy, "case", 3, in, 2, out);
+    o->ia[0] = B * T;
+    o->ia[1] = VOCAB;
+    finish(&k, loss);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("vjp");
+    TCase *tc = tcase_create("finite differences");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, matmul);
+    tcase_add_test(tc, embed);
+    tcase_add_test(tc, position_add);
+    tcase_add_test(tc, elementwise);
+    tcase_add_test(tc, rmsnorm);
+    tcase_add_test(tc, layernorm);
+    tcase_add_test(tc, rope);
+    tcase_add_test(tc, attention_scores);
+    tcase_add_test(tc, causal_softmax);
+    tcase_add_test(tc, attention_values);
+    tcase_add_test(tc, cross_entropy);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
