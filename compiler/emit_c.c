@@ -75,7 +75,7 @@ static const char *descriptor_name(Pool *pool, const Value *v)
 
 /* Names the generated functions use for themselves, and C keywords. */
 static const char *const reserved[] = {
-    "s", "batch", "rng", "out", "arena", "i", "t", "bias1", "bias2", "sum_sq", "key",
+    "s", "batch", "rng", "out", "arena", "i", "t", "bias1", "bias2", "decay1", "decay2", "sum_sq", "key",
     "auto", "break", "case", "char", "const", "continue", "default", "do", "double", "else",
     "enum", "extern", "float", "for", "goto", "if", "inline", "int", "long", "register",
     "restrict", "return", "short", "signed", "sizeof", "static", "struct", "switch", "typedef",
@@ -284,15 +284,27 @@ static void emit_adamw(Emitter *e, const Op *op, bool first)
 {
     Pool *pool = e->p->pool;
     const double *fa = op->fa;
+    bool pax = op->ia[0];
+    const char *b1 = flit(pool, fa[0]), *b2 = flit(pool, fa[1]);
     if (first) {
-        /* optax counts updates from 1 for the bias corrections */
+        /* updates are counted from 1 for the bias corrections */
         out(e, "    float t = (float)(%s[0] + 1);\n", V(e, e->p->step));
-        out(e, "    float bias1 = 1.0f - powf(%s, t), bias2 = 1.0f - powf(%s, t);\n", flit(pool, fa[0]), flit(pool, fa[1]));
+        if (pax)
+            out(e, "    float decay1 = %s * (1.0f - powf(%s, t - 1.0f)) / (1.0f - powf(%s, t));\n"
+                   "    float decay2 = %s * (1.0f - powf(%s, t - 1.0f)) / (1.0f - powf(%s, t));\n",
+                b1, b1, b1, b2, b2, b2);
+        else
+            out(e, "    float bias1 = 1.0f - powf(%s, t), bias2 = 1.0f - powf(%s, t);\n", b1, b2);
     }
     Value *const *in = op->in;
-    out(e, "    adamw_update(%s, %s, %s, %s, %lld, %s[0], %s[0], %s, %s, %s, %s, %s, bias1, bias2);\n",
-        V(e, in[0]), V(e, in[2]), V(e, in[3]), V(e, in[1]), (long long)value_numel(in[0]), V(e, in[5]),
-        V(e, in[4]), flit(pool, fa[0]), flit(pool, fa[1]), flit(pool, fa[2]), flit(pool, fa[3]), flit(pool, fa[4]));
+    if (pax)
+        out(e, "    adam_pax_update(%s, %s, %s, %s, %lld, %s[0], %s[0], decay1, decay2, %s, %s, %s);\n",
+            V(e, in[0]), V(e, in[2]), V(e, in[3]), V(e, in[1]), (long long)value_numel(in[0]), V(e, in[5]),
+            V(e, in[4]), flit(pool, fa[2]), flit(pool, fa[3]), flit(pool, fa[4]));
+    else
+        out(e, "    adamw_update(%s, %s, %s, %s, %lld, %s[0], %s[0], %s, %s, %s, %s, %s, bias1, bias2);\n",
+            V(e, in[0]), V(e, in[2]), V(e, in[3]), V(e, in[1]), (long long)value_numel(in[0]), V(e, in[5]),
+            V(e, in[4]), b1, b2, flit(pool, fa[2]), flit(pool, fa[3]), flit(pool, fa[4]));
 }
 
 /* Pointers into the arena for the temporaries this op (or loop) stores. */

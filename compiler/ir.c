@@ -36,7 +36,7 @@ static const struct { OpKind kind; const char *ia[8]; const char *fa[8]; } attr_
     {OP_cross_entropy_grad, {"n", "vocab"}, {0}},
     {OP_learning_rate, {0}, {"peak", "final_fraction", "warmup_fraction"}},
     {OP_clip_scale, {0}, {"threshold"}},
-    {OP_adamw, {0}, {"b1", "b2", "eps", "eps_root", "weight_decay"}},
+    {OP_adamw, {"pax"}, {"b1", "b2", "eps", "eps_root", "weight_decay"}},
 };
 
 const char *op_attr_name(OpKind kind, int i, bool is_float)
@@ -130,7 +130,7 @@ Op *op_add(Program *p, Func *f, OpKind kind, const char *block, int nin, Value *
     op->block = block;
     op->nin = nin;
     op->in = pool_alloc(p->pool, sizeof(Value *) * (size_t)(nin ? nin : 1));
-    memcpy(op->in, in, sizeof(Value *) * (size_t)nin);
+    if (nin) memcpy(op->in, in, sizeof(Value *) * (size_t)nin);
     op->nout = nout;
     for (int i = 0; i < nout; i++) {
         op->out[i] = out[i];

@@ -226,6 +226,8 @@ static int cmd_build(int argc, char **argv)
         char *argv2[] = {inc, "-I" MTXC_RUNTIME_INCLUDE, step_c, main_c, MTXC_RUNTIME_LIB, MTXC_BLIS_LIB,
                          "-lm", "-lpthread", "-o", tmp_out, NULL};
         for (int i = 0; argv2[i]; i++) args[n++] = argv2[i];
+        char *ldflags = xstrdup(MTXC_TRAINER_LDFLAGS);
+        n += split_flags(ldflags, args + n, 8);
         args[n] = NULL;
         printf("mtxc: compiling %s (%d layers, %.1f M params) with %s %s\n", cfg_str(c, K_model_name),
                c->d.num_decoder_layers, (double)program_param_count(p) / 1e6, cc, cflags ? cflags : "-O3 -march=native");
@@ -241,6 +243,7 @@ static int cmd_build(int argc, char **argv)
             ok = false;
         }
         free(flags);
+        free(ldflags);
     }
     if (ok) printf("mtxc: wrote %s (lowering %.2f s, C compile %.2f s)\n", path, t1 - t0, seconds() - t1);
     if (!keep) {

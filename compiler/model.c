@@ -295,8 +295,8 @@ static bool supported(const Config *c, char *err, size_t errlen)
         why = "dropout (dropout_rate > 0 with enable_dropout) is not supported yet";
     else if (cfg_int(c, K_gradient_accumulation_steps) != 1)
         why = "gradient_accumulation_steps > 1 is not supported yet";
-    else if (strcmp(cfg_str(c, K_opt_type), "adamw"))
-        why = "only opt_type adamw is supported so far (override with opt_type=adamw)";
+    else if (strcmp(cfg_str(c, K_opt_type), "adamw") && strcmp(cfg_str(c, K_opt_type), "adam_pax"))
+        why = "opt_type sgd and muon are not supported yet (adamw and adam_pax are)";
     else if (strcmp(cfg_str(c, K_lr_schedule_type), "cosine"))
         why = "only lr_schedule_type cosine is supported so far";
     else if (c->d.num_devices != 1)

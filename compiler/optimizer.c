@@ -30,7 +30,7 @@ bool build_optimizer(Program *p, char *err, size_t errlen)
 {
     const Config *c = p->cfg;
     Func *f = &p->train;
-    const char *block = "optimizer: clip by global norm, learning rate, adamw";
+    const char *block = pool_fmt(p->pool, "optimizer: clip by global norm, learning rate, %s", cfg_str(c, K_opt_type));
     Value **params = xmalloc(sizeof(Value *) * (size_t)p->nvalues);
     Value **grads = xmalloc(sizeof(Value *) * (size_t)p->nvalues);
     int n = 0;
@@ -67,6 +67,7 @@ bool build_optimizer(Program *p, char *err, size_t errlen)
     for (int i = 0; i < n; i++) {
         Value *in[6] = {params[i], grads[i], moment(p, "mu", params[i]), moment(p, "nu", params[i]), p->lr, clip};
         Op *op = op_add(p, f, OP_adamw, block, 6, in, 0, NULL);
+        op->ia[0] = !strcmp(cfg_str(c, K_opt_type), "adam_pax");
         op->fa[0] = cfg_float(c, K_adam_b1);
         op->fa[1] = cfg_float(c, K_adam_b2);
         op->fa[2] = cfg_float(c, K_adam_eps);

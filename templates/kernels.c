@@ -312,3 +312,16 @@ static float cosine_schedule(int64_t step, int64_t total, float peak, float warm
     float a = 0.5f * (cosf(3.14159265358979f * pct) + 1.0f);
     return peak * a + peak * final_fraction * (1.0f - a);
 }
+
+/* MaxText's adam_pax (praxis sharded_adam): the bias correction is folded into
+ * the decays, decay * (1 - decay^(t-1)) / (1 - decay^t), so no later rescaling. */
+static void adam_pax_update(float *p, float *mu, float *nu, const float *g, size_t n, float clip,
+                            float lr, float decay1, float decay2, float eps, float eps_root, float wd)
+{
+    for (size_t i = 0; i < n; i++) {
+        float gi = g[i] * clip;
+        mu[i] = (1 - decay1) * gi + decay1 * mu[i];
+        nu[i] = (1 - decay2) * gi * gi + decay2 * nu[i];
+        p[i] -= lr * (mu[i] / (sqrtf(nu[i] + eps_root) + eps) + wd * p[i]);
+    }
+}

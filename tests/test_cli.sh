@@ -30,5 +30,32 @@ for f in configs/models/*.yml; do
     m=$(basename "$f" .yml)
     check "preset $m" 0 "model_name: \"$m\"" "$MTXC" config configs/base.yml model_name="$m"
 done
+# The compiler's commands.
+check ir_help 0 "memplan" "$MTXC" ir --help
+check ir_bad_pass 2 "unknown pass 'fusion' (see mtxc ir --help)" "$MTXC" ir configs/base.yml model_name=tiny --after fusion
+for pass in build autodiff optimizer fuse memplan; do
+    check "ir --after $pass" 0 "# mtxc IR after $pass: model tiny" "$MTXC" ir configs/base.yml model_name=tiny --after $pass
+done
+check ir_unsupported 2 "mtxc: error: decoder_block 'gemma' is not supported by the model builder yet" \
+    "$MTXC" ir configs/base.yml model_name=gemma-2b
+check emit_needs_dir 2 "missing -o DIR" "$MTXC" emit configs/base.yml
+check build_needs_path 2 "missing -o PATH" "$MTXC" build configs/base.yml
+out_dir=$(mktemp -d)
+for m in tiny gpt3-52k gpt2-124m llama-125m; do
+    check "emit $m" 0 "wrote $out_dir/$m/step.c" "$MTXC" emit configs/base.yml model_name=$m -o "$out_dir/$m"
+    grep -q "^void mtx_train_step(mtx_state \*s, const mtx_batch \*batch, mtx_rng_key rng, mtx_metrics \*out)" "$out_dir/$m/step.c" ||
+        { echo "FAIL emit $m: no linen train step"; fails=$((fails + 1)); }
+done
+check "emit nnx" 0 "wrote" "$MTXC" emit configs/base.yml model_name=tiny pure_nnx=true -o "$out_dir/nnx"
+grep -q "^void mtx_train_step(mtx_state \*s, const mtx_batch \*batch, mtx_metrics \*out);" "$out_dir/nnx/step.h" ||
+    { echo "FAIL emit nnx: signature"; fails=$((fails + 1)); }
+# A failed emit leaves the files already there intact.
+cp "$out_dir/tiny/step.c" "$out_dir/before.c"
+check "emit bad config" 2 "unknown key" "$MTXC" emit configs/base.yml model_name=tiny stepz=1 -o "$out_dir/tiny"
+cmp -s "$out_dir/tiny/step.c" "$out_dir/before.c" || { echo "FAIL: failed emit changed step.c"; fails=$((fails + 1)); }
+check "build gpt3-52k" 0 "wrote $out_dir/g52" "$MTXC" build configs/base.yml model_name=gpt3-52k -o "$out_dir/g52"
+check "run gpt3-52k" 0 "done: 3 steps" "$out_dir/g52" steps=3 log_period=1
+rm -rf "$out_dir"
+
 echo "cli: $fails failures"
 [ $fails -eq 0 ]

@@ -1,0 +1,218 @@
+/* The IR: printer text, verifier errors, and the invariants of fuse and memplan. */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+static Program *compiled(const char *last, Config **c)
+{
+    char *ov[] = {"model_name=tiny"};
+    *c = load_config(1, ov);
+    char err[1024];
+    Program *p = compile_program(*c, last, err, sizeof err);
+    ck_assert_msg(p != NULL, "%s", err);
+    return p;
+}
+
+static char *printed(const Program *p)
+{
+    char *text;
+    size_t len;
+    FILE *f = open_memstream(&text, &len);
+    ir_print(f, p);
+    fclose(f);
+    return text;
+}
+
+START_TEST(printer_text)
+{
+    Config *c;
+    Program *p = compiled("build", &c);
+    char *a = printed(p), *b = printed(p);
+    ck_assert_str_eq(a, b);                                  /* stable */
+    ck_assert_msg(strstr(a, "# mtxc IR after build: model tiny, decoder_block llama2, 2 layers\n"), "%s", a);
+    ck_assert(strstr(a, "  param   @layers.0.self_attention.key.kernel: f32[64, 32]  init=truncated_normal(0.142106)  axes=(embed, kv_heads)\n"));
+    ck_assert(strstr(a, "  %layers.0.attention_input: f32[8, 64, 64] = rmsnorm %embedding, "
+                        "@layers.0.pre_self_attention_norm.scale  n=512  d=64  eps=1e-05\n"));
+    ck_assert(strstr(a, "= attention_scores %layers.1.self_attention.query_rotated, "
+                        "%layers.1.self_attention.key_rotated  b=8  t=64  hq=4  hkv=2  dh=16  scale=0.25\n"));
+    ck_assert(strstr(a, "  %loss: f32[1], %total_weight: f32[1] = cross_entropy %logits, %targets, %targets_segmentation  n=512  vocab=256\n"));
+    ck_assert_ptr_null(strstr(a, "grad."));                  /* no backward yet */
+    free(a);
+    free(b);
+    program_free(p);
+    config_free(c);
+}
+END_TEST
+
+START_TEST(every_pass_prints)
+{
+    for (int i = 0; i < num_passes; i++) {
+        Config *c;
+        Program *p = compiled(passes[i].name, &c);
+        char *text = printed(p);
+        char *head = xfmt("# mtxc IR after %s:", passes[i].name);
+        ck_assert_msg(!strncmp(text, head, strlen(head)), "%s", text);
+        free(head);
+        free(text);
+        program_free(p);
+        config_free(c);
+    }
+}
+END_TEST
+
+/* A two-op program to break on purpose. */
+typedef struct { Config *c; Program *p; Value *x, *w, *y, *z; Op *mm, *act; } Small;
+
+static Small small(void)
+{
+    Small s;
+    char *ov[] = {"model_name=tiny"};
+    s.c = load_config(1, ov);
+    s.p = program_new(s.c);
+    int64_t xd[2] = {4, 3}, wd[2] = {3, 5}, yd[2] = {4, 5};
+    s.x = state_new(s.p, "x", 2, xd, INIT_ZEROS, 0, NULL);
+    s.w = state_new(s.p, "w", 2, wd, INIT_ZEROS, 0, NULL);
+    s.y = value_new(s.p, "y", DT_F32, 2, yd, V_TEMP);
+    s.z = value_new(s.p, "z", DT_F32, 2, yd, V_TEMP);
+    Value *in[2] = {s.x, s.w};
+    s.mm = op_add(s.p, &s.p->train, OP_matmul, NULL, 2, in, 1, &s.y);
+    s.mm->ia[0] = 4;
+    s.mm->ia[1] = 5;
+    s.mm->ia[2] = 3;
+    s.act = op_add(s.p, &s.p->train, OP_silu, NULL, 1, &s.y, 1, &s.z);
+    return s;
+}
+
+static void expect_invalid(Small *s, const char *want)
+{
+    char err[512];
+    ck_assert_msg(!ir_verify(s->p, err, sizeof err), "verifier accepted IR that should fail with '%s'", want);
+    ck_assert_msg(strstr(err, want), "'%s' lacks '%s'", err, want);
+    program_free(s->p);
+    config_free(s->c);
+}
+
+START_TEST(verifier_accepts_valid)
+{
+    Small s = small();
+    char err[512];
+    ck_assert_msg(ir_verify(s.p, err, sizeof err), "%s", err);
+    program_free(s.p);
+    config_free(s.c);
+}
+END_TEST
+
+START_TEST(verifier_errors)
+{
+    Small s = small();
+    s.mm->ia[2] = 4;
+    expect_invalid(&s, "IR verifier: train_step, op 0 (matmul -> y): left operand x has 12 elements, expected 16");
+    s = small();
+    s.p->train.ops[0] = s.act;                               /* use before definition */
+    s.p->train.ops[1] = s.mm;
+    expect_invalid(&s, "op 0 (silu -> z): uses y before it is defined");
+    s = small();
+    s.act->out[0] = s.y;                                     /* y defined twice */
+    expect_invalid(&s, "defines y a second time");
+    s = small();
+    s.x->dtype = DT_I32;
+    expect_invalid(&s, "input x is i32, expected f32");
+    s = small();
+    s.act->nin = 2;
+    expect_invalid(&s, "has 2 inputs and 1 outputs, expected 1 and 1");
+    s = small();
+    s.act->out[0] = s.x;
+    expect_invalid(&s, "defines state or input x");
+    s = small();
+    value_new(s.p, "orphan", DT_F32, 1, (int64_t[]){3}, V_TEMP);
+    expect_invalid(&s, "temporary orphan is never defined");
+}
+END_TEST
+
+/* memplan: two buffers that are live at the same time never overlap. */
+START_TEST(memplan_no_overlap)
+{
+    Config *c;
+    Program *p = compiled(NULL, &c);
+    const Func *f = &p->train;
+    int n = p->nvalues;
+    int *first = xmalloc(sizeof(int) * (size_t)n), *last = xmalloc(sizeof(int) * (size_t)n);
+    for (int i = 0; i < n; i++) first[i] = last[i] = -1;
+    for (int i = 0; i < f->nops; i++) {
+        const Op *op = f->ops[i];
+        int at = i;
+        while (op->group && at > 0 && f->ops[at - 1]->group == op->group) at--;
+        int end = i;
+        while (op->group && end + 1 < f->nops && f->ops[end + 1]->group == op->group) end++;
+        for (int j = 0; j < op->nout; j++) first[op->out[j]->id] = at, last[op->out[j]->id] = at;
+        for (int j = 0; j < op->nin; j++) last[op->in[j]->id] = end > last[op->in[j]->id] ? end : last[op->in[j]->id];
+    }
+    int checked = 0;
+    for (int a = 0; a < n; a++) {
+        const Value *va = p->values[a];
+        if (va->kind != V_TEMP || va->group || first[a] < 0) continue;
+        ck_assert_int_le(va->offset + value_bytes(va), f->arena_bytes);
+        for (int b = a + 1; b < n; b++) {
+            const Value *vb = p->values[b];
+            if (vb->kind != V_TEMP || vb->group || first[b] < 0) continue;
+            bool live_together = first[a] <= last[b] && first[b] <= last[a];
+            bool overlap = va->offset < vb->offset + value_bytes(vb) && vb->offset < va->offset + value_bytes(va);
+            ck_assert_msg(!(live_together && overlap), "%s and %s share memory while both live", va->name, vb->name);
+            checked++;
+        }
+    }
+    ck_assert_int_gt(checked, 1000);
+    /* Reuse pays: the arena is smaller than all temporaries together. */
+    int64_t total = 0;
+    for (int a = 0; a < n; a++)
+        if (p->values[a]->kind == V_TEMP && !p->values[a]->group && first[a] >= 0) total += value_bytes(p->values[a]);
+    ck_assert_int_lt(f->arena_bytes * 2, total);
+    free(first);
+    free(last);
+    program_free(p);
+    config_free(c);
+}
+END_TEST
+
+/* fuse: a value kept in registers is used only inside its own loop. */
+START_TEST(fused_values_stay_in_loop)
+{
+    char *ov[] = {"model_name=gpt3-52k"};
+    Config *c = load_config(1, ov);
+    char err[1024];
+    Program *p = compile_program(c, NULL, err, sizeof err);
+    ck_assert_msg(p, "%s", err);
+    int fused = 0;
+    for (int i = 0; i < p->train.nops; i++) {
+        const Op *op = p->train.ops[i];
+        for (int j = 0; j < op->nin; j++)
+            if (op->in[j]->group) {
+                ck_assert_int_eq(op->in[j]->group, op->group);
+                fused++;
+            }
+    }
+    ck_assert_int_gt(fused, 0);
+    program_free(p);
+    config_free(c);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("ir");
+    TCase *tc = tcase_create("ir");
+    tcase_add_test(tc, printer_text);
+    tcase_add_test(tc, every_pass_prints);
+    tcase_add_test(tc, verifier_accepts_valid);
+    tcase_add_test(tc, verifier_errors);
+    tcase_add_test(tc, memplan_no_overlap);
+    tcase_add_test(tc, fused_values_stay_in_loop);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
