@@ -1,5 +1,27 @@
 /* ---- kernels: the non-GEMM work of a step, row-major, one function each ---- */
 
+/* e^x within about 2 ulp (Cephes' expf polynomial after a Cody-Waite range
+ * reduction), branch-free so that loops calling it vectorize; libm's expf
+ * and tanhf are scalar calls and cost more than the GEMMs of an MLP. */
+static inline float exp_fast(float x)
+{
+    x = fminf(fmaxf(x, -87.0f), 88.0f);
+    float n = rintf(x * 1.44269504089f);
+    float r = fmaf(n, -0.693359375f, x);
+    r = fmaf(n, 2.12194440e-4f, r);
+    float p = 1.9875691500e-4f;
+    p = fmaf(p, r, 1.3981999507e-3f);
+    p = fmaf(p, r, 8.3333337680e-3f);
+    p = fmaf(p, r, 4.1665795894e-2f);
+    p = fmaf(p, r, 1.6666665459e-1f);
+    p = fmaf(p, r, 5.0000001201e-1f);
+    p = fmaf(p, r * r, r) + 1.0f;
+    union { float f; int32_t i; } scale = {.i = ((int32_t)n + 127) << 23};
+    return p * scale.f;
+}
+
+static inline float tanh_fast(float x) { return 1.0f - 2.0f / (exp_fast(2.0f * x) + 1.0f); }
+
 /* y = x / rms(x) * w, rows of d */
 static void rmsnorm_forward(float *y, const float *x, const float *w, int n, int d, float eps)
 {
@@ -145,7 +167,7 @@ static void causal_softmax_forward(float *p, const float *s, int blocks, int t)
             float *pr = p + ((size_t)blk * t + i) * t;
             float max = sr[0], sum = 0;
             for (int j = 1; j <= i; j++) max = sr[j] > max ? sr[j] : max;
-            for (int j = 0; j <= i; j++) sum += pr[j] = expf(sr[j] - max);
+            for (int j = 0; j <= i; j++) sum += pr[j] = exp_fast(sr[j] - max);
             for (int j = 0; j <= i; j++) pr[j] /= sum;
             for (int j = i + 1; j < t; j++) pr[j] = 0;
         }
@@ -231,7 +253,7 @@ static float cross_entropy_forward(const float *logits, const int32_t *targets, 
         float max = l[0];
         for (int j = 1; j < vocab; j++) max = l[j] > max ? l[j] : max;
         double sum = 0;
-        for (int j = 0; j < vocab; j++) sum += exp(l[j] - max);
+        for (int j = 0; j < vocab; j++) sum += exp_fast(l[j] - max);
         total += log(sum) + max - l[targets[i]];
         count += 1;
     }
@@ -254,7 +276,7 @@ static void cross_entropy_backward(float *dlogits, const float *logits, const in
         }
         float max = l[0], sum = 0;
         for (int j = 1; j < vocab; j++) max = l[j] > max ? l[j] : max;
-        for (int j = 0; j < vocab; j++) sum += dl[j] = expf(l[j] - max);
+        for (int j = 0; j < vocab; j++) sum += dl[j] = exp_fast(l[j] - max);
         for (int j = 0; j < vocab; j++) dl[j] = dl[j] / sum * g;
         dl[targets[i]] -= g;
     }
@@ -282,22 +304,23 @@ static void adamw_update(float *p, float *mu, float *nu, const float *g, size_t 
     }
 }
 
-static float gelu(float x)
+/* GELU with the tanh approximation (flax's default, approximate=True) */
+static inline float gelu(float x)
 {
-    return 0.5f * x * (1.0f + tanhf(0.7978845608f * (x + 0.044715f * x * x * x)));
+    return 0.5f * x * (1.0f + tanh_fast(0.7978845608f * (x + 0.044715f * x * x * x)));
 }
 
-static float gelu_grad(float x)
+static inline float gelu_grad(float x)
 {
-    float u = 0.7978845608f * (x + 0.044715f * x * x * x), th = tanhf(u);
+    float u = 0.7978845608f * (x + 0.044715f * x * x * x), th = tanh_fast(u);
     return 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * 0.7978845608f * (1.0f + 0.134145f * x * x);
 }
 
-static float silu(float x) { return x / (1.0f + expf(-x)); }
+static inline float silu(float x) { return x / (1.0f + exp_fast(-x)); }
 
-static float silu_grad(float x)
+static inline float silu_grad(float x)
 {
-    float s = 1.0f / (1.0f + expf(-x));
+    float s = 1.0f / (1.0f + exp_fast(-x));
     return s * (1.0f + x * (1.0f - s));
 }
 

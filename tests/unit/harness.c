@@ -6,6 +6,15 @@
 #include <string.h>
 #include <unistd.h>
 
+int run_suite(Suite *s)
+{
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
 Config *load_config(int n, char **overrides)
 {
     char err[1024];

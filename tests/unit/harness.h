@@ -35,4 +35,8 @@ void ref_free(RefFile *f);
 
 Config *load_config(int n, char **overrides);
 
+/* Run a Check suite, print its summary; the process's exit status. */
+#include <check.h>
+int run_suite(Suite *s);
+
 #endif

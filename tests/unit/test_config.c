@@ -4,7 +4,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "mtxc.h"
+#include "harness.h"
 
 static char err[1024];
 
@@ -282,9 +282,5 @@ int main(void)
     tcase_add_test(tc, did_you_mean);
     tcase_add_test(tc, print_roundtrip);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suite(s);
 }

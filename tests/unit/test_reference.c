@@ -138,9 +138,5 @@ int main(void)
     tcase_add_test(tc, tiny_llama2);
     tcase_add_test(tc, gpt3_52k);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suite(s);
 }
