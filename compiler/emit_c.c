@@ -181,87 +181,87 @@ static void emit_kernel(Emitter *e, const Op *op)
     const double *fa = op->fa;
     switch (op->kind) {
     case OP_embed:
-        out(e, "    embed_forward(%s, %s, %s, %lld, %lld);\n", V(e, o[0]), V(e, in[0]), V(e, in[1]),
+        out(e, "    mtx_embed_forward(%s, %s, %s, %lld, %lld);\n", V(e, o[0]), V(e, in[0]), V(e, in[1]),
             (long long)a[0], (long long)a[1]);
         break;
     case OP_position_add:
-        out(e, "    position_add_forward(%s, %s, %s, %lld, %lld, %lld);\n", V(e, o[0]), V(e, in[0]),
+        out(e, "    mtx_position_add_forward(%s, %s, %s, %lld, %lld, %lld);\n", V(e, o[0]), V(e, in[0]),
             V(e, in[1]), (long long)a[0], (long long)a[1], (long long)a[2]);
         break;
     case OP_rmsnorm:
-        out(e, "    rmsnorm_forward(%s, %s, %s, %lld, %lld, %s);\n", V(e, o[0]), V(e, in[0]), V(e, in[1]),
+        out(e, "    mtx_rmsnorm_forward(%s, %s, %s, %lld, %lld, %s);\n", V(e, o[0]), V(e, in[0]), V(e, in[1]),
             (long long)a[0], (long long)a[1], flit(pool, fa[0]));
         break;
     case OP_layernorm:
-        out(e, "    layernorm_forward(%s, %s, %s, %s, %lld, %lld, %s);\n", V(e, o[0]), V(e, in[0]),
+        out(e, "    mtx_layernorm_forward(%s, %s, %s, %s, %lld, %lld, %s);\n", V(e, o[0]), V(e, in[0]),
             V(e, in[1]), V(e, in[2]), (long long)a[0], (long long)a[1], flit(pool, fa[0]));
         break;
     case OP_rope:
     case OP_rope_grad:
-        out(e, "    rope_apply(%s, %s, %lld, %lld, %lld, %lld, %s, %s, %d);\n", V(e, o[0]), V(e, in[0]),
+        out(e, "    mtx_rope_apply(%s, %s, %lld, %lld, %lld, %lld, %s, %s, %d);\n", V(e, o[0]), V(e, in[0]),
             (long long)a[0], (long long)a[1], (long long)a[2], (long long)a[3], flit(pool, fa[0]),
             flit(pool, fa[1]), op->kind == OP_rope_grad);
         break;
     case OP_attention_scores:
-        out(e, "    attention_scores(%s, %s, %s, %lld, %lld, %lld, %lld, %lld, %s);\n", V(e, o[0]),
+        out(e, "    mtx_attention_scores(%s, %s, %s, %lld, %lld, %lld, %lld, %lld, %s);\n", V(e, o[0]),
             V(e, in[0]), V(e, in[1]), (long long)a[0], (long long)a[1], (long long)a[2],
             (long long)a[3], (long long)a[4], flit(pool, fa[0]));
         break;
     case OP_causal_softmax:
-        out(e, "    causal_softmax_forward(%s, %s, %lld, %lld);\n", V(e, o[0]), V(e, in[0]),
+        out(e, "    mtx_causal_softmax_forward(%s, %s, %lld, %lld);\n", V(e, o[0]), V(e, in[0]),
             (long long)a[0], (long long)a[1]);
         break;
     case OP_attention_values:
-        out(e, "    attention_values(%s, %s, %s, %lld, %lld, %lld, %lld, %lld);\n", V(e, o[0]),
+        out(e, "    mtx_attention_values(%s, %s, %s, %lld, %lld, %lld, %lld, %lld);\n", V(e, o[0]),
             V(e, in[0]), V(e, in[1]), (long long)a[0], (long long)a[1], (long long)a[2],
             (long long)a[3], (long long)a[4]);
         break;
     case OP_cross_entropy:
-        out(e, "    %s[0] = cross_entropy_forward(%s, %s, %s, %lld, %lld, %s);\n", V(e, o[0]),
+        out(e, "    %s[0] = mtx_cross_entropy_forward(%s, %s, %s, %lld, %lld, %s);\n", V(e, o[0]),
             V(e, in[0]), V(e, in[1]), V(e, in[2]), (long long)a[0], (long long)a[1], V(e, o[1]));
         break;
     case OP_embed_grad:
-        out(e, "    embed_backward(%s, %s, %s, %lld, %lld, %lld);\n", V(e, o[0]), V(e, in[0]),
+        out(e, "    mtx_embed_backward(%s, %s, %s, %lld, %lld, %lld);\n", V(e, o[0]), V(e, in[0]),
             V(e, in[1]), (long long)a[0], (long long)a[1], (long long)a[2]);
         break;
     case OP_position_add_grad:
-        out(e, "    position_add_backward(%s, %s, %lld, %lld, %lld, %lld);\n", V(e, o[0]), V(e, in[0]),
+        out(e, "    mtx_position_add_backward(%s, %s, %lld, %lld, %lld, %lld);\n", V(e, o[0]), V(e, in[0]),
             (long long)a[0], (long long)a[1], (long long)a[2], (long long)a[3]);
         break;
     case OP_bias_grad:
-        out(e, "    bias_backward(%s, %s, %lld, %lld);\n", V(e, o[0]), V(e, in[0]), (long long)a[0], (long long)a[1]);
+        out(e, "    mtx_bias_backward(%s, %s, %lld, %lld);\n", V(e, o[0]), V(e, in[0]), (long long)a[0], (long long)a[1]);
         break;
     case OP_rmsnorm_grad:
-        out(e, "    rmsnorm_backward(%s, %s, %s, %s, %s, %lld, %lld, %s);\n", V(e, o[0]), V(e, o[1]),
+        out(e, "    mtx_rmsnorm_backward(%s, %s, %s, %s, %s, %lld, %lld, %s);\n", V(e, o[0]), V(e, o[1]),
             V(e, in[0]), V(e, in[1]), V(e, in[2]), (long long)a[0], (long long)a[1], flit(pool, fa[0]));
         break;
     case OP_layernorm_grad:
-        out(e, "    layernorm_backward(%s, %s, %s, %s, %s, %s, %lld, %lld, %s);\n", V(e, o[0]), V(e, o[1]),
+        out(e, "    mtx_layernorm_backward(%s, %s, %s, %s, %s, %s, %lld, %lld, %s);\n", V(e, o[0]), V(e, o[1]),
             V(e, o[2]), V(e, in[0]), V(e, in[1]), V(e, in[2]), (long long)a[0], (long long)a[1],
             flit(pool, fa[0]));
         break;
     case OP_attention_scores_grad:
-        out(e, "    attention_scores_backward(%s, %s, %s, %s, %s, %lld, %lld, %lld, %lld, %lld, %s);\n",
+        out(e, "    mtx_attention_scores_backward(%s, %s, %s, %s, %s, %lld, %lld, %lld, %lld, %lld, %s);\n",
             V(e, o[0]), V(e, o[1]), V(e, in[0]), V(e, in[1]), V(e, in[2]), (long long)a[0],
             (long long)a[1], (long long)a[2], (long long)a[3], (long long)a[4], flit(pool, fa[0]));
         break;
     case OP_causal_softmax_grad:
-        out(e, "    causal_softmax_backward(%s, %s, %s, %lld, %lld);\n", V(e, o[0]), V(e, in[0]),
+        out(e, "    mtx_causal_softmax_backward(%s, %s, %s, %lld, %lld);\n", V(e, o[0]), V(e, in[0]),
             V(e, in[1]), (long long)a[0], (long long)a[1]);
         break;
     case OP_attention_values_grad:
-        out(e, "    attention_values_backward(%s, %s, %s, %s, %s, %lld, %lld, %lld, %lld, %lld);\n",
+        out(e, "    mtx_attention_values_backward(%s, %s, %s, %s, %s, %lld, %lld, %lld, %lld, %lld);\n",
             V(e, o[0]), V(e, o[1]), V(e, in[0]), V(e, in[1]), V(e, in[2]), (long long)a[0],
             (long long)a[1], (long long)a[2], (long long)a[3], (long long)a[4]);
         break;
     case OP_cross_entropy_grad:
-        out(e, "    cross_entropy_backward(%s, %s, %s, %s, %lld, %lld, %s);\n", V(e, o[0]), V(e, in[0]),
+        out(e, "    mtx_cross_entropy_backward(%s, %s, %s, %s, %lld, %lld, %s);\n", V(e, o[0]), V(e, in[0]),
             V(e, in[1]), V(e, in[2]), (long long)a[0], (long long)a[1], V(e, in[3]));
         break;
     case OP_global_norm:
         out(e, "    double sum_sq = 0;\n");
         for (int i = 0; i < op->nin; i++)
-            out(e, "    sum_sq += sum_of_squares(%s, %lld);\n", V(e, in[i]), (long long)value_numel(in[i]));
+            out(e, "    sum_sq += mtx_sum_of_squares(%s, %lld);\n", V(e, in[i]), (long long)value_numel(in[i]));
         out(e, "    %s[0] = (float)sqrt(sum_sq);\n", V(e, o[0]));
         break;
     case OP_clip_scale:
@@ -269,7 +269,7 @@ static void emit_kernel(Emitter *e, const Op *op)
             flit(pool, fa[0]), V(e, in[0]));
         break;
     case OP_learning_rate:
-        out(e, "    %s[0] = cosine_schedule(%s[0], %s[0], %s, %s, %s);\n", V(e, o[0]), V(e, in[0]),
+        out(e, "    %s[0] = mtx_cosine_schedule(%s[0], %s[0], %s, %s, %s);\n", V(e, o[0]), V(e, in[0]),
             V(e, in[1]), flit(pool, fa[0]), flit(pool, fa[2]), flit(pool, fa[1]));
         break;
     case OP_step_increment:
@@ -298,11 +298,11 @@ static void emit_adamw(Emitter *e, const Op *op, bool first)
     }
     Value *const *in = op->in;
     if (pax)
-        out(e, "    adam_pax_update(%s, %s, %s, %s, %lld, %s[0], %s[0], decay1, decay2, %s, %s, %s);\n",
+        out(e, "    mtx_adam_pax_update(%s, %s, %s, %s, %lld, %s[0], %s[0], decay1, decay2, %s, %s, %s);\n",
             V(e, in[0]), V(e, in[2]), V(e, in[3]), V(e, in[1]), (long long)value_numel(in[0]), V(e, in[5]),
             V(e, in[4]), flit(pool, fa[2]), flit(pool, fa[3]), flit(pool, fa[4]));
     else
-        out(e, "    adamw_update(%s, %s, %s, %s, %lld, %s[0], %s[0], %s, %s, %s, %s, %s, bias1, bias2);\n",
+        out(e, "    mtx_adamw_update(%s, %s, %s, %s, %lld, %s[0], %s[0], %s, %s, %s, %s, %s, bias1, bias2);\n",
             V(e, in[0]), V(e, in[2]), V(e, in[3]), V(e, in[1]), (long long)value_numel(in[0]), V(e, in[5]),
             V(e, in[4]), b1, b2, flit(pool, fa[2]), flit(pool, fa[3]), flit(pool, fa[4]));
 }
@@ -507,7 +507,7 @@ static void emit_source(Emitter *e, const char *source_desc)
         c->d.num_query_heads, c->d.num_kv_heads, c->d.mlp_dim, (long long)cfg_int(c, K_vocab_size),
         (long long)c->d.global_batch, (long long)cfg_int(c, K_max_target_length), MTXC_VERSION, source_desc);
     out(e, "#include \"step.h\"\n\n#include <math.h>\n#include <stdint.h>\n#include <string.h>\n\n");
-    buf_puts(e->b, template_kernels);
+    buf_puts(e->b, template_elementwise);
     emit_state_functions(e);
     emit_step(e, &p->eval, false);
     emit_step(e, &p->train, true);
@@ -531,12 +531,8 @@ static bool write_file(const char *dir, const char *name, const char *text, char
     return ok;
 }
 
-bool emit_c(const Program *p, const char *dir, const char *source_desc, char *err, size_t errlen)
+void emit_c_text(const Program *p, const char *source_desc, GeneratedC *out)
 {
-    if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
-        snprintf(err, errlen, "mtxc: error: cannot create directory %s: %s", dir, strerror(errno));
-        return false;
-    }
     Buf header = {0}, source = {0}, main_c = {0};
     Emitter e = {p, &header, NULL, false};
     name_values(&e);
@@ -544,11 +540,34 @@ bool emit_c(const Program *p, const char *dir, const char *source_desc, char *er
     e.b = &source;
     emit_source(&e, source_desc);
     buf_puts(&main_c, template_trainer_main);
-    bool ok = write_file(dir, "step.h", header.s, err, errlen) && write_file(dir, "step.c", source.s, err, errlen) &&
-              write_file(dir, "main.c", main_c.s, err, errlen);
     free(e.cname);
-    buf_free(&header);
-    buf_free(&source);
-    buf_free(&main_c);
+    out->step_h = header.s;
+    out->step_c = source.s;
+    out->main_c = main_c.s;
+}
+
+void generated_c_free(GeneratedC *g)
+{
+    free(g->step_h);
+    free(g->step_c);
+    free(g->main_c);
+}
+
+bool write_generated_c(const GeneratedC *g, const char *dir, char *err, size_t errlen)
+{
+    if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "mtxc: error: cannot create directory %s: %s", dir, strerror(errno));
+        return false;
+    }
+    return write_file(dir, "step.h", g->step_h, err, errlen) && write_file(dir, "step.c", g->step_c, err, errlen) &&
+           write_file(dir, "main.c", g->main_c, err, errlen);
+}
+
+bool emit_c(const Program *p, const char *dir, const char *source_desc, char *err, size_t errlen)
+{
+    GeneratedC g;
+    emit_c_text(p, source_desc, &g);
+    bool ok = write_generated_c(&g, dir, err, errlen);
+    generated_c_free(&g);
     return ok;
 }

@@ -163,8 +163,10 @@ static int cmd_emit(int argc, char **argv)
     return p ? 0 : 2;
 }
 
-/* -fno-math-errno lets sqrtf and friends vectorize; numerics are unchanged. */
-#define DEFAULT_CFLAGS "-O3 -march=native -fno-math-errno"
+/* -fno-math-errno lets sqrtf and friends vectorize; -ffp-contract=off keeps
+ * a * b + c two roundings, so that gcc here and clang in mtxc run compute
+ * the same bits (jit.c uses the same contract). */
+#define DEFAULT_CFLAGS "-O3 -march=native -fno-math-errno -ffp-contract=off"
 
 static double seconds(void)
 {
@@ -266,6 +268,53 @@ static int cmd_build(int argc, char **argv)
     return ok ? 0 : p ? 1 : 2;
 }
 
+static int cmd_run(int argc, char **argv)
+{
+    Args a;
+    const char *keep = NULL;
+    ValueOption opts[] = {{"--keep-source", &keep}, {NULL, NULL}};
+    int rc = parse_args("run", argc, argv, &a, opts);
+    if (rc) return rc;
+#ifndef MTXC_HAVE_JIT
+    (void)keep;
+    fprintf(stderr, "mtxc run: error: this mtxc was built without the JIT (cmake -DMTXC_JIT=OFF). Rebuild with\n"
+                    "  tools/install-deps && cmake -S . -B build -DMTXC_JIT=ON && cmake --build build\n"
+                    "or use mtxc build to compile a trainer with the system C compiler.\n");
+    return 2;
+#else
+    double t0 = seconds();
+    Config *c = load_or_report(&a);
+    if (!c) return 2;
+    Program *p = compile_or_report(c, NULL);
+    if (!p) {
+        config_free(c);
+        return 2;
+    }
+    GeneratedC g;
+    emit_c_text(p, source_desc(p->pool, &a), &g);
+    JitTimes t = {.lower = seconds() - t0};
+    char err[16384];
+    Jit *jit;
+    const mtx_program *prog = jit_load(&g, keep, &jit, &t, err, sizeof err);
+    generated_c_free(&g);
+    if (!prog) {
+        fprintf(stderr, "%s\n", err);
+        program_free(p);
+        config_free(c);
+        return 1;
+    }
+    printf("mtxc run: %s: lowering %.0f ms, C compile %.0f ms, JIT link %.0f ms\n", cfg_str(c, K_model_name),
+           t.lower * 1e3, t.compile * 1e3, t.link * 1e3);
+    fflush(stdout);
+    char *run_argv[] = {"mtxc run", NULL};
+    rc = mtx_main(prog, 1, run_argv);
+    jit_free(jit);
+    program_free(p);
+    config_free(c);
+    return rc;
+#endif
+}
+
 static const Command commands[] = {
     {"config", "print the resolved config as YAML",
      "usage: mtxc config CONFIG [key=value ...]\n"
@@ -293,6 +342,17 @@ static const Command commands[] = {
      "  PATH steps=100 log_period=10 init_weights_seed=1\n"
      "Keys that change the compiled program are refused there; rebuild instead.\n",
      cmd_build},
+    {"run", "compile in memory with clang + LLVM ORC and train at once",
+     "usage: mtxc run CONFIG [key=value ...] [--keep-source DIR]\n"
+     "\n"
+     "Emits the same C as mtxc emit, compiles it in this process with clang's\n"
+     "frontend (-O3 for this CPU, the floating-point contract of mtxc build), links\n"
+     "it with LLVM's ORC JIT against the runtime inside mtxc, and runs the same\n"
+     "training loop as a built trainer. Writes no file and runs no external\n"
+     "compiler. Run-time keys (steps, log_period, seeds, ...) are given the same way\n"
+     "as the others. --keep-source DIR also writes the generated C there, and\n"
+     "compile errors then point into it.\n",
+     cmd_run},
 };
 static const int num_commands = sizeof commands / sizeof commands[0];
 

@@ -245,9 +245,29 @@ Program *compile_program(const Config *cfg, const char *last, char *err, size_t 
 
 /* ---- C backend (emit_c.c) ---- */
 
-/* Writes DIR/step.c and DIR/step.h; returns false with a message on error. */
+/* The generated files as text. */
+typedef struct { char *step_h, *step_c, *main_c; } GeneratedC;
+void emit_c_text(const Program *p, const char *source_desc, GeneratedC *out);
+void generated_c_free(GeneratedC *g);
+/* Write DIR/step.h, step.c, main.c atomically; false with a message on error. */
+bool write_generated_c(const GeneratedC *g, const char *dir, char *err, size_t errlen);
 bool emit_c(const Program *p, const char *dir, const char *source_desc, char *err, size_t errlen);
-extern const char template_kernels[];        /* templates/kernels.c, embedded */
+extern const char template_elementwise[];    /* templates/elementwise.c, embedded */
 extern const char template_trainer_main[];   /* templates/trainer_main.c */
+extern const char template_mtxrt_h[];        /* runtime/mtxrt.h, for the JIT */
+
+/* ---- JIT (jit.c, clang_compile.cpp): only when built with MTXC_JIT ---- */
+
+typedef struct Jit Jit;
+typedef struct {
+    double lower, compile, link;                /* seconds */
+} JitTimes;
+/* Compile the generated C in memory with clang and link it with LLVM ORC;
+ * returns the program's descriptor, resolved against this process. keep_dir:
+ * also write the source there (and name it in diagnostics). */
+const mtx_program *jit_load(const GeneratedC *g, const char *keep_dir, Jit **out, JitTimes *t,
+                            char *err, size_t errlen);
+void jit_free(Jit *j);
+bool jit_available(void);
 
 #endif

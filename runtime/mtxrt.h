@@ -30,6 +30,63 @@ void mtx_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
 int mtx_num_threads(void);
 void mtx_set_num_threads(int n);
 
+/* ---- kernels (kernels.c): the non-GEMM work of a step ---- */
+
+#include <math.h>
+
+/* e^x within about 2 ulp (Cephes' expf polynomial after a Cody-Waite range
+ * reduction), branch-free so that loops calling it vectorize; libm's expf
+ * and tanhf are scalar calls and cost more than the GEMMs of an MLP. */
+static inline float mtx_exp(float x)
+{
+    x = fminf(fmaxf(x, -87.0f), 88.0f);
+    float n = rintf(x * 1.44269504089f);
+    float r = fmaf(n, -0.693359375f, x);
+    r = fmaf(n, 2.12194440e-4f, r);
+    float p = 1.9875691500e-4f;
+    p = fmaf(p, r, 1.3981999507e-3f);
+    p = fmaf(p, r, 8.3333337680e-3f);
+    p = fmaf(p, r, 4.1665795894e-2f);
+    p = fmaf(p, r, 1.6666665459e-1f);
+    p = fmaf(p, r, 5.0000001201e-1f);
+    p = fmaf(p, r * r, r) + 1.0f;
+    union { float f; int32_t i; } scale = {.i = ((int32_t)n + 127) << 23};
+    return p * scale.f;
+}
+
+static inline float mtx_tanh(float x) { return 1.0f - 2.0f / (mtx_exp(2.0f * x) + 1.0f); }
+
+void mtx_rmsnorm_forward(float *y, const float *x, const float *w, int n, int d, float eps);
+void mtx_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w, int n, int d, float eps);
+void mtx_layernorm_forward(float *y, const float *x, const float *scale, const float *bias, int n, int d, float eps);
+void mtx_layernorm_backward(float *dx, float *dscale, float *dbias, const float *dy, const float *x,
+                            const float *scale, int n, int d, float eps);
+void mtx_embed_forward(float *y, const float *table, const int32_t *tokens, int n, int d);
+void mtx_embed_backward(float *dtable, const float *dy, const int32_t *tokens, int n, int vocab, int d);
+void mtx_position_add_forward(float *y, const float *x, const float *pos, int b, int t, int d);
+void mtx_position_add_backward(float *dpos, const float *dy, int b, int t, int rows, int d);
+void mtx_bias_backward(float *dbias, const float *dy, int n, int d);
+void mtx_rope_apply(float *y, const float *x, int b, int t, int heads, int dh, float min_timescale,
+                    float max_timescale, int inverse);
+void mtx_causal_softmax_forward(float *p, const float *s, int blocks, int t);
+void mtx_causal_softmax_backward(float *ds, const float *p, const float *dp, int blocks, int t);
+void mtx_attention_scores(float *s, const float *q, const float *k, int b, int t, int hq, int hkv, int dh, float scale);
+void mtx_attention_scores_backward(float *dq, float *dk, const float *ds, const float *q, const float *k,
+                                   int b, int t, int hq, int hkv, int dh, float scale);
+void mtx_attention_values(float *o, const float *p, const float *v, int b, int t, int hq, int hkv, int dh);
+void mtx_attention_values_backward(float *dp, float *dv, const float *dout, const float *p, const float *v,
+                                   int b, int t, int hq, int hkv, int dh);
+float mtx_cross_entropy_forward(const float *logits, const int32_t *targets, const int32_t *seg, int n, int vocab,
+                                float *weight);
+void mtx_cross_entropy_backward(float *dlogits, const float *logits, const int32_t *targets, const int32_t *seg,
+                                int n, int vocab, const float *dloss);
+double mtx_sum_of_squares(const float *x, size_t n);
+void mtx_adamw_update(float *p, float *mu, float *nu, const float *g, size_t n, float clip, float lr, float b1,
+                      float b2, float eps, float eps_root, float wd, float bc1, float bc2);
+void mtx_adam_pax_update(float *p, float *mu, float *nu, const float *g, size_t n, float clip, float lr,
+                         float decay1, float decay2, float eps, float eps_root, float wd);
+float mtx_cosine_schedule(int64_t step, int64_t total, float peak, float warmup_fraction, float final_fraction);
+
 /* ---- memory (arena.c) ---- */
 
 void *mtx_alloc(size_t bytes);            /* 64-byte aligned, zeroed; exits on failure */

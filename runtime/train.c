@@ -1,6 +1,7 @@
 /* The training loop of a built trainer: run-time keys, init, steps, logging. */
 #include "mtxrt.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -158,6 +159,16 @@ int mtx_main(const mtx_program *prog, int argc, char **argv)
         fprintf(stderr, "trainer: error: %s\n", err);
         return 2;
     }
+    /* metrics_file: one JSON object per step, MaxText's metric names,
+     * values with all their digits (%.17g reads back to the same double). */
+    char metrics_path[4096];
+    unquote(run_get(prog, &rc, "metrics_file"), metrics_path, sizeof metrics_path);
+    FILE *metrics = NULL;
+    if (metrics_path[0] && !(metrics = fopen(metrics_path, "a"))) {
+        fprintf(stderr, "trainer: error: cannot open metrics_file '%s': %s\n", metrics_path, strerror(errno));
+        mtx_data_close(data);
+        return 2;
+    }
     int threads = mtx_num_threads();
     mtx_state *st = prog->state_new();
     mtx_rng_key key = mtx_rng_seed((uint64_t)init_seed);
@@ -182,8 +193,16 @@ int mtx_main(const mtx_program *prog, int argc, char **argv)
         run_step(prog, st, &b, key, step, &m);
         double dt = now_seconds() - t0;
         t_total += dt;
+        double tokens = (double)prog->batch * prog->seq;
+        if (metrics) {
+            fprintf(metrics, "{\"step\": %lld, \"learning/loss\": %.17g, \"learning/grad_norm\": %.17g, "
+                             "\"learning/current_learning_rate\": %.17g, \"learning/total_weights\": %.17g, "
+                             "\"perf/step_time_seconds\": %.6g, \"perf/per_device_tflops_per_sec\": %.6g, "
+                             "\"perf/per_device_tokens_per_sec\": %.6g}\n",
+                    step + 1, m.loss, m.grad_norm, m.lr, m.weight, dt, prog->flops_per_step / dt / 1e12, tokens / dt);
+            fflush(metrics);
+        }
         if ((step + 1) % log_period == 0 || step == 0 || step + 1 == steps) {
-            double tokens = (double)prog->batch * prog->seq;
             printf("step %6lld | loss %.6f | lr %.3e | grad_norm %.4f | %8.0f tok/s | %8.2f ms | %.2f TFLOP/s\n",
                    step + 1, m.loss, m.lr, m.grad_norm, tokens / dt, dt * 1e3,
                    prog->flops_per_step / dt / 1e12);
@@ -191,6 +210,7 @@ int mtx_main(const mtx_program *prog, int argc, char **argv)
         }
     }
     printf("done: %lld steps in %.2f s (%.2f ms/step)\n", steps, t_total, t_total * 1e3 / (double)steps);
+    if (metrics) fclose(metrics);
     mtx_batch_free(&b);
     mtx_data_close(data);
     prog->state_free(st);

@@ -10,6 +10,7 @@ check() {   # check NAME EXPECTED_STATUS EXPECTED_TEXT COMMAND...
     case "$out" in *"$want"*) ;; *) printf 'FAIL %s: output lacks "%s":\n%s\n' "$name" "$want" "$out"; fails=$((fails + 1)) ;; esac
 }
 check help 0 "usage: mtxc COMMAND CONFIG" "$MTXC" --help
+check run_help 0 "usage: mtxc run CONFIG" "$MTXC" run --help
 check no_args 2 "usage: mtxc COMMAND" "$MTXC"
 check version 0 "mtxc 0." "$MTXC" --version
 check config_help 0 "usage: mtxc config CONFIG" "$MTXC" config --help

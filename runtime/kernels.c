@@ -1,29 +1,16 @@
-/* ---- kernels: the non-GEMM work of a step, row-major, one function each ---- */
+/* The fixed kernels of a step: the non-GEMM work, row-major, one function
+ * each, compiled once with libmtxrt (-O3 for this CPU, the floating-point
+ * contract of generated code) and called by every generated program, from a
+ * built trainer or from mtxc run alike. Elementwise work is not here: the
+ * compiler fuses it into loops in the generated code. */
+#include "mtxrt.h"
 
-/* e^x within about 2 ulp (Cephes' expf polynomial after a Cody-Waite range
- * reduction), branch-free so that loops calling it vectorize; libm's expf
- * and tanhf are scalar calls and cost more than the GEMMs of an MLP. */
-static inline float exp_fast(float x)
-{
-    x = fminf(fmaxf(x, -87.0f), 88.0f);
-    float n = rintf(x * 1.44269504089f);
-    float r = fmaf(n, -0.693359375f, x);
-    r = fmaf(n, 2.12194440e-4f, r);
-    float p = 1.9875691500e-4f;
-    p = fmaf(p, r, 1.3981999507e-3f);
-    p = fmaf(p, r, 8.3333337680e-3f);
-    p = fmaf(p, r, 4.1665795894e-2f);
-    p = fmaf(p, r, 1.6666665459e-1f);
-    p = fmaf(p, r, 5.0000001201e-1f);
-    p = fmaf(p, r * r, r) + 1.0f;
-    union { float f; int32_t i; } scale = {.i = ((int32_t)n + 127) << 23};
-    return p * scale.f;
-}
+#include <math.h>
+#include <string.h>
 
-static inline float tanh_fast(float x) { return 1.0f - 2.0f / (exp_fast(2.0f * x) + 1.0f); }
 
 /* y = x / rms(x) * w, rows of d */
-static void rmsnorm_forward(float *y, const float *x, const float *w, int n, int d, float eps)
+void mtx_rmsnorm_forward(float *y, const float *x, const float *w, int n, int d, float eps)
 {
     for (int i = 0; i < n; i++) {
         const float *xr = x + (size_t)i * d;
@@ -35,8 +22,8 @@ static void rmsnorm_forward(float *y, const float *x, const float *w, int n, int
     }
 }
 
-static void rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w,
-                             int n, int d, float eps)
+void mtx_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w,
+                          int n, int d, float eps)
 {
     memset(dw, 0, sizeof(float) * d);
     for (int i = 0; i < n; i++) {
@@ -55,8 +42,8 @@ static void rmsnorm_backward(float *dx, float *dw, const float *dy, const float 
 }
 
 /* y = (x - mean) / std * (1 + scale) + bias: MaxText's LayerNorm keeps the scale around zero */
-static void layernorm_forward(float *y, const float *x, const float *scale, const float *bias,
-                              int n, int d, float eps)
+void mtx_layernorm_forward(float *y, const float *x, const float *scale, const float *bias,
+                           int n, int d, float eps)
 {
     for (int i = 0; i < n; i++) {
         const float *xr = x + (size_t)i * d;
@@ -70,8 +57,8 @@ static void layernorm_forward(float *y, const float *x, const float *scale, cons
     }
 }
 
-static void layernorm_backward(float *dx, float *dscale, float *dbias, const float *dy,
-                               const float *x, const float *scale, int n, int d, float eps)
+void mtx_layernorm_backward(float *dx, float *dscale, float *dbias, const float *dy,
+                            const float *x, const float *scale, int n, int d, float eps)
 {
     memset(dscale, 0, sizeof(float) * d);
     memset(dbias, 0, sizeof(float) * d);
@@ -101,12 +88,12 @@ static void layernorm_backward(float *dx, float *dscale, float *dbias, const flo
 }
 
 /* rows of table picked by token ids */
-static void embed_forward(float *y, const float *table, const int32_t *tokens, int n, int d)
+void mtx_embed_forward(float *y, const float *table, const int32_t *tokens, int n, int d)
 {
     for (int i = 0; i < n; i++) memcpy(y + (size_t)i * d, table + (size_t)tokens[i] * d, sizeof(float) * d);
 }
 
-static void embed_backward(float *dtable, const float *dy, const int32_t *tokens, int n, int vocab, int d)
+void mtx_embed_backward(float *dtable, const float *dy, const int32_t *tokens, int n, int vocab, int d)
 {
     memset(dtable, 0, sizeof(float) * (size_t)vocab * d);
     for (int i = 0; i < n; i++) {
@@ -117,13 +104,13 @@ static void embed_backward(float *dtable, const float *dy, const int32_t *tokens
 }
 
 /* y[b, t] = x[b, t] + pos[t]: learned position embedding */
-static void position_add_forward(float *y, const float *x, const float *pos, int b, int t, int d)
+void mtx_position_add_forward(float *y, const float *x, const float *pos, int b, int t, int d)
 {
     for (int i = 0; i < b * t; i++)
         for (int j = 0; j < d; j++) y[(size_t)i * d + j] = x[(size_t)i * d + j] + pos[(size_t)(i % t) * d + j];
 }
 
-static void position_add_backward(float *dpos, const float *dy, int b, int t, int rows, int d)
+void mtx_position_add_backward(float *dpos, const float *dy, int b, int t, int rows, int d)
 {
     memset(dpos, 0, sizeof(float) * (size_t)rows * d);
     for (int i = 0; i < b * t; i++)
@@ -131,7 +118,7 @@ static void position_add_backward(float *dpos, const float *dy, int b, int t, in
 }
 
 /* y = x + bias over rows of d */
-static void bias_backward(float *dbias, const float *dy, int n, int d)
+void mtx_bias_backward(float *dbias, const float *dy, int n, int d)
 {
     memset(dbias, 0, sizeof(float) * d);
     for (int i = 0; i < n; i++)
@@ -139,8 +126,8 @@ static void bias_backward(float *dbias, const float *dy, int n, int d)
 }
 
 /* Rotary embedding on [b, t, heads, dh], halves rotated (MaxText's default rope_type) */
-static void rope_apply(float *y, const float *x, int b, int t, int heads, int dh,
-                       float min_timescale, float max_timescale, int inverse)
+void mtx_rope_apply(float *y, const float *x, int b, int t, int heads, int dh,
+                    float min_timescale, float max_timescale, int inverse)
 {
     int half = dh / 2;
     for (int p = 0; p < t; p++) {
@@ -159,7 +146,7 @@ static void rope_apply(float *y, const float *x, int b, int t, int heads, int dh
 }
 
 /* Causal softmax over rows of t x t score blocks; future positions get 0. */
-static void causal_softmax_forward(float *p, const float *s, int blocks, int t)
+void mtx_causal_softmax_forward(float *p, const float *s, int blocks, int t)
 {
     for (int blk = 0; blk < blocks; blk++)
         for (int i = 0; i < t; i++) {
@@ -167,13 +154,13 @@ static void causal_softmax_forward(float *p, const float *s, int blocks, int t)
             float *pr = p + ((size_t)blk * t + i) * t;
             float max = sr[0], sum = 0;
             for (int j = 1; j <= i; j++) max = sr[j] > max ? sr[j] : max;
-            for (int j = 0; j <= i; j++) sum += pr[j] = exp_fast(sr[j] - max);
+            for (int j = 0; j <= i; j++) sum += pr[j] = mtx_exp(sr[j] - max);
             for (int j = 0; j <= i; j++) pr[j] /= sum;
             for (int j = i + 1; j < t; j++) pr[j] = 0;
         }
 }
 
-static void causal_softmax_backward(float *ds, const float *p, const float *dp, int blocks, int t)
+void mtx_causal_softmax_backward(float *ds, const float *p, const float *dp, int blocks, int t)
 {
     for (size_t r = 0; r < (size_t)blocks * t; r++) {
         const float *pr = p + r * t, *dpr = dp + r * t;
@@ -186,8 +173,8 @@ static void causal_softmax_backward(float *ds, const float *p, const float *dp, 
 
 /* Attention products, one GEMM per (batch, head) on strided views of
  * q, k, v laid out [b, t, heads, dh]. Query head h reads kv head h / group. */
-static void attention_scores(float *s, const float *q, const float *k, int b, int t,
-                             int hq, int hkv, int dh, float scale)
+void mtx_attention_scores(float *s, const float *q, const float *k, int b, int t,
+                          int hq, int hkv, int dh, float scale)
 {
     for (int i = 0; i < b; i++)
         for (int h = 0; h < hq; h++) {
@@ -198,8 +185,8 @@ static void attention_scores(float *s, const float *q, const float *k, int b, in
         }
 }
 
-static void attention_scores_backward(float *dq, float *dk, const float *ds, const float *q,
-                                      const float *k, int b, int t, int hq, int hkv, int dh, float scale)
+void mtx_attention_scores_backward(float *dq, float *dk, const float *ds, const float *q,
+                                   const float *k, int b, int t, int hq, int hkv, int dh, float scale)
 {
     memset(dk, 0, sizeof(float) * (size_t)b * t * hkv * dh);
     for (int i = 0; i < b; i++)
@@ -214,7 +201,7 @@ static void attention_scores_backward(float *dq, float *dk, const float *ds, con
         }
 }
 
-static void attention_values(float *o, const float *p, const float *v, int b, int t, int hq, int hkv, int dh)
+void mtx_attention_values(float *o, const float *p, const float *v, int b, int t, int hq, int hkv, int dh)
 {
     for (int i = 0; i < b; i++)
         for (int h = 0; h < hq; h++) {
@@ -225,8 +212,8 @@ static void attention_values(float *o, const float *p, const float *v, int b, in
         }
 }
 
-static void attention_values_backward(float *dp, float *dv, const float *dout, const float *p,
-                                      const float *v, int b, int t, int hq, int hkv, int dh)
+void mtx_attention_values_backward(float *dp, float *dv, const float *dout, const float *p,
+                                   const float *v, int b, int t, int hq, int hkv, int dh)
 {
     memset(dv, 0, sizeof(float) * (size_t)b * t * hkv * dh);
     for (int i = 0; i < b; i++)
@@ -243,8 +230,8 @@ static void attention_values_backward(float *dp, float *dv, const float *dout, c
 
 /* Mean cross-entropy over targets whose segmentation is non-zero (MaxText:
  * sum(xent * weights) / (sum(weights) + 1e-8)). Returns the loss. */
-static float cross_entropy_forward(const float *logits, const int32_t *targets, const int32_t *seg,
-                                   int n, int vocab, float *weight)
+float mtx_cross_entropy_forward(const float *logits, const int32_t *targets, const int32_t *seg,
+                                int n, int vocab, float *weight)
 {
     double total = 0, count = 0;
     for (int i = 0; i < n; i++) {
@@ -253,7 +240,7 @@ static float cross_entropy_forward(const float *logits, const int32_t *targets, 
         float max = l[0];
         for (int j = 1; j < vocab; j++) max = l[j] > max ? l[j] : max;
         double sum = 0;
-        for (int j = 0; j < vocab; j++) sum += exp_fast(l[j] - max);
+        for (int j = 0; j < vocab; j++) sum += mtx_exp(l[j] - max);
         total += log(sum) + max - l[targets[i]];
         count += 1;
     }
@@ -261,8 +248,8 @@ static float cross_entropy_forward(const float *logits, const int32_t *targets, 
     return (float)(total / (count + 1e-8));
 }
 
-static void cross_entropy_backward(float *dlogits, const float *logits, const int32_t *targets,
-                                   const int32_t *seg, int n, int vocab, const float *dloss)
+void mtx_cross_entropy_backward(float *dlogits, const float *logits, const int32_t *targets,
+                                const int32_t *seg, int n, int vocab, const float *dloss)
 {
     double count = 0;
     for (int i = 0; i < n; i++) count += seg[i] != 0;
@@ -276,13 +263,13 @@ static void cross_entropy_backward(float *dlogits, const float *logits, const in
         }
         float max = l[0], sum = 0;
         for (int j = 1; j < vocab; j++) max = l[j] > max ? l[j] : max;
-        for (int j = 0; j < vocab; j++) sum += dl[j] = exp_fast(l[j] - max);
+        for (int j = 0; j < vocab; j++) sum += dl[j] = mtx_exp(l[j] - max);
         for (int j = 0; j < vocab; j++) dl[j] = dl[j] / sum * g;
         dl[targets[i]] -= g;
     }
 }
 
-static double sum_of_squares(const float *x, size_t n)
+double mtx_sum_of_squares(const float *x, size_t n)
 {
     double s = 0;
     for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
@@ -291,9 +278,9 @@ static double sum_of_squares(const float *x, size_t n)
 
 /* optax.adamw: bias-corrected moments, eps outside and eps_root inside the root,
  * decoupled weight decay; g is scaled by clip first. */
-static void adamw_update(float *p, float *mu, float *nu, const float *g, size_t n, float clip,
-                         float lr, float b1, float b2, float eps, float eps_root, float wd,
-                         float bc1, float bc2)
+void mtx_adamw_update(float *p, float *mu, float *nu, const float *g, size_t n, float clip,
+                      float lr, float b1, float b2, float eps, float eps_root, float wd,
+                      float bc1, float bc2)
 {
     for (size_t i = 0; i < n; i++) {
         float gi = g[i] * clip;
@@ -304,29 +291,10 @@ static void adamw_update(float *p, float *mu, float *nu, const float *g, size_t 
     }
 }
 
-/* GELU with the tanh approximation (flax's default, approximate=True) */
-static inline float gelu(float x)
-{
-    return 0.5f * x * (1.0f + tanh_fast(0.7978845608f * (x + 0.044715f * x * x * x)));
-}
-
-static inline float gelu_grad(float x)
-{
-    float u = 0.7978845608f * (x + 0.044715f * x * x * x), th = tanh_fast(u);
-    return 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * 0.7978845608f * (1.0f + 0.134145f * x * x);
-}
-
-static inline float silu(float x) { return x / (1.0f + exp_fast(-x)); }
-
-static inline float silu_grad(float x)
-{
-    float s = 1.0f / (1.0f + exp_fast(-x));
-    return s * (1.0f + x * (1.0f - s));
-}
 
 /* MaxText's cosine schedule: linear warmup from 0 over total * warmup_fraction
  * steps, cosine decay to peak * final_fraction at total, 0 past total. */
-static float cosine_schedule(int64_t step, int64_t total, float peak, float warmup_fraction, float final_fraction)
+float mtx_cosine_schedule(int64_t step, int64_t total, float peak, float warmup_fraction, float final_fraction)
 {
     int64_t warmup = (int64_t)((double)total * warmup_fraction);
     if (step < warmup) return peak * (float)step / (float)warmup;
@@ -338,8 +306,8 @@ static float cosine_schedule(int64_t step, int64_t total, float peak, float warm
 
 /* MaxText's adam_pax (praxis sharded_adam): the bias correction is folded into
  * the decays, decay * (1 - decay^(t-1)) / (1 - decay^t), so no later rescaling. */
-static void adam_pax_update(float *p, float *mu, float *nu, const float *g, size_t n, float clip,
-                            float lr, float decay1, float decay2, float eps, float eps_root, float wd)
+void mtx_adam_pax_update(float *p, float *mu, float *nu, const float *g, size_t n, float clip,
+                         float lr, float decay1, float decay2, float eps, float eps_root, float wd)
 {
     for (size_t i = 0; i < n; i++) {
         float gi = g[i] * clip;
