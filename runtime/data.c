@@ -1,16 +1,41 @@
-/* Training data. dataset_type=synthetic: sequences that follow a fixed rule
- * (next = 5 * token + 3 mod vocab) from a random start, with a random amount of
- * padding at the end, so that a model can learn it and the loss visibly falls. */
+/* Training and eval data.
+ *   synthetic  sequences that follow a fixed rule (next = 5 x token + 3 mod
+ *              vocab) from a random start, with random padding at the end;
+ *   tokens     llm.c's token files: a header of 256 int32 (magic, version,
+ *              token count), then uint16 tokens (magic 20240520, version 1) or
+ *              uint32 tokens (magic 20240801, version 7, for vocab > 65535);
+ *   text       the bytes of any file, one token per byte (vocab 256).
+ * A file is cut into windows of seq + 1 tokens, stride seq (inputs and
+ * targets shifted by one). Training windows come in a fresh permutation per
+ * epoch from data_shuffle_seed; eval windows in order. Without an eval file
+ * the last tenth of the training file is held out for eval. Every check runs
+ * before training starts; the position (windows handed out) is all a
+ * checkpoint needs to resume the stream. */
 #include "mtxrt.h"
 
+#include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+
+enum { SYNTHETIC, TOKENS };
+
+typedef struct {
+    uint32_t *tokens;
+    int64_t ntokens, nwindows;
+} Stream;
 
 struct mtx_data {
-    int vocab, batch, seq;
+    int kind, vocab, batch, seq;
+    int shuffle;
     mtx_rng_key key;
-    uint64_t position;                    /* sequences handed out so far */
+    Stream train, eval;
+    uint64_t position;                    /* training windows handed out */
+    uint64_t eval_position;
+    uint64_t *order;                      /* this epoch's permutation */
+    uint64_t order_epoch;
 };
 
 void mtx_batch_alloc(mtx_batch *b, int batch, int seq)
@@ -30,22 +55,144 @@ void mtx_batch_free(mtx_batch *b)
     mtx_free(b->segmentation);
 }
 
-mtx_data *mtx_data_open(const char *type, const char *path, int vocab, int batch, int seq,
-                        uint64_t seed, char *err, size_t errlen)
+/* ---- reading files ---- */
+
+static unsigned char *read_all(const char *path, size_t *size, char *err, size_t errlen)
 {
-    (void)path;
-    if (strcmp(type, "synthetic")) {
-        snprintf(err, errlen, "dataset_type '%s' is not supported by this runtime yet (use synthetic)", type);
+    FILE *f = fopen(path, "rb");
+    struct stat st;
+    if (!f || fstat(fileno(f), &st) != 0) {
+        snprintf(err, errlen, "cannot read data file '%s': %s", path, strerror(errno));
+        if (f) fclose(f);
         return NULL;
     }
-    mtx_data *d = calloc(1, sizeof *d);
-    if (!d) {
-        snprintf(err, errlen, "out of memory");
+    unsigned char *buf = malloc((size_t)st.st_size + 1);
+    if (!buf || fread(buf, 1, (size_t)st.st_size, f) != (size_t)st.st_size) {
+        snprintf(err, errlen, "cannot read data file '%s': %s", path, buf ? "short read" : "out of memory");
+        free(buf);
+        fclose(f);
         return NULL;
     }
-    *d = (mtx_data){vocab, batch, seq, mtx_rng_seed(seed), 0};
-    return d;
+    fclose(f);
+    *size = (size_t)st.st_size;
+    return buf;
 }
+
+static int load_text(const char *path, int vocab, Stream *s, char *err, size_t errlen)
+{
+    if (vocab < 256) {
+        snprintf(err, errlen, "dataset_type text reads bytes (256 tokens) but vocab_size is %d", vocab);
+        return 0;
+    }
+    size_t size;
+    unsigned char *bytes = read_all(path, &size, err, errlen);
+    if (!bytes) return 0;
+    s->tokens = malloc(sizeof(uint32_t) * (size ? size : 1));
+    for (size_t i = 0; i < size; i++) s->tokens[i] = bytes[i];
+    s->ntokens = (int64_t)size;
+    free(bytes);
+    return 1;
+}
+
+static int load_tokens(const char *path, int vocab, Stream *s, char *err, size_t errlen)
+{
+    size_t size;
+    unsigned char *buf = read_all(path, &size, err, errlen);
+    if (!buf) return 0;
+    int32_t header[256];
+    if (size < sizeof header) {
+        snprintf(err, errlen, "token file '%s' is %zu bytes, shorter than its 1024-byte header", path, size);
+        free(buf);
+        return 0;
+    }
+    memcpy(header, buf, sizeof header);
+    int width = header[0] == 20240520 && header[1] == 1 ? 2 : header[0] == 20240801 && header[1] == 7 ? 4 : 0;
+    if (!width) {
+        snprintf(err, errlen, "token file '%s' has magic %d version %d; expected 20240520 version 1 (uint16) "
+                              "or 20240801 version 7 (uint32)", path, header[0], header[1]);
+        free(buf);
+        return 0;
+    }
+    int64_t n = header[2];
+    if (n < 0 || (size_t)n * (size_t)width != size - sizeof header) {
+        snprintf(err, errlen, "token file '%s' is truncated or corrupt: its header says %lld tokens "
+                              "(%lld bytes) but %zu bytes follow it", path, (long long)n, (long long)n * width,
+                 size - sizeof header);
+        free(buf);
+        return 0;
+    }
+    s->tokens = malloc(sizeof(uint32_t) * (size_t)(n ? n : 1));
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t t;
+        if (width == 2) {
+            uint16_t h;
+            memcpy(&h, buf + sizeof header + 2 * i, 2);
+            t = h;
+        } else {
+            memcpy(&t, buf + sizeof header + 4 * i, 4);
+        }
+        if (t >= (uint32_t)vocab) {
+            snprintf(err, errlen, "token file '%s': token %lld is %u, outside vocab_size %d", path, (long long)i, t, vocab);
+            free(buf);
+            free(s->tokens);
+            s->tokens = NULL;
+            return 0;
+        }
+        s->tokens[i] = t;
+    }
+    s->ntokens = n;
+    free(buf);
+    return 1;
+}
+
+static int load(const char *type, const char *path, int vocab, Stream *s, char *err, size_t errlen)
+{
+    return !strcmp(type, "text") ? load_text(path, vocab, s, err, errlen) : load_tokens(path, vocab, s, err, errlen);
+}
+
+static int count_windows(Stream *s, int seq, const char *what, const char *path, char *err, size_t errlen)
+{
+    s->nwindows = s->ntokens > seq ? (s->ntokens - 1) / seq : 0;
+    if (s->nwindows > 0) return 1;
+    snprintf(err, errlen, "%s data from '%s' has %lld tokens, fewer than one sequence of max_target_length + 1 = %d",
+             what, path, (long long)s->ntokens, seq + 1);
+    return 0;
+}
+
+mtx_data *mtx_data_open(const char *type, const char *path, const char *eval_path, int vocab, int batch,
+                        int seq, int shuffle, uint64_t seed, char *err, size_t errlen)
+{
+    mtx_data *d = calloc(1, sizeof *d);
+    *d = (mtx_data){.vocab = vocab, .batch = batch, .seq = seq, .shuffle = shuffle, .key = mtx_rng_seed(seed)};
+    if (!strcmp(type, "synthetic")) {
+        d->kind = SYNTHETIC;
+        return d;
+    }
+    d->kind = TOKENS;
+    if (strcmp(type, "text") && strcmp(type, "tokens")) {
+        snprintf(err, errlen, "unknown dataset_type '%s' (synthetic, tokens or text)", type);
+    } else if (!path[0]) {
+        snprintf(err, errlen, "dataset_type %s needs dataset_path", type);
+    } else if (load(type, path, vocab, &d->train, err, errlen)) {
+        bool held_out = !eval_path[0];
+        if (held_out) {
+            /* The last tenth of the file, split at a window boundary. */
+            int64_t cut = d->train.ntokens - d->train.ntokens / 10;
+            d->eval.ntokens = d->train.ntokens - cut;
+            d->eval.tokens = malloc(sizeof(uint32_t) * (size_t)(d->eval.ntokens + 1));
+            memcpy(d->eval.tokens, d->train.tokens + cut, sizeof(uint32_t) * (size_t)d->eval.ntokens);
+            d->train.ntokens = cut;
+        }
+        if ((held_out || load(type, eval_path, vocab, &d->eval, err, errlen)) &&
+            count_windows(&d->train, seq, "training", path, err, errlen) &&
+            count_windows(&d->eval, seq, "eval", held_out ? path : eval_path, err, errlen))
+            return d;
+    }
+    mtx_data_close(d);
+    return NULL;
+}
+
+/* ---- batches ---- */
 
 static void synthetic_sequence(const mtx_data *d, uint64_t index, int32_t *in, int32_t *tgt, int32_t *seg)
 {
@@ -62,12 +209,76 @@ static void synthetic_sequence(const mtx_data *d, uint64_t index, int32_t *in, i
     }
 }
 
+static void window(const Stream *s, int64_t w, int seq, int32_t *in, int32_t *tgt, int32_t *seg)
+{
+    const uint32_t *t = s->tokens + w * seq;
+    for (int i = 0; i < seq; i++) {
+        in[i] = (int32_t)t[i];
+        tgt[i] = (int32_t)t[i + 1];
+        seg[i] = 1;
+    }
+}
+
+/* Window number i of the shuffled training stream: a Fisher-Yates
+ * permutation per epoch, drawn from (seed, epoch). */
+static int64_t train_window(mtx_data *d, uint64_t i)
+{
+    uint64_t n = (uint64_t)d->train.nwindows, epoch = i / n;
+    if (!d->shuffle) return (int64_t)(i % n);
+    if (!d->order || d->order_epoch != epoch) {
+        if (!d->order) d->order = malloc(sizeof(uint64_t) * n);
+        mtx_rng_key k = mtx_rng_fold(d->key, epoch);
+        for (uint64_t j = 0; j < n; j++) d->order[j] = j;
+        for (uint64_t j = n - 1; j > 0; j--) {
+            uint64_t r = mtx_rng_bits(k, j) % (j + 1), tmp = d->order[j];
+            d->order[j] = d->order[r];
+            d->order[r] = tmp;
+        }
+        d->order_epoch = epoch;
+    }
+    return (int64_t)d->order[i % n];
+}
+
 void mtx_data_next(mtx_data *d, mtx_batch *b)
 {
     for (int i = 0; i < b->batch; i++) {
         size_t off = (size_t)i * (size_t)b->seq;
-        synthetic_sequence(d, d->position++, b->inputs + off, b->targets + off, b->segmentation + off);
+        if (d->kind == SYNTHETIC)
+            synthetic_sequence(d, d->position++, b->inputs + off, b->targets + off, b->segmentation + off);
+        else
+            window(&d->train, train_window(d, d->position++), d->seq, b->inputs + off, b->targets + off,
+                   b->segmentation + off);
     }
 }
 
-void mtx_data_close(mtx_data *d) { free(d); }
+int64_t mtx_data_eval_batches(const mtx_data *d)
+{
+    return d->kind == SYNTHETIC ? 8 : d->eval.nwindows / d->batch;
+}
+
+void mtx_data_eval_reset(mtx_data *d) { d->eval_position = 0; }
+
+void mtx_data_next_eval(mtx_data *d, mtx_batch *b)
+{
+    for (int i = 0; i < b->batch; i++) {
+        size_t off = (size_t)i * (size_t)b->seq;
+        uint64_t w = d->eval_position++;
+        if (d->kind == SYNTHETIC) /* held-out synthetic sequences: indices no training batch reaches */
+            synthetic_sequence(d, UINT64_MAX / 2 + w, b->inputs + off, b->targets + off, b->segmentation + off);
+        else
+            window(&d->eval, (int64_t)(w % (uint64_t)d->eval.nwindows), d->seq, b->inputs + off,
+                   b->targets + off, b->segmentation + off);
+    }
+}
+
+uint64_t mtx_data_position(const mtx_data *d) { return d->position; }
+void mtx_data_seek(mtx_data *d, uint64_t position) { d->position = position; }
+
+void mtx_data_close(mtx_data *d)
+{
+    if (!d) return;
+    free(d->train.tokens);
+    free(d->eval.tokens);
+    free(d->order);
+    free(d);
+}

@@ -156,10 +156,17 @@ typedef struct {
 /* ---- data (data.c) ---- */
 
 typedef struct mtx_data mtx_data;
-/* Opens the data source named by the run config; NULL with a message on error. */
-mtx_data *mtx_data_open(const char *type, const char *path, int vocab, int batch, int seq,
-                        uint64_t seed, char *err, size_t errlen);
+/* Opens dataset_type (synthetic, tokens, text) at path, with eval data from
+ * eval_path or, if empty, the last tenth of path. Every file is checked here;
+ * NULL with one message on error. */
+mtx_data *mtx_data_open(const char *type, const char *path, const char *eval_path, int vocab, int batch,
+                        int seq, int shuffle, uint64_t seed, char *err, size_t errlen);
 void mtx_data_next(mtx_data *d, mtx_batch *b);
+int64_t mtx_data_eval_batches(const mtx_data *d);   /* full eval batches available */
+void mtx_data_eval_reset(mtx_data *d);
+void mtx_data_next_eval(mtx_data *d, mtx_batch *b);
+uint64_t mtx_data_position(const mtx_data *d);      /* training sequences handed out */
+void mtx_data_seek(mtx_data *d, uint64_t position);
 void mtx_data_close(mtx_data *d);
 void mtx_batch_alloc(mtx_batch *b, int batch, int seq);
 void mtx_batch_free(mtx_batch *b);

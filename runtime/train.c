@@ -2,6 +2,7 @@
 #include "mtxrt.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +58,18 @@ static int parse_long(const char *key, const char *v, long long min, long long *
     long long x = strtoll(buf, &end, 10);
     if (!j || *end || x < min) {
         fprintf(stderr, "trainer: error: key '%s' expects an integer >= %lld, got '%s'\n", key, min, v);
+        return 0;
+    }
+    *out = x;
+    return 1;
+}
+
+static int parse_double(const char *key, const char *v, double *out)
+{
+    char *end;
+    double x = strtod(v, &end);
+    if (!*v || *end) {
+        fprintf(stderr, "trainer: error: key '%s' expects a number, got '%s'\n", key, v);
         return 0;
     }
     *out = x;
@@ -137,6 +150,30 @@ static void run_step(const mtx_program *prog, mtx_state *st, const mtx_batch *b,
         ((mtx_step_linen)prog->train_step)(st, b, mtx_rng_fold(key, (uint64_t)step), m);
 }
 
+/* Mean loss over the eval set (or eval_steps batches): MaxText's eval/avg_loss,
+ * the sum of per-batch losses weighted by their real targets. */
+static double evaluate(const mtx_program *prog, mtx_state *st, mtx_data *data, mtx_batch *b,
+                       mtx_rng_key key, long long eval_steps, long long *batches)
+{
+    long long n = mtx_data_eval_batches(data);
+    if (eval_steps > 0 && eval_steps < n) n = eval_steps;
+    if (n < 1) n = 1;
+    double loss = 0, weight = 0;
+    mtx_data_eval_reset(data);
+    for (long long i = 0; i < n; i++) {
+        mtx_data_next_eval(data, b);
+        mtx_metrics m = {0};
+        if (prog->pure_nnx)
+            ((mtx_eval_nnx)prog->eval_step)(st, b, &m);
+        else
+            ((mtx_eval_linen)prog->eval_step)(st, b, mtx_rng_fold(key, (uint64_t)i), &m);
+        loss += m.loss * m.weight;
+        weight += m.weight;
+    }
+    *batches = n;
+    return weight > 0 ? loss / weight : 0;
+}
+
 int mtx_main(const mtx_program *prog, int argc, char **argv)
 {
     RunConfig rc;
@@ -149,12 +186,20 @@ int mtx_main(const mtx_program *prog, int argc, char **argv)
         !parse_long("init_weights_seed", run_get(prog, &rc, "init_weights_seed"), 0, &init_seed) ||
         !parse_long("data_shuffle_seed", run_get(prog, &rc, "data_shuffle_seed"), 0, &shuffle_seed))
         return 2;
-    char dtype[64], dpath[4096], err[512];
+    long long eval_interval, eval_steps;
+    double target_eval_loss;
+    if (!parse_long("eval_interval", run_get(prog, &rc, "eval_interval"), -1, &eval_interval) ||
+        !parse_long("eval_steps", run_get(prog, &rc, "eval_steps"), -1, &eval_steps) ||
+        !parse_double("target_eval_loss", run_get(prog, &rc, "target_eval_loss"), &target_eval_loss))
+        return 2;
+    char dtype[64], dpath[4096], epath[4096], shuffle[16], err[1024];
     unquote(run_get(prog, &rc, "dataset_type"), dtype, sizeof dtype);
     unquote(run_get(prog, &rc, "dataset_path"), dpath, sizeof dpath);
+    unquote(run_get(prog, &rc, "eval_dataset_path"), epath, sizeof epath);
+    unquote(run_get(prog, &rc, "enable_data_shuffling"), shuffle, sizeof shuffle);
 
-    mtx_data *data = mtx_data_open(dtype, dpath, prog->vocab, prog->batch, prog->seq,
-                                   (uint64_t)shuffle_seed, err, sizeof err);
+    mtx_data *data = mtx_data_open(dtype, dpath, epath, prog->vocab, prog->batch, prog->seq,
+                                   strcmp(shuffle, "false") != 0, (uint64_t)shuffle_seed, err, sizeof err);
     if (!data) {
         fprintf(stderr, "trainer: error: %s\n", err);
         return 2;
@@ -207,6 +252,20 @@ int mtx_main(const mtx_program *prog, int argc, char **argv)
                    step + 1, m.loss, m.lr, m.grad_norm, tokens / dt, dt * 1e3,
                    prog->flops_per_step / dt / 1e12);
             fflush(stdout);
+        }
+        if (eval_interval > 0 && ((step + 1) % eval_interval == 0 || step + 1 == steps)) {
+            long long batches;
+            double eval_loss = evaluate(prog, st, data, &b, mtx_rng_fold(key, ~(uint64_t)step), eval_steps, &batches);
+            printf("eval   %6lld | loss %.6f | perplexity %.3f | %lld batches\n", step + 1, eval_loss,
+                   exp(eval_loss), batches);
+            if (metrics)
+                fprintf(metrics, "{\"step\": %lld, \"eval/avg_loss\": %.17g}\n", step + 1, eval_loss);
+            fflush(stdout);
+            if (target_eval_loss > 0 && eval_loss <= target_eval_loss) {
+                printf("reached target_eval_loss %g at step %lld: stopping\n", target_eval_loss, step + 1);
+                steps = step + 1;
+                break;
+            }
         }
     }
     printf("done: %lld steps in %.2f s (%.2f ms/step)\n", steps, t_total, t_total * 1e3 / (double)steps);

@@ -1,0 +1,52 @@
+#!/bin/sh
+# Data: bad token and text files are refused before training starts with a
+# message naming the file; the default job (configs/tiny-text.yml) reaches an
+# eval loss below 2.0 nats per byte; token files train like the text they hold.
+# Usage: tests/test_data.sh MTXC (from the source root)
+MTXC=$1
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+fails=0
+"$MTXC" build configs/base.yml model_name=tiny -o "$dir/trainer" > /dev/null || { echo "FAIL: build"; exit 1; }
+expect() {   # expect NAME MESSAGE ARGS...
+    name=$1; want=$2; shift 2
+    out=$("$dir/trainer" steps=2 "$@" 2>&1); rc=$?
+    if [ $rc -ne 2 ]; then echo "FAIL $name: exit $rc, want 2"; fails=$((fails + 1)); return; fi
+    case "$out" in *"step "*) echo "FAIL $name: trained before refusing"; fails=$((fails + 1)); return ;; esac
+    case "$out" in *"$want"*) ;; *) printf 'FAIL %s: want "%s", got:\n%s\n' "$name" "$want" "$out"; fails=$((fails + 1)) ;; esac
+}
+header() {   # header MAGIC VERSION COUNT: 256 little-endian int32
+    python3 -c "import struct,sys; sys.stdout.buffer.write(struct.pack('<256i', $1, $2, $3, *([0]*253)))"
+}
+python3 tools/text_to_tokens.py /usr/share/common-licenses/GPL-3 -o "$dir/good.bin" > /dev/null
+head -c 600 "$dir/good.bin" > "$dir/short.bin"
+{ header 20240520 1 5000; head -c 100 /dev/zero; } > "$dir/truncated.bin"
+{ header 12345 1 100; head -c 200 /dev/zero; } > "$dir/magic.bin"
+{ header 20240520 1 200; python3 -c "import struct,sys; sys.stdout.buffer.write(struct.pack('<200H', *([7]*199 + [300])))"; } > "$dir/vocab.bin"
+{ header 20240520 1 20; head -c 40 /dev/zero; } > "$dir/few.bin"
+: > "$dir/empty.txt"
+expect missing "cannot read data file '$dir/nope.bin': No such file or directory" dataset_type=tokens dataset_path="$dir/nope.bin"
+expect short "token file '$dir/short.bin' is 600 bytes, shorter than its 1024-byte header" dataset_type=tokens dataset_path="$dir/short.bin"
+expect truncated "token file '$dir/truncated.bin' is truncated or corrupt: its header says 5000 tokens (10000 bytes) but 100 bytes follow it" dataset_type=tokens dataset_path="$dir/truncated.bin"
+expect magic "token file '$dir/magic.bin' has magic 12345 version 1; expected 20240520 version 1 (uint16) or 20240801 version 7 (uint32)" dataset_type=tokens dataset_path="$dir/magic.bin"
+expect vocab "token file '$dir/vocab.bin': token 199 is 300, outside vocab_size 256" dataset_type=tokens dataset_path="$dir/vocab.bin"
+expect few "training data from '$dir/few.bin' has 18 tokens, fewer than one sequence of max_target_length + 1 = 65" dataset_type=tokens dataset_path="$dir/few.bin"
+expect empty_text "training data from '$dir/empty.txt' has 0 tokens" dataset_type=text dataset_path="$dir/empty.txt"
+expect no_path "dataset_type text needs dataset_path" dataset_type=text
+expect bad_eval "cannot read data file '$dir/none.txt'" dataset_type=text dataset_path=/usr/share/common-licenses/GPL-3 eval_dataset_path="$dir/none.txt"
+
+# Token files hold the same stream as the text: the same losses.
+"$dir/trainer" steps=5 log_period=1 dataset_type=tokens dataset_path="$dir/good.bin" | grep '^step' > "$dir/a"
+"$dir/trainer" steps=5 log_period=1 dataset_type=text dataset_path=/usr/share/common-licenses/GPL-3 | grep '^step' > "$dir/b"
+[ "$(cut -d'|' -f2 "$dir/a")" = "$(cut -d'|' -f2 "$dir/b")" ] || { echo "FAIL: token file and text differ"; fails=$((fails + 1)); }
+
+# The default job: eval loss below 2.0 nats per byte, and early stop at target_eval_loss.
+"$MTXC" run configs/tiny-text.yml metrics_file="$dir/m.jsonl" > "$dir/job.log" 2>&1 || { cat "$dir/job.log"; echo "FAIL: default job"; exit 1; }
+grep '^eval' "$dir/job.log"
+final=$(awk '/^eval/ {l = $5} END {print l}' "$dir/job.log")
+awk -v l="$final" 'BEGIN {exit !(l > 0 && l < 2.0)}' || { echo "FAIL: default job's eval loss $final is not below 2.0"; fails=$((fails + 1)); }
+grep -q '"eval/avg_loss"' "$dir/m.jsonl" || { echo "FAIL: no eval/avg_loss in metrics_file"; fails=$((fails + 1)); }
+"$MTXC" run configs/tiny-text.yml target_eval_loss=1.8 > "$dir/stop.log" 2>&1
+grep -q "reached target_eval_loss 1.8 at step 500: stopping" "$dir/stop.log" || { cat "$dir/stop.log"; echo "FAIL: early stop"; fails=$((fails + 1)); }
+echo "data: $fails failures"
+[ $fails -eq 0 ]
