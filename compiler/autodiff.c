@@ -200,7 +200,7 @@ static void vjp(AD *ad, const Op *op, Value *dy)
 
 /* Differentiate `loss` (a [1] value defined in f) with respect to every
  * parameter it depends on; sets Value.grad of each such parameter. */
-bool differentiate(Program *p, Func *f, Value *loss, char *err, size_t errlen)
+bool differentiate(Program *p, Func *f, Value *loss, Value *seed_value, char *err, size_t errlen)
 {
     AD ad = {p, f, xcalloc((size_t)p->nvalues + 1, sizeof(Value *)),
              xcalloc((size_t)p->nvalues + 1, sizeof(bool)), "backward"};
@@ -213,10 +213,13 @@ bool differentiate(Program *p, Func *f, Value *loss, char *err, size_t errlen)
         for (int j = 0; j < op->nout; j++) ad.needs[op->out[j]->id] = any;
     }
     int nvalues_before = p->nvalues;
-    Value *seed = value_new(p, "grad.loss", DT_F32, 1, loss->dim, V_TEMP);
-    ad.block = "backward: loss";
-    Op *fill = op_add(p, f, OP_fill, ad.block, 0, NULL, 1, &seed);
-    fill->fa[0] = 1.0;
+    Value *seed = seed_value;
+    if (!seed) {
+        seed = value_new(p, "grad.loss", DT_F32, 1, loss->dim, V_TEMP);
+        ad.block = "backward: loss";
+        Op *fill = op_add(p, f, OP_fill, ad.block, 0, NULL, 1, &seed);
+        fill->fa[0] = 1.0;
+    }
     ad.grad[loss->id] = seed;
     for (int i = nforward - 1; i >= 0; i--) {
         Op *op = f->ops[i];
@@ -234,7 +237,12 @@ bool differentiate(Program *p, Func *f, Value *loss, char *err, size_t errlen)
     return true;
 }
 
+/* With gradient accumulation, each microbatch's gradient is that of its
+ * summed (not mean) loss: the seed is the microbatch's token count, and the
+ * accumulated sums are divided by the total count once (MaxText's weighting),
+ * which equals the gradient of one step over the whole batch. */
 bool autodiff(Program *p, char *err, size_t errlen)
 {
-    return differentiate(p, &p->train, p->train_loss, err, errlen);
+    bool accumulating = cfg_int(p->cfg, K_gradient_accumulation_steps) > 1;
+    return differentiate(p, &p->train, p->train_loss, accumulating ? p->train_weight : NULL, err, errlen);
 }

@@ -75,7 +75,7 @@ static const char *descriptor_name(Pool *pool, const Value *v)
 
 /* Names the generated functions use for themselves, and C keywords. */
 static const char *const reserved[] = {
-    "s", "batch", "rng", "out", "arena", "i", "t", "bias1", "bias2", "decay1", "decay2", "sum_sq", "key",
+    "s", "batch", "rng", "out", "arena", "i", "t", "micro", "bias1", "bias2", "decay1", "decay2", "sum_sq", "key",
     "auto", "break", "case", "char", "const", "continue", "default", "do", "double", "else",
     "enum", "extern", "float", "for", "goto", "if", "inline", "int", "long", "register",
     "restrict", "return", "short", "signed", "sizeof", "static", "struct", "switch", "typedef",
@@ -142,6 +142,7 @@ static const char *ew_expr(Emitter *e, const Op *op)
     case OP_silu_grad: return pool_fmt(pool, "%s * silu_grad(%s)", b, a);
     case OP_gelu_grad: return pool_fmt(pool, "%s * gelu_grad(%s)", b, a);
     case OP_fill: return flit(pool, op->fa[0]);
+    case OP_reciprocal: return pool_fmt(pool, "1.0f / (%s + 1e-8f)", a);
     default: fatal("emit: %s is not elementwise", op_info[op->kind].name);
     }
 }
@@ -275,6 +276,17 @@ static void emit_kernel(Emitter *e, const Op *op)
     case OP_step_increment:
         out(e, "    %s[0] += 1;\n", V(e, in[0]));
         break;
+    case OP_zero:
+        out(e, "    memset(%s, 0, %lldu);\n", V(e, in[0]), (long long)value_bytes(in[0]));
+        break;
+    case OP_accumulate:
+        if (op->nin == 3)
+            out(e, "    for (size_t i = 0; i < %lld; i++) %s[i] += %s[i] * %s[0];\n", (long long)value_numel(in[0]),
+                V(e, in[0]), V(e, in[1]), V(e, in[2]));
+        else
+            out(e, "    for (size_t i = 0; i < %lld; i++) %s[i] += %s[i];\n", (long long)value_numel(in[0]),
+                V(e, in[0]), V(e, in[1]));
+        break;
     default:
         fatal("emit: no C lowering for op %s", op_info[op->kind].name);
     }
@@ -319,12 +331,56 @@ static void declare_outputs(Emitter *e, const Op *op)
     }
 }
 
+/* The microbatch loop's body, emitted into its own buffer, then indented. */
+static void open_loop(Emitter *e, Buf *body, Buf **outer)
+{
+    *outer = e->b;
+    e->b = body;
+}
+
+static void close_loop(Emitter *e, const Func *f, Buf *body, Buf *outer)
+{
+    e->b = outer;
+    const Value *const *in = (const Value *const *)f->loop_inputs;
+    int64_t per_micro = value_numel(in[0]);
+    out(e, "\n    /* ---- %d microbatches of %lld sequences: forward, backward, sums ---- */\n",
+        f->loop_count, (long long)in[0]->dim[0]);
+    out(e, "    for (int micro = 0; micro < %d; micro++) {\n", f->loop_count);
+    out(e, "        const int32_t *%s = batch->inputs + (size_t)micro * %lld;\n", V(e, in[0]), (long long)per_micro);
+    out(e, "        const int32_t *%s = batch->targets + (size_t)micro * %lld;\n", V(e, in[1]), (long long)per_micro);
+    out(e, "        const int32_t *%s = batch->segmentation + (size_t)micro * %lld;\n", V(e, in[2]),
+        (long long)per_micro);
+    for (const char *line = body->s; line && *line;) {
+        const char *nl = strchr(line, '\n');
+        size_t len = nl ? (size_t)(nl - line) : strlen(line);
+        out(e, len ? "    %.*s\n" : "%.*s\n", (int)len, line);
+        line = nl ? nl + 1 : line + len;
+    }
+    out(e, "    }\n");
+    buf_free(body);
+}
+
+static void declare_accumulators(Emitter *e)
+{
+    const Program *p = e->p;
+    for (int i = 0; i < p->nvalues; i++) {
+        const Value *v = p->values[i];
+        if (v->kind == V_ACCUM)
+            out(e, "    float *const %s = arena + %lld;\n", V(e, v), (long long)(v->offset / 4));
+    }
+}
+
 static void emit_body(Emitter *e, const Func *f)
 {
     const char *block = NULL;
     bool adamw_seen = false;
+    Buf loop_body = {0}, *outer = NULL;
+    bool looping = f->loop_count > 1;
+    if (looping) declare_accumulators(e);
     for (int i = 0; i < f->nops;) {
         const Op *op = f->ops[i];
+        if (looping && i == f->loop_first) open_loop(e, &loop_body, &outer);
+        if (looping && i == f->loop_last + 1) close_loop(e, f, &loop_body, outer);
         if (op->block && (!block || strcmp(block, op->block))) {
             out(e, "\n    /* ---- %s ---- */\n", op->block);
             block = op->block;
@@ -343,6 +399,7 @@ static void emit_body(Emitter *e, const Func *f)
         else emit_kernel(e, op);
         i++;
     }
+    if (looping && f->loop_last + 1 >= f->nops) close_loop(e, f, &loop_body, outer);
 }
 
 static void emit_step(Emitter *e, const Func *f, bool train)

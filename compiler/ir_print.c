@@ -64,6 +64,10 @@ static void print_func(FILE *out, const Func *f)
     const char *block = NULL;
     for (int i = 0; i < f->nops; i++) {
         const Op *op = f->ops[i];
+        if (f->loop_count > 1 && i == f->loop_first)
+            fprintf(out, "  loop microbatch x%d {   # ops %d..%d run once per microbatch\n", f->loop_count,
+                    f->loop_first, f->loop_last);
+        if (f->loop_count > 1 && i == f->loop_last + 1) fprintf(out, "  }\n");
         if (op->block && (!block || strcmp(block, op->block))) {
             fprintf(out, "  # %s\n", op->block);
             block = op->block;

@@ -64,6 +64,13 @@ static void give_back(Allocator *a, int64_t start, int64_t size)
 
 static bool needs_buffer(const Value *v) { return v->kind == V_TEMP && !v->group; }
 
+static int op_index(const Func *f, const Op *op)
+{
+    for (int i = 0; i < f->nops; i++)
+        if (f->ops[i] == op) return i;
+    return -1;
+}
+
 /* Ops of a fused loop run as one: position of an op = position of its loop's first op. */
 static void slots(const Func *f, int *slot)
 {
@@ -79,12 +86,24 @@ static int64_t plan_func(Program *p, Func *f)
     for (int i = 0; i < p->nvalues; i++) last[i] = -1;
     for (int i = 0; i < f->nops; i++)
         for (int j = 0; j < f->ops[i]->nin; j++) last[f->ops[i]->in[j]->id] = slot[i];
+    /* A value made before the microbatch loop and read in it lives through it. */
+    if (f->loop_count > 1)
+        for (int i = f->loop_first; i <= f->loop_last; i++)
+            for (int j = 0; j < f->ops[i]->nin; j++) {
+                const Value *v = f->ops[i]->in[j];
+                if (v->kind == V_TEMP && v->def && op_index(f, v->def) < f->loop_first && last[v->id] < f->loop_last)
+                    last[v->id] = f->loop_last;
+            }
     /* Metrics are read after the step's last op. */
     Value *metrics[6] = {p->train_loss, p->train_weight, p->eval_loss, p->eval_weight, p->grad_norm, p->lr};
     for (int i = 0; i < 6; i++)
         if (metrics[i]) last[metrics[i]->id] = f->nops;
 
     Allocator a = {0};
+    /* Accumulators live through the whole step. */
+    if (f->loop_count > 1)
+        for (int i = 0; i < p->nvalues; i++)
+            if (p->values[i]->kind == V_ACCUM) p->values[i]->offset = take(&a, value_bytes(p->values[i]));
     int freed_upto = 0;          /* values whose last use is before this slot are free */
     Value **live = xmalloc(sizeof(Value *) * (size_t)(p->nvalues + 1));
     int nlive = 0;

@@ -21,6 +21,7 @@ typedef struct {
     bool gpt3, gated;
     int64_t B, T, D, H, KV, Dh, M, V, L, P;
     const char *block;
+    Value *tokens, *targets, *segmentation;    /* inputs of the function being built */
     Value *embedding, *position, *final_scale, *final_bias, *logits_w;
     LayerParams *layers;
     double matmul_flops;                       /* forward GEMM FLOPs of one step */
@@ -254,7 +255,7 @@ static void forward(Builder *b, Value **loss, Value **weight)
 {
     b->block = "embedding";
     Value *x = act(b, "embedding", b->D);
-    Op *op = emit(b, OP_embed, x, 2, b->embedding, b->p->tokens, NULL);
+    Op *op = emit(b, OP_embed, x, 2, b->embedding, b->tokens, NULL);
     op->ia[0] = b->B * b->T;
     op->ia[1] = b->D;
     if (b->position) {
@@ -277,7 +278,7 @@ static void forward(Builder *b, Value **loss, Value **weight)
     }
     *loss = temp(b, "loss", 1, 1, 0, 0, 0);
     *weight = temp(b, "total_weight", 1, 1, 0, 0, 0);
-    Value *in[3] = {logits, b->p->targets, b->p->segmentation};
+    Value *in[3] = {logits, b->targets, b->segmentation};
     Value *out[2] = {*loss, *weight};
     op = op_add(b->p, b->f, OP_cross_entropy, b->block, 3, in, 2, out);
     op->ia[0] = b->B * b->T;
@@ -293,8 +294,6 @@ static bool supported(const Config *c, char *err, size_t errlen)
         why = "only dtype and weight_dtype float32 are supported so far";
     else if (cfg_bool(c, K_enable_dropout) && cfg_float(c, K_dropout_rate) > 0)
         why = "dropout (dropout_rate > 0 with enable_dropout) is not supported yet";
-    else if (cfg_int(c, K_gradient_accumulation_steps) != 1)
-        why = "gradient_accumulation_steps > 1 is not supported yet";
     else if (strcmp(cfg_str(c, K_opt_type), "adamw") && strcmp(cfg_str(c, K_opt_type), "adam_pax"))
         why = "opt_type sgd and muon are not supported yet (adamw and adam_pax are)";
     else if (strcmp(cfg_str(c, K_lr_schedule_type), "cosine"))
@@ -333,10 +332,24 @@ bool build_model(Program *p, char *err, size_t errlen)
     p->segmentation = value_new(p, "targets_segmentation", DT_I32, 2, bt, V_INPUT);
     make_params(&b);
     b.f = &p->eval;
+    b.tokens = p->tokens, b.targets = p->targets, b.segmentation = p->segmentation;
     forward(&b, &p->eval_loss, &p->eval_weight);
+    /* With gradient accumulation the train step's graph is one microbatch's. */
+    int64_t k = cfg_int(c, K_gradient_accumulation_steps);
+    if (k > 1) {
+        int64_t mt[2] = {c->d.micro_batch, b.T};
+        p->train_tokens = value_new(p, "microbatch.inputs", DT_I32, 2, mt, V_INPUT);
+        p->train_targets = value_new(p, "microbatch.targets", DT_I32, 2, mt, V_INPUT);
+        p->train_segmentation = value_new(p, "microbatch.targets_segmentation", DT_I32, 2, mt, V_INPUT);
+        b.B = c->d.micro_batch;
+    } else {
+        p->train_tokens = p->tokens, p->train_targets = p->targets, p->train_segmentation = p->segmentation;
+    }
     b.f = &p->train;
+    b.tokens = p->train_tokens, b.targets = p->train_targets, b.segmentation = p->train_segmentation;
     b.matmul_flops = 0;
     forward(&b, &p->train_loss, &p->train_weight);
-    p->flops_per_step = 3.0 * b.matmul_flops;     /* forward + twice that backward */
+    /* forward + twice that backward, for every microbatch */
+    p->flops_per_step = 3.0 * b.matmul_flops * (double)k;
     return true;
 }

@@ -131,7 +131,8 @@ extern const int num_derived_names;
  * are temporaries defined by exactly one operation. */
 
 typedef enum { DT_F32, DT_I32, DT_I64 } DType;
-typedef enum { V_PARAM, V_OPT, V_COUNTER, V_INPUT, V_TEMP } ValueKind;
+/* V_ACCUM: a buffer of the step that ops update in place (gradient accumulation). */
+typedef enum { V_PARAM, V_OPT, V_COUNTER, V_INPUT, V_TEMP, V_ACCUM } ValueKind;
 typedef enum { INIT_ZEROS, INIT_ONES, INIT_NORMAL, INIT_TRUNCATED_NORMAL } InitKind;
 
 typedef enum {
@@ -179,6 +180,9 @@ typedef struct {
     Op **ops;
     int nops, cap;
     int64_t arena_bytes;         /* memplan */
+    /* ops [loop_first, loop_last] run loop_count times, once per microbatch */
+    int loop_first, loop_last, loop_count;
+    struct Value *loop_inputs[3]; /* the microbatch's inputs, targets, segmentation */
 } Func;
 
 typedef struct Program {
@@ -191,6 +195,8 @@ typedef struct Program {
     Value *tokens, *targets, *segmentation;
     Value *train_loss, *train_weight, *eval_loss, *eval_weight, *grad_norm, *lr;
     Value *step;                 /* the step counter */
+    Value *train_tokens, *train_targets, *train_segmentation;  /* per microbatch */
+    Value *grad_scale;           /* 1 / total tokens when gradients were accumulated, else NULL */
     int64_t state_bytes;
     double flops_per_step;
     int ngroups;
@@ -234,11 +240,13 @@ extern const int num_passes;
 
 bool build_model(Program *p, char *err, size_t errlen);      /* model.c */
 bool autodiff(Program *p, char *err, size_t errlen);         /* autodiff.c */
-/* Gradients of the [1] value `loss` of f for every parameter (sets Value.grad). */
-bool differentiate(Program *p, Func *f, Value *loss, char *err, size_t errlen);
+/* Gradients of the [1] value `loss` of f for every parameter (sets Value.grad),
+ * seeded with d loss = seed (NULL: 1). */
+bool differentiate(Program *p, Func *f, Value *loss, Value *seed, char *err, size_t errlen);
 bool build_optimizer(Program *p, char *err, size_t errlen);  /* optimizer.c */
 bool fuse(Program *p, char *err, size_t errlen);             /* fuse.c */
 bool plan_memory(Program *p, char *err, size_t errlen);      /* memplan.c */
+bool accumulate_gradients(Program *p, char *err, size_t errlen); /* accumulate.c */
 
 /* Run every pass up to and including `last` (NULL: all), verifying after each. */
 Program *compile_program(const Config *cfg, const char *last, char *err, size_t errlen);

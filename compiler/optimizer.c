@@ -50,12 +50,22 @@ bool build_optimizer(Program *p, char *err, size_t errlen)
 
     p->grad_norm = scalar(p, "grad_norm");
     op_add(p, f, OP_global_norm, block, n, grads, 1, &p->grad_norm);
+    if (p->grad_scale) {                 /* accumulated sums: divide by the token count */
+        Value *in[2] = {p->grad_norm, p->grad_scale}, *norm = scalar(p, "mean_grad_norm");
+        op_add(p, f, OP_mul, block, 2, in, 1, &norm);
+        p->grad_norm = norm;
+    }
     Value *clip = scalar(p, "clip_scale");
     double threshold = cfg_float(c, K_gradient_clipping_threshold);
     if (threshold > 0) {
         op_add(p, f, OP_clip_scale, block, 1, &p->grad_norm, 1, &clip)->fa[0] = threshold;
     } else {
         op_add(p, f, OP_fill, block, 0, NULL, 1, &clip)->fa[0] = 1.0;
+    }
+    if (p->grad_scale) {                 /* AdamW multiplies each gradient by this */
+        Value *in[2] = {clip, p->grad_scale}, *scaled = scalar(p, "gradient_scale");
+        op_add(p, f, OP_mul, block, 2, in, 1, &scaled);
+        clip = scaled;
     }
     /* MaxText's cosine schedule; its length may be set at run time (steps). */
     p->lr = scalar(p, "learning_rate");

@@ -6,6 +6,8 @@
 const Pass passes[] = {
     {"build", "forward graph of the model and loss from the config (model.c)", build_model},
     {"autodiff", "backward graph from each op's VJP rule (autodiff.c)", autodiff},
+    {"accumulate", "microbatch loop summing gradients when gradient_accumulation_steps > 1 (accumulate.c)",
+     accumulate_gradients},
     {"optimizer", "global norm, clipping, lr schedule and AdamW updates (optimizer.c)", build_optimizer},
     {"fuse", "elementwise chains fused into single loops (fuse.c)", fuse},
     {"memplan", "state layout and one arena per step, reused by liveness (memplan.c)", plan_memory},
