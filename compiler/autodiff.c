@@ -40,7 +40,15 @@ static void accumulate(AD *ad, Value *v, Value *g)
     ad->grad[v->id] = sum;
 }
 
-static Value *grad_value(AD *ad, const Value *v) { return like(ad, "grad.", v); }
+/* The gradient of v coming through op. A second path into v is named after
+ * the op it comes from (grad.x.via.wi_1) and summed with the first (grad_sum.x). */
+static Value *grad_value(AD *ad, const Value *v, const Op *op)
+{
+    if (!ad->grad[v->id]) return like(ad, "grad.", v);
+    const char *from = op->out[0]->name, *dot = strrchr(from, '.');
+    return value_new(ad->p, pool_fmt(ad->p->pool, "grad.%s.via.%s", v->name, dot ? dot + 1 : from), DT_F32,
+                     v->rank, v->dim, V_TEMP);
+}
 
 static void copy_attrs(Op *to, const Op *from)
 {
@@ -55,7 +63,7 @@ static void vjp_matmul(AD *ad, const Op *op, Value *dc)
     int64_t m = op->ia[0], n = op->ia[1], k = op->ia[2], ta = op->ia[3], tb = op->ia[4];
     double alpha = op->fa[0];
     if (ad->needs[a->id]) {
-        Value *da = grad_value(ad, a);
+        Value *da = grad_value(ad, a, op);
         Op *g;
         if (!ta) {   /* da[M,K] = dc[M,N] op(b)^T */
             g = emit(ad, OP_matmul, 2, dc, b, NULL, NULL, 1, da, NULL, NULL);
@@ -70,7 +78,7 @@ static void vjp_matmul(AD *ad, const Op *op, Value *dc)
         accumulate(ad, a, da);
     }
     if (ad->needs[b->id]) {
-        Value *db = grad_value(ad, b);
+        Value *db = grad_value(ad, b, op);
         Op *g;
         if (!tb) {   /* db[K,N] = op(a)^T dc */
             g = emit(ad, OP_matmul, 2, a, dc, NULL, NULL, 1, db, NULL, NULL);
@@ -97,7 +105,7 @@ static void vjp(AD *ad, const Op *op, Value *dy)
         vjp_matmul(ad, op, dy);
         break;
     case OP_embed: {
-        Value *dt = grad_value(ad, in[0]);
+        Value *dt = grad_value(ad, in[0], op);
         g = emit(ad, OP_embed_grad, 2, dy, in[1], NULL, NULL, 1, dt, NULL, NULL);
         g->ia[0] = op->ia[0];
         g->ia[1] = in[0]->dim[0];
@@ -107,7 +115,7 @@ static void vjp(AD *ad, const Op *op, Value *dy)
     }
     case OP_position_add: {
         accumulate(ad, in[0], dy);
-        Value *dp = grad_value(ad, in[1]);
+        Value *dp = grad_value(ad, in[1], op);
         g = emit(ad, OP_position_add_grad, 1, dy, NULL, NULL, NULL, 1, dp, NULL, NULL);
         g->ia[0] = op->ia[0];
         g->ia[1] = op->ia[1];
@@ -118,7 +126,7 @@ static void vjp(AD *ad, const Op *op, Value *dy)
     }
     case OP_bias_add: {
         accumulate(ad, in[0], dy);
-        Value *db = grad_value(ad, in[1]);
+        Value *db = grad_value(ad, in[1], op);
         g = emit(ad, OP_bias_grad, 1, dy, NULL, NULL, NULL, 1, db, NULL, NULL);
         g->ia[0] = value_numel(dy) / op->ia[0];
         g->ia[1] = op->ia[0];
@@ -132,27 +140,27 @@ static void vjp(AD *ad, const Op *op, Value *dy)
     case OP_mul:
         for (int i = 0; i < 2; i++) {
             if (!ad->needs[in[i]->id]) continue;
-            Value *d = grad_value(ad, in[i]);
+            Value *d = grad_value(ad, in[i], op);
             emit(ad, OP_mul, 2, dy, in[1 - i], NULL, NULL, 1, d, NULL, NULL);
             accumulate(ad, in[i], d);
         }
         break;
     case OP_silu:
     case OP_gelu: {
-        Value *dx = grad_value(ad, in[0]);
+        Value *dx = grad_value(ad, in[0], op);
         emit(ad, op->kind == OP_silu ? OP_silu_grad : OP_gelu_grad, 2, in[0], dy, NULL, NULL, 1, dx, NULL, NULL);
         accumulate(ad, in[0], dx);
         break;
     }
     case OP_rmsnorm: {
-        Value *dx = grad_value(ad, in[0]), *ds = grad_value(ad, in[1]);
+        Value *dx = grad_value(ad, in[0], op), *ds = grad_value(ad, in[1], op);
         copy_attrs(emit(ad, OP_rmsnorm_grad, 3, dy, in[0], in[1], NULL, 2, dx, ds, NULL), op);
         accumulate(ad, in[0], dx);
         accumulate(ad, in[1], ds);
         break;
     }
     case OP_layernorm: {
-        Value *dx = grad_value(ad, in[0]), *ds = grad_value(ad, in[1]), *db = grad_value(ad, in[2]);
+        Value *dx = grad_value(ad, in[0], op), *ds = grad_value(ad, in[1], op), *db = grad_value(ad, in[2], op);
         copy_attrs(emit(ad, OP_layernorm_grad, 3, dy, in[0], in[1], NULL, 3, dx, ds, db), op);
         accumulate(ad, in[0], dx);
         accumulate(ad, in[1], ds);
@@ -160,33 +168,33 @@ static void vjp(AD *ad, const Op *op, Value *dy)
         break;
     }
     case OP_rope: {
-        Value *dx = grad_value(ad, in[0]);
+        Value *dx = grad_value(ad, in[0], op);
         copy_attrs(emit(ad, OP_rope_grad, 1, dy, NULL, NULL, NULL, 1, dx, NULL, NULL), op);
         accumulate(ad, in[0], dx);
         break;
     }
     case OP_attention_scores: {
-        Value *dq = grad_value(ad, in[0]), *dk = grad_value(ad, in[1]);
+        Value *dq = grad_value(ad, in[0], op), *dk = grad_value(ad, in[1], op);
         copy_attrs(emit(ad, OP_attention_scores_grad, 3, dy, in[0], in[1], NULL, 2, dq, dk, NULL), op);
         accumulate(ad, in[0], dq);
         accumulate(ad, in[1], dk);
         break;
     }
     case OP_causal_softmax: {
-        Value *ds = grad_value(ad, in[0]);
+        Value *ds = grad_value(ad, in[0], op);
         copy_attrs(emit(ad, OP_causal_softmax_grad, 2, y, dy, NULL, NULL, 1, ds, NULL, NULL), op);
         accumulate(ad, in[0], ds);
         break;
     }
     case OP_attention_values: {
-        Value *dp = grad_value(ad, in[0]), *dv = grad_value(ad, in[1]);
+        Value *dp = grad_value(ad, in[0], op), *dv = grad_value(ad, in[1], op);
         copy_attrs(emit(ad, OP_attention_values_grad, 3, dy, in[0], in[1], NULL, 2, dp, dv, NULL), op);
         accumulate(ad, in[0], dp);
         accumulate(ad, in[1], dv);
         break;
     }
     case OP_cross_entropy: {
-        Value *dl = grad_value(ad, in[0]);
+        Value *dl = grad_value(ad, in[0], op);
         copy_attrs(emit(ad, OP_cross_entropy_grad, 4, in[0], in[1], in[2], dy, 1, dl, NULL, NULL), op);
         accumulate(ad, in[0], dl);
         break;

@@ -89,11 +89,23 @@ static bool is_reserved(const char *name)
     return false;
 }
 
-/* Give every value a C name: unique within the program (steps declare only their own). */
+/* Which function defines each temporary (0: none). */
+static int *defining_funcs(const Program *p)
+{
+    int *owner = xcalloc((size_t)p->nvalues + 1, sizeof(int));
+    const Func *funcs[2] = {&p->eval, &p->train};
+    for (int fi = 0; fi < 2; fi++)
+        for (int i = 0; i < funcs[fi]->nops; i++)
+            for (int j = 0; j < funcs[fi]->ops[i]->nout; j++) owner[funcs[fi]->ops[i]->out[j]->id] = fi + 1;
+    return owner;
+}
+
+/* Give every value a C name, unique within the function that declares it. */
 static void name_values(Emitter *e)
 {
     Pool *pool = e->p->pool;
     const Program *p = e->p;
+    int *owner = defining_funcs(p);
     e->cname = xcalloc((size_t)p->nvalues + 1, sizeof(char *));
     for (int i = 0; i < p->nvalues; i++) {
         const Value *v = p->values[i];
@@ -109,12 +121,15 @@ static void name_values(Emitter *e)
         char *name = base;
         for (int n = 2;; n++) {
             bool clash = false;
-            for (int j = 0; j < i && !clash; j++) clash = e->cname[j] && !strcmp(e->cname[j], name);
+            for (int j = 0; j < i && !clash; j++)
+                clash = e->cname[j] && !strcmp(e->cname[j], name) &&
+                        !(owner[i] && owner[j] && owner[i] != owner[j]);
             if (!clash) break;
             name = pool_fmt(pool, "%s_%d", base, n);
         }
         e->cname[i] = name;
     }
+    free(owner);
 }
 
 static const char *V(Emitter *e, const Value *v) { return e->cname[v->id]; }
