@@ -199,6 +199,12 @@ static void vjp(AD *ad, const Op *op, Value *dy)
         accumulate(ad, in[0], dl);
         break;
     }
+    case OP_dropout: {
+        Value *dx = grad_value(ad, in[0], op);
+        copy_attrs(emit(ad, OP_dropout_grad, 1, dy, NULL, NULL, NULL, 1, dx, NULL, NULL), op);
+        accumulate(ad, in[0], dx);
+        break;
+    }
     case OP_fill:
         break;
     default:

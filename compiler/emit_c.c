@@ -75,7 +75,7 @@ static const char *descriptor_name(Pool *pool, const Value *v)
 
 /* Names the generated functions use for themselves, and C keywords. */
 static const char *const reserved[] = {
-    "s", "batch", "rng", "out", "arena", "i", "t", "micro", "bias1", "bias2", "decay1", "decay2", "sum_sq", "key",
+    "s", "batch", "rng", "out", "arena", "i", "t", "micro", "first", "bias1", "bias2", "decay1", "decay2", "sum_sq", "key",
     "auto", "break", "case", "char", "const", "continue", "default", "do", "double", "else",
     "enum", "extern", "float", "for", "goto", "if", "inline", "int", "long", "register",
     "restrict", "return", "short", "signed", "sizeof", "static", "struct", "switch", "typedef",
@@ -158,6 +158,10 @@ static const char *ew_expr(Emitter *e, const Op *op)
     case OP_gelu_grad: return pool_fmt(pool, "%s * gelu_grad(%s)", b, a);
     case OP_fill: return flit(pool, op->fa[0]);
     case OP_reciprocal: return pool_fmt(pool, "1.0f / (%s + 1e-8f)", a);
+    case OP_dropout:
+    case OP_dropout_grad: /* mask index: (sequence, feature), shared along the sequence */
+        return pool_fmt(pool, "%s * mtx_dropout_scale(%s_key, i / %lld * %lld + i %% %lld, %s)", a, V(e, op->out[0]),
+                        (long long)op->ia[0], (long long)op->ia[1], (long long)op->ia[1], flit(pool, op->fa[0]));
     default: fatal("emit: %s is not elementwise", op_info[op->kind].name);
     }
 }
@@ -165,6 +169,10 @@ static const char *ew_expr(Emitter *e, const Op *op)
 static void emit_fused(Emitter *e, const Func *f, int first, int last)
 {
     const Op *head = f->ops[first];
+    for (int i = first; i <= last; i++)      /* each dropout site draws from its own key */
+        if (f->ops[i]->kind == OP_dropout || f->ops[i]->kind == OP_dropout_grad)
+            out(e, "    const mtx_rng_key %s_key = mtx_rng_fold(rng, 0x%llxULL);\n", V(e, f->ops[i]->out[0]),
+                (unsigned long long)f->ops[i]->ia[2]);
     out(e, "    for (size_t i = 0; i < %lld; i++) {\n", (long long)value_numel(head->out[0]));
     for (int i = first; i <= last; i++) {
         const Op *op = f->ops[i];
@@ -426,9 +434,16 @@ static void emit_step(Emitter *e, const Func *f, bool train)
         train ? "forward, backward, clipping and the AdamW update" : "forward pass and loss, no update");
     out(e, "void mtx_%s(%s, const mtx_batch *batch, %smtx_metrics *out)\n{\n", f->name, state,
         nnx ? "" : "mtx_rng_key rng, ");
-    if (!nnx) out(e, "    (void)rng;  /* the step's random key: no op of this program draws from it */\n");
+    bool draws = train && p->uses_rng;
+    if (!nnx && !draws) out(e, "    (void)rng;  /* the step's random key: no op of this program draws from it */\n");
+    if (nnx && train && p->rng)
+        out(e, "    mtx_rng_key rng = {(uint64_t)s->rng[0], (uint64_t)s->rng[1]};  /* this step's key */\n");
     out(e, "    float *const arena = s->arena;\n");
     emit_body(e, f);
+    if (nnx && train && p->rng)
+        out(e, "\n    /* ---- the next step's key ---- */\n"
+               "    rng = mtx_rng_next_step_key(rng);\n"
+               "    s->rng[0] = (int64_t)rng.k0;\n    s->rng[1] = (int64_t)rng.k1;\n");
     const Value *loss = train ? p->train_loss : p->eval_loss, *weight = train ? p->train_weight : p->eval_weight;
     const Value *norm = train ? p->grad_norm : NULL, *lr = train ? p->lr : NULL;
     out(e, "\n    out->loss = %s;\n", loss ? pool_fmt(p->pool, "%s[0]", V(e, loss)) : "0");
@@ -463,8 +478,9 @@ static void emit_header(Emitter *e)
            "    mtx_params params;\n"
            "    mtx_params mu, nu;       /* AdamW moments */\n"
            "    int64_t *step;           /* updates done so far */\n"
-           "    int64_t *schedule_steps; /* length of the learning-rate schedule */\n"
-           "};\n\n");
+           "    int64_t *schedule_steps; /* length of the learning-rate schedule */\n");
+    if (p->rng) out(e, "    int64_t *rng;            /* the random key of the next step (pure_nnx) */\n");
+    out(e, "};\n\n");
     bool nnx = cfg_bool(p->cfg, K_pure_nnx);
     out(e, "mtx_state *mtx_state_new(void);\nvoid mtx_state_free(mtx_state *s);\n"
            "void mtx_init_state(mtx_state *s, mtx_rng_key key);\n");
@@ -499,6 +515,9 @@ static void emit_state_functions(Emitter *e)
            " * from its name, so adding a tensor never changes the others. */\n");
     out(e, "void mtx_init_state(mtx_state *s, mtx_rng_key key)\n{\n");
     out(e, "    memset(s->memory, 0, %lldu);\n", (long long)p->state_bytes);
+    if (p->rng)
+        out(e, "    mtx_rng_key first = mtx_rng_first_step_key(key);  /* dropout and friends, step 1 */\n"
+               "    s->rng[0] = (int64_t)first.k0;\n    s->rng[1] = (int64_t)first.k1;\n");
     for (int i = 0; i < p->nvalues; i++) {
         const Value *v = p->values[i];
         if (v->kind != V_PARAM) continue;

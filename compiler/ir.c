@@ -17,6 +17,8 @@ static const struct { OpKind kind; const char *ia[8]; const char *fa[8]; } attr_
     {OP_matmul, {"m", "n", "k", "ta", "tb"}, {0}},
     {OP_bias_add, {"cols"}, {0}},
     {OP_fill, {0}, {"value"}},
+    {OP_dropout, {"sequence", "features", "stream"}, {"rate"}},
+    {OP_dropout_grad, {"sequence", "features", "stream"}, {"rate"}},
     {OP_rmsnorm, {"n", "d"}, {"eps"}},
     {OP_layernorm, {"n", "d"}, {"eps"}},
     {OP_rope, {"b", "t", "heads", "dh"}, {"min_timescale", "max_timescale"}},

@@ -19,6 +19,7 @@ typedef struct {
     Func *f;
     const Config *c;
     bool gpt3, gated;
+    bool train;                                /* building the train step: dropout applies */
     int64_t B, T, D, H, KV, Dh, M, V, L, P;
     const char *block;
     Value *tokens, *targets, *segmentation;    /* inputs of the function being built */
@@ -172,6 +173,24 @@ static Value *unary(Builder *b, OpKind kind, const char *name, Value *x)
     return out;
 }
 
+/* MaxText's nn.Dropout(rate, broadcast_dims=(-2,)): one mask per sequence
+ * and feature, shared along the sequence, only when training. */
+static Value *dropout(Builder *b, const char *name, Value *x)
+{
+    double rate = cfg_float(b->c, K_dropout_rate);
+    if (!b->train || !cfg_bool(b->c, K_enable_dropout) || rate <= 0) return x;
+    Value *y = act(b, name, x->dim[x->rank - 1]);
+    Op *op = emit(b, OP_dropout, y, 1, x, NULL, NULL);
+    op->ia[0] = b->T * x->dim[x->rank - 1];
+    op->ia[1] = x->dim[x->rank - 1];
+    uint64_t h = 1469598103934665603ULL;     /* FNV-1a: each site its own stream */
+    for (const char *s = name; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    op->ia[2] = (int64_t)(h >> 1);
+    op->fa[0] = rate;
+    b->p->uses_rng = true;
+    return y;
+}
+
 static OpKind activation(const char *name)
 {
     return !strcmp(name, "gelu") ? OP_gelu : OP_silu;
@@ -233,6 +252,7 @@ static Value *mlp(Builder *b, int l, Value *x)
         Value *g = dense(b, pool_fmt(pool, "%s.wi_1", m), x, lp->wi1, NULL);
         h = binary(b, OP_mul, pool_fmt(pool, "%s.hidden", m), h, g);
     }
+    h = dropout(b, pool_fmt(pool, "%s.hidden_dropped", m), h);
     return dense(b, pool_fmt(pool, "%s.wo", m), h, lp->wo_mlp, lp->bo_mlp);
 }
 
@@ -247,7 +267,8 @@ static Value *decoder_layer(Builder *b, int l, Value *x)
     b->block = pool_fmt(pool, "layers.%d: mlp", l);
     h = norm(b, pool_fmt(pool, "layers.%d.mlp_input", l), x, lp->norm2_scale, lp->norm2_bias);
     Value *m = mlp(b, l, h);
-    return binary(b, OP_add, pool_fmt(pool, "layers.%d.output", l), x, m);
+    x = binary(b, OP_add, pool_fmt(pool, "layers.%d.output", l), x, m);
+    return dropout(b, pool_fmt(pool, "layers.%d.output_dropped", l), x);
 }
 
 /* The forward pass into b->f; returns the loss and weight values. */
@@ -266,6 +287,7 @@ static void forward(Builder *b, Value **loss, Value **weight)
         op->ia[2] = b->D;
         x = y;
     }
+    x = dropout(b, "embedding_dropped", x);
     for (int l = 0; l < b->L; l++) x = decoder_layer(b, l, x);
     b->block = "output: final norm, logits and loss";
     x = norm(b, "decoder_output", x, b->final_scale, b->final_bias);
@@ -292,8 +314,6 @@ static bool supported(const Config *c, char *err, size_t errlen)
     if (!strcmp(block, "gemma")) why = "decoder_block 'gemma' is not supported by the model builder yet (llama2, mistral, gpt3 are)";
     else if (strcmp(cfg_str(c, K_dtype), "float32") || strcmp(cfg_str(c, K_weight_dtype), "float32"))
         why = "only dtype and weight_dtype float32 are supported so far";
-    else if (cfg_bool(c, K_enable_dropout) && cfg_float(c, K_dropout_rate) > 0)
-        why = "dropout (dropout_rate > 0 with enable_dropout) is not supported yet";
     else if (strcmp(cfg_str(c, K_opt_type), "adamw") && strcmp(cfg_str(c, K_opt_type), "adam_pax"))
         why = "opt_type sgd and muon are not supported yet (adamw and adam_pax are)";
     else if (strcmp(cfg_str(c, K_lr_schedule_type), "cosine"))
@@ -346,9 +366,14 @@ bool build_model(Program *p, char *err, size_t errlen)
         p->train_tokens = p->tokens, p->train_targets = p->targets, p->train_segmentation = p->segmentation;
     }
     b.f = &p->train;
+    b.train = true;
     b.tokens = p->train_tokens, b.targets = p->train_targets, b.segmentation = p->train_segmentation;
     b.matmul_flops = 0;
     forward(&b, &p->train_loss, &p->train_weight);
+    if (cfg_bool(c, K_pure_nnx)) {              /* NNX: the key lives in the state */
+        int64_t two = 2;
+        p->rng = value_new(p, "rng", DT_I64, 1, &two, V_COUNTER);
+    }
     /* forward + twice that backward, for every microbatch */
     p->flops_per_step = 3.0 * b.matmul_flops * (double)k;
     return true;

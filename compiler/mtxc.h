@@ -195,6 +195,8 @@ typedef struct Program {
     Value *tokens, *targets, *segmentation;
     Value *train_loss, *train_weight, *eval_loss, *eval_weight, *grad_norm, *lr;
     Value *step;                 /* the step counter */
+    Value *rng;                  /* pure_nnx: the random key in the state, advanced every step */
+    bool uses_rng;               /* some op of the train step draws from the step's key */
     Value *train_tokens, *train_targets, *train_segmentation;  /* per microbatch */
     Value *grad_scale;           /* 1 / total tokens when gradients were accumulated, else NULL */
     int64_t state_bytes;

@@ -15,6 +15,17 @@ mtx_rng_key mtx_rng_fold(mtx_rng_key key, uint64_t data);   /* derive a sub-key 
 uint64_t mtx_rng_bits(mtx_rng_key key, uint64_t counter);    /* 64 random bits */
 float mtx_rng_uniform(mtx_rng_key key, uint64_t counter);    /* [0, 1) */
 float mtx_rng_normal(mtx_rng_key key, uint64_t counter);     /* N(0, 1) */
+/* The key of the first training step's random draws, from the init key, and
+ * the key of the next step. A pure_nnx program keeps the current key in its
+ * state and advances it itself; otherwise the runtime does the same and
+ * passes the key in: both forms draw the same numbers. */
+mtx_rng_key mtx_rng_first_step_key(mtx_rng_key init);
+mtx_rng_key mtx_rng_next_step_key(mtx_rng_key key);
+/* Dropout's factor for element `index` of a site keyed by key: 0 or 1 / (1 - rate). */
+static inline float mtx_dropout_scale(mtx_rng_key key, uint64_t index, float rate)
+{
+    return mtx_rng_uniform(key, index) < rate ? 0.0f : 1.0f / (1.0f - rate);
+}
 /* Fill x[0..n) with std * N(0,1), element i from counter i: thread-count independent. */
 void mtx_fill_normal(float *x, size_t n, mtx_rng_key key, float std);
 void mtx_fill_truncated_normal(float *x, size_t n, mtx_rng_key key, float std);  /* cut at +-2 std */

@@ -59,3 +59,7 @@ void mtx_fill_truncated_normal(float *x, size_t n, mtx_rng_key key, float std)
         x[i] = std * z;
     }
 }
+
+mtx_rng_key mtx_rng_first_step_key(mtx_rng_key init) { return mtx_rng_fold(init, 0x64726f706f7574ULL); }
+
+mtx_rng_key mtx_rng_next_step_key(mtx_rng_key key) { return mtx_rng_fold(key, 0x6e657874ULL); }

@@ -141,13 +141,14 @@ static int64_t *counter(const mtx_program *prog, mtx_state *st, const char *name
     return NULL;
 }
 
-static void run_step(const mtx_program *prog, mtx_state *st, const mtx_batch *b,
-                     mtx_rng_key key, long long step, mtx_metrics *m)
+/* key: the step's random key, which the Linen form receives; pure_nnx
+ * programs keep and advance the same sequence of keys themselves. */
+static void run_step(const mtx_program *prog, mtx_state *st, const mtx_batch *b, mtx_rng_key key, mtx_metrics *m)
 {
     if (prog->pure_nnx)
         ((mtx_step_nnx)prog->train_step)(st, b, m);
     else
-        ((mtx_step_linen)prog->train_step)(st, b, mtx_rng_fold(key, (uint64_t)step), m);
+        ((mtx_step_linen)prog->train_step)(st, b, key, m);
 }
 
 /* Mean loss over the eval set (or eval_steps batches): MaxText's eval/avg_loss,
@@ -231,11 +232,13 @@ int mtx_main(const mtx_program *prog, int argc, char **argv)
            (double)prog->arena_bytes / 1e6, threads);
 
     double t_total = 0;
+    mtx_rng_key step_key = mtx_rng_first_step_key(key);
     for (long long step = 0; step < steps; step++) {
         mtx_data_next(data, &b);
         mtx_metrics m = {0};
         double t0 = now_seconds();
-        run_step(prog, st, &b, key, step, &m);
+        run_step(prog, st, &b, step_key, &m);
+        step_key = mtx_rng_next_step_key(step_key);
         double dt = now_seconds() - t0;
         t_total += dt;
         double tokens = (double)prog->batch * prog->seq;

@@ -196,6 +196,23 @@ START_TEST(elementwise)
 }
 END_TEST
 
+/* Dropout's mask is a function of the step's key and the position only, so
+ * finite differences see the same mask on every run. */
+START_TEST(dropout)
+{
+    Case k = begin();
+    Value *x = param(&k, "x", 3, B, T, D, 0);
+    Value *y = temp_like(&k, "y", 3, B, T, D, 0);
+    Op *o = op(&k, OP_dropout, y, 1, x, NULL, NULL);
+    o->ia[0] = T * D;
+    o->ia[1] = D;
+    o->ia[2] = 12345;
+    o->fa[0] = 0.3;
+    k.p->uses_rng = true;
+    finish(&k, probe_loss(&k, y));
+}
+END_TEST
+
 START_TEST(rmsnorm)
 {
     Case k = begin();
@@ -299,6 +316,7 @@ int main(void)
     tcase_add_test(tc, embed);
     tcase_add_test(tc, position_add);
     tcase_add_test(tc, elementwise);
+    tcase_add_test(tc, dropout);
     tcase_add_test(tc, rmsnorm);
     tcase_add_test(tc, layernorm);
     tcase_add_test(tc, rope);
