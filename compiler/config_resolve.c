@@ -155,6 +155,11 @@ bool config_resolve(Config *c, char *err, size_t errlen)
     scale_model(c);
     if (!check_model(c, err, errlen) || !resolve_mesh(c, err, errlen) || !resolve_batch(c, err, errlen))
         return false;
+    if (!strcmp(cfg_str(c, K_lr_schedule_type), "wsd") &&
+        cfg_float(c, K_warmup_steps_fraction) + cfg_float(c, K_wsd_decay_steps_fraction) > 1)
+        FAIL(later(c, K_warmup_steps_fraction, K_wsd_decay_steps_fraction),
+             "warmup_steps_fraction %g + wsd_decay_steps_fraction %g leave no stable phase (they must sum to at most 1)",
+             cfg_float(c, K_warmup_steps_fraction), cfg_float(c, K_wsd_decay_steps_fraction));
     if (cfg_str(c, K_load_parameters_path)[0] && cfg_str(c, K_load_full_state_path)[0])
         FAIL(later(c, K_load_parameters_path, K_load_full_state_path),
              "load_parameters_path and load_full_state_path cannot both be set");

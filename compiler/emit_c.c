@@ -293,8 +293,16 @@ static void emit_kernel(Emitter *e, const Op *op)
             flit(pool, fa[0]), V(e, in[0]));
         break;
     case OP_learning_rate:
-        out(e, "    %s[0] = mtx_cosine_schedule(%s[0], %s[0], %s, %s, %s);\n", V(e, o[0]), V(e, in[0]),
-            V(e, in[1]), flit(pool, fa[0]), flit(pool, fa[2]), flit(pool, fa[1]));
+        if (a[0] == 0)
+            out(e, "    %s[0] = mtx_cosine_schedule(%s[0], %s[0], %s, %s, %s);\n", V(e, o[0]), V(e, in[0]),
+                V(e, in[1]), flit(pool, fa[0]), flit(pool, fa[2]), flit(pool, fa[1]));
+        else
+            out(e, "    %s[0] = mtx_wsd_schedule(%s[0], %s[0], %s, %s, %s, %s, %d);\n", V(e, o[0]), V(e, in[0]),
+                V(e, in[1]), flit(pool, fa[0]), flit(pool, fa[2]), flit(pool, fa[3]), flit(pool, fa[1]), a[0] == 2);
+        break;
+    case OP_sgd:
+        out(e, "    mtx_sgd_update(%s, %s, %lld, %s[0], %s[0]);\n", V(e, in[0]), V(e, in[1]),
+            (long long)value_numel(in[0]), V(e, in[3]), V(e, in[2]));
         break;
     case OP_step_increment:
         out(e, "    %s[0] += 1;\n", V(e, in[0]));

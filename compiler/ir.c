@@ -36,7 +36,7 @@ static const struct { OpKind kind; const char *ia[8]; const char *fa[8]; } attr_
     {OP_causal_softmax_grad, {"blocks", "t"}, {0}},
     {OP_attention_values_grad, {"b", "t", "hq", "hkv", "dh"}, {0}},
     {OP_cross_entropy_grad, {"n", "vocab"}, {0}},
-    {OP_learning_rate, {0}, {"peak", "final_fraction", "warmup_fraction"}},
+    {OP_learning_rate, {"schedule"}, {"peak", "final_fraction", "warmup_fraction", "decay_fraction"}},
     {OP_clip_scale, {0}, {"threshold"}},
     {OP_adamw, {"pax"}, {"b1", "b2", "eps", "eps_root", "weight_decay"}},
 };

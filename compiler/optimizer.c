@@ -67,13 +67,26 @@ bool build_optimizer(Program *p, char *err, size_t errlen)
         op_add(p, f, OP_mul, block, 2, in, 1, &scaled);
         clip = scaled;
     }
-    /* MaxText's cosine schedule; its length may be set at run time (steps). */
+    /* MaxText's cosine or wsd schedule; its length may be set at run time (steps). */
     p->lr = scalar(p, "learning_rate");
     Value *sched_in[2] = {p->step, schedule_steps};
     Op *lr = op_add(p, f, OP_learning_rate, block, 2, sched_in, 1, &p->lr);
+    if (!strcmp(cfg_str(c, K_lr_schedule_type), "wsd"))
+        lr->ia[0] = strcmp(cfg_str(c, K_wsd_decay_style), "cosine") ? 1 : 2;
     lr->fa[0] = cfg_float(c, K_learning_rate);
     lr->fa[1] = cfg_float(c, K_learning_rate_final_fraction);
     lr->fa[2] = cfg_float(c, K_warmup_steps_fraction);
+    lr->fa[3] = cfg_float(c, K_wsd_decay_steps_fraction);
+    if (!strcmp(cfg_str(c, K_opt_type), "sgd")) {          /* optax.sgd: no state */
+        for (int i = 0; i < n; i++) {
+            Value *in[4] = {params[i], grads[i], p->lr, clip};
+            op_add(p, f, OP_sgd, block, 4, in, 0, NULL);
+        }
+        op_add(p, f, OP_step_increment, block, 1, &p->step, 0, NULL);
+        free(params);
+        free(grads);
+        return true;
+    }
     for (int i = 0; i < n; i++) {
         Value *in[6] = {params[i], grads[i], moment(p, "mu", params[i]), moment(p, "nu", params[i]), p->lr, clip};
         Op *op = op_add(p, f, OP_adamw, block, 6, in, 0, NULL);

@@ -316,3 +316,27 @@ void mtx_adam_pax_update(float *p, float *mu, float *nu, const float *g, size_t 
         p[i] -= lr * (mu[i] / (sqrtf(nu[i] + eps_root) + eps) + wd * p[i]);
     }
 }
+
+/* MaxText's warmup-stable-decay schedule: linear warmup from 0, the peak for
+ * the stable part, then a linear or cosine decay to peak * final_fraction over
+ * total * decay_fraction steps; 0 past total. */
+float mtx_wsd_schedule(int64_t step, int64_t total, float peak, float warmup_fraction, float decay_fraction,
+                       float final_fraction, int cosine)
+{
+    int64_t warmup = (int64_t)((double)total * warmup_fraction);
+    int64_t decay = (int64_t)((double)total * decay_fraction);
+    int64_t stable = total - warmup - decay;
+    if (step < warmup) return peak * (float)step / (float)warmup;
+    if (step < warmup + stable) return peak;
+    if (step >= total) return 0.0f;
+    float pct = (float)(step - warmup - stable) / (float)decay, final = peak * final_fraction;
+    if (!cosine) return peak + (final - peak) * pct;
+    float a = 0.5f * (cosf(3.14159265358979f * pct) + 1.0f);
+    return peak * a + final * (1.0f - a);
+}
+
+/* optax.sgd: p -= lr * g, after clipping; no momentum, no weight decay. */
+void mtx_sgd_update(float *p, const float *g, size_t n, float clip, float lr)
+{
+    for (size_t i = 0; i < n; i++) p[i] -= lr * (g[i] * clip);
+}

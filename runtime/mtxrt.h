@@ -97,6 +97,9 @@ void mtx_adamw_update(float *p, float *mu, float *nu, const float *g, size_t n, 
 void mtx_adam_pax_update(float *p, float *mu, float *nu, const float *g, size_t n, float clip, float lr,
                          float decay1, float decay2, float eps, float eps_root, float wd);
 float mtx_cosine_schedule(int64_t step, int64_t total, float peak, float warmup_fraction, float final_fraction);
+float mtx_wsd_schedule(int64_t step, int64_t total, float peak, float warmup_fraction, float decay_fraction,
+                       float final_fraction, int cosine);
+void mtx_sgd_update(float *p, const float *g, size_t n, float clip, float lr);
 
 /* ---- memory (arena.c) ---- */
 

@@ -1,0 +1,99 @@
+/* libmtxrt pieces with exact expected values: learning-rate schedules (MaxText's
+ * formulas), sgd, dropout masks, the counter-based RNG. */
+#include <check.h>
+#include <math.h>
+#include <stdlib.h>
+
+#include "harness.h"
+
+#define NEAR(a, b) ck_assert_msg(fabs((double)(a) - (double)(b)) <= 1e-6 * fabs((double)(b)) + 1e-12, \
+                                 "%.9g != %.9g", (double)(a), (double)(b))
+
+START_TEST(cosine_schedule)
+{
+    /* 100 steps, 10% warmup: 0 at step 0, linear to the peak at 10, cosine to
+     * peak * 0.1 at 100, 0 past it. */
+    NEAR(mtx_cosine_schedule(0, 100, 1.0f, 0.1f, 0.1f), 0.0);
+    NEAR(mtx_cosine_schedule(5, 100, 1.0f, 0.1f, 0.1f), 0.5);
+    NEAR(mtx_cosine_schedule(10, 100, 1.0f, 0.1f, 0.1f), 1.0);
+    NEAR(mtx_cosine_schedule(55, 100, 1.0f, 0.1f, 0.1f), 0.55);      /* half way: (1 + 0.1) / 2 */
+    NEAR(mtx_cosine_schedule(100, 100, 1.0f, 0.1f, 0.1f), 0.0);
+    NEAR(mtx_cosine_schedule(0, 100, 2.0f, 0.0f, 0.1f), 2.0);        /* no warmup: the peak at once */
+}
+END_TEST
+
+START_TEST(wsd_schedule)
+{
+    /* 100 steps: 10 warmup, 70 stable, 20 decay to 0.1 of the peak. */
+    NEAR(mtx_wsd_schedule(5, 100, 1.0f, 0.1f, 0.2f, 0.1f, 0), 0.5);
+    NEAR(mtx_wsd_schedule(50, 100, 1.0f, 0.1f, 0.2f, 0.1f, 0), 1.0);
+    NEAR(mtx_wsd_schedule(90, 100, 1.0f, 0.1f, 0.2f, 0.1f, 0), 0.55);   /* linear, half way */
+    NEAR(mtx_wsd_schedule(85, 100, 1.0f, 0.1f, 0.2f, 0.1f, 1), 0.1 + 0.9 * 0.5 * (cos(M_PI * 0.25) + 1));
+    NEAR(mtx_wsd_schedule(99, 100, 1.0f, 0.1f, 0.2f, 0.1f, 0), 1.0 - 0.9 * 19.0 / 20.0);
+    NEAR(mtx_wsd_schedule(120, 100, 1.0f, 0.1f, 0.2f, 0.1f, 0), 0.0);
+}
+END_TEST
+
+START_TEST(sgd_update)
+{
+    float p[3] = {1, 2, 3}, g[3] = {0.5f, -1, 2};
+    mtx_sgd_update(p, g, 3, 0.5f, 0.1f);
+    NEAR(p[0], 1 - 0.1 * 0.25);
+    NEAR(p[1], 2 + 0.1 * 0.5);
+    NEAR(p[2], 3 - 0.1 * 1.0);
+}
+END_TEST
+
+START_TEST(dropout_masks)
+{
+    mtx_rng_key k = mtx_rng_seed(7);
+    int dropped = 0;
+    for (int i = 0; i < 100000; i++) {
+        float s = mtx_dropout_scale(k, (uint64_t)i, 0.25f);
+        ck_assert(s == 0.0f || fabsf(s - 1.0f / 0.75f) < 1e-6f);
+        dropped += s == 0.0f;
+        ck_assert(s == mtx_dropout_scale(k, (uint64_t)i, 0.25f));   /* a function of the index */
+    }
+    ck_assert_int_gt(dropped, 24000);
+    ck_assert_int_lt(dropped, 26000);
+}
+END_TEST
+
+START_TEST(rng_streams)
+{
+    mtx_rng_key a = mtx_rng_seed(1), b = mtx_rng_seed(2);
+    ck_assert(mtx_rng_bits(a, 5) == mtx_rng_bits(mtx_rng_seed(1), 5));
+    ck_assert(mtx_rng_bits(a, 5) != mtx_rng_bits(b, 5));
+    ck_assert(mtx_rng_bits(mtx_rng_fold(a, 1), 0) != mtx_rng_bits(mtx_rng_fold(a, 2), 0));
+    /* Filling in two halves gives the same numbers as one fill: counter-based. */
+    float whole[64], half[64];
+    mtx_fill_normal(whole, 64, a, 1.0f);
+    for (int i = 0; i < 64; i++) half[i] = mtx_rng_normal(a, (uint64_t)i);
+    for (int i = 0; i < 64; i++) ck_assert(whole[i] == half[i]);
+    double sum = 0, sq = 0;
+    float *x = malloc(sizeof(float) * 100000);
+    mtx_fill_truncated_normal(x, 100000, a, 1.0f);
+    for (int i = 0; i < 100000; i++) {
+        ck_assert(fabsf(x[i]) <= 2.0f);
+        sum += x[i];
+        sq += (double)x[i] * x[i];
+    }
+    ck_assert(fabs(sum / 1e5) < 0.02);
+    ck_assert(fabs(sq / 1e5 - 0.774) < 0.02);       /* variance of N(0,1) cut at +-2 */
+    free(x);
+    ck_assert(mtx_rng_next_step_key(mtx_rng_first_step_key(a)).k0 != mtx_rng_first_step_key(a).k0);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("runtime");
+    TCase *tc = tcase_create("runtime");
+    tcase_add_test(tc, cosine_schedule);
+    tcase_add_test(tc, wsd_schedule);
+    tcase_add_test(tc, sgd_update);
+    tcase_add_test(tc, dropout_masks);
+    tcase_add_test(tc, rng_streams);
+    suite_add_tcase(s, tc);
+    return run_suite(s);
+}
