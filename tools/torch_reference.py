@@ -12,6 +12,15 @@ tools/install-deps --with-torch):
     tools/torch_reference.py build/mtxc tests/data/tiny.ref model_name=tiny \\
         per_device_batch_size=2 max_target_length=16 warmup_steps_fraction=0 steps=10
 
+With --two-steps, the optimizer named by opt_type (adamw, adam_pax, sgd) runs
+two steps on two batches; the parameters start from formula_params() (which
+tests/unit/test_reference.c computes the same way, so they are not stored) and
+only every 13th element of the final parameters is stored:
+
+    tools/torch_reference.py --two-steps build/mtxc tests/data/tiny-adam_pax.ref \\
+        model_name=tiny opt_type=adam_pax per_device_batch_size=2 max_target_length=16 \\
+        warmup_steps_fraction=0 steps=10
+
 File format, little-endian, one record after another:
     u32 name length, name (utf-8), u32 dtype (0 f32, 1 i32), u32 rank,
     rank x u64 dims, then the elements.
@@ -171,24 +180,72 @@ def forward(c, P, inputs, targets, seg):
     return (xent * w).sum() / (w.sum() + 1e-8)
 
 
-def adamw_step(c, P, G):
-    """optax: clip_by_global_norm, then adamw at update count 1, cosine lr at step 0."""
-    norm = math.sqrt(sum(float((g * g).sum()) for g in G.values()))
-    thr = c["gradient_clipping_threshold"]
-    clip = 1.0 if thr <= 0 or norm < thr else thr / norm
+def cosine_lr(c, step):
+    """MaxText's cosine schedule (no zero tail needed for the first steps)."""
     total = c["learning_rate_schedule_steps"]
     total = c["steps"] if total == -1 else total
     warmup = int(total * c["warmup_steps_fraction"])
     peak = c["learning_rate"]
-    lr = 0.0 if warmup > 0 else peak   # step 0: warmup starts at 0, cosine at the peak
+    if step < warmup:
+        return peak * step / warmup
+    a = 0.5 * (math.cos(math.pi * (step - warmup) / (total - warmup)) + 1)
+    return peak * a + peak * c["learning_rate_final_fraction"] * (1 - a)
+
+
+def optimizer_step(c, P, G, state, step):
+    """optax clip_by_global_norm, then MaxText's opt_type, at update `step` (0-based)."""
+    norm = math.sqrt(sum(float((g * g).sum()) for g in G.values()))
+    thr = c["gradient_clipping_threshold"]
+    clip = 1.0 if thr <= 0 or norm < thr else thr / norm
+    lr = cosine_lr(c, step)
     b1, b2, eps, eps_root, wd = c["adam_b1"], c["adam_b2"], c["adam_eps"], c["adam_eps_root"], c["adam_weight_decay"]
+    t = step + 1
     out = {}
     for name, p in P.items():
         g = G[name] * clip
-        mu, nu = (1 - b1) * g, (1 - b2) * g * g
-        update = (mu / (1 - b1)) / (torch.sqrt(nu / (1 - b2) + eps_root) + eps) + wd * p
+        if c["opt_type"] == "sgd":                       # optax.sgd
+            out[name] = p - lr * g
+            continue
+        mu, nu = state.get(name, (torch.zeros_like(p), torch.zeros_like(p)))
+        if c["opt_type"] == "adam_pax":                  # bias correction folded into the decays
+            d1 = b1 * (1 - b1 ** (t - 1)) / (1 - b1 ** t)
+            d2 = b2 * (1 - b2 ** (t - 1)) / (1 - b2 ** t)
+            mu, nu = (1 - d1) * g + d1 * mu, (1 - d2) * g * g + d2 * nu
+            update = mu / (torch.sqrt(nu + eps_root) + eps) + wd * p
+        else:                                            # optax.adamw
+            mu, nu = b1 * mu + (1 - b1) * g, b2 * nu + (1 - b2) * g * g
+            update = (mu / (1 - b1 ** t)) / (torch.sqrt(nu / (1 - b2 ** t) + eps_root) + eps) + wd * p
+        state[name] = (mu, nu)
         out[name] = p - lr * update
     return out, norm
+
+
+def fnv1a(name):
+    h = 1469598103934665603
+    for byte in name.encode():
+        h = ((h ^ byte) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def formula_params(shapes):
+    """Deterministic parameters both PyTorch and the C test compute exactly:
+    0.5 * sin(0.37 * i + 1.3 * k) for element i of a tensor whose name hashes
+    (FNV-1a 64) to k mod 997, in float64, then rounded to float32."""
+    P = {}
+    for name, shape in shapes.items():
+        k = fnv1a(name) % 997
+        n = math.prod(shape)
+        x = [0.5 * math.sin(0.37 * i + 1.3 * k) for i in range(n)]
+        P[name] = torch.tensor(x, dtype=torch.float64).to(torch.float32).reshape(shape)
+    return P
+
+
+def random_batch(B, T, V, gen):
+    inputs = torch.randint(0, V, (B, T), dtype=torch.int32, generator=gen)
+    targets = torch.randint(0, V, (B, T), dtype=torch.int32, generator=gen)
+    seg = torch.ones(B, T, dtype=torch.int32)
+    seg[0, T - 3:] = 0          # padding at the end of the first sequence is not counted
+    return inputs, targets, seg
 
 
 def record(f, name, t):
@@ -200,24 +257,58 @@ def record(f, name, t):
     f.write(struct.pack(f"<{t.dim()}Q", *t.shape) + data)
 
 
+def loss_and_grads(c, P, batch):
+    P64 = {n: p.to(torch.float64).requires_grad_() for n, p in P.items()}
+    inputs, targets, seg = batch
+    loss = forward(c, P64, inputs.long(), targets.long(), seg)
+    loss.backward()
+    return loss.item(), {n: p.grad for n, p in P64.items()}
+
+
+def two_steps(c, path):
+    B, T, V = c["global_batch_size_to_train_on"], c["max_target_length"], c["vocab_size"]
+    gen = torch.Generator().manual_seed(4321)
+    batches = [random_batch(B, T, V, gen) for _ in range(2)]
+    P = {n: p.to(torch.float64) for n, p in formula_params(param_shapes(c)).items()}
+    state, losses, norms = {}, [], []
+    for step, batch in enumerate(batches):
+        loss, G = loss_and_grads(c, P, batch)
+        with torch.no_grad():
+            P, norm = optimizer_step(c, P, G, state, step)
+        losses.append(loss)
+        norms.append(norm)
+    with open(path, "wb") as f:
+        for k, batch in enumerate(batches):
+            for name, t in zip(("inputs", "targets", "segmentation"), batch):
+                record(f, f"batch{k + 1}/{name}", t)
+        record(f, "losses", torch.tensor(losses))
+        record(f, "grad_norms", torch.tensor(norms))
+        for n in P:
+            record(f, "final_every_13th/" + n, P[n].flatten()[::13].clone())
+    print(f"{path}: {c['opt_type']}, losses {losses[0]:.6f} {losses[1]:.6f}, grad norms {norms[0]:.6f} {norms[1]:.6f}")
+
+
 def main():
-    if len(sys.argv) < 3:
+    args = sys.argv[1:]
+    two = bool(args) and args[0] == "--two-steps"
+    if two:
+        args = args[1:]
+    if len(args) < 2:
         sys.exit(__doc__)
-    mtxc, path, overrides = sys.argv[1], sys.argv[2], sys.argv[3:]
+    mtxc, path, overrides = args[0], args[1], args[2:]
     c = resolved_config(mtxc, overrides)
+    if two:
+        return two_steps(c, path)
     torch.manual_seed(1234)
     B, T, V = c["global_batch_size_to_train_on"], c["max_target_length"], c["vocab_size"]
     P = {n: (0.5 * torch.randn(*s)).to(torch.float32) for n, s in param_shapes(c).items()}
-    inputs = torch.randint(0, V, (B, T), dtype=torch.int32)
-    targets = torch.randint(0, V, (B, T), dtype=torch.int32)
-    seg = torch.ones(B, T, dtype=torch.int32)
-    seg[0, T - 3:] = 0          # padding at the end of the first sequence is not counted
+    inputs, targets, seg = random_batch(B, T, V, None)
     P64 = {n: p.to(torch.float64).requires_grad_() for n, p in P.items()}
     loss = forward(c, P64, inputs.long(), targets.long(), seg)
     loss.backward()
     G = {n: p.grad for n, p in P64.items()}
     with torch.no_grad():
-        updated, norm = adamw_step(c, {n: p.detach() for n, p in P64.items()}, G)
+        updated, norm = optimizer_step(c, {n: p.detach() for n, p in P64.items()}, G, {}, 0)
     with open(path, "wb") as f:
         record(f, "batch/inputs", inputs)
         record(f, "batch/targets", targets)
