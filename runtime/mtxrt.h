@@ -39,6 +39,7 @@ void mtx_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
                const float *b, ptrdiff_t rs_b, ptrdiff_t cs_b, float beta,
                float *c, ptrdiff_t rs_c, ptrdiff_t cs_c);
 int mtx_num_threads(void);
+double mtx_measured_peak_flops(void);     /* sgemm FLOP/s here, measured once and cached */
 void mtx_set_num_threads(int n);
 
 /* ---- kernels (kernels.c): the non-GEMM work of a step ---- */

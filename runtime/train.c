@@ -2,11 +2,13 @@
 #include "mtxrt.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 typedef struct {
     const char *values[256];              /* one per prog->config entry */
@@ -216,6 +218,14 @@ int mtx_main(const mtx_program *prog, int argc, char **argv)
         return 2;
     }
     int threads = mtx_num_threads();
+    double peak_tflops;
+    if (!parse_double("peak_tflops_per_device", run_get(prog, &rc, "peak_tflops_per_device"), &peak_tflops)) {
+        if (metrics) fclose(metrics);
+        mtx_data_close(data);
+        return 2;
+    }
+    if (peak_tflops <= 0) peak_tflops = mtx_measured_peak_flops() / 1e12;
+    bool live = isatty(STDOUT_FILENO);       /* a progress line with an ETA */
     mtx_state *st = prog->state_new();
     mtx_rng_key key = mtx_rng_seed((uint64_t)init_seed);
     prog->init(st, key);
@@ -227,9 +237,9 @@ int mtx_main(const mtx_program *prog, int argc, char **argv)
     if (sched) *sched = schedule == -1 ? steps : schedule;
     mtx_batch b;
     mtx_batch_alloc(&b, prog->batch, prog->seq);
-    printf("%s: %lld steps, batch %d x %d tokens, %.1f MB state, %.1f MB step arena, %d threads\n",
-           prog->model_name, steps, prog->batch, prog->seq, (double)prog->state_bytes / 1e6,
-           (double)prog->arena_bytes / 1e6, threads);
+    printf("%s: %lld steps, batch %d x %d tokens, %.1f MB state, %.1f MB step arena, %d threads, "
+           "MFU against %.3g TFLOP/s\n", prog->model_name, steps, prog->batch, prog->seq,
+           (double)prog->state_bytes / 1e6, (double)prog->arena_bytes / 1e6, threads, peak_tflops);
 
     double t_total = 0;
     mtx_rng_key step_key = mtx_rng_first_step_key(key);
@@ -246,20 +256,28 @@ int mtx_main(const mtx_program *prog, int argc, char **argv)
             fprintf(metrics, "{\"step\": %lld, \"learning/loss\": %.17g, \"learning/grad_norm\": %.17g, "
                              "\"learning/current_learning_rate\": %.17g, \"learning/total_weights\": %.17g, "
                              "\"perf/step_time_seconds\": %.6g, \"perf/per_device_tflops_per_sec\": %.6g, "
-                             "\"perf/per_device_tokens_per_sec\": %.6g}\n",
-                    step + 1, m.loss, m.grad_norm, m.lr, m.weight, dt, prog->flops_per_step / dt / 1e12, tokens / dt);
+                             "\"perf/per_device_tokens_per_sec\": %.6g, \"perf/mfu\": %.4g}\n",
+                    step + 1, m.loss, m.grad_norm, m.lr, m.weight, dt, prog->flops_per_step / dt / 1e12, tokens / dt,
+                    prog->flops_per_step / dt / 1e12 / peak_tflops);
             fflush(metrics);
         }
+        double tflops = prog->flops_per_step / dt / 1e12;
         if ((step + 1) % log_period == 0 || step == 0 || step + 1 == steps) {
-            printf("step %6lld | loss %.6f | lr %.3e | grad_norm %.4f | %8.0f tok/s | %8.2f ms | %.2f TFLOP/s\n",
-                   step + 1, m.loss, m.lr, m.grad_norm, tokens / dt, dt * 1e3,
-                   prog->flops_per_step / dt / 1e12);
+            printf("%sstep %6lld | loss %.6f | lr %.3e | grad_norm %.4f | %8.0f tok/s | %8.2f ms | %.2f TFLOP/s | MFU %.1f%%\n",
+                   live ? "\r\033[K" : "", step + 1, m.loss, m.lr, m.grad_norm, tokens / dt, dt * 1e3, tflops,
+                   100 * tflops / peak_tflops);
+            fflush(stdout);
+        } else if (live) {
+            double eta = t_total / (double)(step + 1) * (double)(steps - step - 1);
+            printf("\r\033[K  step %lld/%lld (%.0f%%) | loss %.4f | ETA %d:%02d:%02d", step + 1, steps,
+                   100.0 * (double)(step + 1) / (double)steps, m.loss, (int)(eta / 3600), (int)(eta / 60) % 60,
+                   (int)eta % 60);
             fflush(stdout);
         }
         if (eval_interval > 0 && ((step + 1) % eval_interval == 0 || step + 1 == steps)) {
             long long batches;
             double eval_loss = evaluate(prog, st, data, &b, mtx_rng_fold(key, ~(uint64_t)step), eval_steps, &batches);
-            printf("eval   %6lld | loss %.6f | perplexity %.3f | %lld batches\n", step + 1, eval_loss,
+            printf("%seval   %6lld | loss %.6f | perplexity %.3f | %lld batches\n", live ? "\r\033[K" : "", step + 1, eval_loss,
                    exp(eval_loss), batches);
             if (metrics)
                 fprintf(metrics, "{\"step\": %lld, \"eval/avg_loss\": %.17g}\n", step + 1, eval_loss);

@@ -46,6 +46,10 @@ grep '^eval' "$dir/job.log"
 final=$(awk '/^eval/ {l = $5} END {print l}' "$dir/job.log")
 awk -v l="$final" 'BEGIN {exit !(l > 0 && l < 2.0)}' || { echo "FAIL: default job's eval loss $final is not below 2.0"; fails=$((fails + 1)); }
 grep -q '"eval/avg_loss"' "$dir/m.jsonl" || { echo "FAIL: no eval/avg_loss in metrics_file"; fails=$((fails + 1)); }
+grep -q '"perf/mfu"' "$dir/m.jsonl" || { echo "FAIL: no perf/mfu in metrics_file"; fails=$((fails + 1)); }
+tools/plot_metrics.sh "$dir/m.jsonl" "$dir/loss.png" > /dev/null &&
+    [ "$(head -c 8 "$dir/loss.png" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ] ||
+    { echo "FAIL: plot_metrics.sh wrote no PNG"; fails=$((fails + 1)); }
 "$MTXC" run configs/tiny-text.yml target_eval_loss=1.8 > "$dir/stop.log" 2>&1
 grep -q "reached target_eval_loss 1.8 at step 500: stopping" "$dir/stop.log" || { cat "$dir/stop.log"; echo "FAIL: early stop"; fails=$((fails + 1)); }
 echo "data: $fails failures"
