@@ -17,7 +17,7 @@ bench() {   # bench NAME OVERRIDES...
         lower=$(sed -n 's/.*lowering \([0-9]*\) ms.*/\1/p' "$dir/log")
         cc=$(sed -n 's/.*C compile \([0-9]*\) ms.*/\1/p' "$dir/log")
         link=$(sed -n 's/.*JIT link \([0-9]*\) ms.*/\1/p' "$dir/log")
-        step=$(awk '/^step/ {print $(NF-4)}' "$dir/log")
+        step=$(sed -n 's/^step.*| *\([0-9.]*\) ms |.*/\1/p' "$dir/log")
         echo "$((t1 - t0)) $lower $cc $link $step" >> "$dir/run"
         t0=$(now_ms)
         build/mtxc build configs/base.yml "$@" -o "$dir/trainer" > "$dir/blog"

@@ -14,8 +14,9 @@ build/mtxc build configs/base.yml model_name="$MODEL" per_device_batch_size="$BA
     -o "$dir/trainer" > /dev/null
 "$dir/trainer" steps="$STEPS" log_period=1 > "$dir/log"
 # Median step time over steps 2.. (the first touches fresh pages).
-ms=$(awk '/^step/ && $2 > 1 {print $(NF-4)}' "$dir/log" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-tflops=$(awk '/^step/ && $2 > 1 {print $(NF-1)}' "$dir/log" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+ms=$(awk '/^step/ && $2 > 1' "$dir/log" | sed -n 's/.*| *\([0-9.]*\) ms |.*/\1/p' | median)
+tflops=$(awk '/^step/ && $2 > 1' "$dir/log" | sed -n 's/.*| \([0-9.]*\) TFLOP\/s.*/\1/p' | median)
 tokens=$((BATCH * SEQ))
 awk -v ms="$ms" -v tf="$tflops" -v blis="$blis" -v tok="$tokens" -v m="$MODEL" 'BEGIN {
     printf "%s (%d tokens per step): %.0f ms/step, %.0f tokens/s, %.1f GFLOP/s = %.0f%% of BLIS sgemm\n",
