@@ -300,6 +300,11 @@ static void emit_kernel(Emitter *e, const Op *op)
             out(e, "    %s[0] = mtx_wsd_schedule(%s[0], %s[0], %s, %s, %s, %s, %d);\n", V(e, o[0]), V(e, in[0]),
                 V(e, in[1]), flit(pool, fa[0]), flit(pool, fa[2]), flit(pool, fa[3]), flit(pool, fa[1]), a[0] == 2);
         break;
+    case OP_muon:
+        out(e, "    mtx_muon_update(%s, %s, %s, %lld, %lld, %s[0], %s[0], %s, %s, %s, t, %s);\n", V(e, in[0]),
+            V(e, in[2]), V(e, in[1]), (long long)a[0], (long long)a[1], V(e, in[4]), V(e, in[3]), flit(pool, fa[0]),
+            flit(pool, fa[1]), flit(pool, fa[2]), V(e, o[0]));
+        break;
     case OP_sgd:
         out(e, "    mtx_sgd_update(%s, %s, %lld, %s[0], %s[0]);\n", V(e, in[0]), V(e, in[1]),
             (long long)value_numel(in[0]), V(e, in[3]), V(e, in[2]));
@@ -327,11 +332,16 @@ static void emit_adamw(Emitter *e, const Op *op, bool first)
 {
     Pool *pool = e->p->pool;
     const double *fa = op->fa;
-    bool pax = op->ia[0];
+    bool pax = op->ia[0], nesterov = op->ia[1];
     const char *b1 = flit(pool, fa[0]), *b2 = flit(pool, fa[1]);
+    Value *const *in = op->in;
+    if (nesterov) {
+        out(e, "    mtx_adamw_nesterov_update(%s, %s, %s, %s, %lld, %s[0], %s[0], %s, %s, %s, %s, %s, t);\n",
+            V(e, in[0]), V(e, in[2]), V(e, in[3]), V(e, in[1]), (long long)value_numel(in[0]), V(e, in[5]),
+            V(e, in[4]), b1, b2, flit(pool, fa[2]), flit(pool, fa[3]), flit(pool, fa[4]));
+        return;
+    }
     if (first) {
-        /* updates are counted from 1 for the bias corrections */
-        out(e, "    float t = (float)(%s[0] + 1);\n", V(e, e->p->step));
         if (pax)
             out(e, "    float decay1 = %s * (1.0f - powf(%s, t - 1.0f)) / (1.0f - powf(%s, t));\n"
                    "    float decay2 = %s * (1.0f - powf(%s, t - 1.0f)) / (1.0f - powf(%s, t));\n",
@@ -339,7 +349,6 @@ static void emit_adamw(Emitter *e, const Op *op, bool first)
         else
             out(e, "    float bias1 = 1.0f - powf(%s, t), bias2 = 1.0f - powf(%s, t);\n", b1, b2);
     }
-    Value *const *in = op->in;
     if (pax)
         out(e, "    mtx_adam_pax_update(%s, %s, %s, %s, %lld, %s[0], %s[0], decay1, decay2, %s, %s, %s);\n",
             V(e, in[0]), V(e, in[2]), V(e, in[3]), V(e, in[1]), (long long)value_numel(in[0]), V(e, in[5]),
@@ -404,7 +413,7 @@ static void declare_accumulators(Emitter *e)
 static void emit_body(Emitter *e, const Func *f)
 {
     const char *block = NULL;
-    bool adamw_seen = false;
+    bool adamw_seen = false, t_defined = false;
     Buf loop_body = {0}, *outer = NULL;
     bool looping = f->loop_count > 1;
     if (looping) declare_accumulators(e);
@@ -425,6 +434,11 @@ static void emit_body(Emitter *e, const Func *f)
             continue;
         }
         declare_outputs(e, op);
+        if ((op->kind == OP_adamw || op->kind == OP_muon) && !t_defined) {
+            /* updates are counted from 1 for the bias corrections */
+            out(e, "    float t = (float)(%s[0] + 1);\n", V(e, e->p->step));
+            t_defined = true;
+        }
         if (op->kind == OP_matmul) emit_matmul(e, op);
         else if (op->kind == OP_adamw) { emit_adamw(e, op, !adamw_seen); adamw_seen = true; }
         else emit_kernel(e, op);

@@ -38,7 +38,8 @@ static const struct { OpKind kind; const char *ia[8]; const char *fa[8]; } attr_
     {OP_cross_entropy_grad, {"n", "vocab"}, {0}},
     {OP_learning_rate, {"schedule"}, {"peak", "final_fraction", "warmup_fraction", "decay_fraction"}},
     {OP_clip_scale, {0}, {"threshold"}},
-    {OP_adamw, {"pax"}, {"b1", "b2", "eps", "eps_root", "weight_decay"}},
+    {OP_adamw, {"pax", "nesterov"}, {"b1", "b2", "eps", "eps_root", "weight_decay"}},
+    {OP_muon, {"rows", "cols"}, {"beta", "eps", "weight_decay"}},
 };
 
 const char *op_attr_name(OpKind kind, int i, bool is_float)

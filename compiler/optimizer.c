@@ -26,6 +26,17 @@ static Value *moment(Program *p, const char *which, const Value *param)
     return m;
 }
 
+/* Muon orthogonalizes 2-D hidden weights (attention and MLP kernels, [fan_in,
+ * fan_out]); embeddings, the output head, norms and biases go to AdamW, as
+ * MaxText's muon setup does. */
+static bool is_hidden_matrix(const Value *v)
+{
+    if (v->rank != 2 || !v->axes[0]) return false;          /* position table: no axis name */
+    for (int i = 0; i < v->rank; i++)
+        if (v->axes[i] && !strcmp(v->axes[i], "vocab")) return false;
+    return true;
+}
+
 bool build_optimizer(Program *p, char *err, size_t errlen)
 {
     const Config *c = p->cfg;
@@ -87,10 +98,24 @@ bool build_optimizer(Program *p, char *err, size_t errlen)
         free(grads);
         return true;
     }
+    bool muon = !strcmp(cfg_str(c, K_opt_type), "muon");
     for (int i = 0; i < n; i++) {
+        if (muon && is_hidden_matrix(params[i])) {
+            Value *in[5] = {params[i], grads[i], moment(p, "mu", params[i]), p->lr, clip};
+            int64_t words = (int64_t)(mtx_muon_workspace((int)params[i]->dim[0], (int)params[i]->dim[1]) / 4);
+            Value *work = value_new(p, pool_fmt(p->pool, "muon_workspace.%s", params[i]->name), DT_F32, 1, &words, V_TEMP);
+            Op *op = op_add(p, f, OP_muon, block, 5, in, 1, &work);
+            op->ia[0] = params[i]->dim[0];
+            op->ia[1] = params[i]->dim[1];
+            op->fa[0] = cfg_float(c, K_muon_beta);
+            op->fa[1] = cfg_float(c, K_adam_eps);
+            op->fa[2] = cfg_float(c, K_muon_weight_decay);
+            continue;
+        }
         Value *in[6] = {params[i], grads[i], moment(p, "mu", params[i]), moment(p, "nu", params[i]), p->lr, clip};
         Op *op = op_add(p, f, OP_adamw, block, 6, in, 0, NULL);
         op->ia[0] = !strcmp(cfg_str(c, K_opt_type), "adam_pax");
+        op->ia[1] = muon;              /* muon's AdamW looks one step ahead (nesterov) */
         op->fa[0] = cfg_float(c, K_adam_b1);
         op->fa[1] = cfg_float(c, K_adam_b2);
         op->fa[2] = cfg_float(c, K_adam_eps);

@@ -340,3 +340,68 @@ void mtx_sgd_update(float *p, const float *g, size_t n, float clip, float lr)
 {
     for (size_t i = 0; i < n; i++) p[i] -= lr * (g[i] * clip);
 }
+
+/* optax.adamw(nesterov=True), as muon uses for the parameters it does not
+ * orthogonalize: the first moment is looked at one step ahead,
+ * b1 * mu / (1 - b1^(t+1)) + (1 - b1) * g / (1 - b1^t). */
+void mtx_adamw_nesterov_update(float *p, float *mu, float *nu, const float *g, size_t n, float clip, float lr,
+                               float b1, float b2, float eps, float eps_root, float wd, float t)
+{
+    float bc1_next = 1.0f - powf(b1, t + 1.0f), bc1 = 1.0f - powf(b1, t), bc2 = 1.0f - powf(b2, t);
+    for (size_t i = 0; i < n; i++) {
+        float gi = g[i] * clip;
+        mu[i] = b1 * mu[i] + (1 - b1) * gi;
+        nu[i] = b2 * nu[i] + (1 - b2) * gi * gi;
+        float m = b1 * mu[i] / bc1_next + (1 - b1) * gi / bc1;
+        p[i] -= lr * (m / (sqrtf(nu[i] / bc2 + eps_root) + eps) + wd * p[i]);
+    }
+}
+
+/* Bytes of workspace mtx_muon_update needs for a rows x cols matrix. */
+size_t mtx_muon_workspace(int rows, int cols)
+{
+    size_t m = (size_t)(rows < cols ? rows : cols), n = (size_t)(rows < cols ? cols : rows);
+    return sizeof(float) * (2 * m * n + 2 * m * m);
+}
+
+/* optax.contrib.muon on one 2-D weight [rows = fan_in, cols = fan_out]:
+ * Nesterov momentum (bias-corrected like adamw's), orthogonalized by five
+ * quintic Newton-Schulz steps on the wider orientation after scaling to unit
+ * Frobenius norm, scaled by sqrt(max(1, cols / rows)), plus decoupled weight
+ * decay, times the learning rate. work: mtx_muon_workspace(rows, cols) bytes. */
+void mtx_muon_update(float *p, float *mu, const float *g, int rows, int cols, float clip, float lr, float beta,
+                     float eps, float wd, float t, float *work)
+{
+    const float c0 = 3.4445f, c1 = -4.7750f, c2 = 2.0315f;
+    size_t n_el = (size_t)rows * (size_t)cols;
+    int transposed = rows > cols, m = transposed ? cols : rows, n = transposed ? rows : cols;
+    float *x = work, *y = x + n_el, *a = y + n_el, *b = a + (size_t)m * m;
+    float bc_next = 1.0f - powf(beta, t + 1.0f), bc = 1.0f - powf(beta, t);
+    double norm = 0;
+    for (size_t i = 0; i < n_el; i++) {
+        float gi = g[i] * clip;
+        mu[i] = beta * mu[i] + (1 - beta) * gi;
+        float v = beta * mu[i] / bc_next + (1 - beta) * gi / bc;
+        size_t r = i / (size_t)cols, c = i % (size_t)cols;
+        x[transposed ? c * (size_t)rows + r : i] = v;      /* x is m x n */
+        norm += (double)v * v;
+    }
+    float scale = 1.0f / ((float)sqrt(norm) + eps);
+    for (size_t i = 0; i < n_el; i++) x[i] *= scale;
+    for (int step = 0; step < 5; step++) {
+        mtx_sgemm(0, 0, m, m, n, 1, x, n, 1, x, 1, n, 0, a, m, 1);            /* a = x x^T */
+        mtx_sgemm(0, 0, m, m, m, c2, a, m, 1, a, m, 1, 0, b, m, 1);           /* b = c2 a a */
+        for (size_t i = 0; i < (size_t)m * m; i++) b[i] += c1 * a[i];         /*   + c1 a */
+        for (size_t i = 0; i < n_el; i++) y[i] = c0 * x[i];
+        mtx_sgemm(0, 0, m, n, m, 1, b, m, 1, x, n, 1, 1, y, n, 1);            /* y = c0 x + b x */
+        float *tmp = x;
+        x = y;
+        y = tmp;
+    }
+    float width = sqrtf(fmaxf(1.0f, (float)cols / (float)rows));
+    for (size_t i = 0; i < n_el; i++) {
+        size_t r = i / (size_t)cols, c = i % (size_t)cols;
+        float u = width * x[transposed ? c * (size_t)rows + r : i];
+        p[i] -= lr * (u + wd * p[i]);
+    }
+}

@@ -101,6 +101,11 @@ float mtx_cosine_schedule(int64_t step, int64_t total, float peak, float warmup_
 float mtx_wsd_schedule(int64_t step, int64_t total, float peak, float warmup_fraction, float decay_fraction,
                        float final_fraction, int cosine);
 void mtx_sgd_update(float *p, const float *g, size_t n, float clip, float lr);
+void mtx_adamw_nesterov_update(float *p, float *mu, float *nu, const float *g, size_t n, float clip, float lr,
+                               float b1, float b2, float eps, float eps_root, float wd, float t);
+size_t mtx_muon_workspace(int rows, int cols);
+void mtx_muon_update(float *p, float *mu, const float *g, int rows, int cols, float clip, float lr, float beta,
+                     float eps, float wd, float t, float *work);
 
 /* ---- memory (arena.c) ---- */
 

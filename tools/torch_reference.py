@@ -12,7 +12,7 @@ tools/install-deps --with-torch):
     tools/torch_reference.py build/mtxc tests/data/tiny.ref model_name=tiny \\
         per_device_batch_size=2 max_target_length=16 warmup_steps_fraction=0 steps=10
 
-With --two-steps, the optimizer named by opt_type (adamw, adam_pax, sgd) runs
+With --two-steps, the optimizer named by opt_type (adamw, adam_pax, sgd, muon) runs
 two steps on two batches; the parameters start from formula_params() (which
 tests/unit/test_reference.c computes the same way, so they are not stored) and
 only every 13th element of the final parameters is stored:
@@ -192,6 +192,12 @@ def cosine_lr(c, step):
     return peak * a + peak * c["learning_rate_final_fraction"] * (1 - a)
 
 
+def is_hidden_matrix(name, p):
+    """Muon's share: 2-D attention and MLP kernels, not embeddings or the output head."""
+    return p.dim() == 2 and name not in ("token_embedder.embedding", "position_embedder.embedding",
+                                         "logits_dense.kernel")
+
+
 def optimizer_step(c, P, G, state, step):
     """optax clip_by_global_norm, then MaxText's opt_type, at update `step` (0-based)."""
     norm = math.sqrt(sum(float((g * g).sum()) for g in G.values()))
@@ -205,6 +211,30 @@ def optimizer_step(c, P, G, state, step):
         g = G[name] * clip
         if c["opt_type"] == "sgd":                       # optax.sgd
             out[name] = p - lr * g
+            continue
+        if c["opt_type"] == "muon":                      # optax.contrib.muon, nesterov=True
+            if is_hidden_matrix(name, p):
+                beta, mu = c["muon_beta"], state.get(name, torch.zeros_like(p))
+                mu = beta * mu + (1 - beta) * g
+                x = beta * mu / (1 - beta ** (t + 1)) + (1 - beta) * g / (1 - beta ** t)
+                transposed = x.shape[0] > x.shape[1]
+                if transposed:
+                    x = x.T
+                x = x / (torch.linalg.norm(x) + eps)
+                for _ in range(5):
+                    a = x @ x.T
+                    x = 3.4445 * x + (-4.7750 * a + 2.0315 * a @ a) @ x
+                if transposed:
+                    x = x.T
+                u = math.sqrt(max(1.0, p.shape[1] / p.shape[0])) * x
+                state[name] = mu
+                out[name] = p - lr * (u + c["muon_weight_decay"] * p)
+                continue
+            mu, nu = state.get(name, (torch.zeros_like(p), torch.zeros_like(p)))
+            mu, nu = b1 * mu + (1 - b1) * g, b2 * nu + (1 - b2) * g * g
+            m = b1 * mu / (1 - b1 ** (t + 1)) + (1 - b1) * g / (1 - b1 ** t)
+            state[name] = (mu, nu)
+            out[name] = p - lr * (m / (torch.sqrt(nu / (1 - b2 ** t) + eps_root) + eps) + wd * p)
             continue
         mu, nu = state.get(name, (torch.zeros_like(p), torch.zeros_like(p)))
         if c["opt_type"] == "adam_pax":                  # bias correction folded into the decays

@@ -216,9 +216,9 @@ static void check_two_steps(const char *ref_path, int n, char **overrides)
 
 START_TEST(two_steps)
 {
-    const char *models[2] = {"tiny", "gpt3-52k"}, *opts[3] = {"adamw", "adam_pax", "sgd"};
+    const char *models[2] = {"tiny", "gpt3-52k"}, *opts[4] = {"adamw", "adam_pax", "sgd", "muon"};
     for (int mi = 0; mi < 2; mi++)
-        for (int oi = 0; oi < 3; oi++) {
+        for (int oi = 0; oi < 4; oi++) {
             char *model = xfmt("model_name=%s", models[mi]), *opt = xfmt("opt_type=%s", opts[oi]);
             char *ov[] = {model, opt, "per_device_batch_size=2", "max_target_length=16", "warmup_steps_fraction=0",
                           "steps=10"};
