@@ -72,6 +72,82 @@ START_TEST(reports_compile_errors)
 }
 END_TEST
 
+/* pure_nnx true and false with dropout on: after 20 steps every parameter and
+ * optimizer moment is the same, bit for bit. The Linen form gets the keys the
+ * runtime would pass; the NNX form keeps and advances its own. */
+static const mtx_program *compile_tiny(bool nnx, Config **c, Program **p, Jit **jit, GeneratedC *g)
+{
+    char *ov[] = {"model_name=tiny", "dropout_rate=0.2", "enable_dropout=true",
+                  nnx ? "pure_nnx=true" : "pure_nnx=false"};
+    *c = load_config(4, ov);
+    char err[16384];
+    *p = compile_program(*c, NULL, err, sizeof err);
+    ck_assert_msg(*p, "%s", err);
+    emit_c_text(*p, "a unit test", g);
+    JitTimes t;
+    const mtx_program *prog = jit_load(g, NULL, jit, &t, err, sizeof err);
+    ck_assert_msg(prog, "%s", err);
+    return prog;
+}
+
+START_TEST(nnx_equals_linen)
+{
+    Config *c[2];
+    Program *p[2];
+    Jit *jit[2];
+    GeneratedC g[2];
+    const mtx_program *prog[2];
+    mtx_state *st[2];
+    for (int i = 0; i < 2; i++) {
+        prog[i] = compile_tiny(i == 0, &c[i], &p[i], &jit[i], &g[i]);
+        st[i] = prog[i]->state_new();
+        prog[i]->init(st[i], mtx_rng_seed(3));
+        for (int j = 0; j < prog[i]->ntensors; j++)
+            if (!strcmp(prog[i]->tensors[j].name, "schedule_steps"))
+                *(int64_t *)((unsigned char *)prog[i]->state_memory(st[i]) + prog[i]->tensors[j].offset) = 20;
+    }
+    ck_assert(prog[0]->pure_nnx && !prog[1]->pure_nnx);
+    char err[256];
+    mtx_data *data = mtx_data_open("synthetic", "", "", 256, prog[0]->batch, prog[0]->seq, 1, 0, err, sizeof err);
+    mtx_batch b;
+    mtx_batch_alloc(&b, prog[0]->batch, prog[0]->seq);
+    mtx_rng_key key = mtx_rng_first_step_key(mtx_rng_seed(3));
+    for (int step = 0; step < 20; step++) {
+        mtx_data_next(data, &b);
+        mtx_metrics m[2];
+        ((mtx_step_nnx)prog[0]->train_step)(st[0], &b, &m[0]);
+        ((mtx_step_linen)prog[1]->train_step)(st[1], &b, key, &m[1]);
+        key = mtx_rng_next_step_key(key);
+        ck_assert(m[0].loss == m[1].loss);
+    }
+    int compared = 0;
+    for (int j = 0; j < prog[1]->ntensors; j++) {
+        const mtx_tensor_desc *t = &prog[1]->tensors[j];
+        if (t->kind == MTX_COUNTER) continue;
+        size_t bytes = 4;
+        for (int d = 0; d < t->rank; d++) bytes *= (size_t)t->shape[d];
+        const mtx_tensor_desc *u = NULL;
+        for (int k = 0; k < prog[0]->ntensors; k++)
+            if (!strcmp(prog[0]->tensors[k].name, t->name)) u = &prog[0]->tensors[k];
+        ck_assert_msg(u != NULL, "%s missing from the NNX program", t->name);
+        ck_assert_msg(!memcmp((unsigned char *)prog[0]->state_memory(st[0]) + u->offset,
+                              (unsigned char *)prog[1]->state_memory(st[1]) + t->offset, bytes),
+                      "%s differs between pure_nnx true and false", t->name);
+        compared++;
+    }
+    ck_assert_int_eq(compared, 21 * 3);                     /* params, mu, nu */
+    mtx_batch_free(&b);
+    mtx_data_close(data);
+    for (int i = 0; i < 2; i++) {
+        prog[i]->state_free(st[i]);
+        jit_free(jit[i]);
+        generated_c_free(&g[i]);
+        program_free(p[i]);
+        config_free(c[i]);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("jit");
@@ -79,6 +155,7 @@ int main(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, runs_a_step);
     tcase_add_test(tc, reports_compile_errors);
+    tcase_add_test(tc, nnx_equals_linen);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
