@@ -228,9 +228,12 @@ static int cmd_build(int argc, char **argv)
         args[n++] = cc;
         args[n++] = "-std=gnu11";
         n += split_flags(flags, args + n, 32);
-        char *argv2[] = {inc, "-I" MTXC_RUNTIME_INCLUDE, step_c, main_c, MTXC_RUNTIME_LIB, MTXC_BLIS_LIB,
-                         "-lm", "-lpthread", "-o", tmp_out, NULL};
+        char *argv2[] = {inc, "-I" MTXC_RUNTIME_INCLUDE, step_c, main_c, MTXC_RUNTIME_LIB, NULL};
         for (int i = 0; argv2[i]; i++) args[n++] = argv2[i];
+        char *libs = xstrdup(MTXC_RUNTIME_LIBS " -lm -lpthread");
+        n += split_flags(libs, args + n, 8);
+        args[n++] = "-o";
+        args[n++] = tmp_out;
         char *ldflags = xstrdup(MTXC_TRAINER_LDFLAGS);
         n += split_flags(ldflags, args + n, 8);
         args[n] = NULL;
@@ -249,6 +252,7 @@ static int cmd_build(int argc, char **argv)
         }
         free(flags);
         free(ldflags);
+        free(libs);
     }
     if (ok) printf("mtxc: wrote %s (lowering %.2f s, C compile %.2f s)\n", path, t1 - t0, seconds() - t1);
     if (!keep) {

@@ -197,6 +197,23 @@ int mtx_edit_distance(const char *a, const char *b);
 /* The candidate closest to `word`, or NULL if none is plausibly a typo of it. */
 const char *mtx_closest_word(const char *word, const char *const *candidates, int n);
 
+/* ---- checkpoints (checkpoint.c) ---- */
+
+/* Save the state and data position as dir/{step}/ (state.safetensors,
+ * meta.json), atomically. 0, or -1 with a message; earlier checkpoints stay. */
+int mtx_checkpoint_save(const mtx_program *prog, const mtx_state *st, const char *dir, long long step,
+                        uint64_t data_position, char *err, size_t errlen);
+/* The step of the latest complete checkpoint in dir, or -1. */
+long long mtx_checkpoint_latest(const char *dir);
+/* Remove all but the newest `keep` complete checkpoints of dir. */
+void mtx_checkpoint_prune(const char *dir, int keep);
+/* Load step_dir into st (only params/ tensors if params_only) after checking
+ * every name, dtype, shape, size and checksum; 0, or -1 naming the file and
+ * tensor at fault, with st untouched. */
+int mtx_checkpoint_load(const mtx_program *prog, mtx_state *st, const char *step_dir, int params_only,
+                        uint64_t *data_position, char *err, size_t errlen);
+uint64_t mtx_checksum(const void *data, size_t n);
+
 /* ---- the training loop (train.c) ---- */
 
 /* main() of a built trainer: parses run-time key=value arguments and trains. */

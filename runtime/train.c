@@ -78,6 +78,65 @@ static int parse_double(const char *key, const char *v, double *out)
     return 1;
 }
 
+static bool truthy(const char *v) { return !strcmp(v, "true") || !strcmp(v, "True") || !strcmp(v, "1"); }
+
+/* Checkpoint settings of a run (MaxText's keys). */
+typedef struct {
+    bool on, on_completion;
+    long long period, keep;                   /* keep 0: all */
+    char dir[4096];                           /* {base_output_directory}/{run_name}/checkpoints */
+    char load_params[4096], load_full[4096];
+} Checkpointing;
+
+static int checkpoint_settings(const mtx_program *prog, const RunConfig *rc, Checkpointing *ck)
+{
+    char run[1024], base[2048], keep[64];
+    unquote(run_get(prog, rc, "run_name"), run, sizeof run);
+    unquote(run_get(prog, rc, "base_output_directory"), base, sizeof base);
+    unquote(run_get(prog, rc, "load_parameters_path"), ck->load_params, sizeof ck->load_params);
+    unquote(run_get(prog, rc, "load_full_state_path"), ck->load_full, sizeof ck->load_full);
+    snprintf(keep, sizeof keep, "%s", run_get(prog, rc, "max_num_checkpoints_to_keep"));
+    ck->on = truthy(run_get(prog, rc, "enable_checkpointing")) && run[0];
+    ck->on_completion = truthy(run_get(prog, rc, "save_checkpoint_on_completion"));
+    if (!parse_long("checkpoint_period", run_get(prog, rc, "checkpoint_period"), 1, &ck->period)) return 0;
+    ck->keep = 0;
+    if (strcmp(keep, "None") && !parse_long("max_num_checkpoints_to_keep", keep, 1, &ck->keep)) return 0;
+    if (ck->load_params[0] && ck->load_full[0]) {
+        fprintf(stderr, "trainer: error: load_parameters_path and load_full_state_path cannot both be set\n");
+        return 0;
+    }
+    snprintf(ck->dir, sizeof ck->dir, "%s%s%s/checkpoints", base, base[0] ? "/" : "", run);
+    if (truthy(run_get(prog, rc, "enable_checkpointing")) && !run[0])
+        printf("checkpoints are off: set run_name=NAME to save to and resume from NAME/checkpoints\n");
+    return 1;
+}
+
+/* MaxText's order: the run's own latest checkpoint, else load_full_state_path
+ * or load_parameters_path, else the fresh init. Returns the step to start at,
+ * or -1 after printing why the checkpoint is refused. */
+static long long restore(const mtx_program *prog, mtx_state *st, const Checkpointing *ck, uint64_t *position)
+{
+    char err[1024], path[8300];
+    long long latest = ck->on ? mtx_checkpoint_latest(ck->dir) : -1;
+    int params_only = 0;
+    if (latest >= 0) snprintf(path, sizeof path, "%s/%lld", ck->dir, latest);
+    else if (ck->load_full[0]) snprintf(path, sizeof path, "%s", ck->load_full);
+    else if (ck->load_params[0]) snprintf(path, sizeof path, "%s", ck->load_params), params_only = 1;
+    else return 0;
+    if (mtx_checkpoint_load(prog, st, path, params_only, position, err, sizeof err) != 0) {
+        fprintf(stderr, "trainer: error: %s\n", err);
+        return -1;
+    }
+    long long step = 0;
+    for (int i = 0; i < prog->ntensors && !params_only; i++)
+        if (!strcmp(prog->tensors[i].name, "step"))
+            step = *(int64_t *)((unsigned char *)prog->state_memory(st) + prog->tensors[i].offset);
+    if (params_only) *position = 0;
+    printf("%s %s: step %lld\n", latest >= 0 ? "resuming from" : params_only ? "parameters from" : "full state from",
+           path, step);
+    return step;
+}
+
 static void usage(const mtx_program *prog, FILE *out)
 {
     fprintf(out, "usage: trainer [key=value ...]\n\n"
@@ -217,6 +276,12 @@ int mtx_main(const mtx_program *prog, int argc, char **argv)
         mtx_data_close(data);
         return 2;
     }
+    Checkpointing ck;
+    if (!checkpoint_settings(prog, &rc, &ck)) {
+        if (metrics) fclose(metrics);
+        mtx_data_close(data);
+        return 2;
+    }
     int threads = mtx_num_threads();
     double peak_tflops;
     if (!parse_double("peak_tflops_per_device", run_get(prog, &rc, "peak_tflops_per_device"), &peak_tflops)) {
@@ -229,6 +294,15 @@ int mtx_main(const mtx_program *prog, int argc, char **argv)
     mtx_state *st = prog->state_new();
     mtx_rng_key key = mtx_rng_seed((uint64_t)init_seed);
     prog->init(st, key);
+    uint64_t position = 0;
+    long long start = restore(prog, st, &ck, &position);
+    if (start < 0) {
+        prog->state_free(st);
+        if (metrics) fclose(metrics);
+        mtx_data_close(data);
+        return 2;
+    }
+    mtx_data_seek(data, position);
     /* learning_rate_schedule_steps -1 means the schedule spans the run's steps. */
     long long schedule;
     if (!parse_long("learning_rate_schedule_steps", mtx_config_get(prog, "learning_rate_schedule_steps"), -1, &schedule))
@@ -242,8 +316,10 @@ int mtx_main(const mtx_program *prog, int argc, char **argv)
            (double)prog->state_bytes / 1e6, (double)prog->arena_bytes / 1e6, threads, peak_tflops);
 
     double t_total = 0;
+    int save_failures = 0;
     mtx_rng_key step_key = mtx_rng_first_step_key(key);
-    for (long long step = 0; step < steps; step++) {
+    for (long long i = 0; i < start; i++) step_key = mtx_rng_next_step_key(step_key);
+    for (long long step = start; step < steps; step++) {
         mtx_data_next(data, &b);
         mtx_metrics m = {0};
         double t0 = now_seconds();
@@ -274,6 +350,17 @@ int mtx_main(const mtx_program *prog, int argc, char **argv)
                    (int)eta % 60);
             fflush(stdout);
         }
+        if (ck.on && ((step + 1) % ck.period == 0 || (step + 1 == steps && ck.on_completion))) {
+            double t0 = now_seconds();
+            if (mtx_checkpoint_save(prog, st, ck.dir, step + 1, mtx_data_position(data), err, sizeof err) != 0) {
+                fprintf(stderr, "%strainer: error: %s\n", live ? "\r\033[K" : "", err);
+                save_failures++;
+            } else {
+                if (ck.keep > 0) mtx_checkpoint_prune(ck.dir, (int)ck.keep);
+                printf("%ssaved checkpoint %s/%lld (%.1f MB, %.2f s)\n", live ? "\r\033[K" : "", ck.dir, step + 1,
+                       (double)prog->state_bytes / 1e6, now_seconds() - t0);
+            }
+        }
         if (eval_interval > 0 && ((step + 1) % eval_interval == 0 || step + 1 == steps)) {
             long long batches;
             double eval_loss = evaluate(prog, st, data, &b, mtx_rng_fold(key, ~(uint64_t)step), eval_steps, &batches);
@@ -289,10 +376,11 @@ int mtx_main(const mtx_program *prog, int argc, char **argv)
             }
         }
     }
-    printf("done: %lld steps in %.2f s (%.2f ms/step)\n", steps, t_total, t_total * 1e3 / (double)steps);
+    long long ran = steps > start ? steps - start : 0;
+    printf("done: %lld steps in %.2f s (%.2f ms/step)\n", ran, t_total, ran ? t_total * 1e3 / (double)ran : 0.0);
     if (metrics) fclose(metrics);
     mtx_batch_free(&b);
     mtx_data_close(data);
     prog->state_free(st);
-    return 0;
+    return save_failures ? 1 : 0;
 }

@@ -31,7 +31,7 @@ Loaded load_program(const Program *p)
     char err[1024];
     ck_assert_msg(emit_c(p, l.dir, "a unit test", err, sizeof err), "%s", err);
     char *cmd = xfmt("cc -std=gnu11 -O1 -shared -fPIC -I%s -I%s %s/step.c %s %s -lm -o %s/step.so",
-                     l.dir, MTXC_RUNTIME_INCLUDE, l.dir, MTXC_RUNTIME_LIB, MTXC_BLIS_LIB, l.dir);
+                     l.dir, MTXC_RUNTIME_INCLUDE, l.dir, MTXC_RUNTIME_LIB, MTXC_RUNTIME_LIBS, l.dir);
     int rc = system(cmd);
     ck_assert_msg(rc == 0, "compiling the generated code failed: %s", cmd);
     free(cmd);

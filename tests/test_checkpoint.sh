@@ -1,0 +1,89 @@
+#!/bin/bash
+# Checkpoints: exact resume (N steps == N/2, stop, restart to N: identical
+# metrics and identical state files) for both pure_nnx forms with dropout and
+# gradient accumulation; a stdlib Python reader; refusal of corrupt,
+# truncated and mismatched checkpoints without touching them; parameter-only
+# loads; pruning; an unwritable directory; and restarts after SIGKILL at
+# random moments continuing bit-identically.
+# Usage: tests/test_checkpoint.sh MTXC (from the source root)
+MTXC=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+cd "$dir" || exit 1
+root=$OLDPWD
+fail() { echo "FAIL: $*"; exit 1; }
+learning() { grep -v eval "$1" | sed 's/, "perf.*//'; }
+common="model_name=tiny dropout_rate=0.1 gradient_accumulation_steps=2 learning_rate_schedule_steps=20"
+for nnx in true false; do
+    # shellcheck disable=SC2086
+    "$MTXC" build "$root/configs/base.yml" $common pure_nnx=$nnx -o trainer_$nnx > /dev/null || fail "build"
+    ./trainer_$nnx steps=20 log_period=100 run_name=a_$nnx metrics_file=a_$nnx.jsonl > /dev/null || fail "run a"
+    ./trainer_$nnx steps=10 log_period=100 run_name=b_$nnx metrics_file=b_$nnx.jsonl > /dev/null || fail "run b to 10"
+    ./trainer_$nnx steps=20 log_period=100 run_name=b_$nnx metrics_file=b_$nnx.jsonl > b.log || fail "run b to 20"
+    grep -q "resuming from b_$nnx/checkpoints/10: step 10" b.log || fail "did not resume: $(cat b.log)"
+    cmp -s <(learning a_$nnx.jsonl) <(learning b_$nnx.jsonl) || fail "pure_nnx=$nnx: resumed metrics differ"
+    cmp -s a_$nnx/checkpoints/20/state.safetensors b_$nnx/checkpoints/20/state.safetensors ||
+        fail "pure_nnx=$nnx: resumed state differs"
+    python3 "$root/tests/read_checkpoint.py" a_$nnx/checkpoints/20 20 || fail "python reader"
+done
+echo "exact resume: 20 steps == 10 + restart to 20, both pure_nnx forms, state files identical"
+python3 "$root/tools/checkpoint.py" list a_false/checkpoints/20 | grep -q "^params/token_embedder.embedding .* F32 *256x64" ||
+    fail "checkpoint.py list"
+python3 "$root/tools/checkpoint.py" diff a_false/checkpoints/20 b_false/checkpoints/20 | grep -q "^identical" ||
+    fail "checkpoint.py diff of identical checkpoints"
+out=$(python3 "$root/tools/checkpoint.py" diff a_false/checkpoints/20 b_false/checkpoints/10); rc=$?
+[ $rc -eq 1 ] && echo "$out" | grep -q "params/token_embedder.embedding: values differ" || fail "checkpoint.py diff: $out"
+
+t=./trainer_false
+expect() {   # expect NAME STATUS MESSAGE ARGS...
+    name=$1; want_rc=$2; want=$3; shift 3
+    out=$($t "$@" 2>&1); rc=$?
+    [ $rc -eq "$want_rc" ] || fail "$name: exit $rc, want $want_rc: $out"
+    case "$out" in *"$want"*) ;; *) fail "$name: want \"$want\", got: $out" ;; esac
+}
+# Corrupt: one flipped byte in the data; nothing is overwritten.
+cp -r b_false c && printf '\x7f' | dd of=c/checkpoints/20/state.safetensors bs=1 seek=20000 conv=notrunc 2> /dev/null
+cp c/checkpoints/20/state.safetensors corrupt.copy
+expect corrupt 2 "checkpoint c/checkpoints/20/state.safetensors is corrupt: tensor" steps=30 run_name=c
+cmp -s corrupt.copy c/checkpoints/20/state.safetensors || fail "a refused checkpoint was modified"
+[ ! -e c/checkpoints/30 ] || fail "trained past a refused checkpoint"
+cp -r b_false d && truncate -s 5000 d/checkpoints/20/state.safetensors
+expect truncated 2 "checkpoint d/checkpoints/20/state.safetensors is truncated or corrupt" steps=30 run_name=d
+cp -r b_false e && printf 'xxxxxxxx' | dd of=e/checkpoints/20/state.safetensors bs=1 seek=0 conv=notrunc 2> /dev/null
+expect header 2 "checkpoint e/checkpoints/20/state.safetensors is truncated or corrupt: its header does not fit" steps=30 run_name=e
+# Another model's checkpoint: the first mismatching tensor is named.
+"$MTXC" build "$root/configs/base.yml" model_name=gpt3-52k -o trainer_g > /dev/null
+out=$(./trainer_g steps=1 run_name=a_false 2>&1); rc=$?
+[ $rc -eq 2 ] || fail "mismatch: exit $rc"
+case "$out" in *"checkpoint a_false/checkpoints/20/state.safetensors: tensor 'params/token_embedder.embedding' has shape [256, 64], the program expects [1024, 16]"*) ;;
+    *) fail "mismatch message: $out" ;; esac
+# Parameters only: a fresh optimizer at step 0.
+expect params 0 "parameters from a_false/checkpoints/20: step 0" steps=2 run_name=f load_parameters_path=a_false/checkpoints/20
+expect full 0 "full state from a_false/checkpoints/20: step 20" steps=22 run_name=g load_full_state_path=a_false/checkpoints/20
+expect both 2 "load_parameters_path and load_full_state_path cannot both be set" steps=2 load_parameters_path=x load_full_state_path=y
+# Pruning keeps the newest.
+$t steps=20 run_name=h checkpoint_period=5 max_num_checkpoints_to_keep=2 > /dev/null
+[ "$(ls h/checkpoints | tr '\n' ' ')" = "15 20 " ] || fail "pruning left: $(ls h/checkpoints)"
+# An unwritable place: a clear error, training goes on, exit status 1.
+expect unwritable 1 "cannot create checkpoint directory" steps=3 run_name=x base_output_directory=/proc/mtxc-nowhere
+echo "refusals, loads, pruning: ok"
+
+# SIGKILL at random moments, 20 times, during a run that saves every step:
+# each restart resumes from the last complete checkpoint; the final state
+# equals an uninterrupted run's.
+$t steps=40 run_name=ref checkpoint_period=1 max_num_checkpoints_to_keep=3 > /dev/null
+RANDOM=7
+for i in $(seq 20); do
+    $t steps=40 run_name=kill checkpoint_period=1 max_num_checkpoints_to_keep=3 > /dev/null 2>&1 &
+    pid=$!
+    sleep "0.0$((RANDOM % 9 + 1))"
+    kill -9 $pid 2> /dev/null
+    wait $pid 2> /dev/null
+    latest=$(ls kill/checkpoints 2> /dev/null | grep -E '^[0-9]+$' | sort -n | tail -1)
+    [ -z "$latest" ] || python3 "$root/tests/read_checkpoint.py" kill/checkpoints/"$latest" > /dev/null ||
+        fail "after kill $i the latest checkpoint ($latest) is unreadable"
+done
+$t steps=40 run_name=kill checkpoint_period=1 max_num_checkpoints_to_keep=3 > /dev/null || fail "final restart"
+cmp -s ref/checkpoints/40/state.safetensors kill/checkpoints/40/state.safetensors ||
+    fail "after 20 kills the final state differs from an uninterrupted run"
+echo "20 SIGKILLs: latest checkpoint always readable, final state identical"
