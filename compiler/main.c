@@ -131,11 +131,21 @@ static const char *source_desc(Pool *pool, const Args *a)
     return s;
 }
 
+/* The C backend lowers one device so far; a mesh is for compile-only. */
+static bool single_device(const Config *c)
+{
+    if (c->d.num_devices == 1) return true;
+    fprintf(stderr, "mtxc: error: this config's mesh has %d devices (data %d x fsdp %d x tensor %d); the C backend "
+                    "lowers one device so far: use mtxc compile-only for per-device reports\n",
+            c->d.num_devices, c->d.mesh_data, c->d.mesh_fsdp, c->d.mesh_tensor);
+    return false;
+}
+
 /* Load, compile and emit C into dir; returns the program or NULL (reported). */
 static Program *emit_to(const Args *a, Config **cfg, const char *dir)
 {
     *cfg = load_or_report(a);
-    if (!*cfg) return NULL;
+    if (!*cfg || !single_device(*cfg)) return NULL;
     Program *p = compile_or_report(*cfg, NULL);
     if (!p) return NULL;
     char err[1024];
@@ -289,6 +299,10 @@ static int cmd_run(int argc, char **argv)
     double t0 = seconds();
     Config *c = load_or_report(&a);
     if (!c) return 2;
+    if (!single_device(c)) {
+        config_free(c);
+        return 2;
+    }
     Program *p = compile_or_report(c, NULL);
     if (!p) {
         config_free(c);
@@ -317,6 +331,26 @@ static int cmd_run(int argc, char **argv)
     config_free(c);
     return rc;
 #endif
+}
+
+static int cmd_compile_only(int argc, char **argv)
+{
+    Args a;
+    const char *format = "text";
+    ValueOption opts[] = {{"--format", &format}, {NULL, NULL}};
+    int rc = parse_args("compile-only", argc, argv, &a, opts);
+    if (rc) return rc;
+    if (strcmp(format, "text") && strcmp(format, "json"))
+        return usage_error("compile-only", "unknown --format '%s' (text or json)", format);
+    Config *c = load_or_report(&a);
+    if (!c) return 2;
+    Report r;
+    char err[1024];
+    bool ok = compile_report(c, &r, err, sizeof err);
+    if (!ok) fprintf(stderr, "%s\n", err);
+    else report_print(stdout, c, &r, !strcmp(format, "json"));
+    config_free(c);
+    return !ok ? 2 : r.fits ? 0 : 1;
 }
 
 static const Command commands[] = {
@@ -357,6 +391,17 @@ static const Command commands[] = {
      "as the others. --keep-source DIR also writes the generated C there, and\n"
      "compile errors then point into it.\n",
      cmd_run},
+    {"compile-only", "report per-device memory, FLOPs and collectives for a mesh",
+     "usage: mtxc compile-only CONFIG [key=value ...] [--format text|json]\n"
+     "\n"
+     "Runs every pass and the C backend for the config's mesh (compile_topology cpu-N\n"
+     "x compile_topology_num_slices devices, ici_*/dcn_* parallelism) without\n"
+     "allocating any of the model, and reports per device: params, gradients and\n"
+     "optimizer state as logical_axis_rules shard them, the step's temporaries\n"
+     "(memory plan of the per-device step), the peak against device_memory_gib;\n"
+     "FLOPs per step; bytes of each collective per step. Exit status 1 if the peak\n"
+     "does not fit, 2 for a bad config.\n",
+     cmd_compile_only},
 };
 static const int num_commands = sizeof commands / sizeof commands[0];
 

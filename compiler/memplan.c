@@ -62,7 +62,10 @@ static void give_back(Allocator *a, int64_t start, int64_t size)
     }
 }
 
-static bool needs_buffer(const Value *v) { return v->kind == V_TEMP && !v->group; }
+static bool needs_buffer(const Value *v, const bool *outside)
+{
+    return v->kind == V_TEMP && !v->group && !(outside && outside[v->id]);
+}
 
 static int op_index(const Func *f, const Op *op)
 {
@@ -80,6 +83,12 @@ static void slots(const Func *f, int *slot)
 
 static int64_t plan_func(Program *p, Func *f)
 {
+    bool *outside = NULL;       /* params' gradients, when the report keeps them elsewhere */
+    if (p->grads_outside_arena) {
+        outside = xcalloc((size_t)p->nvalues + 1, sizeof(bool));
+        for (int i = 0; i < p->nvalues; i++)
+            if (p->values[i]->kind == V_PARAM && p->values[i]->grad) outside[p->values[i]->grad->id] = true;
+    }
     int *slot = xmalloc(sizeof(int) * (size_t)(f->nops + 1));
     int *last = xmalloc(sizeof(int) * (size_t)(p->nvalues + 1));
     slots(f, slot);
@@ -103,7 +112,8 @@ static int64_t plan_func(Program *p, Func *f)
     /* Accumulators live through the whole step. */
     if (f->loop_count > 1)
         for (int i = 0; i < p->nvalues; i++)
-            if (p->values[i]->kind == V_ACCUM) p->values[i]->offset = take(&a, value_bytes(p->values[i]));
+            if (p->values[i]->kind == V_ACCUM && !(outside && outside[i]))
+                p->values[i]->offset = take(&a, value_bytes(p->values[i]));
     int freed_upto = 0;          /* values whose last use is before this slot are free */
     Value **live = xmalloc(sizeof(Value *) * (size_t)(p->nvalues + 1));
     int nlive = 0;
@@ -121,13 +131,14 @@ static int64_t plan_func(Program *p, Func *f)
         }
         for (int j = 0; j < f->ops[i]->nout; j++) {
             Value *v = f->ops[i]->out[j];
-            if (!needs_buffer(v)) continue;
+            if (!needs_buffer(v, outside)) continue;
             v->offset = take(&a, value_bytes(v));
             if (last[v->id] < 0) last[v->id] = slot[i];   /* unused result: free after its op */
             live[nlive++] = v;
         }
     }
     free(a.free);
+    free(outside);
     free(live);
     free(slot);
     free(last);

@@ -314,8 +314,6 @@ static bool supported(const Config *c, char *err, size_t errlen)
     if (!strcmp(block, "gemma")) why = "decoder_block 'gemma' is not supported by the model builder yet (llama2, mistral, gpt3 are)";
     else if (strcmp(cfg_str(c, K_dtype), "float32") || strcmp(cfg_str(c, K_weight_dtype), "float32"))
         why = "only dtype and weight_dtype float32 are supported so far";
-    else if (c->d.num_devices != 1)
-        why = "sharding over more than one device is not supported yet";
     else if (cfg_int(c, K_head_dim) % 2)
         why = "head_dim must be even (RoPE rotates halves)";
     if (!why) return true;

@@ -203,6 +203,7 @@ typedef struct Program {
     double flops_per_step;
     int ngroups;
     const char *last_pass;
+    bool grads_outside_arena;    /* memplan: leave params' gradients out (compile-only's sharded accounting) */
 } Program;
 
 typedef struct {
@@ -252,6 +253,20 @@ bool accumulate_gradients(Program *p, char *err, size_t errlen); /* accumulate.c
 
 /* Run every pass up to and including `last` (NULL: all), verifying after each. */
 Program *compile_program(const Config *cfg, const char *last, char *err, size_t errlen);
+Program *compile_program_with(const Config *cfg, const char *last, bool grads_outside_arena, char *err, size_t errlen);
+
+/* ---- compile-only report (report.c) ---- */
+
+typedef struct {
+    int64_t param_count, full_params;               /* whole model */
+    int64_t params, grads, opt_state, temporaries, peak, device_bytes;   /* per device */
+    bool fits;
+    double flops;                                   /* per step, all devices */
+    double fsdp_gather, fsdp_scatter, data_allreduce, tensor_allreduce;  /* bytes per device per step */
+    int64_t c_bytes;                                /* size of the generated step.c */
+} Report;
+bool compile_report(const Config *c, Report *r, char *err, size_t errlen);
+void report_print(FILE *out, const Config *c, const Report *r, bool json);
 
 /* ---- C backend (emit_c.c) ---- */
 

@@ -16,6 +16,11 @@ const int num_passes = sizeof passes / sizeof passes[0];
 
 Program *compile_program(const Config *cfg, const char *last, char *err, size_t errlen)
 {
+    return compile_program_with(cfg, last, false, err, errlen);
+}
+
+Program *compile_program_with(const Config *cfg, const char *last, bool grads_outside_arena, char *err, size_t errlen)
+{
     if (last) {
         bool known = false;
         for (int i = 0; i < num_passes; i++) known |= !strcmp(passes[i].name, last);
@@ -25,6 +30,7 @@ Program *compile_program(const Config *cfg, const char *last, char *err, size_t 
         }
     }
     Program *p = program_new(cfg);
+    p->grads_outside_arena = grads_outside_arena;
     for (int i = 0; i < num_passes; i++) {
         if (!passes[i].run(p, err, errlen) || !ir_verify(p, err, errlen)) {
             program_free(p);

@@ -1,0 +1,174 @@
+/* mtxc compile-only: what one device of a mesh needs for one training step,
+ * without allocating any of it. State bytes come from each parameter's
+ * logical axes and logical_axis_rules (MaxText's sharding); step temporaries
+ * from memory-planning the per-device program (the global program with its
+ * batch split over data x fsdp and heads, MLP and vocab over tensor);
+ * collectives from the mesh, counted as ring algorithms move bytes. */
+#include "mtxc.h"
+
+#include <math.h>
+#include <string.h>
+
+/* Mesh size of a mesh axis name. */
+static int axis_size(const Config *c, const char *axis)
+{
+    if (!strcmp(axis, "data")) return c->d.mesh_data;
+    if (!strcmp(axis, "fsdp")) return c->d.mesh_fsdp;
+    if (!strcmp(axis, "tensor")) return c->d.mesh_tensor;
+    return 1;
+}
+
+/* How many ways dimension `logical` is split: the first rule for that name
+ * whose mesh axes (not yet used by another dimension) divide the size. */
+static int64_t shards(const Config *c, const char *logical, int64_t size, bool used[3])
+{
+    if (!logical) return 1;
+    const ConfigValue *rules = &c->v[K_logical_axis_rules];
+    static const char *axes[3] = {"data", "fsdp", "tensor"};
+    for (int r = 0; r < rules->nrules; r++) {
+        if (strcmp(rules->rules[r].name, logical)) continue;
+        int64_t n = 1;
+        bool ok = true;
+        for (int a = 0; a < rules->rules[r].axes.n; a++) {
+            for (int k = 0; k < 3; k++)
+                if (!strcmp(rules->rules[r].axes.items[a], axes[k]) && used[k]) ok = false;
+            n *= axis_size(c, rules->rules[r].axes.items[a]);
+        }
+        if (!ok || size % n) continue;
+        for (int a = 0; a < rules->rules[r].axes.n; a++)
+            for (int k = 0; k < 3; k++)
+                if (!strcmp(rules->rules[r].axes.items[a], axes[k])) used[k] = true;
+        return n;
+    }
+    return 1;
+}
+
+static int64_t local_bytes(const Config *c, const Value *v)
+{
+    bool used[3] = {false, false, false};
+    int64_t n = value_bytes(v);
+    for (int d = 0; d < v->rank; d++) n /= shards(c, v->axes[d], v->dim[d], used);
+    return n;
+}
+
+/* Ring all-reduce moves 2 (n-1)/n of the data through each device;
+ * all-gather and reduce-scatter (n-1)/n of the full tensor. */
+static double ring(int n, double bytes, double passes) { return n > 1 ? passes * (n - 1) / n * bytes : 0; }
+
+bool compile_report(const Config *c, Report *r, char *err, size_t errlen)
+{
+    memset(r, 0, sizeof *r);
+    const Derived *d = &c->d;
+    int dp = d->mesh_data * d->mesh_fsdp, tp = d->mesh_tensor;
+    if (d->micro_batch % dp) {
+        snprintf(err, errlen, "mtxc: error: a microbatch of %lld sequences does not split over data x fsdp = %d devices",
+                 (long long)d->micro_batch, dp);
+        return false;
+    }
+    if (d->num_kv_heads % tp || d->mlp_dim % tp) {
+        snprintf(err, errlen, "mtxc: error: ici/dcn tensor parallelism %d must divide num_kv_heads %d and mlp_dim %d",
+                 tp, d->num_kv_heads, d->mlp_dim);
+        return false;
+    }
+    Program *p = compile_program(c, NULL, err, errlen);
+    if (!p) return false;
+    GeneratedC g;                                   /* through the C backend, as a build would */
+    emit_c_text(p, "mtxc compile-only", &g);
+    r->c_bytes = (int64_t)strlen(g.step_c);
+    generated_c_free(&g);
+
+    for (int i = 0; i < p->nvalues; i++) {
+        const Value *v = p->values[i];
+        if (v->kind == V_PARAM) {
+            r->param_count += value_numel(v);
+            r->params += local_bytes(c, v);
+            if (v->grad) r->grads += local_bytes(c, v);
+            r->full_params += value_bytes(v);
+        } else if (v->kind == V_OPT) {
+            r->opt_state += local_bytes(c, v);
+        } else if (v->kind == V_COUNTER) {
+            r->opt_state += value_bytes(v);
+        }
+    }
+    r->flops = p->flops_per_step;
+    program_free(p);
+
+    /* The per-device program: its memory plan gives the step's temporaries. */
+    Config local = *c;
+    local.d.global_batch = d->global_batch / dp;
+    local.d.micro_batch = d->micro_batch / dp;
+    local.d.eval_batch = local.d.global_batch > 0 ? local.d.global_batch : 1;
+    local.d.num_query_heads = d->num_query_heads / tp;
+    local.d.num_kv_heads = d->num_kv_heads / tp;
+    local.d.mlp_dim = d->mlp_dim / tp;
+    if (cfg_int(c, K_vocab_size) % tp == 0) local.v[K_vocab_size].i = cfg_int(c, K_vocab_size) / tp;
+    local.d.num_devices = 1;
+    Program *lp = compile_program_with(&local, NULL, true, err, errlen);
+    if (!lp) return false;
+    r->temporaries = lp->train.arena_bytes > lp->eval.arena_bytes ? lp->train.arena_bytes : lp->eval.arena_bytes;
+    program_free(lp);
+
+    r->peak = r->params + r->grads + r->opt_state + r->temporaries;
+    r->device_bytes = (int64_t)(cfg_float(c, K_device_memory_gib) * 1073741824.0);
+    r->fits = r->peak <= r->device_bytes;
+
+    /* Collectives of one step, per device. */
+    double full_local = (double)r->full_params / tp;        /* a device's TP shard, gathered over fsdp */
+    int k = (int)cfg_int(c, K_gradient_accumulation_steps);
+    r->fsdp_gather = ring(d->mesh_fsdp, full_local, 2.0 * k);   /* forward and backward, every microbatch */
+    r->fsdp_scatter = ring(d->mesh_fsdp, full_local, 1.0);
+    r->data_allreduce = ring(d->mesh_data, (double)r->grads, 2.0);
+    double act = (double)(d->micro_batch / dp) * (double)cfg_int(c, K_max_target_length) * d->emb_dim * 4.0;
+    r->tensor_allreduce = ring(tp, act, 2.0) * 4.0 * d->num_decoder_layers * k;   /* 2 forward + 2 backward a layer */
+    return true;
+}
+
+static const char *gb(Pool *pool, double bytes) { return pool_fmt(pool, "%.3f GB", bytes / 1e9); }
+
+void report_print(FILE *out, const Config *c, const Report *r, bool json)
+{
+    const Derived *d = &c->d;
+    double flops_dev = r->flops / d->num_devices;
+    if (json) {
+        fprintf(out, "{\"model_name\": \"%s\", \"compile_topology\": \"%s\", \"num_slices\": %d, \"num_devices\": %d, "
+                     "\"mesh\": {\"data\": %d, \"fsdp\": %d, \"tensor\": %d}, \"param_count\": %lld, "
+                     "\"per_device_bytes\": {\"params\": %lld, \"gradients\": %lld, \"optimizer_state\": %lld, "
+                     "\"step_temporaries\": %lld, \"peak\": %lld, \"device_memory\": %lld}, \"fits\": %s, "
+                     "\"flops_per_step\": %.6g, \"flops_per_step_per_device\": %.6g, "
+                     "\"collective_bytes_per_device\": {\"fsdp_all_gather_params\": %.6g, "
+                     "\"fsdp_reduce_scatter_grads\": %.6g, \"data_all_reduce_grads\": %.6g, "
+                     "\"tensor_all_reduce_activations\": %.6g}, \"remat_applied\": false, \"generated_c_bytes\": %lld}\n",
+                cfg_str(c, K_model_name), cfg_str(c, K_compile_topology), d->num_slices, d->num_devices, d->mesh_data,
+                d->mesh_fsdp, d->mesh_tensor, (long long)r->param_count, (long long)r->params, (long long)r->grads,
+                (long long)r->opt_state, (long long)r->temporaries, (long long)r->peak, (long long)r->device_bytes,
+                r->fits ? "true" : "false", r->flops, flops_dev, r->fsdp_gather, r->fsdp_scatter, r->data_allreduce,
+                r->tensor_allreduce, (long long)r->c_bytes);
+        return;
+    }
+    Pool *pool = pool_new();
+    fprintf(out, "compile-only: %s (%.3f B params) on %s%s, %d device%s, mesh data %d x fsdp %d x tensor %d\n",
+            cfg_str(c, K_model_name), (double)r->param_count / 1e9,
+            cfg_str(c, K_compile_topology)[0] ? cfg_str(c, K_compile_topology) : "this machine",
+            d->num_slices > 1 ? pool_fmt(pool, " x %d slices", d->num_slices) : "", d->num_devices,
+            d->num_devices == 1 ? "" : "s", d->mesh_data, d->mesh_fsdp, d->mesh_tensor);
+    fprintf(out, "per device:\n");
+    fprintf(out, "  params              %12s\n", gb(pool, (double)r->params));
+    fprintf(out, "  gradients           %12s   (sharded as the params, after reduce-scatter)\n", gb(pool, (double)r->grads));
+    fprintf(out, "  optimizer state     %12s\n", gb(pool, (double)r->opt_state));
+    fprintf(out, "  step temporaries    %12s   (activations and other temporaries of the per-device step, %lld x %lld tokens)\n",
+            gb(pool, (double)r->temporaries), (long long)(d->micro_batch / (d->mesh_data * d->mesh_fsdp)),
+            (long long)cfg_int(c, K_max_target_length));
+    fprintf(out, "  peak                %12s   of %s: %s\n", gb(pool, (double)r->peak), gb(pool, (double)r->device_bytes),
+            r->fits ? "fits" : "DOES NOT FIT");
+    if (strcmp(cfg_str(c, K_remat_policy), "none"))
+        fprintf(out, "  note: remat_policy %s is not implemented yet: the step keeps every activation for the backward pass\n",
+                cfg_str(c, K_remat_policy));
+    fprintf(out, "compute per step:     %.4g TFLOP, %.4g TFLOP per device\n", r->flops / 1e12, flops_dev / 1e12);
+    fprintf(out, "collectives per step, bytes through each device:\n");
+    fprintf(out, "  fsdp all-gather of params        %12s\n", gb(pool, r->fsdp_gather));
+    fprintf(out, "  fsdp reduce-scatter of grads     %12s\n", gb(pool, r->fsdp_scatter));
+    fprintf(out, "  data all-reduce of grads         %12s\n", gb(pool, r->data_allreduce));
+    fprintf(out, "  tensor all-reduce of activations %12s\n", gb(pool, r->tensor_allreduce));
+    fprintf(out, "generated C: %lld bytes\n", (long long)r->c_bytes);
+    pool_free(pool);
+}
