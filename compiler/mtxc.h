@@ -250,6 +250,7 @@ bool build_optimizer(Program *p, char *err, size_t errlen);  /* optimizer.c */
 bool fuse(Program *p, char *err, size_t errlen);             /* fuse.c */
 bool plan_memory(Program *p, char *err, size_t errlen);      /* memplan.c */
 bool accumulate_gradients(Program *p, char *err, size_t errlen); /* accumulate.c */
+bool rematerialize(Program *p, char *err, size_t errlen);    /* remat.c */
 
 /* Run every pass up to and including `last` (NULL: all), verifying after each. */
 Program *compile_program(const Config *cfg, const char *last, char *err, size_t errlen);
@@ -260,6 +261,7 @@ Program *compile_program_with(const Config *cfg, const char *last, bool grads_ou
 typedef struct {
     int64_t param_count, full_params;               /* whole model */
     int64_t params, grads, opt_state, temporaries, peak, device_bytes;   /* per device */
+    int64_t gathered;                               /* FSDP: one layer's weights, gathered (in temporaries) */
     bool fits;
     double flops;                                   /* per step, all devices */
     double fsdp_gather, fsdp_scatter, data_allreduce, tensor_allreduce;  /* bytes per device per step */

@@ -6,6 +6,8 @@
 const Pass passes[] = {
     {"build", "forward graph of the model and loss from the config (model.c)", build_model},
     {"autodiff", "backward graph from each op's VJP rule (autodiff.c)", autodiff},
+    {"remat", "each layer's backward recomputes the activations remat_policy does not save (remat.c)",
+     rematerialize},
     {"accumulate", "microbatch loop summing gradients when gradient_accumulation_steps > 1 (accumulate.c)",
      accumulate_gradients},
     {"optimizer", "global norm, clipping, lr schedule and AdamW updates (optimizer.c)", build_optimizer},

@@ -7,6 +7,7 @@
 #include "mtxc.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Mesh size of a mesh axis name. */
@@ -90,6 +91,20 @@ bool compile_report(const Config *c, Report *r, char *err, size_t errlen)
             r->opt_state += value_bytes(v);
         }
     }
+    /* FSDP gathers one layer's weights at a time before using them. */
+    if (d->mesh_fsdp > 1) {
+        int64_t *layer = xcalloc((size_t)d->num_decoder_layers + 1, sizeof(int64_t));
+        for (int i = 0; i < p->nvalues; i++) {
+            const Value *v = p->values[i];
+            if (v->kind == V_PARAM && !strncmp(v->name, "layers.", 7)) {
+                int l = atoi(v->name + 7);
+                if (l >= 0 && l < d->num_decoder_layers) layer[l] += value_bytes(v) / d->mesh_tensor;
+            }
+        }
+        for (int l = 0; l < d->num_decoder_layers; l++)
+            if (layer[l] > r->gathered) r->gathered = layer[l];
+        free(layer);
+    }
     r->flops = p->flops_per_step;
     program_free(p);
 
@@ -105,7 +120,8 @@ bool compile_report(const Config *c, Report *r, char *err, size_t errlen)
     local.d.num_devices = 1;
     Program *lp = compile_program_with(&local, NULL, true, err, errlen);
     if (!lp) return false;
-    r->temporaries = lp->train.arena_bytes > lp->eval.arena_bytes ? lp->train.arena_bytes : lp->eval.arena_bytes;
+    r->temporaries = (lp->train.arena_bytes > lp->eval.arena_bytes ? lp->train.arena_bytes : lp->eval.arena_bytes) +
+                     r->gathered;
     program_free(lp);
 
     r->peak = r->params + r->grads + r->opt_state + r->temporaries;
@@ -137,12 +153,12 @@ void report_print(FILE *out, const Config *c, const Report *r, bool json)
                      "\"flops_per_step\": %.6g, \"flops_per_step_per_device\": %.6g, "
                      "\"collective_bytes_per_device\": {\"fsdp_all_gather_params\": %.6g, "
                      "\"fsdp_reduce_scatter_grads\": %.6g, \"data_all_reduce_grads\": %.6g, "
-                     "\"tensor_all_reduce_activations\": %.6g}, \"remat_applied\": false, \"generated_c_bytes\": %lld}\n",
+                     "\"tensor_all_reduce_activations\": %.6g}, \"remat_policy\": \"%s\", \"generated_c_bytes\": %lld}\n",
                 cfg_str(c, K_model_name), cfg_str(c, K_compile_topology), d->num_slices, d->num_devices, d->mesh_data,
                 d->mesh_fsdp, d->mesh_tensor, (long long)r->param_count, (long long)r->params, (long long)r->grads,
                 (long long)r->opt_state, (long long)r->temporaries, (long long)r->peak, (long long)r->device_bytes,
                 r->fits ? "true" : "false", r->flops, flops_dev, r->fsdp_gather, r->fsdp_scatter, r->data_allreduce,
-                r->tensor_allreduce, (long long)r->c_bytes);
+                r->tensor_allreduce, cfg_str(c, K_remat_policy), (long long)r->c_bytes);
         return;
     }
     Pool *pool = pool_new();
@@ -155,14 +171,12 @@ void report_print(FILE *out, const Config *c, const Report *r, bool json)
     fprintf(out, "  params              %12s\n", gb(pool, (double)r->params));
     fprintf(out, "  gradients           %12s   (sharded as the params, after reduce-scatter)\n", gb(pool, (double)r->grads));
     fprintf(out, "  optimizer state     %12s\n", gb(pool, (double)r->opt_state));
-    fprintf(out, "  step temporaries    %12s   (activations and other temporaries of the per-device step, %lld x %lld tokens)\n",
+    fprintf(out, "  step temporaries    %12s   (per-device step, %lld x %lld tokens, remat_policy %s%s)\n",
             gb(pool, (double)r->temporaries), (long long)(d->micro_batch / (d->mesh_data * d->mesh_fsdp)),
-            (long long)cfg_int(c, K_max_target_length));
+            (long long)cfg_int(c, K_max_target_length), cfg_str(c, K_remat_policy),
+            r->gathered ? pool_fmt(pool, ", one layer's gathered weights %.3f GB", (double)r->gathered / 1e9) : "");
     fprintf(out, "  peak                %12s   of %s: %s\n", gb(pool, (double)r->peak), gb(pool, (double)r->device_bytes),
             r->fits ? "fits" : "DOES NOT FIT");
-    if (strcmp(cfg_str(c, K_remat_policy), "none"))
-        fprintf(out, "  note: remat_policy %s is not implemented yet: the step keeps every activation for the backward pass\n",
-                cfg_str(c, K_remat_policy));
     fprintf(out, "compute per step:     %.4g TFLOP, %.4g TFLOP per device\n", r->flops / 1e12, flops_dev / 1e12);
     fprintf(out, "collectives per step, bytes through each device:\n");
     fprintf(out, "  fsdp all-gather of params        %12s\n", gb(pool, r->fsdp_gather));

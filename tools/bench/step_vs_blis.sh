@@ -1,17 +1,19 @@
 #!/bin/sh
 # Speed of a whole training step as a fraction of BLIS's own sgemm rate,
 # both measured in this run on this machine (medians; the machine is shared).
-# Usage: tools/bench/step_vs_blis.sh [MODEL [BATCH [SEQ [STEPS]]]]
-#        default: gpt2-124m 4 256 5   (run from the source root after building)
+# Usage: tools/bench/step_vs_blis.sh [MODEL [BATCH [SEQ [STEPS [REMAT]]]]]
+#        default: gpt2-124m 4 256 5 none   (run from the source root after building)
+# REMAT is remat_policy: none keeps every activation (the fastest step when it
+# fits); MaxText's default, full, recomputes each layer's forward (+23% here).
 set -e
-MODEL=${1:-gpt2-124m}; BATCH=${2:-4}; SEQ=${3:-256}; STEPS=${4:-5}
+MODEL=${1:-gpt2-124m}; BATCH=${2:-4}; SEQ=${3:-256}; STEPS=${4:-5}; REMAT=${5:-none}
 dir=$(mktemp -d); trap 'rm -rf "$dir"' EXIT
 cc -O2 -Iruntime tools/bench/gemm_rate.c build/runtime/libmtxrt.a "$(ls /usr/lib/x86_64-linux-gnu/libblis.so)" \
    -lm -lpthread -o "$dir/gemm_rate"
 blis=$("$dir/gemm_rate" 1024 768 768 | awk '/GFLOP/ {print $6}')
 echo "BLIS sgemm 1024x768x768 (NN, median): $blis GFLOP/s"
 build/mtxc build configs/base.yml model_name="$MODEL" per_device_batch_size="$BATCH" max_target_length="$SEQ" \
-    -o "$dir/trainer" > /dev/null
+    remat_policy="$REMAT" -o "$dir/trainer" > /dev/null
 "$dir/trainer" steps="$STEPS" log_period=1 > "$dir/log"
 # Median step time over steps 2.. (the first touches fresh pages).
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
@@ -19,5 +21,5 @@ ms=$(awk '/^step/ && $2 > 1' "$dir/log" | sed -n 's/.*| *\([0-9.]*\) ms |.*/\1/p
 tflops=$(awk '/^step/ && $2 > 1' "$dir/log" | sed -n 's/.*| \([0-9.]*\) TFLOP\/s.*/\1/p' | median)
 tokens=$((BATCH * SEQ))
 awk -v ms="$ms" -v tf="$tflops" -v blis="$blis" -v tok="$tokens" -v m="$MODEL" 'BEGIN {
-    printf "%s (%d tokens per step): %.0f ms/step, %.0f tokens/s, %.1f GFLOP/s = %.0f%% of BLIS sgemm\n",
+    printf "%s (%d tokens per step, remat_policy '"$REMAT"'): %.0f ms/step, %.0f tokens/s, %.1f GFLOP/s = %.0f%% of BLIS sgemm\n",
            m, tok, ms, tok / (ms / 1000), tf * 1000, 100 * tf * 1000 / blis }'
