@@ -1,9 +1,11 @@
-/* Gradient accumulation (gradient_accumulation_steps = k > 1): the forward
+/* Gradient accumulation (gradient_accumulation_steps = k > 1) and data
+ * parallelism (mesh data axis > 1) share this pass: the forward
  * and backward ops of the train step become a loop over k microbatches.
  * Each iteration adds its gradients (of the summed loss, see autodiff.c),
  * its summed loss and its token count into accumulators; after the loop the
- * optimizer divides by the total count once, through grad_scale. One step
- * then equals a step over the whole batch. */
+ * optimizer divides by the total count once, through grad_scale. Across
+ * data-parallel ranks the sums are all-reduced first. One step then equals a
+ * step over the whole batch on one device. */
 #include "mtxc.h"
 
 #include <stdlib.h>
@@ -35,8 +37,9 @@ bool accumulate_gradients(Program *p, char *err, size_t errlen)
     (void)err;
     (void)errlen;
     int64_t k = cfg_int(p->cfg, K_gradient_accumulation_steps);
+    int dp = p->cfg->d.mesh_data;
     Func *f = &p->train;
-    if (k <= 1) return true;
+    if (k <= 1 && dp <= 1) return true;
     const char *block = pool_fmt(p->pool, "gradient accumulation: sum over %lld microbatches", (long long)k);
     int body_ops = f->nops;
 
@@ -72,6 +75,15 @@ bool accumulate_gradients(Program *p, char *err, size_t errlen)
     f->loop_first = nzero;
     f->loop_last = nzero + body_ops + n + 2 - 1;
     f->loop_count = (int)k;
+    /* Data parallelism: the sums of every rank, summed. */
+    if (dp > 1) {
+        Value **all = xmalloc(sizeof(Value *) * (size_t)(n + 2));
+        all[0] = loss_sum;
+        all[1] = weight_sum;
+        for (int i = 0; i < n; i++) all[i + 2] = sums[i];
+        op_add(p, f, OP_all_reduce_sum, pool_fmt(p->pool, "data parallelism: sum over %d ranks", dp), n + 2, all, 0, NULL);
+        free(all);
+    }
     f->loop_inputs[0] = p->train_tokens;
     f->loop_inputs[1] = p->train_targets;
     f->loop_inputs[2] = p->train_segmentation;

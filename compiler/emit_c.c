@@ -16,6 +16,7 @@ typedef struct {
     Buf *b;
     char **cname;                /* C identifier of each value, by id */
     bool in_eval;
+    bool in_loop;                /* inside the microbatch loop */
 } Emitter;
 
 static void out(Emitter *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -159,9 +160,10 @@ static const char *ew_expr(Emitter *e, const Op *op)
     case OP_fill: return flit(pool, op->fa[0]);
     case OP_reciprocal: return pool_fmt(pool, "1.0f / (%s + 1e-8f)", a);
     case OP_dropout:
-    case OP_dropout_grad: /* mask index: (sequence, feature), shared along the sequence */
-        return pool_fmt(pool, "%s * mtx_dropout_scale(%s_key, i / %lld * %lld + i %% %lld, %s)", a, V(e, op->out[0]),
-                        (long long)op->ia[0], (long long)op->ia[1], (long long)op->ia[1], flit(pool, op->fa[0]));
+    case OP_dropout_grad: /* mask index: (row of the global batch, feature), shared along the sequence */
+        return pool_fmt(pool, "%s * mtx_dropout_scale(%s_key, (%s_row + i / %lld) * %lld + i %% %lld, %s)", a,
+                        V(e, op->out[0]), V(e, op->out[0]), (long long)op->ia[0], (long long)op->ia[1],
+                        (long long)op->ia[1], flit(pool, op->fa[0]));
     default: fatal("emit: %s is not elementwise", op_info[op->kind].name);
     }
 }
@@ -169,10 +171,18 @@ static const char *ew_expr(Emitter *e, const Op *op)
 static void emit_fused(Emitter *e, const Func *f, int first, int last)
 {
     const Op *head = f->ops[first];
-    for (int i = first; i <= last; i++)      /* each dropout site draws from its own key */
-        if (f->ops[i]->kind == OP_dropout || f->ops[i]->kind == OP_dropout_grad)
-            out(e, "    const mtx_rng_key %s_key = mtx_rng_fold(rng, 0x%llxULL);\n", V(e, f->ops[i]->out[0]),
-                (unsigned long long)f->ops[i]->ia[2]);
+    /* Each dropout site draws from its own key, indexed by the row of the
+     * global batch, so microbatches and data-parallel ranks see the masks a
+     * single device would. */
+    const Value *const *in = (const Value *const *)f->loop_inputs;
+    for (int i = first; i <= last; i++)
+        if (f->ops[i]->kind == OP_dropout || f->ops[i]->kind == OP_dropout_grad) {
+            const char *y = V(e, f->ops[i]->out[0]);
+            out(e, "    const mtx_rng_key %s_key = mtx_rng_fold(rng, 0x%llxULL);\n", y, (unsigned long long)f->ops[i]->ia[2]);
+            out(e, "    const int64_t %s_row = (int64_t)mtx_rank() * %lld", y, (long long)e->p->tokens->dim[0]);
+            if (e->in_loop) out(e, " + (int64_t)micro * %lld", (long long)in[0]->dim[0]);
+            out(e, ";\n");
+        }
     out(e, "    for (size_t i = 0; i < %lld; i++) {\n", (long long)value_numel(head->out[0]));
     for (int i = first; i <= last; i++) {
         const Op *op = f->ops[i];
@@ -312,6 +322,10 @@ static void emit_kernel(Emitter *e, const Op *op)
     case OP_step_increment:
         out(e, "    %s[0] += 1;\n", V(e, in[0]));
         break;
+    case OP_all_reduce_sum:
+        for (int i = 0; i < op->nin; i++)
+            out(e, "    mtx_all_reduce_sum(%s, %lld);\n", V(e, in[i]), (long long)value_numel(in[i]));
+        break;
     case OP_zero:
         out(e, "    memset(%s, 0, %lldu);\n", V(e, in[0]), (long long)value_bytes(in[0]));
         break;
@@ -376,11 +390,13 @@ static void open_loop(Emitter *e, Buf *body, Buf **outer)
 {
     *outer = e->b;
     e->b = body;
+    e->in_loop = true;
 }
 
 static void close_loop(Emitter *e, const Func *f, Buf *body, Buf *outer)
 {
     e->b = outer;
+    e->in_loop = false;
     const Value *const *in = (const Value *const *)f->loop_inputs;
     int64_t per_micro = value_numel(in[0]);
     out(e, "\n    /* ---- %d microbatches of %lld sequences: forward, backward, sums ---- */\n",
@@ -416,7 +432,7 @@ static void emit_body(Emitter *e, const Func *f)
     bool adamw_seen = false, t_defined = false;
     Buf loop_body = {0}, *outer = NULL;
     bool looping = f->loop_count > 1;
-    if (looping) declare_accumulators(e);
+    if (f == &e->p->train) declare_accumulators(e);
     for (int i = 0; i < f->nops;) {
         const Op *op = f->ops[i];
         if (looping && i == f->loop_first) open_loop(e, &loop_body, &outer);
@@ -593,6 +609,7 @@ static void emit_descriptor(Emitter *e)
     int64_t arena = p->train.arena_bytes > p->eval.arena_bytes ? p->train.arena_bytes : p->eval.arena_bytes;
     out(e, "const mtx_program mtx_program_desc = {\n"
            "    .model_name = \"%s\",\n    .pure_nnx = %d,\n"
+           "    .data_parallel = %d,\n"
            "    .batch = %lld, .seq = %lld, .eval_batch = %lld, .vocab = %lld,\n"
            "    .flops_per_step = %.17g,\n"
            "    .state_bytes = %lldu, .arena_bytes = %lldu,\n"
@@ -602,8 +619,8 @@ static void emit_descriptor(Emitter *e)
            "    .state_arena = state_arena,\n"
            "    .init = mtx_init_state,\n"
            "    .train_step = (void *)mtx_train_step, .eval_step = (void *)mtx_eval_step,\n};\n",
-        cfg_str(c, K_model_name), cfg_bool(c, K_pure_nnx), (long long)c->d.global_batch,
-        (long long)cfg_int(c, K_max_target_length), (long long)c->d.global_batch,
+        cfg_str(c, K_model_name), cfg_bool(c, K_pure_nnx), c->d.mesh_data, (long long)(c->d.global_batch / c->d.mesh_data),
+        (long long)cfg_int(c, K_max_target_length), (long long)(c->d.global_batch / c->d.mesh_data),
         (long long)cfg_int(c, K_vocab_size), p->flops_per_step, (long long)p->state_bytes,
         (long long)arena, ntensors, NUM_KEYS);
 }
@@ -647,7 +664,7 @@ static bool write_file(const char *dir, const char *name, const char *text, char
 void emit_c_text(const Program *p, const char *source_desc, GeneratedC *out)
 {
     Buf header = {0}, source = {0}, main_c = {0};
-    Emitter e = {p, &header, NULL, false};
+    Emitter e = {p, &header, NULL, false, false};
     name_values(&e);
     emit_header(&e);
     e.b = &source;

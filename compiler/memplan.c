@@ -110,7 +110,7 @@ static int64_t plan_func(Program *p, Func *f)
 
     Allocator a = {0};
     /* Accumulators live through the whole step. */
-    if (f->loop_count > 1)
+    if (f == &p->train)
         for (int i = 0; i < p->nvalues; i++)
             if (p->values[i]->kind == V_ACCUM && !(outside && outside[i]))
                 p->values[i]->offset = take(&a, value_bytes(p->values[i]));

@@ -340,6 +340,9 @@ bool build_model(Program *p, char *err, size_t errlen)
                  acts->items[0], acts->items[1]);
         return false;
     }
+    /* Data parallelism: every device runs the step on its slice of the batch. */
+    int64_t dp = c->d.mesh_data;
+    b.B = c->d.global_batch / dp;
     int64_t bt[2] = {b.B, b.T};
     p->tokens = value_new(p, "inputs", DT_I32, 2, bt, V_INPUT);
     p->targets = value_new(p, "targets", DT_I32, 2, bt, V_INPUT);
@@ -351,11 +354,11 @@ bool build_model(Program *p, char *err, size_t errlen)
     /* With gradient accumulation the train step's graph is one microbatch's. */
     int64_t k = cfg_int(c, K_gradient_accumulation_steps);
     if (k > 1) {
-        int64_t mt[2] = {c->d.micro_batch, b.T};
+        int64_t mt[2] = {c->d.micro_batch / dp, b.T};
         p->train_tokens = value_new(p, "microbatch.inputs", DT_I32, 2, mt, V_INPUT);
         p->train_targets = value_new(p, "microbatch.targets", DT_I32, 2, mt, V_INPUT);
         p->train_segmentation = value_new(p, "microbatch.targets_segmentation", DT_I32, 2, mt, V_INPUT);
-        b.B = c->d.micro_batch;
+        b.B = c->d.micro_batch / dp;
     } else {
         p->train_tokens = p->tokens, p->train_targets = p->targets, p->train_segmentation = p->segmentation;
     }

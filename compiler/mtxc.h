@@ -200,7 +200,7 @@ typedef struct Program {
     Value *train_tokens, *train_targets, *train_segmentation;  /* per microbatch */
     Value *grad_scale;           /* 1 / total tokens when gradients were accumulated, else NULL */
     int64_t state_bytes;
-    double flops_per_step;
+    double flops_per_step;       /* of one data-parallel rank's step */
     int ngroups;
     const char *last_pass;
     bool grads_outside_arena;    /* memplan: leave params' gradients out (compile-only's sharded accounting) */

@@ -105,7 +105,7 @@ bool compile_report(const Config *c, Report *r, char *err, size_t errlen)
             if (layer[l] > r->gathered) r->gathered = layer[l];
         free(layer);
     }
-    r->flops = p->flops_per_step;
+    r->flops = p->flops_per_step * d->mesh_data;       /* the program is one data-parallel rank's */
     program_free(p);
 
     /* The per-device program: its memory plan gives the step's temporaries. */
@@ -118,6 +118,7 @@ bool compile_report(const Config *c, Report *r, char *err, size_t errlen)
     local.d.mlp_dim = d->mlp_dim / tp;
     if (cfg_int(c, K_vocab_size) % tp == 0) local.v[K_vocab_size].i = cfg_int(c, K_vocab_size) / tp;
     local.d.num_devices = 1;
+    local.d.mesh_data = local.d.mesh_fsdp = local.d.mesh_tensor = 1;   /* already divided above */
     Program *lp = compile_program_with(&local, NULL, true, err, errlen);
     if (!lp) return false;
     r->temporaries = (lp->train.arena_bytes > lp->eval.arena_bytes ? lp->train.arena_bytes : lp->eval.arena_bytes) +

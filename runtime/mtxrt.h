@@ -107,6 +107,15 @@ size_t mtx_muon_workspace(int rows, int cols);
 void mtx_muon_update(float *p, float *mu, const float *g, int rows, int cols, float clip, float lr, float beta,
                      float eps, float wd, float t, float *work);
 
+/* ---- collectives (collectives.c): MPI when launched by mpirun ---- */
+
+void mtx_collectives_start(void);
+void mtx_collectives_stop(void);
+int mtx_rank(void);
+int mtx_ranks(void);
+int mtx_local_ranks(void);
+void mtx_all_reduce_sum(float *x, size_t n);   /* in place, over every rank */
+
 /* ---- memory (arena.c) ---- */
 
 void *mtx_alloc(size_t bytes);            /* 64-byte aligned, zeroed; exits on failure */
@@ -156,6 +165,7 @@ typedef void (*mtx_eval_linen)(const mtx_state *, const mtx_batch *, mtx_rng_key
 typedef struct {
     const char *model_name;
     int pure_nnx;
+    int data_parallel;                    /* MPI ranks the program runs on (mesh data axis) */
     int batch, seq, eval_batch, vocab;
     double flops_per_step;                /* 6 x matmul params x tokens + attention */
     size_t state_bytes;                   /* tensors of the state, in one block */

@@ -214,7 +214,7 @@ static void run_step(const mtx_program *prog, mtx_state *st, const mtx_batch *b,
 
 /* Mean loss over the eval set (or eval_steps batches): MaxText's eval/avg_loss,
  * the sum of per-batch losses weighted by their real targets. */
-static double evaluate(const mtx_program *prog, mtx_state *st, mtx_data *data, mtx_batch *b,
+static double evaluate(const mtx_program *prog, mtx_state *st, mtx_data *data, mtx_batch *global, mtx_batch *b,
                        mtx_rng_key key, long long eval_steps, long long *batches)
 {
     long long n = mtx_data_eval_batches(data);
@@ -223,20 +223,48 @@ static double evaluate(const mtx_program *prog, mtx_state *st, mtx_data *data, m
     double loss = 0, weight = 0;
     mtx_data_eval_reset(data);
     for (long long i = 0; i < n; i++) {
-        mtx_data_next_eval(data, b);
+        mtx_data_next_eval(data, global);
         mtx_metrics m = {0};
         if (prog->pure_nnx)
             ((mtx_eval_nnx)prog->eval_step)(st, b, &m);
         else
             ((mtx_eval_linen)prog->eval_step)(st, b, mtx_rng_fold(key, (uint64_t)i), &m);
-        loss += m.loss * m.weight;
-        weight += m.weight;
+        float sums[2] = {(float)(m.loss * m.weight), (float)m.weight};
+        mtx_all_reduce_sum(sums, 2);                 /* every rank's share of the batch */
+        loss += sums[0];
+        weight += sums[1];
     }
     *batches = n;
     return weight > 0 ? loss / weight : 0;
 }
 
+static int train(const mtx_program *prog, int argc, char **argv);
+
 int mtx_main(const mtx_program *prog, int argc, char **argv)
+{
+    mtx_collectives_start();
+    int status = 0;
+    if (mtx_ranks() != prog->data_parallel) {
+        if (mtx_rank() == 0)
+            fprintf(stderr, "trainer: error: this trainer is compiled for a mesh of %d devices (data parallelism %d) "
+                            "but runs on %d rank%s: start it as mpirun -np %d %s\n", prog->data_parallel,
+                    prog->data_parallel, mtx_ranks(), mtx_ranks() == 1 ? "" : "s", prog->data_parallel,
+                    argc > 0 ? argv[0] : "./trainer");
+        status = 2;
+    } else {
+        /* Only rank 0 talks; every rank computes the same state. */
+        if (mtx_rank() != 0 && !freopen("/dev/null", "w", stdout)) status = 1;
+        if (!getenv("MTX_NUM_THREADS") && mtx_local_ranks() > 1) {
+            long cores = sysconf(_SC_NPROCESSORS_ONLN) / mtx_local_ranks();
+            mtx_set_num_threads(cores > 0 ? (int)cores : 1);
+        }
+        if (!status) status = train(prog, argc, argv);
+    }
+    mtx_collectives_stop();
+    return status;
+}
+
+static int train(const mtx_program *prog, int argc, char **argv)
 {
     RunConfig rc;
     int status = parse_run_args(prog, &rc, argc, argv);
@@ -260,7 +288,8 @@ int mtx_main(const mtx_program *prog, int argc, char **argv)
     unquote(run_get(prog, &rc, "eval_dataset_path"), epath, sizeof epath);
     unquote(run_get(prog, &rc, "enable_data_shuffling"), shuffle, sizeof shuffle);
 
-    mtx_data *data = mtx_data_open(dtype, dpath, epath, prog->vocab, prog->batch, prog->seq,
+    int dp = prog->data_parallel, rank = mtx_rank();
+    mtx_data *data = mtx_data_open(dtype, dpath, epath, prog->vocab, prog->batch * dp, prog->seq,
                                    strcmp(shuffle, "false") != 0, (uint64_t)shuffle_seed, err, sizeof err);
     if (!data) {
         fprintf(stderr, "trainer: error: %s\n", err);
@@ -271,7 +300,7 @@ int mtx_main(const mtx_program *prog, int argc, char **argv)
     char metrics_path[4096];
     unquote(run_get(prog, &rc, "metrics_file"), metrics_path, sizeof metrics_path);
     FILE *metrics = NULL;
-    if (metrics_path[0] && !(metrics = fopen(metrics_path, "a"))) {
+    if (metrics_path[0] && rank == 0 && !(metrics = fopen(metrics_path, "a"))) {
         fprintf(stderr, "trainer: error: cannot open metrics_file '%s': %s\n", metrics_path, strerror(errno));
         mtx_data_close(data);
         return 2;
@@ -309,8 +338,11 @@ int mtx_main(const mtx_program *prog, int argc, char **argv)
         return 2;
     int64_t *sched = counter(prog, st, "schedule_steps");
     if (sched) *sched = schedule == -1 ? steps : schedule;
-    mtx_batch b;
-    mtx_batch_alloc(&b, prog->batch, prog->seq);
+    /* Every rank reads the global batch and trains on its rows. */
+    mtx_batch global, b;
+    mtx_batch_alloc(&global, prog->batch * dp, prog->seq);
+    size_t slice = (size_t)rank * (size_t)prog->batch * (size_t)prog->seq;
+    b = (mtx_batch){global.inputs + slice, global.targets + slice, global.segmentation + slice, prog->batch, prog->seq};
     printf("%s: %lld steps, batch %d x %d tokens, %.1f MB state, %.1f MB step arena, %d threads, "
            "MFU against %.3g TFLOP/s\n", prog->model_name, steps, prog->batch, prog->seq,
            (double)prog->state_bytes / 1e6, (double)prog->arena_bytes / 1e6, threads, peak_tflops);
@@ -320,7 +352,7 @@ int mtx_main(const mtx_program *prog, int argc, char **argv)
     mtx_rng_key step_key = mtx_rng_first_step_key(key);
     for (long long i = 0; i < start; i++) step_key = mtx_rng_next_step_key(step_key);
     for (long long step = start; step < steps; step++) {
-        mtx_data_next(data, &b);
+        mtx_data_next(data, &global);
         mtx_metrics m = {0};
         double t0 = now_seconds();
         run_step(prog, st, &b, step_key, &m);
@@ -350,7 +382,7 @@ int mtx_main(const mtx_program *prog, int argc, char **argv)
                    (int)eta % 60);
             fflush(stdout);
         }
-        if (ck.on && ((step + 1) % ck.period == 0 || (step + 1 == steps && ck.on_completion))) {
+        if (ck.on && rank == 0 && ((step + 1) % ck.period == 0 || (step + 1 == steps && ck.on_completion))) {
             double t0 = now_seconds();
             if (mtx_checkpoint_save(prog, st, ck.dir, step + 1, mtx_data_position(data), err, sizeof err) != 0) {
                 fprintf(stderr, "%strainer: error: %s\n", live ? "\r\033[K" : "", err);
@@ -363,7 +395,7 @@ int mtx_main(const mtx_program *prog, int argc, char **argv)
         }
         if (eval_interval > 0 && ((step + 1) % eval_interval == 0 || step + 1 == steps)) {
             long long batches;
-            double eval_loss = evaluate(prog, st, data, &b, mtx_rng_fold(key, ~(uint64_t)step), eval_steps, &batches);
+            double eval_loss = evaluate(prog, st, data, &global, &b, mtx_rng_fold(key, ~(uint64_t)step), eval_steps, &batches);
             printf("%seval   %6lld | loss %.6f | perplexity %.3f | %lld batches\n", live ? "\r\033[K" : "", step + 1, eval_loss,
                    exp(eval_loss), batches);
             if (metrics)
@@ -379,7 +411,7 @@ int mtx_main(const mtx_program *prog, int argc, char **argv)
     long long ran = steps > start ? steps - start : 0;
     printf("done: %lld steps in %.2f s (%.2f ms/step)\n", ran, t_total, ran ? t_total * 1e3 / (double)ran : 0.0);
     if (metrics) fclose(metrics);
-    mtx_batch_free(&b);
+    mtx_batch_free(&global);
     mtx_data_close(data);
     prog->state_free(st);
     return save_failures ? 1 : 0;

@@ -42,7 +42,7 @@ check ir_unsupported 2 "mtxc: error: decoder_block 'gemma' is not supported by t
 check emit_needs_dir 2 "missing -o DIR" "$MTXC" emit configs/base.yml
 check compile_only_help 0 "usage: mtxc compile-only CONFIG" "$MTXC" compile-only --help
 check compile_only_format 2 "unknown --format 'xml'" "$MTXC" compile-only configs/base.yml --format xml
-check emit_mesh 2 "the C backend lowers one device so far: use mtxc compile-only" \
+check emit_mesh 2 "the C backend lowers data parallelism so far" \
     "$MTXC" emit configs/base.yml model_name=tiny compile_topology=cpu-2 -o /tmp/mtxc-never-written
 check build_needs_path 2 "missing -o PATH" "$MTXC" build configs/base.yml
 out_dir=$(mktemp -d)
