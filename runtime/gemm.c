@@ -3,6 +3,7 @@
 #include "mtxrt.h"
 
 #include <blis.h>
+#include <omp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,6 +63,7 @@ int mtx_num_threads(void)
         long n = env ? strtol(env, NULL, 10) : sysconf(_SC_NPROCESSORS_ONLN);
         num_threads = n > 0 ? (int)n : 1;
         bli_thread_set_num_threads(num_threads);
+        omp_set_num_threads(num_threads);
     }
     return num_threads;
 }
@@ -71,6 +73,7 @@ void mtx_set_num_threads(int n)
     pthread_once(&blis_once, choose_blis_kernels);
     num_threads = n > 0 ? n : 1;
     bli_thread_set_num_threads(num_threads);
+    omp_set_num_threads(num_threads);
 }
 
 /* This machine's sgemm rate at the current thread count, in FLOP/s: the best of

@@ -6,12 +6,14 @@
 #include "mtxrt.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 
 /* y = x / rms(x) * w, rows of d */
 void mtx_rmsnorm_forward(float *y, const float *x, const float *w, int n, int d, float eps)
 {
+    #pragma omp parallel for schedule(static)
     for (int i = 0; i < n; i++) {
         const float *xr = x + (size_t)i * d;
         float *yr = y + (size_t)i * d;
@@ -25,19 +27,25 @@ void mtx_rmsnorm_forward(float *y, const float *x, const float *w, int n, int d,
 void mtx_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w,
                           int n, int d, float eps)
 {
-    memset(dw, 0, sizeof(float) * d);
+    #pragma omp parallel for schedule(static)
     for (int i = 0; i < n; i++) {
         const float *xr = x + (size_t)i * d, *dyr = dy + (size_t)i * d;
         float *dxr = dx + (size_t)i * d;
         float ss = 0, gx = 0;
         for (int j = 0; j < d; j++) ss += xr[j] * xr[j];
         float r = 1.0f / sqrtf(ss / d + eps);
-        for (int j = 0; j < d; j++) {
-            gx += dyr[j] * w[j] * xr[j];
-            dw[j] += dyr[j] * xr[j] * r;
-        }
+        for (int j = 0; j < d; j++) gx += dyr[j] * w[j] * xr[j];
         float c = gx * r * r * r / d;
         for (int j = 0; j < d; j++) dxr[j] = dyr[j] * w[j] * r - xr[j] * c;
+    }
+    /* dw sums over rows in row order: the same bits for any number of threads */
+    memset(dw, 0, sizeof(float) * d);
+    for (int i = 0; i < n; i++) {
+        const float *xr = x + (size_t)i * d, *dyr = dy + (size_t)i * d;
+        float ss = 0;
+        for (int j = 0; j < d; j++) ss += xr[j] * xr[j];
+        float r = 1.0f / sqrtf(ss / d + eps);
+        for (int j = 0; j < d; j++) dw[j] += dyr[j] * xr[j] * r;
     }
 }
 
@@ -45,6 +53,7 @@ void mtx_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x,
 void mtx_layernorm_forward(float *y, const float *x, const float *scale, const float *bias,
                            int n, int d, float eps)
 {
+    #pragma omp parallel for schedule(static)
     for (int i = 0; i < n; i++) {
         const float *xr = x + (size_t)i * d;
         float *yr = y + (size_t)i * d;
@@ -60,8 +69,7 @@ void mtx_layernorm_forward(float *y, const float *x, const float *scale, const f
 void mtx_layernorm_backward(float *dx, float *dscale, float *dbias, const float *dy,
                             const float *x, const float *scale, int n, int d, float eps)
 {
-    memset(dscale, 0, sizeof(float) * d);
-    memset(dbias, 0, sizeof(float) * d);
+    #pragma omp parallel for schedule(static)
     for (int i = 0; i < n; i++) {
         const float *xr = x + (size_t)i * d, *dyr = dy + (size_t)i * d;
         float *dxr = dx + (size_t)i * d;
@@ -73,8 +81,6 @@ void mtx_layernorm_backward(float *dx, float *dscale, float *dbias, const float 
         float g_mean = 0, gx_mean = 0;
         for (int j = 0; j < d; j++) {
             float xhat = (xr[j] - mean) * r, g = dyr[j] * (1.0f + scale[j]);
-            dscale[j] += dyr[j] * xhat;
-            dbias[j] += dyr[j];
             g_mean += g;
             gx_mean += g * xhat;
         }
@@ -85,11 +91,27 @@ void mtx_layernorm_backward(float *dx, float *dscale, float *dbias, const float 
             dxr[j] = r * (dyr[j] * (1.0f + scale[j]) - g_mean - xhat * gx_mean);
         }
     }
+    /* dscale and dbias sum over rows in row order, whatever the threads */
+    memset(dscale, 0, sizeof(float) * d);
+    memset(dbias, 0, sizeof(float) * d);
+    for (int i = 0; i < n; i++) {
+        const float *xr = x + (size_t)i * d, *dyr = dy + (size_t)i * d;
+        float mean = 0, var = 0;
+        for (int j = 0; j < d; j++) mean += xr[j];
+        mean /= d;
+        for (int j = 0; j < d; j++) var += (xr[j] - mean) * (xr[j] - mean);
+        float r = 1.0f / sqrtf(var / d + eps);
+        for (int j = 0; j < d; j++) {
+            dscale[j] += dyr[j] * (xr[j] - mean) * r;
+            dbias[j] += dyr[j];
+        }
+    }
 }
 
 /* rows of table picked by token ids */
 void mtx_embed_forward(float *y, const float *table, const int32_t *tokens, int n, int d)
 {
+    #pragma omp parallel for schedule(static)
     for (int i = 0; i < n; i++) memcpy(y + (size_t)i * d, table + (size_t)tokens[i] * d, sizeof(float) * d);
 }
 
@@ -106,6 +128,7 @@ void mtx_embed_backward(float *dtable, const float *dy, const int32_t *tokens, i
 /* y[b, t] = x[b, t] + pos[t]: learned position embedding */
 void mtx_position_add_forward(float *y, const float *x, const float *pos, int b, int t, int d)
 {
+    #pragma omp parallel for schedule(static)
     for (int i = 0; i < b * t; i++)
         for (int j = 0; j < d; j++) y[(size_t)i * d + j] = x[(size_t)i * d + j] + pos[(size_t)(i % t) * d + j];
 }
@@ -120,9 +143,12 @@ void mtx_position_add_backward(float *dpos, const float *dy, int b, int t, int r
 /* y = x + bias over rows of d */
 void mtx_bias_backward(float *dbias, const float *dy, int n, int d)
 {
-    memset(dbias, 0, sizeof(float) * d);
-    for (int i = 0; i < n; i++)
-        for (int j = 0; j < d; j++) dbias[j] += dy[(size_t)i * d + j];
+    #pragma omp parallel for schedule(static)
+    for (int j = 0; j < d; j++) {            /* each column summed in row order */
+        float sum = 0;
+        for (int i = 0; i < n; i++) sum += dy[(size_t)i * d + j];
+        dbias[j] = sum;
+    }
 }
 
 /* Rotary embedding on [b, t, heads, dh], halves rotated (MaxText's default rope_type) */
@@ -130,6 +156,7 @@ void mtx_rope_apply(float *y, const float *x, int b, int t, int heads, int dh,
                     float min_timescale, float max_timescale, int inverse)
 {
     int half = dh / 2;
+    #pragma omp parallel for schedule(static)
     for (int p = 0; p < t; p++) {
         for (int k = 0; k < half; k++) {
             float timescale = min_timescale * powf(max_timescale / min_timescale, 2.0f * k / dh);
@@ -148,6 +175,7 @@ void mtx_rope_apply(float *y, const float *x, int b, int t, int heads, int dh,
 /* Causal softmax over rows of t x t score blocks; future positions get 0. */
 void mtx_causal_softmax_forward(float *p, const float *s, int blocks, int t)
 {
+    #pragma omp parallel for schedule(static)
     for (int blk = 0; blk < blocks; blk++)
         for (int i = 0; i < t; i++) {
             const float *sr = s + ((size_t)blk * t + i) * t;
@@ -162,6 +190,7 @@ void mtx_causal_softmax_forward(float *p, const float *s, int blocks, int t)
 
 void mtx_causal_softmax_backward(float *ds, const float *p, const float *dp, int blocks, int t)
 {
+    #pragma omp parallel for schedule(static)
     for (size_t r = 0; r < (size_t)blocks * t; r++) {
         const float *pr = p + r * t, *dpr = dp + r * t;
         float *dsr = ds + r * t;
@@ -233,15 +262,29 @@ void mtx_attention_values_backward(float *dp, float *dv, const float *dout, cons
 float mtx_cross_entropy_forward(const float *logits, const int32_t *targets, const int32_t *seg,
                                 int n, int vocab, float *weight)
 {
-    double total = 0, count = 0;
+    /* Rows in parallel into a buffer kept between calls, then summed in row order. */
+    static double *row_loss;
+    static int capacity;
+    if (n > capacity) {
+        free(row_loss);
+        row_loss = mtx_alloc(sizeof(double) * (size_t)n);
+        capacity = n;
+    }
+    #pragma omp parallel for schedule(static)
     for (int i = 0; i < n; i++) {
+        row_loss[i] = 0;
         if (!seg[i]) continue;
         const float *l = logits + (size_t)i * vocab;
         float max = l[0];
         for (int j = 1; j < vocab; j++) max = l[j] > max ? l[j] : max;
         double sum = 0;
         for (int j = 0; j < vocab; j++) sum += mtx_exp(l[j] - max);
-        total += log(sum) + max - l[targets[i]];
+        row_loss[i] = log(sum) + max - l[targets[i]];
+    }
+    double total = 0, count = 0;
+    for (int i = 0; i < n; i++) {
+        if (!seg[i]) continue;
+        total += row_loss[i];
         count += 1;
     }
     *weight = (float)count;
@@ -254,6 +297,7 @@ void mtx_cross_entropy_backward(float *dlogits, const float *logits, const int32
     double count = 0;
     for (int i = 0; i < n; i++) count += seg[i] != 0;
     float g = (float)(dloss[0] / (count + 1e-8));
+    #pragma omp parallel for schedule(static)
     for (int i = 0; i < n; i++) {
         const float *l = logits + (size_t)i * vocab;
         float *dl = dlogits + (size_t)i * vocab;
@@ -271,8 +315,26 @@ void mtx_cross_entropy_backward(float *dlogits, const float *logits, const int32
 
 double mtx_sum_of_squares(const float *x, size_t n)
 {
+    /* Fixed chunks summed in parallel into a buffer kept between calls, then
+     * in chunk order: the same bits for any number of threads. */
+    enum { CHUNK = 1 << 16 };
+    static double *parts;
+    static size_t capacity;
+    size_t chunks = (n + CHUNK - 1) / CHUNK;
+    if (chunks > capacity) {
+        free(parts);
+        parts = mtx_alloc(sizeof(double) * chunks);
+        capacity = chunks;
+    }
+    #pragma omp parallel for schedule(static) if (chunks > 1)
+    for (size_t c = 0; c < chunks; c++) {
+        size_t end = (c + 1) * CHUNK < n ? (c + 1) * CHUNK : n;
+        double part = 0;
+        for (size_t i = c * CHUNK; i < end; i++) part += (double)x[i] * x[i];
+        parts[c] = part;
+    }
     double s = 0;
-    for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+    for (size_t c = 0; c < chunks; c++) s += parts[c];
     return s;
 }
 
@@ -282,6 +344,7 @@ void mtx_adamw_update(float *p, float *mu, float *nu, const float *g, size_t n, 
                       float lr, float b1, float b2, float eps, float eps_root, float wd,
                       float bc1, float bc2)
 {
+    #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) {
         float gi = g[i] * clip;
         mu[i] = b1 * mu[i] + (1 - b1) * gi;
@@ -309,6 +372,7 @@ float mtx_cosine_schedule(int64_t step, int64_t total, float peak, float warmup_
 void mtx_adam_pax_update(float *p, float *mu, float *nu, const float *g, size_t n, float clip,
                          float lr, float decay1, float decay2, float eps, float eps_root, float wd)
 {
+    #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) {
         float gi = g[i] * clip;
         mu[i] = (1 - decay1) * gi + decay1 * mu[i];
@@ -338,6 +402,7 @@ float mtx_wsd_schedule(int64_t step, int64_t total, float peak, float warmup_fra
 /* optax.sgd: p -= lr * g, after clipping; no momentum, no weight decay. */
 void mtx_sgd_update(float *p, const float *g, size_t n, float clip, float lr)
 {
+    #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) p[i] -= lr * (g[i] * clip);
 }
 
@@ -348,6 +413,7 @@ void mtx_adamw_nesterov_update(float *p, float *mu, float *nu, const float *g, s
                                float b1, float b2, float eps, float eps_root, float wd, float t)
 {
     float bc1_next = 1.0f - powf(b1, t + 1.0f), bc1 = 1.0f - powf(b1, t), bc2 = 1.0f - powf(b2, t);
+    #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) {
         float gi = g[i] * clip;
         mu[i] = b1 * mu[i] + (1 - b1) * gi;

@@ -51,7 +51,7 @@ void mtx_set_num_threads(int n);
  * and tanhf are scalar calls and cost more than the GEMMs of an MLP. */
 static inline float mtx_exp(float x)
 {
-    x = fminf(fmaxf(x, -87.0f), 88.0f);
+    x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;   /* not fminf/fmaxf: those are calls, and block vectorizing */
     float n = rintf(x * 1.44269504089f);
     float r = fmaf(n, -0.693359375f, x);
     r = fmaf(n, 2.12194440e-4f, r);

@@ -44,6 +44,7 @@ float mtx_rng_normal(mtx_rng_key key, uint64_t counter)
 
 void mtx_fill_normal(float *x, size_t n, mtx_rng_key key, float std)
 {
+    #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) x[i] = std * mtx_rng_normal(key, i);
 }
 
@@ -51,6 +52,7 @@ void mtx_fill_normal(float *x, size_t n, mtx_rng_key key, float std)
  * counters derived from i until it lands inside. */
 void mtx_fill_truncated_normal(float *x, size_t n, mtx_rng_key key, float std)
 {
+    #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) {
         float z;
         uint64_t attempt = 0;
