@@ -45,18 +45,47 @@ static double update_error(const float *a, const float *b, const float *grad, in
     return diff / max_abs(b, n);
 }
 
+/* A compiled, loaded program with a fresh state, and its reference file. */
+typedef struct {
+    Config *c;
+    Program *p;
+    Loaded l;
+    RefFile ref;
+    mtx_state *st;
+} RefCase;
+
+static RefCase open_case(const char *ref_path, int n, char **overrides)
+{
+    RefCase k;
+    k.c = load_config(n, overrides);
+    char err[1024];
+    k.p = compile_program(k.c, NULL, err, sizeof err);
+    ck_assert_msg(k.p != NULL, "%s", err);
+    k.l = load_program(k.p);
+    k.ref = ref_read(ref_path);
+    k.st = k.l.desc->state_new();
+    k.l.desc->init(k.st, mtx_rng_seed(0));
+    *state_counter(&k.l, k.st, "schedule_steps") = cfg_int(k.c, K_steps);
+    return k;
+}
+
+static void close_case(RefCase *k)
+{
+    k->l.desc->state_free(k->st);
+    ref_free(&k->ref);
+    unload_program(&k->l);
+    program_free(k->p);
+    config_free(k->c);
+}
+
 static void check_against(const char *ref_path, int n, char **overrides)
 {
-    Config *c = load_config(n, overrides);
-    char err[1024];
-    Program *p = compile_program(c, NULL, err, sizeof err);
-    ck_assert_msg(p != NULL, "%s", err);
-    Loaded l = load_program(p);
-    RefFile ref = ref_read(ref_path);
-
-    mtx_state *st = l.desc->state_new();
-    l.desc->init(st, mtx_rng_seed(0));
-    *state_counter(&l, st, "schedule_steps") = cfg_int(c, K_steps);
+    RefCase k = open_case(ref_path, n, overrides);
+    Config *c = k.c;
+    Program *p = k.p;
+    Loaded l = k.l;
+    RefFile ref = k.ref;
+    mtx_state *st = k.st;
     int params = 0;
     for (int i = 0; i < p->nvalues; i++) {
         const Value *v = p->values[i];
@@ -107,11 +136,7 @@ static void check_against(const char *ref_path, int n, char **overrides)
         free(pname);
     }
     mtx_batch_free(&b);
-    l.desc->state_free(st);
-    ref_free(&ref);
-    unload_program(&l);
-    program_free(p);
-    config_free(c);
+    close_case(&k);
 }
 
 /* The parameters tools/torch_reference.py --two-steps starts from. */
@@ -154,15 +179,12 @@ static void load_batch(mtx_batch *b, const RefFile *ref, int k)
  * rounding, is such a tensor). sgd has no such amplification: 1e-5 everywhere. */
 static void check_two_steps(const char *ref_path, int n, char **overrides)
 {
-    Config *c = load_config(n, overrides);
-    char err[1024];
-    Program *p = compile_program(c, NULL, err, sizeof err);
-    ck_assert_msg(p != NULL, "%s", err);
-    Loaded l = load_program(p);
-    RefFile ref = ref_read(ref_path);
-    mtx_state *st = l.desc->state_new();
-    l.desc->init(st, mtx_rng_seed(0));
-    *state_counter(&l, st, "schedule_steps") = cfg_int(c, K_steps);
+    RefCase k = open_case(ref_path, n, overrides);
+    Config *c = k.c;
+    Program *p = k.p;
+    Loaded l = k.l;
+    RefFile ref = k.ref;
+    mtx_state *st = k.st;
     formula_params(p, &l, st);
     const RefRecord *shape = ref_find(&ref, "batch1/inputs");
     mtx_batch b;
@@ -207,11 +229,7 @@ static void check_two_steps(const char *ref_path, int n, char **overrides)
     ck_assert_msg(total_off * 10 <= total, "%s: %lld of %lld parameter elements off by more than 1e-5", ref_path,
                   (long long)total_off, (long long)total);
     mtx_batch_free(&b);
-    l.desc->state_free(st);
-    ref_free(&ref);
-    unload_program(&l);
-    program_free(p);
-    config_free(c);
+    close_case(&k);
 }
 
 START_TEST(two_steps)
