@@ -4,7 +4,7 @@
  * Each iteration adds its gradients (of the summed loss, see autodiff.c),
  * its summed loss and its token count into accumulators; after the loop the
  * optimizer divides by the total count once, through grad_scale. Across
- * data-parallel ranks the sums are all-reduced first. One step then equals a
+ * data-parallel ranks the shard pass sums them first. One step then equals a
  * step over the whole batch on one device. */
 #include "mtxc.h"
 
@@ -40,7 +40,8 @@ bool accumulate_gradients(Program *p, char *err, size_t errlen)
     int dp = p->cfg->d.mesh_data;
     Func *f = &p->train;
     if (k <= 1 && dp <= 1) return true;
-    const char *block = pool_fmt(p->pool, "gradient accumulation: sum over %lld microbatches", (long long)k);
+    const char *block = k > 1 ? pool_fmt(p->pool, "gradient accumulation: sum over %lld microbatches", (long long)k)
+                              : "the step's sums, for the data-parallel reduction";
     int body_ops = f->nops;
 
     /* Accumulators, zeroed before the loop. */
@@ -75,15 +76,8 @@ bool accumulate_gradients(Program *p, char *err, size_t errlen)
     f->loop_first = nzero;
     f->loop_last = nzero + body_ops + n + 2 - 1;
     f->loop_count = (int)k;
-    /* Data parallelism: the sums of every rank, summed. */
-    if (dp > 1) {
-        Value **all = xmalloc(sizeof(Value *) * (size_t)(n + 2));
-        all[0] = loss_sum;
-        all[1] = weight_sum;
-        for (int i = 0; i < n; i++) all[i + 2] = sums[i];
-        op_add(p, f, OP_all_reduce_sum, pool_fmt(p->pool, "data parallelism: sum over %d ranks", dp), n + 2, all, 0, NULL);
-        free(all);
-    }
+    p->loss_sum = loss_sum;
+    p->weight_sum = weight_sum;
     f->loop_inputs[0] = p->train_tokens;
     f->loop_inputs[1] = p->train_targets;
     f->loop_inputs[2] = p->train_segmentation;

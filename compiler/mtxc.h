@@ -199,6 +199,7 @@ typedef struct Program {
     bool uses_rng;               /* some op of the train step draws from the step's key */
     Value *train_tokens, *train_targets, *train_segmentation;  /* per microbatch */
     Value *grad_scale;           /* 1 / total tokens when gradients were accumulated, else NULL */
+    Value *loss_sum, *weight_sum; /* accumulate.c's sums of the step, for the shard pass */
     int64_t state_bytes;
     double flops_per_step;       /* of one data-parallel rank's step */
     int ngroups;
@@ -251,6 +252,7 @@ bool fuse(Program *p, char *err, size_t errlen);             /* fuse.c */
 bool plan_memory(Program *p, char *err, size_t errlen);      /* memplan.c */
 bool accumulate_gradients(Program *p, char *err, size_t errlen); /* accumulate.c */
 bool rematerialize(Program *p, char *err, size_t errlen);    /* remat.c */
+bool shard(Program *p, char *err, size_t errlen);            /* shard.c */
 
 /* Run every pass up to and including `last` (NULL: all), verifying after each. */
 Program *compile_program(const Config *cfg, const char *last, char *err, size_t errlen);

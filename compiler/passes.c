@@ -10,6 +10,7 @@ const Pass passes[] = {
      rematerialize},
     {"accumulate", "microbatch loop summing gradients when gradient_accumulation_steps > 1 (accumulate.c)",
      accumulate_gradients},
+    {"shard", "data parallelism: the step's sums all-reduced over the data axis (shard.c)", shard},
     {"optimizer", "global norm, clipping, lr schedule and AdamW updates (optimizer.c)", build_optimizer},
     {"fuse", "elementwise chains fused into single loops (fuse.c)", fuse},
     {"memplan", "state layout and one arena per step, reused by liveness (memplan.c)", plan_memory},
