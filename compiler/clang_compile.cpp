@@ -8,6 +8,7 @@
 #include <clang/CodeGen/CodeGenAction.h>
 #include <clang/Frontend/CompilerInstance.h>
 #include <clang/Frontend/CompilerInvocation.h>
+#include <clang/Frontend/FrontendActions.h>
 #include <clang/Frontend/TextDiagnosticPrinter.h>
 #include <clang/Lex/PreprocessorOptions.h>
 #include <llvm/IR/LLVMContext.h>
@@ -49,8 +50,11 @@ extern "C" const char *clang_resource_dir(void)
     return dir.c_str();
 }
 
-extern "C" LLVMModuleRef clang_compile_c(LLVMContextRef ctx, const VirtualFile *files, int nfiles,
-                                         const char *const *cc1_args, int nargs, char *err, size_t errlen)
+/* A compiler instance for files[0] (the others are headers it may include),
+ * configured for the host; NULL with the reason in err. */
+static std::unique_ptr<clang::CompilerInstance> make_instance(const VirtualFile *files, int nfiles,
+                                                             const char *const *cc1_args, int nargs,
+                                                             llvm::raw_string_ostream &diag_os, char *err, size_t errlen)
 {
     std::string res = clang_resource_dir();
     if (res.empty()) {
@@ -58,8 +62,6 @@ extern "C" LLVMModuleRef clang_compile_c(LLVMContextRef ctx, const VirtualFile *
                               "libclang-cpp; install libclang-common-19-dev (tools/install-deps)");
         return nullptr;
     }
-    std::string diag_text;
-    llvm::raw_string_ostream diag_os(diag_text);
     auto diag_opts = llvm::makeIntrusiveRefCnt<clang::DiagnosticOptions>();
     clang::DiagnosticsEngine diags(llvm::makeIntrusiveRefCnt<clang::DiagnosticIDs>(), diag_opts,
                                    new clang::TextDiagnosticPrinter(diag_os, diag_opts.get()), true);
@@ -76,7 +78,7 @@ extern "C" LLVMModuleRef clang_compile_c(LLVMContextRef ctx, const VirtualFile *
     auto inv = std::make_shared<clang::CompilerInvocation>();
     if (!clang::CompilerInvocation::CreateFromArgs(*inv, args, diags)) {
         diag_os.flush();
-        snprintf(err, errlen, "mtxc: error: clang refused its arguments: %s", diag_text.c_str());
+        snprintf(err, errlen, "mtxc: error: clang refused its arguments: %s", diag_os.str().c_str());
         return nullptr;
     }
     // The host CPU, as -march=native would choose it.
@@ -89,12 +91,22 @@ extern "C" LLVMModuleRef clang_compile_c(LLVMContextRef ctx, const VirtualFile *
         inv->getPreprocessorOpts().addRemappedFile(
             files[i].path, llvm::MemoryBuffer::getMemBufferCopy(files[i].text, files[i].path).release());
 
-    clang::CompilerInstance ci;
-    ci.setInvocation(inv);
-    ci.createDiagnostics(new clang::TextDiagnosticPrinter(diag_os, &inv->getDiagnosticOpts()), true);
-    ci.setVerboseOutputStream(diag_os);   // "1 error generated." belongs with the diagnostics
+    auto ci = std::make_unique<clang::CompilerInstance>();
+    ci->setInvocation(inv);
+    ci->createDiagnostics(new clang::TextDiagnosticPrinter(diag_os, &inv->getDiagnosticOpts()), true);
+    ci->setVerboseOutputStream(diag_os);   // "1 error generated." belongs with the diagnostics
+    return ci;
+}
+
+extern "C" LLVMModuleRef clang_compile_c(LLVMContextRef ctx, const VirtualFile *files, int nfiles,
+                                         const char *const *cc1_args, int nargs, char *err, size_t errlen)
+{
+    std::string diag_text;
+    llvm::raw_string_ostream diag_os(diag_text);
+    auto ci = make_instance(files, nfiles, cc1_args, nargs, diag_os, err, errlen);
+    if (!ci) return nullptr;
     clang::EmitLLVMOnlyAction action(llvm::unwrap(ctx));
-    bool ok = ci.ExecuteAction(action);
+    bool ok = ci->ExecuteAction(action);
     diag_os.flush();
     if (!ok) {
         snprintf(err, errlen, "%s", diag_text.c_str());
@@ -106,4 +118,18 @@ extern "C" LLVMModuleRef clang_compile_c(LLVMContextRef ctx, const VirtualFile *
         return nullptr;
     }
     return llvm::wrap(module.release());
+}
+
+extern "C" int clang_check_c(const VirtualFile *files, int nfiles, char *err, size_t errlen)
+{
+    std::string diag_text;
+    llvm::raw_string_ostream diag_os(diag_text);
+    const char *args[] = {"-std=gnu11", "-Wno-everything"};
+    auto ci = make_instance(files, nfiles, args, 2, diag_os, err, errlen);
+    if (!ci) return -1;
+    clang::SyntaxOnlyAction action;
+    bool ok = ci->ExecuteAction(action);
+    diag_os.flush();
+    if (!ok) snprintf(err, errlen, "%s", diag_text.c_str());
+    return ok ? 0 : -1;
 }

@@ -20,6 +20,10 @@ typedef struct {
 LLVMModuleRef clang_compile_c(LLVMContextRef ctx, const VirtualFile *files, int nfiles,
                               const char *const *cc1_args, int nargs, char *err, size_t errlen);
 
+/* Parse and type-check files[0] only (clang -fsyntax-only); 0, or -1 with
+ * clang's diagnostics in err. */
+int clang_check_c(const VirtualFile *files, int nfiles, char *err, size_t errlen);
+
 /* clang's resource directory found at run time, or "" if missing. */
 const char *clang_resource_dir(void);
 

@@ -30,8 +30,6 @@ struct Jit {
     LLVMOrcLLJITRef lljit;
 };
 
-bool jit_available(void) { return true; }
-
 static double seconds(void)
 {
     struct timespec ts;
@@ -141,6 +139,16 @@ done:
     free(h_path);
     free(rt_path);
     return prog;
+}
+
+bool jit_check_c(const GeneratedC *g, char *err, size_t errlen)
+{
+    VirtualFile files[3] = {{"/mtxc-generated/step.c", g->step_c}, {"/mtxc-generated/step.h", g->step_h},
+                            {"/mtxc-generated/mtxrt.h", template_mtxrt_h}};
+    char diag[8192];
+    if (clang_check_c(files, 3, diag, sizeof diag) == 0) return true;
+    snprintf(err, errlen, "%s\nmtxc: error: the generated C does not compile (a bug in mtxc: please report it)", diag);
+    return false;
 }
 
 void jit_free(Jit *j)

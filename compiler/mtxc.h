@@ -268,6 +268,7 @@ typedef struct {
     double flops;                                   /* per step, all devices */
     double fsdp_gather, fsdp_scatter, data_allreduce, tensor_allreduce;  /* bytes per device per step */
     int64_t c_bytes;                                /* size of the generated step.c */
+    bool c_checked;                                 /* and clang parsed it */
 } Report;
 bool compile_report(const Config *c, Report *r, char *err, size_t errlen);
 void report_print(FILE *out, const Config *c, const Report *r, bool json);
@@ -285,7 +286,8 @@ extern const char template_elementwise[];    /* templates/elementwise.c, embedde
 extern const char template_trainer_main[];   /* templates/trainer_main.c */
 extern const char template_mtxrt_h[];        /* runtime/mtxrt.h, for the JIT */
 
-/* ---- JIT (jit.c, clang_compile.cpp): only when built with MTXC_JIT ---- */
+/* ---- JIT (jit.c, clang_compile.cpp): only when built with MTXC_JIT ----
+ * report.c checks the generated C through jit_check_c when built with the JIT. */
 
 typedef struct Jit Jit;
 typedef struct {
@@ -297,6 +299,7 @@ typedef struct {
 const mtx_program *jit_load(const GeneratedC *g, const char *keep_dir, Jit **out, JitTimes *t,
                             char *err, size_t errlen);
 void jit_free(Jit *j);
-bool jit_available(void);
+/* The generated C parsed and type-checked by clang in this process. */
+bool jit_check_c(const GeneratedC *g, char *err, size_t errlen);
 
 #endif

@@ -76,6 +76,14 @@ bool compile_report(const Config *c, Report *r, char *err, size_t errlen)
     GeneratedC g;                                   /* through the C backend, as a build would */
     emit_c_text(p, "mtxc compile-only", &g);
     r->c_bytes = (int64_t)strlen(g.step_c);
+#ifdef MTXC_HAVE_JIT
+    if (!jit_check_c(&g, err, errlen)) {            /* and through clang's parser, in process */
+        generated_c_free(&g);
+        program_free(p);
+        return false;
+    }
+    r->c_checked = true;
+#endif
     generated_c_free(&g);
 
     for (int i = 0; i < p->nvalues; i++) {
@@ -184,6 +192,7 @@ void report_print(FILE *out, const Config *c, const Report *r, bool json)
     fprintf(out, "  fsdp reduce-scatter of grads     %12s\n", gb(pool, r->fsdp_scatter));
     fprintf(out, "  data all-reduce of grads         %12s\n", gb(pool, r->data_allreduce));
     fprintf(out, "  tensor all-reduce of activations %12s\n", gb(pool, r->tensor_allreduce));
-    fprintf(out, "generated C: %lld bytes\n", (long long)r->c_bytes);
+    fprintf(out, "generated C: %lld bytes%s\n", (long long)r->c_bytes,
+            r->c_checked ? ", parsed and type-checked by clang" : " (this mtxc has no clang to check it)");
     pool_free(pool);
 }
