@@ -114,9 +114,15 @@ static void name_values(Emitter *e)
             e->cname[i] = (char *)state_expr(pool, v);
             continue;
         }
-        if (v == p->tokens) { e->cname[i] = "batch->inputs"; continue; }
-        if (v == p->targets) { e->cname[i] = "batch->targets"; continue; }
-        if (v == p->segmentation) { e->cname[i] = "batch->segmentation"; continue; }
+        /* Batch inputs; the microbatch loop declares its own pointers into the batch. */
+        bool looped = p->train.loop_count > 1 &&
+                      (v == p->train.loop_inputs[0] || v == p->train.loop_inputs[1] || v == p->train.loop_inputs[2]);
+        if (!looped && (v == p->tokens || v == p->train_tokens)) { e->cname[i] = "batch->inputs"; continue; }
+        if (!looped && (v == p->targets || v == p->train_targets)) { e->cname[i] = "batch->targets"; continue; }
+        if (!looped && (v == p->segmentation || v == p->train_segmentation)) {
+            e->cname[i] = "batch->segmentation";
+            continue;
+        }
         char *base = identifier(pool, v->name);
         if (is_reserved(base) || isdigit((unsigned char)base[0])) base = pool_fmt(pool, "v_%s", base);
         char *name = base;
@@ -620,7 +626,7 @@ static void emit_descriptor(Emitter *e)
            "    .init = mtx_init_state,\n"
            "    .train_step = (void *)mtx_train_step, .eval_step = (void *)mtx_eval_step,\n};\n",
         cfg_str(c, K_model_name), cfg_bool(c, K_pure_nnx), c->d.mesh_data, (long long)(c->d.global_batch / c->d.mesh_data),
-        (long long)cfg_int(c, K_max_target_length), (long long)(c->d.global_batch / c->d.mesh_data),
+        (long long)cfg_int(c, K_max_target_length), (long long)(c->d.eval_batch / c->d.mesh_data),
         (long long)cfg_int(c, K_vocab_size), p->flops_per_step, (long long)p->state_bytes,
         (long long)arena, ntensors, NUM_KEYS);
 }

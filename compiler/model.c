@@ -342,7 +342,12 @@ bool build_model(Program *p, char *err, size_t errlen)
     }
     /* Data parallelism: every device runs the step on its slice of the batch. */
     int64_t dp = c->d.mesh_data;
-    b.B = c->d.global_batch / dp;
+    if (c->d.eval_batch % dp) {
+        snprintf(err, errlen, "mtxc: error: the eval batch of %lld sequences does not split over %lld data-parallel devices",
+                 (long long)c->d.eval_batch, (long long)dp);
+        return false;
+    }
+    b.B = c->d.eval_batch / dp;              /* eval_per_device_batch_size (0: the training one) */
     int64_t bt[2] = {b.B, b.T};
     p->tokens = value_new(p, "inputs", DT_I32, 2, bt, V_INPUT);
     p->targets = value_new(p, "targets", DT_I32, 2, bt, V_INPUT);
@@ -353,14 +358,21 @@ bool build_model(Program *p, char *err, size_t errlen)
     forward(&b, &p->eval_loss, &p->eval_weight);
     /* With gradient accumulation the train step's graph is one microbatch's. */
     int64_t k = cfg_int(c, K_gradient_accumulation_steps);
+    b.B = c->d.global_batch / dp;
+    int64_t tt[2] = {b.B, b.T};
+    if (b.B != bt[0]) {                      /* the train step's own inputs when the eval batch differs */
+        p->train_tokens = value_new(p, "train.inputs", DT_I32, 2, tt, V_INPUT);
+        p->train_targets = value_new(p, "train.targets", DT_I32, 2, tt, V_INPUT);
+        p->train_segmentation = value_new(p, "train.targets_segmentation", DT_I32, 2, tt, V_INPUT);
+    } else {
+        p->train_tokens = p->tokens, p->train_targets = p->targets, p->train_segmentation = p->segmentation;
+    }
     if (k > 1) {
         int64_t mt[2] = {c->d.micro_batch / dp, b.T};
         p->train_tokens = value_new(p, "microbatch.inputs", DT_I32, 2, mt, V_INPUT);
         p->train_targets = value_new(p, "microbatch.targets", DT_I32, 2, mt, V_INPUT);
         p->train_segmentation = value_new(p, "microbatch.targets_segmentation", DT_I32, 2, mt, V_INPUT);
         b.B = c->d.micro_batch / dp;
-    } else {
-        p->train_tokens = p->tokens, p->train_targets = p->targets, p->train_segmentation = p->segmentation;
     }
     b.f = &p->train;
     b.train = true;

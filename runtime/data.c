@@ -251,9 +251,9 @@ void mtx_data_next(mtx_data *d, mtx_batch *b)
     }
 }
 
-int64_t mtx_data_eval_batches(const mtx_data *d)
+int64_t mtx_data_eval_batches(const mtx_data *d, int batch)
 {
-    return d->kind == SYNTHETIC ? 8 : d->eval.nwindows / d->batch;
+    return d->kind == SYNTHETIC ? 8 : d->eval.nwindows / batch;
 }
 
 void mtx_data_eval_reset(mtx_data *d) { d->eval_position = 0; }

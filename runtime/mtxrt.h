@@ -192,7 +192,7 @@ typedef struct mtx_data mtx_data;
 mtx_data *mtx_data_open(const char *type, const char *path, const char *eval_path, int vocab, int batch,
                         int seq, int shuffle, uint64_t seed, char *err, size_t errlen);
 void mtx_data_next(mtx_data *d, mtx_batch *b);
-int64_t mtx_data_eval_batches(const mtx_data *d);   /* full eval batches available */
+int64_t mtx_data_eval_batches(const mtx_data *d, int batch);   /* full eval batches of `batch` rows */
 void mtx_data_eval_reset(mtx_data *d);
 void mtx_data_next_eval(mtx_data *d, mtx_batch *b);
 uint64_t mtx_data_position(const mtx_data *d);      /* training sequences handed out */

@@ -217,7 +217,7 @@ static void run_step(const mtx_program *prog, mtx_state *st, const mtx_batch *b,
 static double evaluate(const mtx_program *prog, mtx_state *st, mtx_data *data, mtx_batch *global, mtx_batch *b,
                        mtx_rng_key key, long long eval_steps, long long *batches)
 {
-    long long n = mtx_data_eval_batches(data);
+    long long n = mtx_data_eval_batches(data, global->batch);
     if (eval_steps > 0 && eval_steps < n) n = eval_steps;
     if (n < 1) n = 1;
     double loss = 0, weight = 0;
@@ -343,6 +343,12 @@ static int train(const mtx_program *prog, int argc, char **argv)
     mtx_batch_alloc(&global, prog->batch * dp, prog->seq);
     size_t slice = (size_t)rank * (size_t)prog->batch * (size_t)prog->seq;
     b = (mtx_batch){global.inputs + slice, global.targets + slice, global.segmentation + slice, prog->batch, prog->seq};
+    /* Eval batches: eval_per_device_batch_size rows per rank. */
+    mtx_batch eval_global, eval_b;
+    mtx_batch_alloc(&eval_global, prog->eval_batch * dp, prog->seq);
+    size_t eval_slice = (size_t)rank * (size_t)prog->eval_batch * (size_t)prog->seq;
+    eval_b = (mtx_batch){eval_global.inputs + eval_slice, eval_global.targets + eval_slice,
+                         eval_global.segmentation + eval_slice, prog->eval_batch, prog->seq};
     printf("%s: %lld steps, batch %d x %d tokens, %.1f MB state, %.1f MB step arena, %d threads, "
            "MFU against %.3g TFLOP/s\n", prog->model_name, steps, prog->batch, prog->seq,
            (double)prog->state_bytes / 1e6, (double)prog->arena_bytes / 1e6, threads, peak_tflops);
@@ -395,7 +401,7 @@ static int train(const mtx_program *prog, int argc, char **argv)
         }
         if (eval_interval > 0 && ((step + 1) % eval_interval == 0 || step + 1 == steps)) {
             long long batches;
-            double eval_loss = evaluate(prog, st, data, &global, &b, mtx_rng_fold(key, ~(uint64_t)step), eval_steps, &batches);
+            double eval_loss = evaluate(prog, st, data, &eval_global, &eval_b, mtx_rng_fold(key, ~(uint64_t)step), eval_steps, &batches);
             printf("%seval   %6lld | loss %.6f | perplexity %.3f | %lld batches\n", live ? "\r\033[K" : "", step + 1, eval_loss,
                    exp(eval_loss), batches);
             if (metrics)
@@ -412,6 +418,7 @@ static int train(const mtx_program *prog, int argc, char **argv)
     printf("done: %lld steps in %.2f s (%.2f ms/step)\n", ran, t_total, ran ? t_total * 1e3 / (double)ran : 0.0);
     if (metrics) fclose(metrics);
     mtx_batch_free(&global);
+    mtx_batch_free(&eval_global);
     mtx_data_close(data);
     prog->state_free(st);
     return save_failures ? 1 : 0;

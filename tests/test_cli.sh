@@ -39,6 +39,7 @@ for pass in build autodiff optimizer fuse memplan; do
 done
 check ir_unsupported 2 "mtxc: error: decoder_block 'gemma' is not supported by the model builder yet" \
     "$MTXC" ir configs/base.yml model_name=gemma-2b
+check eval_batch 0 "input %inputs: i32[2, 64]" "$MTXC" ir configs/base.yml model_name=tiny eval_per_device_batch_size=2 --after build
 check emit_needs_dir 2 "missing -o DIR" "$MTXC" emit configs/base.yml
 check compile_only_help 0 "usage: mtxc compile-only CONFIG" "$MTXC" compile-only --help
 check compile_only_format 2 "unknown --format 'xml'" "$MTXC" compile-only configs/base.yml --format xml
