@@ -262,30 +262,29 @@ void mtx_attention_values_backward(float *dp, float *dv, const float *dout, cons
 float mtx_cross_entropy_forward(const float *logits, const int32_t *targets, const int32_t *seg,
                                 int n, int vocab, float *weight)
 {
-    /* Rows in parallel into a buffer kept between calls, then summed in row order. */
-    static double *row_loss;
-    static int capacity;
-    if (n > capacity) {
-        free(row_loss);
-        row_loss = mtx_alloc(sizeof(double) * (size_t)n);
-        capacity = n;
-    }
-    #pragma omp parallel for schedule(static)
-    for (int i = 0; i < n; i++) {
-        row_loss[i] = 0;
-        if (!seg[i]) continue;
-        const float *l = logits + (size_t)i * vocab;
-        float max = l[0];
-        for (int j = 1; j < vocab; j++) max = l[j] > max ? l[j] : max;
-        double sum = 0;
-        for (int j = 0; j < vocab; j++) sum += mtx_exp(l[j] - max);
-        row_loss[i] = log(sum) + max - l[targets[i]];
-    }
-    double total = 0, count = 0;
-    for (int i = 0; i < n; i++) {
-        if (!seg[i]) continue;
-        total += row_loss[i];
-        count += 1;
+    /* Rows in parallel, a group at a time, each group's losses then summed in
+     * row order: the same bits for any number of threads, and no heap. */
+    enum { GROUP = 2048 };
+    double row_loss[GROUP], total = 0, count = 0;
+    for (int start = 0; start < n; start += GROUP) {
+        int rows = n - start < GROUP ? n - start : GROUP;
+        #pragma omp parallel for schedule(static)
+        for (int r = 0; r < rows; r++) {
+            int i = start + r;
+            row_loss[r] = 0;
+            if (!seg[i]) continue;
+            const float *l = logits + (size_t)i * vocab;
+            float max = l[0];
+            for (int j = 1; j < vocab; j++) max = l[j] > max ? l[j] : max;
+            double sum = 0;
+            for (int j = 0; j < vocab; j++) sum += mtx_exp(l[j] - max);
+            row_loss[r] = log(sum) + max - l[targets[i]];
+        }
+        for (int r = 0; r < rows; r++) {
+            if (!seg[start + r]) continue;
+            total += row_loss[r];
+            count += 1;
+        }
     }
     *weight = (float)count;
     return (float)(total / (count + 1e-8));
@@ -315,26 +314,22 @@ void mtx_cross_entropy_backward(float *dlogits, const float *logits, const int32
 
 double mtx_sum_of_squares(const float *x, size_t n)
 {
-    /* Fixed chunks summed in parallel into a buffer kept between calls, then
-     * in chunk order: the same bits for any number of threads. */
-    enum { CHUNK = 1 << 16 };
-    static double *parts;
-    static size_t capacity;
+    /* Fixed chunks summed in parallel, a group at a time, then in chunk
+     * order: the same bits for any number of threads, and no heap. */
+    enum { CHUNK = 1 << 16, GROUP = 1024 };
     size_t chunks = (n + CHUNK - 1) / CHUNK;
-    if (chunks > capacity) {
-        free(parts);
-        parts = mtx_alloc(sizeof(double) * chunks);
-        capacity = chunks;
+    double parts[GROUP], s = 0;
+    for (size_t first = 0; first < chunks; first += GROUP) {
+        size_t count = chunks - first < GROUP ? chunks - first : GROUP;
+        #pragma omp parallel for schedule(static) if (count > 1)
+        for (size_t c = 0; c < count; c++) {
+            size_t begin = (first + c) * CHUNK, end = begin + CHUNK < n ? begin + CHUNK : n;
+            double part = 0;
+            for (size_t i = begin; i < end; i++) part += (double)x[i] * x[i];
+            parts[c] = part;
+        }
+        for (size_t c = 0; c < count; c++) s += parts[c];
     }
-    #pragma omp parallel for schedule(static) if (chunks > 1)
-    for (size_t c = 0; c < chunks; c++) {
-        size_t end = (c + 1) * CHUNK < n ? (c + 1) * CHUNK : n;
-        double part = 0;
-        for (size_t i = c * CHUNK; i < end; i++) part += (double)x[i] * x[i];
-        parts[c] = part;
-    }
-    double s = 0;
-    for (size_t c = 0; c < chunks; c++) s += parts[c];
     return s;
 }
 
