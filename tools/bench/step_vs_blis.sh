@@ -14,11 +14,12 @@ blis=$("$dir/gemm_rate" 1024 768 768 | awk '/GFLOP/ {print $6}')
 echo "BLIS sgemm 1024x768x768 (NN, median): $blis GFLOP/s"
 build/mtxc build configs/base.yml model_name="$MODEL" per_device_batch_size="$BATCH" max_target_length="$SEQ" \
     remat_policy="$REMAT" -o "$dir/trainer" > /dev/null
-"$dir/trainer" steps="$STEPS" log_period=1 > "$dir/log"
+"$dir/trainer" steps="$STEPS" log_period=1 metrics_file="$dir/metrics.jsonl" > "$dir/log"
 # Median step time over steps 2.. (the first touches fresh pages).
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-ms=$(awk '/^step/ && $2 > 1' "$dir/log" | sed -n 's/.*| *\([0-9.]*\) ms |.*/\1/p' | median)
-tflops=$(awk '/^step/ && $2 > 1' "$dir/log" | sed -n 's/.*| \([0-9.]*\) TFLOP\/s.*/\1/p' | median)
+field() { grep -v '"step": 1,' "$dir/metrics.jsonl" | sed -n "s|.*\"$1\": \([0-9.e+-]*\).*|\1|p" | median; }
+ms=$(field perf/step_time_seconds | awk '{print $1 * 1000}')
+tflops=$(field perf/per_device_tflops_per_sec)
 tokens=$((BATCH * SEQ))
 awk -v ms="$ms" -v tf="$tflops" -v blis="$blis" -v tok="$tokens" -v m="$MODEL" 'BEGIN {
     printf "%s (%d tokens per step, remat_policy '"$REMAT"'): %.0f ms/step, %.0f tokens/s, %.1f GFLOP/s = %.0f%% of BLIS sgemm\n",
