@@ -193,8 +193,11 @@ static void emit_fused(Emitter *e, const Func *f, int first, int last)
     for (int i = first; i <= last; i++) {
         const Op *op = f->ops[i];
         const Value *y = op->out[0];
+        bool read_later = false;                 /* by a later op of this loop */
+        for (int j = i + 1; j <= last && !read_later; j++)
+            for (int k = 0; k < f->ops[j]->nin; k++) read_later |= f->ops[j]->in[k] == y;
         if (y->group) out(e, "        float %s_i = %s;\n", V(e, y), ew_expr(e, op));
-        else if (first == last) out(e, "        %s[i] = %s;\n", V(e, y), ew_expr(e, op));
+        else if (!read_later) out(e, "        %s[i] = %s;\n", V(e, y), ew_expr(e, op));
         else out(e, "        float %s_i = %s[i] = %s;\n", V(e, y), V(e, y), ew_expr(e, op));
     }
     out(e, "    }\n");

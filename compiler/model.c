@@ -246,12 +246,11 @@ static Value *mlp(Builder *b, int l, Value *x)
     const char *m = pool_fmt(pool, "layers.%d.mlp", l);
     const StrList *acts = &b->c->v[K_mlp_activations].list;
     Value *h = dense(b, pool_fmt(pool, b->gated ? "%s.wi_0" : "%s.wi", m), x, lp->wi0, lp->bi);
+    /* Both projections first, so that the activation and the product fuse into one loop. */
+    Value *g = b->gated ? dense(b, pool_fmt(pool, "%s.wi_1", m), x, lp->wi1, NULL) : NULL;
     if (strcmp(acts->items[0], "linear"))
         h = unary(b, activation(acts->items[0]), pool_fmt(pool, "%s.activation", m), h);
-    if (b->gated) {
-        Value *g = dense(b, pool_fmt(pool, "%s.wi_1", m), x, lp->wi1, NULL);
-        h = binary(b, OP_mul, pool_fmt(pool, "%s.hidden", m), h, g);
-    }
+    if (b->gated) h = binary(b, OP_mul, pool_fmt(pool, "%s.hidden", m), h, g);
     h = dropout(b, pool_fmt(pool, "%s.hidden_dropped", m), h);
     return dense(b, pool_fmt(pool, "%s.wo", m), h, lp->wo_mlp, lp->bo_mlp);
 }
