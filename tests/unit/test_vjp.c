@@ -294,6 +294,28 @@ START_TEST(attention_values)
 }
 END_TEST
 
+/* scores -> causal softmax -> values over a sequence of several 64-row blocks:
+ * the kernels stop at the diagonal block. */
+START_TEST(attention_blocks)
+{
+    enum { LT = 130 };
+    Case k = begin();
+    Value *q = param(&k, "q", 4, 1, LT, H, DH), *kk = param(&k, "k", 4, 1, LT, KV, DH);
+    Value *v = param(&k, "v", 4, 1, LT, KV, DH);
+    Value *sc = temp_like(&k, "s", 4, 1, H, LT, LT), *pr = temp_like(&k, "p", 4, 1, H, LT, LT);
+    Value *o = temp_like(&k, "o", 4, 1, LT, H, DH);
+    int64_t a[5] = {1, LT, H, KV, DH};
+    Op *op1 = op(&k, OP_attention_scores, sc, 2, q, kk, NULL);
+    memcpy(op1->ia, a, sizeof a);
+    op1->fa[0] = 0.5;
+    Op *op2 = op(&k, OP_causal_softmax, pr, 1, sc, NULL, NULL);
+    op2->ia[0] = H;
+    op2->ia[1] = LT;
+    memcpy(op(&k, OP_attention_values, o, 2, pr, v, NULL)->ia, a, sizeof a);
+    finish(&k, probe_loss(&k, o));
+}
+END_TEST
+
 START_TEST(cross_entropy)
 {
     Case k = begin();
@@ -323,6 +345,7 @@ int main(void)
     tcase_add_test(tc, attention_scores);
     tcase_add_test(tc, causal_softmax);
     tcase_add_test(tc, attention_values);
+    tcase_add_test(tc, attention_blocks);
     tcase_add_test(tc, cross_entropy);
     suite_add_tcase(s, tc);
     return run_suite(s);
