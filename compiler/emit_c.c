@@ -543,10 +543,10 @@ static void emit_state_functions(Emitter *e)
     const Program *p = e->p;
     Pool *pool = p->pool;
     out(e, "\n/* ---- state: one block of %lld bytes, one arena of %lld bytes ---- */\n\n",
-        (long long)p->state_bytes, (long long)(p->train.arena_bytes > p->eval.arena_bytes ? p->train.arena_bytes : p->eval.arena_bytes));
+        (long long)p->state_bytes, (long long)program_arena_bytes(p));
     out(e, "mtx_state *mtx_state_new(void)\n{\n    mtx_state *s = mtx_alloc(sizeof *s);\n");
     out(e, "    s->memory = mtx_alloc(%lldu);\n", (long long)p->state_bytes);
-    out(e, "    s->arena = mtx_alloc(%lldu);\n", (long long)(p->train.arena_bytes > p->eval.arena_bytes ? p->train.arena_bytes : p->eval.arena_bytes));
+    out(e, "    s->arena = mtx_alloc(%lldu);\n", (long long)program_arena_bytes(p));
     for (int i = 0; i < p->nvalues; i++) {
         const Value *v = p->values[i];
         if (!is_state(v)) continue;
@@ -568,8 +568,7 @@ static void emit_state_functions(Emitter *e)
     for (int i = 0; i < p->nvalues; i++) {
         const Value *v = p->values[i];
         if (v->kind != V_PARAM) continue;
-        uint64_t h = 1469598103934665603ULL;               /* FNV-1a of the name */
-        for (const char *c = v->name; *c; c++) h = (h ^ (unsigned char)*c) * 1099511628211ULL;
+        uint64_t h = mtx_checksum(v->name, strlen(v->name));
         long long n = (long long)value_numel(v);
         const char *x = state_expr(pool, v);
         switch (v->init) {
@@ -615,7 +614,7 @@ static void emit_descriptor(Emitter *e)
         buf_free(&esc);
     }
     out(e, "};\n\n");
-    int64_t arena = p->train.arena_bytes > p->eval.arena_bytes ? p->train.arena_bytes : p->eval.arena_bytes;
+    int64_t arena = program_arena_bytes(p);
     out(e, "const mtx_program mtx_program_desc = {\n"
            "    .model_name = \"%s\",\n    .pure_nnx = %d,\n"
            "    .data_parallel = %d,\n"

@@ -104,6 +104,11 @@ int64_t program_param_count(const Program *p)
     return n;
 }
 
+int64_t program_arena_bytes(const Program *p)
+{
+    return p->train.arena_bytes > p->eval.arena_bytes ? p->train.arena_bytes : p->eval.arena_bytes;
+}
+
 int64_t value_numel(const Value *v)
 {
     int64_t n = 1;

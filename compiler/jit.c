@@ -14,7 +14,6 @@
 #include <llvm-c/TargetMachine.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 /* The same floating-point contract as mtxc build (see DEFAULT_CFLAGS in
  * main.c): no FMA contraction; math functions set no errno (cc1's default,
@@ -29,13 +28,6 @@ static const char *const cc1_args[] = {
 struct Jit {
     LLVMOrcLLJITRef lljit;
 };
-
-static double seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static bool failed(LLVMErrorRef e, const char *what, char *err, size_t errlen)
 {
@@ -101,12 +93,12 @@ const mtx_program *jit_load(const GeneratedC *g, const char *keep_dir, Jit **out
     LLVMInitializeNativeTarget();
     LLVMInitializeNativeAsmPrinter();
 
-    double t0 = seconds();
+    double t0 = mtx_seconds();
     LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext();
     char diag[8192];
     LLVMModuleRef module = clang_compile_c(LLVMOrcThreadSafeContextGetContext(tsc), files, 3, cc1_args,
                                            (int)(sizeof cc1_args / sizeof cc1_args[0]), diag, sizeof diag);
-    double t1 = seconds();
+    double t1 = mtx_seconds();
     const mtx_program *prog = NULL;
     if (!module) {
         snprintf(err, errlen, "%s\nmtxc: error: the generated C did not compile (a bug in mtxc: please report it)%s",
@@ -133,7 +125,7 @@ const mtx_program *jit_load(const GeneratedC *g, const char *keep_dir, Jit **out
     (*out)->lljit = lljit;
     prog = (const mtx_program *)(uintptr_t)addr;
     t->compile = t1 - t0;
-    t->link = seconds() - t1;
+    t->link = mtx_seconds() - t1;
 done:
     free(c_path);
     free(h_path);

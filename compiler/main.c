@@ -6,7 +6,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 typedef struct {
@@ -179,13 +178,6 @@ static int cmd_emit(int argc, char **argv)
  * the same bits (jit.c uses the same contract). */
 #define DEFAULT_CFLAGS "-O3 -march=native -fno-math-errno -ffp-contract=off"
 
-static double seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* Run argv[0] with arguments; true if it exits with status 0. */
 static bool run(char **argv)
 {
@@ -224,11 +216,11 @@ static int cmd_build(int argc, char **argv)
         fprintf(stderr, "mtxc: error: cannot create a temporary directory: %s\n", strerror(errno));
         return 1;
     }
-    double t0 = seconds();
+    double t0 = mtx_seconds();
     Config *c;
     Program *p = emit_to(&a, &c, dir);
     bool ok = p != NULL;
-    double t1 = seconds();
+    double t1 = mtx_seconds();
     char *step_c = xfmt("%s/step.c", dir), *main_c = xfmt("%s/main.c", dir), *inc = xfmt("-I%s", dir);
     char *tmp_out = xfmt("%s.tmp%d", path, (int)getpid());
     if (ok) {
@@ -265,7 +257,7 @@ static int cmd_build(int argc, char **argv)
         free(ldflags);
         free(libs);
     }
-    if (ok) printf("mtxc: wrote %s (lowering %.2f s, C compile %.2f s)\n", path, t1 - t0, seconds() - t1);
+    if (ok) printf("mtxc: wrote %s (lowering %.2f s, C compile %.2f s)\n", path, t1 - t0, mtx_seconds() - t1);
     if (!keep) {
         unlink(step_c);
         unlink(main_c);
@@ -297,7 +289,7 @@ static int cmd_run(int argc, char **argv)
                     "or use mtxc build to compile a trainer with the system C compiler.\n");
     return 2;
 #else
-    double t0 = seconds();
+    double t0 = mtx_seconds();
     Config *c = load_or_report(&a);
     if (!c) return 2;
     if (!single_device(c)) {
@@ -311,7 +303,7 @@ static int cmd_run(int argc, char **argv)
     }
     GeneratedC g;
     emit_c_text(p, source_desc(p->pool, &a), &g);
-    JitTimes t = {.lower = seconds() - t0};
+    JitTimes t = {.lower = mtx_seconds() - t0};
     char err[16384];
     Jit *jit;
     const mtx_program *prog = jit_load(&g, keep, &jit, &t, err, sizeof err);

@@ -183,9 +183,7 @@ static Value *dropout(Builder *b, const char *name, Value *x)
     Op *op = emit(b, OP_dropout, y, 1, x, NULL, NULL);
     op->ia[0] = b->T * x->dim[x->rank - 1];
     op->ia[1] = x->dim[x->rank - 1];
-    uint64_t h = 1469598103934665603ULL;     /* FNV-1a: each site its own stream */
-    for (const char *s = name; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    op->ia[2] = (int64_t)(h >> 1);
+    op->ia[2] = (int64_t)(mtx_checksum(name, strlen(name)) >> 1);   /* each site its own stream */
     op->fa[0] = rate;
     b->p->uses_rng = true;
     return y;

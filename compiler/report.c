@@ -129,8 +129,7 @@ bool compile_report(const Config *c, Report *r, char *err, size_t errlen)
     local.d.mesh_data = local.d.mesh_fsdp = local.d.mesh_tensor = 1;   /* already divided above */
     Program *lp = compile_program_with(&local, NULL, true, err, errlen);
     if (!lp) return false;
-    r->temporaries = (lp->train.arena_bytes > lp->eval.arena_bytes ? lp->train.arena_bytes : lp->eval.arena_bytes) +
-                     r->gathered;
+    r->temporaries = program_arena_bytes(lp) + r->gathered;
     program_free(lp);
 
     r->peak = r->params + r->grads + r->opt_state + r->temporaries;

@@ -1,9 +1,10 @@
-/* Aligned allocation for state blocks and step arenas. */
+/* Aligned allocation for state blocks and step arenas; the clock. */
 #include "mtxrt.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 void *mtx_alloc(size_t bytes)
 {
@@ -18,3 +19,10 @@ void *mtx_alloc(size_t bytes)
 }
 
 void mtx_free(void *p) { free(p); }
+
+double mtx_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}

@@ -266,26 +266,6 @@ void mtx_checkpoint_prune(const char *dir, int keep)
 
 /* ---- loading ---- */
 
-static char *read_file(const char *path, size_t *size)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0) {
-        fclose(f);
-        return NULL;
-    }
-    char *buf = malloc((size_t)st.st_size + 1);
-    if (buf && fread(buf, 1, (size_t)st.st_size, f) != (size_t)st.st_size) {
-        free(buf);
-        buf = NULL;
-    }
-    if (buf) buf[st.st_size] = 0;
-    fclose(f);
-    *size = (size_t)st.st_size;
-    return buf;
-}
-
 static int check_entry(const cJSON *e, const mtx_tensor_desc *t, size_t data_size, size_t *begin,
                        const char *path, char *err, size_t errlen)
 {
@@ -319,7 +299,7 @@ int mtx_checkpoint_load(const mtx_program *prog, mtx_state *st, const char *step
     snprintf(path, sizeof path, "%s/state.safetensors", step_dir);
     snprintf(meta_path, sizeof meta_path, "%s/meta.json", step_dir);
     size_t size, meta_size;
-    char *file = read_file(path, &size), *meta_text = read_file(meta_path, &meta_size);
+    char *file = mtx_read_file(path, &size), *meta_text = mtx_read_file(meta_path, &meta_size);
     cJSON *header = NULL, *meta = NULL;
     int rc = -1;
     uint64_t hlen = 0;

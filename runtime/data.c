@@ -18,7 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 enum { SYNTHETIC, TOKENS };
 
@@ -59,22 +58,8 @@ void mtx_batch_free(mtx_batch *b)
 
 static unsigned char *read_all(const char *path, size_t *size, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "rb");
-    struct stat st;
-    if (!f || fstat(fileno(f), &st) != 0) {
-        snprintf(err, errlen, "cannot read data file '%s': %s", path, strerror(errno));
-        if (f) fclose(f);
-        return NULL;
-    }
-    unsigned char *buf = malloc((size_t)st.st_size + 1);
-    if (!buf || fread(buf, 1, (size_t)st.st_size, f) != (size_t)st.st_size) {
-        snprintf(err, errlen, "cannot read data file '%s': %s", path, buf ? "short read" : "out of memory");
-        free(buf);
-        fclose(f);
-        return NULL;
-    }
-    fclose(f);
-    *size = (size_t)st.st_size;
+    unsigned char *buf = (unsigned char *)mtx_read_file(path, size);
+    if (!buf) snprintf(err, errlen, "cannot read data file '%s': %s", path, strerror(errno));
     return buf;
 }
 

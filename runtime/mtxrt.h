@@ -118,6 +118,9 @@ void mtx_all_reduce_sum(float *x, size_t n);   /* in place, over every rank */
 
 /* ---- memory (arena.c) ---- */
 
+double mtx_seconds(void);                 /* monotonic clock, for timings */
+/* A whole file, NUL-terminated; NULL with errno set (file.c). */
+char *mtx_read_file(const char *path, size_t *size);
 void *mtx_alloc(size_t bytes);            /* 64-byte aligned, zeroed; exits on failure */
 void mtx_free(void *p);
 
@@ -222,7 +225,7 @@ void mtx_checkpoint_prune(const char *dir, int keep);
  * tensor at fault, with st untouched. */
 int mtx_checkpoint_load(const mtx_program *prog, mtx_state *st, const char *step_dir, int params_only,
                         uint64_t *data_position, char *err, size_t errlen);
-uint64_t mtx_checksum(const void *data, size_t n);
+uint64_t mtx_checksum(const void *data, size_t n);   /* FNV-1a 64 */
 
 /* ---- the training loop (train.c) ---- */
 

@@ -186,13 +186,6 @@ static int parse_run_args(const mtx_program *prog, RunConfig *rc, int argc, char
     return 0;
 }
 
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* The value of a counter tensor of the state (step, schedule_steps). */
 static int64_t *counter(const mtx_program *prog, mtx_state *st, const char *name)
 {
@@ -264,64 +257,67 @@ int mtx_main(const mtx_program *prog, int argc, char **argv)
     return status;
 }
 
+/* Every run-time setting, read and checked before any file is opened. */
+typedef struct {
+    long long steps, log_period, init_seed, shuffle_seed, eval_interval, eval_steps, schedule;
+    double target_eval_loss, peak_tflops;
+    char dtype[64], dpath[4096], epath[4096], shuffle[16], metrics_path[4096];
+    Checkpointing ck;
+} RunSettings;
+
+static int run_settings(const mtx_program *prog, const RunConfig *rc, RunSettings *s)
+{
+    if (!parse_long("steps", run_get(prog, rc, "steps"), 1, &s->steps) ||
+        !parse_long("log_period", run_get(prog, rc, "log_period"), 1, &s->log_period) ||
+        !parse_long("init_weights_seed", run_get(prog, rc, "init_weights_seed"), 0, &s->init_seed) ||
+        !parse_long("data_shuffle_seed", run_get(prog, rc, "data_shuffle_seed"), 0, &s->shuffle_seed) ||
+        !parse_long("eval_interval", run_get(prog, rc, "eval_interval"), -1, &s->eval_interval) ||
+        !parse_long("eval_steps", run_get(prog, rc, "eval_steps"), -1, &s->eval_steps) ||
+        !parse_long("learning_rate_schedule_steps", run_get(prog, rc, "learning_rate_schedule_steps"), -1, &s->schedule) ||
+        !parse_double("target_eval_loss", run_get(prog, rc, "target_eval_loss"), &s->target_eval_loss) ||
+        !parse_double("peak_tflops_per_device", run_get(prog, rc, "peak_tflops_per_device"), &s->peak_tflops) ||
+        !checkpoint_settings(prog, rc, &s->ck))
+        return 0;
+    unquote(run_get(prog, rc, "dataset_type"), s->dtype, sizeof s->dtype);
+    unquote(run_get(prog, rc, "dataset_path"), s->dpath, sizeof s->dpath);
+    unquote(run_get(prog, rc, "eval_dataset_path"), s->epath, sizeof s->epath);
+    unquote(run_get(prog, rc, "enable_data_shuffling"), s->shuffle, sizeof s->shuffle);
+    unquote(run_get(prog, rc, "metrics_file"), s->metrics_path, sizeof s->metrics_path);
+    if (s->peak_tflops <= 0) s->peak_tflops = mtx_measured_peak_flops() / 1e12;
+    return 1;
+}
+
 static int train(const mtx_program *prog, int argc, char **argv)
 {
     RunConfig rc;
     int status = parse_run_args(prog, &rc, argc, argv);
     if (status) return status < 0 ? 0 : status;
-
-    long long steps, log_period, init_seed, shuffle_seed;
-    if (!parse_long("steps", run_get(prog, &rc, "steps"), 1, &steps) ||
-        !parse_long("log_period", run_get(prog, &rc, "log_period"), 1, &log_period) ||
-        !parse_long("init_weights_seed", run_get(prog, &rc, "init_weights_seed"), 0, &init_seed) ||
-        !parse_long("data_shuffle_seed", run_get(prog, &rc, "data_shuffle_seed"), 0, &shuffle_seed))
-        return 2;
-    long long eval_interval, eval_steps;
-    double target_eval_loss;
-    if (!parse_long("eval_interval", run_get(prog, &rc, "eval_interval"), -1, &eval_interval) ||
-        !parse_long("eval_steps", run_get(prog, &rc, "eval_steps"), -1, &eval_steps) ||
-        !parse_double("target_eval_loss", run_get(prog, &rc, "target_eval_loss"), &target_eval_loss))
-        return 2;
-    char dtype[64], dpath[4096], epath[4096], shuffle[16], err[1024];
-    unquote(run_get(prog, &rc, "dataset_type"), dtype, sizeof dtype);
-    unquote(run_get(prog, &rc, "dataset_path"), dpath, sizeof dpath);
-    unquote(run_get(prog, &rc, "eval_dataset_path"), epath, sizeof epath);
-    unquote(run_get(prog, &rc, "enable_data_shuffling"), shuffle, sizeof shuffle);
+    static RunSettings rs;                    /* paths make it large */
+    if (!run_settings(prog, &rc, &rs)) return 2;
+    long long steps = rs.steps, log_period = rs.log_period, eval_interval = rs.eval_interval;
+    double target_eval_loss = rs.target_eval_loss, peak_tflops = rs.peak_tflops;
+    Checkpointing ck = rs.ck;
+    char err[1024];
 
     int dp = prog->data_parallel, rank = mtx_rank();
-    mtx_data *data = mtx_data_open(dtype, dpath, epath, prog->vocab, prog->batch * dp, prog->seq,
-                                   strcmp(shuffle, "false") != 0, (uint64_t)shuffle_seed, err, sizeof err);
+    mtx_data *data = mtx_data_open(rs.dtype, rs.dpath, rs.epath, prog->vocab, prog->batch * dp, prog->seq,
+                                   strcmp(rs.shuffle, "false") != 0, (uint64_t)rs.shuffle_seed, err, sizeof err);
     if (!data) {
         fprintf(stderr, "trainer: error: %s\n", err);
         return 2;
     }
     /* metrics_file: one JSON object per step, MaxText's metric names,
      * values with all their digits (%.17g reads back to the same double). */
-    char metrics_path[4096];
-    unquote(run_get(prog, &rc, "metrics_file"), metrics_path, sizeof metrics_path);
     FILE *metrics = NULL;
-    if (metrics_path[0] && rank == 0 && !(metrics = fopen(metrics_path, "a"))) {
-        fprintf(stderr, "trainer: error: cannot open metrics_file '%s': %s\n", metrics_path, strerror(errno));
-        mtx_data_close(data);
-        return 2;
-    }
-    Checkpointing ck;
-    if (!checkpoint_settings(prog, &rc, &ck)) {
-        if (metrics) fclose(metrics);
+    if (rs.metrics_path[0] && rank == 0 && !(metrics = fopen(rs.metrics_path, "a"))) {
+        fprintf(stderr, "trainer: error: cannot open metrics_file '%s': %s\n", rs.metrics_path, strerror(errno));
         mtx_data_close(data);
         return 2;
     }
     int threads = mtx_num_threads();
-    double peak_tflops;
-    if (!parse_double("peak_tflops_per_device", run_get(prog, &rc, "peak_tflops_per_device"), &peak_tflops)) {
-        if (metrics) fclose(metrics);
-        mtx_data_close(data);
-        return 2;
-    }
-    if (peak_tflops <= 0) peak_tflops = mtx_measured_peak_flops() / 1e12;
     bool live = isatty(STDOUT_FILENO);       /* a progress line with an ETA */
     mtx_state *st = prog->state_new();
-    mtx_rng_key key = mtx_rng_seed((uint64_t)init_seed);
+    mtx_rng_key key = mtx_rng_seed((uint64_t)rs.init_seed);
     prog->init(st, key);
     uint64_t position = 0;
     long long start = restore(prog, st, &ck, &position);
@@ -333,11 +329,8 @@ static int train(const mtx_program *prog, int argc, char **argv)
     }
     mtx_data_seek(data, position);
     /* learning_rate_schedule_steps -1 means the schedule spans the run's steps. */
-    long long schedule;
-    if (!parse_long("learning_rate_schedule_steps", mtx_config_get(prog, "learning_rate_schedule_steps"), -1, &schedule))
-        return 2;
     int64_t *sched = counter(prog, st, "schedule_steps");
-    if (sched) *sched = schedule == -1 ? steps : schedule;
+    if (sched) *sched = rs.schedule == -1 ? steps : rs.schedule;
     /* Every rank reads the global batch and trains on its rows. */
     mtx_batch global, b;
     mtx_batch_alloc(&global, prog->batch * dp, prog->seq);
@@ -360,10 +353,10 @@ static int train(const mtx_program *prog, int argc, char **argv)
     for (long long step = start; step < steps; step++) {
         mtx_data_next(data, &global);
         mtx_metrics m = {0};
-        double t0 = now_seconds();
+        double t0 = mtx_seconds();
         run_step(prog, st, &b, step_key, &m);
         step_key = mtx_rng_next_step_key(step_key);
-        double dt = now_seconds() - t0;
+        double dt = mtx_seconds() - t0;
         t_total += dt;
         double tokens = (double)prog->batch * prog->seq;
         if (metrics) {
@@ -389,19 +382,19 @@ static int train(const mtx_program *prog, int argc, char **argv)
             fflush(stdout);
         }
         if (ck.on && rank == 0 && ((step + 1) % ck.period == 0 || (step + 1 == steps && ck.on_completion))) {
-            double t0 = now_seconds();
+            double t0 = mtx_seconds();
             if (mtx_checkpoint_save(prog, st, ck.dir, step + 1, mtx_data_position(data), err, sizeof err) != 0) {
                 fprintf(stderr, "%strainer: error: %s\n", live ? "\r\033[K" : "", err);
                 save_failures++;
             } else {
                 if (ck.keep > 0) mtx_checkpoint_prune(ck.dir, (int)ck.keep);
                 printf("%ssaved checkpoint %s/%lld (%.1f MB, %.2f s)\n", live ? "\r\033[K" : "", ck.dir, step + 1,
-                       (double)prog->state_bytes / 1e6, now_seconds() - t0);
+                       (double)prog->state_bytes / 1e6, mtx_seconds() - t0);
             }
         }
         if (eval_interval > 0 && ((step + 1) % eval_interval == 0 || step + 1 == steps)) {
             long long batches;
-            double eval_loss = evaluate(prog, st, data, &eval_global, &eval_b, mtx_rng_fold(key, ~(uint64_t)step), eval_steps, &batches);
+            double eval_loss = evaluate(prog, st, data, &eval_global, &eval_b, mtx_rng_fold(key, ~(uint64_t)step), rs.eval_steps, &batches);
             printf("%seval   %6lld | loss %.6f | perplexity %.3f | %lld batches\n", live ? "\r\033[K" : "", step + 1, eval_loss,
                    exp(eval_loss), batches);
             if (metrics)

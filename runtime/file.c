@@ -1,0 +1,31 @@
+/* Whole files into memory, for data and checkpoint loading. */
+#include "mtxrt.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+char *mtx_read_file(const char *path, size_t *size)
+{
+    FILE *f = fopen(path, "rb");
+    struct stat st;
+    if (!f || fstat(fileno(f), &st) != 0) {
+        int e = errno;
+        if (f) fclose(f);
+        errno = e;
+        return NULL;
+    }
+    char *buf = malloc((size_t)st.st_size + 1);
+    if (!buf || fread(buf, 1, (size_t)st.st_size, f) != (size_t)st.st_size) {
+        int e = buf ? EIO : ENOMEM;
+        free(buf);
+        fclose(f);
+        errno = e;
+        return NULL;
+    }
+    buf[st.st_size] = 0;                      /* text files read as C strings */
+    fclose(f);
+    *size = (size_t)st.st_size;
+    return buf;
+}
