@@ -37,7 +37,7 @@ bool accumulate_gradients(Program *p, char *err, size_t errlen)
     (void)err;
     (void)errlen;
     int64_t k = cfg_int(p->cfg, K_gradient_accumulation_steps);
-    int dp = p->cfg->d.mesh_data;
+    int dp = batch_shards(p->cfg);
     Func *f = &p->train;
     if (k <= 1 && dp <= 1) return true;
     const char *block = k > 1 ? pool_fmt(p->pool, "gradient accumulation: sum over %lld microbatches", (long long)k)
@@ -69,8 +69,10 @@ bool accumulate_gradients(Program *p, char *err, size_t errlen)
     /* Inside the loop, after each microbatch's backward pass. */
     add_to(p, f, loss_sum, p->train_loss, p->train_weight, block);
     add_to(p, f, weight_sum, p->train_weight, NULL, block);
+    /* Each gradient is added as soon as it is made, so it dies there. */
     for (int i = 0; i < n; i++) {
         add_to(p, f, sums[i], params[i]->grad, NULL, block);
+        func_move_last(f, func_index(f, params[i]->grad->def) + 1);
         params[i]->grad = sums[i];
     }
     f->loop_first = nzero;

@@ -257,6 +257,6 @@ bool differentiate(Program *p, Func *f, Value *loss, Value *seed_value, char *er
  * which equals the gradient of one step over the whole batch. */
 bool autodiff(Program *p, char *err, size_t errlen)
 {
-    bool accumulating = cfg_int(p->cfg, K_gradient_accumulation_steps) > 1 || p->cfg->d.mesh_data > 1;
+    bool accumulating = cfg_int(p->cfg, K_gradient_accumulation_steps) > 1 || batch_shards(p->cfg) > 1;
     return differentiate(p, &p->train, p->train_loss, accumulating ? p->train_weight : NULL, err, errlen);
 }

@@ -174,6 +174,15 @@ static const char *ew_expr(Emitter *e, const Op *op)
     }
 }
 
+/* A set of mesh axes as C. */
+static const char *axes_expr(int64_t axes)
+{
+    static const char *const names[8] = {"0", "MTX_AXIS_DATA", "MTX_AXIS_FSDP", "MTX_AXIS_DATA | MTX_AXIS_FSDP",
+                                         "MTX_AXIS_TENSOR", "MTX_AXIS_DATA | MTX_AXIS_TENSOR",
+                                         "MTX_AXIS_FSDP | MTX_AXIS_TENSOR", "MTX_AXIS_DATA | MTX_AXIS_FSDP | MTX_AXIS_TENSOR"};
+    return names[axes & 7];
+}
+
 static void emit_fused(Emitter *e, const Func *f, int first, int last)
 {
     const Op *head = f->ops[first];
@@ -185,7 +194,7 @@ static void emit_fused(Emitter *e, const Func *f, int first, int last)
         if (f->ops[i]->kind == OP_dropout || f->ops[i]->kind == OP_dropout_grad) {
             const char *y = V(e, f->ops[i]->out[0]);
             out(e, "    const mtx_rng_key %s_key = mtx_rng_fold(rng, 0x%llxULL);\n", y, (unsigned long long)f->ops[i]->ia[2]);
-            out(e, "    const int64_t %s_row = (int64_t)mtx_rank() * %lld", y, (long long)e->p->tokens->dim[0]);
+            out(e, "    const int64_t %s_row = (int64_t)mtx_batch_index() * %lld", y, (long long)e->p->tokens->dim[0]);
             if (e->in_loop) out(e, " + (int64_t)micro * %lld", (long long)in[0]->dim[0]);
             out(e, ";\n");
         }
@@ -305,6 +314,8 @@ static void emit_kernel(Emitter *e, const Op *op)
         out(e, "    double sum_sq = 0;\n");
         for (int i = 0; i < op->nin; i++)
             out(e, "    sum_sq += mtx_sum_of_squares(%s, %lld);\n", V(e, in[i]), (long long)value_numel(in[i]));
+        if (a[0]) out(e, "    mtx_all_reduce_sum_f64(&sum_sq, 1, %s);  /* each device holds a chunk of every gradient */\n",
+                      axes_expr(a[0]));
         out(e, "    %s[0] = (float)sqrt(sum_sq);\n", V(e, o[0]));
         break;
     case OP_clip_scale:
@@ -333,7 +344,13 @@ static void emit_kernel(Emitter *e, const Op *op)
         break;
     case OP_all_reduce_sum:
         for (int i = 0; i < op->nin; i++)
-            out(e, "    mtx_all_reduce_sum(%s, %lld);\n", V(e, in[i]), (long long)value_numel(in[i]));
+            out(e, "    mtx_all_reduce_sum(%s, %lld, %s);\n", V(e, in[i]), (long long)value_numel(in[i]), axes_expr(a[0]));
+        break;
+    case OP_all_gather:
+        out(e, "    mtx_all_gather(%s, %s, %lld);\n", V(e, o[0]), V(e, in[0]), (long long)a[0]);
+        break;
+    case OP_reduce_scatter:
+        out(e, "    mtx_reduce_scatter(%s, %s, %lld);\n", V(e, o[0]), V(e, in[0]), (long long)a[0]);
         break;
     case OP_zero:
         out(e, "    memset(%s, 0, %lldu);\n", V(e, in[0]), (long long)value_bytes(in[0]));
@@ -562,25 +579,28 @@ static void emit_state_functions(Emitter *e)
            " * from its name, so adding a tensor never changes the others. */\n");
     out(e, "void mtx_init_state(mtx_state *s, mtx_rng_key key)\n{\n");
     out(e, "    memset(s->memory, 0, %lldu);\n", (long long)p->state_bytes);
+    if (p->cfg->d.mesh_fsdp > 1) out(e, "    size_t first, count;\n");
     if (p->rng)
         out(e, "    mtx_rng_key first = mtx_rng_first_step_key(key);  /* dropout and friends, step 1 */\n"
                "    s->rng[0] = (int64_t)first.k0;\n    s->rng[1] = (int64_t)first.k1;\n");
     for (int i = 0; i < p->nvalues; i++) {
         const Value *v = p->values[i];
         if (v->kind != V_PARAM) continue;
+        if (v->init == INIT_ZEROS) continue;
         uint64_t h = mtx_checksum(v->name, strlen(v->name));
-        long long n = (long long)value_numel(v);
-        const char *x = state_expr(pool, v);
+        const char *x = state_expr(pool, v), *n = pool_fmt(pool, "%lld", (long long)value_numel(v));
+        if (v->full_rank) {           /* an fsdp chunk: this device's elements of the whole tensor's stream */
+            out(e, "    count = mtx_shard_range(%lld, &first);\n", (long long)value_full_numel(v));
+            n = "count";
+        }
         switch (v->init) {
         case INIT_ZEROS: break;
-        case INIT_ONES: out(e, "    for (size_t i = 0; i < %lld; i++) %s[i] = 1.0f;\n", n, x); break;
+        case INIT_ONES: out(e, "    for (size_t i = 0; i < %s; i++) %s[i] = 1.0f;\n", n, x); break;
         case INIT_NORMAL:
-            out(e, "    mtx_fill_normal(%s, %lld, mtx_rng_fold(key, 0x%016llxULL), %s);\n", x, n,
-                (unsigned long long)h, flit(pool, v->init_std));
-            break;
         case INIT_TRUNCATED_NORMAL:
-            out(e, "    mtx_fill_truncated_normal(%s, %lld, mtx_rng_fold(key, 0x%016llxULL), %s);\n", x, n,
-                (unsigned long long)h, flit(pool, v->init_std));
+            out(e, "    mtx_fill_%snormal%s(%s, %s%s, mtx_rng_fold(key, 0x%016llxULL), %s);\n",
+                v->init == INIT_NORMAL ? "" : "truncated_", v->full_rank ? "_at" : "", x, v->full_rank ? "first, " : "",
+                n, (unsigned long long)h, flit(pool, v->init_std));
             break;
         }
     }
@@ -617,7 +637,7 @@ static void emit_descriptor(Emitter *e)
     int64_t arena = program_arena_bytes(p);
     out(e, "const mtx_program mtx_program_desc = {\n"
            "    .model_name = \"%s\",\n    .pure_nnx = %d,\n"
-           "    .data_parallel = %d,\n"
+           "    .mesh_data = %d, .mesh_fsdp = %d, .mesh_tensor = %d,\n"
            "    .batch = %lld, .seq = %lld, .eval_batch = %lld, .vocab = %lld,\n"
            "    .flops_per_step = %.17g,\n"
            "    .state_bytes = %lldu, .arena_bytes = %lldu,\n"
@@ -627,8 +647,9 @@ static void emit_descriptor(Emitter *e)
            "    .state_arena = state_arena,\n"
            "    .init = mtx_init_state,\n"
            "    .train_step = (void *)mtx_train_step, .eval_step = (void *)mtx_eval_step,\n};\n",
-        cfg_str(c, K_model_name), cfg_bool(c, K_pure_nnx), c->d.mesh_data, (long long)(c->d.global_batch / c->d.mesh_data),
-        (long long)cfg_int(c, K_max_target_length), (long long)(c->d.eval_batch / c->d.mesh_data),
+        cfg_str(c, K_model_name), cfg_bool(c, K_pure_nnx), c->d.mesh_data, c->d.mesh_fsdp, c->d.mesh_tensor,
+        (long long)(c->d.global_batch / batch_shards(c)), (long long)cfg_int(c, K_max_target_length),
+        (long long)(c->d.eval_batch / batch_shards(c)),
         (long long)cfg_int(c, K_vocab_size), p->flops_per_step, (long long)p->state_bytes,
         (long long)arena, ntensors, NUM_KEYS);
 }

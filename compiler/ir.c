@@ -40,6 +40,10 @@ static const struct { OpKind kind; const char *ia[8]; const char *fa[8]; } attr_
     {OP_clip_scale, {0}, {"threshold"}},
     {OP_adamw, {"pax", "nesterov"}, {"b1", "b2", "eps", "eps_root", "weight_decay"}},
     {OP_muon, {"rows", "cols"}, {"beta", "eps", "weight_decay"}},
+    {OP_global_norm, {"sum_over_axes"}, {0}},
+    {OP_all_reduce_sum, {"axes"}, {0}},
+    {OP_all_gather, {"n", "shards"}, {0}},
+    {OP_reduce_scatter, {"n", "shards"}, {0}},
 };
 
 const char *op_attr_name(OpKind kind, int i, bool is_float)
@@ -100,7 +104,7 @@ int64_t program_param_count(const Program *p)
 {
     int64_t n = 0;
     for (int i = 0; i < p->nvalues; i++)
-        if (p->values[i]->kind == V_PARAM) n += value_numel(p->values[i]);
+        if (p->values[i]->kind == V_PARAM) n += value_full_numel(p->values[i]);
     return n;
 }
 
@@ -116,9 +120,31 @@ int64_t value_numel(const Value *v)
     return n;
 }
 
+int64_t value_full_numel(const Value *v)
+{
+    if (!v->full_rank) return value_numel(v);
+    int64_t n = 1;
+    for (int i = 0; i < v->full_rank; i++) n *= v->full_dim[i];
+    return n;
+}
+
 int64_t value_bytes(const Value *v)
 {
     return value_numel(v) * (v->dtype == DT_I64 ? 8 : 4);
+}
+
+void func_move_last(Func *f, int at)
+{
+    Op *op = f->ops[f->nops - 1];
+    memmove(f->ops + at + 1, f->ops + at, sizeof(Op *) * (size_t)(f->nops - 1 - at));
+    f->ops[at] = op;
+}
+
+int func_index(const Func *f, const Op *op)
+{
+    for (int i = 0; i < f->nops; i++)
+        if (f->ops[i] == op) return i;
+    return -1;
 }
 
 const char *dtype_name(DType dt)

@@ -130,14 +130,13 @@ static const char *source_desc(Pool *pool, const Args *a)
     return s;
 }
 
-/* The C backend lowers data parallelism so far (one MPI rank per device);
- * fsdp and tensor meshes are for compile-only. */
-static bool single_device(const Config *c)
+/* The backends lower the data and fsdp axes (one MPI rank per device);
+ * what they cannot is for compile-only. */
+static bool lowerable(const Config *c)
 {
-    if (c->d.mesh_fsdp == 1 && c->d.mesh_tensor == 1) return true;
-    fprintf(stderr, "mtxc: error: this config's mesh is data %d x fsdp %d x tensor %d; the C backend lowers data "
-                    "parallelism so far: use mtxc compile-only for per-device reports of fsdp and tensor meshes\n",
-            c->d.mesh_data, c->d.mesh_fsdp, c->d.mesh_tensor);
+    char err[512];
+    if (lowerable_mesh(c, err, sizeof err)) return true;
+    fprintf(stderr, "%s\n", err);
     return false;
 }
 
@@ -145,7 +144,7 @@ static bool single_device(const Config *c)
 static Program *emit_to(const Args *a, Config **cfg, const char *dir)
 {
     *cfg = load_or_report(a);
-    if (!*cfg || !single_device(*cfg)) return NULL;
+    if (!*cfg || !lowerable(*cfg)) return NULL;
     Program *p = compile_or_report(*cfg, NULL);
     if (!p) return NULL;
     char err[1024];
@@ -292,7 +291,7 @@ static int cmd_run(int argc, char **argv)
     double t0 = mtx_seconds();
     Config *c = load_or_report(&a);
     if (!c) return 2;
-    if (!single_device(c)) {
+    if (!lowerable(c)) {
         config_free(c);
         return 2;
     }

@@ -67,13 +67,6 @@ static bool needs_buffer(const Value *v, const bool *outside)
     return v->kind == V_TEMP && !v->group && !(outside && outside[v->id]);
 }
 
-static int op_index(const Func *f, const Op *op)
-{
-    for (int i = 0; i < f->nops; i++)
-        if (f->ops[i] == op) return i;
-    return -1;
-}
-
 /* Ops of a fused loop run as one: position of an op = position of its loop's first op. */
 static void slots(const Func *f, int *slot)
 {
@@ -100,7 +93,7 @@ static int64_t plan_func(Program *p, Func *f)
         for (int i = f->loop_first; i <= f->loop_last; i++)
             for (int j = 0; j < f->ops[i]->nin; j++) {
                 const Value *v = f->ops[i]->in[j];
-                if (v->kind == V_TEMP && v->def && op_index(f, v->def) < f->loop_first && last[v->id] < f->loop_last)
+                if (v->kind == V_TEMP && v->def && func_index(f, v->def) < f->loop_first && last[v->id] < f->loop_last)
                     last[v->id] = f->loop_last;
             }
     /* Metrics are read after the step's last op. */

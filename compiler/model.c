@@ -337,8 +337,8 @@ bool build_model(Program *p, char *err, size_t errlen)
                  acts->items[0], acts->items[1]);
         return false;
     }
-    /* Data parallelism: every device runs the step on its slice of the batch. */
-    int64_t dp = c->d.mesh_data;
+    /* Data and fsdp parallelism: every device runs the step on its slice of the batch. */
+    int64_t dp = batch_shards(c);
     if (c->d.eval_batch % dp) {
         snprintf(err, errlen, "mtxc: error: the eval batch of %lld sequences does not split over %lld data-parallel devices",
                  (long long)c->d.eval_batch, (long long)dp);

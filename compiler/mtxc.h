@@ -118,6 +118,8 @@ static inline long long cfg_int(const Config *c, KeyId k) { return c->v[k].i; }
 static inline double cfg_float(const Config *c, KeyId k) { return c->v[k].f; }
 static inline bool cfg_bool(const Config *c, KeyId k) { return c->v[k].b; }
 static inline const char *cfg_str(const Config *c, KeyId k) { return c->v[k].s; }
+/* Devices that split the batch: the data and fsdp axes. */
+static inline int batch_shards(const Config *c) { return c->d.mesh_data * c->d.mesh_fsdp; }
 
 /* Names of derived values; setting one is an error that points at its source. */
 extern const char *const derived_names[];
@@ -158,6 +160,8 @@ typedef struct Value {
     double init_std;
     const char *axes[4];         /* logical axis names (embed, mlp, heads, ...) */
     struct Value *grad;          /* params: gradient value, set by autodiff */
+    int full_rank;               /* shard: > 0 if this is one fsdp chunk of a tensor of full_dim */
+    int64_t full_dim[4];
     /* set by passes */
     int group;                   /* fuse: >0 if it never leaves a fused loop */
     int64_t offset;              /* memplan: bytes into the arena (temps) or state */
@@ -223,11 +227,14 @@ Value *value_new(Program *p, const char *name, DType dt, int rank, const int64_t
 Value *state_new(Program *p, const char *name, int rank, const int64_t *dim, InitKind init,
                  double std, const char *const *axes);
 int64_t value_numel(const Value *v);
+int64_t value_full_numel(const Value *v);        /* of the whole tensor, for an fsdp chunk */
 int64_t value_bytes(const Value *v);
 /* Append an op to f; outputs must already exist. */
 Op *op_add(Program *p, Func *f, OpKind kind, const char *block, int nin, Value **in,
            int nout, Value **out);
 const char *dtype_name(DType dt);
+void func_move_last(Func *f, int at);            /* the last op of f goes to index at */
+int func_index(const Func *f, const Op *op);     /* -1 if not in f */
 
 void ir_print(FILE *out, const Program *p);
 /* Check the IR's invariants; on failure writes one message and returns false. */
@@ -254,6 +261,8 @@ bool plan_memory(Program *p, char *err, size_t errlen);      /* memplan.c */
 bool accumulate_gradients(Program *p, char *err, size_t errlen); /* accumulate.c */
 bool rematerialize(Program *p, char *err, size_t errlen);    /* remat.c */
 bool shard(Program *p, char *err, size_t errlen);            /* shard.c */
+/* Can the backends lower this config's mesh? If not, why, in err. */
+bool lowerable_mesh(const Config *c, char *err, size_t errlen);
 
 /* Run every pass up to and including `last` (NULL: all), verifying after each. */
 Program *compile_program(const Config *cfg, const char *last, char *err, size_t errlen);

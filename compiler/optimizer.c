@@ -22,7 +22,9 @@ static Value *moment(Program *p, const char *which, const Value *param)
 {
     Value *m = value_new(p, pool_fmt(p->pool, "opt_state.%s.%s", which, param->name), DT_F32,
                          param->rank, param->dim, V_OPT);
-    for (int i = 0; i < param->rank; i++) m->axes[i] = param->axes[i];
+    memcpy(m->axes, param->axes, sizeof m->axes);
+    m->full_rank = param->full_rank;            /* an fsdp chunk, like its param */
+    memcpy(m->full_dim, param->full_dim, sizeof m->full_dim);
     return m;
 }
 
@@ -60,7 +62,8 @@ bool build_optimizer(Program *p, char *err, size_t errlen)
     Value *schedule_steps = counter(p, "schedule_steps");
 
     p->grad_norm = scalar(p, "grad_norm");
-    op_add(p, f, OP_global_norm, block, n, grads, 1, &p->grad_norm);
+    /* FSDP: each device holds a chunk of every gradient; the squares sum over the axis. */
+    op_add(p, f, OP_global_norm, block, n, grads, 1, &p->grad_norm)->ia[0] = params[0]->full_rank ? MTX_AXIS_FSDP : 0;
     if (p->grad_scale) {                 /* accumulated sums: divide by the token count */
         Value *in[2] = {p->grad_norm, p->grad_scale}, *norm = scalar(p, "mean_grad_norm");
         op_add(p, f, OP_mul, block, 2, in, 1, &norm);
@@ -99,6 +102,7 @@ bool build_optimizer(Program *p, char *err, size_t errlen)
         return true;
     }
     bool muon = !strcmp(cfg_str(c, K_opt_type), "muon");
+
     for (int i = 0; i < n; i++) {
         if (muon && is_hidden_matrix(params[i])) {
             Value *in[5] = {params[i], grads[i], moment(p, "mu", params[i]), p->lr, clip};

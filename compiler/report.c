@@ -44,11 +44,15 @@ static int64_t shards(const Config *c, const char *logical, int64_t size, bool u
     return 1;
 }
 
+/* Of the whole tensor: an fsdp chunk of the lowered program is accounted by
+ * its tensor's logical axes, as any other. */
 static int64_t local_bytes(const Config *c, const Value *v)
 {
     bool used[3] = {false, false, false};
-    int64_t n = value_bytes(v);
-    for (int d = 0; d < v->rank; d++) n /= shards(c, v->axes[d], v->dim[d], used);
+    int rank = v->full_rank ? v->full_rank : v->rank;
+    const int64_t *dim = v->full_rank ? v->full_dim : v->dim;
+    int64_t n = value_full_numel(v) * 4;
+    for (int d = 0; d < rank; d++) n /= shards(c, v->axes[d], dim[d], used);
     return n;
 }
 
@@ -89,10 +93,10 @@ bool compile_report(const Config *c, Report *r, char *err, size_t errlen)
     for (int i = 0; i < p->nvalues; i++) {
         const Value *v = p->values[i];
         if (v->kind == V_PARAM) {
-            r->param_count += value_numel(v);
+            r->param_count += value_full_numel(v);
             r->params += local_bytes(c, v);
             if (v->grad) r->grads += local_bytes(c, v);
-            r->full_params += value_bytes(v);
+            r->full_params += value_full_numel(v) * 4;
         } else if (v->kind == V_OPT) {
             r->opt_state += local_bytes(c, v);
         } else if (v->kind == V_COUNTER) {
@@ -106,14 +110,14 @@ bool compile_report(const Config *c, Report *r, char *err, size_t errlen)
             const Value *v = p->values[i];
             if (v->kind == V_PARAM && !strncmp(v->name, "layers.", 7)) {
                 int l = atoi(v->name + 7);
-                if (l >= 0 && l < d->num_decoder_layers) layer[l] += value_bytes(v) / d->mesh_tensor;
+                if (l >= 0 && l < d->num_decoder_layers) layer[l] += value_full_numel(v) * 4 / d->mesh_tensor;
             }
         }
         for (int l = 0; l < d->num_decoder_layers; l++)
             if (layer[l] > r->gathered) r->gathered = layer[l];
         free(layer);
     }
-    r->flops = p->flops_per_step * d->mesh_data;       /* the program is one data-parallel rank's */
+    r->flops = p->flops_per_step * batch_shards(c);   /* the program is one batch slice's */
     program_free(p);
 
     /* The per-device program: its memory plan gives the step's temporaries. */

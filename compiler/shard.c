@@ -1,35 +1,144 @@
-/* Sharding over the mesh. Lowered so far: the data axis. The model builder
- * already gives each device its slice of the batch (per-device shapes); this
- * pass makes the devices agree: the summed losses, token counts and gradients
- * of the step (the accumulators of accumulate.c) are all-reduced over the
- * data-parallel ranks before the optimizer divides by the global token count,
- * so every rank applies the update of one step over the whole batch.
- * FSDP and tensor meshes are accounted by compile-only (report.c) but not
- * lowered here yet; the backends refuse them. */
+/* Sharding over the mesh. Lowered: the data and fsdp axes; the tensor axis
+ * (and muon under fsdp) is accounted by compile-only (report.c) and refused
+ * by the backends (lowerable_mesh).
+ *
+ * The model builder already gives each device its slice of the batch
+ * (data x fsdp ways); the accumulate pass leaves the step's sums of losses,
+ * token counts and gradients in accumulators. This pass makes the devices
+ * agree on them:
+ *   data and fsdp: the loss and token sums are all-reduced over both axes;
+ *   data only: each gradient is all-reduced over the data axis;
+ *   fsdp: every parameter becomes this device's chunk of its flattened
+ *     elements (ceil(n / fsdp), zero-padded; ZeRO-3's layout, so any shape
+ *     splits), all-gathered into a temporary right before each op that
+ *     reads it (forward, recomputed and backward ops alike, so a gathered
+ *     weight lives only until its one use), and each gradient is
+ *     reduce-scattered into the chunk the device owns, then all-reduced over
+ *     the data axis. The optimizer then builds its moments in chunks too and
+ *     sums the squared norm over the fsdp axis (optimizer.c). */
 #include "mtxc.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+static int64_t chunk_of(int64_t n, int shards) { return (n + shards - 1) / shards; }
+
+/* A copy of f's ops with an all_gather before every op that reads a param. */
+static void gather_before_uses(Program *p, Func *f, int fsdp)
+{
+    Func out = *f;
+    out.ops = NULL, out.nops = out.cap = 0;
+    int loop_first = -1, loop_last = -1;
+    for (int i = 0; i < f->nops; i++) {
+        Op *op = f->ops[i];
+        if (i == f->loop_first) loop_first = out.nops;
+        for (int j = 0; j < op->nin; j++) {
+            Value *param = op->in[j];
+            if (param->kind != V_PARAM || op_info[op->kind].cls == OC_UPDATE) continue;
+            Value *full = value_new(p, pool_fmt(p->pool, "gathered.%s", param->name), DT_F32, param->full_rank,
+                                    param->full_dim, V_TEMP);
+            Op *g = op_add(p, &out, OP_all_gather, op->block, 1, &param, 1, &full);
+            g->ia[0] = value_numel(full);
+            g->ia[1] = fsdp;
+            for (int k = j; k < op->nin; k++)           /* one gather serves each read of the op */
+                if (op->in[k] == param) op->in[k] = full;
+        }
+        if (out.nops == out.cap) {
+            out.cap = out.cap ? out.cap * 2 : 256;
+            out.ops = xrealloc(out.ops, sizeof(Op *) * (size_t)out.cap);
+        }
+        out.ops[out.nops++] = op;
+        if (i == f->loop_last) loop_last = out.nops - 1;
+    }
+    free(f->ops);
+    if (f->loop_count > 0) out.loop_first = loop_first, out.loop_last = loop_last;
+    *f = out;
+}
+
+static void make_chunk(Value *v, int fsdp)
+{
+    v->full_rank = v->rank;
+    memcpy(v->full_dim, v->dim, sizeof v->dim);
+    v->dim[0] = chunk_of(value_numel(v), fsdp);
+    v->rank = 1;
+}
+
+/* Turn a param into this device's chunk. Each microbatch's gradient is
+ * reduce-scattered as soon as it is made (accumulate.c adds it right after
+ * its op), and the chunk is what is accumulated: no device ever holds all
+ * the full gradients at once. */
+static void shard_param(Program *p, Func *f, Value *param, int fsdp, const char *block)
+{
+    make_chunk(param, fsdp);
+    if (!param->grad) return;
+    Value *acc = param->grad;                     /* accumulate.c's sum, added to in the loop */
+    int at = -1;
+    for (int i = f->loop_first; i <= f->loop_last && at < 0; i++)
+        if (f->ops[i]->kind == OP_accumulate && f->ops[i]->in[0] == acc) at = i;
+    if (at < 0) fatal("shard: no accumulation of %s", acc->name);
+    Op *add = f->ops[at];
+    Value *full = add->in[1];
+    Value *chunk = value_new(p, pool_fmt(p->pool, "grad_chunk.%s", param->name), DT_F32, 1, param->dim, V_TEMP);
+    Op *op = op_add(p, f, OP_reduce_scatter, block, 1, &full, 1, &chunk);
+    op->ia[0] = value_numel(full);
+    op->ia[1] = fsdp;
+    func_move_last(f, at);
+    f->loop_last++;
+    add->in[1] = chunk;
+    make_chunk(acc, fsdp);
+}
+
+bool lowerable_mesh(const Config *c, char *err, size_t errlen)
+{
+    if (c->d.mesh_tensor > 1) {
+        snprintf(err, errlen, "mtxc: error: this config's mesh is data %d x fsdp %d x tensor %d; tensor parallelism is "
+                              "not lowered yet: use mtxc compile-only for its per-device report",
+                 c->d.mesh_data, c->d.mesh_fsdp, c->d.mesh_tensor);
+        return false;
+    }
+    if (c->d.mesh_fsdp > 1 && !strcmp(cfg_str(c, K_opt_type), "muon")) {
+        snprintf(err, errlen, "mtxc: error: opt_type muon with fsdp parallelism %d is not lowered: muon orthogonalizes "
+                              "whole matrices and fsdp keeps chunks; use mtxc compile-only for its report",
+                 c->d.mesh_fsdp);
+        return false;
+    }
+    return true;
+}
+
 bool shard(Program *p, char *err, size_t errlen)
 {
-    (void)err;
-    (void)errlen;
-    int dp = p->cfg->d.mesh_data;
-    if (dp <= 1) return true;
+    char why[512];
+    int dp = p->cfg->d.mesh_data, fsdp = p->cfg->d.mesh_fsdp;
+    if (dp * fsdp <= 1) return true;
+    /* A mesh the backends refuse is lowered as data x fsdp data parallelism,
+     * for compile-only's C check; its accounting is report.c's. */
+    if (!lowerable_mesh(p->cfg, why, sizeof why)) dp *= fsdp, fsdp = 1;
+    (void)err, (void)errlen;
     Func *f = &p->train;
-    Value **sums = xmalloc(sizeof(Value *) * (size_t)(p->nvalues + 2));
+    Value **grads = xmalloc(sizeof(Value *) * (size_t)(p->nvalues + 1));
     int n = 0;
-    sums[n++] = p->loss_sum;
-    sums[n++] = p->weight_sum;
-    for (int i = 0; i < p->nvalues; i++)
-        if (p->values[i]->kind == V_PARAM && p->values[i]->grad) sums[n++] = p->values[i]->grad;
-    op_add(p, f, OP_all_reduce_sum, pool_fmt(p->pool, "data parallelism: sum over %d ranks", dp), n, sums, 0, NULL);
+    int nvalues = p->nvalues;                     /* the new gradient chunks are not params */
+    for (int i = 0; i < nvalues; i++) {
+        Value *v = p->values[i];
+        if (v->kind != V_PARAM) continue;
+        if (fsdp > 1) shard_param(p, f, v, fsdp, pool_fmt(p->pool, "fsdp: reduce-scatter over %d devices", fsdp));
+        if (v->grad) grads[n++] = v->grad;
+    }
     /* Right after the microbatch loop, before the sums are used. */
     int at = f->loop_last + 1;
-    Op *op = f->ops[f->nops - 1];
-    memmove(f->ops + at + 1, f->ops + at, sizeof(Op *) * (size_t)(f->nops - 1 - at));
-    f->ops[at] = op;
-    free(sums);
+    const char *block = pool_fmt(p->pool, "data x fsdp = %d x %d: sums over the devices", dp, fsdp);
+    Value *sums[2] = {p->loss_sum, p->weight_sum};
+    op_add(p, f, OP_all_reduce_sum, block, 2, sums, 0, NULL)->ia[0] = MTX_AXIS_DATA | MTX_AXIS_FSDP;
+    func_move_last(f, at++);
+    if (dp > 1) {
+        op_add(p, f, OP_all_reduce_sum, block, n, grads, 0, NULL)->ia[0] =
+            fsdp > 1 ? MTX_AXIS_DATA : MTX_AXIS_DATA | MTX_AXIS_FSDP;
+        func_move_last(f, at);
+    }
+    free(grads);
+    if (fsdp > 1) {
+        gather_before_uses(p, &p->eval, fsdp);
+        gather_before_uses(p, f, fsdp);
+    }
     return true;
 }

@@ -1,13 +1,20 @@
 /* Collectives over MPI (OpenMPI from Debian). A trainer started by mpirun is
- * one rank per device of the mesh's data axis; started on its own it is one
- * rank and never touches MPI, so single-device runs need no MPI runtime. A
- * rank that dies makes mpirun end the others (MPI_ERRORS_ARE_FATAL). */
+ * one rank per device of the mesh; started on its own it is one rank and
+ * never touches MPI, so single-device runs need no MPI runtime. A rank that
+ * dies makes mpirun end the others (MPI_ERRORS_ARE_FATAL).
+ *
+ * Ranks are laid out over the mesh as MaxText's device mesh is, data the
+ * outermost axis: rank = (data * FSDP + fsdp) * TENSOR + tensor. Each
+ * collective runs over a set of mesh axes (MTX_AXIS_* bits), on the
+ * communicator of the ranks that differ only along those axes. */
 #include "mtxrt.h"
 
 #include <mpi.h>
 #include <stdlib.h>
 
 static int started, rank, ranks = 1;
+static int mesh[3] = {1, 1, 1};              /* data, fsdp, tensor */
+static MPI_Comm comms[8];                    /* by axis set; [0] unused */
 
 /* Launched by mpirun (OpenMPI) or another PMI launcher? */
 static int launched(void)
@@ -26,8 +33,17 @@ void mtx_collectives_start(void)
 
 void mtx_collectives_stop(void)
 {
+    for (int s = 1; s < 8; s++)
+        if (started && comms[s]) MPI_Comm_free(&comms[s]);
     if (started) MPI_Finalize();
     started = 0;
+}
+
+/* A rank that fails alone (a bad checkpoint shard, a full disk) must not
+ * leave the others waiting in a collective. */
+void mtx_collectives_abort(int status)
+{
+    if (started && ranks > 1) MPI_Abort(MPI_COMM_WORLD, status);
 }
 
 int mtx_rank(void) { return rank; }
@@ -40,13 +56,113 @@ int mtx_local_ranks(void)
     return n && atoi(n) > 0 ? atoi(n) : 1;
 }
 
-void mtx_all_reduce_sum(float *x, size_t n)
+int mtx_mesh_coord(int axis)
 {
-    if (ranks == 1) return;
-    /* Large buffers go in pieces: MPI counts are ints. */
+    int stride = 1;
+    for (int a = 2; a > axis; a--) stride *= mesh[a];
+    return rank / stride % mesh[axis];
+}
+
+/* One communicator per set of axes: ranks with equal coordinates on the
+ * other axes share a colour. Called once ranks == data x fsdp x tensor. */
+void mtx_mesh_start(int data, int fsdp, int tensor)
+{
+    mesh[0] = data, mesh[1] = fsdp, mesh[2] = tensor;
+    if (!started) return;
+    for (int set = 1; set < 8; set++) {
+        int colour = 0;
+        for (int a = 0; a < 3; a++)
+            colour = colour * mesh[a] + ((set >> a) & 1 ? 0 : mtx_mesh_coord(a));
+        MPI_Comm_split(MPI_COMM_WORLD, colour, rank, &comms[set]);
+    }
+}
+
+static int group_size(int axes)
+{
+    int n = 1;
+    for (int a = 0; a < 3; a++)
+        if ((axes >> a) & 1) n *= mesh[a];
+    return n;
+}
+
+/* MPI counts are ints: large buffers go in pieces. */
+#define PIECE ((size_t)1 << 30)
+
+void mtx_all_reduce_sum(float *x, size_t n, int axes)
+{
+    if (!started || group_size(axes) == 1) return;
     for (size_t done = 0; done < n;) {
-        int count = n - done > (1u << 30) ? 1 << 30 : (int)(n - done);
-        MPI_Allreduce(MPI_IN_PLACE, x + done, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+        int count = n - done > PIECE ? (int)PIECE : (int)(n - done);
+        MPI_Allreduce(MPI_IN_PLACE, x + done, count, MPI_FLOAT, MPI_SUM, comms[axes]);
         done += (size_t)count;
     }
+}
+
+void mtx_all_reduce_sum_f64(double *x, size_t n, int axes)
+{
+    if (!started || group_size(axes) == 1) return;
+    MPI_Allreduce(MPI_IN_PLACE, x, (int)n, MPI_DOUBLE, MPI_SUM, comms[axes]);
+}
+
+long long mtx_all_reduce_min(long long x)
+{
+    if (!started) return x;
+    MPI_Allreduce(MPI_IN_PLACE, &x, 1, MPI_LONG_LONG, MPI_MIN, MPI_COMM_WORLD);
+    return x;
+}
+
+/* A tensor of n elements split over the fsdp axis in chunks of ceil(n / fsdp):
+ * the rank at fsdp coordinate r holds elements [r * chunk, r * chunk + count). */
+size_t mtx_shard_chunk(size_t n, int shards) { return (n + (size_t)shards - 1) / (size_t)shards; }
+
+int mtx_batch_index(void) { return mtx_mesh_coord(0) * mesh[1] + mtx_mesh_coord(1); }
+
+static size_t shard_count(size_t n, size_t chunk, int r)
+{
+    size_t first = (size_t)r * chunk;
+    return first >= n ? 0 : n - first < chunk ? n - first : chunk;
+}
+
+static void shard_layout(size_t n, int *counts, int *displs)
+{
+    size_t chunk = mtx_shard_chunk(n, mesh[1]);
+    for (int r = 0; r < mesh[1]; r++) {
+        counts[r] = (int)shard_count(n, chunk, r);
+        displs[r] = (int)((size_t)r * chunk);
+    }
+}
+
+void mtx_all_gather(float *full, const float *shard, size_t n)
+{
+    if (!started || mesh[1] == 1) {
+        for (size_t i = 0; i < n; i++) full[i] = shard[i];
+        return;
+    }
+    int counts[mesh[1]], displs[mesh[1]];
+    shard_layout(n, counts, displs);
+    MPI_Allgatherv(shard, counts[mtx_mesh_coord(1)], MPI_FLOAT, full, counts, displs, MPI_FLOAT,
+                   comms[MTX_AXIS_FSDP]);
+}
+
+size_t mtx_shard_range(size_t n, size_t *first)
+{
+    size_t chunk = mtx_shard_chunk(n, mesh[1]);
+    *first = (size_t)mtx_mesh_coord(1) * chunk;
+    return shard_count(n, chunk, mtx_mesh_coord(1));
+}
+
+/* Sums the full tensors of the fsdp group and keeps this rank's chunk; the
+ * chunk's tail past the tensor's end stays zero. */
+void mtx_reduce_scatter(float *shard, const float *full, size_t n)
+{
+    size_t chunk = mtx_shard_chunk(n, mesh[1]);
+    size_t count = shard_count(n, chunk, mtx_mesh_coord(1));
+    if (!started || mesh[1] == 1) {
+        for (size_t i = 0; i < count; i++) shard[i] = full[i];
+    } else {
+        int counts[mesh[1]], displs[mesh[1]];
+        shard_layout(n, counts, displs);
+        MPI_Reduce_scatter(full, shard, counts, MPI_FLOAT, MPI_SUM, comms[MTX_AXIS_FSDP]);
+    }
+    for (size_t i = count; i < chunk; i++) shard[i] = 0;
 }

@@ -29,6 +29,9 @@ static inline float mtx_dropout_scale(mtx_rng_key key, uint64_t index, float rat
 /* Fill x[0..n) with std * N(0,1), element i from counter i: thread-count independent. */
 void mtx_fill_normal(float *x, size_t n, mtx_rng_key key, float std);
 void mtx_fill_truncated_normal(float *x, size_t n, mtx_rng_key key, float std);  /* cut at +-2 std */
+/* Elements [first, first + n) of the same streams: one shard of a tensor. */
+void mtx_fill_normal_at(float *x, size_t first, size_t n, mtx_rng_key key, float std);
+void mtx_fill_truncated_normal_at(float *x, size_t first, size_t n, mtx_rng_key key, float std);
 
 /* ---- GEMM (gemm.c) ---- */
 
@@ -111,10 +114,24 @@ void mtx_muon_update(float *p, float *mu, const float *g, int rows, int cols, fl
 
 void mtx_collectives_start(void);
 void mtx_collectives_stop(void);
+void mtx_collectives_abort(int status);        /* ends every rank of the job */
 int mtx_rank(void);
 int mtx_ranks(void);
 int mtx_local_ranks(void);
-void mtx_all_reduce_sum(float *x, size_t n);   /* in place, over every rank */
+/* Mesh axes, as bits of a set of axes a collective runs over. */
+enum { MTX_AXIS_DATA = 1, MTX_AXIS_FSDP = 2, MTX_AXIS_TENSOR = 4 };
+void mtx_mesh_start(int data, int fsdp, int tensor);  /* once ranks == data x fsdp x tensor */
+int mtx_mesh_coord(int axis);                  /* this rank's index along axis 0 data, 1 fsdp, 2 tensor */
+void mtx_all_reduce_sum(float *x, size_t n, int axes);        /* in place */
+void mtx_all_reduce_sum_f64(double *x, size_t n, int axes);
+long long mtx_all_reduce_min(long long x);     /* over every rank */
+/* FSDP: a tensor of n elements is held in chunks of ceil(n / fsdp), padded
+ * with zeros, one per rank of the fsdp axis. */
+size_t mtx_shard_chunk(size_t n, int shards);
+size_t mtx_shard_range(size_t n, size_t *first);   /* this device's elements: count, and the first */
+int mtx_batch_index(void);                     /* this device's slice of the batch (data x fsdp) */
+void mtx_all_gather(float *full, const float *shard, size_t n);
+void mtx_reduce_scatter(float *shard, const float *full, size_t n);
 
 /* ---- memory (arena.c) ---- */
 
@@ -168,7 +185,7 @@ typedef void (*mtx_eval_linen)(const mtx_state *, const mtx_batch *, mtx_rng_key
 typedef struct {
     const char *model_name;
     int pure_nnx;
-    int data_parallel;                    /* MPI ranks the program runs on (mesh data axis) */
+    int mesh_data, mesh_fsdp, mesh_tensor;  /* one MPI rank per device of the mesh */
     int batch, seq, eval_batch, vocab;
     double flops_per_step;                /* 6 x matmul params x tokens + attention */
     size_t state_bytes;                   /* tensors of the state, in one block */

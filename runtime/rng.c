@@ -42,24 +42,31 @@ float mtx_rng_normal(mtx_rng_key key, uint64_t counter)
     return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
 }
 
-void mtx_fill_normal(float *x, size_t n, mtx_rng_key key, float std)
+void mtx_fill_normal_at(float *x, size_t first, size_t n, mtx_rng_key key, float std)
 {
     #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) x[i] = std * mtx_rng_normal(key, i);
+    for (size_t i = 0; i < n; i++) x[i] = std * mtx_rng_normal(key, first + i);
 }
+
+void mtx_fill_normal(float *x, size_t n, mtx_rng_key key, float std) { mtx_fill_normal_at(x, 0, n, key, std); }
 
 /* N(0,1) cut at +-2 (as jax.random.truncated_normal): element i redraws from
  * counters derived from i until it lands inside. */
-void mtx_fill_truncated_normal(float *x, size_t n, mtx_rng_key key, float std)
+void mtx_fill_truncated_normal_at(float *x, size_t first, size_t n, mtx_rng_key key, float std)
 {
     #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) {
         float z;
         uint64_t attempt = 0;
-        do z = mtx_rng_normal(key, i * 64 + attempt++);
+        do z = mtx_rng_normal(key, (first + i) * 64 + attempt++);
         while (fabsf(z) > 2.0f && attempt < 64);
         x[i] = std * z;
     }
+}
+
+void mtx_fill_truncated_normal(float *x, size_t n, mtx_rng_key key, float std)
+{
+    mtx_fill_truncated_normal_at(x, 0, n, key, std);
 }
 
 mtx_rng_key mtx_rng_first_step_key(mtx_rng_key init) { return mtx_rng_fold(init, 0x64726f706f7574ULL); }

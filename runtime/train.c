@@ -1,6 +1,7 @@
 /* The training loop of a built trainer: run-time keys, init, steps, logging. */
 #include "mtxrt.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <math.h>
@@ -8,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 typedef struct {
@@ -83,6 +85,7 @@ static bool truthy(const char *v) { return !strcmp(v, "true") || !strcmp(v, "Tru
 /* Checkpoint settings of a run (MaxText's keys). */
 typedef struct {
     bool on, on_completion;
+    bool writer;                              /* this rank saves (one rank per distinct state) */
     long long period, keep;                   /* keep 0: all */
     char dir[4096];                           /* {base_output_directory}/{run_name}/checkpoints */
     char load_params[4096], load_full[4096];
@@ -106,9 +109,46 @@ static int checkpoint_settings(const mtx_program *prog, const RunConfig *rc, Che
         return 0;
     }
     snprintf(ck->dir, sizeof ck->dir, "%s%s%s/checkpoints", base, base[0] ? "/" : "", run);
+    /* FSDP: each shard of the state in its own directory, written by the
+     * rank at data coordinate 0 that holds it (see README, Checkpoints). */
+    ck->writer = mtx_mesh_coord(0) == 0 && mtx_mesh_coord(2) == 0;
+    if (prog->mesh_fsdp > 1) {
+        size_t n = strlen(ck->dir);
+        snprintf(ck->dir + n, sizeof ck->dir - n, "/fsdp-%d-of-%d", mtx_mesh_coord(1), prog->mesh_fsdp);
+    }
     if (truthy(run_get(prog, rc, "enable_checkpointing")) && !run[0])
         printf("checkpoints are off: set run_name=NAME to save to and resume from NAME/checkpoints\n");
     return 1;
+}
+
+/* Checkpoints of another mesh in the run's directory: fsdp-R-of-F shard
+ * directories of another F, or whole-state steps when this mesh shards.
+ * Returns 0 after printing which, so a run never silently starts over. */
+static int same_mesh(const mtx_program *prog, const Checkpointing *ck)
+{
+    char base[4096];
+    snprintf(base, sizeof base, "%s", ck->dir);
+    if (prog->mesh_fsdp > 1) *strrchr(base, '/') = 0;
+    DIR *d = opendir(base);
+    if (!d) return 1;
+    int ok = 1;
+    for (struct dirent *e; ok && (e = readdir(d));) {
+        int r, f;
+        char *end;
+        if (sscanf(e->d_name, "fsdp-%d-of-%d", &r, &f) == 2 && f != prog->mesh_fsdp) {
+            fprintf(stderr, "trainer: error: %s/%s holds checkpoints of a mesh with fsdp %d; this trainer's mesh has "
+                            "fsdp %d: resume with the mesh that wrote them, or choose another run_name\n",
+                    base, e->d_name, f, prog->mesh_fsdp);
+            ok = 0;
+        } else if (prog->mesh_fsdp > 1 && strtoll(e->d_name, &end, 10) >= 0 && !*end && end != e->d_name) {
+            fprintf(stderr, "trainer: error: %s/%s is a checkpoint of an unsharded state; this trainer's mesh has "
+                            "fsdp %d: resume with the mesh that wrote it, or choose another run_name\n",
+                    base, e->d_name, prog->mesh_fsdp);
+            ok = 0;
+        }
+    }
+    closedir(d);
+    return ok;
 }
 
 /* MaxText's order: the run's own latest checkpoint, else load_full_state_path
@@ -117,7 +157,9 @@ static int checkpoint_settings(const mtx_program *prog, const RunConfig *rc, Che
 static long long restore(const mtx_program *prog, mtx_state *st, const Checkpointing *ck, uint64_t *position)
 {
     char err[1024], path[8300];
-    long long latest = ck->on ? mtx_checkpoint_latest(ck->dir) : -1;
+    if (ck->on && !same_mesh(prog, ck)) return -1;
+    /* Every rank resumes from the same step: the last one all shards have. */
+    long long latest = mtx_all_reduce_min(ck->on ? mtx_checkpoint_latest(ck->dir) : -1);
     int params_only = 0;
     if (latest >= 0) snprintf(path, sizeof path, "%s/%lld", ck->dir, latest);
     else if (ck->load_full[0]) snprintf(path, sizeof path, "%s", ck->load_full);
@@ -223,7 +265,7 @@ static double evaluate(const mtx_program *prog, mtx_state *st, mtx_data *data, m
         else
             ((mtx_eval_linen)prog->eval_step)(st, b, mtx_rng_fold(key, (uint64_t)i), &m);
         float sums[2] = {(float)(m.loss * m.weight), (float)m.weight};
-        mtx_all_reduce_sum(sums, 2);                 /* every rank's share of the batch */
+        mtx_all_reduce_sum(sums, 2, MTX_AXIS_DATA | MTX_AXIS_FSDP);  /* every rank's share of the batch */
         loss += sums[0];
         weight += sums[1];
     }
@@ -237,21 +279,24 @@ int mtx_main(const mtx_program *prog, int argc, char **argv)
 {
     mtx_collectives_start();
     int status = 0;
-    if (mtx_ranks() != prog->data_parallel) {
+    int devices = prog->mesh_data * prog->mesh_fsdp * prog->mesh_tensor;
+    if (mtx_ranks() != devices) {
         if (mtx_rank() == 0)
-            fprintf(stderr, "trainer: error: this trainer is compiled for a mesh of %d devices (data parallelism %d) "
-                            "but runs on %d rank%s: start it as mpirun -np %d %s\n", prog->data_parallel,
-                    prog->data_parallel, mtx_ranks(), mtx_ranks() == 1 ? "" : "s", prog->data_parallel,
-                    argc > 0 ? argv[0] : "./trainer");
+            fprintf(stderr, "trainer: error: this trainer is compiled for a mesh of %d devices (data %d x fsdp %d x "
+                            "tensor %d) but runs on %d rank%s: start it as mpirun -np %d %s\n", devices,
+                    prog->mesh_data, prog->mesh_fsdp, prog->mesh_tensor, mtx_ranks(), mtx_ranks() == 1 ? "" : "s",
+                    devices, argc > 0 ? argv[0] : "./trainer");
         status = 2;
     } else {
-        /* Only rank 0 talks; every rank computes the same state. */
+        mtx_mesh_start(prog->mesh_data, prog->mesh_fsdp, prog->mesh_tensor);
+        /* Only rank 0 talks. */
         if (mtx_rank() != 0 && !freopen("/dev/null", "w", stdout)) status = 1;
         if (!getenv("MTX_NUM_THREADS") && mtx_local_ranks() > 1) {
             long cores = sysconf(_SC_NPROCESSORS_ONLN) / mtx_local_ranks();
             mtx_set_num_threads(cores > 0 ? (int)cores : 1);
         }
         if (!status) status = train(prog, argc, argv);
+        if (status) mtx_collectives_abort(status);
     }
     mtx_collectives_stop();
     return status;
@@ -299,7 +344,9 @@ static int train(const mtx_program *prog, int argc, char **argv)
     Checkpointing ck = rs.ck;
     char err[1024];
 
-    int dp = prog->data_parallel, rank = mtx_rank();
+    /* The batch splits over data x fsdp; tensor-parallel ranks share a slice. */
+    int dp = prog->mesh_data * prog->mesh_fsdp, rank = mtx_rank();
+    int slice_index = mtx_batch_index();
     mtx_data *data = mtx_data_open(rs.dtype, rs.dpath, rs.epath, prog->vocab, prog->batch * dp, prog->seq,
                                    strcmp(rs.shuffle, "false") != 0, (uint64_t)rs.shuffle_seed, err, sizeof err);
     if (!data) {
@@ -334,12 +381,12 @@ static int train(const mtx_program *prog, int argc, char **argv)
     /* Every rank reads the global batch and trains on its rows. */
     mtx_batch global, b;
     mtx_batch_alloc(&global, prog->batch * dp, prog->seq);
-    size_t slice = (size_t)rank * (size_t)prog->batch * (size_t)prog->seq;
+    size_t slice = (size_t)slice_index * (size_t)prog->batch * (size_t)prog->seq;
     b = (mtx_batch){global.inputs + slice, global.targets + slice, global.segmentation + slice, prog->batch, prog->seq};
     /* Eval batches: eval_per_device_batch_size rows per rank. */
     mtx_batch eval_global, eval_b;
     mtx_batch_alloc(&eval_global, prog->eval_batch * dp, prog->seq);
-    size_t eval_slice = (size_t)rank * (size_t)prog->eval_batch * (size_t)prog->seq;
+    size_t eval_slice = (size_t)slice_index * (size_t)prog->eval_batch * (size_t)prog->seq;
     eval_b = (mtx_batch){eval_global.inputs + eval_slice, eval_global.targets + eval_slice,
                          eval_global.segmentation + eval_slice, prog->eval_batch, prog->seq};
     printf("%s: %lld steps, batch %d x %d tokens, %.1f MB state, %.1f MB step arena, %d threads, "
@@ -381,7 +428,7 @@ static int train(const mtx_program *prog, int argc, char **argv)
                    (int)eta % 60);
             fflush(stdout);
         }
-        if (ck.on && rank == 0 && ((step + 1) % ck.period == 0 || (step + 1 == steps && ck.on_completion))) {
+        if (ck.on && ck.writer && ((step + 1) % ck.period == 0 || (step + 1 == steps && ck.on_completion))) {
             double t0 = mtx_seconds();
             if (mtx_checkpoint_save(prog, st, ck.dir, step + 1, mtx_data_position(data), err, sizeof err) != 0) {
                 fprintf(stderr, "%strainer: error: %s\n", live ? "\r\033[K" : "", err);
@@ -408,7 +455,10 @@ static int train(const mtx_program *prog, int argc, char **argv)
         }
     }
     long long ran = steps > start ? steps - start : 0;
-    printf("done: %lld steps in %.2f s (%.2f ms/step)\n", ran, t_total, ran ? t_total * 1e3 / (double)ran : 0.0);
+    struct rusage usage;                      /* this rank's peak resident memory */
+    getrusage(RUSAGE_SELF, &usage);
+    printf("done: %lld steps in %.2f s (%.2f ms/step), peak memory %.1f MB\n", ran, t_total,
+           ran ? t_total * 1e3 / (double)ran : 0.0, (double)usage.ru_maxrss * 1024 / 1e6);
     if (metrics) fclose(metrics);
     mtx_batch_free(&global);
     mtx_batch_free(&eval_global);

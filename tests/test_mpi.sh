@@ -1,9 +1,12 @@
 #!/bin/bash
-# Data parallelism over MPI: 2 ranks (ici_data_parallelism=2) give the same
-# losses, gradient norms and eval losses as 1 device with the same global
-# batch, within 1e-5 relative over 20 steps, with gradient accumulation and
-# dropout on; a trainer started on the wrong number of ranks says so; a rank
-# that dies ends the job instead of hanging; only rank 0 writes.
+# Data parallelism and FSDP over MPI: 2 ranks (ici_data_parallelism=2, or
+# ici_fsdp_parallelism=2) give the same losses, gradient norms and eval
+# losses as 1 device with the same global batch, within 1e-5 relative over 20
+# steps, with gradient accumulation and dropout on; an FSDP run restarted from
+# its sharded checkpoints continues exactly, and refuses checkpoints of
+# another mesh; FSDP's per-rank peak memory is well below data parallelism's
+# for gpt2-124m; a trainer started on the wrong number of ranks says so; a
+# rank that dies ends the job instead of hanging; only rank 0 writes.
 # Usage: tests/test_mpi.sh MTXC (from the source root)
 MTXC=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 root=$PWD
@@ -12,27 +15,59 @@ trap 'rm -rf "$dir"' EXIT
 cd "$dir" || exit 1
 fail() { echo "FAIL: $*"; exit 1; }
 MPIRUN="mpirun --allow-run-as-root --oversubscribe -np 2"
-common="model_name=tiny dropout_rate=0.1 enable_dropout=true gradient_accumulation_steps=2"
+common="model_name=tiny dropout_rate=0.1 enable_dropout=true gradient_accumulation_steps=2 learning_rate_schedule_steps=20"
 # shellcheck disable=SC2086
 "$MTXC" build "$root/configs/base.yml" $common ici_data_parallelism=2 per_device_batch_size=4 -o dp2 > /dev/null || fail build
 # shellcheck disable=SC2086
 "$MTXC" build "$root/configs/base.yml" $common per_device_batch_size=8 -o dp1 > /dev/null || fail build
+# shellcheck disable=SC2086
+"$MTXC" build "$root/configs/base.yml" $common ici_fsdp_parallelism=2 per_device_batch_size=4 -o fsdp2 > /dev/null || fail build
 args="steps=20 log_period=100 eval_interval=10 eval_steps=2"
 # shellcheck disable=SC2086
 $MPIRUN ./dp2 $args run_name=r2 metrics_file=m2.jsonl > log2 2>&1 || { cat log2; fail "mpirun"; }
 # shellcheck disable=SC2086
 ./dp1 $args run_name=r1 metrics_file=m1.jsonl > log1 2>&1 || fail "single device"
+# shellcheck disable=SC2086
+$MPIRUN ./fsdp2 $args run_name=f2 metrics_file=f2.jsonl > logf 2>&1 || { cat logf; fail "mpirun fsdp"; }
 [ "$(wc -l < m2.jsonl)" -eq 22 ] || fail "rank 0 alone writes metrics: $(wc -l < m2.jsonl) lines, want 22"
 [ -d r2/checkpoints/20 ] || fail "no checkpoint from rank 0"
-paste -d' ' m1.jsonl m2.jsonl | tr -d '{},"' | awk '
-    { for (i = 1; i <= NF; i++) if ($i == "learning/loss:" || $i == "learning/grad_norm:" || $i == "eval/avg_loss:") v[++c] = $(i + 1)
-      for (j = 1; j <= c / 2; j++) { a = v[j]; b = v[j + c / 2]; rel = (a - b) / a; if (rel < 0) rel = -rel; if (rel > worst) worst = rel }
-      c = 0 }
-    END { printf "data parallel, 2 ranks vs 1 device, 20 steps: worst relative difference %.2g\n", worst; exit !(worst <= 1e-5) }' ||
-    fail "2 ranks differ from 1 device"
+# worst_diff NAME A B: the worst relative difference of losses, gradient norms and eval losses.
+worst_diff() {
+    paste -d' ' "$2" "$3" | tr -d '{},"' | awk -v name="$1" '
+        { for (i = 1; i <= NF; i++) if ($i == "learning/loss:" || $i == "learning/grad_norm:" || $i == "eval/avg_loss:") v[++c] = $(i + 1)
+          for (j = 1; j <= c / 2; j++) { a = v[j]; b = v[j + c / 2]; rel = (a - b) / a; if (rel < 0) rel = -rel; if (rel > worst) worst = rel }
+          c = 0 }
+        END { printf "%s, 20 steps: worst relative difference %.2g\n", name, worst; exit !(NR == 22 && worst <= 1e-5) }'
+}
+worst_diff "data parallel, 2 ranks vs 1 device" m1.jsonl m2.jsonl || fail "2 ranks differ from 1 device"
+worst_diff "fsdp, 2 ranks vs data parallel" m2.jsonl f2.jsonl || fail "fsdp differs from data parallelism"
+# FSDP checkpoints: one directory per shard; a restart at step 10 goes on as the run that never stopped.
+[ -d f2/checkpoints/fsdp-0-of-2/20 ] && [ -d f2/checkpoints/fsdp-1-of-2/20 ] || fail "no fsdp shard checkpoints"
+# shellcheck disable=SC2086
+$MPIRUN ./fsdp2 $args steps=10 run_name=f3 metrics_file=f3.jsonl > /dev/null 2>&1 || fail "fsdp first half"
+# shellcheck disable=SC2086
+$MPIRUN ./fsdp2 $args run_name=f3 metrics_file=f3.jsonl > logr 2>&1 || { cat logr; fail "fsdp resume"; }
+grep -q "resuming from f3/checkpoints/fsdp-0-of-2/10" logr || fail "fsdp did not resume: $(cat logr)"
+learning() { sed 's/, "perf.*}/}/' "$1"; }     # without the timings
+cmp <(learning f2.jsonl) <(learning f3.jsonl) > /dev/null ||
+    fail "the resumed fsdp run differs from the uninterrupted one"
+out=$($MPIRUN ./dp2 steps=2 run_name=f2 2>&1) && fail "a data-parallel trainer took fsdp checkpoints"
+case "$out" in *"f2/checkpoints/fsdp-"*"-of-2 holds checkpoints of a mesh with fsdp 2; this trainer's mesh has fsdp 1"*) ;;
+    *) fail "mesh mismatch message: $out" ;; esac
 out=$(./dp2 steps=2 2>&1); rc=$?
 [ $rc -eq 2 ] || fail "wrong rank count: exit $rc"
-case "$out" in *"compiled for a mesh of 2 devices (data parallelism 2) but runs on 1 rank: start it as mpirun -np 2"*) ;; *) fail "$out" ;; esac
+case "$out" in *"compiled for a mesh of 2 devices (data 2 x fsdp 1 x tensor 1) but runs on 1 rank: start it as mpirun -np 2"*) ;; *) fail "$out" ;; esac
+# Per-rank peak memory, gpt2-124m: FSDP holds half the params and optimizer
+# state and gradient chunks; data parallelism all of them.
+for mesh in data fsdp; do
+    "$MTXC" build "$root/configs/base.yml" model_name=gpt2-124m per_device_batch_size=1 max_target_length=64 \
+        ici_${mesh}_parallelism=2 -o gpt2-$mesh > /dev/null || fail "build gpt2-124m $mesh"
+    $MPIRUN ./gpt2-$mesh steps=1 > log-$mesh 2>&1 || { cat log-$mesh; fail "gpt2-124m $mesh"; }
+done
+peak() { sed -n 's/.*peak memory \([0-9.]*\) MB.*/\1/p' "$1"; }
+awk -v d="$(peak log-data)" -v f="$(peak log-fsdp)" 'BEGIN {
+    printf "gpt2-124m on 2 ranks, peak memory of rank 0: data parallel %.0f MB, fsdp %.0f MB\n", d, f
+    exit !(d > 0 && f < 0.8 * d) }' || fail "fsdp does not save memory"
 # A rank killed mid-run: mpirun ends the job within seconds.
 $MPIRUN ./dp2 steps=1000000 log_period=1000000 > /dev/null 2>&1 &
 job=$!
