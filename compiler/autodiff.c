@@ -205,6 +205,19 @@ static void vjp(AD *ad, const Op *op, Value *dy)
         accumulate(ad, in[0], dx);
         break;
     }
+    /* Megatron's f and g: where a tensor-parallel block starts, each device's
+     * gradient of its input is partial (its heads or MLP columns) and sums
+     * over the axis; where the block ends, the summed output's gradient is
+     * every device's whole gradient already. */
+    case OP_tensor_enter: {
+        Value *dx = grad_value(ad, in[0], op);
+        emit(ad, OP_tensor_sum, 1, dy, NULL, NULL, NULL, 1, dx, NULL, NULL);
+        accumulate(ad, in[0], dx);
+        break;
+    }
+    case OP_tensor_sum:
+        accumulate(ad, in[0], dy);
+        break;
     case OP_fill:
         break;
     default:

@@ -167,9 +167,15 @@ static const char *ew_expr(Emitter *e, const Op *op)
     case OP_reciprocal: return pool_fmt(pool, "1.0f / (%s + 1e-8f)", a);
     case OP_dropout:
     case OP_dropout_grad: /* mask index: (row of the global batch, feature), shared along the sequence */
+        if (op->ia[3] > 1)  /* this device's share of the features, from its first column */
+            return pool_fmt(pool, "%s * mtx_dropout_scale(%s_key, (%s_row + i / %lld) * %lld + %s_column + i %% %lld, %s)",
+                            a, V(e, op->out[0]), V(e, op->out[0]), (long long)op->ia[0],
+                            (long long)(op->ia[1] * op->ia[3]), V(e, op->out[0]), (long long)op->ia[1],
+                            flit(pool, op->fa[0]));
         return pool_fmt(pool, "%s * mtx_dropout_scale(%s_key, (%s_row + i / %lld) * %lld + i %% %lld, %s)", a,
                         V(e, op->out[0]), V(e, op->out[0]), (long long)op->ia[0], (long long)op->ia[1],
                         (long long)op->ia[1], flit(pool, op->fa[0]));
+    case OP_tensor_enter: return a;
     default: fatal("emit: %s is not elementwise", op_info[op->kind].name);
     }
 }
@@ -194,9 +200,13 @@ static void emit_fused(Emitter *e, const Func *f, int first, int last)
         if (f->ops[i]->kind == OP_dropout || f->ops[i]->kind == OP_dropout_grad) {
             const char *y = V(e, f->ops[i]->out[0]);
             out(e, "    const mtx_rng_key %s_key = mtx_rng_fold(rng, 0x%llxULL);\n", y, (unsigned long long)f->ops[i]->ia[2]);
-            out(e, "    const int64_t %s_row = (int64_t)mtx_batch_index() * %lld", y, (long long)e->p->tokens->dim[0]);
+            /* dropout is the train step's: this device's rows start at its index times its train batch */
+            out(e, "    const int64_t %s_row = (int64_t)mtx_batch_index() * %lld", y,
+                (long long)(e->p->cfg->d.global_batch / batch_shards(e->p->cfg)));
             if (e->in_loop) out(e, " + (int64_t)micro * %lld", (long long)in[0]->dim[0]);
             out(e, ";\n");
+            if (f->ops[i]->ia[3] > 1)
+                out(e, "    const int64_t %s_column = (int64_t)mtx_mesh_coord(2) * %lld;\n", y, (long long)f->ops[i]->ia[1]);
         }
     out(e, "    for (size_t i = 0; i < %lld; i++) {\n", (long long)value_numel(head->out[0]));
     for (int i = first; i <= last; i++) {
@@ -312,7 +322,13 @@ static void emit_kernel(Emitter *e, const Op *op)
         break;
     case OP_global_norm:
         out(e, "    double sum_sq = 0;\n");
-        for (int i = 0; i < op->nin; i++)
+        if (a[1]) {   /* the first a[1] gradients are split over the tensor axis: each device has its share */
+            out(e, "    double split_sq = 0;\n");
+            for (int i = 0; i < a[1]; i++)
+                out(e, "    split_sq += mtx_sum_of_squares(%s, %lld);\n", V(e, in[i]), (long long)value_numel(in[i]));
+            out(e, "    mtx_all_reduce_sum_f64(&split_sq, 1, MTX_AXIS_TENSOR);\n    sum_sq = split_sq;\n");
+        }
+        for (int i = (int)a[1]; i < op->nin; i++)
             out(e, "    sum_sq += mtx_sum_of_squares(%s, %lld);\n", V(e, in[i]), (long long)value_numel(in[i]));
         if (a[0]) out(e, "    mtx_all_reduce_sum_f64(&sum_sq, 1, %s);  /* each device holds a chunk of every gradient */\n",
                       axes_expr(a[0]));
@@ -348,6 +364,10 @@ static void emit_kernel(Emitter *e, const Op *op)
         break;
     case OP_all_gather:
         out(e, "    mtx_all_gather(%s, %s, %lld);\n", V(e, o[0]), V(e, in[0]), (long long)a[0]);
+        break;
+    case OP_tensor_sum:
+        out(e, "    memcpy(%s, %s, %lldu);\n    mtx_all_reduce_sum(%s, %lld, MTX_AXIS_TENSOR);\n", V(e, o[0]),
+            V(e, in[0]), (long long)value_bytes(in[0]), V(e, o[0]), (long long)value_numel(in[0]));
         break;
     case OP_reduce_scatter:
         out(e, "    mtx_reduce_scatter(%s, %s, %lld);\n", V(e, o[0]), V(e, in[0]), (long long)a[0]);
@@ -589,19 +609,32 @@ static void emit_state_functions(Emitter *e)
         if (v->init == INIT_ZEROS) continue;
         uint64_t h = mtx_checksum(v->name, strlen(v->name));
         const char *x = state_expr(pool, v), *n = pool_fmt(pool, "%lld", (long long)value_numel(v));
+        const char *first = "0";
         if (v->full_rank) {           /* an fsdp chunk: this device's elements of the whole tensor's stream */
             out(e, "    count = mtx_shard_range(%lld, &first);\n", (long long)value_full_numel(v));
-            n = "count";
+            n = "count", first = "first";
         }
         switch (v->init) {
         case INIT_ZEROS: break;
         case INIT_ONES: out(e, "    for (size_t i = 0; i < %s; i++) %s[i] = 1.0f;\n", n, x); break;
         case INIT_NORMAL:
-        case INIT_TRUNCATED_NORMAL:
-            out(e, "    mtx_fill_%snormal%s(%s, %s%s, mtx_rng_fold(key, 0x%016llxULL), %s);\n",
-                v->init == INIT_NORMAL ? "" : "truncated_", v->full_rank ? "_at" : "", x, v->full_rank ? "first, " : "",
-                n, (unsigned long long)h, flit(pool, v->init_std));
+        case INIT_TRUNCATED_NORMAL: {
+            const char *fill = v->init == INIT_NORMAL ? "normal" : "truncated_normal";
+            const char *k = pool_fmt(pool, "mtx_rng_fold(key, 0x%016llxULL)", (unsigned long long)h);
+            if (v->tp_split) {        /* this device's rows or columns of the model's tensor */
+                const int64_t *d = v->full_rank ? v->full_dim : v->dim;
+                int64_t cols = (v->full_rank ? v->full_rank : v->rank) > 1 ? d[1] : 1, rows = d[0];
+                int64_t full_cols = v->tp_split == 2 ? cols * v->tp_ways : cols;
+                int64_t offset = v->tp_split == 2 ? cols : rows * cols;   /* per tensor coordinate */
+                out(e, "    mtx_fill_%s_slice(%s, %s, %s, %lld, %lld, (size_t)mtx_mesh_coord(2) * %lld, %s, %s);\n", fill,
+                    x, first, n, (long long)cols, (long long)full_cols, (long long)offset, k, flit(pool, v->init_std));
+            } else if (v->full_rank) {
+                out(e, "    mtx_fill_%s_at(%s, first, count, %s, %s);\n", fill, x, k, flit(pool, v->init_std));
+            } else {
+                out(e, "    mtx_fill_%s(%s, %s, %s, %s);\n", fill, x, n, k, flit(pool, v->init_std));
+            }
             break;
+        }
         }
     }
     out(e, "}\n");
@@ -650,7 +683,7 @@ static void emit_descriptor(Emitter *e)
         cfg_str(c, K_model_name), cfg_bool(c, K_pure_nnx), c->d.mesh_data, c->d.mesh_fsdp, c->d.mesh_tensor,
         (long long)(c->d.global_batch / batch_shards(c)), (long long)cfg_int(c, K_max_target_length),
         (long long)(c->d.eval_batch / batch_shards(c)),
-        (long long)cfg_int(c, K_vocab_size), p->flops_per_step, (long long)p->state_bytes,
+        (long long)cfg_int(c, K_vocab_size), p->flops_per_step / c->d.mesh_tensor, (long long)p->state_bytes,
         (long long)arena, ntensors, NUM_KEYS);
 }
 

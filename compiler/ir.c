@@ -17,8 +17,8 @@ static const struct { OpKind kind; const char *ia[8]; const char *fa[8]; } attr_
     {OP_matmul, {"m", "n", "k", "ta", "tb"}, {0}},
     {OP_bias_add, {"cols"}, {0}},
     {OP_fill, {0}, {"value"}},
-    {OP_dropout, {"sequence", "features", "stream"}, {"rate"}},
-    {OP_dropout_grad, {"sequence", "features", "stream"}, {"rate"}},
+    {OP_dropout, {"sequence", "features", "stream", "tensor_split"}, {"rate"}},
+    {OP_dropout_grad, {"sequence", "features", "stream", "tensor_split"}, {"rate"}},
     {OP_rmsnorm, {"n", "d"}, {"eps"}},
     {OP_layernorm, {"n", "d"}, {"eps"}},
     {OP_rope, {"b", "t", "heads", "dh"}, {"min_timescale", "max_timescale"}},
@@ -40,7 +40,7 @@ static const struct { OpKind kind; const char *ia[8]; const char *fa[8]; } attr_
     {OP_clip_scale, {0}, {"threshold"}},
     {OP_adamw, {"pax", "nesterov"}, {"b1", "b2", "eps", "eps_root", "weight_decay"}},
     {OP_muon, {"rows", "cols"}, {"beta", "eps", "weight_decay"}},
-    {OP_global_norm, {"sum_over_axes"}, {0}},
+    {OP_global_norm, {"sum_over_axes", "tensor_split_inputs"}, {0}},
     {OP_all_reduce_sum, {"axes"}, {0}},
     {OP_all_gather, {"n", "shards"}, {0}},
     {OP_reduce_scatter, {"n", "shards"}, {0}},
@@ -104,7 +104,7 @@ int64_t program_param_count(const Program *p)
 {
     int64_t n = 0;
     for (int i = 0; i < p->nvalues; i++)
-        if (p->values[i]->kind == V_PARAM) n += value_full_numel(p->values[i]);
+        if (p->values[i]->kind == V_PARAM) n += value_global_numel(p->values[i]);
     return n;
 }
 
@@ -126,6 +126,11 @@ int64_t value_full_numel(const Value *v)
     int64_t n = 1;
     for (int i = 0; i < v->full_rank; i++) n *= v->full_dim[i];
     return n;
+}
+
+int64_t value_global_numel(const Value *v)
+{
+    return value_full_numel(v) * (v->tp_split ? v->tp_ways : 1);
 }
 
 int64_t value_bytes(const Value *v)

@@ -59,6 +59,7 @@ static bool check_shapes(Verifier *V)
         return numel_is(V, in[1], value_numel(in[0]), "operand") &&
                numel_is(V, out[0], value_numel(in[0]), "output");
     case OP_silu: case OP_gelu: case OP_rope: case OP_rope_grad: case OP_causal_softmax:
+    case OP_tensor_enter: case OP_tensor_sum:
         return numel_is(V, out[0], value_numel(in[0]), "output");
     case OP_rmsnorm: case OP_layernorm:
         return numel_is(V, in[0], a[0] * a[1], "input") && numel_is(V, in[1], a[1], "scale") &&

@@ -20,7 +20,8 @@ typedef struct {
     const Config *c;
     bool gpt3, gated;
     bool train;                                /* building the train step: dropout applies */
-    int64_t B, T, D, H, KV, Dh, M, V, L, P;
+    int64_t B, T, D, H, KV, Dh, M, V, L, P;  /* H, KV, M: this device's share when tp > 1 */
+    int64_t tp;                                /* tensor-parallel ways (Megatron: heads and MLP columns) */
     const char *block;
     Value *tokens, *targets, *segmentation;    /* inputs of the function being built */
     Value *embedding, *position, *final_scale, *final_bias, *logits_w;
@@ -53,6 +54,17 @@ static Value *vector(Builder *b, const char *name, int64_t n, InitKind init, con
     return param(b, name, 1, &n, init, 0, axis, NULL, NULL);
 }
 
+/* This device's share of a tensor-parallel param: dim `dim` divided tp ways
+ * (its init still draws from the whole tensor's stream, emit_c.c). */
+static Value *split(Builder *b, Value *v, int dim)
+{
+    if (b->tp == 1) return v;
+    v->dim[dim] /= b->tp;
+    v->tp_split = dim + 1;
+    v->tp_ways = (int)b->tp;
+    return v;
+}
+
 static void make_norm(Builder *b, const char *prefix, Value **scale, Value **bias)
 {
     Pool *pool = b->p->pool;
@@ -76,24 +88,27 @@ static void make_params(Builder *b)
         const char *at = pool_fmt(pool, "layers.%d.self_attention", l);
         const char *mlp = pool_fmt(pool, "layers.%d.mlp", l);
         make_norm(b, pool_fmt(pool, "layers.%d.pre_self_attention_norm", l), &lp->norm1_scale, &lp->norm1_bias);
-        lp->wq = kernel(b, pool_fmt(pool, "%s.query.kernel", at), b->D, b->H * b->Dh, "embed", "q_heads");
-        lp->wk = kernel(b, pool_fmt(pool, "%s.key.kernel", at), b->D, b->KV * b->Dh, "embed", "kv_heads");
-        lp->wv = kernel(b, pool_fmt(pool, "%s.value.kernel", at), b->D, b->KV * b->Dh, "embed", "kv_heads");
-        lp->wo = kernel(b, pool_fmt(pool, "%s.out.kernel", at), b->H * b->Dh, b->D, "heads", "embed");
+        /* Megatron: q, k, v split by columns (heads), out by rows. */
+        lp->wq = split(b, kernel(b, pool_fmt(pool, "%s.query.kernel", at), b->D, b->H * b->Dh, "embed", "q_heads"), 1);
+        lp->wk = split(b, kernel(b, pool_fmt(pool, "%s.key.kernel", at), b->D, b->KV * b->Dh, "embed", "kv_heads"), 1);
+        lp->wv = split(b, kernel(b, pool_fmt(pool, "%s.value.kernel", at), b->D, b->KV * b->Dh, "embed", "kv_heads"), 1);
+        lp->wo = split(b, kernel(b, pool_fmt(pool, "%s.out.kernel", at), b->H * b->Dh, b->D, "heads", "embed"), 0);
         if (b->gpt3) {
-            lp->bq = vector(b, pool_fmt(pool, "%s.query.bias", at), b->H * b->Dh, INIT_ZEROS, "q_heads");
-            lp->bk = vector(b, pool_fmt(pool, "%s.key.bias", at), b->KV * b->Dh, INIT_ZEROS, "kv_heads");
-            lp->bv = vector(b, pool_fmt(pool, "%s.value.bias", at), b->KV * b->Dh, INIT_ZEROS, "kv_heads");
+            lp->bq = split(b, vector(b, pool_fmt(pool, "%s.query.bias", at), b->H * b->Dh, INIT_ZEROS, "q_heads"), 0);
+            lp->bk = split(b, vector(b, pool_fmt(pool, "%s.key.bias", at), b->KV * b->Dh, INIT_ZEROS, "kv_heads"), 0);
+            lp->bv = split(b, vector(b, pool_fmt(pool, "%s.value.bias", at), b->KV * b->Dh, INIT_ZEROS, "kv_heads"), 0);
             lp->bo = vector(b, pool_fmt(pool, "%s.out.bias", at), b->D, INIT_ZEROS, "embed");
         }
         make_norm(b, b->gpt3 ? pool_fmt(pool, "%s.mlp_layer_norm", mlp)
                              : pool_fmt(pool, "layers.%d.post_self_attention_norm", l),
                   &lp->norm2_scale, &lp->norm2_bias);
-        lp->wi0 = kernel(b, pool_fmt(pool, b->gated ? "%s.wi_0.kernel" : "%s.wi.kernel", mlp), b->D, b->M, "embed", "mlp");
-        if (b->gated) lp->wi1 = kernel(b, pool_fmt(pool, "%s.wi_1.kernel", mlp), b->D, b->M, "embed", "mlp");
-        lp->wo_mlp = kernel(b, pool_fmt(pool, "%s.wo.kernel", mlp), b->M, b->D, "mlp", "embed");
+        /* wi by columns, wo by rows. */
+        lp->wi0 = split(b, kernel(b, pool_fmt(pool, b->gated ? "%s.wi_0.kernel" : "%s.wi.kernel", mlp), b->D, b->M,
+                                  "embed", "mlp"), 1);
+        if (b->gated) lp->wi1 = split(b, kernel(b, pool_fmt(pool, "%s.wi_1.kernel", mlp), b->D, b->M, "embed", "mlp"), 1);
+        lp->wo_mlp = split(b, kernel(b, pool_fmt(pool, "%s.wo.kernel", mlp), b->M, b->D, "mlp", "embed"), 0);
         if (b->gpt3) {
-            lp->bi = vector(b, pool_fmt(pool, "%s.wi.bias", mlp), b->M, INIT_ZEROS, "mlp");
+            lp->bi = split(b, vector(b, pool_fmt(pool, "%s.wi.bias", mlp), b->M, INIT_ZEROS, "mlp"), 0);
             lp->bo_mlp = vector(b, pool_fmt(pool, "%s.wo.bias", mlp), b->D, INIT_ZEROS, "embed");
         }
     }
@@ -131,7 +146,8 @@ static Value *matmul(Builder *b, const char *name, Value *x, Value *w, bool w_tr
     op->ia[2] = k;
     op->ia[4] = w_transposed;
     op->fa[0] = alpha;
-    b->matmul_flops += 2.0 * (double)(b->B * b->T) * (double)n * (double)k;
+    /* FLOPs of the model (all tensor-parallel devices), for reports and MFU */
+    b->matmul_flops += 2.0 * (double)(b->B * b->T) * (double)n * (double)k * (w->tp_split ? (double)b->tp : 1.0);
     return y;
 }
 
@@ -146,6 +162,27 @@ static Value *bias_add(Builder *b, const char *name, Value *x, Value *bias)
 static Value *dense(Builder *b, const char *name, Value *x, Value *w, Value *bias)
 {
     Value *y = matmul(b, bias ? pool_fmt(b->p->pool, "%s.matmul", name) : name, x, w, false, 1.0);
+    return bias_add(b, name, y, bias);
+}
+
+/* Where a tensor-parallel block starts: every device reads the same x. */
+static Value *tensor_enter(Builder *b, const char *name, Value *x)
+{
+    if (b->tp == 1) return x;
+    Value *y = act(b, name, x->dim[x->rank - 1]);
+    emit(b, OP_tensor_enter, y, 1, x, NULL, NULL);
+    return y;
+}
+
+/* A row-parallel projection: each device's partial product, summed over the
+ * tensor axis before the bias (added once). */
+static Value *dense_rows(Builder *b, const char *name, Value *x, Value *w, Value *bias)
+{
+    if (b->tp == 1) return dense(b, name, x, w, bias);
+    Pool *pool = b->p->pool;
+    Value *partial = matmul(b, pool_fmt(pool, "%s.partial", name), x, w, false, 1.0);
+    Value *y = act(b, bias ? pool_fmt(pool, "%s.matmul", name) : name, partial->dim[partial->rank - 1]);
+    emit(b, OP_tensor_sum, y, 1, partial, NULL, NULL);
     return bias_add(b, name, y, bias);
 }
 
@@ -175,7 +212,7 @@ static Value *unary(Builder *b, OpKind kind, const char *name, Value *x)
 
 /* MaxText's nn.Dropout(rate, broadcast_dims=(-2,)): one mask per sequence
  * and feature, shared along the sequence, only when training. */
-static Value *dropout(Builder *b, const char *name, Value *x)
+static Value *dropout(Builder *b, const char *name, Value *x, bool tensor_split)
 {
     double rate = cfg_float(b->c, K_dropout_rate);
     if (!b->train || !cfg_bool(b->c, K_enable_dropout) || rate <= 0) return x;
@@ -184,6 +221,7 @@ static Value *dropout(Builder *b, const char *name, Value *x)
     op->ia[0] = b->T * x->dim[x->rank - 1];
     op->ia[1] = x->dim[x->rank - 1];
     op->ia[2] = (int64_t)(mtx_checksum(name, strlen(name)) >> 1);   /* each site its own stream */
+    op->ia[3] = tensor_split ? b->tp : 1;      /* features are this device's share: index them globally */
     op->fa[0] = rate;
     b->p->uses_rng = true;
     return y;
@@ -216,6 +254,7 @@ static Value *attention(Builder *b, int l, Value *x)
     Pool *pool = b->p->pool;
     LayerParams *lp = &b->layers[l];
     const char *at = pool_fmt(pool, "layers.%d.self_attention", l);
+    x = tensor_enter(b, pool_fmt(pool, "%s.input", at), x);
     Value *q = dense(b, pool_fmt(pool, "%s.query", at), x, lp->wq, lp->bq);
     Value *k = dense(b, pool_fmt(pool, "%s.key", at), x, lp->wk, lp->bk);
     Value *v = dense(b, pool_fmt(pool, "%s.value", at), x, lp->wv, lp->bv);
@@ -233,8 +272,8 @@ static Value *attention(Builder *b, int l, Value *x)
     op->ia[1] = b->T;
     Value *o = act(b, pool_fmt(pool, "%s.context", at), b->H * b->Dh);
     attention_attrs(b, emit(b, OP_attention_values, o, 2, pr, v, NULL));
-    b->matmul_flops += 4.0 * (double)(b->B * b->H) * (double)(b->T * b->T) * (double)b->Dh;
-    return dense(b, pool_fmt(pool, "%s.out", at), o, lp->wo, lp->bo);
+    b->matmul_flops += 4.0 * (double)(b->B * b->H * b->tp) * (double)(b->T * b->T) * (double)b->Dh;
+    return dense_rows(b, pool_fmt(pool, "%s.out", at), o, lp->wo, lp->bo);
 }
 
 static Value *mlp(Builder *b, int l, Value *x)
@@ -243,14 +282,15 @@ static Value *mlp(Builder *b, int l, Value *x)
     LayerParams *lp = &b->layers[l];
     const char *m = pool_fmt(pool, "layers.%d.mlp", l);
     const StrList *acts = &b->c->v[K_mlp_activations].list;
+    x = tensor_enter(b, pool_fmt(pool, "%s.input", m), x);
     Value *h = dense(b, pool_fmt(pool, b->gated ? "%s.wi_0" : "%s.wi", m), x, lp->wi0, lp->bi);
     /* Both projections first, so that the activation and the product fuse into one loop. */
     Value *g = b->gated ? dense(b, pool_fmt(pool, "%s.wi_1", m), x, lp->wi1, NULL) : NULL;
     if (strcmp(acts->items[0], "linear"))
         h = unary(b, activation(acts->items[0]), pool_fmt(pool, "%s.activation", m), h);
     if (b->gated) h = binary(b, OP_mul, pool_fmt(pool, "%s.hidden", m), h, g);
-    h = dropout(b, pool_fmt(pool, "%s.hidden_dropped", m), h);
-    return dense(b, pool_fmt(pool, "%s.wo", m), h, lp->wo_mlp, lp->bo_mlp);
+    h = dropout(b, pool_fmt(pool, "%s.hidden_dropped", m), h, true);
+    return dense_rows(b, pool_fmt(pool, "%s.wo", m), h, lp->wo_mlp, lp->bo_mlp);
 }
 
 static Value *decoder_layer(Builder *b, int l, Value *x)
@@ -265,7 +305,7 @@ static Value *decoder_layer(Builder *b, int l, Value *x)
     h = norm(b, pool_fmt(pool, "layers.%d.mlp_input", l), x, lp->norm2_scale, lp->norm2_bias);
     Value *m = mlp(b, l, h);
     x = binary(b, OP_add, pool_fmt(pool, "layers.%d.output", l), x, m);
-    return dropout(b, pool_fmt(pool, "layers.%d.output_dropped", l), x);
+    return dropout(b, pool_fmt(pool, "layers.%d.output_dropped", l), x, false);
 }
 
 /* The forward pass into b->f; returns the loss and weight values. */
@@ -284,7 +324,7 @@ static void forward(Builder *b, Value **loss, Value **weight)
         op->ia[2] = b->D;
         x = y;
     }
-    x = dropout(b, "embedding_dropped", x);
+    x = dropout(b, "embedding_dropped", x, false);
     for (int l = 0; l < b->L; l++) x = decoder_layer(b, l, x);
     b->block = "output: final norm, logits and loss";
     x = norm(b, "decoder_output", x, b->final_scale, b->final_bias);
@@ -349,7 +389,12 @@ bool build_model(Program *p, char *err, size_t errlen)
     p->tokens = value_new(p, "inputs", DT_I32, 2, bt, V_INPUT);
     p->targets = value_new(p, "targets", DT_I32, 2, bt, V_INPUT);
     p->segmentation = value_new(p, "targets_segmentation", DT_I32, 2, bt, V_INPUT);
+    /* Tensor parallelism, when the backends lower this mesh: this device's
+     * heads and MLP columns. */
+    char why[512];
+    b.tp = lowerable_mesh(c, why, sizeof why) ? c->d.mesh_tensor : 1;
     make_params(&b);
+    b.H /= b.tp, b.KV /= b.tp, b.M /= b.tp;
     b.f = &p->eval;
     b.tokens = p->tokens, b.targets = p->targets, b.segmentation = p->segmentation;
     forward(&b, &p->eval_loss, &p->eval_weight);

@@ -162,6 +162,8 @@ typedef struct Value {
     struct Value *grad;          /* params: gradient value, set by autodiff */
     int full_rank;               /* shard: > 0 if this is one fsdp chunk of a tensor of full_dim */
     int64_t full_dim[4];
+    int tp_split;                /* build: > 0 if split tp_ways ways over the tensor axis along dim tp_split - 1 */
+    int tp_ways;
     /* set by passes */
     int group;                   /* fuse: >0 if it never leaves a fused loop */
     int64_t offset;              /* memplan: bytes into the arena (temps) or state */
@@ -228,6 +230,7 @@ Value *state_new(Program *p, const char *name, int rank, const int64_t *dim, Ini
                  double std, const char *const *axes);
 int64_t value_numel(const Value *v);
 int64_t value_full_numel(const Value *v);        /* of the whole tensor, for an fsdp chunk */
+int64_t value_global_numel(const Value *v);      /* of the model's tensor, before fsdp and tensor splits */
 int64_t value_bytes(const Value *v);
 /* Append an op to f; outputs must already exist. */
 Op *op_add(Program *p, Func *f, OpKind kind, const char *block, int nin, Value **in,

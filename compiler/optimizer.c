@@ -23,7 +23,9 @@ static Value *moment(Program *p, const char *which, const Value *param)
     Value *m = value_new(p, pool_fmt(p->pool, "opt_state.%s.%s", which, param->name), DT_F32,
                          param->rank, param->dim, V_OPT);
     memcpy(m->axes, param->axes, sizeof m->axes);
-    m->full_rank = param->full_rank;            /* an fsdp chunk, like its param */
+    m->full_rank = param->full_rank;            /* an fsdp chunk or tensor-parallel share, like its param */
+    m->tp_split = param->tp_split;
+    m->tp_ways = param->tp_ways;
     memcpy(m->full_dim, param->full_dim, sizeof m->full_dim);
     return m;
 }
@@ -62,8 +64,21 @@ bool build_optimizer(Program *p, char *err, size_t errlen)
     Value *schedule_steps = counter(p, "schedule_steps");
 
     p->grad_norm = scalar(p, "grad_norm");
-    /* FSDP: each device holds a chunk of every gradient; the squares sum over the axis. */
-    op_add(p, f, OP_global_norm, block, n, grads, 1, &p->grad_norm)->ia[0] = params[0]->full_rank ? MTX_AXIS_FSDP : 0;
+    /* FSDP: each device holds a chunk of every gradient; the squares sum over
+     * the axis. Tensor parallelism: the split params' squares (listed first)
+     * sum over that axis too; the replicated ones are equal on every device. */
+    Value **norm_in = xmalloc(sizeof(Value *) * (size_t)n);
+    int nsplit = 0;
+    for (int pass = 0, k = 0; pass < 2; pass++)
+        for (int i = 0; i < n; i++)
+            if ((params[i]->tp_split != 0) == (pass == 0)) {
+                norm_in[k++] = grads[i];
+                nsplit += pass == 0;
+            }
+    Op *norm_op = op_add(p, f, OP_global_norm, block, n, norm_in, 1, &p->grad_norm);
+    norm_op->ia[0] = params[0]->full_rank ? MTX_AXIS_FSDP : 0;
+    norm_op->ia[1] = nsplit;
+    free(norm_in);
     if (p->grad_scale) {                 /* accumulated sums: divide by the token count */
         Value *in[2] = {p->grad_norm, p->grad_scale}, *norm = scalar(p, "mean_grad_norm");
         op_add(p, f, OP_mul, block, 2, in, 1, &norm);

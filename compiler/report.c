@@ -44,14 +44,16 @@ static int64_t shards(const Config *c, const char *logical, int64_t size, bool u
     return 1;
 }
 
-/* Of the whole tensor: an fsdp chunk of the lowered program is accounted by
- * its tensor's logical axes, as any other. */
+/* Of the model's tensor: an fsdp chunk or tensor-parallel share of the
+ * lowered program is accounted by its tensor's logical axes, as any other. */
 static int64_t local_bytes(const Config *c, const Value *v)
 {
     bool used[3] = {false, false, false};
     int rank = v->full_rank ? v->full_rank : v->rank;
-    const int64_t *dim = v->full_rank ? v->full_dim : v->dim;
-    int64_t n = value_full_numel(v) * 4;
+    int64_t dim[4];
+    memcpy(dim, v->full_rank ? v->full_dim : v->dim, sizeof dim);
+    if (v->tp_split) dim[v->tp_split - 1] *= v->tp_ways;
+    int64_t n = value_global_numel(v) * 4;
     for (int d = 0; d < rank; d++) n /= shards(c, v->axes[d], dim[d], used);
     return n;
 }
@@ -93,10 +95,10 @@ bool compile_report(const Config *c, Report *r, char *err, size_t errlen)
     for (int i = 0; i < p->nvalues; i++) {
         const Value *v = p->values[i];
         if (v->kind == V_PARAM) {
-            r->param_count += value_full_numel(v);
+            r->param_count += value_global_numel(v);
             r->params += local_bytes(c, v);
             if (v->grad) r->grads += local_bytes(c, v);
-            r->full_params += value_full_numel(v) * 4;
+            r->full_params += value_global_numel(v) * 4;
         } else if (v->kind == V_OPT) {
             r->opt_state += local_bytes(c, v);
         } else if (v->kind == V_COUNTER) {
@@ -110,7 +112,7 @@ bool compile_report(const Config *c, Report *r, char *err, size_t errlen)
             const Value *v = p->values[i];
             if (v->kind == V_PARAM && !strncmp(v->name, "layers.", 7)) {
                 int l = atoi(v->name + 7);
-                if (l >= 0 && l < d->num_decoder_layers) layer[l] += value_full_numel(v) * 4 / d->mesh_tensor;
+                if (l >= 0 && l < d->num_decoder_layers) layer[l] += value_global_numel(v) * 4 / d->mesh_tensor;
             }
         }
         for (int l = 0; l < d->num_decoder_layers; l++)

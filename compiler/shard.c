@@ -1,6 +1,7 @@
-/* Sharding over the mesh. Lowered: the data and fsdp axes; the tensor axis
- * (and muon under fsdp) is accounted by compile-only (report.c) and refused
- * by the backends (lowerable_mesh).
+/* Sharding over the mesh: the data and fsdp axes. The tensor axis is the
+ * model builder's (model.c: Megatron's column and row splits with
+ * tensor_enter / tensor_sum); what cannot be lowered (lowerable_mesh) is
+ * accounted by compile-only (report.c) and refused by the backends.
  *
  * The model builder already gives each device its slice of the batch
  * (data x fsdp ways); the accumulate pass leaves the step's sums of losses,
@@ -90,16 +91,18 @@ static void shard_param(Program *p, Func *f, Value *param, int fsdp, const char 
 
 bool lowerable_mesh(const Config *c, char *err, size_t errlen)
 {
-    if (c->d.mesh_tensor > 1) {
-        snprintf(err, errlen, "mtxc: error: this config's mesh is data %d x fsdp %d x tensor %d; tensor parallelism is "
-                              "not lowered yet: use mtxc compile-only for its per-device report",
-                 c->d.mesh_data, c->d.mesh_fsdp, c->d.mesh_tensor);
+    const Derived *d = &c->d;
+    int tp = d->mesh_tensor;
+    if (tp > 1 && (d->num_query_heads % tp || d->num_kv_heads % tp || d->mlp_dim % tp)) {
+        snprintf(err, errlen, "mtxc: error: tensor parallelism %d must divide num_query_heads %d, num_kv_heads %d and "
+                              "mlp_dim %d to be lowered; use mtxc compile-only for its report",
+                 tp, d->num_query_heads, d->num_kv_heads, d->mlp_dim);
         return false;
     }
-    if (c->d.mesh_fsdp > 1 && !strcmp(cfg_str(c, K_opt_type), "muon")) {
-        snprintf(err, errlen, "mtxc: error: opt_type muon with fsdp parallelism %d is not lowered: muon orthogonalizes "
-                              "whole matrices and fsdp keeps chunks; use mtxc compile-only for its report",
-                 c->d.mesh_fsdp);
+    if ((d->mesh_fsdp > 1 || tp > 1) && !strcmp(cfg_str(c, K_opt_type), "muon")) {
+        snprintf(err, errlen, "mtxc: error: opt_type muon with fsdp %d x tensor %d is not lowered: muon orthogonalizes "
+                              "whole matrices and these axes split them; use mtxc compile-only for its report",
+                 d->mesh_fsdp, tp);
         return false;
     }
     return true;
@@ -113,6 +116,8 @@ bool shard(Program *p, char *err, size_t errlen)
     /* A mesh the backends refuse is lowered as data x fsdp data parallelism,
      * for compile-only's C check; its accounting is report.c's. */
     if (!lowerable_mesh(p->cfg, why, sizeof why)) dp *= fsdp, fsdp = 1;
+    /* The tensor axis: every device's gradients of replicated params are equal
+     * (tensor_sum made their inputs' gradients whole); of split ones, its own. */
     (void)err, (void)errlen;
     Func *f = &p->train;
     Value **grads = xmalloc(sizeof(Value *) * (size_t)(p->nvalues + 1));

@@ -32,6 +32,12 @@ void mtx_fill_truncated_normal(float *x, size_t n, mtx_rng_key key, float std); 
 /* Elements [first, first + n) of the same streams: one shard of a tensor. */
 void mtx_fill_normal_at(float *x, size_t first, size_t n, mtx_rng_key key, float std);
 void mtx_fill_truncated_normal_at(float *x, size_t first, size_t n, mtx_rng_key key, float std);
+/* Elements [first, first + n) of a tensor-parallel share [rows, cols] of a
+ * tensor with full_cols columns, whose element 0 is the tensor's `offset`. */
+void mtx_fill_normal_slice(float *x, size_t first, size_t n, size_t cols, size_t full_cols, size_t offset,
+                           mtx_rng_key key, float std);
+void mtx_fill_truncated_normal_slice(float *x, size_t first, size_t n, size_t cols, size_t full_cols, size_t offset,
+                                     mtx_rng_key key, float std);
 
 /* ---- GEMM (gemm.c) ---- */
 

@@ -50,6 +50,19 @@ void mtx_fill_normal_at(float *x, size_t first, size_t n, mtx_rng_key key, float
 
 void mtx_fill_normal(float *x, size_t n, mtx_rng_key key, float std) { mtx_fill_normal_at(x, 0, n, key, std); }
 
+/* Element e of a [rows, cols] share maps to counter offset + row * full_cols + col. */
+static uint64_t slice_counter(size_t e, size_t cols, size_t full_cols, size_t offset)
+{
+    return offset + e / cols * full_cols + e % cols;
+}
+
+void mtx_fill_normal_slice(float *x, size_t first, size_t n, size_t cols, size_t full_cols, size_t offset,
+                           mtx_rng_key key, float std)
+{
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) x[i] = std * mtx_rng_normal(key, slice_counter(first + i, cols, full_cols, offset));
+}
+
 /* N(0,1) cut at +-2 (as jax.random.truncated_normal): element i redraws from
  * counters derived from i until it lands inside. */
 void mtx_fill_truncated_normal_at(float *x, size_t first, size_t n, mtx_rng_key key, float std)
@@ -59,6 +72,20 @@ void mtx_fill_truncated_normal_at(float *x, size_t first, size_t n, mtx_rng_key 
         float z;
         uint64_t attempt = 0;
         do z = mtx_rng_normal(key, (first + i) * 64 + attempt++);
+        while (fabsf(z) > 2.0f && attempt < 64);
+        x[i] = std * z;
+    }
+}
+
+void mtx_fill_truncated_normal_slice(float *x, size_t first, size_t n, size_t cols, size_t full_cols, size_t offset,
+                                     mtx_rng_key key, float std)
+{
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        uint64_t c = slice_counter(first + i, cols, full_cols, offset);
+        float z;
+        uint64_t attempt = 0;
+        do z = mtx_rng_normal(key, c * 64 + attempt++);
         while (fabsf(z) > 2.0f && attempt < 64);
         x[i] = std * z;
     }

@@ -91,6 +91,17 @@ typedef struct {
     char load_params[4096], load_full[4096];
 } Checkpointing;
 
+/* Does each rank hold its own part of the state? */
+static bool sharded(const mtx_program *prog) { return prog->mesh_fsdp > 1 || prog->mesh_tensor > 1; }
+
+/* A shard's directory: fsdp-{f}-of-{F}, tensor-{t}-of-{T}, or both joined by '.'. */
+static void shard_name(int fsdp, int f, int tensor, int t, char *out, size_t n)
+{
+    if (fsdp > 1 && tensor > 1) snprintf(out, n, "fsdp-%d-of-%d.tensor-%d-of-%d", f, fsdp, t, tensor);
+    else if (fsdp > 1) snprintf(out, n, "fsdp-%d-of-%d", f, fsdp);
+    else snprintf(out, n, "tensor-%d-of-%d", t, tensor);
+}
+
 static int checkpoint_settings(const mtx_program *prog, const RunConfig *rc, Checkpointing *ck)
 {
     char run[1024], base[2048], keep[64];
@@ -109,41 +120,42 @@ static int checkpoint_settings(const mtx_program *prog, const RunConfig *rc, Che
         return 0;
     }
     snprintf(ck->dir, sizeof ck->dir, "%s%s%s/checkpoints", base, base[0] ? "/" : "", run);
-    /* FSDP: each shard of the state in its own directory, written by the
-     * rank at data coordinate 0 that holds it (see README, Checkpoints). */
-    ck->writer = mtx_mesh_coord(0) == 0 && mtx_mesh_coord(2) == 0;
-    if (prog->mesh_fsdp > 1) {
+    /* FSDP and tensor parallelism: each shard of the state in its own
+     * directory, written by the rank at data coordinate 0 that holds it. */
+    ck->writer = mtx_mesh_coord(0) == 0;
+    if (sharded(prog)) {
         size_t n = strlen(ck->dir);
-        snprintf(ck->dir + n, sizeof ck->dir - n, "/fsdp-%d-of-%d", mtx_mesh_coord(1), prog->mesh_fsdp);
+        n += (size_t)snprintf(ck->dir + n, sizeof ck->dir - n, "/");
+        shard_name(prog->mesh_fsdp, mtx_mesh_coord(1), prog->mesh_tensor, mtx_mesh_coord(2), ck->dir + n,
+                   sizeof ck->dir - n);
     }
     if (truthy(run_get(prog, rc, "enable_checkpointing")) && !run[0])
         printf("checkpoints are off: set run_name=NAME to save to and resume from NAME/checkpoints\n");
     return 1;
 }
 
-/* Checkpoints of another mesh in the run's directory: fsdp-R-of-F shard
- * directories of another F, or whole-state steps when this mesh shards.
+/* Checkpoints of another mesh in the run's directory: shard directories of
+ * other fsdp or tensor counts, or whole-state steps when this mesh shards.
  * Returns 0 after printing which, so a run never silently starts over. */
 static int same_mesh(const mtx_program *prog, const Checkpointing *ck)
 {
     char base[4096];
     snprintf(base, sizeof base, "%s", ck->dir);
-    if (prog->mesh_fsdp > 1) *strrchr(base, '/') = 0;
+    if (sharded(prog)) *strrchr(base, '/') = 0;
     DIR *d = opendir(base);
     if (!d) return 1;
     int ok = 1;
     for (struct dirent *e; ok && (e = readdir(d));) {
-        int r, f;
+        int r, fsdp = 1, tensor = 1;
+        const char *t = strstr(e->d_name, "tensor-");
+        bool shard = sscanf(e->d_name, "fsdp-%d-of-%d", &r, &fsdp) == 2;
+        shard |= t && sscanf(t, "tensor-%d-of-%d", &r, &tensor) == 2;
         char *end;
-        if (sscanf(e->d_name, "fsdp-%d-of-%d", &r, &f) == 2 && f != prog->mesh_fsdp) {
-            fprintf(stderr, "trainer: error: %s/%s holds checkpoints of a mesh with fsdp %d; this trainer's mesh has "
-                            "fsdp %d: resume with the mesh that wrote them, or choose another run_name\n",
-                    base, e->d_name, f, prog->mesh_fsdp);
-            ok = 0;
-        } else if (prog->mesh_fsdp > 1 && strtoll(e->d_name, &end, 10) >= 0 && !*end && end != e->d_name) {
-            fprintf(stderr, "trainer: error: %s/%s is a checkpoint of an unsharded state; this trainer's mesh has "
-                            "fsdp %d: resume with the mesh that wrote it, or choose another run_name\n",
-                    base, e->d_name, prog->mesh_fsdp);
+        bool step = strtoll(e->d_name, &end, 10) >= 0 && !*end && end != e->d_name;
+        if ((shard && (fsdp != prog->mesh_fsdp || tensor != prog->mesh_tensor)) || (step && sharded(prog))) {
+            fprintf(stderr, "trainer: error: %s/%s holds checkpoints of a mesh with fsdp %d x tensor %d; this "
+                            "trainer's mesh has fsdp %d x tensor %d: resume with the mesh that wrote them, or choose "
+                            "another run_name\n", base, e->d_name, fsdp, tensor, prog->mesh_fsdp, prog->mesh_tensor);
             ok = 0;
         }
     }

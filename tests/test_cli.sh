@@ -43,9 +43,9 @@ check eval_batch 0 "input %inputs: i32[2, 64]" "$MTXC" ir configs/base.yml model
 check emit_needs_dir 2 "missing -o DIR" "$MTXC" emit configs/base.yml
 check compile_only_help 0 "usage: mtxc compile-only CONFIG" "$MTXC" compile-only --help
 check compile_only_format 2 "unknown --format 'xml'" "$MTXC" compile-only configs/base.yml --format xml
-check emit_mesh 2 "mesh is data 1 x fsdp 1 x tensor 2; tensor parallelism is not lowered yet" \
-    "$MTXC" emit configs/base.yml model_name=tiny compile_topology=cpu-2 ici_tensor_parallelism=2 -o /tmp/mtxc-never-written
-check emit_muon_fsdp 2 "opt_type muon with fsdp parallelism 2 is not lowered" \
+check emit_mesh 2 "tensor parallelism 3 must divide num_query_heads 4, num_kv_heads 2 and mlp_dim 128 to be lowered" \
+    "$MTXC" emit configs/base.yml model_name=tiny compile_topology=cpu-3 ici_tensor_parallelism=3 -o /tmp/mtxc-never-written
+check emit_muon_fsdp 2 "opt_type muon with fsdp 2 x tensor 1 is not lowered" \
     "$MTXC" emit configs/base.yml model_name=tiny compile_topology=cpu-2 opt_type=muon -o /tmp/mtxc-never-written
 check build_needs_path 2 "missing -o PATH" "$MTXC" build configs/base.yml
 out_dir=$(mktemp -d)

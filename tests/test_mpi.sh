@@ -1,8 +1,9 @@
 #!/bin/bash
-# Data parallelism and FSDP over MPI: 2 ranks (ici_data_parallelism=2, or
-# ici_fsdp_parallelism=2) give the same losses, gradient norms and eval
-# losses as 1 device with the same global batch, within 1e-5 relative over 20
-# steps, with gradient accumulation and dropout on; an FSDP run restarted from
+# Data, FSDP and tensor parallelism over MPI: 2 ranks (ici_data_parallelism=2,
+# ici_fsdp_parallelism=2 or ici_tensor_parallelism=2) give the same losses,
+# gradient norms and eval losses as 1 device with the same global batch
+# (FSDP: as data parallelism), within 1e-5 relative over 20 steps, with
+# gradient accumulation, dropout and an eval batch unlike the train batch; an FSDP run restarted from
 # its sharded checkpoints continues exactly, and refuses checkpoints of
 # another mesh; FSDP's per-rank peak memory is well below data parallelism's
 # for gpt2-124m; a trainer started on the wrong number of ranks says so; a
@@ -17,11 +18,13 @@ fail() { echo "FAIL: $*"; exit 1; }
 MPIRUN="mpirun --allow-run-as-root --oversubscribe -np 2"
 common="model_name=tiny dropout_rate=0.1 enable_dropout=true gradient_accumulation_steps=2 learning_rate_schedule_steps=20"
 # shellcheck disable=SC2086
-"$MTXC" build "$root/configs/base.yml" $common ici_data_parallelism=2 per_device_batch_size=4 -o dp2 > /dev/null || fail build
+"$MTXC" build "$root/configs/base.yml" $common ici_data_parallelism=2 per_device_batch_size=4 eval_per_device_batch_size=2 -o dp2 > /dev/null || fail build
 # shellcheck disable=SC2086
-"$MTXC" build "$root/configs/base.yml" $common per_device_batch_size=8 -o dp1 > /dev/null || fail build
+"$MTXC" build "$root/configs/base.yml" $common per_device_batch_size=8 eval_per_device_batch_size=4 -o dp1 > /dev/null || fail build
 # shellcheck disable=SC2086
-"$MTXC" build "$root/configs/base.yml" $common ici_fsdp_parallelism=2 per_device_batch_size=4 -o fsdp2 > /dev/null || fail build
+"$MTXC" build "$root/configs/base.yml" $common ici_fsdp_parallelism=2 per_device_batch_size=4 eval_per_device_batch_size=2 -o fsdp2 > /dev/null || fail build
+# shellcheck disable=SC2086
+"$MTXC" build "$root/configs/base.yml" $common ici_tensor_parallelism=2 per_device_batch_size=4 eval_per_device_batch_size=2 -o tp2 > /dev/null || fail build
 args="steps=20 log_period=100 eval_interval=10 eval_steps=2"
 # shellcheck disable=SC2086
 $MPIRUN ./dp2 $args run_name=r2 metrics_file=m2.jsonl > log2 2>&1 || { cat log2; fail "mpirun"; }
@@ -29,6 +32,8 @@ $MPIRUN ./dp2 $args run_name=r2 metrics_file=m2.jsonl > log2 2>&1 || { cat log2;
 ./dp1 $args run_name=r1 metrics_file=m1.jsonl > log1 2>&1 || fail "single device"
 # shellcheck disable=SC2086
 $MPIRUN ./fsdp2 $args run_name=f2 metrics_file=f2.jsonl > logf 2>&1 || { cat logf; fail "mpirun fsdp"; }
+# shellcheck disable=SC2086
+$MPIRUN ./tp2 $args run_name=t2 metrics_file=t2.jsonl > logt 2>&1 || { cat logt; fail "mpirun tensor"; }
 [ "$(wc -l < m2.jsonl)" -eq 22 ] || fail "rank 0 alone writes metrics: $(wc -l < m2.jsonl) lines, want 22"
 [ -d r2/checkpoints/20 ] || fail "no checkpoint from rank 0"
 # worst_diff NAME A B: the worst relative difference of losses, gradient norms and eval losses.
@@ -41,6 +46,26 @@ worst_diff() {
 }
 worst_diff "data parallel, 2 ranks vs 1 device" m1.jsonl m2.jsonl || fail "2 ranks differ from 1 device"
 worst_diff "fsdp, 2 ranks vs data parallel" m2.jsonl f2.jsonl || fail "fsdp differs from data parallelism"
+worst_diff "tensor parallel, 2 ranks vs 1 device" m1.jsonl t2.jsonl || fail "tensor parallelism differs from 1 device"
+[ -d t2/checkpoints/tensor-0-of-2/20 ] && [ -d t2/checkpoints/tensor-1-of-2/20 ] || fail "no tensor shard checkpoints"
+# Both axes at once, 4 ranks (oversubscribed): fsdp 2 x tensor 2.
+# shellcheck disable=SC2086
+"$MTXC" build "$root/configs/base.yml" $common ici_fsdp_parallelism=2 ici_tensor_parallelism=2 per_device_batch_size=2 eval_per_device_batch_size=1 \
+    -o ft4 > /dev/null || fail build
+# shellcheck disable=SC2086
+mpirun --allow-run-as-root --oversubscribe -np 4 ./ft4 $args metrics_file=ft4.jsonl > logft 2>&1 || { cat logft; fail "fsdp x tensor"; }
+worst_diff "fsdp 2 x tensor 2, 4 ranks vs 1 device" m1.jsonl ft4.jsonl || fail "fsdp x tensor differs from 1 device"
+# gpt3 (biases, LayerNorm, tied logits) under tensor parallelism.
+g3="model_name=gpt3-52k opt_type=adamw dropout_rate=0.1 enable_dropout=true learning_rate_schedule_steps=20 max_target_length=32"
+# shellcheck disable=SC2086
+"$MTXC" build "$root/configs/base.yml" $g3 ici_tensor_parallelism=2 per_device_batch_size=2 -o g3t > /dev/null || fail build
+# shellcheck disable=SC2086
+"$MTXC" build "$root/configs/base.yml" $g3 per_device_batch_size=4 -o g31 > /dev/null || fail build
+# shellcheck disable=SC2086
+$MPIRUN ./g3t $args metrics_file=g3t.jsonl > logg 2>&1 || { cat logg; fail "gpt3 tensor"; }
+# shellcheck disable=SC2086
+./g31 $args metrics_file=g31.jsonl > /dev/null 2>&1 || fail "gpt3 one device"
+worst_diff "gpt3-52k tensor parallel, 2 ranks vs 1 device" g31.jsonl g3t.jsonl || fail "gpt3 tensor parallelism differs"
 # FSDP checkpoints: one directory per shard; a restart at step 10 goes on as the run that never stopped.
 [ -d f2/checkpoints/fsdp-0-of-2/20 ] && [ -d f2/checkpoints/fsdp-1-of-2/20 ] || fail "no fsdp shard checkpoints"
 # shellcheck disable=SC2086
@@ -52,7 +77,7 @@ learning() { sed 's/, "perf.*}/}/' "$1"; }     # without the timings
 cmp <(learning f2.jsonl) <(learning f3.jsonl) > /dev/null ||
     fail "the resumed fsdp run differs from the uninterrupted one"
 out=$($MPIRUN ./dp2 steps=2 run_name=f2 2>&1) && fail "a data-parallel trainer took fsdp checkpoints"
-case "$out" in *"f2/checkpoints/fsdp-"*"-of-2 holds checkpoints of a mesh with fsdp 2; this trainer's mesh has fsdp 1"*) ;;
+case "$out" in *"f2/checkpoints/fsdp-"*"-of-2 holds checkpoints of a mesh with fsdp 2 x tensor 1; this trainer's mesh has fsdp 1 x tensor 1"*) ;;
     *) fail "mesh mismatch message: $out" ;; esac
 out=$(./dp2 steps=2 2>&1); rc=$?
 [ $rc -eq 2 ] || fail "wrong rank count: exit $rc"
