@@ -102,6 +102,32 @@ static void shard_name(int fsdp, int f, int tensor, int t, char *out, size_t n)
     else snprintf(out, n, "tensor-%d-of-%d", t, tensor);
 }
 
+/* load_*_path on a sharded mesh names any shard's step directory
+ * ({run}/checkpoints/{shard}/{step}); each rank loads its own shard's.
+ * Returns 0 after printing why when the path names no shard. */
+static int own_shard(const mtx_program *prog, char *path, size_t n)
+{
+    char *end = strrchr(path, '/'), *start;
+    while (end && end > path && end[1] == 0) *end = 0, end = strrchr(path, '/');   /* trailing slashes */
+    if (end) {
+        *end = 0;
+        start = strrchr(path, '/');
+        start = start ? start + 1 : path;
+        *end = '/';
+        if (!strncmp(start, "fsdp-", 5) || !strncmp(start, "tensor-", 7)) {
+            char mine[128], step[4096];
+            shard_name(prog->mesh_fsdp, mtx_mesh_coord(1), prog->mesh_tensor, mtx_mesh_coord(2), mine, sizeof mine);
+            snprintf(step, sizeof step, "%s", end);
+            snprintf(start, n - (size_t)(start - path), "%s%s", mine, step);
+            return 1;
+        }
+    }
+    fprintf(stderr, "trainer: error: this trainer's state is sharded (fsdp %d x tensor %d): load_parameters_path or "
+                    "load_full_state_path must name a shard's step directory, as RUN/checkpoints/%s/STEP; got '%s'\n",
+            prog->mesh_fsdp, prog->mesh_tensor, prog->mesh_fsdp > 1 ? "fsdp-0-of-N" : "tensor-0-of-N", path);
+    return 0;
+}
+
 static int checkpoint_settings(const mtx_program *prog, const RunConfig *rc, Checkpointing *ck)
 {
     char run[1024], base[2048], keep[64];
@@ -177,6 +203,7 @@ static long long restore(const mtx_program *prog, mtx_state *st, const Checkpoin
     else if (ck->load_full[0]) snprintf(path, sizeof path, "%s", ck->load_full);
     else if (ck->load_params[0]) snprintf(path, sizeof path, "%s", ck->load_params), params_only = 1;
     else return 0;
+    if (latest < 0 && sharded(prog) && !own_shard(prog, path, sizeof path)) return -1;
     if (mtx_checkpoint_load(prog, st, path, params_only, position, err, sizeof err) != 0) {
         fprintf(stderr, "trainer: error: %s\n", err);
         return -1;

@@ -79,6 +79,19 @@ cmp <(learning f2.jsonl) <(learning f3.jsonl) > /dev/null ||
 out=$($MPIRUN ./dp2 steps=2 run_name=f2 2>&1) && fail "a data-parallel trainer took fsdp checkpoints"
 case "$out" in *"f2/checkpoints/fsdp-"*"-of-2 holds checkpoints of a mesh with fsdp 2 x tensor 1; this trainer's mesh has fsdp 1 x tensor 1"*) ;;
     *) fail "mesh mismatch message: $out" ;; esac
+# load_full_state_path names any shard's step: each rank loads its own, and
+# the run goes on as the run that wrote them would.
+# shellcheck disable=SC2086
+$MPIRUN ./fsdp2 $args steps=22 log_period=1 run_name=f5 load_full_state_path=f2/checkpoints/fsdp-1-of-2/20 > logl 2>&1 ||
+    { cat logl; fail "load_full_state_path under fsdp"; }
+grep -q "full state from f2/checkpoints/fsdp-0-of-2/20: step 20" logl || fail "rank 0 loaded another shard: $(cat logl)"
+# shellcheck disable=SC2086
+$MPIRUN ./fsdp2 $args steps=22 log_period=1 run_name=f2 > logc 2>&1 || fail "fsdp continue"
+losses() { tr '\r' '\n' < "$1" | grep -E "^.*step +2[12] " | sed 's/.*\(step *[0-9]* | loss [0-9.]*\).*/\1/'; }
+[ "$(losses logl)" = "$(losses logc)" ] && [ -n "$(losses logl)" ] || fail "loaded state differs: $(losses logl) / $(losses logc)"
+out=$($MPIRUN ./fsdp2 steps=2 run_name=f6 load_full_state_path=f2/checkpoints/20 2>&1) && fail "an unsharded path was taken"
+case "$out" in *"must name a shard's step directory, as RUN/checkpoints/fsdp-0-of-N/STEP; got 'f2/checkpoints/20'"*) ;;
+    *) fail "unsharded load path message: $out" ;; esac
 out=$(./dp2 steps=2 2>&1); rc=$?
 [ $rc -eq 2 ] || fail "wrong rank count: exit $rc"
 case "$out" in *"compiled for a mesh of 2 devices (data 2 x fsdp 1 x tensor 1) but runs on 1 rank: start it as mpirun -np 2"*) ;; *) fail "$out" ;; esac
