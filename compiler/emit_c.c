@@ -101,6 +101,32 @@ static int *defining_funcs(const Program *p)
     return owner;
 }
 
+/* C names taken so far, with the functions that took them (bit 0: names
+ * every function sees; bit f: function f's own), in an open-addressing table. */
+typedef struct { const char **names; unsigned *owners; size_t cap; } NameSet;
+
+static size_t name_slot(const NameSet *s, const char *name)
+{
+    size_t h = (size_t)mtx_checksum(name, strlen(name)) & (s->cap - 1);
+    while (s->names[h] && strcmp(s->names[h], name)) h = (h + 1) & (s->cap - 1);
+    return h;
+}
+
+/* Is name free for a value of function `owner` (0: of every function)? */
+static bool name_free(const NameSet *s, const char *name, int owner)
+{
+    size_t h = name_slot(s, name);
+    if (!s->names[h]) return true;
+    return owner && !(s->owners[h] & (1u | 1u << owner));
+}
+
+static void name_take(NameSet *s, const char *name, int owner)
+{
+    size_t h = name_slot(s, name);
+    s->names[h] = name;
+    s->owners[h] |= owner ? 1u << owner : 1u;
+}
+
 /* Give every value a C name, unique within the function that declares it. */
 static void name_values(Emitter *e)
 {
@@ -108,10 +134,15 @@ static void name_values(Emitter *e)
     const Program *p = e->p;
     int *owner = defining_funcs(p);
     e->cname = xcalloc((size_t)p->nvalues + 1, sizeof(char *));
+    NameSet taken = {0};
+    for (taken.cap = 64; taken.cap < 2 * (size_t)p->nvalues + 64;) taken.cap *= 2;
+    taken.names = xcalloc(taken.cap, sizeof(char *));
+    taken.owners = xcalloc(taken.cap, sizeof(unsigned));
     for (int i = 0; i < p->nvalues; i++) {
         const Value *v = p->values[i];
         if (v->kind <= V_COUNTER) {
             e->cname[i] = (char *)state_expr(pool, v);
+            name_take(&taken, e->cname[i], 0);
             continue;
         }
         /* Batch inputs; the microbatch loop declares its own pointers into the batch. */
@@ -126,16 +157,12 @@ static void name_values(Emitter *e)
         char *base = identifier(pool, v->name);
         if (is_reserved(base) || isdigit((unsigned char)base[0])) base = pool_fmt(pool, "v_%s", base);
         char *name = base;
-        for (int n = 2;; n++) {
-            bool clash = false;
-            for (int j = 0; j < i && !clash; j++)
-                clash = e->cname[j] && !strcmp(e->cname[j], name) &&
-                        !(owner[i] && owner[j] && owner[i] != owner[j]);
-            if (!clash) break;
-            name = pool_fmt(pool, "%s_%d", base, n);
-        }
+        for (int n = 2; !name_free(&taken, name, owner[i]); n++) name = pool_fmt(pool, "%s_%d", base, n);
+        name_take(&taken, name, owner[i]);
         e->cname[i] = name;
     }
+    free(taken.names);
+    free(taken.owners);
     free(owner);
 }
 

@@ -3,26 +3,32 @@
  * reaches memory (Value.group > 0); the others are stored as the loop goes. */
 #include "mtxc.h"
 
+#include <stdlib.h>
+
 static bool fusable(const Op *op) { return op_info[op->kind].cls == OC_EW; }
 
 static int64_t loop_size(const Op *op) { return value_numel(op->out[0]); }
 
-/* Uses of each value in f, and whether one lies outside [first, last]. */
-static bool used_outside(const Func *f, const Value *v, int first, int last, const Program *p)
+static bool reported(const Program *p, const Value *v)   /* read after the step, as a metric */
 {
-    if (v == p->train_loss || v == p->eval_loss || v == p->train_weight || v == p->eval_weight ||
-        v == p->grad_norm || v == p->lr)
-        return true;                                  /* reported in the metrics */
-    for (int i = 0; i < f->nops; i++) {
-        if (i >= first && i <= last) continue;
-        for (int j = 0; j < f->ops[i]->nin; j++)
-            if (f->ops[i]->in[j] == v) return true;
-    }
-    return false;
+    return v == p->train_loss || v == p->eval_loss || v == p->train_weight || v == p->eval_weight ||
+           v == p->grad_norm || v == p->lr;
+}
+
+/* Reads of v by the ops [first, last] of f. */
+static int reads_in(const Func *f, const Value *v, int first, int last)
+{
+    int n = 0;
+    for (int i = first; i <= last; i++)
+        for (int j = 0; j < f->ops[i]->nin; j++) n += f->ops[i]->in[j] == v;
+    return n;
 }
 
 static void fuse_func(Program *p, Func *f)
 {
+    int *reads = xcalloc((size_t)p->nvalues + 1, sizeof(int));   /* reads of each value in f */
+    for (int i = 0; i < f->nops; i++)
+        for (int j = 0; j < f->ops[i]->nin; j++) reads[f->ops[i]->in[j]->id]++;
     for (int i = 0; i < f->nops;) {
         if (!fusable(f->ops[i])) {
             i++;
@@ -35,10 +41,12 @@ static void fuse_func(Program *p, Func *f)
         for (int j = i; j <= last; j++) {
             f->ops[j]->group = group;
             Value *v = f->ops[j]->out[0];
-            if (last > i && !used_outside(f, v, i, last, p)) v->group = group;
+            /* never read outside the loop: it stays a scalar of the loop body */
+            if (last > i && !reported(p, v) && reads_in(f, v, i, last) == reads[v->id]) v->group = group;
         }
         i = last + 1;
     }
+    free(reads);
 }
 
 bool fuse(Program *p, char *err, size_t errlen)

@@ -7,6 +7,7 @@
 #include "mtxc.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -62,6 +63,24 @@ static int64_t local_bytes(const Config *c, const Value *v)
  * all-gather and reduce-scatter (n-1)/n of the full tensor. */
 static double ring(int n, double bytes, double passes) { return n > 1 ? passes * (n - 1) / n * bytes : 0; }
 
+/* The generated C through clang's parser, in process (with the JIT built). */
+typedef struct {
+    GeneratedC g;
+    bool ok, checked;
+    char err[8192];
+} CCheck;
+
+static void *check_c(void *arg)
+{
+    CCheck *k = arg;
+    k->ok = true;
+#ifdef MTXC_HAVE_JIT
+    k->ok = jit_check_c(&k->g, k->err, sizeof k->err);
+    k->checked = k->ok;
+#endif
+    return NULL;
+}
+
 bool compile_report(const Config *c, Report *r, char *err, size_t errlen)
 {
     memset(r, 0, sizeof *r);
@@ -79,18 +98,13 @@ bool compile_report(const Config *c, Report *r, char *err, size_t errlen)
     }
     Program *p = compile_program(c, NULL, err, errlen);
     if (!p) return false;
-    GeneratedC g;                                   /* through the C backend, as a build would */
-    emit_c_text(p, "mtxc compile-only", &g);
-    r->c_bytes = (int64_t)strlen(g.step_c);
-#ifdef MTXC_HAVE_JIT
-    if (!jit_check_c(&g, err, errlen)) {            /* and through clang's parser, in process */
-        generated_c_free(&g);
-        program_free(p);
-        return false;
-    }
-    r->c_checked = true;
-#endif
-    generated_c_free(&g);
+    CCheck check;                                   /* through the C backend, as a build would */
+    emit_c_text(p, "mtxc compile-only", &check.g);
+    r->c_bytes = (int64_t)strlen(check.g.step_c);
+    /* clang parses the C on the other core while the per-device program compiles */
+    pthread_t checker;
+    bool threaded = pthread_create(&checker, NULL, check_c, &check) == 0;
+    if (!threaded) check_c(&check);
 
     for (int i = 0; i < p->nvalues; i++) {
         const Value *v = p->values[i];
@@ -134,6 +148,14 @@ bool compile_report(const Config *c, Report *r, char *err, size_t errlen)
     local.d.num_devices = 1;
     local.d.mesh_data = local.d.mesh_fsdp = local.d.mesh_tensor = 1;   /* already divided above */
     Program *lp = compile_program_with(&local, NULL, true, err, errlen);
+    if (threaded) pthread_join(checker, NULL);
+    generated_c_free(&check.g);
+    if (!check.ok) {
+        snprintf(err, errlen, "%s", check.err);
+        program_free(lp);
+        return false;
+    }
+    r->c_checked = check.checked;
     if (!lp) return false;
     r->temporaries = program_arena_bytes(lp) + r->gathered;
     program_free(lp);
