@@ -282,6 +282,8 @@ typedef struct {
     double fsdp_gather, fsdp_scatter, data_allreduce, tensor_allreduce;  /* bytes per device per step */
     int64_t c_bytes;                                /* size of the generated step.c */
     bool c_checked;                                 /* and clang parsed it */
+    bool lowered;                                   /* the backends lower this mesh: */
+    int64_t lowered_state, lowered_arena;           /* what one rank of that trainer allocates */
 } Report;
 bool compile_report(const Config *c, Report *r, char *err, size_t errlen);
 void report_print(FILE *out, const Config *c, const Report *r, bool json);

@@ -134,6 +134,10 @@ bool compile_report(const Config *c, Report *r, char *err, size_t errlen)
         free(layer);
     }
     r->flops = p->flops_per_step * batch_shards(c);   /* the program is one batch slice's */
+    char why[512];
+    r->lowered = lowerable_mesh(c, why, sizeof why);
+    r->lowered_state = p->state_bytes;
+    r->lowered_arena = program_arena_bytes(p);
     program_free(p);
 
     /* The per-device program: its memory plan gives the step's temporaries. */
@@ -181,6 +185,7 @@ void report_print(FILE *out, const Config *c, const Report *r, bool json)
 {
     const Derived *d = &c->d;
     double flops_dev = r->flops / d->num_devices;
+    Pool *pool = pool_new();
     if (json) {
         fprintf(out, "{\"model_name\": \"%s\", \"compile_topology\": \"%s\", \"num_slices\": %d, \"num_devices\": %d, "
                      "\"mesh\": {\"data\": %d, \"fsdp\": %d, \"tensor\": %d}, \"param_count\": %lld, "
@@ -189,15 +194,19 @@ void report_print(FILE *out, const Config *c, const Report *r, bool json)
                      "\"flops_per_step\": %.6g, \"flops_per_step_per_device\": %.6g, "
                      "\"collective_bytes_per_device\": {\"fsdp_all_gather_params\": %.6g, "
                      "\"fsdp_reduce_scatter_grads\": %.6g, \"data_all_reduce_grads\": %.6g, "
-                     "\"tensor_all_reduce_activations\": %.6g}, \"remat_policy\": \"%s\", \"generated_c_bytes\": %lld}\n",
+                     "\"tensor_all_reduce_activations\": %.6g}, \"remat_policy\": \"%s\", \"generated_c_bytes\": %lld, "
+                     "\"cpu_trainer_bytes\": %s}\n",
                 cfg_str(c, K_model_name), cfg_str(c, K_compile_topology), d->num_slices, d->num_devices, d->mesh_data,
                 d->mesh_fsdp, d->mesh_tensor, (long long)r->param_count, (long long)r->params, (long long)r->grads,
                 (long long)r->opt_state, (long long)r->temporaries, (long long)r->peak, (long long)r->device_bytes,
                 r->fits ? "true" : "false", r->flops, flops_dev, r->fsdp_gather, r->fsdp_scatter, r->data_allreduce,
-                r->tensor_allreduce, cfg_str(c, K_remat_policy), (long long)r->c_bytes);
+                r->tensor_allreduce, cfg_str(c, K_remat_policy), (long long)r->c_bytes,
+                r->lowered ? pool_fmt(pool, "{\"state\": %lld, \"step_arena\": %lld}", (long long)r->lowered_state,
+                                      (long long)r->lowered_arena)
+                           : "null");
+        pool_free(pool);
         return;
     }
-    Pool *pool = pool_new();
     fprintf(out, "compile-only: %s (%.3f B params) on %s%s, %d device%s, mesh data %d x fsdp %d x tensor %d\n",
             cfg_str(c, K_model_name), (double)r->param_count / 1e9,
             cfg_str(c, K_compile_topology)[0] ? cfg_str(c, K_compile_topology) : "this machine",
@@ -221,5 +230,14 @@ void report_print(FILE *out, const Config *c, const Report *r, bool json)
     fprintf(out, "  tensor all-reduce of activations %12s\n", gb(pool, r->tensor_allreduce));
     fprintf(out, "generated C: %lld bytes%s\n", (long long)r->c_bytes,
             r->c_checked ? ", parsed and type-checked by clang" : " (this mtxc has no clang to check it)");
+    /* What mtxc's own CPU trainer of this mesh holds: FSDP chunks every param
+     * and tensor parallelism replicates embeddings and norms, so it can differ
+     * from MaxText's sharding above. */
+    if (r->lowered)
+        fprintf(out, "mtxc's CPU trainer for this mesh, per rank: state %s + step arena %s = %s\n",
+                gb(pool, (double)r->lowered_state), gb(pool, (double)r->lowered_arena),
+                gb(pool, (double)(r->lowered_state + r->lowered_arena)));
+    else
+        fprintf(out, "mtxc's CPU trainer: this mesh is not lowered (mtxc build says why)\n");
     pool_free(pool);
 }
