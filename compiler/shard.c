@@ -89,10 +89,45 @@ static void shard_param(Program *p, Func *f, Value *param, int fsdp, const char 
     make_chunk(acc, fsdp);
 }
 
+/* Does the first logical_axis_rules entry for `logical` name mesh axis `axis`? */
+static bool rule_maps(const Config *c, const char *logical, const char *axis)
+{
+    const ConfigValue *rules = &c->v[K_logical_axis_rules];
+    for (int r = 0; r < rules->nrules; r++) {
+        if (strcmp(rules->rules[r].name, logical)) continue;
+        for (int a = 0; a < rules->rules[r].axes.n; a++)
+            if (!strcmp(rules->rules[r].axes.items[a], axis)) return true;
+        return false;
+    }
+    return false;
+}
+
+/* The lowering's layout is MaxText's default rules': the batch over data and
+ * fsdp, params over fsdp by embed, heads and MLP over tensor. Rules that
+ * say otherwise are for compile-only. */
+static bool rules_match(const Config *c, char *err, size_t errlen)
+{
+    static const struct { const char *logical, *axis; int mesh; } need[] = {
+        {"activation_batch", "data", 0}, {"activation_batch", "fsdp", 1}, {"embed", "fsdp", 1},
+        {"heads", "tensor", 2}, {"q_heads", "tensor", 2}, {"kv_heads", "tensor", 2}, {"mlp", "tensor", 2},
+    };
+    const int mesh[3] = {c->d.mesh_data, c->d.mesh_fsdp, c->d.mesh_tensor};
+    for (size_t i = 0; i < sizeof need / sizeof need[0]; i++) {
+        if (mesh[need[i].mesh] == 1 || rule_maps(c, need[i].logical, need[i].axis)) continue;
+        config_error(err, errlen, c->v[K_logical_axis_rules].loc,
+                     "the backends lower this mesh with MaxText's default layout, which maps logical axis '%s' "
+                     "to mesh axis '%s'; these logical_axis_rules do not (use mtxc compile-only for their report)",
+                     need[i].logical, need[i].axis);
+        return false;
+    }
+    return true;
+}
+
 bool lowerable_mesh(const Config *c, char *err, size_t errlen)
 {
     const Derived *d = &c->d;
     int tp = d->mesh_tensor;
+    if (!rules_match(c, err, errlen)) return false;
     if (tp > 1 && (d->num_query_heads % tp || d->num_kv_heads % tp || d->mlp_dim % tp)) {
         snprintf(err, errlen, "mtxc: error: tensor parallelism %d must divide num_query_heads %d, num_kv_heads %d and "
                               "mlp_dim %d to be lowered; use mtxc compile-only for its report",
