@@ -76,6 +76,13 @@ grep -q "resuming from f3/checkpoints/fsdp-0-of-2/10" logr || fail "fsdp did not
 learning() { sed 's/, "perf.*}/}/' "$1"; }     # without the timings
 cmp <(learning f2.jsonl) <(learning f3.jsonl) > /dev/null ||
     fail "the resumed fsdp run differs from the uninterrupted one"
+# The same for tensor parallelism.
+# shellcheck disable=SC2086
+$MPIRUN ./tp2 $args steps=10 run_name=t3 metrics_file=t3.jsonl > /dev/null 2>&1 || fail "tensor first half"
+# shellcheck disable=SC2086
+$MPIRUN ./tp2 $args run_name=t3 metrics_file=t3.jsonl > logr 2>&1 || { cat logr; fail "tensor resume"; }
+grep -q "resuming from t3/checkpoints/tensor-0-of-2/10" logr || fail "tensor did not resume: $(cat logr)"
+cmp <(learning t2.jsonl) <(learning t3.jsonl) > /dev/null || fail "the resumed tensor run differs from the uninterrupted one"
 out=$($MPIRUN ./dp2 steps=2 run_name=f2 2>&1) && fail "a data-parallel trainer took fsdp checkpoints"
 case "$out" in *"f2/checkpoints/fsdp-"*"-of-2 holds checkpoints of a mesh with fsdp 2 x tensor 1; this trainer's mesh has fsdp 1 x tensor 1"*) ;;
     *) fail "mesh mismatch message: $out" ;; esac
