@@ -141,13 +141,21 @@ void mtx_position_add_backward(float *dpos, const float *dy, int b, int t, int r
 }
 
 /* y = x + bias over rows of d */
+/* Column sums: each column summed in row order (the same bits for any
+ * thread count), a block of columns per thread so that rows are read along
+ * cache lines rather than down a column. */
 void mtx_bias_backward(float *dbias, const float *dy, int n, int d)
 {
+    enum { BLOCK = 64 };
     #pragma omp parallel for schedule(static)
-    for (int j = 0; j < d; j++) {            /* each column summed in row order */
-        float sum = 0;
-        for (int i = 0; i < n; i++) sum += dy[(size_t)i * d + j];
-        dbias[j] = sum;
+    for (int j0 = 0; j0 < d; j0 += BLOCK) {
+        int w = d - j0 < BLOCK ? d - j0 : BLOCK;
+        float sum[BLOCK] = {0};
+        for (int i = 0; i < n; i++) {
+            const float *row = dy + (size_t)i * d + j0;
+            for (int j = 0; j < w; j++) sum[j] += row[j];
+        }
+        for (int j = 0; j < w; j++) dbias[j0 + j] = sum[j];
     }
 }
 

@@ -4,16 +4,8 @@
  * Usage: gemm_rate [M N K ...]   (default: the shapes of gpt2-124m, B=4 T=256) */
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "mtxrt.h"
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static int cmp(const void *a, const void *b)
 {
@@ -32,10 +24,10 @@ static double rate(int m, int n, int k, int ta, int tb)
     double flops = 2.0 * m * n * k;
     int reps = flops > 2e10 ? 1 : (int)(2e10 / flops) + 1;
     for (int r = 0; r < 7; r++) {
-        double t0 = now();
+        double t0 = mtx_seconds();
         for (int i = 0; i < reps; i++)
             mtx_sgemm(0, 0, m, n, k, 1, a, ta ? 1 : k, ta ? m : 1, b, tb ? 1 : n, tb ? k : 1, 0, c, n, 1);
-        t[r] = (now() - t0) / reps;
+        t[r] = (mtx_seconds() - t0) / reps;
     }
     qsort(t, 7, sizeof t[0], cmp);
     mtx_free(a);
