@@ -626,7 +626,7 @@ static void emit_state_functions(Emitter *e)
            " * from its name, so adding a tensor never changes the others. */\n");
     out(e, "void mtx_init_state(mtx_state *s, mtx_rng_key key)\n{\n");
     out(e, "    memset(s->memory, 0, %lldu);\n", (long long)p->state_bytes);
-    if (p->cfg->d.mesh_fsdp > 1) out(e, "    size_t first, count;\n");
+    if (p->cfg->d.mesh_fsdp > 1) out(e, "    size_t shard_first, shard_count;   /* this device's elements of each chunked tensor */\n");
     if (p->rng)
         out(e, "    mtx_rng_key first = mtx_rng_first_step_key(key);  /* dropout and friends, step 1 */\n"
                "    s->rng[0] = (int64_t)first.k0;\n    s->rng[1] = (int64_t)first.k1;\n");
@@ -638,8 +638,8 @@ static void emit_state_functions(Emitter *e)
         const char *x = state_expr(pool, v), *n = pool_fmt(pool, "%lld", (long long)value_numel(v));
         const char *first = "0";
         if (v->full_rank) {           /* an fsdp chunk: this device's elements of the whole tensor's stream */
-            out(e, "    count = mtx_shard_range(%lld, &first);\n", (long long)value_full_numel(v));
-            n = "count", first = "first";
+            out(e, "    shard_count = mtx_shard_range(%lld, &shard_first);\n", (long long)value_full_numel(v));
+            n = "shard_count", first = "shard_first";
         }
         switch (v->init) {
         case INIT_ZEROS: break;
@@ -656,7 +656,7 @@ static void emit_state_functions(Emitter *e)
                 out(e, "    mtx_fill_%s_slice(%s, %s, %s, %lld, %lld, (size_t)mtx_mesh_coord(2) * %lld, %s, %s);\n", fill,
                     x, first, n, (long long)cols, (long long)full_cols, (long long)offset, k, flit(pool, v->init_std));
             } else if (v->full_rank) {
-                out(e, "    mtx_fill_%s_at(%s, first, count, %s, %s);\n", fill, x, k, flit(pool, v->init_std));
+                out(e, "    mtx_fill_%s_at(%s, shard_first, shard_count, %s, %s);\n", fill, x, k, flit(pool, v->init_std));
             } else {
                 out(e, "    mtx_fill_%s(%s, %s, %s, %s);\n", fill, x, n, k, flit(pool, v->init_std));
             }

@@ -15,6 +15,10 @@ while read -r name args; do
     "$MTXC" compile-only configs/base.yml $args --format json > "$out" 2>&1
     rc=$?
     echo "exit $rc" >> "$out"
+    # A report or a refusal can be golden; mtxc's own failure never is.
+    if grep -q "a bug in mtxc" "$out"; then
+        echo "FAIL $name: mtxc failed:"; head -5 "$out"; fails=$((fails + 1)); continue
+    fi
     if [ "$UPDATE" = --update ]; then cp "$out" "$golden"; continue; fi
     if ! cmp -s "$out" "$golden"; then
         echo "FAIL $name:"; diff "$golden" "$out" | head -5; fails=$((fails + 1))

@@ -48,9 +48,10 @@ worst_diff "data parallel, 2 ranks vs 1 device" m1.jsonl m2.jsonl || fail "2 ran
 worst_diff "fsdp, 2 ranks vs data parallel" m2.jsonl f2.jsonl || fail "fsdp differs from data parallelism"
 worst_diff "tensor parallel, 2 ranks vs 1 device" m1.jsonl t2.jsonl || fail "tensor parallelism differs from 1 device"
 [ -d t2/checkpoints/tensor-0-of-2/20 ] && [ -d t2/checkpoints/tensor-1-of-2/20 ] || fail "no tensor shard checkpoints"
-# Both axes at once, 4 ranks (oversubscribed): fsdp 2 x tensor 2.
+# Both axes at once, 4 ranks (oversubscribed): fsdp 2 x tensor 2, with the
+# random key in the state (pure_nnx: the same masks as the Linen form).
 # shellcheck disable=SC2086
-"$MTXC" build "$root/configs/base.yml" $common ici_fsdp_parallelism=2 ici_tensor_parallelism=2 per_device_batch_size=2 eval_per_device_batch_size=1 \
+"$MTXC" build "$root/configs/base.yml" $common ici_fsdp_parallelism=2 ici_tensor_parallelism=2 per_device_batch_size=2 eval_per_device_batch_size=1 pure_nnx=true \
     -o ft4 > /dev/null || fail build
 # shellcheck disable=SC2086
 mpirun --allow-run-as-root --oversubscribe -np 4 ./ft4 $args metrics_file=ft4.jsonl > logft 2>&1 || { cat logft; fail "fsdp x tensor"; }
