@@ -207,6 +207,9 @@ static const char *ew_expr(Emitter *e, const Op *op)
     }
 }
 
+/* Fused loops of at least this many elements are shared among threads. */
+#define PARALLEL_LOOP_MIN 65536
+
 /* A set of mesh axes as C. */
 static const char *axes_expr(int64_t axes)
 {
@@ -235,6 +238,10 @@ static void emit_fused(Emitter *e, const Func *f, int first, int last)
             if (f->ops[i]->ia[3] > 1)
                 out(e, "    const int64_t %s_column = (int64_t)mtx_mesh_coord(2) * %lld;\n", y, (long long)f->ops[i]->ia[1]);
         }
+    /* Elements are independent: the threads BLIS uses share a large loop
+     * (mtxc build compiles with -fopenmp; the JIT runs it on one thread,
+     * with the same results). */
+    if (value_numel(head->out[0]) >= PARALLEL_LOOP_MIN) out(e, "    #pragma omp parallel for schedule(static)\n");
     out(e, "    for (size_t i = 0; i < %lld; i++) {\n", (long long)value_numel(head->out[0]));
     for (int i = first; i <= last; i++) {
         const Op *op = f->ops[i];
