@@ -609,6 +609,39 @@ static void emit_header(Emitter *e)
     out(e, "extern const mtx_program mtx_program_desc;\n\n#endif\n");
 }
 
+/* One param's init: the whole tensor, an fsdp chunk (this device's range of
+ * its flattened elements) or a tensor-parallel share (its rows or columns),
+ * each element drawn at its place in the whole tensor's stream. */
+static void emit_param_init(Emitter *e, const Value *v)
+{
+    Pool *pool = e->p->pool;
+    uint64_t h = mtx_checksum(v->name, strlen(v->name));
+    const char *x = state_expr(pool, v), *n = pool_fmt(pool, "%lld", (long long)value_numel(v));
+    const char *first = "0";
+    if (v->full_rank) {
+        out(e, "    shard_count = mtx_shard_range(%lld, &shard_first);\n", (long long)value_full_numel(v));
+        n = "shard_count", first = "shard_first";
+    }
+    if (v->init == INIT_ONES) {
+        out(e, "    for (size_t i = 0; i < %s; i++) %s[i] = 1.0f;\n", n, x);
+        return;
+    }
+    const char *fill = v->init == INIT_NORMAL ? "normal" : "truncated_normal";
+    const char *k = pool_fmt(pool, "mtx_rng_fold(key, 0x%016llxULL)", (unsigned long long)h);
+    if (v->tp_split) {
+        const int64_t *d = v->full_rank ? v->full_dim : v->dim;
+        int64_t cols = (v->full_rank ? v->full_rank : v->rank) > 1 ? d[1] : 1, rows = d[0];
+        int64_t full_cols = v->tp_split == 2 ? cols * v->tp_ways : cols;
+        int64_t offset = v->tp_split == 2 ? cols : rows * cols;   /* per tensor coordinate */
+        out(e, "    mtx_fill_%s_slice(%s, %s, %s, %lld, %lld, (size_t)mtx_mesh_coord(2) * %lld, %s, %s);\n", fill, x,
+            first, n, (long long)cols, (long long)full_cols, (long long)offset, k, flit(pool, v->init_std));
+    } else if (v->full_rank) {
+        out(e, "    mtx_fill_%s_at(%s, shard_first, shard_count, %s, %s);\n", fill, x, k, flit(pool, v->init_std));
+    } else {
+        out(e, "    mtx_fill_%s(%s, %s, %s, %s);\n", fill, x, n, k, flit(pool, v->init_std));
+    }
+}
+
 static void emit_state_functions(Emitter *e)
 {
     const Program *p = e->p;
@@ -637,40 +670,8 @@ static void emit_state_functions(Emitter *e)
     if (p->rng)
         out(e, "    mtx_rng_key first = mtx_rng_first_step_key(key);  /* dropout and friends, step 1 */\n"
                "    s->rng[0] = (int64_t)first.k0;\n    s->rng[1] = (int64_t)first.k1;\n");
-    for (int i = 0; i < p->nvalues; i++) {
-        const Value *v = p->values[i];
-        if (v->kind != V_PARAM) continue;
-        if (v->init == INIT_ZEROS) continue;
-        uint64_t h = mtx_checksum(v->name, strlen(v->name));
-        const char *x = state_expr(pool, v), *n = pool_fmt(pool, "%lld", (long long)value_numel(v));
-        const char *first = "0";
-        if (v->full_rank) {           /* an fsdp chunk: this device's elements of the whole tensor's stream */
-            out(e, "    shard_count = mtx_shard_range(%lld, &shard_first);\n", (long long)value_full_numel(v));
-            n = "shard_count", first = "shard_first";
-        }
-        switch (v->init) {
-        case INIT_ZEROS: break;
-        case INIT_ONES: out(e, "    for (size_t i = 0; i < %s; i++) %s[i] = 1.0f;\n", n, x); break;
-        case INIT_NORMAL:
-        case INIT_TRUNCATED_NORMAL: {
-            const char *fill = v->init == INIT_NORMAL ? "normal" : "truncated_normal";
-            const char *k = pool_fmt(pool, "mtx_rng_fold(key, 0x%016llxULL)", (unsigned long long)h);
-            if (v->tp_split) {        /* this device's rows or columns of the model's tensor */
-                const int64_t *d = v->full_rank ? v->full_dim : v->dim;
-                int64_t cols = (v->full_rank ? v->full_rank : v->rank) > 1 ? d[1] : 1, rows = d[0];
-                int64_t full_cols = v->tp_split == 2 ? cols * v->tp_ways : cols;
-                int64_t offset = v->tp_split == 2 ? cols : rows * cols;   /* per tensor coordinate */
-                out(e, "    mtx_fill_%s_slice(%s, %s, %s, %lld, %lld, (size_t)mtx_mesh_coord(2) * %lld, %s, %s);\n", fill,
-                    x, first, n, (long long)cols, (long long)full_cols, (long long)offset, k, flit(pool, v->init_std));
-            } else if (v->full_rank) {
-                out(e, "    mtx_fill_%s_at(%s, shard_first, shard_count, %s, %s);\n", fill, x, k, flit(pool, v->init_std));
-            } else {
-                out(e, "    mtx_fill_%s(%s, %s, %s, %s);\n", fill, x, n, k, flit(pool, v->init_std));
-            }
-            break;
-        }
-        }
-    }
+    for (int i = 0; i < p->nvalues; i++)
+        if (p->values[i]->kind == V_PARAM && p->values[i]->init != INIT_ZEROS) emit_param_init(e, p->values[i]);
     out(e, "}\n");
 }
 
