@@ -17,6 +17,7 @@ typedef struct {
     char **cname;                /* C identifier of each value, by id */
     bool in_eval;
     bool in_loop;                /* inside the microbatch loop */
+    Buf *loops;                  /* the functions of the parallel loops, placed before the steps */
 } Emitter;
 
 static void out(Emitter *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -76,7 +77,7 @@ static const char *descriptor_name(Pool *pool, const Value *v)
 
 /* Names the generated functions use for themselves, and C keywords. */
 static const char *const reserved[] = {
-    "s", "batch", "rng", "out", "arena", "i", "t", "micro", "first", "bias1", "bias2", "decay1", "decay2", "sum_sq", "key",
+    "s", "batch", "rng", "out", "arena", "i", "t", "micro", "first", "end", "f", "frame", "bias1", "bias2", "decay1", "decay2", "sum_sq", "key",
     "auto", "break", "case", "char", "const", "continue", "default", "do", "double", "else",
     "enum", "extern", "float", "for", "goto", "if", "inline", "int", "long", "register",
     "restrict", "return", "short", "signed", "sizeof", "static", "struct", "switch", "typedef",
@@ -207,9 +208,6 @@ static const char *ew_expr(Emitter *e, const Op *op)
     }
 }
 
-/* Fused loops of at least this many elements are shared among threads. */
-#define PARALLEL_LOOP_MIN 65536
-
 /* A set of mesh axes as C. */
 static const char *axes_expr(int64_t axes)
 {
@@ -219,35 +217,33 @@ static const char *axes_expr(int64_t axes)
     return names[axes & 7];
 }
 
-static void emit_fused(Emitter *e, const Func *f, int first, int last)
+/* Each dropout site draws from its own key, indexed by the row of the
+ * global batch, so microbatches and data-parallel ranks see the masks a
+ * single device would. */
+static void declare_dropout(Emitter *e, const Func *f, const Op *op)
 {
-    const Op *head = f->ops[first];
-    /* Each dropout site draws from its own key, indexed by the row of the
-     * global batch, so microbatches and data-parallel ranks see the masks a
-     * single device would. */
     const Value *const *in = (const Value *const *)f->loop_inputs;
-    for (int i = first; i <= last; i++)
-        if (f->ops[i]->kind == OP_dropout || f->ops[i]->kind == OP_dropout_grad) {
-            const char *y = V(e, f->ops[i]->out[0]);
-            out(e, "    const mtx_rng_key %s_key = mtx_rng_fold(rng, 0x%llxULL);\n", y, (unsigned long long)f->ops[i]->ia[2]);
-            /* dropout is the train step's: this device's rows start at its index times its train batch */
-            out(e, "    const int64_t %s_row = (int64_t)mtx_batch_index() * %lld", y,
-                (long long)(e->p->cfg->d.global_batch / batch_shards(e->p->cfg)));
-            if (e->in_loop) out(e, " + (int64_t)micro * %lld", (long long)in[0]->dim[0]);
-            out(e, ";\n");
-            if (f->ops[i]->ia[3] > 1)
-                out(e, "    const int64_t %s_column = (int64_t)mtx_mesh_coord(2) * %lld;\n", y, (long long)f->ops[i]->ia[1]);
-        }
-    /* Elements are independent: the threads BLIS uses share a large loop
-     * (mtxc build compiles with -fopenmp; the JIT runs it on one thread,
-     * with the same results). */
-    if (value_numel(head->out[0]) >= PARALLEL_LOOP_MIN) out(e, "    #pragma omp parallel for schedule(static)\n");
-    out(e, "    for (size_t i = 0; i < %lld; i++) {\n", (long long)value_numel(head->out[0]));
-    for (int i = first; i <= last; i++) {
+    const char *y = V(e, op->out[0]);
+    out(e, "    const mtx_rng_key %s_key = mtx_rng_fold(rng, 0x%llxULL);\n", y, (unsigned long long)op->ia[2]);
+    /* dropout is the train step's: this device's rows start at its index times its train batch */
+    out(e, "    const int64_t %s_row = (int64_t)mtx_batch_index() * %lld", y,
+        (long long)(e->p->cfg->d.global_batch / batch_shards(e->p->cfg)));
+    if (e->in_loop) out(e, " + (int64_t)micro * %lld", (long long)in[0]->dim[0]);
+    out(e, ";\n");
+    if (op->ia[3] > 1) out(e, "    const int64_t %s_column = (int64_t)mtx_mesh_coord(2) * %lld;\n", y, (long long)op->ia[1]);
+}
+
+static bool is_dropout(const Op *op) { return op->kind == OP_dropout || op->kind == OP_dropout_grad; }
+
+/* The loop over elements [first, end) of ops [a, b] of f. */
+static void emit_elementwise_loop(Emitter *e, const Func *f, int a, int b, const char *first, const char *end)
+{
+    out(e, "    for (size_t i = %s; i < %s; i++) {\n", first, end);
+    for (int i = a; i <= b; i++) {
         const Op *op = f->ops[i];
         const Value *y = op->out[0];
         bool read_later = false;                 /* by a later op of this loop */
-        for (int j = i + 1; j <= last && !read_later; j++)
+        for (int j = i + 1; j <= b && !read_later; j++)
             for (int k = 0; k < f->ops[j]->nin; k++) read_later |= f->ops[j]->in[k] == y;
         if (y->group) out(e, "        float %s_i = %s;\n", V(e, y), ew_expr(e, op));
         else if (!read_later) out(e, "        %s[i] = %s;\n", V(e, y), ew_expr(e, op));
@@ -256,7 +252,67 @@ static void emit_fused(Emitter *e, const Func *f, int first, int last)
     out(e, "    }\n");
 }
 
-/* matmul on strided views: op(A) is [m, k], op(B) [k, n], C [m, n] row-major */
+/* Fused loops of at least this many elements are shared among the threads
+ * BLIS uses: their body becomes a function of the element range, which
+ * mtx_parallel_for calls on each thread's share. */
+#define PARALLEL_LOOP_MIN 65536
+
+static bool parallel_loop(const Op *head) { return value_numel(head->out[0]) >= PARALLEL_LOOP_MIN; }
+
+static bool has_parallel_loop(const Func *f)
+{
+    for (int i = 0; i < f->nops; i++)
+        if (f->ops[i]->group && parallel_loop(f->ops[i])) return true;
+    return false;
+}
+
+/* The function of a parallel loop: the arena and state pointers it uses,
+ * recomputed from the step's frame, then the loop over its range. */
+static void emit_loop_function(Emitter *e, const Func *f, int a, int b)
+{
+    const Program *p = e->p;
+    Buf *step = e->b;
+    e->b = e->loops;
+    int group = f->ops[a]->group;
+    out(e, "\n/* %s:", f->ops[a]->block ? f->ops[a]->block : f->name);
+    for (int i = a; i <= b; i++) out(e, " %s", op_info[f->ops[i]->kind].name);
+    out(e, " */\nstatic void loop_%d(const mtx_frame *f, size_t first, size_t end)\n{\n", group);
+    bool *seen = xcalloc((size_t)p->nvalues + 1, sizeof(bool));
+    bool state = false, dropout = false;
+    for (int i = a; i <= b; i++) {
+        const Op *op = f->ops[i];
+        dropout |= is_dropout(op);
+        for (int j = 0; j <= op->nin; j++) {
+            const Value *v = j < op->nin ? op->in[j] : op->out[0];
+            if (seen[v->id] || (v->group == group && v->kind == V_TEMP)) continue;
+            seen[v->id] = true;
+            if (v->kind <= V_COUNTER) state = true;
+            else out(e, "    float *const %s = f->arena + %lld;\n", V(e, v), (long long)(v->offset / 4));
+        }
+    }
+    free(seen);
+    if (state) out(e, "    mtx_state *const s = f->state;\n");
+    if (dropout) out(e, "    const mtx_rng_key rng = f->rng;\n");
+    if (dropout && e->in_loop) out(e, "    const int64_t micro = f->micro;\n");
+    for (int i = a; i <= b; i++)
+        if (is_dropout(f->ops[i])) declare_dropout(e, f, f->ops[i]);
+    emit_elementwise_loop(e, f, a, b, "first", "end");
+    out(e, "}\n");
+    e->b = step;
+    out(e, "    mtx_parallel_for(loop_%d, &frame, %lld);\n", group, (long long)value_numel(f->ops[a]->out[0]));
+}
+
+static void emit_fused(Emitter *e, const Func *f, int first, int last)
+{
+    if (parallel_loop(f->ops[first])) {
+        emit_loop_function(e, f, first, last);
+        return;
+    }
+    for (int i = first; i <= last; i++)
+        if (is_dropout(f->ops[i])) declare_dropout(e, f, f->ops[i]);
+    emit_elementwise_loop(e, f, first, last, "0", pool_fmt(e->p->pool, "%lld", (long long)value_numel(f->ops[first]->out[0])));
+}
+
 static void emit_matmul(Emitter *e, const Op *op)
 {
     long long m = op->ia[0], n = op->ia[1], k = op->ia[2];
@@ -482,6 +538,7 @@ static void close_loop(Emitter *e, const Func *f, Buf *body, Buf *outer)
     out(e, "\n    /* ---- %d microbatches of %lld sequences: forward, backward, sums ---- */\n",
         f->loop_count, (long long)in[0]->dim[0]);
     out(e, "    for (int micro = 0; micro < %d; micro++) {\n", f->loop_count);
+    if (has_parallel_loop(f)) out(e, "        frame.micro = micro;\n");
     out(e, "        const int32_t *%s = batch->inputs + (size_t)micro * %lld;\n", V(e, in[0]), (long long)per_micro);
     out(e, "        const int32_t *%s = batch->targets + (size_t)micro * %lld;\n", V(e, in[1]), (long long)per_micro);
     out(e, "        const int32_t *%s = batch->segmentation + (size_t)micro * %lld;\n", V(e, in[2]),
@@ -557,6 +614,9 @@ static void emit_step(Emitter *e, const Func *f, bool train)
     if (nnx && train && p->rng)
         out(e, "    mtx_rng_key rng = {(uint64_t)s->rng[0], (uint64_t)s->rng[1]};  /* this step's key */\n");
     out(e, "    float *const arena = s->arena;\n");
+    if (has_parallel_loop(f))
+        out(e, "    mtx_frame frame = {arena, (void *)s, %s, 0};  /* what the parallel loops read */\n",
+            !nnx || (train && p->rng) ? "rng" : "{0, 0}");
     emit_body(e, f);
     if (nnx && train && p->rng)
         out(e, "\n    /* ---- the next step's key ---- */\n"
@@ -736,8 +796,21 @@ static void emit_source(Emitter *e, const char *source_desc)
     out(e, "#include \"step.h\"\n\n#include <math.h>\n#include <stdint.h>\n#include <string.h>\n\n");
     buf_puts(e->b, template_elementwise);
     emit_state_functions(e);
+    /* The steps' parallel loops are functions, written before the steps. */
+    Buf loops = {0}, steps = {0}, *source = e->b;
+    e->loops = &loops;
+    e->b = &steps;
     emit_step(e, &p->eval, false);
     emit_step(e, &p->train, true);
+    e->b = source;
+    if (loops.s) {
+        out(e, "\n/* ---- the steps' large elementwise loops, run by mtx_parallel_for on each thread's\n"
+               " * share of the elements ---- */\n");
+        buf_puts(e->b, loops.s);
+    }
+    buf_puts(e->b, steps.s);
+    buf_free(&loops);
+    buf_free(&steps);
     emit_descriptor(e);
 }
 
@@ -761,7 +834,7 @@ static bool write_file(const char *dir, const char *name, const char *text, char
 void emit_c_text(const Program *p, const char *source_desc, GeneratedC *out)
 {
     Buf header = {0}, source = {0}, main_c = {0};
-    Emitter e = {p, &header, NULL, false, false};
+    Emitter e = {p, &header, NULL, false, false, NULL};
     name_values(&e);
     emit_header(&e);
     e.b = &source;

@@ -175,7 +175,7 @@ static int cmd_emit(int argc, char **argv)
 /* -fno-math-errno lets sqrtf and friends vectorize; -ffp-contract=off keeps
  * a * b + c two roundings, so that gcc here and clang in mtxc run compute
  * the same bits (jit.c uses the same contract). */
-#define DEFAULT_CFLAGS "-O3 -march=native -fno-math-errno -ffp-contract=off -fopenmp"
+#define DEFAULT_CFLAGS "-O3 -march=native -fno-math-errno -ffp-contract=off"
 
 /* Run argv[0] with arguments; true if it exits with status 0. */
 static bool run(char **argv)

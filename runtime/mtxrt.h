@@ -139,6 +139,20 @@ int mtx_batch_index(void);                     /* this device's slice of the bat
 void mtx_all_gather(float *full, const float *shard, size_t n);
 void mtx_reduce_scatter(float *shard, const float *full, size_t n);
 
+/* ---- parallel loops (parallel.c) ---- */
+
+/* What a step's parallel loops read: its arena and state, its random key
+ * and the microbatch in progress. */
+typedef struct {
+    float *arena;
+    void *state;
+    mtx_rng_key rng;
+    int64_t micro;
+} mtx_frame;
+typedef void (*mtx_loop_body)(const mtx_frame *f, size_t first, size_t end);
+/* body(f, first, end) on each thread's share of [0, n), on BLIS's threads. */
+void mtx_parallel_for(mtx_loop_body body, const mtx_frame *f, size_t n);
+
 /* ---- memory (arena.c) ---- */
 
 double mtx_seconds(void);                 /* monotonic clock, for timings */
