@@ -175,10 +175,15 @@ Op *op_add(Program *p, Func *f, OpKind kind, const char *block, int nin, Value *
         op->out[i] = out[i];
         out[i]->def = op;
     }
+    func_append(f, op);
+    return op;
+}
+
+void func_append(Func *f, Op *op)
+{
     if (f->nops == f->cap) {
         f->cap = f->cap ? f->cap * 2 : 256;
         f->ops = xrealloc(f->ops, sizeof(Op *) * (size_t)f->cap);
     }
     f->ops[f->nops++] = op;
-    return op;
 }

@@ -236,6 +236,7 @@ int64_t value_bytes(const Value *v);
 Op *op_add(Program *p, Func *f, OpKind kind, const char *block, int nin, Value **in,
            int nout, Value **out);
 const char *dtype_name(DType dt);
+void func_append(Func *f, Op *op);
 void func_move_last(Func *f, int at);            /* the last op of f goes to index at */
 int func_index(const Func *f, const Op *op);     /* -1 if not in f */
 

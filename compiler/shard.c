@@ -44,11 +44,7 @@ static void gather_before_uses(Program *p, Func *f, int fsdp)
             for (int k = j; k < op->nin; k++)           /* one gather serves each read of the op */
                 if (op->in[k] == param) op->in[k] = full;
         }
-        if (out.nops == out.cap) {
-            out.cap = out.cap ? out.cap * 2 : 256;
-            out.ops = xrealloc(out.ops, sizeof(Op *) * (size_t)out.cap);
-        }
-        out.ops[out.nops++] = op;
+        func_append(&out, op);
         if (i == f->loop_last) loop_last = out.nops - 1;
     }
     free(f->ops);
