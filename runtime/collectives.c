@@ -9,7 +9,9 @@
  * communicator of the ranks that differ only along those axes. */
 #include "mtxrt.h"
 
+#include <limits.h>
 #include <mpi.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 static int started, rank, ranks = 1;
@@ -125,6 +127,11 @@ static size_t shard_count(size_t n, size_t chunk, int r)
 
 static void shard_layout(size_t n, int *counts, int *displs)
 {
+    if (n > (size_t)INT_MAX) {                /* MPI 3's counts and displacements are ints */
+        fprintf(stderr, "trainer: error: a tensor of %zu elements is too large for MPI's collectives (at most %d)\n",
+                n, INT_MAX);
+        MPI_Abort(MPI_COMM_WORLD, 2);
+    }
     size_t chunk = mtx_shard_chunk(n, mesh[1]);
     for (int r = 0; r < mesh[1]; r++) {
         counts[r] = (int)shard_count(n, chunk, r);
