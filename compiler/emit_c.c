@@ -313,6 +313,7 @@ static void emit_fused(Emitter *e, const Func *f, int first, int last)
     emit_elementwise_loop(e, f, first, last, "0", pool_fmt(e->p->pool, "%lld", (long long)value_numel(f->ops[first]->out[0])));
 }
 
+/* matmul on strided views: op(A) is [m, k], op(B) [k, n], C [m, n] row-major */
 static void emit_matmul(Emitter *e, const Op *op)
 {
     long long m = op->ia[0], n = op->ia[1], k = op->ia[2];
@@ -689,8 +690,8 @@ static void emit_param_init(Emitter *e, const Value *v)
     const char *fill = v->init == INIT_NORMAL ? "normal" : "truncated_normal";
     const char *k = pool_fmt(pool, "mtx_rng_fold(key, 0x%016llxULL)", (unsigned long long)h);
     if (v->tp_split) {
-        const int64_t *d = v->full_rank ? v->full_dim : v->dim;
-        int64_t cols = (v->full_rank ? v->full_rank : v->rank) > 1 ? d[1] : 1, rows = d[0];
+        int64_t d[4];
+        int64_t cols = value_share_shape(v, d) > 1 ? d[1] : 1, rows = d[0];
         int64_t full_cols = v->tp_split == 2 ? cols * v->tp_ways : cols;
         int64_t offset = v->tp_split == 2 ? cols : rows * cols;   /* per tensor coordinate */
         out(e, "    mtx_fill_%s_slice(%s, %s, %s, %lld, %lld, (size_t)mtx_mesh_coord(2) * %lld, %s, %s);\n", fill, x,
@@ -726,7 +727,11 @@ static void emit_state_functions(Emitter *e)
            " * from its name, so adding a tensor never changes the others. */\n");
     out(e, "void mtx_init_state(mtx_state *s, mtx_rng_key key)\n{\n");
     out(e, "    memset(s->memory, 0, %lldu);\n", (long long)p->state_bytes);
-    if (p->cfg->d.mesh_fsdp > 1) out(e, "    size_t shard_first, shard_count;   /* this device's elements of each chunked tensor */\n");
+    for (int i = 0; i < p->nvalues; i++)
+        if (p->values[i]->kind == V_PARAM && p->values[i]->full_rank) {
+            out(e, "    size_t shard_first, shard_count;   /* this device's elements of each chunked tensor */\n");
+            break;
+        }
     if (p->rng)
         out(e, "    mtx_rng_key first = mtx_rng_first_step_key(key);  /* dropout and friends, step 1 */\n"
                "    s->rng[0] = (int64_t)first.k0;\n    s->rng[1] = (int64_t)first.k1;\n");

@@ -120,11 +120,16 @@ int64_t value_numel(const Value *v)
     return n;
 }
 
+int value_share_shape(const Value *v, int64_t dim[4])
+{
+    memcpy(dim, v->full_rank ? v->full_dim : v->dim, sizeof v->dim);
+    return v->full_rank ? v->full_rank : v->rank;
+}
+
 int64_t value_full_numel(const Value *v)
 {
-    if (!v->full_rank) return value_numel(v);
-    int64_t n = 1;
-    for (int i = 0; i < v->full_rank; i++) n *= v->full_dim[i];
+    int64_t dim[4], n = 1;
+    for (int i = 0, rank = value_share_shape(v, dim); i < rank; i++) n *= dim[i];
     return n;
 }
 

@@ -79,9 +79,11 @@ static bool check_shapes(Verifier *V)
     case OP_cross_entropy_grad:
         return numel_is(V, out[0], a[0] * a[1], "output") && numel_is(V, in[3], 1, "loss gradient");
     case OP_all_gather:
-        return numel_is(V, in[0], (a[0] + a[1] - 1) / a[1], "chunk") && numel_is(V, out[0], a[0], "output");
+        return numel_is(V, in[0], (int64_t)mtx_shard_chunk((size_t)a[0], (int)a[1]), "chunk") &&
+               numel_is(V, out[0], a[0], "output");
     case OP_reduce_scatter:
-        return numel_is(V, in[0], a[0], "input") && numel_is(V, out[0], (a[0] + a[1] - 1) / a[1], "chunk");
+        return numel_is(V, in[0], a[0], "input") &&
+               numel_is(V, out[0], (int64_t)mtx_shard_chunk((size_t)a[0], (int)a[1]), "chunk");
     case OP_adamw:
         return numel_is(V, in[1], value_numel(in[0]), "gradient") &&
                numel_is(V, in[2], value_numel(in[0]), "mu") && numel_is(V, in[3], value_numel(in[0]), "nu");

@@ -130,8 +130,8 @@ static const char *source_desc(Pool *pool, const Args *a)
     return s;
 }
 
-/* The backends lower the data and fsdp axes (one MPI rank per device);
- * what they cannot is for compile-only. */
+/* The backends lower data, fsdp and tensor axes (one MPI rank per device);
+ * what they cannot (lowerable_mesh says why) is for compile-only. */
 static bool lowerable(const Config *c)
 {
     char err[512];

@@ -392,7 +392,8 @@ bool build_model(Program *p, char *err, size_t errlen)
     /* Tensor parallelism, when the backends lower this mesh: this device's
      * heads and MLP columns. */
     char why[512];
-    b.tp = lowerable_mesh(c, why, sizeof why) ? c->d.mesh_tensor : 1;
+    p->mesh_lowered = lowerable_mesh(c, why, sizeof why);
+    b.tp = p->mesh_lowered ? c->d.mesh_tensor : 1;
     make_params(&b);
     b.H /= b.tp, b.KV /= b.tp, b.M /= b.tp;
     b.f = &p->eval;

@@ -211,6 +211,7 @@ typedef struct Program {
     int ngroups;
     const char *last_pass;
     bool grads_outside_arena;    /* memplan: leave params' gradients out (compile-only's sharded accounting) */
+    bool mesh_lowered;           /* build: the backends lower this mesh (lowerable_mesh); else data parallel only */
 } Program;
 
 typedef struct {
@@ -229,7 +230,10 @@ Value *value_new(Program *p, const char *name, DType dt, int rank, const int64_t
 Value *state_new(Program *p, const char *name, int rank, const int64_t *dim, InitKind init,
                  double std, const char *const *axes);
 int64_t value_numel(const Value *v);
-int64_t value_full_numel(const Value *v);        /* of the whole tensor, for an fsdp chunk */
+/* This device's tensor before fsdp chunking (a tensor-parallel share or the
+ * whole tensor): its shape into dim, its rank returned. */
+int value_share_shape(const Value *v, int64_t dim[4]);
+int64_t value_full_numel(const Value *v);        /* of that shape */
 int64_t value_global_numel(const Value *v);      /* of the model's tensor, before fsdp and tensor splits */
 int64_t value_bytes(const Value *v);
 /* Append an op to f; outputs must already exist. */

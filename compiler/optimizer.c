@@ -117,7 +117,6 @@ bool build_optimizer(Program *p, char *err, size_t errlen)
         return true;
     }
     bool muon = !strcmp(cfg_str(c, K_opt_type), "muon");
-
     for (int i = 0; i < n; i++) {
         if (muon && is_hidden_matrix(params[i])) {
             Value *in[5] = {params[i], grads[i], moment(p, "mu", params[i]), p->lr, clip};

@@ -50,9 +50,8 @@ static int64_t shards(const Config *c, const char *logical, int64_t size, bool u
 static int64_t local_bytes(const Config *c, const Value *v)
 {
     bool used[3] = {false, false, false};
-    int rank = v->full_rank ? v->full_rank : v->rank;
     int64_t dim[4];
-    memcpy(dim, v->full_rank ? v->full_dim : v->dim, sizeof dim);
+    int rank = value_share_shape(v, dim);
     if (v->tp_split) dim[v->tp_split - 1] *= v->tp_ways;
     int64_t n = value_global_numel(v) * 4;
     for (int d = 0; d < rank; d++) n /= shards(c, v->axes[d], dim[d], used);
@@ -85,7 +84,7 @@ bool compile_report(const Config *c, Report *r, char *err, size_t errlen)
 {
     memset(r, 0, sizeof *r);
     const Derived *d = &c->d;
-    int dp = d->mesh_data * d->mesh_fsdp, tp = d->mesh_tensor;
+    int dp = batch_shards(c), tp = d->mesh_tensor;
     if (d->micro_batch % dp) {
         snprintf(err, errlen, "mtxc: error: a microbatch of %lld sequences does not split over data x fsdp = %d devices",
                  (long long)d->micro_batch, dp);
@@ -134,8 +133,7 @@ bool compile_report(const Config *c, Report *r, char *err, size_t errlen)
         free(layer);
     }
     r->flops = p->flops_per_step * batch_shards(c);   /* the program is one batch slice's */
-    char why[512];
-    r->lowered = lowerable_mesh(c, why, sizeof why);
+    r->lowered = p->mesh_lowered;
     r->lowered_state = p->state_bytes;
     r->lowered_arena = program_arena_bytes(p);
     program_free(p);
@@ -217,7 +215,7 @@ void report_print(FILE *out, const Config *c, const Report *r, bool json)
     fprintf(out, "  gradients           %12s   (sharded as the params, after reduce-scatter)\n", gb(pool, (double)r->grads));
     fprintf(out, "  optimizer state     %12s\n", gb(pool, (double)r->opt_state));
     fprintf(out, "  step temporaries    %12s   (per-device step, %lld x %lld tokens, remat_policy %s%s)\n",
-            gb(pool, (double)r->temporaries), (long long)(d->micro_batch / (d->mesh_data * d->mesh_fsdp)),
+            gb(pool, (double)r->temporaries), (long long)(d->micro_batch / batch_shards(c)),
             (long long)cfg_int(c, K_max_target_length), cfg_str(c, K_remat_policy),
             r->gathered ? pool_fmt(pool, ", one layer's gathered weights %.3f GB", (double)r->gathered / 1e9) : "");
     fprintf(out, "  peak                %12s   of %s: %s\n", gb(pool, (double)r->peak), gb(pool, (double)r->device_bytes),

@@ -22,8 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int64_t chunk_of(int64_t n, int shards) { return (n + shards - 1) / shards; }
-
 /* A copy of f's ops with an all_gather before every op that reads a param. */
 static void gather_before_uses(Program *p, Func *f, int fsdp)
 {
@@ -56,7 +54,7 @@ static void make_chunk(Value *v, int fsdp)
 {
     v->full_rank = v->rank;
     memcpy(v->full_dim, v->dim, sizeof v->dim);
-    v->dim[0] = chunk_of(value_numel(v), fsdp);
+    v->dim[0] = (int64_t)mtx_shard_chunk((size_t)value_numel(v), fsdp);
     v->rank = 1;
 }
 
@@ -141,12 +139,11 @@ bool lowerable_mesh(const Config *c, char *err, size_t errlen)
 
 bool shard(Program *p, char *err, size_t errlen)
 {
-    char why[512];
     int dp = p->cfg->d.mesh_data, fsdp = p->cfg->d.mesh_fsdp;
     if (dp * fsdp <= 1) return true;
     /* A mesh the backends refuse is lowered as data x fsdp data parallelism,
      * for compile-only's C check; its accounting is report.c's. */
-    if (!lowerable_mesh(p->cfg, why, sizeof why)) dp *= fsdp, fsdp = 1;
+    if (!p->mesh_lowered) dp *= fsdp, fsdp = 1;
     /* The tensor axis: every device's gradients of replicated params are equal
      * (tensor_sum made their inputs' gradients whole); of split ones, its own. */
     (void)err, (void)errlen;

@@ -162,8 +162,7 @@ size_t mtx_shard_range(size_t n, size_t *first)
  * chunk's tail past the tensor's end stays zero. */
 void mtx_reduce_scatter(float *shard, const float *full, size_t n)
 {
-    size_t chunk = mtx_shard_chunk(n, mesh[1]);
-    size_t count = shard_count(n, chunk, mtx_mesh_coord(1));
+    size_t first, count = mtx_shard_range(n, &first), chunk = mtx_shard_chunk(n, mesh[1]);
     if (!started || mesh[1] == 1) {
         for (size_t i = 0; i < count; i++) shard[i] = full[i];
     } else {

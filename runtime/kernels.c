@@ -140,10 +140,10 @@ void mtx_position_add_backward(float *dpos, const float *dy, int b, int t, int r
         for (int j = 0; j < d; j++) dpos[(size_t)(i % t) * d + j] += dy[(size_t)i * d + j];
 }
 
-/* y = x + bias over rows of d */
-/* Column sums: each column summed in row order (the same bits for any
- * thread count), a block of columns per thread so that rows are read along
- * cache lines rather than down a column. */
+/* The gradient of y = x + bias over rows of d: column sums, each column
+ * summed in row order (the same bits for any thread count), a block of
+ * columns per thread so that rows are read along cache lines rather than
+ * down a column. */
 void mtx_bias_backward(float *dbias, const float *dy, int n, int d)
 {
     enum { BLOCK = 64 };

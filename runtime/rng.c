@@ -63,32 +63,28 @@ void mtx_fill_normal_slice(float *x, size_t first, size_t n, size_t cols, size_t
     for (size_t i = 0; i < n; i++) x[i] = std * mtx_rng_normal(key, slice_counter(first + i, cols, full_cols, offset));
 }
 
-/* N(0,1) cut at +-2 (as jax.random.truncated_normal): element i redraws from
- * counters derived from i until it lands inside. */
+/* N(0,1) cut at +-2 (as jax.random.truncated_normal): element c redraws from
+ * counters derived from c until it lands inside. */
+static float truncated_normal(mtx_rng_key key, uint64_t c)
+{
+    float z;
+    uint64_t attempt = 0;
+    do z = mtx_rng_normal(key, c * 64 + attempt++);
+    while (fabsf(z) > 2.0f && attempt < 64);
+    return z;
+}
+
 void mtx_fill_truncated_normal_at(float *x, size_t first, size_t n, mtx_rng_key key, float std)
 {
     #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        float z;
-        uint64_t attempt = 0;
-        do z = mtx_rng_normal(key, (first + i) * 64 + attempt++);
-        while (fabsf(z) > 2.0f && attempt < 64);
-        x[i] = std * z;
-    }
+    for (size_t i = 0; i < n; i++) x[i] = std * truncated_normal(key, first + i);
 }
 
 void mtx_fill_truncated_normal_slice(float *x, size_t first, size_t n, size_t cols, size_t full_cols, size_t offset,
                                      mtx_rng_key key, float std)
 {
     #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        uint64_t c = slice_counter(first + i, cols, full_cols, offset);
-        float z;
-        uint64_t attempt = 0;
-        do z = mtx_rng_normal(key, c * 64 + attempt++);
-        while (fabsf(z) > 2.0f && attempt < 64);
-        x[i] = std * z;
-    }
+    for (size_t i = 0; i < n; i++) x[i] = std * truncated_normal(key, slice_counter(first + i, cols, full_cols, offset));
 }
 
 void mtx_fill_truncated_normal(float *x, size_t n, mtx_rng_key key, float std)

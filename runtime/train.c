@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -380,7 +379,7 @@ static int train(const mtx_program *prog, int argc, char **argv)
     if (!run_settings(prog, &rc, &rs)) return 2;
     long long steps = rs.steps, log_period = rs.log_period, eval_interval = rs.eval_interval;
     double target_eval_loss = rs.target_eval_loss, peak_tflops = rs.peak_tflops;
-    Checkpointing ck = rs.ck;
+    const Checkpointing *ck = &rs.ck;
     char err[1024];
 
     /* The batch splits over data x fsdp; tensor-parallel ranks share a slice. */
@@ -406,7 +405,7 @@ static int train(const mtx_program *prog, int argc, char **argv)
     mtx_rng_key key = mtx_rng_seed((uint64_t)rs.init_seed);
     prog->init(st, key);
     uint64_t position = 0;
-    long long start = restore(prog, st, &ck, &position);
+    long long start = restore(prog, st, ck, &position);
     if (start < 0) {
         prog->state_free(st);
         if (metrics) fclose(metrics);
@@ -467,14 +466,14 @@ static int train(const mtx_program *prog, int argc, char **argv)
                    (int)eta % 60);
             fflush(stdout);
         }
-        if (ck.on && ck.writer && ((step + 1) % ck.period == 0 || (step + 1 == steps && ck.on_completion))) {
+        if (ck->on && ck->writer && ((step + 1) % ck->period == 0 || (step + 1 == steps && ck->on_completion))) {
             double t0 = mtx_seconds();
-            if (mtx_checkpoint_save(prog, st, ck.dir, step + 1, mtx_data_position(data), err, sizeof err) != 0) {
+            if (mtx_checkpoint_save(prog, st, ck->dir, step + 1, mtx_data_position(data), err, sizeof err) != 0) {
                 fprintf(stderr, "%strainer: error: %s\n", live ? "\r\033[K" : "", err);
                 save_failures++;
             } else {
-                if (ck.keep > 0) mtx_checkpoint_prune(ck.dir, (int)ck.keep);
-                printf("%ssaved checkpoint %s/%lld (%.1f MB, %.2f s)\n", live ? "\r\033[K" : "", ck.dir, step + 1,
+                if (ck->keep > 0) mtx_checkpoint_prune(ck->dir, (int)ck->keep);
+                printf("%ssaved checkpoint %s/%lld (%.1f MB, %.2f s)\n", live ? "\r\033[K" : "", ck->dir, step + 1,
                        (double)prog->state_bytes / 1e6, mtx_seconds() - t0);
             }
         }
