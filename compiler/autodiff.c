@@ -16,7 +16,7 @@ typedef struct {
 
 static Value *like(AD *ad, const char *prefix, const Value *v)
 {
-    return value_new(ad->p, pool_fmt(ad->p->pool, "%s%s", prefix, v->name), DT_F32, v->rank, v->dim, V_TEMP);
+    return value_new(ad->p, pool_fmt(ad->p->pool, "%s%s", prefix, v->name), v->dtype, v->rank, v->dim, V_TEMP);
 }
 
 static Op *emit(AD *ad, OpKind kind, int nin, Value *i0, Value *i1, Value *i2, Value *i3,
@@ -46,7 +46,7 @@ static Value *grad_value(AD *ad, const Value *v, const Op *op)
 {
     if (!ad->grad[v->id]) return like(ad, "grad.", v);
     const char *from = op->out[0]->name, *dot = strrchr(from, '.');
-    return value_new(ad->p, pool_fmt(ad->p->pool, "grad.%s.via.%s", v->name, dot ? dot + 1 : from), DT_F32,
+    return value_new(ad->p, pool_fmt(ad->p->pool, "grad.%s.via.%s", v->name, dot ? dot + 1 : from), v->dtype,
                      v->rank, v->dim, V_TEMP);
 }
 
@@ -56,14 +56,26 @@ static void copy_attrs(Op *to, const Op *from)
     memcpy(to->fa, from->fa, sizeof to->fa);
 }
 
+/* Where a matmul operand's gradient goes: an operand that is a float32
+ * value cast to bf16 (a weight) gets its gradient from the GEMM in float32,
+ * straight into the source, rounded once instead of to bf16 first. */
+static Value *grad_target(const AD *ad, Value *v)
+{
+    const Op *def = v->kind == V_TEMP ? v->def : NULL;
+    if (def && def->kind == OP_cast && v->dtype == DT_BF16 && def->in[0]->dtype == DT_F32 && ad->needs[def->in[0]->id])
+        return def->in[0];
+    return v;
+}
+
 /* matmul c = alpha op(a) op(b), with a [M,K] (stored [K,M] if ta) and b [K,N] (stored [N,K] if tb) */
 static void vjp_matmul(AD *ad, const Op *op, Value *dc)
 {
     Value *a = op->in[0], *b = op->in[1];
+    Value *ga = grad_target(ad, a), *gb = grad_target(ad, b);   /* where their gradients go */
     int64_t m = op->ia[0], n = op->ia[1], k = op->ia[2], ta = op->ia[3], tb = op->ia[4];
     double alpha = op->fa[0];
-    if (ad->needs[a->id]) {
-        Value *da = grad_value(ad, a, op);
+    if (ad->needs[ga->id]) {
+        Value *da = grad_value(ad, ga, op);
         Op *g;
         if (!ta) {   /* da[M,K] = dc[M,N] op(b)^T */
             g = emit(ad, OP_matmul, 2, dc, b, NULL, NULL, 1, da, NULL, NULL);
@@ -75,10 +87,10 @@ static void vjp_matmul(AD *ad, const Op *op, Value *dc)
             memcpy(g->ia, at, sizeof at);
         }
         g->fa[0] = alpha;
-        accumulate(ad, a, da);
+        accumulate(ad, ga, da);
     }
-    if (ad->needs[b->id]) {
-        Value *db = grad_value(ad, b, op);
+    if (ad->needs[gb->id]) {
+        Value *db = grad_value(ad, gb, op);
         Op *g;
         if (!tb) {   /* db[K,N] = op(a)^T dc */
             g = emit(ad, OP_matmul, 2, a, dc, NULL, NULL, 1, db, NULL, NULL);
@@ -90,7 +102,7 @@ static void vjp_matmul(AD *ad, const Op *op, Value *dc)
             memcpy(g->ia, at, sizeof at);
         }
         g->fa[0] = alpha;
-        accumulate(ad, b, db);
+        accumulate(ad, gb, db);
     }
 }
 
@@ -218,6 +230,12 @@ static void vjp(AD *ad, const Op *op, Value *dy)
     case OP_tensor_sum:
         accumulate(ad, in[0], dy);
         break;
+    case OP_cast: {
+        Value *dx = grad_value(ad, in[0], op);
+        emit(ad, OP_cast, 1, dy, NULL, NULL, NULL, 1, dx, NULL, NULL);
+        accumulate(ad, in[0], dx);
+        break;
+    }
     case OP_fill:
         break;
     default:

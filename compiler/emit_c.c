@@ -18,6 +18,8 @@ typedef struct {
     bool in_eval;
     bool in_loop;                /* inside the microbatch loop */
     Buf *loops;                  /* the functions of the parallel loops, placed before the steps */
+    const Op **plans;            /* bf16 GEMMs: one matmul of each distinct shape, by plan index */
+    int nplans;
 } Emitter;
 
 static void out(Emitter *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -169,13 +171,28 @@ static void name_values(Emitter *e)
 
 static const char *V(Emitter *e, const Value *v) { return e->cname[v->id]; }
 
+/* `type *const name = <arena> + offset;` for a temporary, typed by its dtype. */
+static void declare_temp(Emitter *e, const char *arena, const Value *v)
+{
+    if (v->dtype == DT_BF16)
+        out(e, "    mtx_bf16 *const %s = (mtx_bf16 *)%s + %lld;", V(e, v), arena, (long long)(v->offset / 2));
+    else
+        out(e, "    float *const %s = %s + %lld;", V(e, v), arena, (long long)(v->offset / 4));
+}
+
 /* ---- one op ---- */
 
 /* Elementwise expression of one op inside a fused loop; operands by element i. */
+static const char *load(Emitter *e, const Value *v, const char *index)
+{
+    if (v->dtype == DT_BF16) return pool_fmt(e->p->pool, "mtx_bf16_to_f32(%s[%s])", V(e, v), index);
+    return pool_fmt(e->p->pool, "%s[%s]", V(e, v), index);
+}
+
 static const char *ew_operand(Emitter *e, const Value *v, int group)
 {
     if (v->kind == V_TEMP && v->def && v->def->group == group) return pool_fmt(e->p->pool, "%s_i", V(e, v));
-    return pool_fmt(e->p->pool, "%s[i]", V(e, v));
+    return load(e, v, "i");
 }
 
 static const char *ew_expr(Emitter *e, const Op *op)
@@ -186,7 +203,8 @@ static const char *ew_expr(Emitter *e, const Op *op)
     switch (op->kind) {
     case OP_add: return pool_fmt(pool, "%s + %s", a, b);
     case OP_mul: return pool_fmt(pool, "%s * %s", a, b);
-    case OP_bias_add: return pool_fmt(pool, "%s + %s[i %% %lld]", a, V(e, op->in[1]), (long long)op->ia[0]);
+    case OP_bias_add: return pool_fmt(pool, "%s + %s", a, load(e, op->in[1], pool_fmt(pool, "i %% %lld", (long long)op->ia[0])));
+    case OP_cast: return a;      /* the store rounds to the output's dtype */
     case OP_silu: return pool_fmt(pool, "silu(%s)", a);
     case OP_gelu: return pool_fmt(pool, "gelu(%s)", a);
     case OP_silu_grad: return pool_fmt(pool, "%s * silu_grad(%s)", b, a);
@@ -245,9 +263,17 @@ static void emit_elementwise_loop(Emitter *e, const Func *f, int a, int b, const
         bool read_later = false;                 /* by a later op of this loop */
         for (int j = i + 1; j <= b && !read_later; j++)
             for (int k = 0; k < f->ops[j]->nin; k++) read_later |= f->ops[j]->in[k] == y;
-        if (y->group) out(e, "        float %s_i = %s;\n", V(e, y), ew_expr(e, op));
-        else if (!read_later) out(e, "        %s[i] = %s;\n", V(e, y), ew_expr(e, op));
-        else out(e, "        float %s_i = %s[i] = %s;\n", V(e, y), V(e, y), ew_expr(e, op));
+        const char *x = ew_expr(e, op);
+        if (y->dtype == DT_BF16) {   /* computed in float32, rounded to bf16 once */
+            if (y->group || read_later) out(e, "        float %s_i = mtx_round_bf16(%s);\n", V(e, y), x);
+            if (!y->group) out(e, "        %s[i] = mtx_f32_to_bf16(%s);\n", V(e, y), read_later ? pool_fmt(e->p->pool, "%s_i", V(e, y)) : x);
+        } else if (y->group) {
+            out(e, "        float %s_i = %s;\n", V(e, y), x);
+        } else if (!read_later) {
+            out(e, "        %s[i] = %s;\n", V(e, y), x);
+        } else {
+            out(e, "        float %s_i = %s[i] = %s;\n", V(e, y), V(e, y), x);
+        }
     }
     out(e, "    }\n");
 }
@@ -287,7 +313,10 @@ static void emit_loop_function(Emitter *e, const Func *f, int a, int b)
             if (seen[v->id] || (v->group == group && v->kind == V_TEMP)) continue;
             seen[v->id] = true;
             if (v->kind <= V_COUNTER) state = true;
-            else out(e, "    float *const %s = f->arena + %lld;\n", V(e, v), (long long)(v->offset / 4));
+            else {
+                declare_temp(e, "f->arena", v);
+                out(e, "\n");
+            }
         }
     }
     free(seen);
@@ -313,16 +342,62 @@ static void emit_fused(Emitter *e, const Func *f, int first, int last)
     emit_elementwise_loop(e, f, first, last, "0", pool_fmt(e->p->pool, "%lld", (long long)value_numel(f->ops[first]->out[0])));
 }
 
-/* matmul on strided views: op(A) is [m, k], op(B) [k, n], C [m, n] row-major */
+/* A bf16 GEMM's plan: one per distinct shape, strides, output dtype and alpha. */
+static bool same_gemm(const Op *x, const Op *y)
+{
+    return !memcmp(x->ia, y->ia, 5 * sizeof x->ia[0]) && x->fa[0] == y->fa[0] &&
+           x->out[0]->dtype == y->out[0]->dtype;
+}
+
+static bool is_bf16_gemm(const Op *op) { return op->kind == OP_matmul && op->in[0]->dtype == DT_BF16; }
+
+static int gemm_plan(Emitter *e, const Op *op)
+{
+    for (int i = 0; i < e->nplans; i++)
+        if (same_gemm(e->plans[i], op)) return i;
+    fatal("emit: no GEMM plan for a %s matmul", op->out[0]->name);
+}
+
+static void collect_gemm_plans(Emitter *e)
+{
+    const Func *funcs[2] = {&e->p->eval, &e->p->train};
+    for (int fi = 0; fi < 2; fi++)
+        for (int i = 0; i < funcs[fi]->nops; i++) {
+            const Op *op = funcs[fi]->ops[i];
+            if (!is_bf16_gemm(op)) continue;
+            bool known = false;
+            for (int j = 0; j < e->nplans && !known; j++) known = same_gemm(e->plans[j], op);
+            if (known) continue;
+            e->plans = xrealloc(e->plans, sizeof(Op *) * (size_t)(e->nplans + 1));
+            e->plans[e->nplans++] = op;
+        }
+}
+
+/* One bf16 GEMM plan made in mtx_state_new: op(A) is [m, k], op(B) [k, n],
+ * C [m, n] row-major; A and B by their strides as stored. */
+static void emit_gemm_plan(Emitter *e, int i)
+{
+    const Op *op = e->plans[i];
+    long long m = op->ia[0], n = op->ia[1], k = op->ia[2];
+    bool ta = op->ia[3], tb = op->ia[4], c_f32 = op->out[0]->dtype == DT_F32;
+    out(e, "    s->gemm[%d] = mtx_gemm_plan_new(%lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, %d, %s);"
+           "  /* %s%s -> %s, as %s */\n",
+        i, m, n, k, ta ? 1 : k, ta ? m : 1, tb ? 1 : n, tb ? k : 1, n, c_f32, flit(e->p->pool, op->fa[0]),
+        ta ? "A^T" : "A", tb ? " B^T" : " B", c_f32 ? "f32" : "bf16", op->out[0]->name);
+}
+
 static void emit_matmul(Emitter *e, const Op *op)
 {
+    const Value *a = op->in[0], *b = op->in[1], *c = op->out[0];
+    if (is_bf16_gemm(op)) {
+        out(e, "    mtx_gemm_bf16(s->gemm[%d], %s, %s, %s);\n", gemm_plan(e, op), V(e, a), V(e, b), V(e, c));
+        return;
+    }
     long long m = op->ia[0], n = op->ia[1], k = op->ia[2];
     bool ta = op->ia[3], tb = op->ia[4];
     out(e, "    mtx_sgemm(0, 0, %lld, %lld, %lld, %s, %s, %lld, %lld, %s, %lld, %lld, 0.0f, %s, %lld, 1);\n",
-        m, n, k, flit(e->p->pool, op->fa[0]),
-        V(e, op->in[0]), ta ? 1 : k, ta ? m : 1,
-        V(e, op->in[1]), tb ? 1 : n, tb ? k : 1,
-        V(e, op->out[0]), n);
+        m, n, k, flit(e->p->pool, op->fa[0]), V(e, a), ta ? 1 : k, ta ? m : 1, V(e, b), tb ? 1 : n, tb ? k : 1,
+        V(e, c), n);
 }
 
 static void emit_kernel(Emitter *e, const Op *op)
@@ -516,7 +591,8 @@ static void declare_outputs(Emitter *e, const Op *op)
     for (int i = 0; i < op->nout; i++) {
         const Value *v = op->out[i];
         if (v->group) continue;
-        out(e, "    float *const %s = arena + %lld;%*s/* [", V(e, v), (long long)(v->offset / 4), 1, "");
+        declare_temp(e, "arena", v);
+        out(e, "%*s/* [", 1, "");
         for (int d = 0; d < v->rank; d++) out(e, "%s%lld", d ? ", " : "", (long long)v->dim[d]);
         out(e, "] */\n");
     }
@@ -559,8 +635,9 @@ static void declare_accumulators(Emitter *e)
     const Program *p = e->p;
     for (int i = 0; i < p->nvalues; i++) {
         const Value *v = p->values[i];
-        if (v->kind == V_ACCUM)
-            out(e, "    float *const %s = arena + %lld;\n", V(e, v), (long long)(v->offset / 4));
+        if (v->kind != V_ACCUM) continue;
+        declare_temp(e, "arena", v);
+        out(e, "\n");
     }
 }
 
@@ -659,6 +736,7 @@ static void emit_header(Emitter *e)
            "    int64_t *step;           /* updates done so far */\n"
            "    int64_t *schedule_steps; /* length of the learning-rate schedule */\n");
     if (p->rng) out(e, "    int64_t *rng;            /* the random key of the next step (pure_nnx) */\n");
+    if (e->nplans) out(e, "    mtx_gemm_plan *gemm[%d];  /* bf16 GEMMs, one oneDNN primitive per shape */\n", e->nplans);
     out(e, "};\n\n");
     bool nnx = cfg_bool(p->cfg, K_pure_nnx);
     out(e, "mtx_state *mtx_state_new(void);\nvoid mtx_state_free(mtx_state *s);\n"
@@ -718,9 +796,11 @@ static void emit_state_functions(Emitter *e)
         out(e, "    %s = (%s *)(s->memory + %lld);\n", state_expr(pool, v),
             v->kind == V_COUNTER ? "int64_t" : "float", (long long)v->offset);
     }
+    for (int i = 0; i < e->nplans; i++) emit_gemm_plan(e, i);
     out(e, "    return s;\n}\n\n");
-    out(e, "void mtx_state_free(mtx_state *s)\n{\n    if (!s) return;\n    mtx_free(s->memory);\n"
-           "    mtx_free(s->arena);\n    mtx_free(s);\n}\n\n");
+    out(e, "void mtx_state_free(mtx_state *s)\n{\n    if (!s) return;\n");
+    if (e->nplans) out(e, "    for (int i = 0; i < %d; i++) mtx_gemm_plan_free(s->gemm[i]);\n", e->nplans);
+    out(e, "    mtx_free(s->memory);\n    mtx_free(s->arena);\n    mtx_free(s);\n}\n\n");
     out(e, "static void *state_memory(const mtx_state *s) { return s->memory; }\n");
     out(e, "static void *state_arena(const mtx_state *s) { return s->arena; }\n\n");
     out(e, "/* Parameters from init_weights_seed: each tensor draws from its own key, folded\n"
@@ -839,13 +919,15 @@ static bool write_file(const char *dir, const char *name, const char *text, char
 void emit_c_text(const Program *p, const char *source_desc, GeneratedC *out)
 {
     Buf header = {0}, source = {0}, main_c = {0};
-    Emitter e = {p, &header, NULL, false, false, NULL};
+    Emitter e = {p, &header, NULL, false, false, NULL, NULL, 0};
     name_values(&e);
+    collect_gemm_plans(&e);
     emit_header(&e);
     e.b = &source;
     emit_source(&e, source_desc);
     buf_puts(&main_c, template_trainer_main);
     free(e.cname);
+    free(e.plans);
     out->step_h = header.s;
     out->step_c = source.s;
     out->main_c = main_c.s;

@@ -140,7 +140,7 @@ int64_t value_global_numel(const Value *v)
 
 int64_t value_bytes(const Value *v)
 {
-    return value_numel(v) * (v->dtype == DT_I64 ? 8 : 4);
+    return value_numel(v) * (v->dtype == DT_I64 ? 8 : v->dtype == DT_BF16 ? 2 : 4);
 }
 
 void func_move_last(Func *f, int at)
@@ -163,6 +163,7 @@ const char *dtype_name(DType dt)
     case DT_F32: return "f32";
     case DT_I32: return "i32";
     case DT_I64: return "i64";
+    case DT_BF16: return "bf16";
     }
     return "?";
 }

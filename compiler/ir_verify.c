@@ -50,6 +50,9 @@ static bool check_shapes(Verifier *V)
         return dtype_is(V, in[1], DT_I32) && numel_is(V, in[1], a[0], "tokens") &&
                numel_is(V, out[0], a[0] * a[1], "output") && in[0]->dim[1] == a[1];
     case OP_matmul:
+        if (in[0]->dtype != in[1]->dtype)
+            return bad(V, "operands are %s and %s, expected one dtype", dtype_name(in[0]->dtype), dtype_name(in[1]->dtype));
+        if (in[0]->dtype == DT_F32 && !dtype_is(V, out[0], DT_F32)) return false;
         return numel_is(V, in[0], a[0] * a[2], "left operand") &&
                numel_is(V, in[1], a[2] * a[1], "right operand") &&
                numel_is(V, out[0], a[0] * a[1], "output");
@@ -58,6 +61,9 @@ static bool check_shapes(Verifier *V)
     case OP_add: case OP_mul: case OP_silu_grad: case OP_gelu_grad:
         return numel_is(V, in[1], value_numel(in[0]), "operand") &&
                numel_is(V, out[0], value_numel(in[0]), "output");
+    case OP_cast:
+        if (in[0]->dtype == out[0]->dtype) return bad(V, "casts %s to its own dtype", in[0]->name);
+        return numel_is(V, out[0], value_numel(in[0]), "output");
     case OP_silu: case OP_gelu: case OP_rope: case OP_rope_grad: case OP_causal_softmax:
     case OP_tensor_enter: case OP_tensor_sum:
         return numel_is(V, out[0], value_numel(in[0]), "output");
@@ -92,7 +98,31 @@ static bool check_shapes(Verifier *V)
     }
 }
 
-static bool check_op(Verifier *V, bool *defined, const int *def_func, int func_id)
+/* Token ids, targets and counters: the integer operands of the ops that take them. */
+static bool integer_operand(const Op *o, const Value *v)
+{
+    switch (o->kind) {
+    case OP_embed: case OP_embed_grad: case OP_cross_entropy: case OP_cross_entropy_grad: return v->dtype == DT_I32;
+    case OP_learning_rate: case OP_step_increment: return v->dtype == DT_I64;
+    default: return false;
+    }
+}
+
+static bool check_dtypes(Verifier *V, bool legalized)
+{
+    const Op *o = V->op;
+    for (int i = 0; i < o->nin + o->nout; i++) {
+        const Value *v = i < o->nin ? o->in[i] : o->out[i - o->nin];
+        if (integer_operand(o, v)) continue;
+        if (!dtype_is_float(v->dtype)) return bad(V, "%s is %s, expected a float dtype", v->name, dtype_name(v->dtype));
+        /* after legalize, every kernel but the GEMM computes on f32 */
+        if (legalized && op_info[o->kind].cls == OC_KERNEL && v->dtype != DT_F32)
+            return bad(V, "%s is %s, but this kernel takes f32 only", v->name, dtype_name(v->dtype));
+    }
+    return true;
+}
+
+static bool check_op(Verifier *V, bool *defined, const int *def_func, int func_id, bool legalized)
 {
     const Op *o = V->op;
     const OpInfo *info = &op_info[o->kind];
@@ -112,12 +142,7 @@ static bool check_op(Verifier *V, bool *defined, const int *def_func, int func_i
         if (v->def != o) return bad(V, "output %s does not point back at its op", v->name);
         defined[v->id] = true;
     }
-    for (int i = 0; i < o->nin; i++)
-        if (o->kind != OP_embed && o->kind != OP_cross_entropy && o->kind != OP_cross_entropy_grad &&
-            o->kind != OP_embed_grad && o->kind != OP_learning_rate && o->kind != OP_step_increment &&
-            o->in[i]->dtype != DT_F32)
-            return bad(V, "input %s is %s, expected f32", o->in[i]->name, dtype_name(o->in[i]->dtype));
-    return check_shapes(V);
+    return check_dtypes(V, legalized) && check_shapes(V);
 }
 
 bool ir_verify(const Program *p, char *err, size_t errlen)
@@ -136,7 +161,7 @@ bool ir_verify(const Program *p, char *err, size_t errlen)
         for (int i = 0; i < funcs[fi]->nops && ok; i++) {
             V.op = funcs[fi]->ops[i];
             V.index = i;
-            ok = check_op(&V, defined, def_func, fi + 1);
+            ok = check_op(&V, defined, def_func, fi + 1, p->legalized);
         }
     }
     for (int i = 0; i < p->nvalues && ok; i++) {

@@ -20,6 +20,9 @@ typedef struct {
     const Config *c;
     bool gpt3, gated;
     bool train;                                /* building the train step: dropout applies */
+    DType dt;                                  /* activations: dtype (f32, or bf16 for bfloat16) */
+    Value **cast_of;                           /* by param id: its cast to dt in the function being built */
+    int nstate;                                /* values made by make_params: the ids cast_of covers */
     int64_t B, T, D, H, KV, Dh, M, V, L, P;  /* H, KV, M: this device's share when tp > 1 */
     int64_t tp;                                /* tensor-parallel ways (Megatron: heads and MLP columns) */
     const char *block;
@@ -122,7 +125,7 @@ static void make_params(Builder *b)
 static Value *temp(Builder *b, const char *name, int rank, int64_t d0, int64_t d1, int64_t d2, int64_t d3)
 {
     int64_t dim[4] = {d0, d1, d2, d3};
-    return value_new(b->p, name, DT_F32, rank, dim, V_TEMP);
+    return value_new(b->p, name, b->dt, rank, dim, V_TEMP);
 }
 
 static Value *act(Builder *b, const char *name, int64_t width)   /* [B, T, width] */
@@ -136,10 +139,31 @@ static Op *emit(Builder *b, OpKind kind, Value *out, int nin, Value *i0, Value *
     return op_add(b->p, b->f, kind, b->block, nin, in, 1, &out);
 }
 
+/* x as dtype dt: MaxText's astype / jnp.asarray where it changes precision. */
+static Value *convert(Builder *b, const char *name, Value *x, DType dt)
+{
+    if (x->dtype == dt) return x;
+    Value *y = value_new(b->p, name, dt, x->rank, x->dim, V_TEMP);
+    emit(b, OP_cast, y, 1, x, NULL, NULL);
+    return y;
+}
+
+/* A float32 weight as a matmul of the activations' dtype reads it: MaxText
+ * casts the kernel at every use; here one cast per step serves every use. */
+static Value *weight_as(Builder *b, Value *w, DType dt)
+{
+    if (w->dtype == dt) return w;
+    if (!b->cast_of[w->id]) b->cast_of[w->id] = convert(b, pool_fmt(b->p->pool, "%s.%s", w->name, dtype_name(dt)), w, dt);
+    return b->cast_of[w->id];
+}
+
+/* x op(w): bf16 x bf16 -> bf16 (float32 accumulation) when dtype is bfloat16. */
 static Value *matmul(Builder *b, const char *name, Value *x, Value *w, bool w_transposed, double alpha)
 {
+    w = weight_as(b, w, x->dtype);
     int64_t k = x->dim[x->rank - 1], n = w_transposed ? w->dim[0] : w->dim[1];
-    Value *y = act(b, name, n);
+    int64_t dim[3] = {b->B, b->T, n};
+    Value *y = value_new(b->p, name, x->dtype, 3, dim, V_TEMP);
     Op *op = emit(b, OP_matmul, y, 2, x, w, NULL);
     op->ia[0] = b->B * b->T;
     op->ia[1] = n;
@@ -311,6 +335,7 @@ static Value *decoder_layer(Builder *b, int l, Value *x)
 /* The forward pass into b->f; returns the loss and weight values. */
 static void forward(Builder *b, Value **loss, Value **weight)
 {
+    memset(b->cast_of, 0, sizeof(Value *) * (size_t)b->nstate);
     b->block = "embedding";
     Value *x = act(b, "embedding", b->D);
     Op *op = emit(b, OP_embed, x, 2, b->embedding, b->tokens, NULL);
@@ -329,14 +354,18 @@ static void forward(Builder *b, Value **loss, Value **weight)
     b->block = "output: final norm, logits and loss";
     x = norm(b, "decoder_output", x, b->final_scale, b->final_bias);
     Value *logits;
+    if (cfg_bool(b->c, K_logits_dot_in_fp32)) x = convert(b, "decoder_output.f32", x, DT_F32);
     if (b->logits_w) {
         logits = matmul(b, "logits", x, b->logits_w, false, 1.0);
     } else {
         bool normalize = cfg_bool(b->c, K_normalize_embedding_logits);
         logits = matmul(b, "logits", x, b->embedding, true, normalize ? 1.0 / sqrt((double)b->D) : 1.0);
     }
-    *loss = temp(b, "loss", 1, 1, 0, 0, 0);
-    *weight = temp(b, "total_weight", 1, 1, 0, 0, 0);
+    /* MaxText's cast_logits_to_fp32: the loss reads float32 logits */
+    logits = convert(b, "logits.f32", logits, DT_F32);
+    int64_t one = 1;
+    *loss = value_new(b->p, "loss", DT_F32, 1, &one, V_TEMP);
+    *weight = value_new(b->p, "total_weight", DT_F32, 1, &one, V_TEMP);
     Value *in[3] = {logits, b->targets, b->segmentation};
     Value *out[2] = {*loss, *weight};
     op = op_add(b->p, b->f, OP_cross_entropy, b->block, 3, in, 2, out);
@@ -349,8 +378,8 @@ static bool supported(const Config *c, char *err, size_t errlen)
     const char *block = cfg_str(c, K_decoder_block);
     const char *why = NULL;
     if (!strcmp(block, "gemma")) why = "decoder_block 'gemma' is not supported by the model builder yet (llama2, mistral, gpt3 are)";
-    else if (strcmp(cfg_str(c, K_dtype), "float32") || strcmp(cfg_str(c, K_weight_dtype), "float32"))
-        why = "only dtype and weight_dtype float32 are supported so far";
+    else if (strcmp(cfg_str(c, K_weight_dtype), "float32"))
+        why = "weight_dtype bfloat16 is not supported yet (float32 weights, with dtype float32 or bfloat16, are)";
     else if (cfg_int(c, K_head_dim) % 2)
         why = "head_dim must be even (RoPE rotates halves)";
     if (!why) return true;
@@ -395,6 +424,9 @@ bool build_model(Program *p, char *err, size_t errlen)
     p->mesh_lowered = lowerable_mesh(c, why, sizeof why);
     b.tp = p->mesh_lowered ? c->d.mesh_tensor : 1;
     make_params(&b);
+    b.dt = strcmp(cfg_str(c, K_dtype), "bfloat16") ? DT_F32 : DT_BF16;
+    b.nstate = p->nvalues;
+    b.cast_of = pool_alloc(p->pool, sizeof(Value *) * (size_t)b.nstate);
     b.H /= b.tp, b.KV /= b.tp, b.M /= b.tp;
     b.f = &p->eval;
     b.tokens = p->tokens, b.targets = p->targets, b.segmentation = p->segmentation;

@@ -132,7 +132,8 @@ extern const int num_derived_names;
  * counter) belong to the program's state; batch tensors are inputs; the rest
  * are temporaries defined by exactly one operation. */
 
-typedef enum { DT_F32, DT_I32, DT_I64 } DType;
+typedef enum { DT_F32, DT_I32, DT_I64, DT_BF16 } DType;
+static inline bool dtype_is_float(DType dt) { return dt == DT_F32 || dt == DT_BF16; }
 /* V_ACCUM: a buffer of the step that ops update in place (gradient accumulation). */
 typedef enum { V_PARAM, V_OPT, V_COUNTER, V_INPUT, V_TEMP, V_ACCUM } ValueKind;
 typedef enum { INIT_ZEROS, INIT_ONES, INIT_NORMAL, INIT_TRUNCATED_NORMAL } InitKind;
@@ -212,6 +213,7 @@ typedef struct Program {
     const char *last_pass;
     bool grads_outside_arena;    /* memplan: leave params' gradients out (compile-only's sharded accounting) */
     bool mesh_lowered;           /* build: the backends lower this mesh (lowerable_mesh); else data parallel only */
+    bool legalized;              /* legalize: kernels other than GEMMs see only f32 */
 } Program;
 
 typedef struct {
@@ -269,6 +271,7 @@ bool plan_memory(Program *p, char *err, size_t errlen);      /* memplan.c */
 bool accumulate_gradients(Program *p, char *err, size_t errlen); /* accumulate.c */
 bool rematerialize(Program *p, char *err, size_t errlen);    /* remat.c */
 bool shard(Program *p, char *err, size_t errlen);            /* shard.c */
+bool legalize(Program *p, char *err, size_t errlen);         /* legalize.c */
 /* Can the backends lower this config's mesh? If not, why, in err. */
 bool lowerable_mesh(const Config *c, char *err, size_t errlen);
 

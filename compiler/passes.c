@@ -12,6 +12,8 @@ const Pass passes[] = {
      accumulate_gradients},
     {"shard", "data parallelism: the step's sums all-reduced over the data axis (shard.c)", shard},
     {"optimizer", "global norm, clipping, lr schedule and AdamW updates (optimizer.c)", build_optimizer},
+    {"legalize", "bf16 operands of float32 kernels widened, their bf16 results rounded, by casts (legalize.c)",
+     legalize},
     {"fuse", "elementwise chains fused into single loops (fuse.c)", fuse},
     {"memplan", "state layout and one arena per step, reused by liveness (memplan.c)", plan_memory},
 };

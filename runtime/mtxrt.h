@@ -51,6 +51,40 @@ int mtx_num_threads(void);
 double mtx_measured_peak_flops(void);     /* sgemm FLOP/s here, measured once and cached */
 void mtx_set_num_threads(int n);
 
+/* ---- bfloat16 (gemm_bf16.c): activations of dtype bfloat16 ---- */
+
+typedef uint16_t mtx_bf16;                /* the upper half of a float32 */
+
+static inline float mtx_bf16_to_f32(mtx_bf16 h)
+{
+    union { uint32_t u; float f; } v = {.u = (uint32_t)h << 16};
+    return v.f;
+}
+
+/* float32 -> bf16, rounded to nearest even (as XLA's convert); a NaN stays
+ * a quiet NaN, overflow rounds to infinity. Branch-free, so loops vectorize. */
+static inline mtx_bf16 mtx_f32_to_bf16(float x)
+{
+    union { float f; uint32_t u; } v = {.f = x};
+    uint32_t rounded = (v.u + 0x7fffu + ((v.u >> 16) & 1u)) >> 16;
+    uint32_t quiet = (v.u >> 16) | 0x40u;
+    return (mtx_bf16)((v.u & 0x7fffffffu) > 0x7f800000u ? quiet : rounded);
+}
+
+/* x rounded to the nearest bf16, kept as a float32 */
+static inline float mtx_round_bf16(float x) { return mtx_bf16_to_f32(mtx_f32_to_bf16(x)); }
+
+int mtx_cpu_has_bf16(void);               /* AMX-BF16 or AVX512-BF16 */
+/* C[m, n] = alpha * op(A) op(B) with bf16 A, B (strided views, as mtx_sgemm's),
+ * float32 accumulation, C float32 (c_f32) or bf16 with row stride rs_c. A
+ * plan is one oneDNN matmul primitive, made when the state is created. */
+typedef struct mtx_gemm_plan mtx_gemm_plan;
+mtx_gemm_plan *mtx_gemm_plan_new(int m, int n, int k, ptrdiff_t rs_a, ptrdiff_t cs_a, ptrdiff_t rs_b,
+                                 ptrdiff_t cs_b, ptrdiff_t rs_c, int c_f32, float alpha);
+void mtx_gemm_plan_free(mtx_gemm_plan *p);
+void mtx_gemm_bf16(const mtx_gemm_plan *p, const mtx_bf16 *a, const mtx_bf16 *b, void *c);
+const char *mtx_gemm_plan_impl(const mtx_gemm_plan *p);   /* the implementation chosen */
+
 /* ---- kernels (kernels.c): the non-GEMM work of a step ---- */
 
 #include <math.h>

@@ -118,7 +118,21 @@ START_TEST(verifier_errors)
     expect_invalid(&s, "defines y a second time");
     s = small();
     s.x->dtype = DT_I32;
-    expect_invalid(&s, "input x is i32, expected f32");
+    expect_invalid(&s, "x is i32, expected a float dtype");
+    s = small();
+    s.x->dtype = DT_BF16;                                    /* bf16 x f32 */
+    expect_invalid(&s, "op 0 (matmul -> y): operands are bf16 and f32, expected one dtype");
+    s = small();
+    s.y->dtype = DT_BF16;                                    /* f32 GEMMs write f32 */
+    expect_invalid(&s, "y is bf16, expected f32");
+    s = small();
+    s.act->kind = OP_cast;                                   /* a cast that changes nothing */
+    expect_invalid(&s, "op 1 (cast -> z): casts y to its own dtype");
+    s = small();
+    s.p->legalized = true;                                   /* a bf16 operand of an f32 kernel after legalize */
+    s.act->kind = OP_rope;
+    s.z->dtype = DT_BF16;
+    expect_invalid(&s, "op 1 (rope -> z): z is bf16, but this kernel takes f32 only");
     s = small();
     s.act->nin = 2;
     expect_invalid(&s, "has 2 inputs and 1 outputs, expected 1 and 1");

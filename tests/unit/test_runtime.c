@@ -1,5 +1,6 @@
 /* libmtxrt pieces with exact expected values: learning-rate schedules (MaxText's
- * formulas), sgd, dropout masks, the counter-based RNG. */
+ * formulas), sgd, dropout masks, the counter-based RNG, bf16 rounding and the
+ * bf16 GEMM (oneDNN and its float32 fallback) against a float64 product. */
 #include <check.h>
 #include <math.h>
 #include <stdlib.h>
@@ -85,6 +86,79 @@ START_TEST(rng_streams)
 }
 END_TEST
 
+static float bits_to_f32(uint32_t u)
+{
+    union { uint32_t u; float f; } v = {.u = u};
+    return v.f;
+}
+
+START_TEST(bf16_rounding)
+{
+    ck_assert_uint_eq(mtx_f32_to_bf16(1.0f), 0x3f80);
+    ck_assert_uint_eq(mtx_f32_to_bf16(-2.0f), 0xc000);
+    /* ties go to the even neighbour: 1 + 2^-8 lies half way between 1 and 1 + 2^-7 */
+    ck_assert_uint_eq(mtx_f32_to_bf16(bits_to_f32(0x3f808000)), 0x3f80);
+    ck_assert_uint_eq(mtx_f32_to_bf16(bits_to_f32(0x3f818000)), 0x3f82);
+    ck_assert_uint_eq(mtx_f32_to_bf16(bits_to_f32(0x3f808001)), 0x3f81);   /* above half: up */
+    ck_assert_uint_eq(mtx_f32_to_bf16(bits_to_f32(0x3f807fff)), 0x3f80);   /* below half: down */
+    ck_assert_uint_eq(mtx_f32_to_bf16(INFINITY), 0x7f80);
+    ck_assert_uint_eq(mtx_f32_to_bf16(-INFINITY), 0xff80);
+    ck_assert_uint_eq(mtx_f32_to_bf16(bits_to_f32(0x7f7fffff)), 0x7f80);   /* FLT_MAX rounds to infinity */
+    ck_assert(isnan(mtx_bf16_to_f32(mtx_f32_to_bf16(NAN))));
+    ck_assert(isnan(mtx_bf16_to_f32(mtx_f32_to_bf16(bits_to_f32(0x7f800001)))));  /* a NaN that would round to inf */
+    ck_assert_uint_eq(mtx_f32_to_bf16(bits_to_f32(0x00000001)), 0x0000);   /* the smallest denormal: to zero */
+    ck_assert(mtx_round_bf16(3.14159265f) == 3.140625f);
+    for (uint32_t h = 0; h < 0x7f80; h += 7) ck_assert_uint_eq(mtx_f32_to_bf16(mtx_bf16_to_f32((mtx_bf16)h)), h);
+}
+END_TEST
+
+/* C = alpha op(A) op(B) through a plan, every layout, both output dtypes,
+ * against float64 sums of the same bf16 inputs. */
+static void check_bf16_gemm(void)
+{
+    enum { M = 37, N = 29, K = 67 };
+    mtx_bf16 a[M * K], b[K * N];
+    mtx_rng_key key = mtx_rng_seed(3);
+    for (int i = 0; i < M * K; i++) a[i] = mtx_f32_to_bf16(mtx_rng_normal(key, (uint64_t)i));
+    for (int i = 0; i < K * N; i++) b[i] = mtx_f32_to_bf16(mtx_rng_normal(mtx_rng_fold(key, 1), (uint64_t)i));
+    for (int layout = 0; layout < 4; layout++)
+        for (int c_f32 = 0; c_f32 < 2; c_f32++) {
+            int ta = layout & 1, tb = layout >> 1;
+            ptrdiff_t rs_a = ta ? 1 : K, cs_a = ta ? M : 1, rs_b = tb ? 1 : N, cs_b = tb ? K : 1;
+            float alpha = c_f32 ? 0.5f : 1.0f;
+            mtx_gemm_plan *plan = mtx_gemm_plan_new(M, N, K, rs_a, cs_a, rs_b, cs_b, N + 3, c_f32, alpha);
+            float c32[M * (N + 3)];
+            mtx_bf16 c16[M * (N + 3)];
+            mtx_gemm_bf16(plan, a, b, c_f32 ? (void *)c32 : (void *)c16);
+            for (int i = 0; i < M; i++)
+                for (int j = 0; j < N; j++) {
+                    double want = 0;
+                    for (int k = 0; k < K; k++)
+                        want += (double)mtx_bf16_to_f32(a[i * rs_a + k * cs_a]) * mtx_bf16_to_f32(b[k * rs_b + j * cs_b]);
+                    want *= alpha;
+                    float got = c_f32 ? c32[i * (N + 3) + j] : mtx_bf16_to_f32(c16[i * (N + 3) + j]);
+                    double tol = c_f32 ? 1e-5 * (fabs(want) + 1) : 1.0 / 128 * fabs(want) + 1e-6;
+                    ck_assert_msg(fabs(got - want) <= tol, "%s layout %d (%s): C[%d,%d] = %.7g, want %.7g",
+                                  mtx_gemm_plan_impl(plan), layout, c_f32 ? "f32" : "bf16", i, j, got, want);
+                }
+            mtx_gemm_plan_free(plan);
+        }
+}
+
+START_TEST(bf16_gemm)
+{
+    check_bf16_gemm();
+}
+END_TEST
+
+START_TEST(bf16_gemm_fallback)
+{
+    setenv("MTX_BF16_GEMM", "blis", 1);
+    check_bf16_gemm();
+    unsetenv("MTX_BF16_GEMM");
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("runtime");
@@ -94,6 +168,9 @@ int main(void)
     tcase_add_test(tc, sgd_update);
     tcase_add_test(tc, dropout_masks);
     tcase_add_test(tc, rng_streams);
+    tcase_add_test(tc, bf16_rounding);
+    tcase_add_test(tc, bf16_gemm);
+    tcase_add_test(tc, bf16_gemm_fallback);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

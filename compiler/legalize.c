@@ -1,0 +1,65 @@
+/* Legalize dtypes: the model states in which dtype each value lives (bf16
+ * activations when dtype is bfloat16); the runtime's fixed kernels
+ * (runtime/kernels.c) compute in float32. Each bf16 operand of such a kernel
+ * is widened by a cast right before it, and each bf16 result is written as
+ * float32 and rounded by a cast right after it, so every value keeps the
+ * dtype (and the rounding) the model gave it. Elementwise ops need nothing:
+ * fused loops compute in float32 and round when they store; GEMMs take bf16
+ * themselves. A kernel that learns bf16 leaves this pass's list. */
+#include "mtxc.h"
+
+#include <stdlib.h>
+
+static bool computes_in_f32(const Op *op) { return op_info[op->kind].cls == OC_KERNEL; }
+
+static Value *f32_twin(Program *p, const Value *v, const char *suffix)
+{
+    return value_new(p, pool_fmt(p->pool, "%s.%s", v->name, suffix), DT_F32, v->rank, v->dim, V_TEMP);
+}
+
+static void cast(Program *p, Func *f, const Op *at, Value *in, Value *out)
+{
+    op_add(p, f, OP_cast, at->block, 1, &in, 1, &out);
+}
+
+static void legalize_func(Program *p, Func *f)
+{
+    Func out = *f;
+    out.ops = NULL, out.nops = out.cap = 0;
+    int first = -1, last = -1;   /* the microbatch loop's new bounds */
+    for (int i = 0; i < f->nops; i++) {
+        Op *op = f->ops[i];
+        if (i == f->loop_first) first = out.nops;
+        if (computes_in_f32(op))
+            for (int j = 0; j < op->nin; j++) {
+                if (op->in[j]->dtype != DT_BF16) continue;
+                Value *wide = f32_twin(p, op->in[j], "widened");
+                cast(p, &out, op, op->in[j], wide);
+                op->in[j] = wide;
+            }
+        func_append(&out, op);
+        if (computes_in_f32(op))
+            for (int j = 0; j < op->nout; j++) {
+                Value *y = op->out[j];
+                if (y->dtype != DT_BF16) continue;
+                Value *wide = f32_twin(p, y, "f32");
+                op->out[j] = wide;
+                wide->def = op;
+                cast(p, &out, op, wide, y);
+            }
+        if (i == f->loop_last) last = out.nops - 1;
+    }
+    free(f->ops);
+    if (f->loop_count > 1) f->loop_first = first, f->loop_last = last;
+    *f = out;
+}
+
+bool legalize(Program *p, char *err, size_t errlen)
+{
+    (void)err;
+    (void)errlen;
+    legalize_func(p, &p->eval);
+    legalize_func(p, &p->train);
+    p->legalized = true;
+    return true;
+}
