@@ -529,7 +529,8 @@ static void emit_kernel(Emitter *e, const Op *op)
             out(e, "    mtx_all_reduce_sum(%s, %lld, %s);\n", V(e, in[i]), (long long)value_numel(in[i]), axes_expr(a[0]));
         break;
     case OP_all_gather:
-        out(e, "    mtx_all_gather(%s, %s, %lld);\n", V(e, o[0]), V(e, in[0]), (long long)a[0]);
+        out(e, "    mtx_all_gather%s(%s, %s, %lld);\n", in[0]->dtype == DT_BF16 ? "_bf16" : "", V(e, o[0]), V(e, in[0]),
+            (long long)a[0]);
         break;
     case OP_tensor_sum:
         out(e, "    memcpy(%s, %s, %lldu);\n    mtx_all_reduce_sum(%s, %lld, MTX_AXIS_TENSOR);\n", V(e, o[0]),

@@ -85,6 +85,7 @@ static bool check_shapes(Verifier *V)
     case OP_cross_entropy_grad:
         return numel_is(V, out[0], a[0] * a[1], "output") && numel_is(V, in[3], 1, "loss gradient");
     case OP_all_gather:
+        if (in[0]->dtype != out[0]->dtype) return bad(V, "gathers %s into %s", dtype_name(in[0]->dtype), dtype_name(out[0]->dtype));
         return numel_is(V, in[0], (int64_t)mtx_shard_chunk((size_t)a[0], (int)a[1]), "chunk") &&
                numel_is(V, out[0], a[0], "output");
     case OP_reduce_scatter:
@@ -116,7 +117,7 @@ static bool check_dtypes(Verifier *V, bool legalized)
         if (integer_operand(o, v)) continue;
         if (!dtype_is_float(v->dtype)) return bad(V, "%s is %s, expected a float dtype", v->name, dtype_name(v->dtype));
         /* after legalize, every kernel but the GEMM computes on f32 */
-        if (legalized && op_info[o->kind].cls == OC_KERNEL && v->dtype != DT_F32)
+        if (legalized && op_info[o->kind].cls == OC_KERNEL && o->kind != OP_all_gather && v->dtype != DT_F32)
             return bad(V, "%s is %s, but this kernel takes f32 only", v->name, dtype_name(v->dtype));
     }
     return true;

@@ -5,12 +5,14 @@
  * float32 and rounded by a cast right after it, so every value keeps the
  * dtype (and the rounding) the model gave it. Elementwise ops need nothing:
  * fused loops compute in float32 and round when they store; GEMMs take bf16
- * themselves. A kernel that learns bf16 leaves this pass's list. */
+ * themselves, and gathers move bf16 as it is. A kernel that learns bf16
+ * leaves this pass's list. */
 #include "mtxc.h"
 
 #include <stdlib.h>
 
-static bool computes_in_f32(const Op *op) { return op_info[op->kind].cls == OC_KERNEL; }
+/* all_gather only moves elements, whatever their dtype */
+static bool computes_in_f32(const Op *op) { return op_info[op->kind].cls == OC_KERNEL && op->kind != OP_all_gather; }
 
 static Value *f32_twin(Program *p, const Value *v, const char *suffix)
 {
@@ -50,7 +52,7 @@ static void legalize_func(Program *p, Func *f)
         if (i == f->loop_last) last = out.nops - 1;
     }
     free(f->ops);
-    if (f->loop_count > 1) f->loop_first = first, f->loop_last = last;
+    if (f->loop_count > 1) out.loop_first = first, out.loop_last = last;
     *f = out;
 }
 

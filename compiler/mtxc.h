@@ -283,6 +283,7 @@ Program *compile_program_with(const Config *cfg, const char *last, bool grads_ou
 
 typedef struct {
     int64_t param_count, full_params;               /* whole model */
+    int64_t gathered_params;                        /* bytes of one FSDP gather of every param (bf16 where read so) */
     int64_t params, grads, opt_state, temporaries, peak, device_bytes;   /* per device */
     int64_t gathered;                               /* FSDP: one layer's weights, gathered (in temporaries) */
     bool fits;

@@ -80,6 +80,28 @@ static void *check_c(void *arg)
     return NULL;
 }
 
+/* Bytes an FSDP gather moves per element of each param, by value id: 2 for
+ * a weight the step reads in bf16 (its chunk is cast, then gathered), 4 for
+ * one read in float32, 6 for one read both ways. */
+static int *gather_bytes(const Program *p)
+{
+    int *bytes = xcalloc((size_t)p->nvalues + 1, sizeof(int));
+    bool *bf16 = xcalloc((size_t)p->nvalues + 1, sizeof(bool)), *f32 = xcalloc((size_t)p->nvalues + 1, sizeof(bool));
+    for (int i = 0; i < p->train.nops; i++) {
+        const Op *op = p->train.ops[i];
+        if (op_info[op->kind].cls == OC_UPDATE) continue;
+        for (int j = 0; j < op->nin; j++) {
+            if (op->in[j]->kind != V_PARAM) continue;
+            if (op->kind == OP_cast && op->out[0]->dtype == DT_BF16) bf16[op->in[j]->id] = true;
+            else f32[op->in[j]->id] = true;
+        }
+    }
+    for (int i = 0; i < p->nvalues; i++) bytes[i] = (bf16[i] ? 2 : 0) + (f32[i] ? 4 : 0);
+    free(bf16);
+    free(f32);
+    return bytes;
+}
+
 bool compile_report(const Config *c, Report *r, char *err, size_t errlen)
 {
     memset(r, 0, sizeof *r);
@@ -105,6 +127,7 @@ bool compile_report(const Config *c, Report *r, char *err, size_t errlen)
     bool threaded = pthread_create(&checker, NULL, check_c, &check) == 0;
     if (!threaded) check_c(&check);
 
+    int *gather = gather_bytes(p);
     for (int i = 0; i < p->nvalues; i++) {
         const Value *v = p->values[i];
         if (v->kind == V_PARAM) {
@@ -112,6 +135,7 @@ bool compile_report(const Config *c, Report *r, char *err, size_t errlen)
             r->params += local_bytes(c, v);
             if (v->grad) r->grads += local_bytes(c, v);
             r->full_params += value_global_numel(v) * 4;
+            r->gathered_params += value_global_numel(v) * gather[i];
         } else if (v->kind == V_OPT) {
             r->opt_state += local_bytes(c, v);
         } else if (v->kind == V_COUNTER) {
@@ -125,13 +149,14 @@ bool compile_report(const Config *c, Report *r, char *err, size_t errlen)
             const Value *v = p->values[i];
             if (v->kind == V_PARAM && !strncmp(v->name, "layers.", 7)) {
                 int l = atoi(v->name + 7);
-                if (l >= 0 && l < d->num_decoder_layers) layer[l] += value_global_numel(v) * 4 / d->mesh_tensor;
+                if (l >= 0 && l < d->num_decoder_layers) layer[l] += value_global_numel(v) * gather[i] / d->mesh_tensor;
             }
         }
         for (int l = 0; l < d->num_decoder_layers; l++)
             if (layer[l] > r->gathered) r->gathered = layer[l];
         free(layer);
     }
+    free(gather);
     r->flops = p->flops_per_step * batch_shards(c);   /* the program is one batch slice's */
     r->lowered = p->mesh_lowered;
     r->lowered_state = p->state_bytes;
@@ -167,10 +192,10 @@ bool compile_report(const Config *c, Report *r, char *err, size_t errlen)
     r->fits = r->peak <= r->device_bytes;
 
     /* Collectives of one step, per device. */
-    double full_local = (double)r->full_params / tp;        /* a device's TP shard, gathered over fsdp */
     int k = (int)cfg_int(c, K_gradient_accumulation_steps);
-    r->fsdp_gather = ring(d->mesh_fsdp, full_local, 2.0 * k);   /* forward and backward, every microbatch */
-    r->fsdp_scatter = ring(d->mesh_fsdp, full_local, 1.0);
+    /* a device's TP shard, gathered over fsdp forward and backward, every microbatch; its float32 gradients scattered */
+    r->fsdp_gather = ring(d->mesh_fsdp, (double)r->gathered_params / tp, 2.0 * k);
+    r->fsdp_scatter = ring(d->mesh_fsdp, (double)r->full_params / tp, 1.0);
     r->data_allreduce = ring(d->mesh_data, (double)r->grads, 2.0);
     double act = (double)(d->micro_batch / dp) * (double)cfg_int(c, K_max_target_length) * d->emb_dim * 4.0;
     r->tensor_allreduce = ring(tp, act, 2.0) * 4.0 * d->num_decoder_layers * k;   /* 2 forward + 2 backward a layer */

@@ -22,6 +22,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A weight read in bf16 (a cast of the param): the cast runs on this
+ * device's chunk and the gather moves bf16, half the bytes. */
+static bool gather_bf16(Program *p, Func *out, Op *cast, int fsdp)
+{
+    Value *param = cast->in[0], *y = cast->out[0];
+    if (cast->kind != OP_cast || param->kind != V_PARAM || y->dtype != DT_BF16) return false;
+    Value *chunk = value_new(p, pool_fmt(p->pool, "%s.chunk", y->name), DT_BF16, 1, param->dim, V_TEMP);
+    cast->out[0] = chunk;
+    chunk->def = cast;
+    func_append(out, cast);
+    Op *g = op_add(p, out, OP_all_gather, cast->block, 1, &chunk, 1, &y);
+    g->ia[0] = value_numel(y);
+    g->ia[1] = fsdp;
+    return true;
+}
+
 /* A copy of f's ops with an all_gather before every op that reads a param. */
 static void gather_before_uses(Program *p, Func *f, int fsdp)
 {
@@ -31,6 +47,10 @@ static void gather_before_uses(Program *p, Func *f, int fsdp)
     for (int i = 0; i < f->nops; i++) {
         Op *op = f->ops[i];
         if (i == f->loop_first) loop_first = out.nops;
+        if (gather_bf16(p, &out, op, fsdp)) {
+            if (i == f->loop_last) loop_last = out.nops - 1;
+            continue;
+        }
         for (int j = 0; j < op->nin; j++) {
             Value *param = op->in[j];
             if (param->kind != V_PARAM || op_info[op->kind].cls == OC_UPDATE) continue;

@@ -12,6 +12,7 @@
 #include <limits.h>
 #include <mpi.h>
 #include <stdio.h>
+#include <string.h>
 #include <stdlib.h>
 
 static int started, rank, ranks = 1;
@@ -139,16 +140,22 @@ static void shard_layout(size_t n, int *counts, int *displs)
     }
 }
 
-void mtx_all_gather(float *full, const float *shard, size_t n)
+static void all_gather(void *full, const void *shard, size_t n, MPI_Datatype type, size_t size)
 {
     if (!started || mesh[1] == 1) {
-        for (size_t i = 0; i < n; i++) full[i] = shard[i];
+        memcpy(full, shard, n * size);
         return;
     }
     int counts[mesh[1]], displs[mesh[1]];
     shard_layout(n, counts, displs);
-    MPI_Allgatherv(shard, counts[mtx_mesh_coord(1)], MPI_FLOAT, full, counts, displs, MPI_FLOAT,
-                   comms[MTX_AXIS_FSDP]);
+    MPI_Allgatherv(shard, counts[mtx_mesh_coord(1)], type, full, counts, displs, type, comms[MTX_AXIS_FSDP]);
+}
+
+void mtx_all_gather(float *full, const float *shard, size_t n) { all_gather(full, shard, n, MPI_FLOAT, sizeof(float)); }
+
+void mtx_all_gather_bf16(mtx_bf16 *full, const mtx_bf16 *shard, size_t n)
+{
+    all_gather(full, shard, n, MPI_UINT16_T, sizeof(mtx_bf16));
 }
 
 size_t mtx_shard_range(size_t n, size_t *first)

@@ -171,6 +171,7 @@ size_t mtx_shard_chunk(size_t n, int shards);
 size_t mtx_shard_range(size_t n, size_t *first);   /* this device's elements: count, and the first */
 int mtx_batch_index(void);                     /* this device's slice of the batch (data x fsdp) */
 void mtx_all_gather(float *full, const float *shard, size_t n);
+void mtx_all_gather_bf16(mtx_bf16 *full, const mtx_bf16 *shard, size_t n);
 void mtx_reduce_scatter(float *shard, const float *full, size_t n);
 
 /* ---- parallel loops (parallel.c) ---- */
