@@ -28,6 +28,16 @@ static dnnl_stream_t stream;
 static pthread_once_t engine_once = PTHREAD_ONCE_INIT;
 static void *scratch;
 static size_t scratch_bytes;
+static char impls[256];                /* the implementations chosen so far, for the trainer's log */
+
+static void note_impl(const char *impl)
+{
+    if (strstr(impls, impl)) return;
+    size_t len = strlen(impls);
+    snprintf(impls + len, sizeof impls - len, "%s%s", len ? ", " : "", impl);
+}
+
+const char *mtx_gemm_bf16_impls(void) { return impls; }
 
 static void check(dnnl_status_t st, const char *what)
 {
@@ -105,6 +115,7 @@ mtx_gemm_plan *mtx_gemm_plan_new(int m, int n, int k, ptrdiff_t rs_a, ptrdiff_t 
             const char *impl = "?";
             dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
             snprintf(p->impl, sizeof p->impl, "oneDNN %s", impl);
+            note_impl(p->impl);
             const dnnl_memory_desc_t *smd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
             reserve_scratch(dnnl_memory_desc_get_size(smd) + 64);
             p->scratch = memory(smd);
@@ -117,6 +128,7 @@ mtx_gemm_plan *mtx_gemm_plan_new(int m, int n, int k, ptrdiff_t rs_a, ptrdiff_t 
     }
     /* float32 fallback: both operands and a bf16 result as float32 in the scratchpad */
     snprintf(p->impl, sizeof p->impl, "float32 emulation (BLIS)");
+    note_impl(p->impl);
     reserve_scratch(sizeof(float) * ((size_t)m * k + (size_t)k * n + (size_t)m * n) + 64);
     return p;
 }

@@ -84,6 +84,7 @@ mtx_gemm_plan *mtx_gemm_plan_new(int m, int n, int k, ptrdiff_t rs_a, ptrdiff_t 
 void mtx_gemm_plan_free(mtx_gemm_plan *p);
 void mtx_gemm_bf16(const mtx_gemm_plan *p, const mtx_bf16 *a, const mtx_bf16 *b, void *c);
 const char *mtx_gemm_plan_impl(const mtx_gemm_plan *p);   /* the implementation chosen */
+const char *mtx_gemm_bf16_impls(void);    /* every plan's so far, comma-separated ("" if none) */
 
 /* ---- kernels (kernels.c): the non-GEMM work of a step ---- */
 

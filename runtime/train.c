@@ -430,6 +430,7 @@ static int train(const mtx_program *prog, int argc, char **argv)
     printf("%s: %lld steps, batch %d x %d tokens, %.1f MB state, %.1f MB step arena, %d threads, "
            "MFU against %.3g TFLOP/s\n", prog->model_name, steps, prog->batch, prog->seq,
            (double)prog->state_bytes / 1e6, (double)prog->arena_bytes / 1e6, threads, peak_tflops);
+    if (*mtx_gemm_bf16_impls()) printf("bf16 matmuls: %s\n", mtx_gemm_bf16_impls());
 
     double t_total = 0;
     int save_failures = 0;
