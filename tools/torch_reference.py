@@ -21,6 +21,20 @@ only every 13th element of the final parameters is stored:
         model_name=tiny opt_type=adam_pax per_device_batch_size=2 max_target_length=16 \\
         warmup_steps_fraction=0 steps=10
 
+With --bf16 (implies --two-steps' form, for three steps), the forward pass
+rounds to bfloat16 (round to nearest even, from float32) wherever mtxc's
+dtype=bfloat16 program holds a bf16 value, MaxText's points: the embedding
+rows, every matmul's output (from bf16 weights, float32 accumulation), bias
+adds, norm outputs, RoPE, attention scores, probabilities and context,
+activations, residual sums and the logits; the loss and the optimizer run in
+float64 as before. The backward pass rounds the gradient of each such value
+to bf16; weights' gradients stay unrounded (mtxc's GEMM writes them in
+float32):
+
+    tools/torch_reference.py --bf16 build/mtxc tests/data/tiny-bf16.ref \\
+        model_name=tiny dtype=bfloat16 per_device_batch_size=2 max_target_length=16 \\
+        warmup_steps_fraction=0 steps=10
+
 File format, little-endian, one record after another:
     u32 name length, name (utf-8), u32 dtype (0 f32, 1 i32), u32 rank,
     rank x u64 dims, then the elements.
@@ -90,6 +104,39 @@ def param_shapes(c):
     return shapes
 
 
+class _RoundBf16(torch.autograd.Function):
+    """A bf16 value: rounded to nearest even (from float32) forward, and its gradient too."""
+    @staticmethod
+    def forward(ctx, x):
+        return x.float().bfloat16().to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.float().bfloat16().to(g.dtype)
+
+
+class _CastWeight(torch.autograd.Function):
+    """A float32 weight read as bf16: rounded forward; its gradient is not rounded."""
+    @staticmethod
+    def forward(ctx, w):
+        return w.float().bfloat16().to(w.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g
+
+
+BF16 = False                    # --bf16: round where mtxc's bf16 program does
+
+
+def bf(x):
+    return _RoundBf16.apply(x) if BF16 else x
+
+
+def wcast(w):
+    return _CastWeight.apply(w) if BF16 else w
+
+
 def rmsnorm(x, w, eps):
     return x * torch.rsqrt((x * x).mean(-1, keepdim=True) + eps) * w
 
@@ -126,55 +173,59 @@ def forward(c, P, inputs, targets, seg):
     eps = c["normalization_layer_epsilon"]
     gpt3 = c["decoder_block"] == "gpt3"
     B, T = inputs.shape
-    norm = (lambda x, p: layernorm(x, P[p + ".scale"], P[p + ".bias"], eps)) if gpt3 else \
-           (lambda x, p: rmsnorm(x, P[p + ".scale"], eps))
-    x = P["token_embedder.embedding"][inputs]
+    norm = (lambda x, p: bf(layernorm(x, P[p + ".scale"], P[p + ".bias"], eps))) if gpt3 else \
+           (lambda x, p: bf(rmsnorm(x, P[p + ".scale"], eps)))
+    dense = lambda x, name: bf(x @ wcast(P[name]))
+    x = bf(P["token_embedder.embedding"][inputs])
     if "position_embedder.embedding" in P:
-        x = x + P["position_embedder.embedding"][:T][None]
+        x = bf(x + P["position_embedder.embedding"][:T][None])
     causal = torch.tril(torch.ones(T, T, dtype=torch.bool))
     for l in range(c["num_decoder_layers"]):
         at, mlp = f"layers.{l}.self_attention", f"layers.{l}.mlp"
         h = norm(x, f"layers.{l}.pre_self_attention_norm")
 
         def proj(name, heads):
-            y = h @ P[f"{at}.{name}.kernel"]
+            y = dense(h, f"{at}.{name}.kernel")
             if gpt3:
-                y = y + P[f"{at}.{name}.bias"]
+                y = bf(y + P[f"{at}.{name}.bias"])
             return y.reshape(B, T, heads, Dh)
         q, k, v = proj("query", H), proj("key", KV), proj("value", KV)
         if not gpt3:
-            q = rope(q, c["rope_min_timescale"], c["rope_max_timescale"])
-            k = rope(k, c["rope_min_timescale"], c["rope_max_timescale"])
+            q = bf(rope(q, c["rope_min_timescale"], c["rope_max_timescale"]))
+            k = bf(rope(k, c["rope_min_timescale"], c["rope_max_timescale"]))
         k = k.repeat_interleave(H // KV, dim=2)
         v = v.repeat_interleave(H // KV, dim=2)
-        s = torch.einsum("bthd,bshd->bhts", q, k) / math.sqrt(Dh)
+        s = bf(torch.einsum("bthd,bshd->bhts", q, k) / math.sqrt(Dh))
         s = s.masked_fill(~causal, float("-inf"))
-        o = torch.einsum("bhts,bshd->bthd", torch.softmax(s, dim=-1), v).reshape(B, T, H * Dh)
-        o = o @ P[f"{at}.out.kernel"]
+        p = bf(torch.softmax(s, dim=-1))
+        o = bf(torch.einsum("bhts,bshd->bthd", p, v)).reshape(B, T, H * Dh)
+        o = dense(o, f"{at}.out.kernel")
         if gpt3:
-            o = o + P[f"{at}.out.bias"]
-        x = x + o
+            o = bf(o + P[f"{at}.out.bias"])
+        x = bf(x + o)
         h = norm(x, f"{mlp}.mlp_layer_norm" if gpt3 else f"layers.{l}.post_self_attention_norm")
         acts = c["mlp_activations"]
         if len(acts) == 2:
-            y = activation(acts[0], h @ P[f"{mlp}.wi_0.kernel"]) * activation(acts[1], h @ P[f"{mlp}.wi_1.kernel"])
+            y = bf(bf(activation(acts[0], dense(h, f"{mlp}.wi_0.kernel"))) *
+                   bf(activation(acts[1], dense(h, f"{mlp}.wi_1.kernel"))))
         else:
-            y = h @ P[f"{mlp}.wi.kernel"]
+            y = dense(h, f"{mlp}.wi.kernel")
             if gpt3:
-                y = y + P[f"{mlp}.wi.bias"]
-            y = activation(acts[0], y)
-        y = y @ P[f"{mlp}.wo.kernel"]
+                y = bf(y + P[f"{mlp}.wi.bias"])
+            y = bf(activation(acts[0], y))
+        y = dense(y, f"{mlp}.wo.kernel")
         if gpt3:
-            y = y + P[f"{mlp}.wo.bias"]
-        x = x + y
+            y = bf(y + P[f"{mlp}.wo.bias"])
+        x = bf(x + y)
     x = norm(x, "decoder_norm")
     if c["logits_via_embedding"]:
-        logits = x @ P["token_embedder.embedding"].T
+        logits = x @ wcast(P["token_embedder.embedding"]).T
         if c["normalize_embedding_logits"]:
             logits = logits / math.sqrt(D)
+        logits = bf(logits)
     else:
-        logits = x @ P["logits_dense.kernel"]
-    logp = torch.log_softmax(logits, dim=-1)
+        logits = dense(x, "logits_dense.kernel")
+    logp = torch.log_softmax(logits, dim=-1)      # MaxText's cast_logits_to_fp32: the loss in full precision
     xent = -logp.gather(-1, targets[..., None])[..., 0]
     w = (seg != 0).to(torch.float64)
     return (xent * w).sum() / (w.sum() + 1e-8)
@@ -257,15 +308,18 @@ def fnv1a(name):
     return h
 
 
-def formula_params(shapes):
+def formula_params(shapes, amplitude=0.5):
     """Deterministic parameters both PyTorch and the C test compute exactly:
-    0.5 * sin(0.37 * i + 1.3 * k) for element i of a tensor whose name hashes
-    (FNV-1a 64) to k mod 997, in float64, then rounded to float32."""
+    amplitude * sin(0.37 * i + 1.3 * k) for element i of a tensor whose name
+    hashes (FNV-1a 64) to k mod 997, in float64, then rounded to float32.
+    (--bf16 uses amplitude 0.1, near the scale of real inits: at 0.5 the
+    attention saturates and bf16 rounding alone moves the gradient norm by a
+    fifth, so the comparison would measure chaos, not rounding points.)"""
     P = {}
     for name, shape in shapes.items():
         k = fnv1a(name) % 997
         n = math.prod(shape)
-        x = [0.5 * math.sin(0.37 * i + 1.3 * k) for i in range(n)]
+        x = [amplitude * math.sin(0.37 * i + 1.3 * k) for i in range(n)]
         P[name] = torch.tensor(x, dtype=torch.float64).to(torch.float32).reshape(shape)
     return P
 
@@ -295,11 +349,11 @@ def loss_and_grads(c, P, batch):
     return loss.item(), {n: p.grad for n, p in P64.items()}
 
 
-def two_steps(c, path):
+def two_steps(c, path, nsteps=2):
     B, T, V = c["global_batch_size_to_train_on"], c["max_target_length"], c["vocab_size"]
     gen = torch.Generator().manual_seed(4321)
-    batches = [random_batch(B, T, V, gen) for _ in range(2)]
-    P = {n: p.to(torch.float64) for n, p in formula_params(param_shapes(c)).items()}
+    batches = [random_batch(B, T, V, gen) for _ in range(nsteps)]
+    P = {n: p.to(torch.float64) for n, p in formula_params(param_shapes(c), 0.1 if BF16 else 0.5).items()}
     state, losses, norms = {}, [], []
     for step, batch in enumerate(batches):
         loss, G = loss_and_grads(c, P, batch)
@@ -315,18 +369,23 @@ def two_steps(c, path):
         record(f, "grad_norms", torch.tensor(norms))
         for n in P:
             record(f, "final_every_13th/" + n, P[n].flatten()[::13].clone())
-    print(f"{path}: {c['opt_type']}, losses {losses[0]:.6f} {losses[1]:.6f}, grad norms {norms[0]:.6f} {norms[1]:.6f}")
+    print(f"{path}: {c['opt_type']}{' bf16' if BF16 else ''}, losses", " ".join(f"{x:.6f}" for x in losses),
+          "grad norms", " ".join(f"{x:.6f}" for x in norms))
 
 
 def main():
+    global BF16
     args = sys.argv[1:]
     two = bool(args) and args[0] == "--two-steps"
-    if two:
+    BF16 = bool(args) and args[0] == "--bf16"
+    if two or BF16:
         args = args[1:]
     if len(args) < 2:
         sys.exit(__doc__)
     mtxc, path, overrides = args[0], args[1], args[2:]
     c = resolved_config(mtxc, overrides)
+    if BF16:
+        return two_steps(c, path, 3)
     if two:
         return two_steps(c, path)
     torch.manual_seed(1234)
