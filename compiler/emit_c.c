@@ -333,6 +333,12 @@ static void emit_loop_function(Emitter *e, const Func *f, int a, int b)
 
 static void emit_fused(Emitter *e, const Func *f, int first, int last)
 {
+    const Op *op = f->ops[first];
+    if (first == last && op->kind == OP_cast) {   /* a cast alone: libmtxrt's threaded conversion */
+        out(e, "    mtx_convert_%s(%s, %s, %lld);\n", op->out[0]->dtype == DT_BF16 ? "to_bf16" : "to_f32", V(e, op->out[0]),
+            V(e, op->in[0]), (long long)value_numel(op->in[0]));
+        return;
+    }
     if (parallel_loop(f->ops[first])) {
         emit_loop_function(e, f, first, last);
         return;

@@ -76,10 +76,10 @@ void mtx_set_num_threads(int n)
     omp_set_num_threads(num_threads);
 }
 
-/* This machine's sgemm rate at the current thread count, in FLOP/s: the best of
- * a few 1024^3 products, measured once and cached under $XDG_CACHE_HOME (or
- * ~/.cache)/mtxc/, since it costs a second. */
-double mtx_measured_peak_flops(void)
+/* This machine's sgemm (or bf16 matmul) rate at the current thread count, in
+ * FLOP/s: the best of a few 1024^3 products, measured once and cached under
+ * $XDG_CACHE_HOME (or ~/.cache)/mtxc/, since it costs a second. */
+double mtx_measured_peak_flops(int bf16)
 {
     int threads = mtx_num_threads();
     const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
@@ -87,7 +87,7 @@ double mtx_measured_peak_flops(void)
     if (xdg && *xdg) snprintf(dir, sizeof dir, "%s/mtxc", xdg);
     else if (home && *home) snprintf(dir, sizeof dir, "%s/.cache/mtxc", home);
     if (dir[0]) {
-        snprintf(path, sizeof path, "%s/sgemm-flops-%d-threads", dir, threads);
+        snprintf(path, sizeof path, "%s/%s-flops-%d-threads", dir, bf16 ? "bf16-matmul" : "sgemm", threads);
         FILE *f = fopen(path, "r");
         double cached = 0;
         if (f) {
@@ -100,13 +100,20 @@ double mtx_measured_peak_flops(void)
     float *a = mtx_alloc(sizeof(float) * N * N), *b = mtx_alloc(sizeof(float) * N * N), *c = mtx_alloc(sizeof(float) * N * N);
     mtx_fill_normal(a, N * N, mtx_rng_seed(1), 1);
     mtx_fill_normal(b, N * N, mtx_rng_seed(2), 1);
+    mtx_gemm_plan *plan = bf16 ? mtx_gemm_plan_new(N, N, N, N, 1, N, 1, N, 1, 1.0f) : NULL;
+    mtx_bf16 *ha = plan ? mtx_alloc(sizeof(mtx_bf16) * N * N) : NULL, *hb = plan ? mtx_alloc(sizeof(mtx_bf16) * N * N) : NULL;
+    if (plan) mtx_convert_to_bf16(ha, a, N * N), mtx_convert_to_bf16(hb, b, N * N);
     double best = 0;
     for (int r = 0; r < 6; r++) {
         double t0 = mtx_seconds();
-        mtx_sgemm(0, 0, N, N, N, 1, a, N, 1, b, N, 1, 0, c, N, 1);
+        if (plan) mtx_gemm_bf16(plan, ha, hb, c);
+        else mtx_sgemm(0, 0, N, N, N, 1, a, N, 1, b, N, 1, 0, c, N, 1);
         double dt = mtx_seconds() - t0;
         if (dt > 0 && 2.0 * N * N * N / dt > best) best = 2.0 * N * N * N / dt;
     }
+    mtx_gemm_plan_free(plan);
+    mtx_free(ha);
+    mtx_free(hb);
     mtx_free(a);
     mtx_free(b);
     mtx_free(c);

@@ -76,6 +76,18 @@ static dnnl_memory_t memory(const dnnl_memory_desc_t *md)
     return mem;
 }
 
+void mtx_convert_to_bf16(mtx_bf16 *y, const float *x, size_t n)
+{
+    #pragma omp parallel for schedule(static) if (n >= 65536)
+    for (size_t i = 0; i < n; i++) y[i] = mtx_f32_to_bf16(x[i]);
+}
+
+void mtx_convert_to_f32(float *y, const mtx_bf16 *x, size_t n)
+{
+    #pragma omp parallel for schedule(static) if (n >= 65536)
+    for (size_t i = 0; i < n; i++) y[i] = mtx_bf16_to_f32(x[i]);
+}
+
 /* Does this CPU run bf16 dot products natively (AMX or AVX512-BF16)? */
 int mtx_cpu_has_bf16(void)
 {

@@ -48,7 +48,9 @@ void mtx_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
                const float *b, ptrdiff_t rs_b, ptrdiff_t cs_b, float beta,
                float *c, ptrdiff_t rs_c, ptrdiff_t cs_c);
 int mtx_num_threads(void);
-double mtx_measured_peak_flops(void);     /* sgemm FLOP/s here, measured once and cached */
+/* This machine's GEMM rate in FLOP/s (BLIS sgemm, or with bf16 oneDNN's bf16
+ * matmul), measured once and cached */
+double mtx_measured_peak_flops(int bf16);
 void mtx_set_num_threads(int n);
 
 /* ---- bfloat16 (gemm_bf16.c): activations of dtype bfloat16 ---- */
@@ -74,6 +76,9 @@ static inline mtx_bf16 mtx_f32_to_bf16(float x)
 /* x rounded to the nearest bf16, kept as a float32 */
 static inline float mtx_round_bf16(float x) { return mtx_bf16_to_f32(mtx_f32_to_bf16(x)); }
 
+/* y = x converted, element by element (on the trainer's threads) */
+void mtx_convert_to_bf16(mtx_bf16 *y, const float *x, size_t n);
+void mtx_convert_to_f32(float *y, const mtx_bf16 *x, size_t n);
 int mtx_cpu_has_bf16(void);               /* AMX-BF16 or AVX512-BF16 */
 /* C[m, n] = alpha * op(A) op(B) with bf16 A, B (strided views, as mtx_sgemm's),
  * float32 accumulation, C float32 (c_f32) or bf16 with row stride rs_c. A

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Data: bad token and text files are refused before training starts with a
 # message naming the file; the default job (configs/tiny-text.yml) reaches an
-# eval loss below 2.0 nats per byte; token files train like the text they hold.
+# eval loss below 2.0 nats per byte, in bf16 within 0.03 of float32; token
+# files train like the text they hold.
 # Usage: tests/test_data.sh MTXC [nojit]   (from the source root; nojit: mtxc
 # has no `run`, so the default job runs as a built trainer, which computes the
 # same bits: tests/test_jit.sh)
@@ -53,6 +54,14 @@ job metrics_file="$dir/m.jsonl" > "$dir/job.log" 2>&1 || { cat "$dir/job.log"; e
 grep '^eval' "$dir/job.log"
 final=$(awk '/^eval/ {l = $5} END {print l}' "$dir/job.log")
 awk -v l="$final" 'BEGIN {exit !(l > 0 && l < 2.0)}' || { echo "FAIL: default job's eval loss $final is not below 2.0"; fails=$((fails + 1)); }
+# The default job runs in bf16 (MaxText's dtype): within 0.03 nats per byte of float32.
+if [ -z "$NOJIT" ]; then "$MTXC" run configs/tiny-text.yml dtype=float32; else
+    "$MTXC" build configs/tiny-text.yml dtype=float32 -o "$dir/job32" > /dev/null && "$dir/job32"; fi > "$dir/job32.log" 2>&1 ||
+    { cat "$dir/job32.log"; echo "FAIL: default job in float32"; exit 1; }
+final32=$(awk '/^eval/ {l = $5} END {print l}' "$dir/job32.log")
+awk -v b="$final" -v f="$final32" 'BEGIN { d = b - f; if (d < 0) d = -d
+    printf "default job: eval loss bf16 %s, float32 %s\n", b, f; exit !(f > 0 && d <= 0.03) }' ||
+    { echo "FAIL: the bf16 default job strays from float32"; fails=$((fails + 1)); }
 grep -q '"eval/avg_loss"' "$dir/m.jsonl" || { echo "FAIL: no eval/avg_loss in metrics_file"; fails=$((fails + 1)); }
 grep -q '"perf/mfu"' "$dir/m.jsonl" || { echo "FAIL: no perf/mfu in metrics_file"; fails=$((fails + 1)); }
 tools/plot_metrics.sh "$dir/m.jsonl" "$dir/loss.png" > /dev/null &&

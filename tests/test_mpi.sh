@@ -16,7 +16,8 @@ trap 'rm -rf "$dir"' EXIT
 cd "$dir" || exit 1
 fail() { echo "FAIL: $*"; exit 1; }
 MPIRUN="mpirun --allow-run-as-root --oversubscribe -np 2"
-common="model_name=tiny dropout_rate=0.1 enable_dropout=true gradient_accumulation_steps=2 learning_rate_schedule_steps=20"
+# float32: the comparisons are to 1e-5 (tests/test_bf16.sh runs the same meshes in bf16)
+common="dtype=float32 model_name=tiny dropout_rate=0.1 enable_dropout=true gradient_accumulation_steps=2 learning_rate_schedule_steps=20"
 # shellcheck disable=SC2086
 "$MTXC" build "$root/configs/base.yml" $common ici_data_parallelism=2 per_device_batch_size=4 eval_per_device_batch_size=2 -o dp2 > /dev/null || fail build
 # shellcheck disable=SC2086
@@ -57,7 +58,7 @@ worst_diff "tensor parallel, 2 ranks vs 1 device" m1.jsonl t2.jsonl || fail "ten
 mpirun --allow-run-as-root --oversubscribe -np 4 ./ft4 $args metrics_file=ft4.jsonl > logft 2>&1 || { cat logft; fail "fsdp x tensor"; }
 worst_diff "fsdp 2 x tensor 2, 4 ranks vs 1 device" m1.jsonl ft4.jsonl || fail "fsdp x tensor differs from 1 device"
 # gpt3 (biases, LayerNorm, tied logits) under tensor parallelism.
-g3="model_name=gpt3-52k opt_type=adamw dropout_rate=0.1 enable_dropout=true learning_rate_schedule_steps=20 max_target_length=32"
+g3="dtype=float32 model_name=gpt3-52k opt_type=adamw dropout_rate=0.1 enable_dropout=true learning_rate_schedule_steps=20 max_target_length=32"
 # shellcheck disable=SC2086
 "$MTXC" build "$root/configs/base.yml" $g3 ici_tensor_parallelism=2 per_device_batch_size=2 -o g3t > /dev/null || fail build
 # shellcheck disable=SC2086

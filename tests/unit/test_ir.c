@@ -33,11 +33,16 @@ START_TEST(printer_text)
     ck_assert_str_eq(a, b);                                  /* stable */
     ck_assert_msg(strstr(a, "# mtxc IR after build: model tiny, decoder_block llama2, 2 layers\n"), "%s", a);
     ck_assert(strstr(a, "  param   @layers.0.self_attention.key.kernel: f32[64, 32]  init=truncated_normal(0.142106)  axes=(embed, kv_heads)\n"));
-    ck_assert(strstr(a, "  %layers.0.attention_input: f32[8, 64, 64] = rmsnorm %embedding, "
+    /* dtype bfloat16 (the default): float32 weights, each cast to bf16 once where a matmul reads it */
+    ck_assert(strstr(a, "  %layers.0.attention_input: bf16[8, 64, 64] = rmsnorm %embedding, "
                         "@layers.0.pre_self_attention_norm.scale  n=512  d=64  eps=1e-05\n"));
     ck_assert(strstr(a, "= attention_scores %layers.1.self_attention.query_rotated, "
                         "%layers.1.self_attention.key_rotated  b=8  t=64  hq=4  hkv=2  dh=16  scale=0.25\n"));
-    ck_assert(strstr(a, "  %loss: f32[1], %total_weight: f32[1] = cross_entropy %logits, %targets, %targets_segmentation  n=512  vocab=256\n"));
+    ck_assert(strstr(a, "  %layers.0.self_attention.query.kernel.bf16: bf16[64, 64] = cast @layers.0.self_attention.query.kernel\n"));
+    ck_assert(strstr(a, "  %layers.0.self_attention.query: bf16[8, 64, 64] = matmul %layers.0.attention_input, "
+                        "%layers.0.self_attention.query.kernel.bf16  m=512  n=64  k=64  ta=0  tb=0\n"));
+    ck_assert(strstr(a, "  %logits.f32: f32[8, 64, 256] = cast %logits\n"));     /* cast_logits_to_fp32 */
+    ck_assert(strstr(a, "  %loss: f32[1], %total_weight: f32[1] = cross_entropy %logits.f32, %targets, %targets_segmentation  n=512  vocab=256\n"));
     ck_assert_ptr_null(strstr(a, "grad."));                  /* no backward yet */
     free(a);
     free(b);

@@ -13,7 +13,7 @@ cc -O2 -Iruntime tools/bench/gemm_rate.c build/runtime/libmtxrt.a "$(ls /usr/lib
 blis=$("$dir/gemm_rate" 1024 768 768 | awk '/GFLOP/ {print $6}')
 echo "BLIS sgemm 1024x768x768 (NN, median): $blis GFLOP/s"
 build/mtxc build configs/base.yml model_name="$MODEL" per_device_batch_size="$BATCH" max_target_length="$SEQ" \
-    remat_policy="$REMAT" -o "$dir/trainer" > /dev/null
+    remat_policy="$REMAT" dtype=float32 -o "$dir/trainer" > /dev/null
 "$dir/trainer" steps="$STEPS" log_period=1 metrics_file="$dir/metrics.jsonl" > "$dir/log"
 # Median step time over steps 2.. (the first touches fresh pages).
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
