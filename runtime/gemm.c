@@ -1,8 +1,10 @@
 /* GEMM through BLIS's typed API, which takes any row and column stride:
  * transposed and strided operands (attention heads, backward passes) need no copies. */
+#define _GNU_SOURCE                     /* sched_getaffinity, CPU_COUNT */
 #include "mtxrt.h"
 
 #include <blis.h>
+#include <sched.h>
 #include <omp.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -55,12 +57,45 @@ void mtx_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
 
 static int num_threads;
 
+/* ceil(quota / period) of a cgroup CPU limit, or 0 when none is set (v2's
+ * cpu.max "max 100000" or "200000 100000"; v1's cfs_quota_us -1 when unlimited). */
+static long cgroup_cpus(void)
+{
+    long long quota = -1, period = 0;
+    FILE *f = fopen("/sys/fs/cgroup/cpu.max", "r");
+    if (f) {
+        char q[32];
+        if (fscanf(f, "%31s %lld", q, &period) == 2 && strcmp(q, "max")) quota = strtoll(q, NULL, 10);
+        fclose(f);
+    } else if ((f = fopen("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "r"))) {
+        if (fscanf(f, "%lld", &quota) != 1) quota = -1;
+        fclose(f);
+        if ((f = fopen("/sys/fs/cgroup/cpu/cpu.cfs_period_us", "r"))) {
+            if (fscanf(f, "%lld", &period) != 1) period = 0;
+            fclose(f);
+        }
+    }
+    if (quota <= 0 || period <= 0) return 0;
+    return (long)((quota + period - 1) / period);
+}
+
+int mtx_available_cpus(int *bound)
+{
+    long online = sysconf(_SC_NPROCESSORS_ONLN), n = online;
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) n = CPU_COUNT(&set);
+    if (bound) *bound = n < online;
+    long quota = cgroup_cpus();
+    if (quota > 0 && quota < n) n = quota;
+    return n > 0 ? (int)n : 1;
+}
+
 int mtx_num_threads(void)
 {
     pthread_once(&blis_once, choose_blis_kernels);
     if (!num_threads) {
         const char *env = getenv("MTX_NUM_THREADS");
-        long n = env ? strtol(env, NULL, 10) : sysconf(_SC_NPROCESSORS_ONLN);
+        long n = env ? strtol(env, NULL, 10) : mtx_available_cpus(NULL);
         num_threads = n > 0 ? (int)n : 1;
         bli_thread_set_num_threads(num_threads);
         omp_set_num_threads(num_threads);

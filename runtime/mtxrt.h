@@ -48,6 +48,10 @@ void mtx_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
                const float *b, ptrdiff_t rs_b, ptrdiff_t cs_b, float beta,
                float *c, ptrdiff_t rs_c, ptrdiff_t cs_c);
 int mtx_num_threads(void);
+/* The CPUs this process may run on: its affinity mask (*bound: narrower than
+ * the machine's), capped by a cgroup CPU quota. Threads beyond it would spin
+ * against each other on the same cores. */
+int mtx_available_cpus(int *bound);
 /* This machine's GEMM rate in FLOP/s (BLIS sgemm, or with bf16 oneDNN's bf16
  * matmul), measured once and cached */
 double mtx_measured_peak_flops(int bf16);

@@ -329,10 +329,11 @@ int mtx_main(const mtx_program *prog, int argc, char **argv)
         mtx_mesh_start(prog->mesh_data, prog->mesh_fsdp, prog->mesh_tensor);
         /* Only rank 0 talks. */
         if (mtx_rank() != 0 && !freopen("/dev/null", "w", stdout)) status = 1;
-        if (!getenv("MTX_NUM_THREADS") && mtx_local_ranks() > 1) {
-            long cores = sysconf(_SC_NPROCESSORS_ONLN) / mtx_local_ranks();
-            mtx_set_num_threads(cores > 0 ? (int)cores : 1);
-        }
+        /* Ranks that mpirun bound to their own cores use those; unbound ranks of
+         * a host share its CPUs. */
+        int bound, cpus = mtx_available_cpus(&bound);
+        if (!getenv("MTX_NUM_THREADS") && mtx_local_ranks() > 1 && !bound)
+            mtx_set_num_threads(cpus / mtx_local_ranks() > 0 ? cpus / mtx_local_ranks() : 1);
         if (!status) status = train(prog, argc, argv);
         if (status) mtx_collectives_abort(status);
     }

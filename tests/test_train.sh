@@ -1,7 +1,8 @@
 #!/bin/bash
 # End to end: mtxc build a trainer for the tiny model, train 200 steps on the
 # synthetic task and require the loss to fall at least 5x; the trainer's
-# command line refuses compile-time and unknown keys.
+# command line refuses compile-time and unknown keys; under taskset -c 0 and
+# mpirun -np 1 it runs one thread.
 # Usage: tests/test_train.sh MTXC (from the source root)
 MTXC=$1
 dir=$(mktemp -d)
@@ -33,4 +34,16 @@ out=$("$dir/trainer" steps=0 2>&1); rc=$?
 [ $rc -eq 2 ] || fail "steps=0: exit $rc"
 case "$out" in *"key 'steps' expects an integer >= 1, got '0'"*) ;; *) fail "bad value message: $out" ;; esac
 "$dir/trainer" --help | grep -q "  steps=150001" || fail "--help lists run-time keys"
+
+# Threads: never more than the CPUs the process may run on (taskset, and the
+# core mpirun binds a lone rank to), or threads spin against each other (a
+# tiny step took 48 s instead of 8 ms under mpirun -np 1). The runs must end
+# in time, and say 1 thread; with the losses of the unrestricted run.
+timeout 60 taskset -c 0 "$dir/trainer" steps=20 log_period=20 > "$dir/t1.log" 2>&1 || fail "taskset -c 0: $(tail -2 "$dir/t1.log")"
+grep -q ", 1 threads," "$dir/t1.log" || fail "taskset -c 0: $(grep threads "$dir/t1.log")"
+timeout 60 mpirun --allow-run-as-root -np 1 "$dir/trainer" steps=20 log_period=20 > "$dir/m1.log" 2>&1 ||
+    fail "mpirun -np 1: $(tail -2 "$dir/m1.log")"
+grep -q ", 1 threads," "$dir/m1.log" || fail "mpirun -np 1: $(grep threads "$dir/m1.log")"
+[ "$(grep -a '^step *20 ' "$dir/t1.log" | cut -d'|' -f2)" = "$(grep -a 'step *20 |' "$dir/m1.log" | sed 's/.*step *20 |/|/' | cut -d'|' -f2)" ] ||
+    fail "1 thread under taskset and mpirun compute different losses"
 echo "train: ok"
