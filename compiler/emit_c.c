@@ -409,6 +409,7 @@ static void emit_matmul(Emitter *e, const Op *op)
 static void emit_kernel(Emitter *e, const Op *op)
 {
     Pool *pool = e->p->pool;
+    const char *sfx = op->nin && op->in[0]->dtype == DT_BF16 ? "_bf16" : "";   /* kernel_takes_bf16's versions */
     Value *const *in = op->in;
     Value *const *o = op->out;
     const int64_t *a = op->ia;
@@ -437,21 +438,21 @@ static void emit_kernel(Emitter *e, const Op *op)
             flit(pool, fa[1]), op->kind == OP_rope_grad);
         break;
     case OP_attention_scores:
-        out(e, "    mtx_attention_scores(%s, %s, %s, %lld, %lld, %lld, %lld, %lld, %s);\n", V(e, o[0]),
+        out(e, "    mtx_attention_scores%s(%s, %s, %s, %lld, %lld, %lld, %lld, %lld, %s);\n", sfx, V(e, o[0]),
             V(e, in[0]), V(e, in[1]), (long long)a[0], (long long)a[1], (long long)a[2],
             (long long)a[3], (long long)a[4], flit(pool, fa[0]));
         break;
     case OP_causal_softmax:
-        out(e, "    mtx_causal_softmax_forward(%s, %s, %lld, %lld);\n", V(e, o[0]), V(e, in[0]),
+        out(e, "    mtx_causal_softmax_forward%s(%s, %s, %lld, %lld);\n", sfx, V(e, o[0]), V(e, in[0]),
             (long long)a[0], (long long)a[1]);
         break;
     case OP_attention_values:
-        out(e, "    mtx_attention_values(%s, %s, %s, %lld, %lld, %lld, %lld, %lld);\n", V(e, o[0]),
+        out(e, "    mtx_attention_values%s(%s, %s, %s, %lld, %lld, %lld, %lld, %lld);\n", sfx, V(e, o[0]),
             V(e, in[0]), V(e, in[1]), (long long)a[0], (long long)a[1], (long long)a[2],
             (long long)a[3], (long long)a[4]);
         break;
     case OP_cross_entropy:
-        out(e, "    %s[0] = mtx_cross_entropy_forward(%s, %s, %s, %lld, %lld, %s);\n", V(e, o[0]),
+        out(e, "    %s[0] = mtx_cross_entropy_forward%s(%s, %s, %s, %lld, %lld, %s);\n", V(e, o[0]), sfx,
             V(e, in[0]), V(e, in[1]), V(e, in[2]), (long long)a[0], (long long)a[1], V(e, o[1]));
         break;
     case OP_embed_grad:
@@ -475,21 +476,21 @@ static void emit_kernel(Emitter *e, const Op *op)
             flit(pool, fa[0]));
         break;
     case OP_attention_scores_grad:
-        out(e, "    mtx_attention_scores_backward(%s, %s, %s, %s, %s, %lld, %lld, %lld, %lld, %lld, %s);\n",
+        out(e, "    mtx_attention_scores_backward%s(%s, %s, %s, %s, %s, %lld, %lld, %lld, %lld, %lld, %s);\n", sfx,
             V(e, o[0]), V(e, o[1]), V(e, in[0]), V(e, in[1]), V(e, in[2]), (long long)a[0],
             (long long)a[1], (long long)a[2], (long long)a[3], (long long)a[4], flit(pool, fa[0]));
         break;
     case OP_causal_softmax_grad:
-        out(e, "    mtx_causal_softmax_backward(%s, %s, %s, %lld, %lld);\n", V(e, o[0]), V(e, in[0]),
+        out(e, "    mtx_causal_softmax_backward%s(%s, %s, %s, %lld, %lld);\n", sfx, V(e, o[0]), V(e, in[0]),
             V(e, in[1]), (long long)a[0], (long long)a[1]);
         break;
     case OP_attention_values_grad:
-        out(e, "    mtx_attention_values_backward(%s, %s, %s, %s, %s, %lld, %lld, %lld, %lld, %lld);\n",
+        out(e, "    mtx_attention_values_backward%s(%s, %s, %s, %s, %s, %lld, %lld, %lld, %lld, %lld);\n", sfx,
             V(e, o[0]), V(e, o[1]), V(e, in[0]), V(e, in[1]), V(e, in[2]), (long long)a[0],
             (long long)a[1], (long long)a[2], (long long)a[3], (long long)a[4]);
         break;
     case OP_cross_entropy_grad:
-        out(e, "    mtx_cross_entropy_backward(%s, %s, %s, %s, %lld, %lld, %s);\n", V(e, o[0]), V(e, in[0]),
+        out(e, "    mtx_cross_entropy_backward%s(%s, %s, %s, %s, %lld, %lld, %s);\n", sfx, V(e, o[0]), V(e, in[0]),
             V(e, in[1]), V(e, in[2]), (long long)a[0], (long long)a[1], V(e, in[3]));
         break;
     case OP_global_norm:
@@ -804,6 +805,9 @@ static void emit_state_functions(Emitter *e)
             v->kind == V_COUNTER ? "int64_t" : "float", (long long)v->offset);
     }
     for (int i = 0; i < e->nplans; i++) emit_gemm_plan(e, i);
+    if (program_scratch_bytes(p))
+        out(e, "    mtx_scratch_reserve(%lldu);  /* one attention head's operands and results in float32 */\n",
+            (long long)program_scratch_bytes(p));
     out(e, "    return s;\n}\n\n");
     out(e, "void mtx_state_free(mtx_state *s)\n{\n    if (!s) return;\n");
     if (e->nplans) out(e, "    for (int i = 0; i < %d; i++) mtx_gemm_plan_free(s->gemm[i]);\n", e->nplans);

@@ -113,6 +113,22 @@ int64_t program_arena_bytes(const Program *p)
     return p->train.arena_bytes > p->eval.arena_bytes ? p->train.arena_bytes : p->eval.arena_bytes;
 }
 
+int64_t program_scratch_bytes(const Program *p)
+{
+    int64_t bytes = 0;
+    const Func *funcs[2] = {&p->eval, &p->train};
+    for (int fi = 0; fi < 2; fi++)
+        for (int i = 0; i < funcs[fi]->nops; i++) {
+            const Op *op = funcs[fi]->ops[i];
+            bool attention = op->kind == OP_attention_scores || op->kind == OP_attention_scores_grad ||
+                             op->kind == OP_attention_values || op->kind == OP_attention_values_grad;
+            if (!attention || op->in[0]->dtype != DT_BF16) continue;
+            int64_t n = (int64_t)mtx_attention_scratch((int)op->ia[1], (int)op->ia[4]);
+            if (n > bytes) bytes = n;
+        }
+    return bytes;
+}
+
 int64_t value_numel(const Value *v)
 {
     int64_t n = 1;

@@ -85,7 +85,6 @@ static bool check_shapes(Verifier *V)
     case OP_cross_entropy_grad:
         return numel_is(V, out[0], a[0] * a[1], "output") && numel_is(V, in[3], 1, "loss gradient");
     case OP_all_gather:
-        if (in[0]->dtype != out[0]->dtype) return bad(V, "gathers %s into %s", dtype_name(in[0]->dtype), dtype_name(out[0]->dtype));
         return numel_is(V, in[0], (int64_t)mtx_shard_chunk((size_t)a[0], (int)a[1]), "chunk") &&
                numel_is(V, out[0], a[0], "output");
     case OP_reduce_scatter:
@@ -109,6 +108,14 @@ static bool integer_operand(const Op *o, const Value *v)
     }
 }
 
+/* The loss's float32 scalars: cross_entropy's loss and weight, its gradient's seed. */
+static bool loss_scalar(const Op *o, const Value *v)
+{
+    if (o->kind == OP_cross_entropy) return v == o->out[0] || v == o->out[1];
+    if (o->kind == OP_cross_entropy_grad) return v == o->in[3];
+    return false;
+}
+
 static bool check_dtypes(Verifier *V, bool legalized)
 {
     const Op *o = V->op;
@@ -116,9 +123,18 @@ static bool check_dtypes(Verifier *V, bool legalized)
         const Value *v = i < o->nin ? o->in[i] : o->out[i - o->nin];
         if (integer_operand(o, v)) continue;
         if (!dtype_is_float(v->dtype)) return bad(V, "%s is %s, expected a float dtype", v->name, dtype_name(v->dtype));
-        /* after legalize, every kernel but the GEMM computes on f32 */
-        if (legalized && op_info[o->kind].cls == OC_KERNEL && o->kind != OP_all_gather && v->dtype != DT_F32)
+        if (loss_scalar(o, v)) {
+            if (!dtype_is(V, v, DT_F32)) return false;
+            continue;
+        }
+        /* after legalize, kernels take f32 only, or all their float operands in one dtype */
+        if (!legalized || op_info[o->kind].cls != OC_KERNEL) continue;
+        if (!kernel_takes_bf16(o->kind) && v->dtype != DT_F32)
             return bad(V, "%s is %s, but this kernel takes f32 only", v->name, dtype_name(v->dtype));
+        const Value *first = o->nin ? o->in[0] : o->out[0];
+        if (kernel_takes_bf16(o->kind) && v->dtype != first->dtype)
+            return bad(V, "%s is %s and %s is %s: this kernel takes one dtype", first->name, dtype_name(first->dtype),
+                       v->name, dtype_name(v->dtype));
     }
     return true;
 }

@@ -5,14 +5,26 @@
  * float32 and rounded by a cast right after it, so every value keeps the
  * dtype (and the rounding) the model gave it. Elementwise ops need nothing:
  * fused loops compute in float32 and round when they store; GEMMs take bf16
- * themselves, and gathers move bf16 as it is. A kernel that learns bf16
- * leaves this pass's list. */
+ * themselves, gathers move bf16 as it is, and the attention kernels have
+ * bf16 versions (kernel_takes_bf16). A kernel that learns bf16 joins that list. */
 #include "mtxc.h"
 
 #include <stdlib.h>
 
-/* all_gather only moves elements, whatever their dtype */
-static bool computes_in_f32(const Op *op) { return op_info[op->kind].cls == OC_KERNEL && op->kind != OP_all_gather; }
+bool kernel_takes_bf16(OpKind kind)
+{
+    switch (kind) {
+    case OP_all_gather:                       /* moves elements, whatever their dtype */
+    case OP_attention_scores: case OP_attention_scores_grad: case OP_causal_softmax: case OP_causal_softmax_grad:
+    case OP_attention_values: case OP_attention_values_grad:   /* runtime/attention.c's _bf16 kernels */
+    case OP_cross_entropy: case OP_cross_entropy_grad:         /* runtime/loss.c's */
+        return true;
+    default:
+        return false;
+    }
+}
+
+static bool computes_in_f32(const Op *op) { return op_info[op->kind].cls == OC_KERNEL && !kernel_takes_bf16(op->kind); }
 
 static Value *f32_twin(Program *p, const Value *v, const char *suffix)
 {

@@ -361,8 +361,8 @@ static void forward(Builder *b, Value **loss, Value **weight)
         bool normalize = cfg_bool(b->c, K_normalize_embedding_logits);
         logits = matmul(b, "logits", x, b->embedding, true, normalize ? 1.0 / sqrt((double)b->D) : 1.0);
     }
-    /* MaxText's cast_logits_to_fp32: the loss reads float32 logits */
-    logits = convert(b, "logits.f32", logits, DT_F32);
+    /* MaxText's cast_logits_to_fp32: the loss kernel reads bf16 logits as
+     * float32 (exactly) and rounds their gradient once, with no float32 copy */
     int64_t one = 1;
     *loss = value_new(b->p, "loss", DT_F32, 1, &one, V_TEMP);
     *weight = value_new(b->p, "total_weight", DT_F32, 1, &one, V_TEMP);

@@ -227,6 +227,7 @@ const char *op_attr_name(OpKind kind, int i, bool is_float);   /* NULL past the 
 Program *program_new(const Config *cfg);
 int64_t program_param_count(const Program *p);
 int64_t program_arena_bytes(const Program *p);   /* the one arena both steps share */
+int64_t program_scratch_bytes(const Program *p); /* the runtime kernels' scratch (bf16 attention heads) */
 void program_free(Program *p);
 Value *value_new(Program *p, const char *name, DType dt, int rank, const int64_t *dim, ValueKind kind);
 Value *state_new(Program *p, const char *name, int rank, const int64_t *dim, InitKind init,
@@ -272,6 +273,8 @@ bool accumulate_gradients(Program *p, char *err, size_t errlen); /* accumulate.c
 bool rematerialize(Program *p, char *err, size_t errlen);    /* remat.c */
 bool shard(Program *p, char *err, size_t errlen);            /* shard.c */
 bool legalize(Program *p, char *err, size_t errlen);         /* legalize.c */
+/* Does the runtime's kernel of this op take bf16 operands (all of one dtype)? */
+bool kernel_takes_bf16(OpKind kind);
 /* Can the backends lower this config's mesh? If not, why, in err. */
 bool lowerable_mesh(const Config *c, char *err, size_t errlen);
 

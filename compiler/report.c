@@ -160,7 +160,7 @@ bool compile_report(const Config *c, Report *r, char *err, size_t errlen)
     r->flops = p->flops_per_step * batch_shards(c);   /* the program is one batch slice's */
     r->lowered = p->mesh_lowered;
     r->lowered_state = p->state_bytes;
-    r->lowered_arena = program_arena_bytes(p);
+    r->lowered_arena = program_arena_bytes(p) + program_scratch_bytes(p);
     program_free(p);
 
     /* The per-device program: its memory plan gives the step's temporaries. */
@@ -184,7 +184,7 @@ bool compile_report(const Config *c, Report *r, char *err, size_t errlen)
     }
     r->c_checked = check.checked;
     if (!lp) return false;
-    r->temporaries = program_arena_bytes(lp) + r->gathered;
+    r->temporaries = program_arena_bytes(lp) + program_scratch_bytes(lp) + r->gathered;
     program_free(lp);
 
     r->peak = r->params + r->grads + r->opt_state + r->temporaries;

@@ -1,4 +1,4 @@
-/* Aligned allocation for state blocks and step arenas; the clock. */
+/* Aligned allocation for state blocks, step arenas and the kernels' scratch; the clock. */
 #include "mtxrt.h"
 
 #include <stdio.h>
@@ -19,6 +19,22 @@ void *mtx_alloc(size_t bytes)
 }
 
 void mtx_free(void *p) { free(p); }
+
+/* The scratch buffer of the runtime's kernels and bf16 GEMM plans: one per
+ * process, grown only when states are created (never in a step), used by
+ * one kernel at a time. */
+static void *scratch;
+static size_t scratch_bytes;
+
+void mtx_scratch_reserve(size_t bytes)
+{
+    if (bytes <= scratch_bytes) return;
+    mtx_free(scratch);
+    scratch = mtx_alloc(bytes);
+    scratch_bytes = bytes;
+}
+
+void *mtx_scratch(void) { return scratch; }
 
 double mtx_seconds(void)
 {

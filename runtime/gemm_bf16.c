@@ -21,13 +21,12 @@ struct mtx_gemm_plan {
     char impl[64];                     /* the implementation oneDNN chose */
 };
 
-/* One engine and stream for the process; one scratchpad for every plan
- * (steps run one GEMM at a time), grown only while plans are made. */
+/* One engine and stream for the process; every plan's scratchpad is the
+ * runtime's scratch (mtx_scratch: steps run one GEMM at a time), grown
+ * only while plans are made. */
 static dnnl_engine_t engine;
 static dnnl_stream_t stream;
 static pthread_once_t engine_once = PTHREAD_ONCE_INIT;
-static void *scratch;
-static size_t scratch_bytes;
 static char impls[256];                /* the implementations chosen so far, for the trainer's log */
 
 static void note_impl(const char *impl)
@@ -52,13 +51,6 @@ static void start_engine(void)
     check(dnnl_stream_create(&stream, engine, dnnl_stream_default_flags), "stream_create");
 }
 
-static void reserve_scratch(size_t bytes)
-{
-    if (bytes <= scratch_bytes) return;
-    mtx_free(scratch);
-    scratch = mtx_alloc(bytes);
-    scratch_bytes = bytes;
-}
 
 /* A [rows, cols] view with the given strides. */
 static dnnl_memory_desc_t view(int64_t rows, int64_t cols, ptrdiff_t rs, ptrdiff_t cs, dnnl_data_type_t dt)
@@ -129,7 +121,7 @@ mtx_gemm_plan *mtx_gemm_plan_new(int m, int n, int k, ptrdiff_t rs_a, ptrdiff_t 
             snprintf(p->impl, sizeof p->impl, "oneDNN %s", impl);
             note_impl(p->impl);
             const dnnl_memory_desc_t *smd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
-            reserve_scratch(dnnl_memory_desc_get_size(smd) + 64);
+            mtx_scratch_reserve(dnnl_memory_desc_get_size(smd) + 64);
             p->scratch = memory(smd);
             check(dnnl_primitive_create(&p->prim, pd), "primitive_create");
             dnnl_primitive_desc_destroy(pd);
@@ -141,7 +133,7 @@ mtx_gemm_plan *mtx_gemm_plan_new(int m, int n, int k, ptrdiff_t rs_a, ptrdiff_t 
     /* float32 fallback: both operands and a bf16 result as float32 in the scratchpad */
     snprintf(p->impl, sizeof p->impl, "float32 emulation (BLIS)");
     note_impl(p->impl);
-    reserve_scratch(sizeof(float) * ((size_t)m * k + (size_t)k * n + (size_t)m * n) + 64);
+    mtx_scratch_reserve(sizeof(float) * ((size_t)m * k + (size_t)k * n + (size_t)m * n) + 64);
     return p;
 }
 
@@ -170,7 +162,7 @@ static void widen(float *dst, const mtx_bf16 *src, int rows, int cols, ptrdiff_t
 
 static void fallback(const mtx_gemm_plan *p, const mtx_bf16 *a, const mtx_bf16 *b, void *c)
 {
-    float *fa = scratch, *fb = fa + (size_t)p->m * p->k, *fc = fb + (size_t)p->k * p->n;
+    float *fa = mtx_scratch(), *fb = fa + (size_t)p->m * p->k, *fc = fb + (size_t)p->k * p->n;
     widen(fa, a, p->m, p->k, p->rs_a, p->cs_a);
     widen(fb, b, p->k, p->n, p->rs_b, p->cs_b);
     if (p->c_f32) {
@@ -194,7 +186,7 @@ void mtx_gemm_bf16(const mtx_gemm_plan *p, const mtx_bf16 *a, const mtx_bf16 *b,
     check(dnnl_memory_set_data_handle(p->a, (void *)a), "memory_set_data_handle");
     check(dnnl_memory_set_data_handle(p->b, (void *)b), "memory_set_data_handle");
     check(dnnl_memory_set_data_handle(p->c, c), "memory_set_data_handle");
-    check(dnnl_memory_set_data_handle(p->scratch, scratch), "memory_set_data_handle");
+    check(dnnl_memory_set_data_handle(p->scratch, mtx_scratch()), "memory_set_data_handle");
     dnnl_exec_arg_t args[4] = {
         {DNNL_ARG_SRC, p->a}, {DNNL_ARG_WEIGHTS, p->b}, {DNNL_ARG_DST, p->c}, {DNNL_ARG_SCRATCHPAD, p->scratch},
     };

@@ -141,10 +141,27 @@ void mtx_attention_scores_backward(float *dq, float *dk, const float *ds, const 
 void mtx_attention_values(float *o, const float *p, const float *v, int b, int t, int hq, int hkv, int dh);
 void mtx_attention_values_backward(float *dp, float *dv, const float *dout, const float *p, const float *v,
                                    int b, int t, int hq, int hkv, int dh);
+/* The same in bf16 (attention.c): float32 arithmetic, one head at a time in
+ * mtx_scratch (mtx_attention_scratch bytes), each result rounded once. */
+size_t mtx_attention_scratch(int t, int dh);
+void mtx_causal_softmax_forward_bf16(mtx_bf16 *p, const mtx_bf16 *s, int blocks, int t);
+void mtx_causal_softmax_backward_bf16(mtx_bf16 *ds, const mtx_bf16 *p, const mtx_bf16 *dp, int blocks, int t);
+void mtx_attention_scores_bf16(mtx_bf16 *s, const mtx_bf16 *q, const mtx_bf16 *k, int b, int t, int hq, int hkv,
+                               int dh, float scale);
+void mtx_attention_scores_backward_bf16(mtx_bf16 *dq, mtx_bf16 *dk, const mtx_bf16 *ds, const mtx_bf16 *q,
+                                        const mtx_bf16 *k, int b, int t, int hq, int hkv, int dh, float scale);
+void mtx_attention_values_bf16(mtx_bf16 *o, const mtx_bf16 *p, const mtx_bf16 *v, int b, int t, int hq, int hkv, int dh);
+void mtx_attention_values_backward_bf16(mtx_bf16 *dp, mtx_bf16 *dv, const mtx_bf16 *dout, const mtx_bf16 *p,
+                                        const mtx_bf16 *v, int b, int t, int hq, int hkv, int dh);
 float mtx_cross_entropy_forward(const float *logits, const int32_t *targets, const int32_t *seg, int n, int vocab,
                                 float *weight);
 void mtx_cross_entropy_backward(float *dlogits, const float *logits, const int32_t *targets, const int32_t *seg,
                                 int n, int vocab, const float *dloss);
+/* From bf16 logits (loss.c): computed in float32, dlogits rounded to bf16 once. */
+float mtx_cross_entropy_forward_bf16(const mtx_bf16 *logits, const int32_t *targets, const int32_t *seg, int n,
+                                     int vocab, float *weight);
+void mtx_cross_entropy_backward_bf16(mtx_bf16 *dlogits, const mtx_bf16 *logits, const int32_t *targets,
+                                     const int32_t *seg, int n, int vocab, const float *dloss);
 double mtx_sum_of_squares(const float *x, size_t n);
 void mtx_adamw_update(float *p, float *mu, float *nu, const float *g, size_t n, float clip, float lr, float b1,
                       float b2, float eps, float eps_root, float wd, float bc1, float bc2);
@@ -204,6 +221,10 @@ double mtx_seconds(void);                 /* monotonic clock, for timings */
 /* A whole file, NUL-terminated; NULL with errno set (file.c). */
 char *mtx_read_file(const char *path, size_t *size);
 void *mtx_alloc(size_t bytes);            /* 64-byte aligned, zeroed; exits on failure */
+/* The kernels' (and bf16 GEMM plans') scratch: reserved, growing only, when a
+ * state is created; used by one kernel at a time inside a step. */
+void mtx_scratch_reserve(size_t bytes);
+void *mtx_scratch(void);
 void mtx_free(void *p);
 
 /* ---- what the generated code exchanges with the runtime ---- */

@@ -368,7 +368,7 @@ static int run_settings(const mtx_program *prog, const RunConfig *rc, RunSetting
     unquote(run_get(prog, rc, "enable_data_shuffling"), s->shuffle, sizeof s->shuffle);
     unquote(run_get(prog, rc, "metrics_file"), s->metrics_path, sizeof s->metrics_path);
     const char *dtype = mtx_config_get(prog, "dtype");
-    if (s->peak_tflops <= 0) s->peak_tflops = mtx_measured_peak_flops(dtype && !strcmp(dtype, "bfloat16")) / 1e12;
+    if (s->peak_tflops <= 0) s->peak_tflops = mtx_measured_peak_flops(dtype && strstr(dtype, "bfloat16")) / 1e12;
     return 1;
 }
 

@@ -151,6 +151,76 @@ START_TEST(bf16_gemm)
 }
 END_TEST
 
+/* n values from key, rounded to bf16, in both dtypes. */
+static void bf16_data(float *x, mtx_bf16 *h, size_t n, uint64_t key)
+{
+    for (size_t i = 0; i < n; i++) {
+        h[i] = mtx_f32_to_bf16(mtx_rng_normal(mtx_rng_seed(key), i));
+        x[i] = mtx_bf16_to_f32(h[i]);
+    }
+}
+
+/* Every element of a bf16 kernel's output is the float32 kernel's output on
+ * the same (bf16-valued) inputs, rounded: within half a bf16 step, and one
+ * more for float32 sums taken in another order. */
+static void same_rounded(const char *what, const mtx_bf16 *got, const float *want, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        double g = mtx_bf16_to_f32(got[i]), w = want[i];
+        ck_assert_msg(fabs(g - w) <= fabs(w) / 128 + 1e-6, "%s[%zu] = %.7g, float32 kernel %.7g", what, i, g, w);
+    }
+}
+
+/* The bf16 attention and loss kernels against the float32 ones, with grouped
+ * heads (4 query heads on 2 kv heads) and an odd sequence length. */
+START_TEST(bf16_kernels)
+{
+    enum { B = 2, T = 7, HQ = 4, HKV = 2, DH = 8, V = 19 };
+    enum { NQ = B * T * HQ * DH, NK = B * T * HKV * DH, NS = B * HQ * T * T };
+    static float q[NQ], k[NK], v[NK], s[NS], p[NS], o[NQ], ds[NS], dp[NS], dq[NQ], dk[NK], dv[NK], go[NQ];
+    static mtx_bf16 hq[NQ], hk[NK], hv[NK], hs[NS], hp[NS], ho[NQ], hds[NS], hdp[NS], hdq[NQ], hdk[NK], hdv[NK], hgo[NQ];
+    mtx_scratch_reserve(mtx_attention_scratch(T, DH));
+    bf16_data(q, hq, NQ, 1), bf16_data(k, hk, NK, 2), bf16_data(v, hv, NK, 3), bf16_data(go, hgo, NQ, 4);
+    mtx_attention_scores(s, q, k, B, T, HQ, HKV, DH, 0.3f);
+    mtx_attention_scores_bf16(hs, hq, hk, B, T, HQ, HKV, DH, 0.3f);
+    same_rounded("scores", hs, s, NS);
+    for (int i = 0; i < NS; i++) s[i] = mtx_bf16_to_f32(hs[i]);   /* each side from the same bf16 values */
+    mtx_causal_softmax_forward(p, s, B * HQ, T);
+    mtx_causal_softmax_forward_bf16(hp, hs, B * HQ, T);
+    same_rounded("probabilities", hp, p, NS);
+    for (int i = 0; i < NS; i++) p[i] = mtx_bf16_to_f32(hp[i]);
+    mtx_attention_values(o, p, v, B, T, HQ, HKV, DH);
+    mtx_attention_values_bf16(ho, hp, hv, B, T, HQ, HKV, DH);
+    same_rounded("context", ho, o, NQ);
+    mtx_attention_values_backward(dp, dv, go, p, v, B, T, HQ, HKV, DH);
+    mtx_attention_values_backward_bf16(hdp, hdv, hgo, hp, hv, B, T, HQ, HKV, DH);
+    same_rounded("d probabilities", hdp, dp, NS);
+    same_rounded("d values", hdv, dv, NK);
+    for (int i = 0; i < NS; i++) dp[i] = mtx_bf16_to_f32(hdp[i]);
+    mtx_causal_softmax_backward(ds, p, dp, B * HQ, T);
+    mtx_causal_softmax_backward_bf16(hds, hp, hdp, B * HQ, T);
+    same_rounded("d scores", hds, ds, NS);
+    for (int i = 0; i < NS; i++) ds[i] = mtx_bf16_to_f32(hds[i]);
+    mtx_attention_scores_backward(dq, dk, ds, q, k, B, T, HQ, HKV, DH, 0.3f);
+    mtx_attention_scores_backward_bf16(hdq, hdk, hds, hq, hk, B, T, HQ, HKV, DH, 0.3f);
+    same_rounded("d queries", hdq, dq, NQ);
+    same_rounded("d keys", hdk, dk, NK);
+
+    /* the loss from bf16 logits: the float32 loss of the same values, and its gradient rounded */
+    static float l[B * T * V], dl[B * T * V];
+    static mtx_bf16 hl[B * T * V], hdl[B * T * V];
+    int32_t targets[B * T], seg[B * T];
+    for (int i = 0; i < B * T; i++) targets[i] = (i * 5) % V, seg[i] = i % 6 != 5;
+    bf16_data(l, hl, B * T * V, 5);
+    float w32, w16, dloss = 1.5f;
+    float loss32 = mtx_cross_entropy_forward(l, targets, seg, B * T, V, &w32);
+    ck_assert(mtx_cross_entropy_forward_bf16(hl, targets, seg, B * T, V, &w16) == loss32 && w16 == w32);
+    mtx_cross_entropy_backward(dl, l, targets, seg, B * T, V, &dloss);
+    mtx_cross_entropy_backward_bf16(hdl, hl, targets, seg, B * T, V, &dloss);
+    same_rounded("d logits", hdl, dl, B * T * V);
+}
+END_TEST
+
 START_TEST(bf16_gemm_fallback)
 {
     setenv("MTX_BF16_GEMM", "blis", 1);
@@ -171,6 +241,7 @@ int main(void)
     tcase_add_test(tc, bf16_rounding);
     tcase_add_test(tc, bf16_gemm);
     tcase_add_test(tc, bf16_gemm_fallback);
+    tcase_add_test(tc, bf16_kernels);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

@@ -1,0 +1,219 @@
+/* Attention's kernels (dtype dot_product): scores = scale q k^T per (batch,
+ * head), a causal softmax over each row, and the values p v, forward and
+ * backward, on q, k, v laid out [b, t, heads, dh]; query head h reads kv
+ * head h / (hq / hkv). Float32 programs run GEMMs on strided views of the
+ * operands; bf16 programs (the _bf16 kernels) widen one head's operands
+ * into the runtime's scratch, multiply in float32 with BLIS and round each
+ * result once, so that no T x T tensor exists in float32 between ops. The
+ * softmax reads and writes bf16 directly. */
+#include "mtxrt.h"
+
+#include <string.h>
+
+/* Causal softmax over rows of t x t score blocks; future positions get 0. */
+void mtx_causal_softmax_forward(float *p, const float *s, int blocks, int t)
+{
+    #pragma omp parallel for schedule(static)
+    for (int blk = 0; blk < blocks; blk++)
+        for (int i = 0; i < t; i++) {
+            const float *sr = s + ((size_t)blk * t + i) * t;
+            float *pr = p + ((size_t)blk * t + i) * t;
+            float max = sr[0], sum = 0;
+            for (int j = 1; j <= i; j++) max = sr[j] > max ? sr[j] : max;
+            for (int j = 0; j <= i; j++) sum += pr[j] = mtx_exp(sr[j] - max);
+            for (int j = 0; j <= i; j++) pr[j] /= sum;
+            for (int j = i + 1; j < t; j++) pr[j] = 0;
+        }
+}
+
+void mtx_causal_softmax_backward(float *ds, const float *p, const float *dp, int blocks, int t)
+{
+    #pragma omp parallel for schedule(static)
+    for (size_t r = 0; r < (size_t)blocks * t; r++) {
+        const float *pr = p + r * t, *dpr = dp + r * t;
+        float *dsr = ds + r * t;
+        float dot = 0;
+        for (int j = 0; j < t; j++) dot += pr[j] * dpr[j];
+        for (int j = 0; j < t; j++) dsr[j] = pr[j] * (dpr[j] - dot);
+    }
+}
+
+/* Attention products, one GEMM per (batch, head) on strided views of
+ * q, k, v laid out [b, t, heads, dh]. Query head h reads kv head h / group. */
+void mtx_attention_scores(float *s, const float *q, const float *k, int b, int t,
+                          int hq, int hkv, int dh, float scale)
+{
+    for (int i = 0; i < b; i++)
+        for (int h = 0; h < hq; h++) {
+            const float *qh = q + ((size_t)i * t * hq + h) * dh;
+            const float *kh = k + ((size_t)i * t * hkv + h / (hq / hkv)) * dh;
+            float *sh = s + ((size_t)i * hq + h) * t * t;
+            mtx_sgemm(0, 0, t, t, dh, scale, qh, hq * dh, 1, kh, 1, hkv * dh, 0, sh, t, 1);
+        }
+}
+
+void mtx_attention_scores_backward(float *dq, float *dk, const float *ds, const float *q,
+                                   const float *k, int b, int t, int hq, int hkv, int dh, float scale)
+{
+    memset(dk, 0, sizeof(float) * (size_t)b * t * hkv * dh);
+    for (int i = 0; i < b; i++)
+        for (int h = 0; h < hq; h++) {
+            const float *qh = q + ((size_t)i * t * hq + h) * dh;
+            const float *kh = k + ((size_t)i * t * hkv + h / (hq / hkv)) * dh;
+            const float *dsh = ds + ((size_t)i * hq + h) * t * t;
+            float *dqh = dq + ((size_t)i * t * hq + h) * dh;
+            float *dkh = dk + ((size_t)i * t * hkv + h / (hq / hkv)) * dh;
+            mtx_sgemm(0, 0, t, dh, t, scale, dsh, t, 1, kh, hkv * dh, 1, 0, dqh, hq * dh, 1);
+            mtx_sgemm(0, 0, t, dh, t, scale, dsh, 1, t, qh, hq * dh, 1, 1, dkh, hkv * dh, 1);
+        }
+}
+
+void mtx_attention_values(float *o, const float *p, const float *v, int b, int t, int hq, int hkv, int dh)
+{
+    for (int i = 0; i < b; i++)
+        for (int h = 0; h < hq; h++) {
+            const float *ph = p + ((size_t)i * hq + h) * t * t;
+            const float *vh = v + ((size_t)i * t * hkv + h / (hq / hkv)) * dh;
+            float *oh = o + ((size_t)i * t * hq + h) * dh;
+            mtx_sgemm(0, 0, t, dh, t, 1, ph, t, 1, vh, hkv * dh, 1, 0, oh, hq * dh, 1);
+        }
+}
+
+void mtx_attention_values_backward(float *dp, float *dv, const float *dout, const float *p,
+                                   const float *v, int b, int t, int hq, int hkv, int dh)
+{
+    memset(dv, 0, sizeof(float) * (size_t)b * t * hkv * dh);
+    for (int i = 0; i < b; i++)
+        for (int h = 0; h < hq; h++) {
+            const float *ph = p + ((size_t)i * hq + h) * t * t;
+            const float *vh = v + ((size_t)i * t * hkv + h / (hq / hkv)) * dh;
+            const float *doh = dout + ((size_t)i * t * hq + h) * dh;
+            float *dph = dp + ((size_t)i * hq + h) * t * t;
+            float *dvh = dv + ((size_t)i * t * hkv + h / (hq / hkv)) * dh;
+            mtx_sgemm(0, 0, t, t, dh, 1, doh, hq * dh, 1, vh, 1, hkv * dh, 0, dph, t, 1);
+            mtx_sgemm(0, 0, t, dh, t, 1, ph, 1, t, doh, hq * dh, 1, 1, dvh, hkv * dh, 1);
+        }
+}
+
+/* ---- bf16: one head at a time through float32 scratch ---- */
+
+/* A [rows, cols] bf16 view with row stride rs, widened into dense float32. */
+static void widen(float *dst, const mtx_bf16 *src, int rows, int cols, size_t rs)
+{
+    #pragma omp parallel for schedule(static) if ((size_t)rows * cols >= 65536)
+    for (int i = 0; i < rows; i++)
+        for (int j = 0; j < cols; j++) dst[(size_t)i * cols + j] = mtx_bf16_to_f32(src[(size_t)i * rs + j]);
+}
+
+/* Dense float32 [rows, cols] rounded into a bf16 view with row stride rs. */
+static void narrow(mtx_bf16 *dst, size_t rs, const float *src, int rows, int cols)
+{
+    #pragma omp parallel for schedule(static) if ((size_t)rows * cols >= 65536)
+    for (int i = 0; i < rows; i++)
+        for (int j = 0; j < cols; j++) dst[(size_t)i * rs + j] = mtx_f32_to_bf16(src[(size_t)i * cols + j]);
+}
+
+/* Scratch the _bf16 kernels need: one t x t block and four t x dh ones. */
+size_t mtx_attention_scratch(int t, int dh)
+{
+    return sizeof(float) * ((size_t)t * t + 4 * (size_t)t * dh);
+}
+
+void mtx_causal_softmax_forward_bf16(mtx_bf16 *p, const mtx_bf16 *s, int blocks, int t)
+{
+    #pragma omp parallel for schedule(static)
+    for (int blk = 0; blk < blocks; blk++)
+        for (int i = 0; i < t; i++) {
+            const mtx_bf16 *sr = s + ((size_t)blk * t + i) * t;
+            mtx_bf16 *pr = p + ((size_t)blk * t + i) * t;
+            float max = mtx_bf16_to_f32(sr[0]), sum = 0;
+            for (int j = 1; j <= i; j++) max = mtx_bf16_to_f32(sr[j]) > max ? mtx_bf16_to_f32(sr[j]) : max;
+            for (int j = 0; j <= i; j++) sum += mtx_exp(mtx_bf16_to_f32(sr[j]) - max);
+            for (int j = 0; j <= i; j++) pr[j] = mtx_f32_to_bf16(mtx_exp(mtx_bf16_to_f32(sr[j]) - max) / sum);
+            for (int j = i + 1; j < t; j++) pr[j] = 0;
+        }
+}
+
+void mtx_causal_softmax_backward_bf16(mtx_bf16 *ds, const mtx_bf16 *p, const mtx_bf16 *dp, int blocks, int t)
+{
+    #pragma omp parallel for schedule(static)
+    for (size_t r = 0; r < (size_t)blocks * t; r++) {
+        const mtx_bf16 *pr = p + r * t, *dpr = dp + r * t;
+        mtx_bf16 *dsr = ds + r * t;
+        float dot = 0;
+        for (int j = 0; j < t; j++) dot += mtx_bf16_to_f32(pr[j]) * mtx_bf16_to_f32(dpr[j]);
+        for (int j = 0; j < t; j++) dsr[j] = mtx_f32_to_bf16(mtx_bf16_to_f32(pr[j]) * (mtx_bf16_to_f32(dpr[j]) - dot));
+    }
+}
+
+void mtx_attention_scores_bf16(mtx_bf16 *s, const mtx_bf16 *q, const mtx_bf16 *k, int b, int t, int hq, int hkv,
+                               int dh, float scale)
+{
+    float *sc = mtx_scratch(), *qa = sc + (size_t)t * t, *kb = qa + (size_t)t * dh;
+    int group = hq / hkv;
+    for (int i = 0; i < b; i++)
+        for (int h = 0; h < hq; h++) {
+            if (h % group == 0) widen(kb, k + ((size_t)i * t * hkv + h / group) * dh, t, dh, (size_t)hkv * dh);
+            widen(qa, q + ((size_t)i * t * hq + h) * dh, t, dh, (size_t)hq * dh);
+            mtx_sgemm(0, 0, t, t, dh, scale, qa, dh, 1, kb, 1, dh, 0, sc, t, 1);
+            narrow(s + ((size_t)i * hq + h) * t * t, (size_t)t, sc, t, t);
+        }
+}
+
+/* dq = scale ds k; dk = scale ds^T q, summed in float32 over the query heads
+ * of each kv head before it is rounded. */
+void mtx_attention_scores_backward_bf16(mtx_bf16 *dq, mtx_bf16 *dk, const mtx_bf16 *ds, const mtx_bf16 *q,
+                                        const mtx_bf16 *k, int b, int t, int hq, int hkv, int dh, float scale)
+{
+    float *dsa = mtx_scratch(), *qa = dsa + (size_t)t * t, *kb = qa + (size_t)t * dh, *dqc = kb + (size_t)t * dh;
+    float *dka = dqc + (size_t)t * dh;
+    int group = hq / hkv;
+    for (int i = 0; i < b; i++)
+        for (int kv = 0; kv < hkv; kv++) {
+            widen(kb, k + ((size_t)i * t * hkv + kv) * dh, t, dh, (size_t)hkv * dh);
+            for (int g = 0; g < group; g++) {
+                int h = kv * group + g;
+                widen(dsa, ds + ((size_t)i * hq + h) * t * t, t, t, (size_t)t);
+                widen(qa, q + ((size_t)i * t * hq + h) * dh, t, dh, (size_t)hq * dh);
+                mtx_sgemm(0, 0, t, dh, t, scale, dsa, t, 1, kb, dh, 1, 0, dqc, dh, 1);
+                narrow(dq + ((size_t)i * t * hq + h) * dh, (size_t)hq * dh, dqc, t, dh);
+                mtx_sgemm(0, 0, t, dh, t, scale, dsa, 1, t, qa, dh, 1, g ? 1 : 0, dka, dh, 1);
+            }
+            narrow(dk + ((size_t)i * t * hkv + kv) * dh, (size_t)hkv * dh, dka, t, dh);
+        }
+}
+
+void mtx_attention_values_bf16(mtx_bf16 *o, const mtx_bf16 *p, const mtx_bf16 *v, int b, int t, int hq, int hkv, int dh)
+{
+    float *pa = mtx_scratch(), *vb = pa + (size_t)t * t, *oc = vb + (size_t)t * dh;
+    int group = hq / hkv;
+    for (int i = 0; i < b; i++)
+        for (int h = 0; h < hq; h++) {
+            if (h % group == 0) widen(vb, v + ((size_t)i * t * hkv + h / group) * dh, t, dh, (size_t)hkv * dh);
+            widen(pa, p + ((size_t)i * hq + h) * t * t, t, t, (size_t)t);
+            mtx_sgemm(0, 0, t, dh, t, 1, pa, t, 1, vb, dh, 1, 0, oc, dh, 1);
+            narrow(o + ((size_t)i * t * hq + h) * dh, (size_t)hq * dh, oc, t, dh);
+        }
+}
+
+/* dp = dout v^T; dv = p^T dout, summed in float32 over the query heads of
+ * each kv head before it is rounded. */
+void mtx_attention_values_backward_bf16(mtx_bf16 *dp, mtx_bf16 *dv, const mtx_bf16 *dout, const mtx_bf16 *p,
+                                        const mtx_bf16 *v, int b, int t, int hq, int hkv, int dh)
+{
+    float *pa = mtx_scratch(), *doa = pa + (size_t)t * t, *vb = doa + (size_t)t * dh, *dva = vb + (size_t)t * dh;
+    int group = hq / hkv;
+    for (int i = 0; i < b; i++)
+        for (int kv = 0; kv < hkv; kv++) {
+            widen(vb, v + ((size_t)i * t * hkv + kv) * dh, t, dh, (size_t)hkv * dh);
+            for (int g = 0; g < group; g++) {
+                int h = kv * group + g;
+                widen(doa, dout + ((size_t)i * t * hq + h) * dh, t, dh, (size_t)hq * dh);
+                mtx_sgemm(0, 0, t, t, dh, 1, doa, dh, 1, vb, 1, dh, 0, pa, t, 1);
+                narrow(dp + ((size_t)i * hq + h) * t * t, (size_t)t, pa, t, t);
+                widen(pa, p + ((size_t)i * hq + h) * t * t, t, t, (size_t)t);
+                mtx_sgemm(0, 0, t, dh, t, 1, pa, 1, t, doa, dh, 1, g ? 1 : 0, dva, dh, 1);
+            }
+            narrow(dv + ((size_t)i * t * hkv + kv) * dh, (size_t)hkv * dh, dva, t, dh);
+        }
+}

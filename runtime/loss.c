@@ -1,0 +1,113 @@
+/* The loss: MaxText's cross-entropy over float32 logits (cast_logits_to_fp32),
+ * forward and backward. bf16 logits are read as float32 (exactly) and their
+ * gradient is rounded to bf16 once, as a cast to float32 before the loss
+ * and its transpose after it would do, without a float32 copy of the
+ * [tokens, vocab] logits. */
+#include "mtxrt.h"
+
+#include <string.h>
+
+/* Element i of a float32 (bf16 = 0) or bf16 array, as float32. Loops over it
+ * are unswitched on bf16 by the compiler, so both forms vectorize. */
+static inline float load(const void *x, int bf16, size_t i)
+{
+    return bf16 ? mtx_bf16_to_f32(((const mtx_bf16 *)x)[i]) : ((const float *)x)[i];
+}
+
+/* Mean cross-entropy over targets whose segmentation is non-zero (MaxText:
+ * sum(xent * weights) / (sum(weights) + 1e-8)). Returns the loss. */
+static float cross_entropy(const void *logits, int bf16, const int32_t *targets, const int32_t *seg, int n,
+                           int vocab, float *weight)
+{
+    /* Rows in parallel, a group at a time, each group's losses then summed in
+     * row order: the same bits for any number of threads, and no heap. */
+    enum { GROUP = 2048 };
+    double row_loss[GROUP], total = 0, count = 0;
+    for (int start = 0; start < n; start += GROUP) {
+        int rows = n - start < GROUP ? n - start : GROUP;
+        #pragma omp parallel for schedule(static)
+        for (int r = 0; r < rows; r++) {
+            int i = start + r;
+            row_loss[r] = 0;
+            if (!seg[i]) continue;
+            size_t row = (size_t)i * vocab;
+            float max = load(logits, bf16, row);
+            for (int j = 1; j < vocab; j++) max = load(logits, bf16, row + j) > max ? load(logits, bf16, row + j) : max;
+            double sum = 0;
+            for (int j = 0; j < vocab; j++) sum += mtx_exp(load(logits, bf16, row + j) - max);
+            row_loss[r] = log(sum) + max - load(logits, bf16, row + targets[i]);
+        }
+        for (int r = 0; r < rows; r++) {
+            if (!seg[start + r]) continue;
+            total += row_loss[r];
+            count += 1;
+        }
+    }
+    *weight = (float)count;
+    return (float)(total / (count + 1e-8));
+}
+
+float mtx_cross_entropy_forward(const float *logits, const int32_t *targets, const int32_t *seg, int n, int vocab,
+                                float *weight)
+{
+    return cross_entropy(logits, 0, targets, seg, n, vocab, weight);
+}
+
+float mtx_cross_entropy_forward_bf16(const mtx_bf16 *logits, const int32_t *targets, const int32_t *seg, int n,
+                                     int vocab, float *weight)
+{
+    return cross_entropy(logits, 1, targets, seg, n, vocab, weight);
+}
+
+/* d loss / d logits = (softmax - onehot(target)) * dloss / count, per row. */
+static float gradient_scale(const int32_t *seg, int n, const float *dloss)
+{
+    double count = 0;
+    for (int i = 0; i < n; i++) count += seg[i] != 0;
+    return (float)(dloss[0] / (count + 1e-8));
+}
+
+void mtx_cross_entropy_backward(float *dlogits, const float *logits, const int32_t *targets,
+                                const int32_t *seg, int n, int vocab, const float *dloss)
+{
+    float g = gradient_scale(seg, n, dloss);
+    #pragma omp parallel for schedule(static)
+    for (int i = 0; i < n; i++) {
+        const float *l = logits + (size_t)i * vocab;
+        float *dl = dlogits + (size_t)i * vocab;
+        if (!seg[i]) {
+            memset(dl, 0, sizeof(float) * vocab);
+            continue;
+        }
+        float max = l[0], sum = 0;
+        for (int j = 1; j < vocab; j++) max = l[j] > max ? l[j] : max;
+        for (int j = 0; j < vocab; j++) sum += dl[j] = mtx_exp(l[j] - max);
+        for (int j = 0; j < vocab; j++) dl[j] = dl[j] / sum * g;
+        dl[targets[i]] -= g;
+    }
+}
+
+/* The same from bf16 logits into bf16 dlogits: each element computed in
+ * float32 and rounded once (the exponentials are computed twice rather
+ * than kept in bf16). */
+void mtx_cross_entropy_backward_bf16(mtx_bf16 *dlogits, const mtx_bf16 *logits, const int32_t *targets,
+                                     const int32_t *seg, int n, int vocab, const float *dloss)
+{
+    float g = gradient_scale(seg, n, dloss);
+    #pragma omp parallel for schedule(static)
+    for (int i = 0; i < n; i++) {
+        const mtx_bf16 *l = logits + (size_t)i * vocab;
+        mtx_bf16 *dl = dlogits + (size_t)i * vocab;
+        if (!seg[i]) {
+            memset(dl, 0, sizeof(mtx_bf16) * vocab);
+            continue;
+        }
+        float max = mtx_bf16_to_f32(l[0]), sum = 0;
+        for (int j = 1; j < vocab; j++) max = mtx_bf16_to_f32(l[j]) > max ? mtx_bf16_to_f32(l[j]) : max;
+        for (int j = 0; j < vocab; j++) sum += mtx_exp(mtx_bf16_to_f32(l[j]) - max);
+        for (int j = 0; j < vocab; j++) {
+            float d = mtx_exp(mtx_bf16_to_f32(l[j]) - max) / sum * g;
+            dl[j] = mtx_f32_to_bf16(j == targets[i] ? d - g : d);
+        }
+    }
+}
