@@ -811,6 +811,7 @@ static void emit_state_functions(Emitter *e)
     out(e, "    return s;\n}\n\n");
     out(e, "void mtx_state_free(mtx_state *s)\n{\n    if (!s) return;\n");
     if (e->nplans) out(e, "    for (int i = 0; i < %d; i++) mtx_gemm_plan_free(s->gemm[i]);\n", e->nplans);
+    if (program_scratch_bytes(p)) out(e, "    mtx_scratch_release();\n");
     out(e, "    mtx_free(s->memory);\n    mtx_free(s->arena);\n    mtx_free(s);\n}\n\n");
     out(e, "static void *state_memory(const mtx_state *s) { return s->memory; }\n");
     out(e, "static void *state_arena(const mtx_state *s) { return s->arena; }\n\n");

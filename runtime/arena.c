@@ -21,17 +21,27 @@ void *mtx_alloc(size_t bytes)
 void mtx_free(void *p) { free(p); }
 
 /* The scratch buffer of the runtime's kernels and bf16 GEMM plans: one per
- * process, grown only when states are created (never in a step), used by
- * one kernel at a time. */
+ * process, grown only when states and plans are made (never in a step),
+ * used by one kernel at a time, freed when its last holder lets it go. */
 static void *scratch;
 static size_t scratch_bytes;
+static int holders;
 
 void mtx_scratch_reserve(size_t bytes)
 {
+    holders++;
     if (bytes <= scratch_bytes) return;
     mtx_free(scratch);
     scratch = mtx_alloc(bytes);
     scratch_bytes = bytes;
+}
+
+void mtx_scratch_release(void)
+{
+    if (holders <= 0 || --holders) return;
+    mtx_free(scratch);
+    scratch = NULL;
+    scratch_bytes = 0;
 }
 
 void *mtx_scratch(void) { return scratch; }

@@ -26,7 +26,8 @@ struct mtx_gemm_plan {
  * only while plans are made. */
 static dnnl_engine_t engine;
 static dnnl_stream_t stream;
-static pthread_once_t engine_once = PTHREAD_ONCE_INIT;
+static int live_plans;                 /* the engine lives while plans do */
+static pthread_mutex_t engine_lock = PTHREAD_MUTEX_INITIALIZER;
 static char impls[256];                /* the implementations chosen so far, for the trainer's log */
 
 static void note_impl(const char *impl)
@@ -45,10 +46,24 @@ static void check(dnnl_status_t st, const char *what)
     exit(1);
 }
 
-static void start_engine(void)
+static void hold_engine(void)
 {
-    check(dnnl_engine_create(&engine, dnnl_cpu, 0), "engine_create");
-    check(dnnl_stream_create(&stream, engine, dnnl_stream_default_flags), "stream_create");
+    pthread_mutex_lock(&engine_lock);
+    if (!live_plans++) {
+        check(dnnl_engine_create(&engine, dnnl_cpu, 0), "engine_create");
+        check(dnnl_stream_create(&stream, engine, dnnl_stream_default_flags), "stream_create");
+    }
+    pthread_mutex_unlock(&engine_lock);
+}
+
+static void release_engine(void)
+{
+    pthread_mutex_lock(&engine_lock);
+    if (!--live_plans) {
+        dnnl_stream_destroy(stream);
+        dnnl_engine_destroy(engine);
+    }
+    pthread_mutex_unlock(&engine_lock);
 }
 
 
@@ -96,7 +111,7 @@ static void warn_emulated(void)
 mtx_gemm_plan *mtx_gemm_plan_new(int m, int n, int k, ptrdiff_t rs_a, ptrdiff_t cs_a, ptrdiff_t rs_b,
                                  ptrdiff_t cs_b, ptrdiff_t rs_c, int c_f32, float alpha)
 {
-    pthread_once(&engine_once, start_engine);
+    hold_engine();
     mtx_gemm_plan *p = mtx_alloc(sizeof *p);
     *p = (mtx_gemm_plan){m, n, k, c_f32, rs_a, cs_a, rs_b, cs_b, rs_c, alpha, NULL, NULL, NULL, NULL, NULL, ""};
     static pthread_once_t warn_once = PTHREAD_ONCE_INIT;
@@ -121,7 +136,7 @@ mtx_gemm_plan *mtx_gemm_plan_new(int m, int n, int k, ptrdiff_t rs_a, ptrdiff_t 
             snprintf(p->impl, sizeof p->impl, "oneDNN %s", impl);
             note_impl(p->impl);
             const dnnl_memory_desc_t *smd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
-            mtx_scratch_reserve(dnnl_memory_desc_get_size(smd) + 64);
+            mtx_scratch_reserve(dnnl_memory_desc_get_size(smd) + 64);   /* released by mtx_gemm_plan_free */
             p->scratch = memory(smd);
             check(dnnl_primitive_create(&p->prim, pd), "primitive_create");
             dnnl_primitive_desc_destroy(pd);
@@ -140,6 +155,7 @@ mtx_gemm_plan *mtx_gemm_plan_new(int m, int n, int k, ptrdiff_t rs_a, ptrdiff_t 
 void mtx_gemm_plan_free(mtx_gemm_plan *p)
 {
     if (!p) return;
+    mtx_scratch_release();
     if (p->prim) {
         dnnl_primitive_destroy(p->prim);
         dnnl_memory_destroy(p->a);
@@ -148,6 +164,7 @@ void mtx_gemm_plan_free(mtx_gemm_plan *p)
         dnnl_memory_destroy(p->scratch);
     }
     mtx_free(p);
+    release_engine();
 }
 
 const char *mtx_gemm_plan_impl(const mtx_gemm_plan *p) { return p->impl; }

@@ -222,8 +222,10 @@ double mtx_seconds(void);                 /* monotonic clock, for timings */
 char *mtx_read_file(const char *path, size_t *size);
 void *mtx_alloc(size_t bytes);            /* 64-byte aligned, zeroed; exits on failure */
 /* The kernels' (and bf16 GEMM plans') scratch: reserved, growing only, when a
- * state is created; used by one kernel at a time inside a step. */
+ * state or plan is made; used by one kernel at a time inside a step. Each
+ * reserve is a hold, given back by one release; the last frees it. */
 void mtx_scratch_reserve(size_t bytes);
+void mtx_scratch_release(void);
 void *mtx_scratch(void);
 void mtx_free(void *p);
 

@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <math.h>
 #include <stdio.h>
@@ -285,6 +286,34 @@ static void run_step(const mtx_program *prog, mtx_state *st, const mtx_batch *b,
         ((mtx_step_linen)prog->train_step)(st, b, key, m);
 }
 
+/* SIGTERM (a batch system's preemption) and SIGINT: the step in flight
+ * finishes, a checkpoint is saved, then the trainer exits 128 + signal. A
+ * second signal ends it at once. */
+static volatile sig_atomic_t stop_signal;
+static bool stopped_together;             /* every rank left the loop at the same step */
+
+static void on_stop_signal(int sig)
+{
+    if (stop_signal) _exit(128 + sig);
+    stop_signal = sig;
+}
+
+static void catch_stop_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+}
+
+/* The signal any rank received (every rank stops at the same step). */
+static int agreed_stop_signal(void)
+{
+    return (int)-mtx_all_reduce_min(-(long long)stop_signal);
+}
+
 /* Mean loss over the eval set (or eval_steps batches): MaxText's eval/avg_loss,
  * the sum of per-batch losses weighted by their real targets. */
 static double evaluate(const mtx_program *prog, mtx_state *st, mtx_data *data, mtx_batch *global, mtx_batch *b,
@@ -335,7 +364,8 @@ int mtx_main(const mtx_program *prog, int argc, char **argv)
         if (!getenv("MTX_NUM_THREADS") && mtx_local_ranks() > 1 && !bound)
             mtx_set_num_threads(cpus / mtx_local_ranks() > 0 ? cpus / mtx_local_ranks() : 1);
         if (!status) status = train(prog, argc, argv);
-        if (status) mtx_collectives_abort(status);
+        /* a rank that failed alone ends the job; at a signal or a non-finite loss all stop together */
+        if (status && !stopped_together) mtx_collectives_abort(status);
     }
     mtx_collectives_stop();
     return status;
@@ -345,6 +375,7 @@ int mtx_main(const mtx_program *prog, int argc, char **argv)
 typedef struct {
     long long steps, log_period, init_seed, shuffle_seed, eval_interval, eval_steps, schedule;
     double target_eval_loss, peak_tflops;
+    bool abort_on_nan;
     char dtype[64], dpath[4096], epath[4096], shuffle[16], metrics_path[4096];
     Checkpointing ck;
 } RunSettings;
@@ -367,6 +398,7 @@ static int run_settings(const mtx_program *prog, const RunConfig *rc, RunSetting
     unquote(run_get(prog, rc, "eval_dataset_path"), s->epath, sizeof s->epath);
     unquote(run_get(prog, rc, "enable_data_shuffling"), s->shuffle, sizeof s->shuffle);
     unquote(run_get(prog, rc, "metrics_file"), s->metrics_path, sizeof s->metrics_path);
+    s->abort_on_nan = truthy(run_get(prog, rc, "abort_on_nan_loss"));
     const char *dtype = mtx_config_get(prog, "dtype");
     if (s->peak_tflops <= 0) s->peak_tflops = mtx_measured_peak_flops(dtype && strstr(dtype, "bfloat16")) / 1e12;
     return 1;
@@ -436,6 +468,8 @@ static int train(const mtx_program *prog, int argc, char **argv)
 
     double t_total = 0;
     int save_failures = 0;
+    status = 0;
+    catch_stop_signals();
     mtx_rng_key step_key = mtx_rng_first_step_key(key);
     for (long long i = 0; i < start; i++) step_key = mtx_rng_next_step_key(step_key);
     for (long long step = start; step < steps; step++) {
@@ -469,7 +503,21 @@ static int train(const mtx_program *prog, int argc, char **argv)
                    (int)eta % 60);
             fflush(stdout);
         }
-        if (ck->on && ck->writer && ((step + 1) % ck->period == 0 || (step + 1 == steps && ck->on_completion))) {
+        /* MaxText's abort_on_nan_loss: nothing of this state is saved; the
+         * loss and norm are all-reduced, so every rank stops here. */
+        if (rs.abort_on_nan && (!isfinite(m.loss) || !isfinite(m.grad_norm))) {
+            fprintf(stderr, "%strainer: error: step %lld: loss %g, grad_norm %g: stopping without saving this state "
+                    "(abort_on_nan_loss); earlier checkpoints are kept\n", live ? "\r\033[K" : "", step + 1, m.loss,
+                    m.grad_norm);
+            steps = step + 1;
+            status = 1;
+            stopped_together = true;
+            break;
+        }
+        int sig = agreed_stop_signal();
+        bool stopping = sig && step + 1 < steps;
+        if (ck->on && ck->writer && ((step + 1) % ck->period == 0 || stopping ||
+                                     (step + 1 == steps && ck->on_completion))) {
             double t0 = mtx_seconds();
             if (mtx_checkpoint_save(prog, st, ck->dir, step + 1, mtx_data_position(data), err, sizeof err) != 0) {
                 fprintf(stderr, "%strainer: error: %s\n", live ? "\r\033[K" : "", err);
@@ -479,6 +527,14 @@ static int train(const mtx_program *prog, int argc, char **argv)
                 printf("%ssaved checkpoint %s/%lld (%.1f MB, %.2f s)\n", live ? "\r\033[K" : "", ck->dir, step + 1,
                        (double)prog->state_bytes / 1e6, mtx_seconds() - t0);
             }
+        }
+        if (stopping) {
+            printf("%s%s at step %lld: %s, stopping\n", live ? "\r\033[K" : "", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+                   step + 1, ck->on ? "checkpoint saved" : "checkpointing is off");
+            steps = step + 1;
+            status = 128 + sig;
+            stopped_together = true;
+            break;
         }
         if (eval_interval > 0 && ((step + 1) % eval_interval == 0 || step + 1 == steps)) {
             long long batches;
@@ -505,5 +561,5 @@ static int train(const mtx_program *prog, int argc, char **argv)
     mtx_batch_free(&eval_global);
     mtx_data_close(data);
     prog->state_free(st);
-    return save_failures ? 1 : 0;
+    return status ? status : save_failures ? 1 : 0;
 }

@@ -3,8 +3,10 @@
 # metrics and identical state files) for both pure_nnx forms with dropout and
 # gradient accumulation; a stdlib Python reader; refusal of corrupt,
 # truncated and mismatched checkpoints without touching them; parameter-only
-# loads; pruning; an unwritable directory; and restarts after SIGKILL at
-# random moments continuing bit-identically.
+# loads; pruning; an unwritable directory; restarts after SIGKILL at
+# random moments continuing bit-identically; SIGTERM and SIGINT saving the
+# step in flight (exit 143 / 130) and resuming to an uninterrupted run's
+# bits; abort_on_nan_loss stopping before a non-finite state is saved.
 # Usage: tests/test_checkpoint.sh MTXC (from the source root)
 MTXC=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 dir=$(mktemp -d)
@@ -87,3 +89,37 @@ $t steps=40 run_name=kill checkpoint_period=1 max_num_checkpoints_to_keep=3 > /d
 cmp -s ref/checkpoints/40/state.safetensors kill/checkpoints/40/state.safetensors ||
     fail "after 20 kills the final state differs from an uninterrupted run"
 echo "20 SIGKILLs: latest checkpoint always readable, final state identical"
+
+# SIGTERM (preemption) or SIGINT mid-run: the step in flight finishes and is
+# saved, exit 128 + signal; the resumed run ends where an uninterrupted one does.
+"$MTXC" build "$root/configs/base.yml" model_name=tiny learning_rate_schedule_steps=1000 -o long > /dev/null || fail "build"
+for sig in TERM INT; do
+    ./long steps=300 log_period=1000 run_name=sig_$sig metrics_file=sig_$sig.jsonl > sig.log 2>&1 &
+    pid=$!
+    sleep 0.6
+    kill -$sig $pid
+    wait $pid
+    rc=$?
+    want=$([ $sig = TERM ] && echo 143 || echo 130)
+    [ $rc -eq "$want" ] || fail "SIG$sig: exit $rc, want $want ($(tail -2 sig.log))"
+    at=$(sed -n "s/^SIG$sig at step \([0-9]*\): checkpoint saved, stopping$/\1/p" sig.log)
+    [ -n "$at" ] && [ -d "sig_$sig/checkpoints/$at" ] || fail "SIG$sig: no checkpoint of the step in flight: $(tail -3 sig.log)"
+    ./long steps=300 log_period=1000 run_name=sig_$sig metrics_file=sig_$sig.jsonl > /dev/null || fail "SIG$sig: resume"
+done
+./long steps=300 log_period=1000 metrics_file=sig_ref.jsonl > /dev/null || fail "uninterrupted run"
+for sig in TERM INT; do
+    cmp -s <(learning sig_ref.jsonl) <(learning sig_$sig.jsonl) || fail "SIG$sig: interrupted and resumed run differs"
+done
+echo "SIGTERM and SIGINT: step in flight saved, exit 143 / 130, resumed to the uninterrupted run's bits"
+
+# abort_on_nan_loss: a diverging run stops at the first non-finite loss with
+# exit 1 and keeps its last finite checkpoint; with false it goes on.
+"$MTXC" build "$root/configs/base.yml" model_name=tiny learning_rate=1e12 -o diverge > /dev/null || fail "build"
+./diverge steps=30 log_period=100 run_name=nan checkpoint_period=1 max_num_checkpoints_to_keep=2 > nan.log 2>&1
+rc=$?
+[ $rc -eq 1 ] || fail "abort_on_nan_loss: exit $rc, want 1"
+bad=$(sed -n 's/^trainer: error: step \([0-9]*\): loss .*nan.*stopping without saving this state (abort_on_nan_loss); earlier checkpoints are kept$/\1/p' nan.log)
+[ -n "$bad" ] || fail "abort_on_nan_loss message: $(cat nan.log)"
+[ "$(ls nan/checkpoints | sort -n | tail -1)" = $((bad - 1)) ] || fail "abort_on_nan_loss: checkpoints $(ls nan/checkpoints), nan at $bad"
+./diverge steps=30 log_period=100 abort_on_nan_loss=false > /dev/null 2>&1 || fail "abort_on_nan_loss=false stopped the run"
+echo "abort_on_nan_loss: stopped at step $bad, checkpoint $((bad - 1)) kept"

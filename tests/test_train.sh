@@ -41,7 +41,8 @@ case "$out" in *"key 'steps' expects an integer >= 1, got '0'"*) ;; *) fail "bad
 # in time, and say 1 thread; with the losses of the unrestricted run.
 timeout 60 taskset -c 0 "$dir/trainer" steps=20 log_period=20 > "$dir/t1.log" 2>&1 || fail "taskset -c 0: $(tail -2 "$dir/t1.log")"
 grep -q ", 1 threads," "$dir/t1.log" || fail "taskset -c 0: $(grep threads "$dir/t1.log")"
-timeout 60 mpirun --allow-run-as-root -np 1 "$dir/trainer" steps=20 log_period=20 > "$dir/m1.log" 2>&1 ||
+# (OpenMPI keeps allocations to the end: no leak check in its ranks, as in test_mpi.sh)
+ASAN_OPTIONS=detect_leaks=0 timeout 60 mpirun --allow-run-as-root -np 1 "$dir/trainer" steps=20 log_period=20 > "$dir/m1.log" 2>&1 ||
     fail "mpirun -np 1: $(tail -2 "$dir/m1.log")"
 grep -q ", 1 threads," "$dir/m1.log" || fail "mpirun -np 1: $(grep threads "$dir/m1.log")"
 [ "$(grep -a '^step *20 ' "$dir/t1.log" | cut -d'|' -f2)" = "$(grep -a 'step *20 |' "$dir/m1.log" | sed 's/.*step *20 |/|/' | cut -d'|' -f2)" ] ||

@@ -218,6 +218,7 @@ START_TEST(bf16_kernels)
     mtx_cross_entropy_backward(dl, l, targets, seg, B * T, V, &dloss);
     mtx_cross_entropy_backward_bf16(hdl, hl, targets, seg, B * T, V, &dloss);
     same_rounded("d logits", hdl, dl, B * T * V);
+    mtx_scratch_release();
 }
 END_TEST
 
