@@ -6,7 +6,7 @@
  * into the runtime's scratch, multiply in float32 with BLIS and round each
  * result once, so that no T x T tensor exists in float32 between ops. The
  * softmax reads and writes bf16 directly. */
-#include "mtxrt.h"
+#include "elements.h"
 
 #include <string.h>
 
@@ -26,16 +26,20 @@ void mtx_causal_softmax_forward(float *p, const float *s, int blocks, int t)
         }
 }
 
-void mtx_causal_softmax_backward(float *ds, const float *p, const float *dp, int blocks, int t)
+/* ds = p (dp - <p, dp>) per row, in either dtype */
+static void softmax_backward(void *ds, const void *p, const void *dp, int bf16, int blocks, int t)
 {
     #pragma omp parallel for schedule(static)
     for (size_t r = 0; r < (size_t)blocks * t; r++) {
-        const float *pr = p + r * t, *dpr = dp + r * t;
-        float *dsr = ds + r * t;
         float dot = 0;
-        for (int j = 0; j < t; j++) dot += pr[j] * dpr[j];
-        for (int j = 0; j < t; j++) dsr[j] = pr[j] * (dpr[j] - dot);
+        for (size_t j = r * t; j < (r + 1) * t; j++) dot += mtx_load(p, bf16, j) * mtx_load(dp, bf16, j);
+        for (size_t j = r * t; j < (r + 1) * t; j++) mtx_store(ds, bf16, j, mtx_load(p, bf16, j) * (mtx_load(dp, bf16, j) - dot));
     }
+}
+
+void mtx_causal_softmax_backward(float *ds, const float *p, const float *dp, int blocks, int t)
+{
+    softmax_backward(ds, p, dp, 0, blocks, t);
 }
 
 /* Attention products, one GEMM per (batch, head) on strided views of
@@ -136,14 +140,7 @@ void mtx_causal_softmax_forward_bf16(mtx_bf16 *p, const mtx_bf16 *s, int blocks,
 
 void mtx_causal_softmax_backward_bf16(mtx_bf16 *ds, const mtx_bf16 *p, const mtx_bf16 *dp, int blocks, int t)
 {
-    #pragma omp parallel for schedule(static)
-    for (size_t r = 0; r < (size_t)blocks * t; r++) {
-        const mtx_bf16 *pr = p + r * t, *dpr = dp + r * t;
-        mtx_bf16 *dsr = ds + r * t;
-        float dot = 0;
-        for (int j = 0; j < t; j++) dot += mtx_bf16_to_f32(pr[j]) * mtx_bf16_to_f32(dpr[j]);
-        for (int j = 0; j < t; j++) dsr[j] = mtx_f32_to_bf16(mtx_bf16_to_f32(pr[j]) * (mtx_bf16_to_f32(dpr[j]) - dot));
-    }
+    softmax_backward(ds, p, dp, 1, blocks, t);
 }
 
 void mtx_attention_scores_bf16(mtx_bf16 *s, const mtx_bf16 *q, const mtx_bf16 *k, int b, int t, int hq, int hkv,

@@ -3,16 +3,9 @@
  * gradient is rounded to bf16 once, as a cast to float32 before the loss
  * and its transpose after it would do, without a float32 copy of the
  * [tokens, vocab] logits. */
-#include "mtxrt.h"
+#include "elements.h"
 
 #include <string.h>
-
-/* Element i of a float32 (bf16 = 0) or bf16 array, as float32. Loops over it
- * are unswitched on bf16 by the compiler, so both forms vectorize. */
-static inline float load(const void *x, int bf16, size_t i)
-{
-    return bf16 ? mtx_bf16_to_f32(((const mtx_bf16 *)x)[i]) : ((const float *)x)[i];
-}
 
 /* Mean cross-entropy over targets whose segmentation is non-zero (MaxText:
  * sum(xent * weights) / (sum(weights) + 1e-8)). Returns the loss. */
@@ -31,11 +24,11 @@ static float cross_entropy(const void *logits, int bf16, const int32_t *targets,
             row_loss[r] = 0;
             if (!seg[i]) continue;
             size_t row = (size_t)i * vocab;
-            float max = load(logits, bf16, row);
-            for (int j = 1; j < vocab; j++) max = load(logits, bf16, row + j) > max ? load(logits, bf16, row + j) : max;
+            float max = mtx_load(logits, bf16, row);
+            for (int j = 1; j < vocab; j++) max = mtx_load(logits, bf16, row + j) > max ? mtx_load(logits, bf16, row + j) : max;
             double sum = 0;
-            for (int j = 0; j < vocab; j++) sum += mtx_exp(load(logits, bf16, row + j) - max);
-            row_loss[r] = log(sum) + max - load(logits, bf16, row + targets[i]);
+            for (int j = 0; j < vocab; j++) sum += mtx_exp(mtx_load(logits, bf16, row + j) - max);
+            row_loss[r] = log(sum) + max - mtx_load(logits, bf16, row + targets[i]);
         }
         for (int r = 0; r < rows; r++) {
             if (!seg[start + r]) continue;
