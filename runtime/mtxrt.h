@@ -115,7 +115,9 @@ static inline float mtx_exp(float x)
     p = fmaf(p, r, 1.6666665459e-1f);
     p = fmaf(p, r, 5.0000001201e-1f);
     p = fmaf(p, r * r, r) + 1.0f;
-    union { float f; int32_t i; } scale = {.i = ((int32_t)n + 127) << 23};
+    /* 2^n from its exponent bits; a NaN x (the clamp lets it through) takes
+     * n = 0 so that no conversion or shift is undefined: p is NaN anyway */
+    union { float f; uint32_t u; } scale = {.u = (uint32_t)((int32_t)(n == n ? n : 0.0f) + 127) << 23};
     return p * scale.f;
 }
 

@@ -16,16 +16,7 @@ dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 cd "$dir" || exit 1
 fail() { echo "FAIL: $*"; exit 1; }
-learning() { sed 's/, "perf.*//' "$1"; }
-# worst_diff NAME A B TOLERANCE LINES: the worst relative difference of losses,
-# gradient norms and eval losses of two metrics files, at most TOLERANCE.
-worst_diff() {
-    paste -d' ' "$2" "$3" | tr -d '{},"' | awk -v name="$1" -v tol="$4" -v lines="$5" '
-        { for (i = 1; i <= NF; i++) if ($i == "learning/loss:" || $i == "learning/grad_norm:" || $i == "eval/avg_loss:") v[++c] = $(i + 1)
-          for (j = 1; j <= c / 2; j++) { a = v[j]; b = v[j + c / 2]; rel = (a - b) / a; if (rel < 0) rel = -rel; if (rel > worst) worst = rel }
-          c = 0 }
-        END { printf "%s: worst relative difference %.2g over %d lines\n", name, worst, NR; exit !(NR == lines && worst <= tol) }'
-}
+. "$root/tests/metrics.sh"
 base="$root/configs/base.yml"
 
 # bf16 against float32, and the JIT against a built trainer
