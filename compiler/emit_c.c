@@ -409,7 +409,7 @@ static void emit_matmul(Emitter *e, const Op *op)
 static void emit_kernel(Emitter *e, const Op *op)
 {
     Pool *pool = e->p->pool;
-    const char *sfx = op->nin && op->in[0]->dtype == DT_BF16 ? "_bf16" : "";   /* kernel_takes_bf16's versions */
+    const char *sfx = op->nin && op->in[0]->dtype == DT_BF16 ? "_bf16" : "";   /* the bf16 forms (legalize.c's bf16_kernels) */
     Value *const *in = op->in;
     Value *const *o = op->out;
     const int64_t *a = op->ia;
@@ -424,16 +424,16 @@ static void emit_kernel(Emitter *e, const Op *op)
             V(e, in[1]), (long long)a[0], (long long)a[1], (long long)a[2]);
         break;
     case OP_rmsnorm:
-        out(e, "    mtx_rmsnorm_forward(%s, %s, %s, %lld, %lld, %s);\n", V(e, o[0]), V(e, in[0]), V(e, in[1]),
+        out(e, "    mtx_rmsnorm_forward%s(%s, %s, %s, %lld, %lld, %s);\n", sfx, V(e, o[0]), V(e, in[0]), V(e, in[1]),
             (long long)a[0], (long long)a[1], flit(pool, fa[0]));
         break;
     case OP_layernorm:
-        out(e, "    mtx_layernorm_forward(%s, %s, %s, %s, %lld, %lld, %s);\n", V(e, o[0]), V(e, in[0]),
+        out(e, "    mtx_layernorm_forward%s(%s, %s, %s, %s, %lld, %lld, %s);\n", sfx, V(e, o[0]), V(e, in[0]),
             V(e, in[1]), V(e, in[2]), (long long)a[0], (long long)a[1], flit(pool, fa[0]));
         break;
     case OP_rope:
     case OP_rope_grad:
-        out(e, "    mtx_rope_apply(%s, %s, %lld, %lld, %lld, %lld, %s, %s, %d);\n", V(e, o[0]), V(e, in[0]),
+        out(e, "    mtx_rope_apply%s(%s, %s, %lld, %lld, %lld, %lld, %s, %s, %d);\n", sfx, V(e, o[0]), V(e, in[0]),
             (long long)a[0], (long long)a[1], (long long)a[2], (long long)a[3], flit(pool, fa[0]),
             flit(pool, fa[1]), op->kind == OP_rope_grad);
         break;
@@ -467,11 +467,11 @@ static void emit_kernel(Emitter *e, const Op *op)
         out(e, "    mtx_bias_backward(%s, %s, %lld, %lld);\n", V(e, o[0]), V(e, in[0]), (long long)a[0], (long long)a[1]);
         break;
     case OP_rmsnorm_grad:
-        out(e, "    mtx_rmsnorm_backward(%s, %s, %s, %s, %s, %lld, %lld, %s);\n", V(e, o[0]), V(e, o[1]),
+        out(e, "    mtx_rmsnorm_backward%s(%s, %s, %s, %s, %s, %lld, %lld, %s);\n", sfx, V(e, o[0]), V(e, o[1]),
             V(e, in[0]), V(e, in[1]), V(e, in[2]), (long long)a[0], (long long)a[1], flit(pool, fa[0]));
         break;
     case OP_layernorm_grad:
-        out(e, "    mtx_layernorm_backward(%s, %s, %s, %s, %s, %s, %lld, %lld, %s);\n", V(e, o[0]), V(e, o[1]),
+        out(e, "    mtx_layernorm_backward%s(%s, %s, %s, %s, %s, %s, %lld, %lld, %s);\n", sfx, V(e, o[0]), V(e, o[1]),
             V(e, o[2]), V(e, in[0]), V(e, in[1]), V(e, in[2]), (long long)a[0], (long long)a[1],
             flit(pool, fa[0]));
         break;

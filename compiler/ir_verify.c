@@ -108,14 +108,6 @@ static bool integer_operand(const Op *o, const Value *v)
     }
 }
 
-/* The loss's float32 scalars: cross_entropy's loss and weight, its gradient's seed. */
-static bool loss_scalar(const Op *o, const Value *v)
-{
-    if (o->kind == OP_cross_entropy) return v == o->out[0] || v == o->out[1];
-    if (o->kind == OP_cross_entropy_grad) return v == o->in[3];
-    return false;
-}
-
 static bool check_dtypes(Verifier *V, bool legalized)
 {
     const Op *o = V->op;
@@ -123,18 +115,15 @@ static bool check_dtypes(Verifier *V, bool legalized)
         const Value *v = i < o->nin ? o->in[i] : o->out[i - o->nin];
         if (integer_operand(o, v)) continue;
         if (!dtype_is_float(v->dtype)) return bad(V, "%s is %s, expected a float dtype", v->name, dtype_name(v->dtype));
-        if (loss_scalar(o, v)) {
-            if (!dtype_is(V, v, DT_F32)) return false;
-            continue;
-        }
-        /* after legalize, kernels take f32 only, or all their float operands in one dtype */
+        /* after legalize, a kernel's bf16 slots hold one dtype (that of the first,
+         * input 0), and its other float operands are f32 */
         if (!legalized || op_info[o->kind].cls != OC_KERNEL) continue;
-        if (!kernel_takes_bf16(o->kind) && v->dtype != DT_F32)
-            return bad(V, "%s is %s, but this kernel takes f32 only", v->name, dtype_name(v->dtype));
-        const Value *first = o->nin ? o->in[0] : o->out[0];
-        if (kernel_takes_bf16(o->kind) && v->dtype != first->dtype)
-            return bad(V, "%s is %s and %s is %s: this kernel takes one dtype", first->name, dtype_name(first->dtype),
-                       v->name, dtype_name(v->dtype));
+        unsigned in, out;
+        kernel_bf16_slots(o->kind, &in, &out);
+        bool slot = i < o->nin ? in >> i & 1 : out >> (i - o->nin) & 1;
+        DType want = slot ? o->in[0]->dtype : DT_F32;
+        if (v->dtype != want)
+            return bad(V, "%s is %s, but this kernel takes %s there", v->name, dtype_name(v->dtype), dtype_name(want));
     }
     return true;
 }

@@ -5,26 +5,57 @@
  * float32 and rounded by a cast right after it, so every value keeps the
  * dtype (and the rounding) the model gave it. Elementwise ops need nothing:
  * fused loops compute in float32 and round when they store; GEMMs take bf16
- * themselves, gathers move bf16 as it is, and the attention kernels have
- * bf16 versions (kernel_takes_bf16). A kernel that learns bf16 joins that list. */
+ * themselves, gathers move bf16 as it is, and the attention, loss, norm and
+ * RoPE kernels have bf16 forms (bf16_kernels). A kernel that learns bf16
+ * joins that table. */
 #include "mtxc.h"
 
 #include <stdlib.h>
 
-bool kernel_takes_bf16(OpKind kind)
+/* Kernels with bf16 forms (runtime/attention.c, loss.c, norms.c): which
+ * inputs and outputs (bits) carry the activations' dtype; the others
+ * (params, their gradients, the loss's scalars) stay f32. */
+static const struct { OpKind kind; unsigned in, out; } bf16_kernels[] = {
+    {OP_all_gather, 1, 1},                                       /* moves elements, whatever their dtype */
+    {OP_attention_scores, 3, 1}, {OP_attention_scores_grad, 7, 3},
+    {OP_causal_softmax, 1, 1}, {OP_causal_softmax_grad, 3, 1},
+    {OP_attention_values, 3, 1}, {OP_attention_values_grad, 7, 3},
+    {OP_cross_entropy, 1, 0}, {OP_cross_entropy_grad, 1, 1},     /* logits, dlogits */
+    {OP_rmsnorm, 1, 1}, {OP_rmsnorm_grad, 3, 1},                 /* x, y; dy, x, dx */
+    {OP_layernorm, 1, 1}, {OP_layernorm_grad, 3, 1},
+    {OP_rope, 1, 1}, {OP_rope_grad, 1, 1},
+};
+
+bool kernel_bf16_slots(OpKind kind, unsigned *in, unsigned *out)
 {
-    switch (kind) {
-    case OP_all_gather:                       /* moves elements, whatever their dtype */
-    case OP_attention_scores: case OP_attention_scores_grad: case OP_causal_softmax: case OP_causal_softmax_grad:
-    case OP_attention_values: case OP_attention_values_grad:   /* runtime/attention.c's _bf16 kernels */
-    case OP_cross_entropy: case OP_cross_entropy_grad:         /* runtime/loss.c's */
-        return true;
-    default:
-        return false;
-    }
+    for (size_t i = 0; i < sizeof bf16_kernels / sizeof bf16_kernels[0]; i++)
+        if (bf16_kernels[i].kind == kind) {
+            *in = bf16_kernels[i].in, *out = bf16_kernels[i].out;
+            return true;
+        }
+    *in = *out = 0;
+    return false;
 }
 
-static bool computes_in_f32(const Op *op) { return op_info[op->kind].cls == OC_KERNEL && !kernel_takes_bf16(op->kind); }
+/* Does this kernel run as it is: every operand in its bf16 slots bf16, or
+ * every float operand f32? */
+static bool runs_as_is(const Op *op)
+{
+    unsigned in, out;
+    kernel_bf16_slots(op->kind, &in, &out);
+    bool any_bf16 = false, slots_bf16 = true, others_f32 = true;
+    for (int j = 0; j < op->nin + op->nout; j++) {
+        const Value *v = j < op->nin ? op->in[j] : op->out[j - op->nin];
+        bool slot = j < op->nin ? in >> j & 1 : out >> (j - op->nin) & 1;
+        if (!dtype_is_float(v->dtype)) continue;
+        any_bf16 |= v->dtype == DT_BF16;
+        if (slot) slots_bf16 &= v->dtype == DT_BF16;
+        else others_f32 &= v->dtype == DT_F32;
+    }
+    return !any_bf16 || (slots_bf16 && others_f32);
+}
+
+static bool computes_in_f32(const Op *op) { return op_info[op->kind].cls == OC_KERNEL && !runs_as_is(op); }
 
 static Value *f32_twin(Program *p, const Value *v, const char *suffix)
 {

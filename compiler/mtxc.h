@@ -273,8 +273,9 @@ bool accumulate_gradients(Program *p, char *err, size_t errlen); /* accumulate.c
 bool rematerialize(Program *p, char *err, size_t errlen);    /* remat.c */
 bool shard(Program *p, char *err, size_t errlen);            /* shard.c */
 bool legalize(Program *p, char *err, size_t errlen);         /* legalize.c */
-/* Does the runtime's kernel of this op take bf16 operands (all of one dtype)? */
-bool kernel_takes_bf16(OpKind kind);
+/* Has the runtime's kernel of this op a bf16 form? Which inputs and outputs
+ * (bits) then carry the activations' dtype (the others are f32). */
+bool kernel_bf16_slots(OpKind kind, unsigned *in, unsigned *out);
 /* Can the backends lower this config's mesh? If not, why, in err. */
 bool lowerable_mesh(const Config *c, char *err, size_t errlen);
 

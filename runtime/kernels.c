@@ -10,104 +10,6 @@
 #include <string.h>
 
 
-/* y = x / rms(x) * w, rows of d */
-void mtx_rmsnorm_forward(float *y, const float *x, const float *w, int n, int d, float eps)
-{
-    #pragma omp parallel for schedule(static)
-    for (int i = 0; i < n; i++) {
-        const float *xr = x + (size_t)i * d;
-        float *yr = y + (size_t)i * d;
-        float ss = 0;
-        for (int j = 0; j < d; j++) ss += xr[j] * xr[j];
-        float r = 1.0f / sqrtf(ss / d + eps);
-        for (int j = 0; j < d; j++) yr[j] = xr[j] * r * w[j];
-    }
-}
-
-void mtx_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w,
-                          int n, int d, float eps)
-{
-    #pragma omp parallel for schedule(static)
-    for (int i = 0; i < n; i++) {
-        const float *xr = x + (size_t)i * d, *dyr = dy + (size_t)i * d;
-        float *dxr = dx + (size_t)i * d;
-        float ss = 0, gx = 0;
-        for (int j = 0; j < d; j++) ss += xr[j] * xr[j];
-        float r = 1.0f / sqrtf(ss / d + eps);
-        for (int j = 0; j < d; j++) gx += dyr[j] * w[j] * xr[j];
-        float c = gx * r * r * r / d;
-        for (int j = 0; j < d; j++) dxr[j] = dyr[j] * w[j] * r - xr[j] * c;
-    }
-    /* dw sums over rows in row order: the same bits for any number of threads */
-    memset(dw, 0, sizeof(float) * d);
-    for (int i = 0; i < n; i++) {
-        const float *xr = x + (size_t)i * d, *dyr = dy + (size_t)i * d;
-        float ss = 0;
-        for (int j = 0; j < d; j++) ss += xr[j] * xr[j];
-        float r = 1.0f / sqrtf(ss / d + eps);
-        for (int j = 0; j < d; j++) dw[j] += dyr[j] * xr[j] * r;
-    }
-}
-
-/* y = (x - mean) / std * (1 + scale) + bias: MaxText's LayerNorm keeps the scale around zero */
-void mtx_layernorm_forward(float *y, const float *x, const float *scale, const float *bias,
-                           int n, int d, float eps)
-{
-    #pragma omp parallel for schedule(static)
-    for (int i = 0; i < n; i++) {
-        const float *xr = x + (size_t)i * d;
-        float *yr = y + (size_t)i * d;
-        float mean = 0, var = 0;
-        for (int j = 0; j < d; j++) mean += xr[j];
-        mean /= d;
-        for (int j = 0; j < d; j++) var += (xr[j] - mean) * (xr[j] - mean);
-        float r = 1.0f / sqrtf(var / d + eps);
-        for (int j = 0; j < d; j++) yr[j] = (xr[j] - mean) * r * (1.0f + scale[j]) + bias[j];
-    }
-}
-
-void mtx_layernorm_backward(float *dx, float *dscale, float *dbias, const float *dy,
-                            const float *x, const float *scale, int n, int d, float eps)
-{
-    #pragma omp parallel for schedule(static)
-    for (int i = 0; i < n; i++) {
-        const float *xr = x + (size_t)i * d, *dyr = dy + (size_t)i * d;
-        float *dxr = dx + (size_t)i * d;
-        float mean = 0, var = 0;
-        for (int j = 0; j < d; j++) mean += xr[j];
-        mean /= d;
-        for (int j = 0; j < d; j++) var += (xr[j] - mean) * (xr[j] - mean);
-        float r = 1.0f / sqrtf(var / d + eps);
-        float g_mean = 0, gx_mean = 0;
-        for (int j = 0; j < d; j++) {
-            float xhat = (xr[j] - mean) * r, g = dyr[j] * (1.0f + scale[j]);
-            g_mean += g;
-            gx_mean += g * xhat;
-        }
-        g_mean /= d;
-        gx_mean /= d;
-        for (int j = 0; j < d; j++) {
-            float xhat = (xr[j] - mean) * r;
-            dxr[j] = r * (dyr[j] * (1.0f + scale[j]) - g_mean - xhat * gx_mean);
-        }
-    }
-    /* dscale and dbias sum over rows in row order, whatever the threads */
-    memset(dscale, 0, sizeof(float) * d);
-    memset(dbias, 0, sizeof(float) * d);
-    for (int i = 0; i < n; i++) {
-        const float *xr = x + (size_t)i * d, *dyr = dy + (size_t)i * d;
-        float mean = 0, var = 0;
-        for (int j = 0; j < d; j++) mean += xr[j];
-        mean /= d;
-        for (int j = 0; j < d; j++) var += (xr[j] - mean) * (xr[j] - mean);
-        float r = 1.0f / sqrtf(var / d + eps);
-        for (int j = 0; j < d; j++) {
-            dscale[j] += dyr[j] * (xr[j] - mean) * r;
-            dbias[j] += dyr[j];
-        }
-    }
-}
-
 /* rows of table picked by token ids */
 void mtx_embed_forward(float *y, const float *table, const int32_t *tokens, int n, int d)
 {
@@ -156,27 +58,6 @@ void mtx_bias_backward(float *dbias, const float *dy, int n, int d)
             for (int j = 0; j < w; j++) sum[j] += row[j];
         }
         for (int j = 0; j < w; j++) dbias[j0 + j] = sum[j];
-    }
-}
-
-/* Rotary embedding on [b, t, heads, dh], halves rotated (MaxText's default rope_type) */
-void mtx_rope_apply(float *y, const float *x, int b, int t, int heads, int dh,
-                    float min_timescale, float max_timescale, int inverse)
-{
-    int half = dh / 2;
-    #pragma omp parallel for schedule(static)
-    for (int p = 0; p < t; p++) {
-        for (int k = 0; k < half; k++) {
-            float timescale = min_timescale * powf(max_timescale / min_timescale, 2.0f * k / dh);
-            float angle = p / timescale, c = cosf(angle), s = inverse ? -sinf(angle) : sinf(angle);
-            for (int i = 0; i < b; i++)
-                for (int h = 0; h < heads; h++) {
-                    size_t o = (((size_t)i * t + p) * heads + h) * dh;
-                    float x1 = x[o + k], x2 = x[o + k + half];
-                    y[o + k] = x1 * c - x2 * s;
-                    y[o + k + half] = x2 * c + x1 * s;
-                }
-        }
     }
 }
 

@@ -135,6 +135,17 @@ void mtx_position_add_backward(float *dpos, const float *dy, int b, int t, int r
 void mtx_bias_backward(float *dbias, const float *dy, int n, int d);
 void mtx_rope_apply(float *y, const float *x, int b, int t, int heads, int dh, float min_timescale,
                     float max_timescale, int inverse);
+/* The same on bf16 activations (norms.c): float32 arithmetic and params,
+ * each result rounded once. */
+void mtx_rmsnorm_forward_bf16(mtx_bf16 *y, const mtx_bf16 *x, const float *w, int n, int d, float eps);
+void mtx_rmsnorm_backward_bf16(mtx_bf16 *dx, float *dw, const mtx_bf16 *dy, const mtx_bf16 *x, const float *w, int n,
+                               int d, float eps);
+void mtx_layernorm_forward_bf16(mtx_bf16 *y, const mtx_bf16 *x, const float *scale, const float *bias, int n, int d,
+                                float eps);
+void mtx_layernorm_backward_bf16(mtx_bf16 *dx, float *dscale, float *dbias, const mtx_bf16 *dy, const mtx_bf16 *x,
+                                 const float *scale, int n, int d, float eps);
+void mtx_rope_apply_bf16(mtx_bf16 *y, const mtx_bf16 *x, int b, int t, int heads, int dh, float min_timescale,
+                         float max_timescale, int inverse);
 void mtx_causal_softmax_forward(float *p, const float *s, int blocks, int t);
 void mtx_causal_softmax_backward(float *ds, const float *p, const float *dp, int blocks, int t);
 void mtx_attention_scores(float *s, const float *q, const float *k, int b, int t, int hq, int hkv, int dh, float scale);

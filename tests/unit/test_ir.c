@@ -135,10 +135,10 @@ START_TEST(verifier_errors)
     s.act->kind = OP_cast;                                   /* a cast that changes nothing */
     expect_invalid(&s, "op 1 (cast -> z): casts y to its own dtype");
     s = small();
-    s.p->legalized = true;                                   /* a bf16 operand of an f32 kernel after legalize */
+    s.p->legalized = true;                                   /* a bf16 result from f32 operands after legalize */
     s.act->kind = OP_rope;
     s.z->dtype = DT_BF16;
-    expect_invalid(&s, "op 1 (rope -> z): z is bf16, but this kernel takes f32 only");
+    expect_invalid(&s, "op 1 (rope -> z): z is bf16, but this kernel takes f32 there");
     s = small();
     s.act->nin = 2;
     expect_invalid(&s, "has 2 inputs and 1 outputs, expected 1 and 1");

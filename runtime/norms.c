@@ -1,0 +1,187 @@
+/* Norms and RoPE, forward and backward, rows of d, for float32 and bf16
+ * activations alike (elements.h): statistics and arithmetic in float32,
+ * each bf16 result rounded once; scales, biases and their gradients are
+ * float32 params. A float32 program computes exactly as plain float32 code. */
+#include "elements.h"
+
+#include <math.h>
+#include <string.h>
+
+#define X(i) mtx_load(x, bf16, (i))
+#define DY(i) mtx_load(dy, bf16, (i))
+
+/* 1 / rms of row i */
+static float inv_rms(const void *x, int bf16, size_t row, int d, float eps)
+{
+    float ss = 0;
+    for (int j = 0; j < d; j++) ss += X(row + j) * X(row + j);
+    return 1.0f / sqrtf(ss / d + eps);
+}
+
+/* y = x / rms(x) * w */
+static void rmsnorm_forward(void *y, const void *x, int bf16, const float *w, int n, int d, float eps)
+{
+    #pragma omp parallel for schedule(static)
+    for (int i = 0; i < n; i++) {
+        size_t row = (size_t)i * d;
+        float r = inv_rms(x, bf16, row, d, eps);
+        for (int j = 0; j < d; j++) mtx_store(y, bf16, row + j, X(row + j) * r * w[j]);
+    }
+}
+
+static void rmsnorm_backward(void *dx, float *dw, const void *dy, const void *x, int bf16, const float *w, int n,
+                             int d, float eps)
+{
+    #pragma omp parallel for schedule(static)
+    for (int i = 0; i < n; i++) {
+        size_t row = (size_t)i * d;
+        float r = inv_rms(x, bf16, row, d, eps), gx = 0;
+        for (int j = 0; j < d; j++) gx += DY(row + j) * w[j] * X(row + j);
+        float c = gx * r * r * r / d;
+        for (int j = 0; j < d; j++) mtx_store(dx, bf16, row + j, DY(row + j) * w[j] * r - X(row + j) * c);
+    }
+    /* dw sums over rows in row order: the same bits for any number of threads */
+    memset(dw, 0, sizeof(float) * d);
+    for (int i = 0; i < n; i++) {
+        size_t row = (size_t)i * d;
+        float r = inv_rms(x, bf16, row, d, eps);
+        for (int j = 0; j < d; j++) dw[j] += DY(row + j) * X(row + j) * r;
+    }
+}
+
+/* mean and 1 / std of row i */
+static void moments(const void *x, int bf16, size_t row, int d, float eps, float *mean, float *r)
+{
+    float m = 0, var = 0;
+    for (int j = 0; j < d; j++) m += X(row + j);
+    m /= d;
+    for (int j = 0; j < d; j++) var += (X(row + j) - m) * (X(row + j) - m);
+    *mean = m;
+    *r = 1.0f / sqrtf(var / d + eps);
+}
+
+/* y = (x - mean) / std * (1 + scale) + bias: MaxText's LayerNorm keeps the scale around zero */
+static void layernorm_forward(void *y, const void *x, int bf16, const float *scale, const float *bias, int n, int d,
+                              float eps)
+{
+    #pragma omp parallel for schedule(static)
+    for (int i = 0; i < n; i++) {
+        size_t row = (size_t)i * d;
+        float mean, r;
+        moments(x, bf16, row, d, eps, &mean, &r);
+        for (int j = 0; j < d; j++) mtx_store(y, bf16, row + j, (X(row + j) - mean) * r * (1.0f + scale[j]) + bias[j]);
+    }
+}
+
+static void layernorm_backward(void *dx, float *dscale, float *dbias, const void *dy, const void *x, int bf16,
+                               const float *scale, int n, int d, float eps)
+{
+    #pragma omp parallel for schedule(static)
+    for (int i = 0; i < n; i++) {
+        size_t row = (size_t)i * d;
+        float mean, r, g_mean = 0, gx_mean = 0;
+        moments(x, bf16, row, d, eps, &mean, &r);
+        for (int j = 0; j < d; j++) {
+            float xhat = (X(row + j) - mean) * r, g = DY(row + j) * (1.0f + scale[j]);
+            g_mean += g;
+            gx_mean += g * xhat;
+        }
+        g_mean /= d;
+        gx_mean /= d;
+        for (int j = 0; j < d; j++) {
+            float xhat = (X(row + j) - mean) * r;
+            mtx_store(dx, bf16, row + j, r * (DY(row + j) * (1.0f + scale[j]) - g_mean - xhat * gx_mean));
+        }
+    }
+    /* dscale and dbias sum over rows in row order, whatever the threads */
+    memset(dscale, 0, sizeof(float) * d);
+    memset(dbias, 0, sizeof(float) * d);
+    for (int i = 0; i < n; i++) {
+        size_t row = (size_t)i * d;
+        float mean, r;
+        moments(x, bf16, row, d, eps, &mean, &r);
+        for (int j = 0; j < d; j++) {
+            dscale[j] += DY(row + j) * (X(row + j) - mean) * r;
+            dbias[j] += DY(row + j);
+        }
+    }
+}
+
+/* Rotary embedding on [b, t, heads, dh], halves rotated (MaxText's default rope_type) */
+static void rope_apply(void *y, const void *x, int bf16, int b, int t, int heads, int dh, float min_timescale,
+                       float max_timescale, int inverse)
+{
+    int half = dh / 2;
+    #pragma omp parallel for schedule(static)
+    for (int p = 0; p < t; p++) {
+        for (int k = 0; k < half; k++) {
+            float timescale = min_timescale * powf(max_timescale / min_timescale, 2.0f * k / dh);
+            float angle = p / timescale, c = cosf(angle), s = inverse ? -sinf(angle) : sinf(angle);
+            for (int i = 0; i < b; i++)
+                for (int h = 0; h < heads; h++) {
+                    size_t o = (((size_t)i * t + p) * heads + h) * dh;
+                    float x1 = X(o + k), x2 = X(o + k + half);
+                    mtx_store(y, bf16, o + k, x1 * c - x2 * s);
+                    mtx_store(y, bf16, o + k + half, x2 * c + x1 * s);
+                }
+        }
+    }
+}
+
+/* ---- the float32 and bf16 entry points ---- */
+
+void mtx_rmsnorm_forward(float *y, const float *x, const float *w, int n, int d, float eps)
+{
+    rmsnorm_forward(y, x, 0, w, n, d, eps);
+}
+
+void mtx_rmsnorm_forward_bf16(mtx_bf16 *y, const mtx_bf16 *x, const float *w, int n, int d, float eps)
+{
+    rmsnorm_forward(y, x, 1, w, n, d, eps);
+}
+
+void mtx_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w, int n, int d, float eps)
+{
+    rmsnorm_backward(dx, dw, dy, x, 0, w, n, d, eps);
+}
+
+void mtx_rmsnorm_backward_bf16(mtx_bf16 *dx, float *dw, const mtx_bf16 *dy, const mtx_bf16 *x, const float *w, int n,
+                               int d, float eps)
+{
+    rmsnorm_backward(dx, dw, dy, x, 1, w, n, d, eps);
+}
+
+void mtx_layernorm_forward(float *y, const float *x, const float *scale, const float *bias, int n, int d, float eps)
+{
+    layernorm_forward(y, x, 0, scale, bias, n, d, eps);
+}
+
+void mtx_layernorm_forward_bf16(mtx_bf16 *y, const mtx_bf16 *x, const float *scale, const float *bias, int n, int d,
+                                float eps)
+{
+    layernorm_forward(y, x, 1, scale, bias, n, d, eps);
+}
+
+void mtx_layernorm_backward(float *dx, float *dscale, float *dbias, const float *dy, const float *x,
+                            const float *scale, int n, int d, float eps)
+{
+    layernorm_backward(dx, dscale, dbias, dy, x, 0, scale, n, d, eps);
+}
+
+void mtx_layernorm_backward_bf16(mtx_bf16 *dx, float *dscale, float *dbias, const mtx_bf16 *dy, const mtx_bf16 *x,
+                                 const float *scale, int n, int d, float eps)
+{
+    layernorm_backward(dx, dscale, dbias, dy, x, 1, scale, n, d, eps);
+}
+
+void mtx_rope_apply(float *y, const float *x, int b, int t, int heads, int dh, float min_timescale,
+                    float max_timescale, int inverse)
+{
+    rope_apply(y, x, 0, b, t, heads, dh, min_timescale, max_timescale, inverse);
+}
+
+void mtx_rope_apply_bf16(mtx_bf16 *y, const mtx_bf16 *x, int b, int t, int heads, int dh, float min_timescale,
+                         float max_timescale, int inverse)
+{
+    rope_apply(y, x, 1, b, t, heads, dh, min_timescale, max_timescale, inverse);
+}
