@@ -20,6 +20,7 @@ typedef struct {
     Buf *loops;                  /* the functions of the parallel loops, placed before the steps */
     const Op **plans;            /* bf16 GEMMs: one matmul of each distinct shape, by plan index */
     int nplans;
+    int64_t loop_cols;           /* the loop being emitted runs over rows of this many columns (0: over elements) */
 } Emitter;
 
 static void out(Emitter *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -79,7 +80,7 @@ static const char *descriptor_name(Pool *pool, const Value *v)
 
 /* Names the generated functions use for themselves, and C keywords. */
 static const char *const reserved[] = {
-    "s", "batch", "rng", "out", "arena", "i", "t", "micro", "first", "end", "f", "frame", "bias1", "bias2", "decay1", "decay2", "sum_sq", "key",
+    "s", "batch", "rng", "out", "arena", "i", "r", "c", "t", "micro", "first", "end", "f", "frame", "bias1", "bias2", "decay1", "decay2", "sum_sq", "key",
     "auto", "break", "case", "char", "const", "continue", "default", "do", "double", "else",
     "enum", "extern", "float", "for", "goto", "if", "inline", "int", "long", "register",
     "restrict", "return", "short", "signed", "sizeof", "static", "struct", "switch", "typedef",
@@ -203,7 +204,9 @@ static const char *ew_expr(Emitter *e, const Op *op)
     switch (op->kind) {
     case OP_add: return pool_fmt(pool, "%s + %s", a, b);
     case OP_mul: return pool_fmt(pool, "%s * %s", a, b);
-    case OP_bias_add: return pool_fmt(pool, "%s + %s", a, load(e, op->in[1], pool_fmt(pool, "i %% %lld", (long long)op->ia[0])));
+    case OP_bias_add:
+        return pool_fmt(pool, "%s + %s", a, load(e, op->in[1], e->loop_cols == op->ia[0] ? "c" :
+                                                 pool_fmt(pool, "i %% %lld", (long long)op->ia[0])));
     case OP_cast: return a;      /* the store rounds to the output's dtype */
     case OP_silu: return pool_fmt(pool, "silu(%s)", a);
     case OP_gelu: return pool_fmt(pool, "gelu(%s)", a);
@@ -253,10 +256,33 @@ static void declare_dropout(Emitter *e, const Func *f, const Op *op)
 
 static bool is_dropout(const Op *op) { return op->kind == OP_dropout || op->kind == OP_dropout_grad; }
 
-/* The loop over elements [first, end) of ops [a, b] of f. */
+/* Columns of the first bias that ops [a, b] add (0: none). Such a loop runs
+ * over rows and columns and reads the bias by column: compilers do not
+ * vectorize a load at i % cols. */
+static int64_t loop_columns(const Func *f, int a, int b)
+{
+    for (int i = a; i <= b; i++)
+        if (f->ops[i]->kind == OP_bias_add) return f->ops[i]->ia[0];
+    return 0;
+}
+
+/* Iterations of the loop of ops [a, b]: its rows, or its elements. */
+static int64_t loop_count(const Func *f, int a, int b)
+{
+    int64_t cols = loop_columns(f, a, b), n = value_numel(f->ops[a]->out[0]);
+    return cols ? n / cols : n;
+}
+
+/* The loop over elements (or rows) [first, end) of ops [a, b] of f. */
 static void emit_elementwise_loop(Emitter *e, const Func *f, int a, int b, const char *first, const char *end)
 {
-    out(e, "    for (size_t i = %s; i < %s; i++) {\n", first, end);
+    e->loop_cols = loop_columns(f, a, b);
+    const char *ind = e->loop_cols ? "            " : "        ";
+    if (e->loop_cols)
+        out(e, "    for (size_t r = %s; r < %s; r++) {\n        for (size_t c = 0; c < %lld; c++) {\n"
+               "            const size_t i = r * %lld + c;\n", first, end, (long long)e->loop_cols, (long long)e->loop_cols);
+    else
+        out(e, "    for (size_t i = %s; i < %s; i++) {\n", first, end);
     for (int i = a; i <= b; i++) {
         const Op *op = f->ops[i];
         const Value *y = op->out[0];
@@ -265,17 +291,20 @@ static void emit_elementwise_loop(Emitter *e, const Func *f, int a, int b, const
             for (int k = 0; k < f->ops[j]->nin; k++) read_later |= f->ops[j]->in[k] == y;
         const char *x = ew_expr(e, op);
         if (y->dtype == DT_BF16) {   /* computed in float32, rounded to bf16 once */
-            if (y->group || read_later) out(e, "        float %s_i = mtx_round_bf16(%s);\n", V(e, y), x);
-            if (!y->group) out(e, "        %s[i] = mtx_f32_to_bf16(%s);\n", V(e, y), read_later ? pool_fmt(e->p->pool, "%s_i", V(e, y)) : x);
+            if (y->group || read_later) out(e, "%sfloat %s_i = mtx_round_bf16(%s);\n", ind, V(e, y), x);
+            if (!y->group)
+                out(e, "%s%s[i] = mtx_f32_to_bf16(%s);\n", ind, V(e, y),
+                    read_later ? pool_fmt(e->p->pool, "%s_i", V(e, y)) : x);
         } else if (y->group) {
-            out(e, "        float %s_i = %s;\n", V(e, y), x);
+            out(e, "%sfloat %s_i = %s;\n", ind, V(e, y), x);
         } else if (!read_later) {
-            out(e, "        %s[i] = %s;\n", V(e, y), x);
+            out(e, "%s%s[i] = %s;\n", ind, V(e, y), x);
         } else {
-            out(e, "        float %s_i = %s[i] = %s;\n", V(e, y), V(e, y), x);
+            out(e, "%sfloat %s_i = %s[i] = %s;\n", ind, V(e, y), V(e, y), x);
         }
     }
-    out(e, "    }\n");
+    out(e, e->loop_cols ? "        }\n    }\n" : "    }\n");
+    e->loop_cols = 0;
 }
 
 /* Fused loops of at least this many elements are shared among the threads
@@ -305,6 +334,8 @@ static void emit_loop_function(Emitter *e, const Func *f, int a, int b)
     out(e, " */\nstatic void loop_%d(const mtx_frame *f, size_t first, size_t end)\n{\n", group);
     bool *seen = xcalloc((size_t)p->nvalues + 1, sizeof(bool));
     bool state = false, dropout = false;
+    const Value **params = xcalloc((size_t)(b - a + 1) * 3 + 1, sizeof(Value *));
+    int nparams = 0;
     for (int i = a; i <= b; i++) {
         const Op *op = f->ops[i];
         dropout |= is_dropout(op);
@@ -312,6 +343,7 @@ static void emit_loop_function(Emitter *e, const Func *f, int a, int b)
             const Value *v = j < op->nin ? op->in[j] : op->out[0];
             if (seen[v->id] || (v->group == group && v->kind == V_TEMP)) continue;
             seen[v->id] = true;
+            if (v->kind == V_PARAM) params[nparams++] = v;
             if (v->kind <= V_COUNTER) state = true;
             else {
                 declare_temp(e, "f->arena", v);
@@ -321,14 +353,25 @@ static void emit_loop_function(Emitter *e, const Func *f, int a, int b)
     }
     free(seen);
     if (state) out(e, "    mtx_state *const s = f->state;\n");
+    /* params as local pointers: the compiler then knows the loop does not
+     * change them, and vectorizes it (a load through s in the loop blocks that) */
+    char **state_names = xcalloc((size_t)nparams + 1, sizeof(char *));
+    for (int i = 0; i < nparams; i++) {
+        state_names[i] = e->cname[params[i]->id];
+        e->cname[params[i]->id] = pool_fmt(p->pool, "param_%s", param_field(p->pool, params[i]));
+        out(e, "    const float *const %s = %s;\n", e->cname[params[i]->id], state_names[i]);
+    }
     if (dropout) out(e, "    const mtx_rng_key rng = f->rng;\n");
     if (dropout && e->in_loop) out(e, "    const int64_t micro = f->micro;\n");
     for (int i = a; i <= b; i++)
         if (is_dropout(f->ops[i])) declare_dropout(e, f, f->ops[i]);
     emit_elementwise_loop(e, f, a, b, "first", "end");
     out(e, "}\n");
+    for (int i = 0; i < nparams; i++) e->cname[params[i]->id] = state_names[i];
+    free(state_names);
+    free(params);
     e->b = step;
-    out(e, "    mtx_parallel_for(loop_%d, &frame, %lld);\n", group, (long long)value_numel(f->ops[a]->out[0]));
+    out(e, "    mtx_parallel_for(loop_%d, &frame, %lld);\n", group, (long long)loop_count(f, a, b));
 }
 
 static void emit_fused(Emitter *e, const Func *f, int first, int last)
@@ -345,7 +388,7 @@ static void emit_fused(Emitter *e, const Func *f, int first, int last)
     }
     for (int i = first; i <= last; i++)
         if (is_dropout(f->ops[i])) declare_dropout(e, f, f->ops[i]);
-    emit_elementwise_loop(e, f, first, last, "0", pool_fmt(e->p->pool, "%lld", (long long)value_numel(f->ops[first]->out[0])));
+    emit_elementwise_loop(e, f, first, last, "0", pool_fmt(e->p->pool, "%lld", (long long)loop_count(f, first, last)));
 }
 
 /* A bf16 GEMM's plan: one per distinct shape, strides, output dtype and alpha. */
@@ -931,7 +974,7 @@ static bool write_file(const char *dir, const char *name, const char *text, char
 void emit_c_text(const Program *p, const char *source_desc, GeneratedC *out)
 {
     Buf header = {0}, source = {0}, main_c = {0};
-    Emitter e = {p, &header, NULL, false, false, NULL, NULL, 0};
+    Emitter e = {p, &header, NULL, false, false, NULL, NULL, 0, 0};
     name_values(&e);
     collect_gemm_plans(&e);
     emit_header(&e);
