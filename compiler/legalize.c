@@ -75,7 +75,8 @@ static void legalize_func(Program *p, Func *f)
     for (int i = 0; i < f->nops; i++) {
         Op *op = f->ops[i];
         if (i == f->loop_first) first = out.nops;
-        if (computes_in_f32(op))
+        bool widen = computes_in_f32(op);   /* decided before its operands change */
+        if (widen)
             for (int j = 0; j < op->nin; j++) {
                 if (op->in[j]->dtype != DT_BF16) continue;
                 Value *wide = f32_twin(p, op->in[j], "widened");
@@ -83,7 +84,7 @@ static void legalize_func(Program *p, Func *f)
                 op->in[j] = wide;
             }
         func_append(&out, op);
-        if (computes_in_f32(op))
+        if (widen)
             for (int j = 0; j < op->nout; j++) {
                 Value *y = op->out[j];
                 if (y->dtype != DT_BF16) continue;

@@ -66,7 +66,6 @@ static void release_engine(void)
     pthread_mutex_unlock(&engine_lock);
 }
 
-
 /* A [rows, cols] view with the given strides. */
 static dnnl_memory_desc_t view(int64_t rows, int64_t cols, ptrdiff_t rs, ptrdiff_t cs, dnnl_data_type_t dt)
 {
