@@ -228,7 +228,7 @@ static bool in_range(KeyRange r, double x)
     case KR_AUTO: return x > 0 || x == -1;
     case KR_UNIT: return x >= 0 && x <= 1;
     case KR_UNIT_OPEN: return x >= 0 && x < 1;
-    case KR_POW2: return x >= 1 && x == floor(x) && ((long long)x & ((long long)x - 1)) == 0;
+    case KR_POW2: return x >= 1 && x <= 0x1p62 && x == floor(x) && ((long long)x & ((long long)x - 1)) == 0;
     default: return true;
     }
 }

@@ -2,6 +2,7 @@
  * involve more than one key. Each error points at the key that was set last. */
 #include "mtxc.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,19 +23,79 @@ static int later(const Config *c, int a, int b)
     return c->v[a].seq >= c->v[b].seq ? a : b;
 }
 
+/* Keys that size tensors or the mesh: mtxc's kernels index with 32-bit ints. */
+static const int size_keys[] = {
+    K_base_emb_dim, K_base_num_query_heads, K_base_num_kv_heads, K_base_mlp_dim, K_base_num_decoder_layers,
+    K_head_dim, K_vocab_size, K_max_target_length, K_trainable_position_size, K_gradient_accumulation_steps,
+    K_ici_data_parallelism, K_ici_fsdp_parallelism, K_ici_tensor_parallelism, K_dcn_data_parallelism,
+    K_dcn_fsdp_parallelism, K_dcn_tensor_parallelism, K_compile_topology_num_slices,
+};
+
+static bool check_size_keys(Config *c, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < sizeof size_keys / sizeof size_keys[0]; i++)
+        if (cfg_int(c, size_keys[i]) > INT_MAX)
+            FAIL(size_keys[i], "%s %lld is too large (at most %d: tensor and mesh sizes are 32-bit in mtxc)",
+                 key_table[size_keys[i]].name, cfg_int(c, size_keys[i]), INT_MAX);
+    return true;
+}
+
+/* base << shift, or -1 past INT_MAX */
+static long long scaled(long long base, int shift)
+{
+    return shift < 31 && base <= (INT_MAX >> shift) ? base << shift : -1;
+}
+
 /* MaxText: global_parameter_scale = 2^s splits s over (emb, heads, mlp, layers). */
-static void scale_model(Config *c)
+static bool scale_model(Config *c, char *err, size_t errlen)
 {
     int log2 = 0;
     for (long long s = cfg_int(c, K_global_parameter_scale); s > 1; s >>= 1) log2++;
     int base = log2 / 3, rem = log2 % 3;
     int head_scale = base + (rem > 0), emb_scale = base + (rem > 1), layer_scale = base;
-    Derived *d = &c->d;
-    d->emb_dim = (int)(cfg_int(c, K_base_emb_dim) << emb_scale);
-    d->num_query_heads = (int)(cfg_int(c, K_base_num_query_heads) << head_scale);
-    d->num_kv_heads = (int)(cfg_int(c, K_base_num_kv_heads) << head_scale);
-    d->mlp_dim = (int)(cfg_int(c, K_base_mlp_dim) << head_scale);
-    d->num_decoder_layers = (int)(cfg_int(c, K_base_num_decoder_layers) << layer_scale);
+    static const struct { int key, which; } dims[] = {
+        {K_base_emb_dim, 0}, {K_base_num_query_heads, 1}, {K_base_num_kv_heads, 1}, {K_base_mlp_dim, 1},
+        {K_base_num_decoder_layers, 2},
+    };
+    int shifts[3] = {emb_scale, head_scale, layer_scale};
+    int *out[5] = {&c->d.emb_dim, &c->d.num_query_heads, &c->d.num_kv_heads, &c->d.mlp_dim, &c->d.num_decoder_layers};
+    for (int i = 0; i < 5; i++) {
+        long long v = scaled(cfg_int(c, dims[i].key), shifts[dims[i].which]);
+        if (v < 0)
+            FAIL(later(c, K_global_parameter_scale, dims[i].key),
+                 "global_parameter_scale %lld makes %s %lld x 2^%d, past %d", cfg_int(c, K_global_parameter_scale),
+                 key_table[dims[i].key].name, cfg_int(c, dims[i].key), shifts[dims[i].which], INT_MAX);
+        *out[i] = (int)v;
+    }
+    return true;
+}
+
+/* The largest tensors a step holds stay far inside 64-bit byte offsets, and
+ * a step's tokens inside the kernels' 32-bit row counts. */
+static bool check_step_sizes(Config *c, char *err, size_t errlen)
+{
+    const Derived *d = &c->d;
+    double t = (double)cfg_int(c, K_max_target_length), limit = 0x1p60;
+    double tokens = fmax((double)d->global_batch, (double)d->eval_batch) * t;
+    double e = d->emb_dim, m = d->mlp_dim, v = (double)cfg_int(c, K_vocab_size), h = d->num_query_heads;
+    double dh = (double)cfg_int(c, K_head_dim);
+    double params = 2 * v * e + d->num_decoder_layers * (2 * e * h * dh + 2 * e * d->num_kv_heads * dh + 3 * e * m);
+    if (tokens > INT_MAX)
+        FAIL(later(c, K_per_device_batch_size, K_max_target_length),
+             "a step of %.0f tokens (batch x max_target_length) is too large (at most %d)", tokens, INT_MAX);
+    if (tokens * v > limit)
+        FAIL(later(c, K_vocab_size, K_per_device_batch_size), "the logits would hold %.3g elements (at most 2^60)",
+             tokens * v);
+    if (tokens * h * t > limit)
+        FAIL(later(c, K_max_target_length, K_base_num_query_heads),
+             "the attention scores would hold %.3g elements (at most 2^60)", tokens * h * t);
+    int size_key = later(c, later(c, K_global_parameter_scale, K_base_num_decoder_layers), K_base_emb_dim);
+    if (params > limit) FAIL(size_key, "the model would hold %.3g parameters (at most 2^60)", params);
+    /* mtxc builds every layer's ops: far more layers than any model has is a mistake */
+    if (d->num_decoder_layers > 65536)
+        FAIL(later(c, K_global_parameter_scale, K_base_num_decoder_layers),
+             "num_decoder_layers %d is too large (at most 65536)", d->num_decoder_layers);
+    return true;
 }
 
 static bool check_model(Config *c, char *err, size_t errlen)
@@ -80,6 +141,9 @@ static bool fill_axes(Config *c, const int keys[3], long long total, int out[3],
             auto_key = keys[i];
         } else {
             prod *= v;
+            if (prod > INT_MAX)
+                FAIL(keys[i], "the %s mesh reaches %lld devices at %s (at most %d)", what, prod, key_table[keys[i]].name,
+                     INT_MAX);
         }
     }
     for (int i = 0; i < 3; i++) out[i] = (int)cfg_int(c, keys[i]);
@@ -129,6 +193,9 @@ static bool resolve_batch(Config *c, char *err, size_t errlen)
     Derived *d = &c->d;
     double per_dev = cfg_float(c, K_per_device_batch_size);
     double global = per_dev * d->num_devices;
+    if (global > INT_MAX)
+        FAIL(K_per_device_batch_size, "per_device_batch_size %g x %d devices = %g sequences is too large (at most %d)",
+             per_dev, d->num_devices, global, INT_MAX);
     if (global < 1 || global != floor(global))
         FAIL(K_per_device_batch_size,
              "per_device_batch_size %g x %d devices = %g is not a whole number of sequences",
@@ -141,6 +208,9 @@ static bool resolve_batch(Config *c, char *err, size_t errlen)
     d->micro_batch = d->global_batch / k;
     double eval_per_dev = cfg_float(c, K_eval_per_device_batch_size);
     double eval = (eval_per_dev > 0 ? eval_per_dev : per_dev) * d->num_devices;
+    if (eval > INT_MAX)
+        FAIL(K_eval_per_device_batch_size, "eval_per_device_batch_size %g x %d devices = %g sequences is too large (at most %d)",
+             eval_per_dev, d->num_devices, eval, INT_MAX);
     if (eval < 1 || eval != floor(eval))
         FAIL(K_eval_per_device_batch_size,
              "eval_per_device_batch_size %g x %d devices = %g is not a whole number of sequences",
@@ -152,8 +222,8 @@ static bool resolve_batch(Config *c, char *err, size_t errlen)
 
 bool config_resolve(Config *c, char *err, size_t errlen)
 {
-    scale_model(c);
-    if (!check_model(c, err, errlen) || !resolve_mesh(c, err, errlen) || !resolve_batch(c, err, errlen))
+    if (!check_size_keys(c, err, errlen) || !scale_model(c, err, errlen) || !check_model(c, err, errlen) ||
+        !resolve_mesh(c, err, errlen) || !resolve_batch(c, err, errlen) || !check_step_sizes(c, err, errlen))
         return false;
     if (!strcmp(cfg_str(c, K_lr_schedule_type), "wsd") &&
         cfg_float(c, K_warmup_steps_fraction) + cfg_float(c, K_wsd_decay_steps_fraction) > 1)
