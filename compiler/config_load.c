@@ -71,18 +71,35 @@ static void close_yaml(Loader *L)
 }
 
 /* Format "where: error: message" into the loader's buffer and unwind. */
+/* One line: control characters of values quoted in a message (a YAML block
+ * scalar's newlines, a tab) are written as escapes. */
+static void escape_controls(char *err, size_t errlen, const char *text)
+{
+    size_t o = 0;
+    for (const unsigned char *s = (const unsigned char *)text; *s && o + 5 < errlen; s++) {
+        if (*s == '\n') o += (size_t)snprintf(err + o, errlen - o, "\\n");
+        else if (*s == '\t') o += (size_t)snprintf(err + o, errlen - o, "\\t");
+        else if (*s < 0x20 || *s == 0x7f) o += (size_t)snprintf(err + o, errlen - o, "\\x%02x", *s);
+        else err[o++] = (char)*s;
+    }
+    if (errlen) err[o < errlen ? o : errlen - 1] = 0;
+}
+
 static void format_error(char *err, size_t errlen, SrcLoc loc, const char *fmt, va_list ap)
 {
+    char *text = xmalloc(errlen ? errlen : 1);
     int n;
     if (loc.file && loc.line > 0)
-        n = snprintf(err, errlen, "%s:%d:%d: error: ", loc.file, loc.line, loc.col);
+        n = snprintf(text, errlen, "%s:%d:%d: error: ", loc.file, loc.line, loc.col);
     else if (loc.file)
-        n = snprintf(err, errlen, "%s: error: ", loc.file);
+        n = snprintf(text, errlen, "%s: error: ", loc.file);
     else if (loc.arg)
-        n = snprintf(err, errlen, "argument '%s': error: ", loc.arg);
+        n = snprintf(text, errlen, "argument '%s': error: ", loc.arg);
     else
-        n = snprintf(err, errlen, "mtxc: error: ");
-    if (n >= 0 && (size_t)n < errlen) vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
+        n = snprintf(text, errlen, "mtxc: error: ");
+    if (n >= 0 && (size_t)n < errlen) vsnprintf(text + n, errlen - (size_t)n, fmt, ap);
+    escape_controls(err, errlen, text);
+    free(text);
 }
 
 _Noreturn static void fail(Loader *L, SrcLoc loc, const char *fmt, ...)
