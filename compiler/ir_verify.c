@@ -120,7 +120,7 @@ static bool check_dtypes(Verifier *V, bool legalized)
         if (!legalized || op_info[o->kind].cls != OC_KERNEL) continue;
         unsigned in, out;
         kernel_bf16_slots(o->kind, &in, &out);
-        bool slot = i < o->nin ? in >> i & 1 : out >> (i - o->nin) & 1;
+        bool slot = bf16_slot(in, out, o->nin, i);
         DType want = slot ? o->in[0]->dtype : DT_F32;
         if (v->dtype != want)
             return bad(V, "%s is %s, but this kernel takes %s there", v->name, dtype_name(v->dtype), dtype_name(want));

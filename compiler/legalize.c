@@ -46,7 +46,7 @@ static bool runs_as_is(const Op *op)
     bool any_bf16 = false, slots_bf16 = true, others_f32 = true;
     for (int j = 0; j < op->nin + op->nout; j++) {
         const Value *v = j < op->nin ? op->in[j] : op->out[j - op->nin];
-        bool slot = j < op->nin ? in >> j & 1 : out >> (j - op->nin) & 1;
+        bool slot = bf16_slot(in, out, op->nin, j);
         if (!dtype_is_float(v->dtype)) continue;
         any_bf16 |= v->dtype == DT_BF16;
         if (slot) slots_bf16 &= v->dtype == DT_BF16;

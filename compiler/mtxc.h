@@ -276,6 +276,12 @@ bool legalize(Program *p, char *err, size_t errlen);         /* legalize.c */
 /* Has the runtime's kernel of this op a bf16 form? Which inputs and outputs
  * (bits) then carry the activations' dtype (the others are f32). */
 bool kernel_bf16_slots(OpKind kind, unsigned *in, unsigned *out);
+/* Is operand j (inputs first, then outputs) of an op with nin inputs among those slots? */
+static inline bool bf16_slot(unsigned in, unsigned out, int nin, int j)
+{
+    int bit = j < nin ? j : j - nin;
+    return bit < 32 && ((j < nin ? in : out) >> bit & 1);
+}
 /* Can the backends lower this config's mesh? If not, why, in err. */
 bool lowerable_mesh(const Config *c, char *err, size_t errlen);
 
