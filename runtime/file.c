@@ -10,8 +10,9 @@ char *mtx_read_file(const char *path, size_t *size)
 {
     FILE *f = fopen(path, "rb");
     struct stat st;
-    if (!f || fstat(fileno(f), &st) != 0) {
-        int e = errno;
+    /* a directory opens, then fails to read: say what it is */
+    int e = !f ? errno : fstat(fileno(f), &st) != 0 ? errno : S_ISDIR(st.st_mode) ? EISDIR : 0;
+    if (e) {
         if (f) fclose(f);
         errno = e;
         return NULL;

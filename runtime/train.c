@@ -59,8 +59,9 @@ static int parse_long(const char *key, const char *v, long long min, long long *
     for (const char *s = v; *s && j < 63; s++)
         if (*s != '_') buf[j++] = *s;
     buf[j] = 0;
+    errno = 0;
     long long x = strtoll(buf, &end, 10);
-    if (!j || *end || x < min) {
+    if (!j || *end || x < min || errno == ERANGE) {
         fprintf(stderr, "trainer: error: key '%s' expects an integer >= %lld, got '%s'\n", key, min, v);
         return 0;
     }
@@ -80,7 +81,16 @@ static int parse_double(const char *key, const char *v, double *out)
     return 1;
 }
 
-static bool truthy(const char *v) { return !strcmp(v, "true") || !strcmp(v, "True") || !strcmp(v, "1"); }
+static bool truthy(const char *v) { return !strcmp(v, "true") || !strcmp(v, "True") || !strcmp(v, "TRUE"); }
+
+/* A boolean as mtxc reads one (YAML's true/True/TRUE, false/False/FALSE). */
+static int parse_bool(const char *key, const char *v, bool *out)
+{
+    *out = truthy(v);
+    if (*out || !strcmp(v, "false") || !strcmp(v, "False") || !strcmp(v, "FALSE")) return 1;
+    fprintf(stderr, "trainer: error: key '%s' expects true or false, got '%s'\n", key, v);
+    return 0;
+}
 
 /* Checkpoint settings of a run (MaxText's keys). */
 typedef struct {
@@ -136,9 +146,17 @@ static int checkpoint_settings(const mtx_program *prog, const RunConfig *rc, Che
     unquote(run_get(prog, rc, "load_parameters_path"), ck->load_params, sizeof ck->load_params);
     unquote(run_get(prog, rc, "load_full_state_path"), ck->load_full, sizeof ck->load_full);
     snprintf(keep, sizeof keep, "%s", run_get(prog, rc, "max_num_checkpoints_to_keep"));
-    ck->on = truthy(run_get(prog, rc, "enable_checkpointing")) && run[0];
-    ck->on_completion = truthy(run_get(prog, rc, "save_checkpoint_on_completion"));
-    if (!parse_long("checkpoint_period", run_get(prog, rc, "checkpoint_period"), 1, &ck->period)) return 0;
+    bool enabled;
+    if (!parse_bool("enable_checkpointing", run_get(prog, rc, "enable_checkpointing"), &enabled) ||
+        !parse_bool("save_checkpoint_on_completion", run_get(prog, rc, "save_checkpoint_on_completion"), &ck->on_completion) ||
+        !parse_long("checkpoint_period", run_get(prog, rc, "checkpoint_period"), 1, &ck->period))
+        return 0;
+    /* run_name is one directory under base_output_directory, never a way out of it */
+    if (strchr(run, '/') || !strcmp(run, ".") || !strcmp(run, "..")) {
+        fprintf(stderr, "trainer: error: run_name '%s' must be one directory name (no '/', not '.' or '..')\n", run);
+        return 0;
+    }
+    ck->on = enabled && run[0];
     ck->keep = 0;
     if (strcmp(keep, "None") && !parse_long("max_num_checkpoints_to_keep", keep, 1, &ck->keep)) return 0;
     if (ck->load_params[0] && ck->load_full[0]) {
@@ -155,7 +173,7 @@ static int checkpoint_settings(const mtx_program *prog, const RunConfig *rc, Che
         shard_name(prog->mesh_fsdp, mtx_mesh_coord(1), prog->mesh_tensor, mtx_mesh_coord(2), ck->dir + n,
                    sizeof ck->dir - n);
     }
-    if (truthy(run_get(prog, rc, "enable_checkpointing")) && !run[0])
+    if (enabled && !run[0])
         printf("checkpoints are off: set run_name=NAME to save to and resume from NAME/checkpoints\n");
     return 1;
 }
@@ -398,7 +416,10 @@ static int run_settings(const mtx_program *prog, const RunConfig *rc, RunSetting
     unquote(run_get(prog, rc, "eval_dataset_path"), s->epath, sizeof s->epath);
     unquote(run_get(prog, rc, "enable_data_shuffling"), s->shuffle, sizeof s->shuffle);
     unquote(run_get(prog, rc, "metrics_file"), s->metrics_path, sizeof s->metrics_path);
-    s->abort_on_nan = truthy(run_get(prog, rc, "abort_on_nan_loss"));
+    bool shuffle;
+    if (!parse_bool("abort_on_nan_loss", run_get(prog, rc, "abort_on_nan_loss"), &s->abort_on_nan) ||
+        !parse_bool("enable_data_shuffling", s->shuffle, &shuffle))
+        return 0;
     const char *dtype = mtx_config_get(prog, "dtype");
     if (s->peak_tflops <= 0) s->peak_tflops = mtx_measured_peak_flops(dtype && strstr(dtype, "bfloat16")) / 1e12;
     return 1;

@@ -34,6 +34,16 @@ out=$("$dir/trainer" steps=0 2>&1); rc=$?
 [ $rc -eq 2 ] || fail "steps=0: exit $rc"
 case "$out" in *"key 'steps' expects an integer >= 1, got '0'"*) ;; *) fail "bad value message: $out" ;; esac
 "$dir/trainer" --help | grep -q "  steps=150001" || fail "--help lists run-time keys"
+# run-time values are read as mtxc reads them: booleans strictly, integers within range, run_name one directory
+for bad in "enable_checkpointing=yes|key 'enable_checkpointing' expects true or false, got 'yes'" \
+           "steps=9223372036854775808|key 'steps' expects an integer >= 1, got '9223372036854775808'" \
+           "run_name=../../x|run_name '../../x' must be one directory name (no '/', not '.' or '..')" \
+           "dataset_type=text dataset_path=/tmp|cannot read data file '/tmp': Is a directory"; do
+    # shellcheck disable=SC2086
+    out=$("$dir/trainer" ${bad%%|*} 2>&1); rc=$?
+    [ $rc -eq 2 ] || fail "${bad%%|*}: exit $rc, want 2"
+    case "$out" in *"trainer: error: ${bad#*|}"*) ;; *) fail "${bad%%|*}: $out" ;; esac
+done
 
 # Threads: never more than the CPUs the process may run on (taskset, and the
 # core mpirun binds a lone rank to), or threads spin against each other (a
