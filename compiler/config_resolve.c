@@ -231,7 +231,7 @@ bool config_resolve(Config *c, char *err, size_t errlen)
              "warmup_steps_fraction %g + wsd_decay_steps_fraction %g leave no stable phase (they must sum to at most 1)",
              cfg_float(c, K_warmup_steps_fraction), cfg_float(c, K_wsd_decay_steps_fraction));
     const char *run = cfg_str(c, K_run_name);
-    if (strchr(run, '/') || !strcmp(run, ".") || !strcmp(run, ".."))
+    if (!mtx_is_dir_name(run))
         FAIL(K_run_name, "run_name '%s' must be one directory name (no '/', not '.' or '..')", run);
     if (cfg_str(c, K_load_parameters_path)[0] && cfg_str(c, K_load_full_state_path)[0])
         FAIL(later(c, K_load_parameters_path, K_load_full_state_path),

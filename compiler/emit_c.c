@@ -183,7 +183,7 @@ static void declare_temp(Emitter *e, const char *arena, const Value *v)
 
 /* ---- one op ---- */
 
-/* Elementwise expression of one op inside a fused loop; operands by element i. */
+/* Element index of v as float32 (bf16 widened). */
 static const char *load(Emitter *e, const Value *v, const char *index)
 {
     if (v->dtype == DT_BF16) return pool_fmt(e->p->pool, "mtx_bf16_to_f32(%s[%s])", V(e, v), index);
@@ -196,6 +196,7 @@ static const char *ew_operand(Emitter *e, const Value *v, int group)
     return load(e, v, "i");
 }
 
+/* Elementwise expression of one op inside a fused loop; operands by element i. */
 static const char *ew_expr(Emitter *e, const Op *op)
 {
     Pool *pool = e->p->pool;
@@ -400,11 +401,18 @@ static bool same_gemm(const Op *x, const Op *y)
 
 static bool is_bf16_gemm(const Op *op) { return op->kind == OP_matmul && op->in[0]->dtype == DT_BF16; }
 
-static int gemm_plan(Emitter *e, const Op *op)
+static int find_plan(const Emitter *e, const Op *op)   /* -1: none yet */
 {
     for (int i = 0; i < e->nplans; i++)
         if (same_gemm(e->plans[i], op)) return i;
-    fatal("emit: no GEMM plan for a %s matmul", op->out[0]->name);
+    return -1;
+}
+
+static int gemm_plan(Emitter *e, const Op *op)
+{
+    int i = find_plan(e, op);
+    if (i < 0) fatal("emit: no GEMM plan for a %s matmul", op->out[0]->name);
+    return i;
 }
 
 static void collect_gemm_plans(Emitter *e)
@@ -413,10 +421,7 @@ static void collect_gemm_plans(Emitter *e)
     for (int fi = 0; fi < 2; fi++)
         for (int i = 0; i < funcs[fi]->nops; i++) {
             const Op *op = funcs[fi]->ops[i];
-            if (!is_bf16_gemm(op)) continue;
-            bool known = false;
-            for (int j = 0; j < e->nplans && !known; j++) known = same_gemm(e->plans[j], op);
-            if (known) continue;
+            if (!is_bf16_gemm(op) || find_plan(e, op) >= 0) continue;
             e->plans = xrealloc(e->plans, sizeof(Op *) * (size_t)(e->nplans + 1));
             e->plans[e->nplans++] = op;
         }
@@ -579,8 +584,7 @@ static void emit_kernel(Emitter *e, const Op *op)
             out(e, "    mtx_all_reduce_sum(%s, %lld, %s);\n", V(e, in[i]), (long long)value_numel(in[i]), axes_expr(a[0]));
         break;
     case OP_all_gather:
-        out(e, "    mtx_all_gather%s(%s, %s, %lld);\n", in[0]->dtype == DT_BF16 ? "_bf16" : "", V(e, o[0]), V(e, in[0]),
-            (long long)a[0]);
+        out(e, "    mtx_all_gather%s(%s, %s, %lld);\n", sfx, V(e, o[0]), V(e, in[0]), (long long)a[0]);
         break;
     case OP_tensor_sum:
         out(e, "    memcpy(%s, %s, %lldu);\n    mtx_all_reduce_sum(%s, %lld, MTX_AXIS_TENSOR);\n", V(e, o[0]),
@@ -848,13 +852,14 @@ static void emit_state_functions(Emitter *e)
             v->kind == V_COUNTER ? "int64_t" : "float", (long long)v->offset);
     }
     for (int i = 0; i < e->nplans; i++) emit_gemm_plan(e, i);
-    if (program_scratch_bytes(p))
+    int64_t scratch = program_scratch_bytes(p);
+    if (scratch)
         out(e, "    mtx_scratch_reserve(%lldu);  /* one attention head's operands and results in float32 */\n",
-            (long long)program_scratch_bytes(p));
+            (long long)scratch);
     out(e, "    return s;\n}\n\n");
     out(e, "void mtx_state_free(mtx_state *s)\n{\n    if (!s) return;\n");
     if (e->nplans) out(e, "    for (int i = 0; i < %d; i++) mtx_gemm_plan_free(s->gemm[i]);\n", e->nplans);
-    if (program_scratch_bytes(p)) out(e, "    mtx_scratch_release();\n");
+    if (scratch) out(e, "    mtx_scratch_release();\n");
     out(e, "    mtx_free(s->memory);\n    mtx_free(s->arena);\n    mtx_free(s);\n}\n\n");
     out(e, "static void *state_memory(const mtx_state *s) { return s->memory; }\n");
     out(e, "static void *state_arena(const mtx_state *s) { return s->arena; }\n\n");

@@ -85,20 +85,14 @@ static void *check_c(void *arg)
  * one read in float32, 6 for one read both ways. */
 static int *gather_bytes(const Program *p)
 {
-    int *bytes = xcalloc((size_t)p->nvalues + 1, sizeof(int));
-    bool *bf16 = xcalloc((size_t)p->nvalues + 1, sizeof(bool)), *f32 = xcalloc((size_t)p->nvalues + 1, sizeof(bool));
+    int *bytes = xcalloc((size_t)p->nvalues + 1, sizeof(int));   /* bits: 2 read in bf16, 4 in float32 */
     for (int i = 0; i < p->train.nops; i++) {
         const Op *op = p->train.ops[i];
         if (op_info[op->kind].cls == OC_UPDATE) continue;
-        for (int j = 0; j < op->nin; j++) {
-            if (op->in[j]->kind != V_PARAM) continue;
-            if (op->kind == OP_cast && op->out[0]->dtype == DT_BF16) bf16[op->in[j]->id] = true;
-            else f32[op->in[j]->id] = true;
-        }
+        for (int j = 0; j < op->nin; j++)
+            if (op->in[j]->kind == V_PARAM)
+                bytes[op->in[j]->id] |= op->kind == OP_cast && op->out[0]->dtype == DT_BF16 ? 2 : 4;
     }
-    for (int i = 0; i < p->nvalues; i++) bytes[i] = (bf16[i] ? 2 : 0) + (f32[i] ? 4 : 0);
-    free(bf16);
-    free(f32);
     return bytes;
 }
 

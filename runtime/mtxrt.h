@@ -325,6 +325,8 @@ void mtx_batch_free(mtx_batch *b);
 /* ---- text (text.c) ---- */
 
 int mtx_edit_distance(const char *a, const char *b);
+/* Is s usable as one directory name under another (no '/', not "." or "..")? */
+int mtx_is_dir_name(const char *s);
 /* The candidate closest to `word`, or NULL if none is plausibly a typo of it. */
 const char *mtx_closest_word(const char *word, const char *const *candidates, int n);
 

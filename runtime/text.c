@@ -5,6 +5,11 @@
 #include <string.h>
 
 /* Levenshtein distance, one row at a time. */
+int mtx_is_dir_name(const char *s)
+{
+    return !strchr(s, '/') && strcmp(s, ".") && strcmp(s, "..");
+}
+
 int mtx_edit_distance(const char *a, const char *b)
 {
     size_t la = strlen(a), lb = strlen(b);

@@ -152,7 +152,7 @@ static int checkpoint_settings(const mtx_program *prog, const RunConfig *rc, Che
         !parse_long("checkpoint_period", run_get(prog, rc, "checkpoint_period"), 1, &ck->period))
         return 0;
     /* run_name is one directory under base_output_directory, never a way out of it */
-    if (strchr(run, '/') || !strcmp(run, ".") || !strcmp(run, "..")) {
+    if (!mtx_is_dir_name(run)) {
         fprintf(stderr, "trainer: error: run_name '%s' must be one directory name (no '/', not '.' or '..')\n", run);
         return 0;
     }
@@ -393,8 +393,8 @@ int mtx_main(const mtx_program *prog, int argc, char **argv)
 typedef struct {
     long long steps, log_period, init_seed, shuffle_seed, eval_interval, eval_steps, schedule;
     double target_eval_loss, peak_tflops;
-    bool abort_on_nan;
-    char dtype[64], dpath[4096], epath[4096], shuffle[16], metrics_path[4096];
+    bool abort_on_nan, shuffle;
+    char dtype[64], dpath[4096], epath[4096], metrics_path[4096];
     Checkpointing ck;
 } RunSettings;
 
@@ -414,11 +414,9 @@ static int run_settings(const mtx_program *prog, const RunConfig *rc, RunSetting
     unquote(run_get(prog, rc, "dataset_type"), s->dtype, sizeof s->dtype);
     unquote(run_get(prog, rc, "dataset_path"), s->dpath, sizeof s->dpath);
     unquote(run_get(prog, rc, "eval_dataset_path"), s->epath, sizeof s->epath);
-    unquote(run_get(prog, rc, "enable_data_shuffling"), s->shuffle, sizeof s->shuffle);
     unquote(run_get(prog, rc, "metrics_file"), s->metrics_path, sizeof s->metrics_path);
-    bool shuffle;
     if (!parse_bool("abort_on_nan_loss", run_get(prog, rc, "abort_on_nan_loss"), &s->abort_on_nan) ||
-        !parse_bool("enable_data_shuffling", s->shuffle, &shuffle))
+        !parse_bool("enable_data_shuffling", run_get(prog, rc, "enable_data_shuffling"), &s->shuffle))
         return 0;
     const char *dtype = mtx_config_get(prog, "dtype");
     if (s->peak_tflops <= 0) s->peak_tflops = mtx_measured_peak_flops(dtype && strstr(dtype, "bfloat16")) / 1e12;
@@ -441,7 +439,7 @@ static int train(const mtx_program *prog, int argc, char **argv)
     int dp = prog->mesh_data * prog->mesh_fsdp, rank = mtx_rank();
     int slice_index = mtx_batch_index();
     mtx_data *data = mtx_data_open(rs.dtype, rs.dpath, rs.epath, prog->vocab, prog->batch * dp, prog->seq,
-                                   strcmp(rs.shuffle, "false") != 0, (uint64_t)rs.shuffle_seed, err, sizeof err);
+                                   rs.shuffle, (uint64_t)rs.shuffle_seed, err, sizeof err);
     if (!data) {
         fprintf(stderr, "trainer: error: %s\n", err);
         return 2;
