@@ -111,7 +111,7 @@ typedef struct { const char **names; unsigned *owners; size_t cap; } NameSet;
 
 static size_t name_slot(const NameSet *s, const char *name)
 {
-    size_t h = (size_t)mtx_checksum(name, strlen(name)) & (s->cap - 1);
+    size_t h = (size_t)mtx_name_hash(name, strlen(name)) & (s->cap - 1);
     while (s->names[h] && strcmp(s->names[h], name)) h = (h + 1) & (s->cap - 1);
     return h;
 }
@@ -809,7 +809,7 @@ static void emit_header(Emitter *e)
 static void emit_param_init(Emitter *e, const Value *v)
 {
     Pool *pool = e->p->pool;
-    uint64_t h = mtx_checksum(v->name, strlen(v->name));
+    uint64_t h = mtx_name_hash(v->name, strlen(v->name));
     const char *x = state_expr(pool, v), *n = pool_fmt(pool, "%lld", (long long)value_numel(v));
     const char *first = "0";
     if (v->full_rank) {

@@ -244,7 +244,7 @@ static Value *dropout(Builder *b, const char *name, Value *x, bool tensor_split)
     Op *op = emit(b, OP_dropout, y, 1, x, NULL, NULL);
     op->ia[0] = b->T * x->dim[x->rank - 1];
     op->ia[1] = x->dim[x->rank - 1];
-    op->ia[2] = (int64_t)(mtx_checksum(name, strlen(name)) >> 1);   /* each site its own stream */
+    op->ia[2] = (int64_t)(mtx_name_hash(name, strlen(name)) >> 1);   /* each site its own stream */
     op->ia[3] = tensor_split ? b->tp : 1;      /* features are this device's share: index them globally */
     op->fa[0] = rate;
     b->p->uses_rng = true;

@@ -4,12 +4,14 @@
  *                      8-byte little-endian header length, a JSON header
  *                      (dtype, shape, data_offsets; __metadata__ strings),
  *                      then the raw little-endian data;
- *   meta.json          step, data position, a checksum of every tensor
- *                      (FNV-1a 64) and the resolved config.
+ *   meta.json          format, step, data position, the checksum of every
+ *                      tensor (XXH3-64, as `xxhsum -H3` prints it) and the
+ *                      resolved config.
  * A save writes a hidden temporary directory, fsyncs it and renames it into
  * place, so a crash leaves the previous checkpoints and never a half-visible
- * one. A load checks names, dtypes, shapes, sizes and checksums and says
- * which file and tensor is wrong. */
+ * one. A load checks the whole checkpoint (meta.json's fields, the header,
+ * sizes, every tensor's checksum) before it uses any of it, and says which
+ * file, field or tensor is wrong. */
 #include "mtxrt.h"
 
 #include <cjson/cJSON.h>
@@ -23,6 +25,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 static const char *dtype_name(mtx_dtype t)
 {
@@ -42,13 +45,7 @@ static size_t tensor_bytes(const mtx_tensor_desc *t)
     return n;
 }
 
-uint64_t mtx_checksum(const void *data, size_t n)
-{
-    const unsigned char *p = data;
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 1099511628211ULL;
-    return h;
-}
+uint64_t mtx_checksum(const void *data, size_t n) { return XXH3_64bits(data, n); }
 
 static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int fail(char *err, size_t errlen, const char *fmt, ...)
@@ -127,7 +124,7 @@ static char *safetensors_header(const mtx_program *prog, long long step, size_t 
     cJSON *root = cJSON_CreateObject(), *meta = cJSON_AddObjectToObject(root, "__metadata__");
     char text[64];
     snprintf(text, sizeof text, "%lld", step);
-    cJSON_AddStringToObject(meta, "format", "mtxc-checkpoint-1");
+    cJSON_AddStringToObject(meta, "format", MTX_CHECKPOINT_FORMAT);
     cJSON_AddStringToObject(meta, "step", text);
     cJSON_AddStringToObject(meta, "model_name", prog->model_name);
     size_t at = 0;
@@ -158,7 +155,8 @@ static char *safetensors_header(const mtx_program *prog, long long step, size_t 
 static char *meta_json(const mtx_program *prog, const unsigned char *memory, long long step, uint64_t position)
 {
     cJSON *root = cJSON_CreateObject();
-    cJSON_AddStringToObject(root, "format", "mtxc-checkpoint-1");
+    cJSON_AddStringToObject(root, "format", MTX_CHECKPOINT_FORMAT);
+    cJSON_AddStringToObject(root, "checksum", "XXH3-64");
     cJSON_AddNumberToObject(root, "step", (double)step);
     char text[32];
     snprintf(text, sizeof text, "%llu", (unsigned long long)position);
@@ -266,106 +264,277 @@ void mtx_checkpoint_prune(const char *dir, int keep)
 
 /* ---- loading ---- */
 
-static int check_entry(const cJSON *e, const mtx_tensor_desc *t, size_t data_size, size_t *begin,
-                       const char *path, char *err, size_t errlen)
+enum { MAX_HEADER = 64 << 20, MAX_RANK = 8 };
+
+/* One tensor entry of a file's header, as the file declares it. */
+typedef struct {
+    const char *name;
+    const char *dtype;
+    int rank;
+    int64_t shape[MAX_RANK];
+    size_t begin, end;                    /* into the data after the header */
+} Entry;
+
+/* A checkpoint read into memory; every part checked before any is used. */
+typedef struct {
+    char path[4300], meta_path[4300];
+    char *file, *meta_text;
+    size_t size;
+    cJSON *header, *meta;
+    const unsigned char *data;
+    size_t data_size;
+    Entry *entries;
+    int nentries;
+    long long step;
+    uint64_t position;
+} Checkpoint;
+
+static void checkpoint_close(Checkpoint *c)
+{
+    cJSON_Delete(c->header);
+    cJSON_Delete(c->meta);
+    free(c->file);
+    free(c->meta_text);
+    free(c->entries);
+}
+
+static size_t dtype_size(const char *name)
+{
+    return !strcmp(name, "F32") || !strcmp(name, "I32") ? 4 : !strcmp(name, "I64") || !strcmp(name, "U64") ? 8 : 0;
+}
+
+/* A JSON number that is an integer in [0, max]. */
+static bool json_count(const cJSON *x, double max, uint64_t *out)
+{
+    if (!cJSON_IsNumber(x) || x->valuedouble < 0 || x->valuedouble > max || x->valuedouble != (double)(uint64_t)x->valuedouble)
+        return false;
+    *out = (uint64_t)x->valuedouble;
+    return true;
+}
+
+/* A decimal string of at most 19 digits (so it fits int64). */
+static bool decimal(const char *s, uint64_t *out)
+{
+    size_t n = strspn(s, "0123456789");
+    if (n == 0 || n > 19 || s[n]) return false;
+    *out = strtoull(s, NULL, 10);
+    return *out <= INT64_MAX;
+}
+
+/* The step a directory's name says (…/checkpoints/20 -> 20), or -1. */
+static long long dir_step(const char *dir)
+{
+    char buf[4300];
+    snprintf(buf, sizeof buf, "%s", dir);
+    for (size_t n = strlen(buf); n > 1 && buf[n - 1] == '/'; n--) buf[n - 1] = 0;
+    const char *base = strrchr(buf, '/');
+    uint64_t v;
+    return decimal(base ? base + 1 : buf, &v) ? (long long)v : -1;
+}
+
+static int read_checkpoint(Checkpoint *c, const char *step_dir, char *err, size_t errlen)
+{
+    snprintf(c->path, sizeof c->path, "%s/state.safetensors", step_dir);
+    snprintf(c->meta_path, sizeof c->meta_path, "%s/meta.json", step_dir);
+    c->file = mtx_read_file(c->path, &c->size);
+    if (!c->file) return fail(err, errlen, "cannot read checkpoint %s: %s", c->path, strerror(errno));
+    size_t meta_size;
+    c->meta_text = mtx_read_file(c->meta_path, &meta_size);
+    if (!c->meta_text) return fail(err, errlen, "cannot read checkpoint %s: %s", c->meta_path, strerror(errno));
+    uint64_t hlen = 0;
+    for (int b = 0; b < 8 && c->size >= 8; b++) hlen |= (uint64_t)(unsigned char)c->file[b] << (8 * b);
+    if (c->size < 8 || hlen > c->size - 8 || hlen > MAX_HEADER)
+        return fail(err, errlen, "checkpoint %s is truncated or corrupt: its header does not fit in the file", c->path);
+    c->header = cJSON_ParseWithLength(c->file + 8, (size_t)hlen);
+    if (!cJSON_IsObject(c->header)) return fail(err, errlen, "checkpoint %s has an unreadable JSON header", c->path);
+    c->meta = cJSON_ParseWithLength(c->meta_text, meta_size);
+    if (!cJSON_IsObject(c->meta)) return fail(err, errlen, "checkpoint %s is unreadable JSON", c->meta_path);
+    c->data = (const unsigned char *)c->file + 8 + hlen;
+    c->data_size = c->size - 8 - (size_t)hlen;
+    return 0;
+}
+
+/* meta.json: format, checksum algorithm, step (that of the directory, when
+ * its name is one) and data position. */
+static int check_meta(Checkpoint *c, const char *step_dir, char *err, size_t errlen)
+{
+    const cJSON *format = cJSON_GetObjectItemCaseSensitive(c->meta, "format");
+    if (!cJSON_IsString(format))
+        return fail(err, errlen, "checkpoint %s: field 'format' is missing (not an mtxc checkpoint?)", c->meta_path);
+    if (!strcmp(format->valuestring, "mtxc-checkpoint-1"))
+        return fail(err, errlen, "checkpoint %s was written by an older mtxc (format mtxc-checkpoint-1, whose FNV "
+                    "checksums no standard tool verifies); this trainer reads %s: start the run again or load it "
+                    "with the mtxc that wrote it", c->meta_path, MTX_CHECKPOINT_FORMAT);
+    if (strcmp(format->valuestring, MTX_CHECKPOINT_FORMAT))
+        return fail(err, errlen, "checkpoint %s: field 'format' is '%.64s', expected '%s'", c->meta_path,
+                    format->valuestring, MTX_CHECKPOINT_FORMAT);
+    const cJSON *algo = cJSON_GetObjectItemCaseSensitive(c->meta, "checksum");
+    if (!cJSON_IsString(algo) || strcmp(algo->valuestring, "XXH3-64"))
+        return fail(err, errlen, "checkpoint %s: field 'checksum' must be \"XXH3-64\"", c->meta_path);
+    uint64_t step;
+    if (!json_count(cJSON_GetObjectItemCaseSensitive(c->meta, "step"), 0x1p53, &step))
+        return fail(err, errlen, "checkpoint %s: field 'step' must be an integer >= 0", c->meta_path);
+    long long named = dir_step(step_dir);
+    if (named >= 0 && (uint64_t)named != step)
+        return fail(err, errlen, "checkpoint %s: field 'step' is %llu but the directory is step %lld", c->meta_path,
+                    (unsigned long long)step, named);
+    const cJSON *pos = cJSON_GetObjectItemCaseSensitive(c->meta, "data_position");
+    if (!cJSON_IsString(pos) || !decimal(pos->valuestring, &c->position))
+        return fail(err, errlen, "checkpoint %s: field 'data_position' must be a string of decimal digits "
+                    "(at most 2^63-1)", c->meta_path);
+    if (!cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(c->meta, "checksums")))
+        return fail(err, errlen, "checkpoint %s: field 'checksums' is missing", c->meta_path);
+    c->step = (long long)step;
+    return 0;
+}
+
+/* One header entry: dtype, shape and offsets consistent with each other. */
+static int read_entry(const Checkpoint *c, const cJSON *e, Entry *out, char *err, size_t errlen)
 {
     const cJSON *dtype = cJSON_GetObjectItemCaseSensitive(e, "dtype"), *shape = cJSON_GetObjectItemCaseSensitive(e, "shape");
     const cJSON *off = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
-    if (!cJSON_IsString(dtype) || !cJSON_IsArray(shape) || cJSON_GetArraySize(off) != 2)
-        return fail(err, errlen, "checkpoint %s: tensor '%s' has a malformed header entry", path, t->name);
-    if (strcmp(dtype->valuestring, dtype_name(t->dtype)))
-        return fail(err, errlen, "checkpoint %s: tensor '%s' is %s, the program expects %s", path, t->name,
-                    dtype->valuestring, dtype_name(t->dtype));
-    bool same = cJSON_GetArraySize(shape) == t->rank;
-    for (int d = 0; same && d < t->rank; d++) same = cJSON_GetArrayItem(shape, d)->valuedouble == (double)t->shape[d];
-    if (!same) {
-        char want[128] = "", got[128] = "";
-        for (int d = 0; d < t->rank; d++) snprintf(want + strlen(want), sizeof want - strlen(want), "%s%lld", d ? ", " : "", (long long)t->shape[d]);
-        for (int d = 0; d < cJSON_GetArraySize(shape); d++)
-            snprintf(got + strlen(got), sizeof got - strlen(got), "%s%.0f", d ? ", " : "", cJSON_GetArrayItem(shape, d)->valuedouble);
-        return fail(err, errlen, "checkpoint %s: tensor '%s' has shape [%s], the program expects [%s]", path, t->name, got, want);
+    out->name = e->string;
+    if (!cJSON_IsString(dtype) || !dtype_size(dtype->valuestring) || !cJSON_IsArray(shape) ||
+        cJSON_GetArraySize(shape) > MAX_RANK || cJSON_GetArraySize(off) != 2)
+        return fail(err, errlen, "checkpoint %s: tensor '%s' has a malformed header entry", c->path, e->string);
+    out->dtype = dtype->valuestring;
+    out->rank = cJSON_GetArraySize(shape);
+    uint64_t bytes = dtype_size(out->dtype), b, en;
+    for (int d = 0; d < out->rank; d++) {
+        uint64_t n;
+        if (!json_count(cJSON_GetArrayItem(shape, d), 0x1p40, &n))
+            return fail(err, errlen, "checkpoint %s: tensor '%s' has a malformed shape", c->path, e->string);
+        out->shape[d] = (int64_t)n;
+        bytes = n && bytes > (UINT64_MAX >> 1) / n ? UINT64_MAX : bytes * n;
     }
-    double b = cJSON_GetArrayItem(off, 0)->valuedouble, en = cJSON_GetArrayItem(off, 1)->valuedouble;
-    if (b < 0 || en - b != (double)tensor_bytes(t) || en > (double)data_size)
-        return fail(err, errlen, "checkpoint %s is truncated or corrupt: tensor '%s' lies outside the file", path, t->name);
-    *begin = (size_t)b;
+    if (!json_count(cJSON_GetArrayItem(off, 0), 0x1p53, &b) || !json_count(cJSON_GetArrayItem(off, 1), 0x1p53, &en) ||
+        en < b || en - b != bytes || en > c->data_size)
+        return fail(err, errlen, "checkpoint %s is truncated or corrupt: tensor '%s' lies outside the file", c->path,
+                    e->string);
+    out->begin = (size_t)b;
+    out->end = (size_t)en;
+    return 0;
+}
+
+static int by_begin(const void *a, const void *b)
+{
+    const Entry *x = a, *y = b;
+    return x->begin < y->begin ? -1 : x->begin > y->begin;
+}
+
+static const Entry *find_entry(const Checkpoint *c, const char *name)
+{
+    for (int i = 0; i < c->nentries; i++)
+        if (!strcmp(c->entries[i].name, name)) return &c->entries[i];
+    return NULL;
+}
+
+/* The whole file: its metadata, every entry, entries tiling the data with
+ * nothing left over (as safetensors requires) and every tensor's checksum. */
+static int check_file(Checkpoint *c, char *err, size_t errlen)
+{
+    const cJSON *info = cJSON_GetObjectItemCaseSensitive(c->header, "__metadata__");
+    const cJSON *format = cJSON_GetObjectItemCaseSensitive(info, "format"), *step = cJSON_GetObjectItemCaseSensitive(info, "step");
+    char want[32];
+    snprintf(want, sizeof want, "%lld", c->step);
+    if (!cJSON_IsString(format) || strcmp(format->valuestring, MTX_CHECKPOINT_FORMAT) || !cJSON_IsString(step) ||
+        strcmp(step->valuestring, want))
+        return fail(err, errlen, "checkpoint %s: its __metadata__ does not say format %s, step %s as %s does", c->path,
+                    MTX_CHECKPOINT_FORMAT, want, c->meta_path);
+    c->entries = calloc((size_t)cJSON_GetArraySize(c->header) + 1, sizeof(Entry));
+    const cJSON *sums = cJSON_GetObjectItemCaseSensitive(c->meta, "checksums");
+    for (const cJSON *e = c->header->child; e; e = e->next) {
+        if (!strcmp(e->string, "__metadata__")) continue;
+        if (read_entry(c, e, &c->entries[c->nentries], err, errlen)) return -1;
+        if (find_entry(c, e->string))
+            return fail(err, errlen, "checkpoint %s: tensor '%s' appears twice in its header", c->path, e->string);
+        c->nentries++;
+    }
+    if (cJSON_GetArraySize(sums) != c->nentries)
+        return fail(err, errlen, "checkpoint %s: field 'checksums' lists %d tensors, %s holds %d", c->meta_path,
+                    cJSON_GetArraySize(sums), c->path, c->nentries);
+    Entry *sorted = malloc(((size_t)c->nentries + 1) * sizeof(Entry));
+    memcpy(sorted, c->entries, (size_t)c->nentries * sizeof(Entry));
+    qsort(sorted, (size_t)c->nentries, sizeof(Entry), by_begin);
+    size_t at = 0;
+    for (int i = 0; i < c->nentries && at != SIZE_MAX; i++) at = sorted[i].begin == at ? sorted[i].end : SIZE_MAX;
+    free(sorted);
+    if (at != c->data_size)
+        return fail(err, errlen, "checkpoint %s is truncated or corrupt: its tensors do not cover its %zu data bytes "
+                    "exactly", c->path, c->data_size);
+    for (int i = 0; i < c->nentries; i++) {
+        const Entry *e = &c->entries[i];
+        const cJSON *sum = cJSON_GetObjectItemCaseSensitive(sums, e->name);
+        char text[32];
+        snprintf(text, sizeof text, "%016llx", (unsigned long long)mtx_checksum(c->data + e->begin, e->end - e->begin));
+        if (!cJSON_IsString(sum) || strcmp(sum->valuestring, text))
+            return fail(err, errlen, "checkpoint %s is corrupt: tensor '%s' does not match its checksum in %s", c->path,
+                        e->name, c->meta_path);
+    }
+    return 0;
+}
+
+static void shape_text(const int64_t *shape, int rank, char *out, size_t n)
+{
+    out[0] = 0;
+    for (int d = 0; d < rank; d++) snprintf(out + strlen(out), n - strlen(out), "%s%lld", d ? ", " : "", (long long)shape[d]);
+}
+
+/* Does the file hold every tensor the program loads, as the program has it? */
+static int match_program(const Checkpoint *c, const mtx_program *prog, int params_only, char *err, size_t errlen)
+{
+    for (int i = 0; i < prog->ntensors; i++) {
+        const mtx_tensor_desc *t = &prog->tensors[i];
+        if (params_only && t->kind != MTX_PARAM) continue;
+        const Entry *e = find_entry(c, t->name);
+        if (!e)
+            return fail(err, errlen, "checkpoint %s has no tensor '%s' (a checkpoint of another model or optimizer?)",
+                        c->path, t->name);
+        if (strcmp(e->dtype, dtype_name(t->dtype)))
+            return fail(err, errlen, "checkpoint %s: tensor '%s' is %s, the program expects %s", c->path, t->name,
+                        e->dtype, dtype_name(t->dtype));
+        if (e->rank != t->rank || memcmp(e->shape, t->shape, (size_t)t->rank * sizeof(int64_t))) {
+            char want[128], got[128];
+            shape_text(t->shape, t->rank, want, sizeof want);
+            shape_text(e->shape, e->rank, got, sizeof got);
+            return fail(err, errlen, "checkpoint %s: tensor '%s' has shape [%s], the program expects [%s]", c->path,
+                        t->name, got, want);
+        }
+    }
+    return 0;
+}
+
+/* The state's step counter, which a full load resumes at, is meta.json's step. */
+static int check_counter(const Checkpoint *c, char *err, size_t errlen)
+{
+    const Entry *e = find_entry(c, "step");
+    int64_t step;
+    if (!e || strcmp(e->dtype, "I64") || e->end - e->begin != sizeof step) return 0;
+    memcpy(&step, c->data + e->begin, sizeof step);
+    if (step != c->step)
+        return fail(err, errlen, "checkpoint %s: its step counter is %lld but %s says step %lld", c->path,
+                    (long long)step, c->meta_path, c->step);
     return 0;
 }
 
 int mtx_checkpoint_load(const mtx_program *prog, mtx_state *st, const char *step_dir, int params_only,
                         uint64_t *data_position, char *err, size_t errlen)
 {
-    char path[4300], meta_path[4300];
-    snprintf(path, sizeof path, "%s/state.safetensors", step_dir);
-    snprintf(meta_path, sizeof meta_path, "%s/meta.json", step_dir);
-    size_t size, meta_size;
-    char *file = mtx_read_file(path, &size), *meta_text = mtx_read_file(meta_path, &meta_size);
-    cJSON *header = NULL, *meta = NULL;
-    int rc = -1;
-    uint64_t hlen = 0;
-    if (!file || !meta_text) {
-        fail(err, errlen, "cannot read checkpoint %s: %s", file ? meta_path : path, strerror(errno));
-        goto done;
-    }
-    for (int b = 0; b < 8 && size >= 8; b++) hlen |= (uint64_t)(unsigned char)file[b] << (8 * b);
-    if (size < 8 || hlen > size - 8) {
-        fail(err, errlen, "checkpoint %s is truncated or corrupt: its header does not fit in the file", path);
-        goto done;
-    }
-    header = cJSON_ParseWithLength(file + 8, (size_t)hlen);
-    meta = cJSON_Parse(meta_text);
-    if (!header || !cJSON_IsObject(header)) {
-        fail(err, errlen, "checkpoint %s has an unreadable JSON header", path);
-        goto done;
-    }
-    if (!meta || !cJSON_IsObject(meta)) {
-        fail(err, errlen, "checkpoint %s is unreadable JSON", meta_path);
-        goto done;
-    }
-    const cJSON *sums = cJSON_GetObjectItemCaseSensitive(meta, "checksums");
-    unsigned char *memory = prog->state_memory(st);
-    const unsigned char *data = (const unsigned char *)file + 8 + hlen;
-    size_t data_size = size - 8 - (size_t)hlen;
-    /* Check every tensor before touching the state. */
-    size_t *begin = calloc((size_t)prog->ntensors + 1, sizeof(size_t));
-    bool bad = false;
-    for (int i = 0; i < prog->ntensors && !bad; i++) {
-        const mtx_tensor_desc *t = &prog->tensors[i];
-        if (params_only && t->kind != MTX_PARAM) continue;
-        const cJSON *e = cJSON_GetObjectItemCaseSensitive(header, t->name);
-        if (!e) {
-            fail(err, errlen, "checkpoint %s has no tensor '%s' (a checkpoint of another model or optimizer?)", path, t->name);
-            bad = true;
-            break;
-        }
-        if (check_entry(e, t, data_size, &begin[i], path, err, errlen)) {
-            bad = true;
-            break;
-        }
-        const cJSON *sum = cJSON_GetObjectItemCaseSensitive(sums, t->name);
-        char text[32];
-        snprintf(text, sizeof text, "%016llx", (unsigned long long)mtx_checksum(data + begin[i], tensor_bytes(t)));
-        if (!cJSON_IsString(sum) || strcmp(sum->valuestring, text)) {
-            fail(err, errlen, "checkpoint %s is corrupt: tensor '%s' does not match its checksum in %s", path, t->name,
-                 meta_path);
-            bad = true;
-        }
-    }
-    if (!bad) {
-        rc = 0;
+    Checkpoint c = {0};
+    int rc = read_checkpoint(&c, step_dir, err, errlen);
+    if (!rc) rc = check_meta(&c, step_dir, err, errlen);
+    if (!rc) rc = check_file(&c, err, errlen);
+    if (!rc) rc = match_program(&c, prog, params_only, err, errlen);
+    if (!rc && !params_only) rc = check_counter(&c, err, errlen);
+    if (!rc) {
+        unsigned char *memory = prog->state_memory(st);
         for (int i = 0; i < prog->ntensors; i++) {
             const mtx_tensor_desc *t = &prog->tensors[i];
             if (params_only && t->kind != MTX_PARAM) continue;
-            memcpy(memory + t->offset, data + begin[i], tensor_bytes(t));
+            memcpy(memory + t->offset, c.data + find_entry(&c, t->name)->begin, tensor_bytes(t));
         }
-        const cJSON *pos = cJSON_GetObjectItemCaseSensitive(meta, "data_position");
-        *data_position = cJSON_IsString(pos) ? strtoull(pos->valuestring, NULL, 10) : 0;
+        *data_position = c.position;
     }
-    free(begin);
-done:
-    cJSON_Delete(header);
-    cJSON_Delete(meta);
-    free(file);
-    free(meta_text);
+    checkpoint_close(&c);
     return rc;
 }

@@ -327,6 +327,10 @@ void mtx_batch_free(mtx_batch *b);
 int mtx_edit_distance(const char *a, const char *b);
 /* Is s usable as one directory name under another (no '/', not "." or "..")? */
 int mtx_is_dir_name(const char *s);
+/* A 64-bit hash of a name (FNV-1a's step with its own offset basis), which
+ * seeds each param's init stream and each dropout site's: changing it
+ * changes every initial weight. */
+uint64_t mtx_name_hash(const char *name, size_t n);
 /* The candidate closest to `word`, or NULL if none is plausibly a typo of it. */
 const char *mtx_closest_word(const char *word, const char *const *candidates, int n);
 
@@ -345,7 +349,8 @@ void mtx_checkpoint_prune(const char *dir, int keep);
  * tensor at fault, with st untouched. */
 int mtx_checkpoint_load(const mtx_program *prog, mtx_state *st, const char *step_dir, int params_only,
                         uint64_t *data_position, char *err, size_t errlen);
-uint64_t mtx_checksum(const void *data, size_t n);   /* FNV-1a 64 */
+#define MTX_CHECKPOINT_FORMAT "mtxc-checkpoint-2"
+uint64_t mtx_checksum(const void *data, size_t n);   /* XXH3-64 (libxxhash), as xxhsum -H3 */
 
 /* ---- the training loop (train.c) ---- */
 

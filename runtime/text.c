@@ -33,6 +33,13 @@ int mtx_edit_distance(const char *a, const char *b)
     return d;
 }
 
+uint64_t mtx_name_hash(const char *name, size_t n)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)name[i]) * 1099511628211ULL;
+    return h;
+}
+
 const char *mtx_closest_word(const char *word, const char *const *candidates, int n)
 {
     const char *best = NULL;

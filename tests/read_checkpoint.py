@@ -1,20 +1,20 @@
 #!/usr/bin/env python3
 """Read an mtxc checkpoint with the standard library only (struct, json): the
 format is plain safetensors, so anyone's tools can. Checks every tensor's
-dtype, shape, offsets and checksum against meta.json, and prints a summary.
+dtype, shape and offsets, and its checksum in meta.json against an independent
+implementation of XXH3-64 (the xxhsum command), and prints a summary.
 Usage: read_checkpoint.py STEP_DIR [EXPECTED_STEP]"""
 import json
 import struct
+import subprocess
 import sys
 
 SIZES = {"F32": 4, "I32": 4, "I64": 8, "U64": 8}
 
 
-def fnv1a(data):
-    h = 1469598103934665603
-    for b in data:
-        h = ((h ^ b) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
-    return h
+def xxh3(data):
+    out = subprocess.run(["xxhsum", "-H3", "-"], input=data, capture_output=True, check=True).stdout
+    return out.decode().split()[-1]            # "XXH3 (stdin) = 0123456789abcdef"
 
 
 def main():
@@ -26,7 +26,8 @@ def main():
     data = raw[8 + hlen:]
     meta = json.load(open(f"{step_dir}/meta.json"))
     names = [n for n in header if n != "__metadata__"]
-    assert header["__metadata__"]["format"] == "mtxc-checkpoint-1"
+    assert header["__metadata__"]["format"] == meta["format"] == "mtxc-checkpoint-2"
+    assert meta["checksum"] == "XXH3-64"
     for name in names:
         e = header[name]
         begin, end = e["data_offsets"]
@@ -34,7 +35,7 @@ def main():
         for d in e["shape"]:
             count *= d
         assert end - begin == count * SIZES[e["dtype"]], name
-        assert f"{fnv1a(data[begin:end]):016x}" == meta["checksums"][name], f"checksum of {name}"
+        assert xxh3(data[begin:end]) == meta["checksums"][name], f"checksum of {name}"
     step = struct.unpack("<q", data[header["step"]["data_offsets"][0]:][:8])[0]
     emb = header["params/token_embedder.embedding"]
     first = struct.unpack("<4f", data[emb["data_offsets"][0]:][:16])

@@ -53,6 +53,44 @@ cp -r b_false d && truncate -s 5000 d/checkpoints/20/state.safetensors
 expect truncated 2 "checkpoint d/checkpoints/20/state.safetensors is truncated or corrupt" steps=30 run_name=d
 cp -r b_false e && printf 'xxxxxxxx' | dd of=e/checkpoints/20/state.safetensors bs=1 seek=0 conv=notrunc 2> /dev/null
 expect header 2 "checkpoint e/checkpoints/20/state.safetensors is truncated or corrupt: its header does not fit" steps=30 run_name=e
+# meta.json's fields, each wrong alone, through every load path; refused
+# naming the field, files untouched.
+meta_case() {   # meta_case NAME SED MESSAGE: resume, load_full_state_path and load_parameters_path
+    rm -rf m && mkdir -p m/checkpoints && cp -r b_false/checkpoints/20 m/checkpoints/20
+    sed -i "$2" m/checkpoints/20/meta.json
+    cp m/checkpoints/20/meta.json meta.copy
+    expect "$1 (resume)" 2 "$3" steps=30 run_name=m
+    expect "$1 (full)" 2 "$3" steps=30 run_name=m2 load_full_state_path=m/checkpoints/20
+    expect "$1 (params)" 2 "$3" steps=30 run_name=m3 load_parameters_path=m/checkpoints/20
+    cmp -s meta.copy m/checkpoints/20/meta.json && [ ! -e m/checkpoints/30 ] && [ ! -e m2 ] && [ ! -e m3 ] ||
+        fail "$1: a refused checkpoint was changed or trained past"
+}
+meta_case position 's/"data_position":\t"[0-9]*"/"data_position":\t"x"/' "meta.json: field 'data_position' must be a string of decimal digits"
+meta_case position_huge 's/"data_position":\t"[0-9]*"/"data_position":\t"18446744073709551615"/' "field 'data_position' must be"
+meta_case step_negative 's/"step":\t20/"step":\t-1/' "meta.json: field 'step' must be an integer >= 0"
+meta_case step_other 's/"step":\t20/"step":\t19/' "meta.json: field 'step' is 19 but the directory is step 20"
+meta_case format 's/mtxc-checkpoint-2/mtxc-checkpoint-9/' "meta.json: field 'format' is 'mtxc-checkpoint-9', expected 'mtxc-checkpoint-2'"
+meta_case old_format 's/mtxc-checkpoint-2/mtxc-checkpoint-1/' "was written by an older mtxc (format mtxc-checkpoint-1"
+meta_case algorithm 's/"XXH3-64"/"FNV-1a"/' "meta.json: field 'checksum' must be \"XXH3-64\""
+meta_case no_sum '/"opt_state\/mu\/decoder_norm.scale":/d' "field 'checksums' lists"
+# The whole file is checked even when only the params are loaded: a state
+# missing its last bytes (optimizer moments), a tensor of the optimizer
+# state flipped, bytes appended.
+cp -r b_false p1 && truncate -s -4 p1/checkpoints/20/state.safetensors
+expect params_truncated 2 "p1/checkpoints/20/state.safetensors is truncated or corrupt" steps=2 run_name=q1 load_parameters_path=p1/checkpoints/20
+cp -r b_false p2 && size=$(stat -c %s p2/checkpoints/20/state.safetensors) &&
+    printf '\x7f' | dd of=p2/checkpoints/20/state.safetensors bs=1 seek=$((size - 3)) conv=notrunc 2> /dev/null
+expect params_corrupt 2 "p2/checkpoints/20/state.safetensors is corrupt: tensor" steps=2 run_name=q2 load_parameters_path=p2/checkpoints/20
+cp -r b_false p3 && printf 'tail' >> p3/checkpoints/20/state.safetensors
+expect appended 2 "tensors do not cover its" steps=30 run_name=p3
+# The checksums are XXH3-64 as an independent tool computes them.
+name=params/token_embedder.embedding
+read -r begin end < <(python3 -c "import json,struct,sys; f=open(sys.argv[1],'rb'); n=struct.unpack('<Q',f.read(8))[0]; \
+h=json.loads(f.read(n)); b,e=h[sys.argv[2]]['data_offsets']; print(8+n+b, e-b)" a_false/checkpoints/20/state.safetensors $name)
+got=$(dd if=a_false/checkpoints/20/state.safetensors bs=4096 iflag=skip_bytes,count_bytes skip="$begin" count="$end" 2> /dev/null |
+    xxhsum -H3 - | sed 's/.*= //')
+grep -q "\"$name\":[[:space:]]*\"$got\"" a_false/checkpoints/20/meta.json || fail "xxhsum -H3 gives $got for $name, meta.json says otherwise"
+echo "meta.json fields, whole-file checks on every load path, XXH3-64 as xxhsum: ok"
 # Another model's checkpoint: the first mismatching tensor is named.
 "$MTXC" build "$root/configs/base.yml" model_name=gpt3-52k -o trainer_g > /dev/null
 out=$(./trainer_g steps=1 run_name=a_false 2>&1); rc=$?
