@@ -15,23 +15,7 @@
 
 enum { MAX_CONFIG_BYTES = 4 << 20, MAX_FLOW_DEPTH = 64 };   /* see check_yaml_shape */
 
-const KeyInfo key_table[NUM_KEYS] = {
-#define KEY(name, type, range, choices, flags) \
-    {#name, KT_##type, KR_##range, choices, flags},
-#define RUN KF_RUN
-#define NULLABLE KF_NULLABLE
-#include "config_keys.def"
-#undef RUN
-#undef NULLABLE
-#undef KEY
-};
-
-int key_lookup(const char *name)
-{
-    for (int k = 0; k < NUM_KEYS; k++)
-        if (!strcmp(key_table[k].name, name)) return k;
-    return -1;
-}
+_Static_assert(NUM_KEYS > 0, "config_keys.def lists the keys");
 
 typedef struct {
     Config *c;
@@ -74,20 +58,6 @@ static void close_yaml(Loader *L)
 }
 
 /* Format "where: error: message" into the loader's buffer and unwind. */
-/* One line: control characters of values quoted in a message (a YAML block
- * scalar's newlines, a tab) are written as escapes. */
-static void escape_controls(char *err, size_t errlen, const char *text)
-{
-    size_t o = 0;
-    for (const unsigned char *s = (const unsigned char *)text; *s && o + 5 < errlen; s++) {
-        if (*s == '\n') o += (size_t)snprintf(err + o, errlen - o, "\\n");
-        else if (*s == '\t') o += (size_t)snprintf(err + o, errlen - o, "\\t");
-        else if (*s < 0x20 || *s == 0x7f) o += (size_t)snprintf(err + o, errlen - o, "\\x%02x", *s);
-        else err[o++] = (char)*s;
-    }
-    if (errlen) err[o < errlen ? o : errlen - 1] = 0;
-}
-
 static void format_error(char *err, size_t errlen, SrcLoc loc, const char *fmt, va_list ap)
 {
     char *text = xmalloc(errlen ? errlen : 1);
@@ -96,12 +66,15 @@ static void format_error(char *err, size_t errlen, SrcLoc loc, const char *fmt, 
         n = snprintf(text, errlen, "%s:%d:%d: error: ", loc.file, loc.line, loc.col);
     else if (loc.file)
         n = snprintf(text, errlen, "%s: error: ", loc.file);
-    else if (loc.arg)
-        n = snprintf(text, errlen, "argument '%s': error: ", loc.arg);
+    else if (loc.arg) {
+        char shown[96];
+        mtx_clip_value(loc.arg, shown, sizeof shown);
+        n = snprintf(text, errlen, "argument '%s': error: ", shown);
+    }
     else
         n = snprintf(text, errlen, "mtxc: error: ");
     if (n >= 0 && (size_t)n < errlen) vsnprintf(text + n, errlen - (size_t)n, fmt, ap);
-    escape_controls(err, errlen, text);
+    mtx_escape_controls(text, err, errlen);
     free(text);
 }
 
@@ -130,169 +103,29 @@ static const char *suggest(Pool *p, const char *word, const char *const *cands, 
 static const char *suggest_key(Pool *p, const char *word)
 {
     const char *names[NUM_KEYS];
-    for (int k = 0; k < NUM_KEYS; k++) names[k] = key_table[k].name;
+    for (int k = 0; k < NUM_KEYS; k++) names[k] = mtx_keys[k].name;
     return suggest(p, word, names, NUM_KEYS);
 }
 
-/* Split a space-separated choice list into words. */
-static int split_choices(const char *choices, char words[][32], const char **ptrs, int max)
+static void check_choice(Loader *L, SrcLoc loc, const char *key, const char *choices, const char *word)
 {
-    int n = 0;
-    for (const char *s = choices; *s && n < max;) {
-        while (*s == ' ') s++;
-        size_t len = strcspn(s, " ");
-        if (!len) break;
-        snprintf(words[n], 32, "%.*s", (int)len, s);
-        ptrs[n] = words[n];
-        n++;
-        s += len;
-    }
-    return n;
-}
-
-static const char *choice_list(Pool *p, const char *choices)
-{
-    char words[16][32];
-    const char *ptrs[16];
-    int n = split_choices(choices, words, ptrs, 16);
-    Buf b = {0};
-    for (int i = 0; i < n; i++) buf_printf(&b, "%s%s", i ? ", " : "", ptrs[i]);
-    const char *s = pool_strdup(p, b.s ? b.s : "");
-    buf_free(&b);
-    return s;
-}
-
-static void check_choice(Loader *L, SrcLoc loc, const KeyInfo *ki, const char *val)
-{
-    char words[16][32];
-    const char *ptrs[16];
-    int n = split_choices(ki->choices, words, ptrs, 16);
-    for (int i = 0; i < n; i++)
-        if (!strcmp(ptrs[i], val)) return;
-    Pool *p = L->c->pool;
-    fail(L, loc, "unknown %s '%s' (choices: %s)%s", ki->name, val,
-         choice_list(p, ki->choices), suggest(p, val, ptrs, n));
+    char msg[1024];
+    if (mtx_key_choice(key, choices, word, msg, sizeof msg)) fail(L, loc, "%s", msg);
 }
 
 /* ---- scalars ---- */
 
-static bool is_null_text(const char *s)
-{
-    return !strcmp(s, "None") || !strcmp(s, "null") || !strcmp(s, "Null") ||
-           !strcmp(s, "NULL") || !strcmp(s, "~");
-}
-
-/* YAML 1.1 numbers as PyYAML reads them: underscores allowed between digits. */
-static bool strip_underscores(const char *s, char *out, size_t outlen)
-{
-    size_t j = 0;
-    for (size_t i = 0; s[i]; i++) {
-        if (s[i] == '_') continue;
-        if (j + 1 >= outlen) return false;
-        out[j++] = s[i];
-    }
-    out[j] = 0;
-    return j > 0;
-}
-
-static bool parse_int(const char *s, long long *out)
-{
-    char buf[64];
-    if (!strip_underscores(s, buf, sizeof buf)) return false;
-    char *end;
-    errno = 0;
-    long long v = strtoll(buf, &end, 10);
-    if (*end || errno) return false;
-    *out = v;
-    return true;
-}
-
-static bool parse_float(const char *s, double *out)
-{
-    char buf[64];
-    if (!strip_underscores(s, buf, sizeof buf)) return false;
-    if (strpbrk(buf, "xXpP") || strstr(buf, "nan") || strstr(buf, "inf")) return false;
-    char *end;
-    errno = 0;
-    double v = strtod(buf, &end);
-    if (*end || errno || !isfinite(v)) return false;
-    *out = v;
-    return true;
-}
-
-static bool parse_bool(const char *s, bool *out)
-{
-    if (!strcmp(s, "true") || !strcmp(s, "True") || !strcmp(s, "TRUE")) return *out = true, true;
-    if (!strcmp(s, "false") || !strcmp(s, "False") || !strcmp(s, "FALSE")) return *out = false, true;
-    return false;
-}
-
-static const char *range_text(KeyRange r)
-{
-    switch (r) {
-    case KR_POS: return "a positive value";
-    case KR_NONNEG: return "a value >= 0";
-    case KR_AUTO: return "a positive value or -1";
-    case KR_UNIT: return "a value in [0, 1]";
-    case KR_UNIT_OPEN: return "a value in [0, 1)";
-    case KR_POW2: return "a power of 2";
-    default: return "any value";
-    }
-}
-
-static bool in_range(KeyRange r, double x)
-{
-    switch (r) {
-    case KR_POS: return x > 0;
-    case KR_NONNEG: return x >= 0;
-    case KR_AUTO: return x > 0 || x == -1;
-    case KR_UNIT: return x >= 0 && x <= 1;
-    case KR_UNIT_OPEN: return x >= 0 && x < 1;
-    case KR_POW2: return x >= 1 && x <= 0x1p62 && x == floor(x) && ((long long)x & ((long long)x - 1)) == 0;
-    default: return true;
-    }
-}
-
+/* The runtime's reading of a scalar, which built trainers share. */
 static void set_scalar(Loader *L, SrcLoc loc, int k, const char *text, bool plain, ConfigValue *v)
 {
-    const KeyInfo *ki = &key_table[k];
-    Pool *p = L->c->pool;
-    if (plain && is_null_text(text)) {
-        if (ki->flags & KF_NULLABLE) { v->is_null = true; return; }
-        if (ki->type == KT_STR) { v->s = pool_strdup(p, ""); return; }
-        fail(L, loc, "key '%s' does not accept None", ki->name);
-    }
-    switch (ki->type) {
-    case KT_INT:
-        if (!plain && parse_int(text, &v->i))
-            fail(L, loc, "key '%s' expects an integer, got the quoted string \"%s\"", ki->name, text);
-        if (!plain || !parse_int(text, &v->i))
-            fail(L, loc, "key '%s' expects an integer, got '%s'", ki->name, text);
-        if (!in_range(ki->range, (double)v->i))
-            fail(L, loc, "key '%s' must be %s, got %s", ki->name, range_text(ki->range), text);
-        break;
-    case KT_FLOAT:
-        if (!plain && parse_float(text, &v->f))
-            fail(L, loc, "key '%s' expects a number, got the quoted string \"%s\"", ki->name, text);
-        if (!plain || !parse_float(text, &v->f))
-            fail(L, loc, "key '%s' expects a number, got '%s'", ki->name, text);
-        if (!in_range(ki->range, v->f))
-            fail(L, loc, "key '%s' must be %s, got %s", ki->name, range_text(ki->range), text);
-        break;
-    case KT_BOOL:
-        if (!plain || !parse_bool(text, &v->b))
-            fail(L, loc, "key '%s' expects true or false, got '%s'", ki->name, text);
-        break;
-    case KT_STR:
-        v->s = pool_strdup(p, text);
-        break;
-    case KT_ENUM:
-        check_choice(L, loc, ki, text);
-        v->s = pool_strdup(p, text);
-        break;
-    default:
-        fail(L, loc, "key '%s' expects a list, got '%s'", ki->name, text);
-    }
+    mtx_key_value kv;
+    char msg[1024];
+    if (mtx_key_read(k, text, plain, &kv, msg, sizeof msg)) fail(L, loc, "%s", msg);
+    v->is_null = kv.is_null;
+    v->i = kv.i;
+    v->f = kv.f;
+    v->b = kv.b;
+    if (mtx_keys[k].type == MTX_KT_STR || mtx_keys[k].type == MTX_KT_ENUM) v->s = pool_strdup(L->c->pool, kv.s);
 }
 
 /* ---- lists and axis rules ---- */
@@ -311,10 +144,7 @@ static StrList node_strlist(Loader *L, const char *file, yaml_node_t *n, const c
         yaml_node_t *e = yaml_document_get_node(L->doc, *it);
         if (e->type != YAML_SCALAR_NODE)
             fail(L, node_loc(file, e), "key '%s' expects a list of %s", key, what);
-        if (choices) {
-            KeyInfo ki = {key, KT_LIST, KR_ANY, choices, 0};
-            check_choice(L, node_loc(file, e), &ki, scalar_text(e));
-        }
+        if (choices) check_choice(L, node_loc(file, e), key, choices, scalar_text(e));
         l.items[l.n++] = pool_strdup(p, scalar_text(e));
     }
     return l;
@@ -324,7 +154,7 @@ static StrList node_strlist(Loader *L, const char *file, yaml_node_t *n, const c
 static void set_rules(Loader *L, const char *file, yaml_node_t *n, ConfigValue *v)
 {
     Pool *p = L->c->pool;
-    const char *axes = key_table[K_mesh_axes].choices;
+    const char *axes = mtx_keys[K_mesh_axes].choices;
     if (n->type != YAML_SEQUENCE_NODE)
         fail(L, node_loc(file, n), "key 'logical_axis_rules' expects a list of [logical_axis, mesh_axes] pairs");
     int count = (int)(n->data.sequence.items.top - n->data.sequence.items.start);
@@ -342,8 +172,7 @@ static void set_rules(Loader *L, const char *file, yaml_node_t *n, ConfigValue *
         AxisRule *rule = &v->rules[v->nrules++];
         rule->name = pool_strdup(p, scalar_text(name));
         if (target->type == YAML_SCALAR_NODE) {
-            KeyInfo ki = {"mesh axis", KT_LIST, KR_ANY, axes, 0};
-            check_choice(L, node_loc(file, target), &ki, scalar_text(target));
+            check_choice(L, node_loc(file, target), "mesh axis", axes, scalar_text(target));
             rule->axes.items = pool_alloc(p, sizeof(char *));
             rule->axes.items[0] = pool_strdup(p, scalar_text(target));
             rule->axes.n = 1;
@@ -379,7 +208,7 @@ static bool is_derived_name(const char *name)
 
 static int lookup_or_fail(Loader *L, SrcLoc loc, const char *name)
 {
-    int k = key_lookup(name);
+    int k = mtx_key_find(name);
     if (k >= 0) return k;
     if (is_derived_name(name))
         fail(L, loc, "'%s' is derived from other keys and cannot be set (set its base_* key instead)", name);
@@ -389,13 +218,13 @@ static int lookup_or_fail(Loader *L, SrcLoc loc, const char *name)
 /* Convert one YAML value node for key k and store it, replacing lower levels. */
 static void set_from_node(Loader *L, const char *file, int k, yaml_node_t *n, SrcLoc loc)
 {
-    const KeyInfo *ki = &key_table[k];
+    const mtx_key *ki = &mtx_keys[k];
     ConfigValue v = {0};
     v.set = true;
     v.loc = loc;
-    if (ki->type == KT_LIST) {
+    if (ki->type == MTX_KT_LIST) {
         v.list = node_strlist(L, file, n, ki->name, ki->choices, "names");
-    } else if (ki->type == KT_RULES) {
+    } else if (ki->type == MTX_KT_RULES) {
         set_rules(L, file, n, &v);
         merge_rules(L->c->pool, &L->c->v[k], &v);
     } else if (n->type != YAML_SCALAR_NODE) {
@@ -413,18 +242,15 @@ static void set_from_node(Loader *L, const char *file, int k, yaml_node_t *n, Sr
  * ([[[...]]] 100,000 deep: 27 s): files over 4 MiB and flow nesting over 64
  * levels are refused before it reads them. Quotes and comments are skipped;
  * a bracket inside a plain scalar may count, which only matters past 64. */
-static void check_yaml_shape(Loader *L, const char *path, FILE *f)
+static bool flow_too_deep(FILE *f, int *line, int *col)
 {
-    struct stat st;
-    if (fstat(fileno(f), &st) == 0 && st.st_size > MAX_CONFIG_BYTES)
-        fail(L, (SrcLoc){path, 0, 0, NULL}, "config file is %lld bytes (at most %d)", (long long)st.st_size,
-             MAX_CONFIG_BYTES);
-    int depth = 0, line = 1, col = 0, quote = 0, prev = '\n';
+    int depth = 0, quote = 0, prev = '\n';
     bool comment = false;
+    *line = 1, *col = 0;
     for (int ch; (ch = getc(f)) != EOF; prev = ch) {
-        col++;
+        ++*col;
         if (ch == '\n') {
-            line++, col = 0, comment = false;
+            ++*line, *col = 0, comment = false;
             continue;
         }
         if (comment) continue;
@@ -434,10 +260,21 @@ static void check_yaml_shape(Loader *L, const char *path, FILE *f)
         }
         if (ch == '#' && (prev == ' ' || prev == '\t' || prev == '\n')) comment = true;
         else if (ch == '"' || ch == '\'') quote = ch;
-        else if ((ch == '[' || ch == '{') && ++depth > MAX_FLOW_DEPTH)
-            fail(L, (SrcLoc){path, line, col, NULL}, "YAML nested more than %d levels deep", MAX_FLOW_DEPTH);
+        else if ((ch == '[' || ch == '{') && ++depth > MAX_FLOW_DEPTH) return true;
         else if ((ch == ']' || ch == '}') && depth > 0) depth--;
     }
+    return false;
+}
+
+static void check_yaml_shape(Loader *L, const char *path, FILE *f)
+{
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && st.st_size > MAX_CONFIG_BYTES)
+        fail(L, (SrcLoc){path, 0, 0, NULL}, "config file is %lld bytes (at most %d)", (long long)st.st_size,
+             MAX_CONFIG_BYTES);
+    int line, col;
+    if (flow_too_deep(f, &line, &col))
+        fail(L, (SrcLoc){path, line, col, NULL}, "YAML nested more than %d levels deep", MAX_FLOW_DEPTH);
     rewind(f);
 }
 
@@ -548,18 +385,31 @@ static void load_override(Loader *L, char *arg)
     char *name = pool_fmt(L->c->pool, "%.*s", (int)(eq - arg), arg);
     const char *text = eq + 1;
     int k = lookup_or_fail(L, loc, name);
-    if (key_table[k].type == KT_STR) {            /* strings are taken verbatim */
-        L->c->v[k] = (ConfigValue){.set = true, .seq = ++L->seq, .loc = loc,
-                                   .s = pool_strdup(L->c->pool, text)};
+    if (mtx_keys[k].type != MTX_KT_LIST && mtx_keys[k].type != MTX_KT_RULES) {
+        /* One value, read as a trainer reads its run-time arguments. */
+        char msg[1024];
+        int plain;
+        char *scalar = mtx_yaml_scalar(text, &plain, msg, sizeof msg);
+        if (!scalar) fail(L, loc, "key '%s' %s", name, msg);
+        ConfigValue v = {.set = true, .seq = ++L->seq, .loc = loc};
+        char *kept = pool_strdup(L->c->pool, scalar);
+        free(scalar);
+        set_scalar(L, loc, k, kept, plain, &v);
+        L->c->v[k] = v;
         return;
     }
-    /* Everything else is read as a YAML value: numbers, booleans, [lists]. */
+    /* Lists and axis rules: a YAML document, nested no deeper than files. */
+    FILE *f = fmemopen((void *)text, strlen(text), "r");
+    if (!f) fail(L, loc, "cannot read value: %s", strerror(errno));
+    int line, col;
+    bool deep = flow_too_deep(f, &line, &col);
+    fclose(f);
+    if (deep) fail(L, loc, "key '%s': value nested more than %d levels deep", name, MAX_FLOW_DEPTH);
     yaml_parser_t parser;
     yaml_document_t doc;
     push_open(L, &parser, NULL);
     yaml_parser_set_input_string(&parser, (const unsigned char *)text, strlen(text));
-    if (!yaml_parser_load(&parser, &doc))
-        fail(L, loc, "cannot read value '%s': %s", text, parser.problem);
+    if (!yaml_parser_load(&parser, &doc)) fail(L, loc, "key '%s': cannot read the value as YAML: %s", name, parser.problem);
     set_doc(L, &doc);
     yaml_node_t *root = yaml_document_get_root_node(&doc);
     if (!root) fail(L, loc, "key '%s' needs a value", name);
@@ -636,7 +486,7 @@ Config *config_load(const char *path, int noverrides, char **overrides, char *er
         if (!L.c->v[k].set)
             fail(&L, (SrcLoc){pool_strdup(L.c->pool, path), 0, 0, NULL},
                  "key '%s' has no value: a config must set every key, or inherit them "
-                 "with base_config: base.yml", key_table[k].name);
+                 "with base_config: base.yml", mtx_keys[k].name);
     if (!config_resolve(L.c, err, errlen)) {
         config_free(L.c);
         return NULL;

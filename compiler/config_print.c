@@ -40,14 +40,14 @@ const char *config_value_text(Pool *p, const Config *c, int k)
     if (v->is_null) {
         buf_puts(&b, "None");
     } else {
-        switch (key_table[k].type) {
-        case KT_INT: buf_printf(&b, "%lld", v->i); break;
-        case KT_FLOAT: float_text(&b, v->f); break;
-        case KT_BOOL: buf_puts(&b, v->b ? "true" : "false"); break;
-        case KT_STR:
-        case KT_ENUM: quote(&b, v->s); break;
-        case KT_LIST: list_text(&b, &v->list); break;
-        case KT_RULES:
+        switch (mtx_keys[k].type) {
+        case MTX_KT_INT: buf_printf(&b, "%lld", v->i); break;
+        case MTX_KT_FLOAT: float_text(&b, v->f); break;
+        case MTX_KT_BOOL: buf_puts(&b, v->b ? "true" : "false"); break;
+        case MTX_KT_STR:
+        case MTX_KT_ENUM: quote(&b, v->s); break;
+        case MTX_KT_LIST: list_text(&b, &v->list); break;
+        case MTX_KT_RULES:
             buf_puts(&b, "[");
             for (int i = 0; i < v->nrules; i++) {
                 buf_puts(&b, i ? ", [" : "[");
@@ -70,7 +70,7 @@ void config_print(FILE *out, const Config *c)
     Pool *p = pool_new();
     fprintf(out, "# resolved by mtxc %s\n", MTXC_VERSION);
     for (int k = 0; k < NUM_KEYS; k++)
-        fprintf(out, "%s: %s\n", key_table[k].name, config_value_text(p, c, k));
+        fprintf(out, "%s: %s\n", mtx_keys[k].name, config_value_text(p, c, k));
     const Derived *d = &c->d;
     fprintf(out, "# derived values (computed from the keys above; not settable)\n");
     fprintf(out, "emb_dim: %d  # derived\n", d->emb_dim);

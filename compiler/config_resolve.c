@@ -36,7 +36,7 @@ static bool check_size_keys(Config *c, char *err, size_t errlen)
     for (size_t i = 0; i < sizeof size_keys / sizeof size_keys[0]; i++)
         if (cfg_int(c, size_keys[i]) > INT_MAX)
             FAIL(size_keys[i], "%s %lld is too large (at most %d: tensor and mesh sizes are 32-bit in mtxc)",
-                 key_table[size_keys[i]].name, cfg_int(c, size_keys[i]), INT_MAX);
+                 mtx_keys[size_keys[i]].name, cfg_int(c, size_keys[i]), INT_MAX);
     return true;
 }
 
@@ -64,7 +64,7 @@ static bool scale_model(Config *c, char *err, size_t errlen)
         if (v < 0)
             FAIL(later(c, K_global_parameter_scale, dims[i].key),
                  "global_parameter_scale %lld makes %s %lld x 2^%d, past %d", cfg_int(c, K_global_parameter_scale),
-                 key_table[dims[i].key].name, cfg_int(c, dims[i].key), shifts[dims[i].which], INT_MAX);
+                 mtx_keys[dims[i].key].name, cfg_int(c, dims[i].key), shifts[dims[i].which], INT_MAX);
         *out[i] = (int)v;
     }
     return true;
@@ -137,12 +137,12 @@ static bool fill_axes(Config *c, const int keys[3], long long total, int out[3],
         if (v == -1) {
             if (auto_key >= 0)
                 FAIL(later(c, auto_key, keys[i]), "only one %s axis may be -1, but %s and %s both are",
-                     what, key_table[auto_key].name, key_table[keys[i]].name);
+                     what, mtx_keys[auto_key].name, mtx_keys[keys[i]].name);
             auto_key = keys[i];
         } else {
             prod *= v;
             if (prod > INT_MAX)
-                FAIL(keys[i], "the %s mesh reaches %lld devices at %s (at most %d)", what, prod, key_table[keys[i]].name,
+                FAIL(keys[i], "the %s mesh reaches %lld devices at %s (at most %d)", what, prod, mtx_keys[keys[i]].name,
                      INT_MAX);
         }
     }
@@ -151,14 +151,14 @@ static bool fill_axes(Config *c, const int keys[3], long long total, int out[3],
     if (auto_key >= 0) {
         if (total % prod)
             FAIL(auto_key, "%s: %lld devices cannot be split by the other axes' product %lld",
-                 key_table[auto_key].name, total, prod);
+                 mtx_keys[auto_key].name, total, prod);
         for (int i = 0; i < 3; i++)
             if (keys[i] == auto_key) out[i] = (int)(total / prod);
     } else if (prod != total) {
         FAIL(later(c, later(c, keys[0], keys[1]), keys[2]),
              "the %s mesh %s=%d x %s=%d x %s=%d has %lld devices, but the target has %lld",
-             what, key_table[keys[0]].name, out[0], key_table[keys[1]].name, out[1],
-             key_table[keys[2]].name, out[2], prod, total);
+             what, mtx_keys[keys[0]].name, out[0], mtx_keys[keys[1]].name, out[1],
+             mtx_keys[keys[2]].name, out[2], prod, total);
     }
     return true;
 }
@@ -230,11 +230,7 @@ bool config_resolve(Config *c, char *err, size_t errlen)
         FAIL(later(c, K_warmup_steps_fraction, K_wsd_decay_steps_fraction),
              "warmup_steps_fraction %g + wsd_decay_steps_fraction %g leave no stable phase (they must sum to at most 1)",
              cfg_float(c, K_warmup_steps_fraction), cfg_float(c, K_wsd_decay_steps_fraction));
-    const char *run = cfg_str(c, K_run_name);
-    if (!mtx_is_dir_name(run))
-        FAIL(K_run_name, "run_name '%s' must be one directory name (no '/', not '.' or '..')", run);
     if (cfg_str(c, K_load_parameters_path)[0] && cfg_str(c, K_load_full_state_path)[0])
-        FAIL(later(c, K_load_parameters_path, K_load_full_state_path),
-             "load_parameters_path and load_full_state_path cannot both be set");
+        FAIL(later(c, K_load_parameters_path, K_load_full_state_path), "%s", mtx_load_paths_conflict);
     return true;
 }

@@ -903,7 +903,7 @@ static void emit_descriptor(Emitter *e)
         const char *text = config_value_text(pool, c, k);
         Buf esc = {0};
         for (const char *s = text; *s; s++) buf_printf(&esc, *s == '"' || *s == '\\' ? "\\%c" : "%c", *s);
-        out(e, "    {\"%s\", \"%s\", %d},\n", key_table[k].name, esc.s ? esc.s : "", (key_table[k].flags & KF_RUN) != 0);
+        out(e, "    {\"%s\", \"%s\", %d},\n", mtx_keys[k].name, esc.s ? esc.s : "", (mtx_keys[k].flags & MTX_KF_RUN) != 0);
         buf_free(&esc);
     }
     out(e, "};\n\n");

@@ -39,18 +39,8 @@ void buf_free(Buf *b);
 
 /* ---- config ---- */
 
-typedef enum { KT_INT, KT_FLOAT, KT_BOOL, KT_STR, KT_ENUM, KT_LIST, KT_RULES } KeyType;
-typedef enum { KR_ANY, KR_POS, KR_NONNEG, KR_AUTO, KR_UNIT, KR_UNIT_OPEN, KR_POW2 } KeyRange;
-enum { KF_RUN = 1, KF_NULLABLE = 2 };
-
-typedef struct {
-    const char *name;
-    KeyType type;
-    KeyRange range;
-    const char *choices;   /* space-separated, for ENUM and LIST */
-    unsigned flags;
-} KeyInfo;
-
+/* The schema (runtime/config_keys.def, mtx_keys) and the reading of one
+ * value (mtx_key_read) are the runtime's, shared with every trainer. */
 typedef enum {
 #define KEY(name, type, range, choices, flags) K_##name,
 #include "config_keys.def"
@@ -58,8 +48,6 @@ typedef enum {
     NUM_KEYS
 } KeyId;
 
-extern const KeyInfo key_table[NUM_KEYS];
-int key_lookup(const char *name);                /* KeyId or -1 */
 
 /* Where a value came from: file:line:col, or a command-line argument. */
 typedef struct {

@@ -1,15 +1,29 @@
-/* Suggestions for mistyped names ("did you mean"), shared by mtxc and trainers. */
+/* Text helpers shared by mtxc and trainers: names, messages, suggestions
+ * for mistyped names ("did you mean"). */
 #include "mtxrt.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Levenshtein distance, one row at a time. */
 int mtx_is_dir_name(const char *s)
 {
     return !strchr(s, '/') && strcmp(s, ".") && strcmp(s, "..");
 }
 
+void mtx_escape_controls(const char *text, char *out, size_t n)
+{
+    size_t o = 0;
+    for (const unsigned char *s = (const unsigned char *)text; *s && o + 5 < n; s++) {
+        if (*s == '\n') o += (size_t)snprintf(out + o, n - o, "\\n");
+        else if (*s == '\t') o += (size_t)snprintf(out + o, n - o, "\\t");
+        else if (*s < 0x20 || *s == 0x7f) o += (size_t)snprintf(out + o, n - o, "\\x%02x", *s);
+        else out[o++] = (char)*s;
+    }
+    if (n) out[o < n ? o : n - 1] = 0;
+}
+
+/* Levenshtein distance, one row at a time. */
 int mtx_edit_distance(const char *a, const char *b)
 {
     size_t la = strlen(a), lb = strlen(b);

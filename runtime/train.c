@@ -12,9 +12,19 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+enum { MAX_CONFIG = 256 };
+
+/* The run's config: each descriptor entry's value, read as mtxc reads it
+ * (runtime/keys.c), from the compiled-in text or a key=value argument. */
 typedef struct {
-    const char *values[256];              /* one per prog->config entry */
+    char *text[MAX_CONFIG];                   /* the value's YAML text, unquoted (malloc'd) */
+    mtx_key_value v[MAX_CONFIG];
 } RunConfig;
+
+static void run_config_free(RunConfig *rc)
+{
+    for (int i = 0; i < MAX_CONFIG; i++) free(rc->text[i]);
+}
 
 const char *mtx_config_get(const mtx_program *prog, const char *key)
 {
@@ -30,65 +40,49 @@ static int config_index(const mtx_program *prog, const char *key)
     return -1;
 }
 
-static const char *run_get(const mtx_program *prog, const RunConfig *rc, const char *key)
+/* A key the trainer reads; every program's descriptor has it. */
+static const mtx_key_value *run_get(const mtx_program *prog, const RunConfig *rc, const char *key)
 {
+    static const mtx_key_value none = {.is_null = 1, .s = ""};
     int i = config_index(prog, key);
-    return i < 0 ? "" : rc->values[i];
+    return i < 0 ? &none : &rc->v[i];
 }
 
-/* Strings are stored YAML-quoted in the descriptor; numbers and booleans bare. */
-static void unquote(const char *v, char *out, size_t outlen)
+/* A string key copied into out; 0 after saying so if it does not fit. */
+static int run_string(const mtx_program *prog, const RunConfig *rc, const char *key, char *out, size_t n)
 {
-    size_t n = strlen(v);
-    if (n >= 2 && v[0] == '"' && v[n - 1] == '"') {
-        size_t j = 0;
-        for (size_t i = 1; i + 1 < n && j + 1 < outlen; i++) {
-            if (v[i] == '\\' && i + 2 < n) i++;
-            out[j++] = v[i];
-        }
-        out[j] = 0;
+    const char *v = run_get(prog, rc, key)->s;
+    if (strlen(v) >= n) {
+        fprintf(stderr, "trainer: error: key '%s' is longer than %zu bytes\n", key, n - 1);
+        return 0;
+    }
+    memcpy(out, v, strlen(v) + 1);
+    return 1;
+}
+
+/* Read entry i's value from src (YAML text); 0 after printing why, naming
+ * the argument that gave it (or the descriptor, for compiled-in text). */
+static int read_value(const mtx_program *prog, RunConfig *rc, int i, const char *src, const char *arg)
+{
+    char msg[1200], why[1024], line[1400];
+    int plain, k = mtx_key_find(prog->config[i].key);
+    if (k >= 0 && (mtx_keys[k].type == MTX_KT_LIST || mtx_keys[k].type == MTX_KT_RULES)) return 1;   /* compiled in */
+    free(rc->text[i]);
+    rc->text[i] = mtx_yaml_scalar(src, &plain, why, sizeof why);
+    if (rc->text[i] && k >= 0) {
+        if (!mtx_key_read(k, rc->text[i], plain, &rc->v[i], msg, sizeof msg)) return 1;
+    } else if (rc->text[i]) {
+        snprintf(msg, sizeof msg, "key '%s' is unknown to this runtime (a trainer built by another mtxc?)",
+                 prog->config[i].key);
     } else {
-        snprintf(out, outlen, "%s", v);
+        snprintf(msg, sizeof msg, "key '%s' %s", prog->config[i].key, why);
     }
-}
-
-static int parse_long(const char *key, const char *v, long long min, long long *out)
-{
-    char buf[64], *end;
-    int j = 0;
-    for (const char *s = v; *s && j < 63; s++)
-        if (*s != '_') buf[j++] = *s;
-    buf[j] = 0;
-    errno = 0;
-    long long x = strtoll(buf, &end, 10);
-    if (!j || *end || x < min || errno == ERANGE) {
-        fprintf(stderr, "trainer: error: key '%s' expects an integer >= %lld, got '%s'\n", key, min, v);
-        return 0;
-    }
-    *out = x;
-    return 1;
-}
-
-static int parse_double(const char *key, const char *v, double *out)
-{
-    char *end;
-    double x = strtod(v, &end);
-    if (!*v || *end) {
-        fprintf(stderr, "trainer: error: key '%s' expects a number, got '%s'\n", key, v);
-        return 0;
-    }
-    *out = x;
-    return 1;
-}
-
-static bool truthy(const char *v) { return !strcmp(v, "true") || !strcmp(v, "True") || !strcmp(v, "TRUE"); }
-
-/* A boolean as mtxc reads one (YAML's true/True/TRUE, false/False/FALSE). */
-static int parse_bool(const char *key, const char *v, bool *out)
-{
-    *out = truthy(v);
-    if (*out || !strcmp(v, "false") || !strcmp(v, "False") || !strcmp(v, "FALSE")) return 1;
-    fprintf(stderr, "trainer: error: key '%s' expects true or false, got '%s'\n", key, v);
+    char shown[96];
+    mtx_clip_value(arg ? arg : prog->config[i].key, shown, sizeof shown);
+    snprintf(line, sizeof line, arg ? "argument '%s': error: %s" : "trainer: error: compiled-in value of '%s': %s",
+             shown, msg);
+    mtx_escape_controls(line, msg, sizeof msg);
+    fprintf(stderr, "%s\n", msg);
     return 0;
 }
 
@@ -140,27 +134,20 @@ static int own_shard(const mtx_program *prog, char *path, size_t n)
 
 static int checkpoint_settings(const mtx_program *prog, const RunConfig *rc, Checkpointing *ck)
 {
-    char run[1024], base[2048], keep[64];
-    unquote(run_get(prog, rc, "run_name"), run, sizeof run);
-    unquote(run_get(prog, rc, "base_output_directory"), base, sizeof base);
-    unquote(run_get(prog, rc, "load_parameters_path"), ck->load_params, sizeof ck->load_params);
-    unquote(run_get(prog, rc, "load_full_state_path"), ck->load_full, sizeof ck->load_full);
-    snprintf(keep, sizeof keep, "%s", run_get(prog, rc, "max_num_checkpoints_to_keep"));
-    bool enabled;
-    if (!parse_bool("enable_checkpointing", run_get(prog, rc, "enable_checkpointing"), &enabled) ||
-        !parse_bool("save_checkpoint_on_completion", run_get(prog, rc, "save_checkpoint_on_completion"), &ck->on_completion) ||
-        !parse_long("checkpoint_period", run_get(prog, rc, "checkpoint_period"), 1, &ck->period))
+    char run[1024], base[2048];
+    if (!run_string(prog, rc, "run_name", run, sizeof run) ||
+        !run_string(prog, rc, "base_output_directory", base, sizeof base) ||
+        !run_string(prog, rc, "load_parameters_path", ck->load_params, sizeof ck->load_params) ||
+        !run_string(prog, rc, "load_full_state_path", ck->load_full, sizeof ck->load_full))
         return 0;
-    /* run_name is one directory under base_output_directory, never a way out of it */
-    if (!mtx_is_dir_name(run)) {
-        fprintf(stderr, "trainer: error: run_name '%s' must be one directory name (no '/', not '.' or '..')\n", run);
-        return 0;
-    }
+    bool enabled = run_get(prog, rc, "enable_checkpointing")->b;
+    ck->on_completion = run_get(prog, rc, "save_checkpoint_on_completion")->b;
+    ck->period = run_get(prog, rc, "checkpoint_period")->i;
+    const mtx_key_value *keep = run_get(prog, rc, "max_num_checkpoints_to_keep");
+    ck->keep = keep->is_null ? 0 : keep->i;
     ck->on = enabled && run[0];
-    ck->keep = 0;
-    if (strcmp(keep, "None") && !parse_long("max_num_checkpoints_to_keep", keep, 1, &ck->keep)) return 0;
     if (ck->load_params[0] && ck->load_full[0]) {
-        fprintf(stderr, "trainer: error: load_parameters_path and load_full_state_path cannot both be set\n");
+        fprintf(stderr, "trainer: error: %s\n", mtx_load_paths_conflict);
         return 0;
     }
     snprintf(ck->dir, sizeof ck->dir, "%s%s%s/checkpoints", base, base[0] ? "/" : "", run);
@@ -245,42 +232,52 @@ static void usage(const mtx_program *prog, FILE *out)
     fprintf(out, "\nAll other keys are compiled in; change them with mtxc build.\n");
 }
 
-/* Apply key=value arguments; returns 0 to go on, or an exit status. */
+/* Read the compiled-in values, then the key=value arguments over them, each
+ * checked as mtxc checks it; returns 0 to go on, -1 after --help, or an
+ * exit status. */
 static int parse_run_args(const mtx_program *prog, RunConfig *rc, int argc, char **argv)
 {
-    for (int i = 0; i < prog->nconfig && i < 256; i++) rc->values[i] = prog->config[i].value;
+    memset(rc, 0, sizeof *rc);
+    if (prog->nconfig > MAX_CONFIG) {
+        fprintf(stderr, "trainer: error: %d config keys, at most %d\n", prog->nconfig, MAX_CONFIG);
+        return 2;
+    }
+    for (int i = 0; i < prog->nconfig; i++)
+        if (!read_value(prog, rc, i, prog->config[i].value, NULL)) return 2;
     for (int a = 1; a < argc; a++) {
         const char *arg = argv[a];
         if (!strcmp(arg, "-h") || !strcmp(arg, "--help")) {
             usage(prog, stdout);
             return -1;
         }
+        char shown[96];
+        mtx_clip_value(arg, shown, sizeof shown);
         const char *eq = strchr(arg, '=');
         if (!eq || eq == arg) {
-            fprintf(stderr, "trainer: error: argument '%s': expected key=value (see --help)\n", arg);
+            fprintf(stderr, "argument '%s': error: expected key=value (see --help)\n", shown);
             return 2;
         }
         char key[128];
         snprintf(key, sizeof key, "%.*s", (int)(eq - arg), arg);
         int k = config_index(prog, key);
         if (k < 0) {
-            const char *names[256];
+            const char *names[MAX_CONFIG];
             int n = 0;
-            for (int i = 0; i < prog->nconfig && n < 256; i++)
+            for (int i = 0; i < prog->nconfig; i++)
                 if (prog->config[i].runtime) names[n++] = prog->config[i].key;
             const char *best = mtx_closest_word(key, names, n);
-            fprintf(stderr, "trainer: error: argument '%s': unknown key '%s'", arg, key);
+            fprintf(stderr, "argument '%s': error: unknown key '%s'", shown, key);
             if (best) fprintf(stderr, " (did you mean '%s'?)", best);
             fprintf(stderr, "\n");
             return 2;
         }
         if (!prog->config[k].runtime) {
-            fprintf(stderr, "trainer: error: argument '%s': '%s' is compiled into this trainer "
+            fprintf(stderr, "argument '%s': error: '%s' is compiled into this trainer "
                             "(it changes the compiled program); rebuild with mtxc build ... %s\n",
-                    arg, key, arg);
+                    shown, key, shown);
             return 2;
         }
-        rc->values[k] = eq + 1;
+        if (!read_value(prog, rc, k, eq + 1, arg)) return 2;
     }
     return 0;
 }
@@ -400,23 +397,21 @@ typedef struct {
 
 static int run_settings(const mtx_program *prog, const RunConfig *rc, RunSettings *s)
 {
-    if (!parse_long("steps", run_get(prog, rc, "steps"), 1, &s->steps) ||
-        !parse_long("log_period", run_get(prog, rc, "log_period"), 1, &s->log_period) ||
-        !parse_long("init_weights_seed", run_get(prog, rc, "init_weights_seed"), 0, &s->init_seed) ||
-        !parse_long("data_shuffle_seed", run_get(prog, rc, "data_shuffle_seed"), 0, &s->shuffle_seed) ||
-        !parse_long("eval_interval", run_get(prog, rc, "eval_interval"), -1, &s->eval_interval) ||
-        !parse_long("eval_steps", run_get(prog, rc, "eval_steps"), -1, &s->eval_steps) ||
-        !parse_long("learning_rate_schedule_steps", run_get(prog, rc, "learning_rate_schedule_steps"), -1, &s->schedule) ||
-        !parse_double("target_eval_loss", run_get(prog, rc, "target_eval_loss"), &s->target_eval_loss) ||
-        !parse_double("peak_tflops_per_device", run_get(prog, rc, "peak_tflops_per_device"), &s->peak_tflops) ||
-        !checkpoint_settings(prog, rc, &s->ck))
-        return 0;
-    unquote(run_get(prog, rc, "dataset_type"), s->dtype, sizeof s->dtype);
-    unquote(run_get(prog, rc, "dataset_path"), s->dpath, sizeof s->dpath);
-    unquote(run_get(prog, rc, "eval_dataset_path"), s->epath, sizeof s->epath);
-    unquote(run_get(prog, rc, "metrics_file"), s->metrics_path, sizeof s->metrics_path);
-    if (!parse_bool("abort_on_nan_loss", run_get(prog, rc, "abort_on_nan_loss"), &s->abort_on_nan) ||
-        !parse_bool("enable_data_shuffling", run_get(prog, rc, "enable_data_shuffling"), &s->shuffle))
+    s->steps = run_get(prog, rc, "steps")->i;
+    s->log_period = run_get(prog, rc, "log_period")->i;
+    s->init_seed = run_get(prog, rc, "init_weights_seed")->i;
+    s->shuffle_seed = run_get(prog, rc, "data_shuffle_seed")->i;
+    s->eval_interval = run_get(prog, rc, "eval_interval")->i;
+    s->eval_steps = run_get(prog, rc, "eval_steps")->i;
+    s->schedule = run_get(prog, rc, "learning_rate_schedule_steps")->i;
+    s->target_eval_loss = run_get(prog, rc, "target_eval_loss")->f;
+    s->peak_tflops = run_get(prog, rc, "peak_tflops_per_device")->f;
+    s->abort_on_nan = run_get(prog, rc, "abort_on_nan_loss")->b;
+    s->shuffle = run_get(prog, rc, "enable_data_shuffling")->b;
+    if (!checkpoint_settings(prog, rc, &s->ck) || !run_string(prog, rc, "dataset_type", s->dtype, sizeof s->dtype) ||
+        !run_string(prog, rc, "dataset_path", s->dpath, sizeof s->dpath) ||
+        !run_string(prog, rc, "eval_dataset_path", s->epath, sizeof s->epath) ||
+        !run_string(prog, rc, "metrics_file", s->metrics_path, sizeof s->metrics_path))
         return 0;
     const char *dtype = mtx_config_get(prog, "dtype");
     if (s->peak_tflops <= 0) s->peak_tflops = mtx_measured_peak_flops(dtype && strstr(dtype, "bfloat16")) / 1e12;
@@ -425,11 +420,12 @@ static int run_settings(const mtx_program *prog, const RunConfig *rc, RunSetting
 
 static int train(const mtx_program *prog, int argc, char **argv)
 {
-    RunConfig rc;
-    int status = parse_run_args(prog, &rc, argc, argv);
-    if (status) return status < 0 ? 0 : status;
+    static RunConfig rc;
     static RunSettings rs;                    /* paths make it large */
-    if (!run_settings(prog, &rc, &rs)) return 2;
+    int status = parse_run_args(prog, &rc, argc, argv);
+    if (!status && !run_settings(prog, &rc, &rs)) status = 2;
+    run_config_free(&rc);
+    if (status) return status < 0 ? 0 : status;
     long long steps = rs.steps, log_period = rs.log_period, eval_interval = rs.eval_interval;
     double target_eval_loss = rs.target_eval_loss, peak_tflops = rs.peak_tflops;
     const Checkpointing *ck = &rs.ck;

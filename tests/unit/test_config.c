@@ -121,7 +121,7 @@ START_TEST(value_types)
 {
     char *ov[] = {"checkpoint_period=1_000", "adam_eps=1.e-07", "pure_nnx=True",
                   "mlp_activations=[gelu]", "max_num_checkpoints_to_keep=3",
-                  "run_name=a b: c", "logical_axis_rules=[[embed, tensor], [mlp, [fsdp, data]]]"};
+                  "run_name='a b: c'", "logical_axis_rules=[[embed, tensor], [mlp, [fsdp, data]]]"};
     Config *c = load_base(7, ov);
     ck_assert_msg(c, "%s", err);
     ck_assert_int_eq(cfg_int(c, K_checkpoint_period), 1000);
@@ -130,7 +130,7 @@ START_TEST(value_types)
     ck_assert_int_eq(c->v[K_mlp_activations].list.n, 1);
     ck_assert(!c->v[K_max_num_checkpoints_to_keep].is_null);
     ck_assert_int_eq(cfg_int(c, K_max_num_checkpoints_to_keep), 3);
-    ck_assert_str_eq(cfg_str(c, K_run_name), "a b: c");
+    ck_assert_str_eq(cfg_str(c, K_run_name), "a b: c");      /* strings are YAML too, quotes removed */
     const ConfigValue *r = &c->v[K_logical_axis_rules];
     ck_assert_str_eq(r->rules[0].name, "embed");
     ck_assert_str_eq(r->rules[1].axes.items[1], "data");
@@ -193,7 +193,7 @@ START_TEST(errors_types_and_ranges)
     char *bad[] = {"steps"};
     expect_error("", 1, bad, "argument 'steps': error: expected key=value");
     char *bad2[] = {"mlp_activations=[silu"};
-    expect_error("", 1, bad2, "argument 'mlp_activations=[silu': error: cannot read value");
+    expect_error("", 1, bad2, "argument 'mlp_activations=[silu': error: key 'mlp_activations': cannot read the value as YAML");
     char *bad3[] = {"decoder_block=gpt4"};
     expect_error("", 1, bad3, "unknown decoder_block 'gpt4' (choices: llama2, mistral, gpt3, gemma) (did you mean 'gpt3'?)");
 }
