@@ -231,7 +231,7 @@ int mtx_key_read(int k, const char *text, int plain, mtx_key_value *v, char *msg
         if (!plain || !parse_int(text, &v->i))
             return fail(msg, n, "key '%s' expects an integer, got '%s'", key->name, shown);
         if (v->i > MAX_INT || v->i < -MAX_INT)
-            return fail(msg, n, "key '%s' must be at most 2^53 (9007199254740992) in size, got %s", key->name, shown);
+            return fail(msg, n, "key '%s' must be between -2^53 and 2^53 (9007199254740992), got %s", key->name, shown);
         if (!in_range(key->range, (double)v->i))
             return fail(msg, n, "key '%s' must be %s, got %s", key->name, range_text(key->range), shown);
         v->f = (double)v->i;
