@@ -205,6 +205,15 @@ static void vjp(AD *ad, const Op *op, Value *dy)
         accumulate(ad, in[1], dv);
         break;
     }
+    case OP_flash_attention: {   /* lse is the op's own; only o has a gradient */
+        Value *dq = grad_value(ad, in[0], op), *dk = grad_value(ad, in[1], op), *dv = grad_value(ad, in[2], op);
+        Value *gin[6] = {dy, in[0], in[1], in[2], y, op->out[1]}, *gout[3] = {dq, dk, dv};
+        copy_attrs(op_add(ad->p, ad->f, OP_flash_attention_grad, ad->block, 6, gin, 3, gout), op);
+        accumulate(ad, in[0], dq);
+        accumulate(ad, in[1], dk);
+        accumulate(ad, in[2], dv);
+        break;
+    }
     case OP_cross_entropy: {
         Value *dl = grad_value(ad, in[0], op);
         copy_attrs(emit(ad, OP_cross_entropy_grad, 4, in[0], in[1], in[2], dy, 1, dl, NULL, NULL), op);

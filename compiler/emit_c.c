@@ -499,6 +499,11 @@ static void emit_kernel(Emitter *e, const Op *op)
             V(e, in[0]), V(e, in[1]), (long long)a[0], (long long)a[1], (long long)a[2],
             (long long)a[3], (long long)a[4]);
         break;
+    case OP_flash_attention:
+        out(e, "    mtx_flash_attention%s(%s, %s, %s, %s, %s, %lld, %lld, %lld, %lld, %lld, %lld, %s);\n", sfx, V(e, o[0]),
+            V(e, o[1]), V(e, in[0]), V(e, in[1]), V(e, in[2]), (long long)a[0], (long long)a[1], (long long)a[2],
+            (long long)a[3], (long long)a[4], (long long)a[5], flit(pool, fa[0]));
+        break;
     case OP_cross_entropy:
         out(e, "    %s[0] = mtx_cross_entropy_forward%s(%s, %s, %s, %lld, %lld, %s);\n", V(e, o[0]), sfx,
             V(e, in[0]), V(e, in[1]), V(e, in[2]), (long long)a[0], (long long)a[1], V(e, o[1]));
@@ -536,6 +541,12 @@ static void emit_kernel(Emitter *e, const Op *op)
         out(e, "    mtx_attention_values_backward%s(%s, %s, %s, %s, %s, %lld, %lld, %lld, %lld, %lld);\n", sfx,
             V(e, o[0]), V(e, o[1]), V(e, in[0]), V(e, in[1]), V(e, in[2]), (long long)a[0],
             (long long)a[1], (long long)a[2], (long long)a[3], (long long)a[4]);
+        break;
+    case OP_flash_attention_grad:
+        out(e, "    mtx_flash_attention_backward%s(%s, %s, %s, %s, %s, %s, %s, %s, %s, %lld, %lld, %lld, %lld, %lld, "
+               "%lld, %s);\n", sfx, V(e, o[0]), V(e, o[1]), V(e, o[2]), V(e, in[0]), V(e, in[1]), V(e, in[2]),
+            V(e, in[3]), V(e, in[4]), V(e, in[5]), (long long)a[0], (long long)a[1], (long long)a[2], (long long)a[3],
+            (long long)a[4], (long long)a[5], flit(pool, fa[0]));
         break;
     case OP_cross_entropy_grad:
         out(e, "    mtx_cross_entropy_backward%s(%s, %s, %s, %s, %lld, %lld, %s);\n", sfx, V(e, o[0]), V(e, in[0]),
@@ -852,14 +863,25 @@ static void emit_state_functions(Emitter *e)
             v->kind == V_COUNTER ? "int64_t" : "float", (long long)v->offset);
     }
     for (int i = 0; i < e->nplans; i++) emit_gemm_plan(e, i);
-    int64_t scratch = program_scratch_bytes(p);
-    if (scratch)
-        out(e, "    mtx_scratch_reserve(%lldu);  /* one attention head's operands and results in float32 */\n",
-            (long long)scratch);
+    /* the kernels' scratch: each distinct reservation once, released as many times */
+    const char *reserved[8];
+    int nreserved = 0;
+    const Func *funcs[2] = {&p->eval, &p->train};
+    for (int fi = 0; fi < 2; fi++)
+        for (int i = 0; i < funcs[fi]->nops; i++) {
+            const char *expr = op_scratch_expr(pool, funcs[fi]->ops[i]);
+            bool seen = !expr;
+            for (int r = 0; r < nreserved && !seen; r++) seen = !strcmp(reserved[r], expr);
+            if (seen) continue;
+            if (nreserved == 8) fatal("emit: more than 8 distinct scratch reservations");
+            reserved[nreserved++] = expr;
+            out(e, "    mtx_scratch_reserve(%s);\n", expr);
+        }
     out(e, "    return s;\n}\n\n");
     out(e, "void mtx_state_free(mtx_state *s)\n{\n    if (!s) return;\n");
     if (e->nplans) out(e, "    for (int i = 0; i < %d; i++) mtx_gemm_plan_free(s->gemm[i]);\n", e->nplans);
-    if (scratch) out(e, "    mtx_scratch_release();\n");
+    if (nreserved == 1) out(e, "    mtx_scratch_release();\n");
+    if (nreserved > 1) out(e, "    for (int i = 0; i < %d; i++) mtx_scratch_release();\n", nreserved);
     out(e, "    mtx_free(s->memory);\n    mtx_free(s->arena);\n    mtx_free(s);\n}\n\n");
     out(e, "static void *state_memory(const mtx_state *s) { return s->memory; }\n");
     out(e, "static void *state_arena(const mtx_state *s) { return s->arena; }\n\n");

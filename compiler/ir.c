@@ -25,6 +25,7 @@ static const struct { OpKind kind; const char *ia[8]; const char *fa[8]; } attr_
     {OP_attention_scores, {"b", "t", "hq", "hkv", "dh"}, {"scale"}},
     {OP_causal_softmax, {"blocks", "t"}, {0}},
     {OP_attention_values, {"b", "t", "hq", "hkv", "dh"}, {0}},
+    {OP_flash_attention, {"b", "t", "hq", "hkv", "dh", "window"}, {"scale"}},
     {OP_cross_entropy, {"n", "vocab"}, {0}},
     {OP_embed_grad, {"n", "vocab", "d"}, {0}},
     {OP_position_add_grad, {"b", "t", "rows", "d"}, {0}},
@@ -35,6 +36,7 @@ static const struct { OpKind kind; const char *ia[8]; const char *fa[8]; } attr_
     {OP_attention_scores_grad, {"b", "t", "hq", "hkv", "dh"}, {"scale"}},
     {OP_causal_softmax_grad, {"blocks", "t"}, {0}},
     {OP_attention_values_grad, {"b", "t", "hq", "hkv", "dh"}, {0}},
+    {OP_flash_attention_grad, {"b", "t", "hq", "hkv", "dh", "window"}, {"scale"}},
     {OP_cross_entropy_grad, {"n", "vocab"}, {0}},
     {OP_learning_rate, {"schedule"}, {"peak", "final_fraction", "warmup_fraction", "decay_fraction"}},
     {OP_clip_scale, {0}, {"threshold"}},
@@ -113,17 +115,38 @@ int64_t program_arena_bytes(const Program *p)
     return p->train.arena_bytes > p->eval.arena_bytes ? p->train.arena_bytes : p->eval.arena_bytes;
 }
 
+/* The runtime scratch a kernel op needs (0: none): bf16 attention heads in
+ * float32, the fused attention's row sums and per-thread blocks. */
+const char *op_scratch_expr(Pool *pool, const Op *op)
+{
+    const int64_t *a = op->ia;
+    if (op->kind == OP_flash_attention || op->kind == OP_flash_attention_grad)
+        return pool_fmt(pool, "mtx_flash_attention_scratch(%lld, %lld, %lld, %lld, mtx_num_threads())",
+                        (long long)a[0], (long long)a[1], (long long)a[2], (long long)a[4]);
+    bool attention = op->kind == OP_attention_scores || op->kind == OP_attention_scores_grad ||
+                     op->kind == OP_attention_values || op->kind == OP_attention_values_grad;
+    if (attention && op->in[0]->dtype == DT_BF16)
+        return pool_fmt(pool, "mtx_attention_scratch(%lld, %lld)", (long long)a[1], (long long)a[4]);
+    return NULL;
+}
+
+static int64_t op_scratch_bytes(const Op *op)
+{
+    const int64_t *a = op->ia;
+    if (op->kind == OP_flash_attention || op->kind == OP_flash_attention_grad)
+        return (int64_t)mtx_flash_attention_scratch((int)a[0], (int)a[1], (int)a[2], (int)a[4], 1);
+    bool attention = op->kind == OP_attention_scores || op->kind == OP_attention_scores_grad ||
+                     op->kind == OP_attention_values || op->kind == OP_attention_values_grad;
+    return attention && op->in[0]->dtype == DT_BF16 ? (int64_t)mtx_attention_scratch((int)a[1], (int)a[4]) : 0;
+}
+
 int64_t program_scratch_bytes(const Program *p)
 {
     int64_t bytes = 0;
     const Func *funcs[2] = {&p->eval, &p->train};
     for (int fi = 0; fi < 2; fi++)
         for (int i = 0; i < funcs[fi]->nops; i++) {
-            const Op *op = funcs[fi]->ops[i];
-            bool attention = op->kind == OP_attention_scores || op->kind == OP_attention_scores_grad ||
-                             op->kind == OP_attention_values || op->kind == OP_attention_values_grad;
-            if (!attention || op->in[0]->dtype != DT_BF16) continue;
-            int64_t n = (int64_t)mtx_attention_scratch((int)op->ia[1], (int)op->ia[4]);
+            int64_t n = op_scratch_bytes(funcs[fi]->ops[i]);
             if (n > bytes) bytes = n;
         }
     return bytes;

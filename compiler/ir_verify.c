@@ -79,6 +79,12 @@ static bool check_shapes(Verifier *V)
         return numel_is(V, in[0], a[0] * a[2] * a[1] * a[1], "probabilities") &&
                numel_is(V, in[1], a[0] * a[1] * a[3] * a[4], "value") &&
                numel_is(V, out[0], a[0] * a[1] * a[2] * a[4], "output");
+    case OP_flash_attention:
+        return numel_is(V, in[0], a[0] * a[1] * a[2] * a[4], "query") &&
+               numel_is(V, in[1], a[0] * a[1] * a[3] * a[4], "key") && numel_is(V, in[2], value_numel(in[1]), "value") &&
+               numel_is(V, out[0], value_numel(in[0]), "output") && numel_is(V, out[1], a[0] * a[2] * a[1], "lse") &&
+               dtype_is(V, out[1], DT_F32) &&
+               (a[2] % a[3] == 0 || bad(V, "hq %lld not a multiple of hkv %lld", (long long)a[2], (long long)a[3]));
     case OP_cross_entropy:
         return numel_is(V, in[0], a[0] * a[1], "logits") && dtype_is(V, in[1], DT_I32) &&
                dtype_is(V, in[2], DT_I32) && numel_is(V, in[1], a[0], "targets");

@@ -12,7 +12,7 @@
 
 #include <stdlib.h>
 
-/* Kernels with bf16 forms (runtime/attention.c, loss.c, norms.c): which
+/* Kernels with bf16 forms (runtime/attention.c, flash.c, loss.c, norms.c): which
  * inputs and outputs (bits) carry the activations' dtype; the others
  * (params, their gradients, the loss's scalars) stay f32. */
 static const struct { OpKind kind; unsigned in, out; } bf16_kernels[] = {
@@ -20,6 +20,7 @@ static const struct { OpKind kind; unsigned in, out; } bf16_kernels[] = {
     {OP_attention_scores, 3, 1}, {OP_attention_scores_grad, 7, 3},
     {OP_causal_softmax, 1, 1}, {OP_causal_softmax_grad, 3, 1},
     {OP_attention_values, 3, 1}, {OP_attention_values_grad, 7, 3},
+    {OP_flash_attention, 7, 1}, {OP_flash_attention_grad, 31, 7},  /* q, k, v, o (not lse); do, q, k, v, o */
     {OP_cross_entropy, 1, 0}, {OP_cross_entropy_grad, 1, 1},     /* logits, dlogits */
     {OP_rmsnorm, 1, 1}, {OP_rmsnorm_grad, 3, 1},                 /* x, y; dy, x, dx */
     {OP_layernorm, 1, 1}, {OP_layernorm_grad, 3, 1},

@@ -19,6 +19,7 @@ typedef struct {
     Func *f;
     const Config *c;
     bool gpt3, gated;
+    bool flash;                                /* fused attention (attention: flash, or autoselected) */
     bool train;                                /* building the train step: dropout applies */
     DType dt;                                  /* activations: dtype (f32, or bf16 for bfloat16) */
     Value **cast_of;                           /* by param id: its cast to dt in the function being built */
@@ -267,6 +268,14 @@ static Value *rope(Builder *b, const char *name, Value *x, int64_t heads)
     return y;
 }
 
+/* attention: flash uses the fused op; autoselected picks it from 128 tokens
+ * (MaxText picks dot_product on CPU: README says so). */
+static bool attention_is_flash(const Config *c)
+{
+    const char *a = cfg_str(c, K_attention);
+    return !strcmp(a, "flash") || (!strcmp(a, "autoselected") && cfg_int(c, K_max_target_length) >= 128);
+}
+
 static void attention_attrs(Builder *b, Op *op)
 {
     int64_t a[5] = {b->B, b->T, b->H, b->KV, b->Dh};
@@ -286,6 +295,18 @@ static Value *attention(Builder *b, int l, Value *x)
         q = rope(b, pool_fmt(pool, "%s.query_rotated", at), q, b->H);
         k = rope(b, pool_fmt(pool, "%s.key_rotated", at), k, b->KV);
     }
+    Value *o = act(b, pool_fmt(pool, "%s.context", at), b->H * b->Dh);
+    b->matmul_flops += 4.0 * (double)(b->B * b->H * b->tp) * (double)(b->T * b->T) * (double)b->Dh;
+    if (b->flash) {   /* one fused op: no T x T scores; lse (f32) for its backward */
+        Value *lse = value_new(b->p, pool_fmt(pool, "%s.logsumexp", at), DT_F32, 3, (int64_t[]){b->B, b->H, b->T},
+                               V_TEMP);
+        Value *ins[3] = {q, k, v}, *outs[2] = {o, lse};
+        Op *op = op_add(b->p, b->f, OP_flash_attention, b->block, 3, ins, 2, outs);
+        int64_t a[6] = {b->B, b->T, b->H, b->KV, b->Dh, 0};
+        memcpy(op->ia, a, sizeof a);
+        op->fa[0] = 1.0 / sqrt((double)b->Dh);
+        return dense_rows(b, pool_fmt(pool, "%s.out", at), o, lp->wo, lp->bo);
+    }
     Value *s = temp(b, pool_fmt(pool, "%s.scores", at), 4, b->B, b->H, b->T, b->T);
     Op *op = emit(b, OP_attention_scores, s, 2, q, k, NULL);
     attention_attrs(b, op);
@@ -294,9 +315,7 @@ static Value *attention(Builder *b, int l, Value *x)
     op = emit(b, OP_causal_softmax, pr, 1, s, NULL, NULL);
     op->ia[0] = b->B * b->H;
     op->ia[1] = b->T;
-    Value *o = act(b, pool_fmt(pool, "%s.context", at), b->H * b->Dh);
     attention_attrs(b, emit(b, OP_attention_values, o, 2, pr, v, NULL));
-    b->matmul_flops += 4.0 * (double)(b->B * b->H * b->tp) * (double)(b->T * b->T) * (double)b->Dh;
     return dense_rows(b, pool_fmt(pool, "%s.out", at), o, lp->wo, lp->bo);
 }
 
@@ -396,6 +415,7 @@ bool build_model(Program *p, char *err, size_t errlen)
         .p = p, .c = c,
         .gpt3 = !strcmp(cfg_str(c, K_decoder_block), "gpt3"),
         .gated = acts->n == 2,
+        .flash = attention_is_flash(c),
         .B = c->d.global_batch, .T = cfg_int(c, K_max_target_length), .D = c->d.emb_dim,
         .H = c->d.num_query_heads, .KV = c->d.num_kv_heads, .Dh = cfg_int(c, K_head_dim),
         .M = c->d.mlp_dim, .V = cfg_int(c, K_vocab_size), .L = c->d.num_decoder_layers,

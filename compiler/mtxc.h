@@ -215,7 +215,10 @@ const char *op_attr_name(OpKind kind, int i, bool is_float);   /* NULL past the 
 Program *program_new(const Config *cfg);
 int64_t program_param_count(const Program *p);
 int64_t program_arena_bytes(const Program *p);   /* the one arena both steps share */
-int64_t program_scratch_bytes(const Program *p); /* the runtime kernels' scratch (bf16 attention heads) */
+/* The runtime kernels' scratch (bf16 attention heads, the fused attention
+ * with one thread's blocks); an op's reservation as a C expression, or NULL. */
+int64_t program_scratch_bytes(const Program *p);
+const char *op_scratch_expr(Pool *pool, const Op *op);
 void program_free(Program *p);
 Value *value_new(Program *p, const char *name, DType dt, int rank, const int64_t *dim, ValueKind kind);
 Value *state_new(Program *p, const char *name, int rank, const int64_t *dim, InitKind init,

@@ -8,7 +8,7 @@
  * come from counters, not from a stream).
  *   full                  save only each layer's input
  *   minimal               also every matmul output (MaxText: dots without batch dims)
- *   save_dot_except_mlp   also the attention matmul outputs
+ *   save_dot_except_mlp   also the attention matmul outputs (with flash: the fused op's)
  *   save_qkv_proj         also the query, key and value projections
  *   none                  keep everything (no recomputation) */
 #include "mtxc.h"
@@ -37,6 +37,8 @@ static bool ends_with(const char *s, const char *suffix)
 /* Does the policy keep this forward value for the backward pass? */
 static bool policy_saves(const char *policy, const Op *def)
 {
+    /* the fused attention's output (and row log-sum-exp) is its dot products' */
+    if (def->kind == OP_flash_attention) return !strcmp(policy, "minimal") || !strcmp(policy, "save_dot_except_mlp");
     if (def->kind != OP_matmul && def->kind != OP_bias_add) return false;
     const char *name = def->out[0]->name;
     bool mlp = strstr(name, ".mlp.") != NULL;

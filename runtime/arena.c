@@ -45,6 +45,7 @@ void mtx_scratch_release(void)
 }
 
 void *mtx_scratch(void) { return scratch; }
+size_t mtx_scratch_bytes(void) { return scratch_bytes; }
 
 double mtx_seconds(void)
 {

@@ -166,6 +166,23 @@ void mtx_attention_scores_backward_bf16(mtx_bf16 *dq, mtx_bf16 *dk, const mtx_bf
 void mtx_attention_values_bf16(mtx_bf16 *o, const mtx_bf16 *p, const mtx_bf16 *v, int b, int t, int hq, int hkv, int dh);
 void mtx_attention_values_backward_bf16(mtx_bf16 *dp, mtx_bf16 *dv, const mtx_bf16 *dout, const mtx_bf16 *p,
                                         const mtx_bf16 *v, int b, int t, int hq, int hkv, int dh);
+/* Fused causal attention (flash.c, FlashAttention-2): o and the log-sum-exp
+ * of each row (lse [b, hq, t], float32) without a T x T tensor; window > 0
+ * limits each query to its `window` latest keys. Scratch: mtx_scratch,
+ * reserved with mtx_flash_attention_scratch bytes (row sums shared, block
+ * buffers per thread; fewer threads run if fewer fit). */
+size_t mtx_flash_attention_scratch(int b, int t, int hq, int dh, int threads);
+void mtx_flash_attention(float *o, float *lse, const float *q, const float *k, const float *v, int b, int t, int hq,
+                         int hkv, int dh, int window, float scale);
+void mtx_flash_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
+                                  const float *v, const float *o, const float *lse, int b, int t, int hq, int hkv,
+                                  int dh, int window, float scale);
+void mtx_flash_attention_bf16(mtx_bf16 *o, float *lse, const mtx_bf16 *q, const mtx_bf16 *k, const mtx_bf16 *v,
+                              int b, int t, int hq, int hkv, int dh, int window, float scale);
+void mtx_flash_attention_backward_bf16(mtx_bf16 *dq, mtx_bf16 *dk, mtx_bf16 *dv, const mtx_bf16 *dout,
+                                       const mtx_bf16 *q, const mtx_bf16 *k, const mtx_bf16 *v, const mtx_bf16 *o,
+                                       const float *lse, int b, int t, int hq, int hkv, int dh, int window,
+                                       float scale);
 float mtx_cross_entropy_forward(const float *logits, const int32_t *targets, const int32_t *seg, int n, int vocab,
                                 float *weight);
 void mtx_cross_entropy_backward(float *dlogits, const float *logits, const int32_t *targets, const int32_t *seg,
@@ -240,6 +257,7 @@ void *mtx_alloc(size_t bytes);            /* 64-byte aligned, zeroed; exits on f
 void mtx_scratch_reserve(size_t bytes);
 void mtx_scratch_release(void);
 void *mtx_scratch(void);
+size_t mtx_scratch_bytes(void);
 void mtx_free(void *p);
 
 /* ---- what the generated code exchanges with the runtime ---- */

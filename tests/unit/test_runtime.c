@@ -222,6 +222,104 @@ START_TEST(bf16_kernels)
 }
 END_TEST
 
+/* Attention in float64, straight from the definition: the reference of the
+ * fused kernel. Key j is visible to query i iff j <= i and (w == 0 or j > i - w). */
+static void attention_reference(double *o, double *dq, double *dk, double *dv, const float *q, const float *k,
+                                const float *v, const float *go, int b, int t, int hq, int hkv, int dh, int w,
+                                double scale)
+{
+    double p[300], dp[300];
+    for (size_t i = 0; i < (size_t)b * t * hkv * dh; i++) dk[i] = dv[i] = 0;
+    for (int bi = 0; bi < b; bi++)
+        for (int h = 0; h < hq; h++)
+            for (int i = 0; i < t; i++) {
+                int g = h / (hq / hkv);
+                const float *qi = q + (((size_t)bi * t + i) * hq + h) * dh, *goi = go + (((size_t)bi * t + i) * hq + h) * dh;
+                double max = -INFINITY, sum = 0, dot = 0;
+                for (int j = 0; j < t; j++) {
+                    p[j] = -INFINITY;
+                    if (j > i || (w > 0 && j <= i - w)) continue;
+                    const float *kj = k + (((size_t)bi * t + j) * hkv + g) * dh;
+                    double sc = 0;
+                    for (int c = 0; c < dh; c++) sc += (double)qi[c] * kj[c];
+                    p[j] = sc * scale;
+                    max = p[j] > max ? p[j] : max;
+                }
+                for (int j = 0; j < t; j++) sum += p[j] = p[j] == -INFINITY ? 0 : exp(p[j] - max);
+                double *oi = o + (((size_t)bi * t + i) * hq + h) * dh, *dqi = dq + (((size_t)bi * t + i) * hq + h) * dh;
+                for (int c = 0; c < dh; c++) oi[c] = dqi[c] = 0;
+                for (int j = 0; j < t; j++) {
+                    const float *vj = v + (((size_t)bi * t + j) * hkv + g) * dh;
+                    p[j] /= sum;
+                    dp[j] = 0;
+                    for (int c = 0; c < dh; c++) oi[c] += p[j] * vj[c], dp[j] += (double)goi[c] * vj[c];
+                    dot += p[j] * dp[j];
+                }
+                for (int j = 0; j < t; j++) {
+                    double ds = p[j] * (dp[j] - dot) * scale;
+                    size_t kj = (((size_t)bi * t + j) * hkv + g) * dh;
+                    for (int c = 0; c < dh; c++) {
+                        dqi[c] += ds * k[kj + c];
+                        dk[kj + c] += ds * qi[c];
+                        dv[kj + c] += p[j] * goi[c];
+                    }
+                }
+            }
+}
+
+static void near_all(const char *what, const float *got, const double *want, size_t n, double tol)
+{
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(fabs(got[i] - want[i]) <= tol * (1 + fabs(want[i])), "%s[%zu] = %.9g, float64 %.9g", what, i,
+                      (double)got[i], want[i]);
+}
+
+/* The fused kernel against float64 attention: odd lengths (1, 7, 129: a
+ * partial block past 128), grouped and multi-query heads, a sliding window,
+ * head_dim 8 to 80; the bf16 form against the float32 one rounded. */
+START_TEST(flash_attention)
+{
+    static const int cases[][6] = {   /* b, t, hq, hkv, dh, window */
+        {1, 1, 2, 1, 8, 0}, {2, 7, 4, 2, 8, 0}, {1, 129, 4, 1, 16, 0}, {1, 129, 2, 2, 80, 0},
+        {2, 71, 4, 2, 8, 5}, {1, 150, 2, 1, 24, 70}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        int b = cases[c][0], t = cases[c][1], hq = cases[c][2], hkv = cases[c][3], dh = cases[c][4], w = cases[c][5];
+        size_t nq = (size_t)b * t * hq * dh, nk = (size_t)b * t * hkv * dh;
+        float *q = malloc(4 * nq), *k = malloc(4 * nk), *v = malloc(4 * nk), *go = malloc(4 * nq), *o = malloc(4 * nq);
+        float *dq = malloc(4 * nq), *dk = malloc(4 * nk), *dv = malloc(4 * nk), *lse = malloc(4 * (size_t)b * hq * t);
+        double *ro = malloc(8 * nq), *rdq = malloc(8 * nq), *rdk = malloc(8 * nk), *rdv = malloc(8 * nk);
+        for (size_t i = 0; i < nq; i++) q[i] = mtx_rng_normal(mtx_rng_seed(1), i), go[i] = mtx_rng_normal(mtx_rng_seed(4), i);
+        for (size_t i = 0; i < nk; i++) k[i] = mtx_rng_normal(mtx_rng_seed(2), i), v[i] = mtx_rng_normal(mtx_rng_seed(3), i);
+        float scale = 1.0f / sqrtf((float)dh);
+        mtx_scratch_reserve(mtx_flash_attention_scratch(b, t, hq, dh, mtx_num_threads()));
+        mtx_flash_attention(o, lse, q, k, v, b, t, hq, hkv, dh, w, scale);
+        mtx_flash_attention_backward(dq, dk, dv, go, q, k, v, o, lse, b, t, hq, hkv, dh, w, scale);
+        attention_reference(ro, rdq, rdk, rdv, q, k, v, go, b, t, hq, hkv, dh, w, scale);
+        near_all("o", o, ro, nq, 1e-5);
+        near_all("dq", dq, rdq, nq, 1e-5);
+        near_all("dk", dk, rdk, nk, 1e-5);
+        near_all("dv", dv, rdv, nk, 1e-5);
+        /* bf16 operands: float32 arithmetic on the same values, each result rounded once */
+        mtx_bf16 *hq16 = malloc(2 * nq), *hk16 = malloc(2 * nk), *hv16 = malloc(2 * nk), *hgo = malloc(2 * nq);
+        mtx_bf16 *ho = malloc(2 * nq), *hdq = malloc(2 * nq), *hdk = malloc(2 * nk), *hdv = malloc(2 * nk);
+        bf16_data(q, hq16, nq, 1), bf16_data(k, hk16, nk, 2), bf16_data(v, hv16, nk, 3), bf16_data(go, hgo, nq, 4);
+        mtx_flash_attention(o, lse, q, k, v, b, t, hq, hkv, dh, w, scale);
+        mtx_flash_attention_bf16(ho, lse, hq16, hk16, hv16, b, t, hq, hkv, dh, w, scale);
+        same_rounded("flash o", ho, o, nq);
+        for (size_t i = 0; i < nq; i++) o[i] = mtx_bf16_to_f32(ho[i]);
+        mtx_flash_attention_backward(dq, dk, dv, go, q, k, v, o, lse, b, t, hq, hkv, dh, w, scale);
+        mtx_flash_attention_backward_bf16(hdq, hdk, hdv, hgo, hq16, hk16, hv16, ho, lse, b, t, hq, hkv, dh, w, scale);
+        same_rounded("flash dq", hdq, dq, nq);
+        same_rounded("flash dk", hdk, dk, nk);
+        same_rounded("flash dv", hdv, dv, nk);
+        mtx_scratch_release();
+        free(q), free(k), free(v), free(go), free(o), free(dq), free(dk), free(dv), free(lse);
+        free(ro), free(rdq), free(rdk), free(rdv);
+        free(hq16), free(hk16), free(hv16), free(hgo), free(ho), free(hdq), free(hdk), free(hdv);
+    }
+}
+END_TEST
+
 START_TEST(bf16_gemm_fallback)
 {
     setenv("MTX_BF16_GEMM", "blis", 1);
@@ -243,6 +341,7 @@ int main(void)
     tcase_add_test(tc, bf16_gemm);
     tcase_add_test(tc, bf16_gemm_fallback);
     tcase_add_test(tc, bf16_kernels);
+    tcase_add_test(tc, flash_attention);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

@@ -316,6 +316,33 @@ START_TEST(attention_blocks)
 }
 END_TEST
 
+/* The fused attention (o; lse has no gradient of its own) at odd lengths
+ * (1, 7, 129: past two 64-row blocks), grouped and multi-query heads, and a
+ * sliding window. */
+static void check_flash(int64_t t, int64_t hq, int64_t hkv, int64_t window)
+{
+    Case k = begin();
+    Value *q = param(&k, "q", 4, 1, t, hq, DH), *kk = param(&k, "k", 4, 1, t, hkv, DH);
+    Value *v = param(&k, "v", 4, 1, t, hkv, DH);
+    Value *o = temp_like(&k, "o", 4, 1, t, hq, DH), *lse = temp_like(&k, "lse", 3, 1, hq, t, 0);
+    Value *in[3] = {q, kk, v}, *out[2] = {o, lse};
+    Op *f = op_add(k.p, k.f, OP_flash_attention, "case", 3, in, 2, out);
+    int64_t a[6] = {1, t, hq, hkv, DH, window};
+    memcpy(f->ia, a, sizeof a);
+    f->fa[0] = 0.5;
+    finish(&k, probe_loss(&k, o));
+}
+
+START_TEST(flash_attention)
+{
+    check_flash(1, 2, 1, 0);
+    check_flash(7, 4, 2, 0);
+    check_flash(129, 2, 1, 0);
+    check_flash(7, 2, 2, 3);
+    check_flash(129, 4, 2, 70);
+}
+END_TEST
+
 START_TEST(cross_entropy)
 {
     Case k = begin();
@@ -346,6 +373,7 @@ int main(void)
     tcase_add_test(tc, causal_softmax);
     tcase_add_test(tc, attention_values);
     tcase_add_test(tc, attention_blocks);
+    tcase_add_test(tc, flash_attention);
     tcase_add_test(tc, cross_entropy);
     suite_add_tcase(s, tc);
     return run_suite(s);
