@@ -214,6 +214,12 @@ static void vjp(AD *ad, const Op *op, Value *dy)
         accumulate(ad, in[2], dv);
         break;
     }
+    case OP_rows: {
+        Value *dx = grad_value(ad, in[0], op);
+        copy_attrs(emit(ad, OP_rows_grad, 1, dy, NULL, NULL, NULL, 1, dx, NULL, NULL), op);
+        accumulate(ad, in[0], dx);
+        break;
+    }
     case OP_cross_entropy: {
         Value *dl = grad_value(ad, in[0], op);
         copy_attrs(emit(ad, OP_cross_entropy_grad, 4, in[0], in[1], in[2], dy, 1, dl, NULL, NULL), op);
@@ -252,6 +258,13 @@ static void vjp(AD *ad, const Op *op, Value *dy)
     }
 }
 
+/* Outputs that depend on no parameter whatever the inputs: the loss's
+ * weight counts targets. */
+static bool differentiable(const Op *op, int out)
+{
+    return !(op->kind == OP_cross_entropy && out == 1);
+}
+
 /* Differentiate `loss` (a [1] value defined in f) with respect to every
  * parameter it depends on; sets Value.grad of each such parameter. */
 bool differentiate(Program *p, Func *f, Value *loss, Value *seed_value, char *err, size_t errlen)
@@ -264,7 +277,7 @@ bool differentiate(Program *p, Func *f, Value *loss, Value *seed_value, char *er
         Op *op = f->ops[i];
         bool any = false;
         for (int j = 0; j < op->nin; j++) any |= ad.needs[op->in[j]->id];
-        for (int j = 0; j < op->nout; j++) ad.needs[op->out[j]->id] = any;
+        for (int j = 0; j < op->nout; j++) ad.needs[op->out[j]->id] = any && differentiable(op, j);
     }
     int nvalues_before = p->nvalues;
     Value *seed = seed_value;

@@ -217,6 +217,14 @@ static bool resolve_batch(Config *c, char *err, size_t errlen)
              eval_per_dev, d->num_devices, eval);
     d->eval_batch = (long long)eval;
     d->tokens_per_step = d->global_batch * cfg_int(c, K_max_target_length);
+    /* num_vocab_tiling splits each device's tokens (of a microbatch, and of
+     * an eval batch) into equal tiles, as MaxText requires */
+    long long tiles = cfg_int(c, K_num_vocab_tiling), shards = d->mesh_data * d->mesh_fsdp;
+    long long seq = cfg_int(c, K_max_target_length);
+    long long micro = d->micro_batch / shards * seq, evaluated = d->eval_batch / shards * seq;
+    if (micro % tiles || evaluated % tiles)
+        FAIL(K_num_vocab_tiling, "num_vocab_tiling %lld does not divide each device's %lld tokens per microbatch%s",
+             tiles, micro % tiles ? micro : evaluated, micro % tiles ? "" : " of the eval batch");
     return true;
 }
 

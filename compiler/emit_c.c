@@ -172,6 +172,12 @@ static void name_values(Emitter *e)
 
 static const char *V(Emitter *e, const Value *v) { return e->cname[v->id]; }
 
+/* A per-row input (targets, segmentation) from row `first` on. */
+static const char *rows_at(Emitter *e, const Value *v, int64_t first)
+{
+    return first ? pool_fmt(e->p->pool, "%s + %lld", V(e, v), (long long)first) : V(e, v);
+}
+
 /* `type *const name = <arena> + offset;` for a temporary, typed by its dtype. */
 static void declare_temp(Emitter *e, const char *arena, const Value *v)
 {
@@ -505,8 +511,17 @@ static void emit_kernel(Emitter *e, const Op *op)
             (long long)a[3], (long long)a[4], (long long)a[5], flit(pool, fa[0]));
         break;
     case OP_cross_entropy:
-        out(e, "    %s[0] = mtx_cross_entropy_forward%s(%s, %s, %s, %lld, %lld, %s);\n", V(e, o[0]), sfx,
-            V(e, in[0]), V(e, in[1]), V(e, in[2]), (long long)a[0], (long long)a[1], V(e, o[1]));
+        out(e, "    %s[0] = mtx_cross_entropy_forward%s(%s, %s, %s, %lld, %lld, %s, %lld);\n", V(e, o[0]), sfx,
+            V(e, in[0]), rows_at(e, in[1], a[2]), rows_at(e, in[2], a[2]), (long long)a[0], (long long)a[1],
+            V(e, o[1]), (long long)a[3]);
+        break;
+    case OP_rows:
+        out(e, "    mtx_copy_rows(%s, %s, %lld, %lld, %lld, %d);\n", V(e, o[0]), V(e, in[0]), (long long)a[0],
+            (long long)a[1], (long long)a[2], dtype_bytes(in[0]->dtype));
+        break;
+    case OP_rows_grad:
+        out(e, "    mtx_copy_rows_back(%s, %s, %lld, %lld, %lld, %lld, %d);\n", V(e, o[0]), V(e, in[0]),
+            (long long)a[0], (long long)a[1], (long long)a[2], (long long)a[3], dtype_bytes(in[0]->dtype));
         break;
     case OP_embed_grad:
         out(e, "    mtx_embed_backward(%s, %s, %s, %lld, %lld, %lld);\n", V(e, o[0]), V(e, in[0]),
@@ -549,8 +564,9 @@ static void emit_kernel(Emitter *e, const Op *op)
             (long long)a[4], (long long)a[5], flit(pool, fa[0]));
         break;
     case OP_cross_entropy_grad:
-        out(e, "    mtx_cross_entropy_backward%s(%s, %s, %s, %s, %lld, %lld, %s);\n", sfx, V(e, o[0]), V(e, in[0]),
-            V(e, in[1]), V(e, in[2]), (long long)a[0], (long long)a[1], V(e, in[3]));
+        out(e, "    mtx_cross_entropy_backward%s(%s, %s, %s, %s, %lld, %lld, %s, %lld);\n", sfx, V(e, o[0]), V(e, in[0]),
+            rows_at(e, in[1], a[2]), rows_at(e, in[2], a[2]), (long long)a[0], (long long)a[1], V(e, in[3]),
+            (long long)a[3]);
         break;
     case OP_global_norm:
         out(e, "    double sum_sq = 0;\n");

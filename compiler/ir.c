@@ -26,7 +26,9 @@ static const struct { OpKind kind; const char *ia[8]; const char *fa[8]; } attr_
     {OP_causal_softmax, {"blocks", "t"}, {0}},
     {OP_attention_values, {"b", "t", "hq", "hkv", "dh"}, {0}},
     {OP_flash_attention, {"b", "t", "hq", "hkv", "dh", "window"}, {"scale"}},
-    {OP_cross_entropy, {"n", "vocab"}, {0}},
+    {OP_cross_entropy, {"n", "vocab", "first", "sum"}, {0}},
+    {OP_rows, {"first", "n", "width", "rows"}, {0}},
+    {OP_rows_grad, {"first", "n", "width", "rows"}, {0}},
     {OP_embed_grad, {"n", "vocab", "d"}, {0}},
     {OP_position_add_grad, {"b", "t", "rows", "d"}, {0}},
     {OP_bias_grad, {"n", "d"}, {0}},
@@ -37,7 +39,7 @@ static const struct { OpKind kind; const char *ia[8]; const char *fa[8]; } attr_
     {OP_causal_softmax_grad, {"blocks", "t"}, {0}},
     {OP_attention_values_grad, {"b", "t", "hq", "hkv", "dh"}, {0}},
     {OP_flash_attention_grad, {"b", "t", "hq", "hkv", "dh", "window"}, {"scale"}},
-    {OP_cross_entropy_grad, {"n", "vocab"}, {0}},
+    {OP_cross_entropy_grad, {"n", "vocab", "first", "sum"}, {0}},
     {OP_learning_rate, {"schedule"}, {"peak", "final_fraction", "warmup_fraction", "decay_fraction"}},
     {OP_clip_scale, {0}, {"threshold"}},
     {OP_adamw, {"pax", "nesterov"}, {"b1", "b2", "eps", "eps_root", "weight_decay"}},
@@ -177,10 +179,9 @@ int64_t value_global_numel(const Value *v)
     return value_full_numel(v) * (v->tp_split ? v->tp_ways : 1);
 }
 
-int64_t value_bytes(const Value *v)
-{
-    return value_numel(v) * (v->dtype == DT_I64 ? 8 : v->dtype == DT_BF16 ? 2 : 4);
-}
+int dtype_bytes(DType t) { return t == DT_I64 ? 8 : t == DT_BF16 ? 2 : 4; }
+
+int64_t value_bytes(const Value *v) { return value_numel(v) * dtype_bytes(v->dtype); }
 
 void func_move_last(Func *f, int at)
 {

@@ -87,7 +87,13 @@ static bool check_shapes(Verifier *V)
                (a[2] % a[3] == 0 || bad(V, "hq %lld not a multiple of hkv %lld", (long long)a[2], (long long)a[3]));
     case OP_cross_entropy:
         return numel_is(V, in[0], a[0] * a[1], "logits") && dtype_is(V, in[1], DT_I32) &&
-               dtype_is(V, in[2], DT_I32) && numel_is(V, in[1], a[0], "targets");
+               dtype_is(V, in[2], DT_I32) &&
+               (value_numel(in[1]) >= a[2] + a[0] || bad(V, "targets end before row %lld", (long long)(a[2] + a[0])));
+    case OP_rows: case OP_rows_grad: {
+        const Value *whole = o->kind == OP_rows ? in[0] : out[0], *part = o->kind == OP_rows ? out[0] : in[0];
+        return numel_is(V, whole, a[3] * a[2], "whole") && numel_is(V, part, a[1] * a[2], "rows") &&
+               (a[0] + a[1] <= a[3] || bad(V, "rows past the end"));
+    }
     case OP_cross_entropy_grad:
         return numel_is(V, out[0], a[0] * a[1], "output") && numel_is(V, in[3], 1, "loss gradient");
     case OP_all_gather:

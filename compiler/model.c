@@ -159,20 +159,21 @@ static Value *weight_as(Builder *b, Value *w, DType dt)
 }
 
 /* x op(w): bf16 x bf16 -> bf16 (float32 accumulation) when dtype is bfloat16. */
+/* x [B, T, k] or [rows, k] times w: [B, T, n] or [rows, n]. */
 static Value *matmul(Builder *b, const char *name, Value *x, Value *w, bool w_transposed, double alpha)
 {
     w = weight_as(b, w, x->dtype);
-    int64_t k = x->dim[x->rank - 1], n = w_transposed ? w->dim[0] : w->dim[1];
-    int64_t dim[3] = {b->B, b->T, n};
-    Value *y = value_new(b->p, name, x->dtype, 3, dim, V_TEMP);
+    int64_t k = x->dim[x->rank - 1], n = w_transposed ? w->dim[0] : w->dim[1], m = value_numel(x) / k;
+    int64_t dim[3] = {b->B, b->T, n}, rows[2] = {m, n};
+    Value *y = value_new(b->p, name, x->dtype, x->rank == 3 ? 3 : 2, x->rank == 3 ? dim : rows, V_TEMP);
     Op *op = emit(b, OP_matmul, y, 2, x, w, NULL);
-    op->ia[0] = b->B * b->T;
+    op->ia[0] = m;
     op->ia[1] = n;
     op->ia[2] = k;
     op->ia[4] = w_transposed;
     op->fa[0] = alpha;
     /* FLOPs of the model (all tensor-parallel devices), for reports and MFU */
-    b->matmul_flops += 2.0 * (double)(b->B * b->T) * (double)n * (double)k * (w->tp_split ? (double)b->tp : 1.0);
+    b->matmul_flops += 2.0 * (double)m * (double)n * (double)k * (w->tp_split ? (double)b->tp : 1.0);
     return y;
 }
 
@@ -351,6 +352,41 @@ static Value *decoder_layer(Builder *b, int l, Value *x)
     return dropout(b, pool_fmt(pool, "layers.%d.output_dropped", l), x, false);
 }
 
+/* A float32 scalar [1] from one or two others. */
+static Value *scalar(Builder *b, OpKind kind, const char *name, Value *x, Value *y)
+{
+    int64_t one = 1;
+    Value *out = value_new(b->p, name, DT_F32, 1, &one, V_TEMP);
+    emit(b, kind, out, y ? 2 : 1, x, y, NULL);
+    return out;
+}
+
+/* Logits of x (rows [first, first + n) of the batch's tokens) and their
+ * cross-entropy: the mean, or with sum the sum (a tile's). */
+static void logits_loss(Builder *b, const char *suffix, Value *x, int64_t first, int64_t n, bool sum, Value **loss,
+                        Value **weight)
+{
+    Pool *pool = b->p->pool;
+    Value *logits;
+    if (b->logits_w) {
+        logits = matmul(b, pool_fmt(pool, "logits%s", suffix), x, b->logits_w, false, 1.0);
+    } else {
+        bool normalize = cfg_bool(b->c, K_normalize_embedding_logits);
+        logits = matmul(b, pool_fmt(pool, "logits%s", suffix), x, b->embedding, true,
+                        normalize ? 1.0 / sqrt((double)b->D) : 1.0);
+    }
+    /* MaxText's cast_logits_to_fp32: the loss kernel reads bf16 logits as
+     * float32 (exactly) and rounds their gradient once, with no float32 copy */
+    int64_t one = 1;
+    *loss = value_new(b->p, pool_fmt(pool, sum ? "loss_sum%s" : "loss%s", suffix), DT_F32, 1, &one, V_TEMP);
+    *weight = value_new(b->p, pool_fmt(pool, "total_weight%s", suffix), DT_F32, 1, &one, V_TEMP);
+    Value *in[3] = {logits, b->targets, b->segmentation};
+    Value *out[2] = {*loss, *weight};
+    Op *op = op_add(b->p, b->f, OP_cross_entropy, b->block, 3, in, 2, out);
+    int64_t a[4] = {n, b->V, first, sum};
+    memcpy(op->ia, a, sizeof a);
+}
+
 /* The forward pass into b->f; returns the loss and weight values. */
 static void forward(Builder *b, Value **loss, Value **weight)
 {
@@ -372,24 +408,34 @@ static void forward(Builder *b, Value **loss, Value **weight)
     for (int l = 0; l < b->L; l++) x = decoder_layer(b, l, x);
     b->block = "output: final norm, logits and loss";
     x = norm(b, "decoder_output", x, b->final_scale, b->final_bias);
-    Value *logits;
     if (cfg_bool(b->c, K_logits_dot_in_fp32)) x = convert(b, "decoder_output.f32", x, DT_F32);
-    if (b->logits_w) {
-        logits = matmul(b, "logits", x, b->logits_w, false, 1.0);
-    } else {
-        bool normalize = cfg_bool(b->c, K_normalize_embedding_logits);
-        logits = matmul(b, "logits", x, b->embedding, true, normalize ? 1.0 / sqrt((double)b->D) : 1.0);
+    int64_t tiles = cfg_int(b->c, K_num_vocab_tiling);
+    if (tiles == 1) {
+        logits_loss(b, "", x, 0, b->B * b->T, false, loss, weight);
+        return;
     }
-    /* MaxText's cast_logits_to_fp32: the loss kernel reads bf16 logits as
-     * float32 (exactly) and rounds their gradient once, with no float32 copy */
-    int64_t one = 1;
-    *loss = value_new(b->p, "loss", DT_F32, 1, &one, V_TEMP);
-    *weight = value_new(b->p, "total_weight", DT_F32, 1, &one, V_TEMP);
-    Value *in[3] = {logits, b->targets, b->segmentation};
-    Value *out[2] = {*loss, *weight};
-    op = op_add(b->p, b->f, OP_cross_entropy, b->block, 3, in, 2, out);
-    op->ia[0] = b->B * b->T;
-    op->ia[1] = b->V;
+    /* num_vocab_tiling: each tile of rows its own logits and loss sum (the
+     * remat pass recomputes a tile's logits before its backward), so one
+     * tile's logits exist at a time; the mean is the sums over the counts. */
+    Pool *pool = b->p->pool;
+    int64_t rows = b->B * b->T / tiles;
+    Value *sum = NULL, *count = NULL;
+    for (int64_t t = 0; t < tiles; t++) {
+        b->block = pool_fmt(pool, "output tile %lld: logits and loss", (long long)t);
+        Value *xt = value_new(b->p, pool_fmt(pool, "decoder_output.tile%lld", (long long)t), x->dtype, 2,
+                              (int64_t[]){rows, b->D}, V_TEMP);
+        Op *op = emit(b, OP_rows, xt, 1, x, NULL, NULL);
+        int64_t a[4] = {t * rows, rows, b->D, b->B * b->T};
+        memcpy(op->ia, a, sizeof a);
+        Value *lt, *wt;
+        logits_loss(b, pool_fmt(pool, ".tile%lld", (long long)t), xt, t * rows, rows, true, &lt, &wt);
+        sum = sum ? scalar(b, OP_add, pool_fmt(pool, "loss_sum.upto%lld", (long long)t), sum, lt) : lt;
+        count = count ? scalar(b, OP_add, pool_fmt(pool, "total_weight.upto%lld", (long long)t), count, wt) : wt;
+    }
+    b->block = "output: loss over the tiles";
+    Value *inverse = scalar(b, OP_reciprocal, "total_weight.inverse", count, NULL);
+    *loss = scalar(b, OP_mul, "loss", sum, inverse);
+    *weight = count;
 }
 
 static bool supported(const Config *c, char *err, size_t errlen)

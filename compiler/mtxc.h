@@ -230,6 +230,7 @@ int value_share_shape(const Value *v, int64_t dim[4]);
 int64_t value_full_numel(const Value *v);        /* of that shape */
 int64_t value_global_numel(const Value *v);      /* of the model's tensor, before fsdp and tensor splits */
 int64_t value_bytes(const Value *v);
+int dtype_bytes(DType t);
 /* Append an op to f; outputs must already exist. */
 Op *op_add(Program *p, Func *f, OpKind kind, const char *block, int nin, Value **in,
            int nout, Value **out);

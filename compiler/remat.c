@@ -10,13 +10,20 @@
  *   minimal               also every matmul output (MaxText: dots without batch dims)
  *   save_dot_except_mlp   also the attention matmul outputs (with flash: the fused op's)
  *   save_qkv_proj         also the query, key and value projections
- *   none                  keep everything (no recomputation) */
+ *   none                  keep everything (no recomputation)
+ * With num_vocab_tiling, each tile of the output (its rows of the decoder
+ * output, logits and loss) is recomputed before its backward whatever the
+ * policy: that is what keeps one tile's logits alive at a time. */
 #include "mtxc.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-/* Layer number of a block ("layers.3: mlp", "backward: layers.3: mlp"), or -1. */
+/* The unit of recomputation a block belongs to, or -1: a layer's number
+ * ("layers.3: mlp"), or past the layers a num_vocab_tiling tile's
+ * ("output tile 2: logits and loss" -> layers + 2). */
+static int layers;
+
 static int layer_of(const char *block, bool backward)
 {
     if (!block) return -1;
@@ -24,6 +31,7 @@ static int layer_of(const char *block, bool backward)
         if (strncmp(block, "backward: ", 10)) return -1;
         block += 10;
     }
+    if (!strncmp(block, "output tile ", 12)) return layers + atoi(block + 12);
     if (strncmp(block, "layers.", 7)) return -1;
     return atoi(block + 7);
 }
@@ -138,7 +146,9 @@ bool rematerialize(Program *p, char *err, size_t errlen)
     (void)err;
     (void)errlen;
     const char *policy = cfg_str(p->cfg, K_remat_policy);
-    if (!strcmp(policy, "none")) return true;
+    int64_t tiles = cfg_int(p->cfg, K_num_vocab_tiling);
+    layers = p->cfg->d.num_decoder_layers;
+    if (!strcmp(policy, "none") && tiles == 1) return true;
     Func *f = &p->train;
     int nforward = 0;
     while (nforward < f->nops && !(f->ops[nforward]->block && !strncmp(f->ops[nforward]->block, "backward", 8)))
@@ -149,7 +159,8 @@ bool rematerialize(Program *p, char *err, size_t errlen)
     for (int i = 0; i <= nknown; i++) in_layer[i] = -1;
     for (int i = 0; i < nforward; i++)
         for (int j = 0; j < f->ops[i]->nout; j++) in_layer[f->ops[i]->out[j]->id] = layer_of(f->ops[i]->block, false);
-    for (int l = 0; l < p->cfg->d.num_decoder_layers; l++) remat_layer(p, f, l, nforward, policy, in_layer, nknown);
+    for (int l = 0; l < layers && strcmp(policy, "none"); l++) remat_layer(p, f, l, nforward, policy, in_layer, nknown);
+    for (int t = 0; t < tiles && tiles > 1; t++) remat_layer(p, f, layers + t, nforward, "full", in_layer, nknown);
     free(in_layer);
     return true;
 }

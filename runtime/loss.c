@@ -8,9 +8,11 @@
 #include <string.h>
 
 /* Mean cross-entropy over targets whose segmentation is non-zero (MaxText:
- * sum(xent * weights) / (sum(weights) + 1e-8)). Returns the loss. */
+ * sum(xent * weights) / (sum(weights) + 1e-8)), or with sum the sum alone
+ * (one tile of num_vocab_tiling, whose sums and weights the step adds).
+ * Returns the loss. */
 static float cross_entropy(const void *logits, int bf16, const int32_t *targets, const int32_t *seg, int n,
-                           int vocab, float *weight)
+                           int vocab, float *weight, int sum)
 {
     /* Rows in parallel, a group at a time, each group's losses then summed in
      * row order: the same bits for any number of threads, and no heap. */
@@ -37,33 +39,35 @@ static float cross_entropy(const void *logits, int bf16, const int32_t *targets,
         }
     }
     *weight = (float)count;
-    return (float)(total / (count + 1e-8));
+    return (float)(sum ? total : total / (count + 1e-8));
 }
 
 float mtx_cross_entropy_forward(const float *logits, const int32_t *targets, const int32_t *seg, int n, int vocab,
-                                float *weight)
+                                float *weight, int sum)
 {
-    return cross_entropy(logits, 0, targets, seg, n, vocab, weight);
+    return cross_entropy(logits, 0, targets, seg, n, vocab, weight, sum);
 }
 
 float mtx_cross_entropy_forward_bf16(const mtx_bf16 *logits, const int32_t *targets, const int32_t *seg, int n,
-                                     int vocab, float *weight)
+                                     int vocab, float *weight, int sum)
 {
-    return cross_entropy(logits, 1, targets, seg, n, vocab, weight);
+    return cross_entropy(logits, 1, targets, seg, n, vocab, weight, sum);
 }
 
-/* d loss / d logits = (softmax - onehot(target)) * dloss / count, per row. */
-static float gradient_scale(const int32_t *seg, int n, const float *dloss)
+/* d loss / d logits = (softmax - onehot(target)) * dloss / count, per row
+ * (with sum: * dloss). */
+static float gradient_scale(const int32_t *seg, int n, const float *dloss, int sum)
 {
+    if (sum) return dloss[0];
     double count = 0;
     for (int i = 0; i < n; i++) count += seg[i] != 0;
     return (float)(dloss[0] / (count + 1e-8));
 }
 
 void mtx_cross_entropy_backward(float *dlogits, const float *logits, const int32_t *targets,
-                                const int32_t *seg, int n, int vocab, const float *dloss)
+                                const int32_t *seg, int n, int vocab, const float *dloss, int sum)
 {
-    float g = gradient_scale(seg, n, dloss);
+    float g = gradient_scale(seg, n, dloss, sum);
     #pragma omp parallel for schedule(static)
     for (int i = 0; i < n; i++) {
         const float *l = logits + (size_t)i * vocab;
@@ -84,9 +88,9 @@ void mtx_cross_entropy_backward(float *dlogits, const float *logits, const int32
  * float32 and rounded once (the exponentials are computed twice rather
  * than kept in bf16). */
 void mtx_cross_entropy_backward_bf16(mtx_bf16 *dlogits, const mtx_bf16 *logits, const int32_t *targets,
-                                     const int32_t *seg, int n, int vocab, const float *dloss)
+                                     const int32_t *seg, int n, int vocab, const float *dloss, int sum)
 {
-    float g = gradient_scale(seg, n, dloss);
+    float g = gradient_scale(seg, n, dloss, sum);
     #pragma omp parallel for schedule(static)
     for (int i = 0; i < n; i++) {
         const mtx_bf16 *l = logits + (size_t)i * vocab;
@@ -103,4 +107,18 @@ void mtx_cross_entropy_backward_bf16(mtx_bf16 *dlogits, const mtx_bf16 *logits, 
             dl[j] = mtx_f32_to_bf16(j == targets[i] ? d - g : d);
         }
     }
+}
+
+/* num_vocab_tiling's row tiles of the decoder output, and their gradient. */
+void mtx_copy_rows(void *y, const void *x, size_t first, size_t n, size_t width, size_t elem)
+{
+    memcpy(y, (const char *)x + first * width * elem, n * width * elem);
+}
+
+void mtx_copy_rows_back(void *y, const void *dy, size_t first, size_t n, size_t width, size_t rows, size_t elem)
+{
+    char *out = y;
+    memset(out, 0, first * width * elem);
+    memcpy(out + first * width * elem, dy, n * width * elem);
+    memset(out + (first + n) * width * elem, 0, (rows - first - n) * width * elem);
 }

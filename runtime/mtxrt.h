@@ -183,15 +183,20 @@ void mtx_flash_attention_backward_bf16(mtx_bf16 *dq, mtx_bf16 *dk, mtx_bf16 *dv,
                                        const mtx_bf16 *q, const mtx_bf16 *k, const mtx_bf16 *v, const mtx_bf16 *o,
                                        const float *lse, int b, int t, int hq, int hkv, int dh, int window,
                                        float scale);
+/* The loss (loss.c): the mean over non-zero seg, or with sum their sum. */
 float mtx_cross_entropy_forward(const float *logits, const int32_t *targets, const int32_t *seg, int n, int vocab,
-                                float *weight);
+                                float *weight, int sum);
 void mtx_cross_entropy_backward(float *dlogits, const float *logits, const int32_t *targets, const int32_t *seg,
-                                int n, int vocab, const float *dloss);
-/* From bf16 logits (loss.c): computed in float32, dlogits rounded to bf16 once. */
+                                int n, int vocab, const float *dloss, int sum);
+/* From bf16 logits: computed in float32, dlogits rounded to bf16 once. */
 float mtx_cross_entropy_forward_bf16(const mtx_bf16 *logits, const int32_t *targets, const int32_t *seg, int n,
-                                     int vocab, float *weight);
+                                     int vocab, float *weight, int sum);
 void mtx_cross_entropy_backward_bf16(mtx_bf16 *dlogits, const mtx_bf16 *logits, const int32_t *targets,
-                                     const int32_t *seg, int n, int vocab, const float *dloss);
+                                     const int32_t *seg, int n, int vocab, const float *dloss, int sum);
+/* Rows [first, first + n) of x [rows, width] (elements of elem bytes) into
+ * y; and back: y [rows, width] zero but for dy at those rows. */
+void mtx_copy_rows(void *y, const void *x, size_t first, size_t n, size_t width, size_t elem);
+void mtx_copy_rows_back(void *y, const void *dy, size_t first, size_t n, size_t width, size_t rows, size_t elem);
 double mtx_sum_of_squares(const float *x, size_t n);
 void mtx_adamw_update(float *p, float *mu, float *nu, const float *g, size_t n, float clip, float lr, float b1,
                       float b2, float eps, float eps_root, float wd, float bc1, float bc2);

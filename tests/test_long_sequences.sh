@@ -1,6 +1,7 @@
 #!/bin/bash
+# Long sequences: what grows with tokens, in whole training steps.
 # attention: flash (the fused kernel) against dot_product (scores, softmax,
-# values), in whole training steps:
+# values):
 # * float32: losses and gradient norms within 1e-5 over 20 steps, at a
 #   length past two 64-row blocks (150), for grouped (4 on 2) and
 #   multi-query (4 on 1) heads;
@@ -9,8 +10,12 @@
 #   with dropout, bit-identical to remat none;
 # * bf16 within 1e-2 of float32;
 # * autoselected picks flash from 128 tokens, dot_product below;
-# * compile-only: flash holds no T x T temporaries (gpt2-124m at 4 x 4096:
-#   under 0.3 of dot_product's step temporaries).
+# num_vocab_tiling (logits and loss a tile of tokens at a time):
+# * 4 tiles against 1 within 1e-6 over 20 steps, float32, for an untied
+#   (tiny) and a tied (gpt3-52k) output head, with gradient accumulation;
+# * compile-only: gpt2-124m at 4 x 4096, remat none, float32 needs under
+#   0.3 of dot_product's step temporaries with flash, and under 12 GB with
+#   flash and 8 tiles (58 GB with neither).
 # Usage: tests/test_attention.sh MTXC (from the source root)
 MTXC=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 root=$PWD
@@ -70,4 +75,19 @@ echo "gpt2-124m 4 x 4096, remat none, step temporaries: dot_product $(gb co.dot_
 # (what remains is mostly the logits and their gradient: num_vocab_tiling's part)
 awk -v f="$(gb co.flash)" -v d="$(gb co.dot_product)" 'BEGIN { exit !(f > 0 && f < 0.3 * d) }' ||
     fail "flash needs $(gb co.flash) GB"
-echo "attention: ok"
+"$MTXC" compile-only "$base" model_name=gpt2-124m per_device_batch_size=4 max_target_length=4096 trainable_position_size=4096 \
+    remat_policy=none dtype=float32 attention=flash num_vocab_tiling=8 > co.tiled || fail "compile-only tiled"
+echo "  with num_vocab_tiling 8: $(gb co.tiled) GB"
+awk -v f="$(gb co.tiled)" 'BEGIN { exit !(f > 0 && f < 12) }' || fail "flash and 8 tiles need $(gb co.tiled) GB"
+
+for m in tiny gpt3-52k; do
+    for tiles in 1 4; do
+        "$MTXC" build "$base" model_name=$m per_device_batch_size=4 max_target_length=64 dtype=float32 \
+            gradient_accumulation_steps=2 num_vocab_tiling=$tiles -o v > /dev/null || fail "build $m tiles $tiles"
+        ./v steps=20 log_period=100 metrics_file="$m.tiles$tiles.jsonl" > /dev/null || fail "train $m tiles $tiles"
+    done
+    worst_diff "$m: num_vocab_tiling 4 vs 1" "$m.tiles1.jsonl" "$m.tiles4.jsonl" 1e-6 20 || fail "$m: tiling changes the numbers"
+done
+"$MTXC" ir "$base" model_name=tiny num_vocab_tiling=4 remat_policy=none | grep -q "recompute (remat full): output tile 3" ||
+    fail "tiles are not recomputed before their backward"
+echo "long sequences: ok"
