@@ -1,7 +1,7 @@
 /* C backend: the program as C that reads like careful hand-written code:
  * step.h (state struct, entry points), step.c (kernels, init, the train and
  * eval steps, the program descriptor) and main.c (a trainer's main). */
-#include "mtxc.h"
+#include "emit.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -11,20 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-typedef struct {
-    const Program *p;
-    Buf *b;
-    char **cname;                /* C identifier of each value, by id */
-    bool in_eval;
-    bool in_loop;                /* inside the microbatch loop */
-    Buf *loops;                  /* the functions of the parallel loops, placed before the steps */
-    const Op **plans;            /* bf16 GEMMs: one matmul of each distinct shape, by plan index */
-    int nplans;
-    int64_t loop_cols;           /* the loop being emitted runs over rows of this many columns (0: over elements) */
-} Emitter;
-
-static void out(Emitter *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void out(Emitter *e, const char *fmt, ...)
+void emitf(Emitter *e, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -35,7 +22,7 @@ static void out(Emitter *e, const char *fmt, ...)
 }
 
 /* A float literal that C reads back as the same float. */
-static const char *flit(Pool *pool, double x)
+const char *flit(Pool *pool, double x)
 {
     char s[64];
     snprintf(s, sizeof s, "%.9g", x);
@@ -170,21 +157,15 @@ static void name_values(Emitter *e)
     free(owner);
 }
 
-static const char *V(Emitter *e, const Value *v) { return e->cname[v->id]; }
-
-/* A per-row input (targets, segmentation) from row `first` on. */
-static const char *rows_at(Emitter *e, const Value *v, int64_t first)
-{
-    return first ? pool_fmt(e->p->pool, "%s + %lld", V(e, v), (long long)first) : V(e, v);
-}
+const char *V(Emitter *e, const Value *v) { return e->cname[v->id]; }
 
 /* `type *const name = <arena> + offset;` for a temporary, typed by its dtype. */
 static void declare_temp(Emitter *e, const char *arena, const Value *v)
 {
     if (v->dtype == DT_BF16)
-        out(e, "    mtx_bf16 *const %s = (mtx_bf16 *)%s + %lld;", V(e, v), arena, (long long)(v->offset / 2));
+        emitf(e, "    mtx_bf16 *const %s = (mtx_bf16 *)%s + %lld;", V(e, v), arena, (long long)(v->offset / 2));
     else
-        out(e, "    float *const %s = %s + %lld;", V(e, v), arena, (long long)(v->offset / 4));
+        emitf(e, "    float *const %s = %s + %lld;", V(e, v), arena, (long long)(v->offset / 4));
 }
 
 /* ---- one op ---- */
@@ -236,15 +217,6 @@ static const char *ew_expr(Emitter *e, const Op *op)
     }
 }
 
-/* A set of mesh axes as C. */
-static const char *axes_expr(int64_t axes)
-{
-    static const char *const names[8] = {"0", "MTX_AXIS_DATA", "MTX_AXIS_FSDP", "MTX_AXIS_DATA | MTX_AXIS_FSDP",
-                                         "MTX_AXIS_TENSOR", "MTX_AXIS_DATA | MTX_AXIS_TENSOR",
-                                         "MTX_AXIS_FSDP | MTX_AXIS_TENSOR", "MTX_AXIS_DATA | MTX_AXIS_FSDP | MTX_AXIS_TENSOR"};
-    return names[axes & 7];
-}
-
 /* Each dropout site draws from its own key, indexed by the row of the
  * global batch, so microbatches and data-parallel ranks see the masks a
  * single device would. */
@@ -252,13 +224,13 @@ static void declare_dropout(Emitter *e, const Func *f, const Op *op)
 {
     const Value *const *in = (const Value *const *)f->loop_inputs;
     const char *y = V(e, op->out[0]);
-    out(e, "    const mtx_rng_key %s_key = mtx_rng_fold(rng, 0x%llxULL);\n", y, (unsigned long long)op->ia[2]);
+    emitf(e, "    const mtx_rng_key %s_key = mtx_rng_fold(rng, 0x%llxULL);\n", y, (unsigned long long)op->ia[2]);
     /* dropout is the train step's: this device's rows start at its index times its train batch */
-    out(e, "    const int64_t %s_row = (int64_t)mtx_batch_index() * %lld", y,
+    emitf(e, "    const int64_t %s_row = (int64_t)mtx_batch_index() * %lld", y,
         (long long)(e->p->cfg->d.global_batch / batch_shards(e->p->cfg)));
-    if (e->in_loop) out(e, " + (int64_t)micro * %lld", (long long)in[0]->dim[0]);
-    out(e, ";\n");
-    if (op->ia[3] > 1) out(e, "    const int64_t %s_column = (int64_t)mtx_mesh_coord(2) * %lld;\n", y, (long long)op->ia[1]);
+    if (e->in_loop) emitf(e, " + (int64_t)micro * %lld", (long long)in[0]->dim[0]);
+    emitf(e, ";\n");
+    if (op->ia[3] > 1) emitf(e, "    const int64_t %s_column = (int64_t)mtx_mesh_coord(2) * %lld;\n", y, (long long)op->ia[1]);
 }
 
 static bool is_dropout(const Op *op) { return op->kind == OP_dropout || op->kind == OP_dropout_grad; }
@@ -286,10 +258,10 @@ static void emit_elementwise_loop(Emitter *e, const Func *f, int a, int b, const
     e->loop_cols = loop_columns(f, a, b);
     const char *ind = e->loop_cols ? "            " : "        ";
     if (e->loop_cols)
-        out(e, "    for (size_t r = %s; r < %s; r++) {\n        for (size_t c = 0; c < %lld; c++) {\n"
+        emitf(e, "    for (size_t r = %s; r < %s; r++) {\n        for (size_t c = 0; c < %lld; c++) {\n"
                "            const size_t i = r * %lld + c;\n", first, end, (long long)e->loop_cols, (long long)e->loop_cols);
     else
-        out(e, "    for (size_t i = %s; i < %s; i++) {\n", first, end);
+        emitf(e, "    for (size_t i = %s; i < %s; i++) {\n", first, end);
     for (int i = a; i <= b; i++) {
         const Op *op = f->ops[i];
         const Value *y = op->out[0];
@@ -298,19 +270,19 @@ static void emit_elementwise_loop(Emitter *e, const Func *f, int a, int b, const
             for (int k = 0; k < f->ops[j]->nin; k++) read_later |= f->ops[j]->in[k] == y;
         const char *x = ew_expr(e, op);
         if (y->dtype == DT_BF16) {   /* computed in float32, rounded to bf16 once */
-            if (y->group || read_later) out(e, "%sfloat %s_i = mtx_round_bf16(%s);\n", ind, V(e, y), x);
+            if (y->group || read_later) emitf(e, "%sfloat %s_i = mtx_round_bf16(%s);\n", ind, V(e, y), x);
             if (!y->group)
-                out(e, "%s%s[i] = mtx_f32_to_bf16(%s);\n", ind, V(e, y),
+                emitf(e, "%s%s[i] = mtx_f32_to_bf16(%s);\n", ind, V(e, y),
                     read_later ? pool_fmt(e->p->pool, "%s_i", V(e, y)) : x);
         } else if (y->group) {
-            out(e, "%sfloat %s_i = %s;\n", ind, V(e, y), x);
+            emitf(e, "%sfloat %s_i = %s;\n", ind, V(e, y), x);
         } else if (!read_later) {
-            out(e, "%s%s[i] = %s;\n", ind, V(e, y), x);
+            emitf(e, "%s%s[i] = %s;\n", ind, V(e, y), x);
         } else {
-            out(e, "%sfloat %s_i = %s[i] = %s;\n", ind, V(e, y), V(e, y), x);
+            emitf(e, "%sfloat %s_i = %s[i] = %s;\n", ind, V(e, y), V(e, y), x);
         }
     }
-    out(e, e->loop_cols ? "        }\n    }\n" : "    }\n");
+    emitf(e, e->loop_cols ? "        }\n    }\n" : "    }\n");
     e->loop_cols = 0;
 }
 
@@ -336,9 +308,9 @@ static void emit_loop_function(Emitter *e, const Func *f, int a, int b)
     Buf *step = e->b;
     e->b = e->loops;
     int group = f->ops[a]->group;
-    out(e, "\n/* %s:", f->ops[a]->block ? f->ops[a]->block : f->name);
-    for (int i = a; i <= b; i++) out(e, " %s", op_info[f->ops[i]->kind].name);
-    out(e, " */\nstatic void loop_%d(const mtx_frame *f, size_t first, size_t end)\n{\n", group);
+    emitf(e, "\n/* %s:", f->ops[a]->block ? f->ops[a]->block : f->name);
+    for (int i = a; i <= b; i++) emitf(e, " %s", op_info[f->ops[i]->kind].name);
+    emitf(e, " */\nstatic void loop_%d(const mtx_frame *f, size_t first, size_t end)\n{\n", group);
     bool *seen = xcalloc((size_t)p->nvalues + 1, sizeof(bool));
     bool state = false, dropout = false;
     const Value **params = xcalloc((size_t)(b - a + 1) * 3 + 1, sizeof(Value *));
@@ -354,38 +326,38 @@ static void emit_loop_function(Emitter *e, const Func *f, int a, int b)
             if (v->kind <= V_COUNTER) state = true;
             else {
                 declare_temp(e, "f->arena", v);
-                out(e, "\n");
+                emitf(e, "\n");
             }
         }
     }
     free(seen);
-    if (state) out(e, "    mtx_state *const s = f->state;\n");
+    if (state) emitf(e, "    mtx_state *const s = f->state;\n");
     /* params as local pointers: the compiler then knows the loop does not
      * change them, and vectorizes it (a load through s in the loop blocks that) */
     char **state_names = xcalloc((size_t)nparams + 1, sizeof(char *));
     for (int i = 0; i < nparams; i++) {
         state_names[i] = e->cname[params[i]->id];
         e->cname[params[i]->id] = pool_fmt(p->pool, "param_%s", param_field(p->pool, params[i]));
-        out(e, "    const float *const %s = %s;\n", e->cname[params[i]->id], state_names[i]);
+        emitf(e, "    const float *const %s = %s;\n", e->cname[params[i]->id], state_names[i]);
     }
-    if (dropout) out(e, "    const mtx_rng_key rng = f->rng;\n");
-    if (dropout && e->in_loop) out(e, "    const int64_t micro = f->micro;\n");
+    if (dropout) emitf(e, "    const mtx_rng_key rng = f->rng;\n");
+    if (dropout && e->in_loop) emitf(e, "    const int64_t micro = f->micro;\n");
     for (int i = a; i <= b; i++)
         if (is_dropout(f->ops[i])) declare_dropout(e, f, f->ops[i]);
     emit_elementwise_loop(e, f, a, b, "first", "end");
-    out(e, "}\n");
+    emitf(e, "}\n");
     for (int i = 0; i < nparams; i++) e->cname[params[i]->id] = state_names[i];
     free(state_names);
     free(params);
     e->b = step;
-    out(e, "    mtx_parallel_for(loop_%d, &frame, %lld);\n", group, (long long)loop_count(f, a, b));
+    emitf(e, "    mtx_parallel_for(loop_%d, &frame, %lld);\n", group, (long long)loop_count(f, a, b));
 }
 
 static void emit_fused(Emitter *e, const Func *f, int first, int last)
 {
     const Op *op = f->ops[first];
     if (first == last && op->kind == OP_cast) {   /* a cast alone: libmtxrt's threaded conversion */
-        out(e, "    mtx_convert_%s(%s, %s, %lld);\n", op->out[0]->dtype == DT_BF16 ? "to_bf16" : "to_f32", V(e, op->out[0]),
+        emitf(e, "    mtx_convert_%s(%s, %s, %lld);\n", op->out[0]->dtype == DT_BF16 ? "to_bf16" : "to_f32", V(e, op->out[0]),
             V(e, op->in[0]), (long long)value_numel(op->in[0]));
         return;
     }
@@ -398,275 +370,6 @@ static void emit_fused(Emitter *e, const Func *f, int first, int last)
     emit_elementwise_loop(e, f, first, last, "0", pool_fmt(e->p->pool, "%lld", (long long)loop_count(f, first, last)));
 }
 
-/* A bf16 GEMM's plan: one per distinct shape, strides, output dtype and alpha. */
-static bool same_gemm(const Op *x, const Op *y)
-{
-    return !memcmp(x->ia, y->ia, 5 * sizeof x->ia[0]) && x->fa[0] == y->fa[0] &&
-           x->out[0]->dtype == y->out[0]->dtype;
-}
-
-static bool is_bf16_gemm(const Op *op) { return op->kind == OP_matmul && op->in[0]->dtype == DT_BF16; }
-
-static int find_plan(const Emitter *e, const Op *op)   /* -1: none yet */
-{
-    for (int i = 0; i < e->nplans; i++)
-        if (same_gemm(e->plans[i], op)) return i;
-    return -1;
-}
-
-static int gemm_plan(Emitter *e, const Op *op)
-{
-    int i = find_plan(e, op);
-    if (i < 0) fatal("emit: no GEMM plan for a %s matmul", op->out[0]->name);
-    return i;
-}
-
-static void collect_gemm_plans(Emitter *e)
-{
-    const Func *funcs[2] = {&e->p->eval, &e->p->train};
-    for (int fi = 0; fi < 2; fi++)
-        for (int i = 0; i < funcs[fi]->nops; i++) {
-            const Op *op = funcs[fi]->ops[i];
-            if (!is_bf16_gemm(op) || find_plan(e, op) >= 0) continue;
-            e->plans = xrealloc(e->plans, sizeof(Op *) * (size_t)(e->nplans + 1));
-            e->plans[e->nplans++] = op;
-        }
-}
-
-/* One bf16 GEMM plan made in mtx_state_new: op(A) is [m, k], op(B) [k, n],
- * C [m, n] row-major; A and B by their strides as stored. */
-static void emit_gemm_plan(Emitter *e, int i)
-{
-    const Op *op = e->plans[i];
-    long long m = op->ia[0], n = op->ia[1], k = op->ia[2];
-    bool ta = op->ia[3], tb = op->ia[4], c_f32 = op->out[0]->dtype == DT_F32;
-    out(e, "    s->gemm[%d] = mtx_gemm_plan_new(%lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, %d, %s);"
-           "  /* %s%s -> %s, as %s */\n",
-        i, m, n, k, ta ? 1 : k, ta ? m : 1, tb ? 1 : n, tb ? k : 1, n, c_f32, flit(e->p->pool, op->fa[0]),
-        ta ? "A^T" : "A", tb ? " B^T" : " B", c_f32 ? "f32" : "bf16", op->out[0]->name);
-}
-
-static void emit_matmul(Emitter *e, const Op *op)
-{
-    const Value *a = op->in[0], *b = op->in[1], *c = op->out[0];
-    if (is_bf16_gemm(op)) {
-        out(e, "    mtx_gemm_bf16(s->gemm[%d], %s, %s, %s);\n", gemm_plan(e, op), V(e, a), V(e, b), V(e, c));
-        return;
-    }
-    long long m = op->ia[0], n = op->ia[1], k = op->ia[2];
-    bool ta = op->ia[3], tb = op->ia[4];
-    out(e, "    mtx_sgemm(0, 0, %lld, %lld, %lld, %s, %s, %lld, %lld, %s, %lld, %lld, 0.0f, %s, %lld, 1);\n",
-        m, n, k, flit(e->p->pool, op->fa[0]), V(e, a), ta ? 1 : k, ta ? m : 1, V(e, b), tb ? 1 : n, tb ? k : 1,
-        V(e, c), n);
-}
-
-static void emit_kernel(Emitter *e, const Op *op)
-{
-    Pool *pool = e->p->pool;
-    const char *sfx = op->nin && op->in[0]->dtype == DT_BF16 ? "_bf16" : "";   /* the bf16 forms (legalize.c's bf16_kernels) */
-    Value *const *in = op->in;
-    Value *const *o = op->out;
-    const int64_t *a = op->ia;
-    const double *fa = op->fa;
-    switch (op->kind) {
-    case OP_embed:
-        out(e, "    mtx_embed_forward(%s, %s, %s, %lld, %lld);\n", V(e, o[0]), V(e, in[0]), V(e, in[1]),
-            (long long)a[0], (long long)a[1]);
-        break;
-    case OP_position_add:
-        out(e, "    mtx_position_add_forward(%s, %s, %s, %lld, %lld, %lld);\n", V(e, o[0]), V(e, in[0]),
-            V(e, in[1]), (long long)a[0], (long long)a[1], (long long)a[2]);
-        break;
-    case OP_rmsnorm:
-        out(e, "    mtx_rmsnorm_forward%s(%s, %s, %s, %lld, %lld, %s);\n", sfx, V(e, o[0]), V(e, in[0]), V(e, in[1]),
-            (long long)a[0], (long long)a[1], flit(pool, fa[0]));
-        break;
-    case OP_layernorm:
-        out(e, "    mtx_layernorm_forward%s(%s, %s, %s, %s, %lld, %lld, %s);\n", sfx, V(e, o[0]), V(e, in[0]),
-            V(e, in[1]), V(e, in[2]), (long long)a[0], (long long)a[1], flit(pool, fa[0]));
-        break;
-    case OP_rope:
-    case OP_rope_grad:
-        out(e, "    mtx_rope_apply%s(%s, %s, %lld, %lld, %lld, %lld, %s, %s, %d);\n", sfx, V(e, o[0]), V(e, in[0]),
-            (long long)a[0], (long long)a[1], (long long)a[2], (long long)a[3], flit(pool, fa[0]),
-            flit(pool, fa[1]), op->kind == OP_rope_grad);
-        break;
-    case OP_attention_scores:
-        out(e, "    mtx_attention_scores%s(%s, %s, %s, %lld, %lld, %lld, %lld, %lld, %s);\n", sfx, V(e, o[0]),
-            V(e, in[0]), V(e, in[1]), (long long)a[0], (long long)a[1], (long long)a[2],
-            (long long)a[3], (long long)a[4], flit(pool, fa[0]));
-        break;
-    case OP_causal_softmax:
-        out(e, "    mtx_causal_softmax_forward%s(%s, %s, %lld, %lld);\n", sfx, V(e, o[0]), V(e, in[0]),
-            (long long)a[0], (long long)a[1]);
-        break;
-    case OP_attention_values:
-        out(e, "    mtx_attention_values%s(%s, %s, %s, %lld, %lld, %lld, %lld, %lld);\n", sfx, V(e, o[0]),
-            V(e, in[0]), V(e, in[1]), (long long)a[0], (long long)a[1], (long long)a[2],
-            (long long)a[3], (long long)a[4]);
-        break;
-    case OP_flash_attention:
-        out(e, "    mtx_flash_attention%s(%s, %s, %s, %s, %s, %lld, %lld, %lld, %lld, %lld, %lld, %s);\n", sfx, V(e, o[0]),
-            V(e, o[1]), V(e, in[0]), V(e, in[1]), V(e, in[2]), (long long)a[0], (long long)a[1], (long long)a[2],
-            (long long)a[3], (long long)a[4], (long long)a[5], flit(pool, fa[0]));
-        break;
-    case OP_cross_entropy:
-        out(e, "    %s[0] = mtx_cross_entropy_forward%s(%s, %s, %s, %lld, %lld, %s, %lld);\n", V(e, o[0]), sfx,
-            V(e, in[0]), rows_at(e, in[1], a[2]), rows_at(e, in[2], a[2]), (long long)a[0], (long long)a[1],
-            V(e, o[1]), (long long)a[3]);
-        break;
-    case OP_rows:
-        out(e, "    mtx_copy_rows(%s, %s, %lld, %lld, %lld, %d);\n", V(e, o[0]), V(e, in[0]), (long long)a[0],
-            (long long)a[1], (long long)a[2], dtype_bytes(in[0]->dtype));
-        break;
-    case OP_rows_grad:
-        out(e, "    mtx_copy_rows_back(%s, %s, %lld, %lld, %lld, %lld, %d);\n", V(e, o[0]), V(e, in[0]),
-            (long long)a[0], (long long)a[1], (long long)a[2], (long long)a[3], dtype_bytes(in[0]->dtype));
-        break;
-    case OP_embed_grad:
-        out(e, "    mtx_embed_backward(%s, %s, %s, %lld, %lld, %lld);\n", V(e, o[0]), V(e, in[0]),
-            V(e, in[1]), (long long)a[0], (long long)a[1], (long long)a[2]);
-        break;
-    case OP_position_add_grad:
-        out(e, "    mtx_position_add_backward(%s, %s, %lld, %lld, %lld, %lld);\n", V(e, o[0]), V(e, in[0]),
-            (long long)a[0], (long long)a[1], (long long)a[2], (long long)a[3]);
-        break;
-    case OP_bias_grad:
-        out(e, "    mtx_bias_backward(%s, %s, %lld, %lld);\n", V(e, o[0]), V(e, in[0]), (long long)a[0], (long long)a[1]);
-        break;
-    case OP_rmsnorm_grad:
-        out(e, "    mtx_rmsnorm_backward%s(%s, %s, %s, %s, %s, %lld, %lld, %s);\n", sfx, V(e, o[0]), V(e, o[1]),
-            V(e, in[0]), V(e, in[1]), V(e, in[2]), (long long)a[0], (long long)a[1], flit(pool, fa[0]));
-        break;
-    case OP_layernorm_grad:
-        out(e, "    mtx_layernorm_backward%s(%s, %s, %s, %s, %s, %s, %lld, %lld, %s);\n", sfx, V(e, o[0]), V(e, o[1]),
-            V(e, o[2]), V(e, in[0]), V(e, in[1]), V(e, in[2]), (long long)a[0], (long long)a[1],
-            flit(pool, fa[0]));
-        break;
-    case OP_attention_scores_grad:
-        out(e, "    mtx_attention_scores_backward%s(%s, %s, %s, %s, %s, %lld, %lld, %lld, %lld, %lld, %s);\n", sfx,
-            V(e, o[0]), V(e, o[1]), V(e, in[0]), V(e, in[1]), V(e, in[2]), (long long)a[0],
-            (long long)a[1], (long long)a[2], (long long)a[3], (long long)a[4], flit(pool, fa[0]));
-        break;
-    case OP_causal_softmax_grad:
-        out(e, "    mtx_causal_softmax_backward%s(%s, %s, %s, %lld, %lld);\n", sfx, V(e, o[0]), V(e, in[0]),
-            V(e, in[1]), (long long)a[0], (long long)a[1]);
-        break;
-    case OP_attention_values_grad:
-        out(e, "    mtx_attention_values_backward%s(%s, %s, %s, %s, %s, %lld, %lld, %lld, %lld, %lld);\n", sfx,
-            V(e, o[0]), V(e, o[1]), V(e, in[0]), V(e, in[1]), V(e, in[2]), (long long)a[0],
-            (long long)a[1], (long long)a[2], (long long)a[3], (long long)a[4]);
-        break;
-    case OP_flash_attention_grad:
-        out(e, "    mtx_flash_attention_backward%s(%s, %s, %s, %s, %s, %s, %s, %s, %s, %lld, %lld, %lld, %lld, %lld, "
-               "%lld, %s);\n", sfx, V(e, o[0]), V(e, o[1]), V(e, o[2]), V(e, in[0]), V(e, in[1]), V(e, in[2]),
-            V(e, in[3]), V(e, in[4]), V(e, in[5]), (long long)a[0], (long long)a[1], (long long)a[2], (long long)a[3],
-            (long long)a[4], (long long)a[5], flit(pool, fa[0]));
-        break;
-    case OP_cross_entropy_grad:
-        out(e, "    mtx_cross_entropy_backward%s(%s, %s, %s, %s, %lld, %lld, %s, %lld);\n", sfx, V(e, o[0]), V(e, in[0]),
-            rows_at(e, in[1], a[2]), rows_at(e, in[2], a[2]), (long long)a[0], (long long)a[1], V(e, in[3]),
-            (long long)a[3]);
-        break;
-    case OP_global_norm:
-        out(e, "    double sum_sq = 0;\n");
-        if (a[1]) {   /* the first a[1] gradients are split over the tensor axis: each device has its share */
-            out(e, "    double split_sq = 0;\n");
-            for (int i = 0; i < a[1]; i++)
-                out(e, "    split_sq += mtx_sum_of_squares(%s, %lld);\n", V(e, in[i]), (long long)value_numel(in[i]));
-            out(e, "    mtx_all_reduce_sum_f64(&split_sq, 1, MTX_AXIS_TENSOR);\n    sum_sq = split_sq;\n");
-        }
-        for (int i = (int)a[1]; i < op->nin; i++)
-            out(e, "    sum_sq += mtx_sum_of_squares(%s, %lld);\n", V(e, in[i]), (long long)value_numel(in[i]));
-        if (a[0]) out(e, "    mtx_all_reduce_sum_f64(&sum_sq, 1, %s);  /* each device holds a chunk of every gradient */\n",
-                      axes_expr(a[0]));
-        out(e, "    %s[0] = (float)sqrt(sum_sq);\n", V(e, o[0]));
-        break;
-    case OP_clip_scale:
-        out(e, "    %s[0] = %s[0] < %s ? 1.0f : %s / %s[0];\n", V(e, o[0]), V(e, in[0]), flit(pool, fa[0]),
-            flit(pool, fa[0]), V(e, in[0]));
-        break;
-    case OP_learning_rate:
-        if (a[0] == 0)
-            out(e, "    %s[0] = mtx_cosine_schedule(%s[0], %s[0], %s, %s, %s);\n", V(e, o[0]), V(e, in[0]),
-                V(e, in[1]), flit(pool, fa[0]), flit(pool, fa[2]), flit(pool, fa[1]));
-        else
-            out(e, "    %s[0] = mtx_wsd_schedule(%s[0], %s[0], %s, %s, %s, %s, %d);\n", V(e, o[0]), V(e, in[0]),
-                V(e, in[1]), flit(pool, fa[0]), flit(pool, fa[2]), flit(pool, fa[3]), flit(pool, fa[1]), a[0] == 2);
-        break;
-    case OP_muon:
-        out(e, "    mtx_muon_update(%s, %s, %s, %lld, %lld, %s[0], %s[0], %s, %s, %s, t, %s);\n", V(e, in[0]),
-            V(e, in[2]), V(e, in[1]), (long long)a[0], (long long)a[1], V(e, in[4]), V(e, in[3]), flit(pool, fa[0]),
-            flit(pool, fa[1]), flit(pool, fa[2]), V(e, o[0]));
-        break;
-    case OP_sgd:
-        out(e, "    mtx_sgd_update(%s, %s, %lld, %s[0], %s[0]);\n", V(e, in[0]), V(e, in[1]),
-            (long long)value_numel(in[0]), V(e, in[3]), V(e, in[2]));
-        break;
-    case OP_step_increment:
-        out(e, "    %s[0] += 1;\n", V(e, in[0]));
-        break;
-    case OP_all_reduce_sum:
-        for (int i = 0; i < op->nin; i++)
-            out(e, "    mtx_all_reduce_sum(%s, %lld, %s);\n", V(e, in[i]), (long long)value_numel(in[i]), axes_expr(a[0]));
-        break;
-    case OP_all_gather:
-        out(e, "    mtx_all_gather%s(%s, %s, %lld);\n", sfx, V(e, o[0]), V(e, in[0]), (long long)a[0]);
-        break;
-    case OP_tensor_sum:
-        out(e, "    memcpy(%s, %s, %lldu);\n    mtx_all_reduce_sum(%s, %lld, MTX_AXIS_TENSOR);\n", V(e, o[0]),
-            V(e, in[0]), (long long)value_bytes(in[0]), V(e, o[0]), (long long)value_numel(in[0]));
-        break;
-    case OP_reduce_scatter:
-        out(e, "    mtx_reduce_scatter(%s, %s, %lld);\n", V(e, o[0]), V(e, in[0]), (long long)a[0]);
-        break;
-    case OP_zero:
-        out(e, "    memset(%s, 0, %lldu);\n", V(e, in[0]), (long long)value_bytes(in[0]));
-        break;
-    case OP_accumulate:
-        if (op->nin == 3)
-            out(e, "    for (size_t i = 0; i < %lld; i++) %s[i] += %s[i] * %s[0];\n", (long long)value_numel(in[0]),
-                V(e, in[0]), V(e, in[1]), V(e, in[2]));
-        else
-            out(e, "    for (size_t i = 0; i < %lld; i++) %s[i] += %s[i];\n", (long long)value_numel(in[0]),
-                V(e, in[0]), V(e, in[1]));
-        break;
-    default:
-        fatal("emit: no C lowering for op %s", op_info[op->kind].name);
-    }
-}
-
-static void emit_adamw(Emitter *e, const Op *op, bool first)
-{
-    Pool *pool = e->p->pool;
-    const double *fa = op->fa;
-    bool pax = op->ia[0], nesterov = op->ia[1];
-    const char *b1 = flit(pool, fa[0]), *b2 = flit(pool, fa[1]);
-    Value *const *in = op->in;
-    if (nesterov) {
-        out(e, "    mtx_adamw_nesterov_update(%s, %s, %s, %s, %lld, %s[0], %s[0], %s, %s, %s, %s, %s, t);\n",
-            V(e, in[0]), V(e, in[2]), V(e, in[3]), V(e, in[1]), (long long)value_numel(in[0]), V(e, in[5]),
-            V(e, in[4]), b1, b2, flit(pool, fa[2]), flit(pool, fa[3]), flit(pool, fa[4]));
-        return;
-    }
-    if (first) {
-        if (pax)
-            out(e, "    float decay1 = %s * (1.0f - powf(%s, t - 1.0f)) / (1.0f - powf(%s, t));\n"
-                   "    float decay2 = %s * (1.0f - powf(%s, t - 1.0f)) / (1.0f - powf(%s, t));\n",
-                b1, b1, b1, b2, b2, b2);
-        else
-            out(e, "    float bias1 = 1.0f - powf(%s, t), bias2 = 1.0f - powf(%s, t);\n", b1, b2);
-    }
-    if (pax)
-        out(e, "    mtx_adam_pax_update(%s, %s, %s, %s, %lld, %s[0], %s[0], decay1, decay2, %s, %s, %s);\n",
-            V(e, in[0]), V(e, in[2]), V(e, in[3]), V(e, in[1]), (long long)value_numel(in[0]), V(e, in[5]),
-            V(e, in[4]), flit(pool, fa[2]), flit(pool, fa[3]), flit(pool, fa[4]));
-    else
-        out(e, "    mtx_adamw_update(%s, %s, %s, %s, %lld, %s[0], %s[0], %s, %s, %s, %s, %s, bias1, bias2);\n",
-            V(e, in[0]), V(e, in[2]), V(e, in[3]), V(e, in[1]), (long long)value_numel(in[0]), V(e, in[5]),
-            V(e, in[4]), b1, b2, flit(pool, fa[2]), flit(pool, fa[3]), flit(pool, fa[4]));
-}
-
 /* Pointers into the arena for the temporaries this op (or loop) stores. */
 static void declare_outputs(Emitter *e, const Op *op)
 {
@@ -674,9 +377,9 @@ static void declare_outputs(Emitter *e, const Op *op)
         const Value *v = op->out[i];
         if (v->group) continue;
         declare_temp(e, "arena", v);
-        out(e, "%*s/* [", 1, "");
-        for (int d = 0; d < v->rank; d++) out(e, "%s%lld", d ? ", " : "", (long long)v->dim[d]);
-        out(e, "] */\n");
+        emitf(e, "%*s/* [", 1, "");
+        for (int d = 0; d < v->rank; d++) emitf(e, "%s%lld", d ? ", " : "", (long long)v->dim[d]);
+        emitf(e, "] */\n");
     }
 }
 
@@ -694,21 +397,21 @@ static void close_loop(Emitter *e, const Func *f, Buf *body, Buf *outer)
     e->in_loop = false;
     const Value *const *in = (const Value *const *)f->loop_inputs;
     int64_t per_micro = value_numel(in[0]);
-    out(e, "\n    /* ---- %d microbatches of %lld sequences: forward, backward, sums ---- */\n",
+    emitf(e, "\n    /* ---- %d microbatches of %lld sequences: forward, backward, sums ---- */\n",
         f->loop_count, (long long)in[0]->dim[0]);
-    out(e, "    for (int micro = 0; micro < %d; micro++) {\n", f->loop_count);
-    if (has_parallel_loop(f)) out(e, "        frame.micro = micro;\n");
-    out(e, "        const int32_t *%s = batch->inputs + (size_t)micro * %lld;\n", V(e, in[0]), (long long)per_micro);
-    out(e, "        const int32_t *%s = batch->targets + (size_t)micro * %lld;\n", V(e, in[1]), (long long)per_micro);
-    out(e, "        const int32_t *%s = batch->segmentation + (size_t)micro * %lld;\n", V(e, in[2]),
+    emitf(e, "    for (int micro = 0; micro < %d; micro++) {\n", f->loop_count);
+    if (has_parallel_loop(f)) emitf(e, "        frame.micro = micro;\n");
+    emitf(e, "        const int32_t *%s = batch->inputs + (size_t)micro * %lld;\n", V(e, in[0]), (long long)per_micro);
+    emitf(e, "        const int32_t *%s = batch->targets + (size_t)micro * %lld;\n", V(e, in[1]), (long long)per_micro);
+    emitf(e, "        const int32_t *%s = batch->segmentation + (size_t)micro * %lld;\n", V(e, in[2]),
         (long long)per_micro);
     for (const char *line = body->s; line && *line;) {
         const char *nl = strchr(line, '\n');
         size_t len = nl ? (size_t)(nl - line) : strlen(line);
-        out(e, len ? "    %.*s\n" : "%.*s\n", (int)len, line);
+        emitf(e, len ? "    %.*s\n" : "%.*s\n", (int)len, line);
         line = nl ? nl + 1 : line + len;
     }
-    out(e, "    }\n");
+    emitf(e, "    }\n");
     buf_free(body);
 }
 
@@ -719,7 +422,7 @@ static void declare_accumulators(Emitter *e)
         const Value *v = p->values[i];
         if (v->kind != V_ACCUM) continue;
         declare_temp(e, "arena", v);
-        out(e, "\n");
+        emitf(e, "\n");
     }
 }
 
@@ -735,7 +438,7 @@ static void emit_body(Emitter *e, const Func *f)
         if (looping && i == f->loop_first) open_loop(e, &loop_body, &outer);
         if (looping && i == f->loop_last + 1) close_loop(e, f, &loop_body, outer);
         if (op->block && (!block || strcmp(block, op->block))) {
-            out(e, "\n    /* ---- %s ---- */\n", op->block);
+            emitf(e, "\n    /* ---- %s ---- */\n", op->block);
             block = op->block;
         }
         if (op->group) {
@@ -749,7 +452,7 @@ static void emit_body(Emitter *e, const Func *f)
         declare_outputs(e, op);
         if ((op->kind == OP_adamw || op->kind == OP_muon) && !t_defined) {
             /* updates are counted from 1 for the bias corrections */
-            out(e, "    float t = (float)(%s[0] + 1);\n", V(e, e->p->step));
+            emitf(e, "    float t = (float)(%s[0] + 1);\n", V(e, e->p->step));
             t_defined = true;
         }
         if (op->kind == OP_matmul) emit_matmul(e, op);
@@ -765,30 +468,30 @@ static void emit_step(Emitter *e, const Func *f, bool train)
     const Program *p = e->p;
     bool nnx = cfg_bool(p->cfg, K_pure_nnx);
     const char *state = train ? "mtx_state *s" : "const mtx_state *s";
-    out(e, "\n/* One %s step: %s. */\n", train ? "training" : "evaluation",
+    emitf(e, "\n/* One %s step: %s. */\n", train ? "training" : "evaluation",
         train ? "forward, backward, clipping and the AdamW update" : "forward pass and loss, no update");
-    out(e, "void mtx_%s(%s, const mtx_batch *batch, %smtx_metrics *out)\n{\n", f->name, state,
+    emitf(e, "void mtx_%s(%s, const mtx_batch *batch, %smtx_metrics *out)\n{\n", f->name, state,
         nnx ? "" : "mtx_rng_key rng, ");
     bool draws = train && p->uses_rng;
-    if (!nnx && !draws) out(e, "    (void)rng;  /* the step's random key: no op of this program draws from it */\n");
+    if (!nnx && !draws) emitf(e, "    (void)rng;  /* the step's random key: no op of this program draws from it */\n");
     if (nnx && train && p->rng)
-        out(e, "    mtx_rng_key rng = {(uint64_t)s->rng[0], (uint64_t)s->rng[1]};  /* this step's key */\n");
-    out(e, "    float *const arena = s->arena;\n");
+        emitf(e, "    mtx_rng_key rng = {(uint64_t)s->rng[0], (uint64_t)s->rng[1]};  /* this step's key */\n");
+    emitf(e, "    float *const arena = s->arena;\n");
     if (has_parallel_loop(f))
-        out(e, "    mtx_frame frame = {arena, (void *)s, %s, 0};  /* what the parallel loops read */\n",
+        emitf(e, "    mtx_frame frame = {arena, (void *)s, %s, 0};  /* what the parallel loops read */\n",
             !nnx || (train && p->rng) ? "rng" : "{0, 0}");
     emit_body(e, f);
     if (nnx && train && p->rng)
-        out(e, "\n    /* ---- the next step's key ---- */\n"
+        emitf(e, "\n    /* ---- the next step's key ---- */\n"
                "    rng = mtx_rng_next_step_key(rng);\n"
                "    s->rng[0] = (int64_t)rng.k0;\n    s->rng[1] = (int64_t)rng.k1;\n");
     const Value *loss = train ? p->train_loss : p->eval_loss, *weight = train ? p->train_weight : p->eval_weight;
     const Value *norm = train ? p->grad_norm : NULL, *lr = train ? p->lr : NULL;
-    out(e, "\n    out->loss = %s;\n", loss ? pool_fmt(p->pool, "%s[0]", V(e, loss)) : "0");
-    out(e, "    out->weight = %s;\n", weight ? pool_fmt(p->pool, "%s[0]", V(e, weight)) : "0");
-    out(e, "    out->grad_norm = %s;\n", norm ? pool_fmt(p->pool, "%s[0]", V(e, norm)) : "0");
-    out(e, "    out->lr = %s;\n", lr ? pool_fmt(p->pool, "%s[0]", V(e, lr)) : "0");
-    out(e, "}\n");
+    emitf(e, "\n    out->loss = %s;\n", loss ? pool_fmt(p->pool, "%s[0]", V(e, loss)) : "0");
+    emitf(e, "    out->weight = %s;\n", weight ? pool_fmt(p->pool, "%s[0]", V(e, weight)) : "0");
+    emitf(e, "    out->grad_norm = %s;\n", norm ? pool_fmt(p->pool, "%s[0]", V(e, norm)) : "0");
+    emitf(e, "    out->lr = %s;\n", lr ? pool_fmt(p->pool, "%s[0]", V(e, lr)) : "0");
+    emitf(e, "}\n");
 }
 
 /* ---- state, init and descriptor ---- */
@@ -798,36 +501,36 @@ static bool is_state(const Value *v) { return v->kind <= V_COUNTER; }
 static void emit_header(Emitter *e)
 {
     const Program *p = e->p;
-    out(e, "/* step.h: the state and entry points of %s, generated by mtxc %s. */\n",
+    emitf(e, "/* step.h: the state and entry points of %s, generated by mtxc %s. */\n",
         cfg_str(p->cfg, K_model_name), MTXC_VERSION);
-    out(e, "#ifndef MTX_STEP_H\n#define MTX_STEP_H\n\n#include \"mtxrt.h\"\n\n");
-    out(e, "/* Every parameter; the optimizer's moments have the same layout. */\ntypedef struct {\n");
+    emitf(e, "#ifndef MTX_STEP_H\n#define MTX_STEP_H\n\n#include \"mtxrt.h\"\n\n");
+    emitf(e, "/* Every parameter; the optimizer's moments have the same layout. */\ntypedef struct {\n");
     for (int i = 0; i < p->nvalues; i++) {
         const Value *v = p->values[i];
         if (v->kind != V_PARAM) continue;
-        out(e, "    float *%s;%*s/* [", param_field(p->pool, v), 1, "");
-        for (int d = 0; d < v->rank; d++) out(e, "%s%lld", d ? ", " : "", (long long)v->dim[d]);
-        out(e, "] */\n");
+        emitf(e, "    float *%s;%*s/* [", param_field(p->pool, v), 1, "");
+        for (int d = 0; d < v->rank; d++) emitf(e, "%s%lld", d ? ", " : "", (long long)v->dim[d]);
+        emitf(e, "] */\n");
     }
-    out(e, "} mtx_params;\n\n");
-    out(e, "struct mtx_state {\n"
+    emitf(e, "} mtx_params;\n\n");
+    emitf(e, "struct mtx_state {\n"
            "    unsigned char *memory;   /* every tensor below lives in this block (see tensors[]) */\n"
            "    float *arena;            /* temporaries of one step, reused by liveness */\n"
            "    mtx_params params;\n"
            "    mtx_params mu, nu;       /* AdamW moments */\n"
            "    int64_t *step;           /* updates done so far */\n"
            "    int64_t *schedule_steps; /* length of the learning-rate schedule */\n");
-    if (p->rng) out(e, "    int64_t *rng;            /* the random key of the next step (pure_nnx) */\n");
-    if (e->nplans) out(e, "    mtx_gemm_plan *gemm[%d];  /* bf16 GEMMs, one oneDNN primitive per shape */\n", e->nplans);
-    out(e, "};\n\n");
+    if (p->rng) emitf(e, "    int64_t *rng;            /* the random key of the next step (pure_nnx) */\n");
+    if (e->nplans) emitf(e, "    mtx_gemm_plan *gemm[%d];  /* bf16 GEMMs, one oneDNN primitive per shape */\n", e->nplans);
+    emitf(e, "};\n\n");
     bool nnx = cfg_bool(p->cfg, K_pure_nnx);
-    out(e, "mtx_state *mtx_state_new(void);\nvoid mtx_state_free(mtx_state *s);\n"
+    emitf(e, "mtx_state *mtx_state_new(void);\nvoid mtx_state_free(mtx_state *s);\n"
            "void mtx_init_state(mtx_state *s, mtx_rng_key key);\n");
-    out(e, "void mtx_train_step(mtx_state *s, const mtx_batch *batch, %smtx_metrics *out);\n",
+    emitf(e, "void mtx_train_step(mtx_state *s, const mtx_batch *batch, %smtx_metrics *out);\n",
         nnx ? "" : "mtx_rng_key rng, ");
-    out(e, "void mtx_eval_step(const mtx_state *s, const mtx_batch *batch, %smtx_metrics *out);\n",
+    emitf(e, "void mtx_eval_step(const mtx_state *s, const mtx_batch *batch, %smtx_metrics *out);\n",
         nnx ? "" : "mtx_rng_key rng, ");
-    out(e, "extern const mtx_program mtx_program_desc;\n\n#endif\n");
+    emitf(e, "extern const mtx_program mtx_program_desc;\n\n#endif\n");
 }
 
 /* One param's init: the whole tensor, an fsdp chunk (this device's range of
@@ -840,11 +543,11 @@ static void emit_param_init(Emitter *e, const Value *v)
     const char *x = state_expr(pool, v), *n = pool_fmt(pool, "%lld", (long long)value_numel(v));
     const char *first = "0";
     if (v->full_rank) {
-        out(e, "    shard_count = mtx_shard_range(%lld, &shard_first);\n", (long long)value_full_numel(v));
+        emitf(e, "    shard_count = mtx_shard_range(%lld, &shard_first);\n", (long long)value_full_numel(v));
         n = "shard_count", first = "shard_first";
     }
     if (v->init == INIT_ONES) {
-        out(e, "    for (size_t i = 0; i < %s; i++) %s[i] = 1.0f;\n", n, x);
+        emitf(e, "    for (size_t i = 0; i < %s; i++) %s[i] = 1.0f;\n", n, x);
         return;
     }
     const char *fill = v->init == INIT_NORMAL ? "normal" : "truncated_normal";
@@ -854,12 +557,12 @@ static void emit_param_init(Emitter *e, const Value *v)
         int64_t cols = value_share_shape(v, d) > 1 ? d[1] : 1, rows = d[0];
         int64_t full_cols = v->tp_split == 2 ? cols * v->tp_ways : cols;
         int64_t offset = v->tp_split == 2 ? cols : rows * cols;   /* per tensor coordinate */
-        out(e, "    mtx_fill_%s_slice(%s, %s, %s, %lld, %lld, (size_t)mtx_mesh_coord(2) * %lld, %s, %s);\n", fill, x,
+        emitf(e, "    mtx_fill_%s_slice(%s, %s, %s, %lld, %lld, (size_t)mtx_mesh_coord(2) * %lld, %s, %s);\n", fill, x,
             first, n, (long long)cols, (long long)full_cols, (long long)offset, k, flit(pool, v->init_std));
     } else if (v->full_rank) {
-        out(e, "    mtx_fill_%s_at(%s, shard_first, shard_count, %s, %s);\n", fill, x, k, flit(pool, v->init_std));
+        emitf(e, "    mtx_fill_%s_at(%s, shard_first, shard_count, %s, %s);\n", fill, x, k, flit(pool, v->init_std));
     } else {
-        out(e, "    mtx_fill_%s(%s, %s, %s, %s);\n", fill, x, n, k, flit(pool, v->init_std));
+        emitf(e, "    mtx_fill_%s(%s, %s, %s, %s);\n", fill, x, n, k, flit(pool, v->init_std));
     }
 }
 
@@ -867,15 +570,15 @@ static void emit_state_functions(Emitter *e)
 {
     const Program *p = e->p;
     Pool *pool = p->pool;
-    out(e, "\n/* ---- state: one block of %lld bytes, one arena of %lld bytes ---- */\n\n",
+    emitf(e, "\n/* ---- state: one block of %lld bytes, one arena of %lld bytes ---- */\n\n",
         (long long)p->state_bytes, (long long)program_arena_bytes(p));
-    out(e, "mtx_state *mtx_state_new(void)\n{\n    mtx_state *s = mtx_alloc(sizeof *s);\n");
-    out(e, "    s->memory = mtx_alloc(%lldu);\n", (long long)p->state_bytes);
-    out(e, "    s->arena = mtx_alloc(%lldu);\n", (long long)program_arena_bytes(p));
+    emitf(e, "mtx_state *mtx_state_new(void)\n{\n    mtx_state *s = mtx_alloc(sizeof *s);\n");
+    emitf(e, "    s->memory = mtx_alloc(%lldu);\n", (long long)p->state_bytes);
+    emitf(e, "    s->arena = mtx_alloc(%lldu);\n", (long long)program_arena_bytes(p));
     for (int i = 0; i < p->nvalues; i++) {
         const Value *v = p->values[i];
         if (!is_state(v)) continue;
-        out(e, "    %s = (%s *)(s->memory + %lld);\n", state_expr(pool, v),
+        emitf(e, "    %s = (%s *)(s->memory + %lld);\n", state_expr(pool, v),
             v->kind == V_COUNTER ? "int64_t" : "float", (long long)v->offset);
     }
     for (int i = 0; i < e->nplans; i++) emit_gemm_plan(e, i);
@@ -891,31 +594,31 @@ static void emit_state_functions(Emitter *e)
             if (seen) continue;
             if (nreserved == 8) fatal("emit: more than 8 distinct scratch reservations");
             reserved[nreserved++] = expr;
-            out(e, "    mtx_scratch_reserve(%s);\n", expr);
+            emitf(e, "    mtx_scratch_reserve(%s);\n", expr);
         }
-    out(e, "    return s;\n}\n\n");
-    out(e, "void mtx_state_free(mtx_state *s)\n{\n    if (!s) return;\n");
-    if (e->nplans) out(e, "    for (int i = 0; i < %d; i++) mtx_gemm_plan_free(s->gemm[i]);\n", e->nplans);
-    if (nreserved == 1) out(e, "    mtx_scratch_release();\n");
-    if (nreserved > 1) out(e, "    for (int i = 0; i < %d; i++) mtx_scratch_release();\n", nreserved);
-    out(e, "    mtx_free(s->memory);\n    mtx_free(s->arena);\n    mtx_free(s);\n}\n\n");
-    out(e, "static void *state_memory(const mtx_state *s) { return s->memory; }\n");
-    out(e, "static void *state_arena(const mtx_state *s) { return s->arena; }\n\n");
-    out(e, "/* Parameters from init_weights_seed: each tensor draws from its own key, folded\n"
+    emitf(e, "    return s;\n}\n\n");
+    emitf(e, "void mtx_state_free(mtx_state *s)\n{\n    if (!s) return;\n");
+    if (e->nplans) emitf(e, "    for (int i = 0; i < %d; i++) mtx_gemm_plan_free(s->gemm[i]);\n", e->nplans);
+    if (nreserved == 1) emitf(e, "    mtx_scratch_release();\n");
+    if (nreserved > 1) emitf(e, "    for (int i = 0; i < %d; i++) mtx_scratch_release();\n", nreserved);
+    emitf(e, "    mtx_free(s->memory);\n    mtx_free(s->arena);\n    mtx_free(s);\n}\n\n");
+    emitf(e, "static void *state_memory(const mtx_state *s) { return s->memory; }\n");
+    emitf(e, "static void *state_arena(const mtx_state *s) { return s->arena; }\n\n");
+    emitf(e, "/* Parameters from init_weights_seed: each tensor draws from its own key, folded\n"
            " * from its name, so adding a tensor never changes the others. */\n");
-    out(e, "void mtx_init_state(mtx_state *s, mtx_rng_key key)\n{\n");
-    out(e, "    memset(s->memory, 0, %lldu);\n", (long long)p->state_bytes);
+    emitf(e, "void mtx_init_state(mtx_state *s, mtx_rng_key key)\n{\n");
+    emitf(e, "    memset(s->memory, 0, %lldu);\n", (long long)p->state_bytes);
     for (int i = 0; i < p->nvalues; i++)
         if (p->values[i]->kind == V_PARAM && p->values[i]->full_rank) {
-            out(e, "    size_t shard_first, shard_count;   /* this device's elements of each chunked tensor */\n");
+            emitf(e, "    size_t shard_first, shard_count;   /* this device's elements of each chunked tensor */\n");
             break;
         }
     if (p->rng)
-        out(e, "    mtx_rng_key first = mtx_rng_first_step_key(key);  /* dropout and friends, step 1 */\n"
+        emitf(e, "    mtx_rng_key first = mtx_rng_first_step_key(key);  /* dropout and friends, step 1 */\n"
                "    s->rng[0] = (int64_t)first.k0;\n    s->rng[1] = (int64_t)first.k1;\n");
     for (int i = 0; i < p->nvalues; i++)
         if (p->values[i]->kind == V_PARAM && p->values[i]->init != INIT_ZEROS) emit_param_init(e, p->values[i]);
-    out(e, "}\n");
+    emitf(e, "}\n");
 }
 
 static void emit_descriptor(Emitter *e)
@@ -925,28 +628,28 @@ static void emit_descriptor(Emitter *e)
     const Config *c = p->cfg;
     static const char *dtypes[] = {"MTX_F32", "MTX_I32", "MTX_I64"};
     static const char *kinds[] = {"MTX_PARAM", "MTX_OPT_STATE", "MTX_COUNTER"};
-    out(e, "\n/* ---- the program, as the runtime sees it ---- */\n\nstatic const mtx_tensor_desc tensors[] = {\n");
+    emitf(e, "\n/* ---- the program, as the runtime sees it ---- */\n\nstatic const mtx_tensor_desc tensors[] = {\n");
     int ntensors = 0;
     for (int kind = V_PARAM; kind <= V_COUNTER; kind++)
         for (int i = 0; i < p->nvalues; i++) {
             const Value *v = p->values[i];
             if ((int)v->kind != kind) continue;
-            out(e, "    {\"%s\", %d, {", descriptor_name(pool, v), v->rank);
-            for (int d = 0; d < v->rank; d++) out(e, "%s%lld", d ? ", " : "", (long long)v->dim[d]);
-            out(e, "}, %s, %lld, %s},\n", dtypes[v->dtype], (long long)v->offset, kinds[v->kind]);
+            emitf(e, "    {\"%s\", %d, {", descriptor_name(pool, v), v->rank);
+            for (int d = 0; d < v->rank; d++) emitf(e, "%s%lld", d ? ", " : "", (long long)v->dim[d]);
+            emitf(e, "}, %s, %lld, %s},\n", dtypes[v->dtype], (long long)v->offset, kinds[v->kind]);
             ntensors++;
         }
-    out(e, "};\n\nstatic const mtx_config_entry config[] = {\n");
+    emitf(e, "};\n\nstatic const mtx_config_entry config[] = {\n");
     for (int k = 0; k < NUM_KEYS; k++) {
         const char *text = config_value_text(pool, c, k);
         Buf esc = {0};
         for (const char *s = text; *s; s++) buf_printf(&esc, *s == '"' || *s == '\\' ? "\\%c" : "%c", *s);
-        out(e, "    {\"%s\", \"%s\", %d},\n", mtx_keys[k].name, esc.s ? esc.s : "", (mtx_keys[k].flags & MTX_KF_RUN) != 0);
+        emitf(e, "    {\"%s\", \"%s\", %d},\n", mtx_keys[k].name, esc.s ? esc.s : "", (mtx_keys[k].flags & MTX_KF_RUN) != 0);
         buf_free(&esc);
     }
-    out(e, "};\n\n");
+    emitf(e, "};\n\n");
     int64_t arena = program_arena_bytes(p);
-    out(e, "const mtx_program mtx_program_desc = {\n"
+    emitf(e, "const mtx_program mtx_program_desc = {\n"
            "    .model_name = \"%s\",\n    .pure_nnx = %d,\n"
            "    .mesh_data = %d, .mesh_fsdp = %d, .mesh_tensor = %d,\n"
            "    .batch = %lld, .seq = %lld, .eval_batch = %lld, .vocab = %lld,\n"
@@ -969,14 +672,14 @@ static void emit_source(Emitter *e, const char *source_desc)
 {
     const Program *p = e->p;
     const Config *c = p->cfg;
-    out(e, "/* step.c: one training step and one evaluation step of %s\n"
+    emitf(e, "/* step.c: one training step and one evaluation step of %s\n"
            " * (decoder_block %s: %d layers, emb_dim %d, %d query heads, %d kv heads, mlp_dim %d,\n"
            " * vocab %lld, batch %lld x %lld tokens), generated by mtxc %s from\n * %s\n"
            " * Regenerate it rather than editing it. */\n",
         cfg_str(c, K_model_name), cfg_str(c, K_decoder_block), c->d.num_decoder_layers, c->d.emb_dim,
         c->d.num_query_heads, c->d.num_kv_heads, c->d.mlp_dim, (long long)cfg_int(c, K_vocab_size),
         (long long)c->d.global_batch, (long long)cfg_int(c, K_max_target_length), MTXC_VERSION, source_desc);
-    out(e, "#include \"step.h\"\n\n#include <math.h>\n#include <stdint.h>\n#include <string.h>\n\n");
+    emitf(e, "#include \"step.h\"\n\n#include <math.h>\n#include <stdint.h>\n#include <string.h>\n\n");
     buf_puts(e->b, template_elementwise);
     emit_state_functions(e);
     /* The steps' parallel loops are functions, written before the steps. */
@@ -987,7 +690,7 @@ static void emit_source(Emitter *e, const char *source_desc)
     emit_step(e, &p->train, true);
     e->b = source;
     if (loops.s) {
-        out(e, "\n/* ---- the steps' large elementwise loops, run by mtx_parallel_for on each thread's\n"
+        emitf(e, "\n/* ---- the steps' large elementwise loops, run by mtx_parallel_for on each thread's\n"
                " * share of the elements ---- */\n");
         buf_puts(e->b, loops.s);
     }
