@@ -17,6 +17,8 @@
 
 #include <math.h>
 #include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 enum { BQ = 64, BK = 64, NB = 64 };   /* query rows, key rows per block; columns per tile */
@@ -40,60 +42,88 @@ typedef struct {
     const void *q, *k, *v, *dout, *out;
 } Job;
 
-/* Floats of one thread's block buffers: ten [64 x dp] and two [64 x 64]. */
-static size_t thread_floats(int dh)
+enum { CHUNK = 8 };                    /* blocks of rows per task */
+/* Transposed copies' rows are their length plus SKEW floats apart, so that
+ * a block's 64 rows do not all fall into the same cache sets (a stride of a
+ * multiple of 4 KiB would). */
+enum { SKEW = 16 };
+
+static int padded(int t) { return (t + NB - 1) / NB * NB; }
+
+/* Floats of one thread's buffers: four [t x dp] copies of a head's rows (or
+ * columns), two [CHUNK x 64 x dp] accumulators, four [64 x dp] blocks and
+ * two [64 x 64] ones, and the running max and sum. */
+static size_t thread_floats(int t, int dh)
 {
-    size_t dp = (size_t)(dh + NB - 1) / NB * NB;
-    return 10 * 64 * dp + 2 * 64 * 64;
+    size_t dp = (size_t)padded(dh), tp = (size_t)padded(t);
+    return 4 * (tp + SKEW) * dp + 2 * CHUNK * 64 * dp + 4 * 64 * dp + 2 * 64 * 64 + 128;
 }
 
 size_t mtx_flash_attention_scratch(int b, int t, int hq, int dh, int threads)
 {
     size_t shared = ((size_t)b * hq * t + 15) / 16 * 16;    /* the backward's rowsum(do o) */
-    return sizeof(float) * (shared + (size_t)threads * thread_floats(dh));
+    return sizeof(float) * (shared + (size_t)threads * thread_floats(t, dh));
 }
 
 /* C[m x n] = (accumulate ? C : 0) + A[m x k] B[k x n], m a multiple of 4 and
- * n of NB; rows of A lda apart, of B ldb, of C ldc. fmaf keeps the fused
- * multiply-add whatever the contraction flags. */
-static void block_gemm(float *restrict c, int ldc, const float *restrict a, int lda, const float *restrict b, int ldb,
-                       int m, int n, int k, int accumulate)
+ * n of NB; rows of A lda apart, of B ldb, of C ldc. A 4 x 64 tile in
+ * sixteen 16-float vectors, each row of B loaded once for the four rows of
+ * A; the multiply-adds are fused (fp-contract=fast on this function alone:
+ * the same instructions whatever the thread count). */
+typedef float vec16 __attribute__((vector_size(64), aligned(4)));
+
+__attribute__((optimize("fp-contract=fast"))) static void block_gemm(float *restrict c, int ldc,
+                                                                      const float *restrict a, int lda,
+                                                                      const float *restrict b, int ldb, int m, int n,
+                                                                      int k, int accumulate)
 {
     for (int i = 0; i < m; i += 4)
         for (int j0 = 0; j0 < n; j0 += NB) {
-            float acc[4][NB];
+            vec16 acc[4][4];
             for (int r = 0; r < 4; r++)
-                for (int j = 0; j < NB; j++) acc[r][j] = accumulate ? c[(size_t)(i + r) * ldc + j0 + j] : 0;
+                for (int v = 0; v < 4; v++)
+                    acc[r][v] = accumulate ? *(const vec16 *)(c + (size_t)(i + r) * ldc + j0 + 16 * v) : (vec16){0};
             for (int p = 0; p < k; p++) {
                 const float *bp = b + (size_t)p * ldb + j0;
+                vec16 b0 = *(const vec16 *)bp, b1 = *(const vec16 *)(bp + 16);
+                vec16 b2 = *(const vec16 *)(bp + 32), b3 = *(const vec16 *)(bp + 48);
                 for (int r = 0; r < 4; r++) {
                     float ar = a[(size_t)(i + r) * lda + p];
-                    for (int j = 0; j < NB; j++) acc[r][j] = fmaf(ar, bp[j], acc[r][j]);
+                    acc[r][0] += ar * b0;
+                    acc[r][1] += ar * b1;
+                    acc[r][2] += ar * b2;
+                    acc[r][3] += ar * b3;
                 }
             }
             for (int r = 0; r < 4; r++)
-                for (int j = 0; j < NB; j++) c[(size_t)(i + r) * ldc + j0 + j] = acc[r][j];
+                for (int v = 0; v < 4; v++) *(vec16 *)(c + (size_t)(i + r) * ldc + j0 + 16 * v) = acc[r][v];
         }
 }
 
 /* Rows [first, first + n) of head h of x ([b, t, heads, dh], either dtype)
- * into dst [64 x dp] as float32; rows and columns past them are zero. */
-static void load_rows(float *dst, const Shape *s, const void *x, int heads, int bi, int h, int first, int n)
+ * into dst [rows x dp] as float32; columns past dh and rows past n up to
+ * `rows` are zero. */
+static void load_rows(float *dst, int rows, const Shape *s, const void *x, int heads, int bi, int h, int first, int n)
 {
-    for (int r = 0; r < 64; r++) {
+    for (int r = 0; r < rows; r++) {
         float *d = dst + (size_t)r * s->dp;
         size_t at = (((size_t)bi * s->t + first + r) * heads + h) * s->dh;
-        for (int c = 0; c < s->dp; c++) d[c] = r < n && c < s->dh ? mtx_load(x, s->bf16, at + c) : 0;
+        if (r >= n) memset(d, 0, sizeof(float) * (size_t)s->dp);
+        else if (!s->bf16) memcpy(d, (const float *)x + at, sizeof(float) * (size_t)s->dh);
+        else
+            for (int c = 0; c < s->dh; c++) d[c] = mtx_bf16_to_f32(((const mtx_bf16 *)x)[at + c]);
+        if (r < n) memset(d + s->dh, 0, sizeof(float) * (size_t)(s->dp - s->dh));
     }
 }
 
-/* The same rows transposed: dst [dp x 64], dst[c][r] = x[first + r][c]. */
-static void load_cols(float *dst, const Shape *s, const void *x, int heads, int bi, int h, int first, int n)
+/* The same rows transposed: dst [dh x ld], dst[c][r] = x[first + r][c],
+ * zero for r in [n, ld). */
+static void load_cols(float *dst, int ld, const Shape *s, const void *x, int heads, int bi, int h, int first, int n)
 {
-    memset(dst, 0, sizeof(float) * (size_t)s->dp * 64);
+    memset(dst, 0, sizeof(float) * (size_t)s->dh * ld);
     for (int r = 0; r < n; r++) {
         size_t at = (((size_t)bi * s->t + first + r) * heads + h) * s->dh;
-        for (int c = 0; c < s->dh; c++) dst[(size_t)c * 64 + r] = mtx_load(x, s->bf16, at + c);
+        for (int c = 0; c < s->dh; c++) dst[(size_t)c * ld + r] = mtx_load(x, s->bf16, at + c);
     }
 }
 
@@ -121,63 +151,106 @@ static void query_blocks(const Shape *s, int j0, int j1, int *lo, int *hi)
 
 /* ---- forward ---- */
 
-/* Task: query block qb of head h of sequence bi (later blocks first: they see more keys). */
+/* Key blocks a run of query blocks [q0, q1) sees: [*lo, *hi). */
+static void keys_seen(const Shape *s, int q0, int q1, int *lo, int *hi)
+{
+    int first, last_hi;
+    key_blocks(s, q0 * BQ, q0 * BQ + 1, &first, &last_hi);
+    int i1 = q1 * BQ < s->t ? q1 * BQ : s->t;
+    key_blocks(s, i1 - 1, i1, &last_hi, hi);
+    *lo = first;
+}
+
+/* Query blocks a run of key blocks [k0, k1) is seen by: [*lo, *hi). */
+static void queries_seeing(const Shape *s, int k0, int k1, int *lo, int *hi)
+{
+    int j1 = k1 * BK < s->t ? k1 * BK : s->t, unused;
+    query_blocks(s, k0 * BK, k0 * BK + 1, lo, &unused);
+    query_blocks(s, j1 - 1, j1, &unused, hi);
+}
+
+/* Tasks of a pass over query blocks: a run of CHUNK query blocks of one
+ * head, later runs first (they see more keys). */
+static void query_task(const Shape *s, long task, int *bi, int *h, int *q0, int *q1)
+{
+    int nqb = (s->t + BQ - 1) / BQ, nqc = (nqb + CHUNK - 1) / CHUNK, qc = nqc - 1 - (int)(task % nqc);
+    *h = (int)(task / nqc % s->hq);
+    *bi = (int)(task / nqc / s->hq);
+    *q0 = qc * CHUNK;
+    *q1 = *q0 + CHUNK < nqb ? *q0 + CHUNK : nqb;
+}
+
+/* Forward: for each query block, key blocks in order, with the key block's
+ * columns of the head's k transposed and rows of v copied once per task. */
 static void forward_task(const Job *j, float *buf, long task)
 {
     const Shape *s = &j->s;
-    int nqb = (s->t + BQ - 1) / BQ, qb = nqb - 1 - (int)(task % nqb), h = (int)(task / nqb % s->hq);
-    int bi = (int)(task / nqb / s->hq);
-    void *o = j->o;
-    float *lse = j->lse;
-    const void *q = j->q, *k = j->k, *v = j->v;
-    int dp = s->dp, g = h / (s->hq / s->hkv), i0 = qb * BQ, m = s->t - i0 < BQ ? s->t - i0 : BQ;
-    float *qa = buf, *kt = qa + 64 * dp, *vb = kt + 64 * dp, *acc = vb + 64 * dp, *sc = acc + 64 * dp;
-    float *mx = sc + 64 * 64, *sum = mx + 64;
-    load_rows(qa, s, q, s->hq, bi, h, i0, m);
-    memset(acc, 0, sizeof(float) * 64 * (size_t)dp);
-    for (int r = 0; r < 64; r++) mx[r] = -INFINITY, sum[r] = 0;
-    int lo, hi;
-    key_blocks(s, i0, i0 + m, &lo, &hi);
-    for (int kb = lo; kb < hi; kb++) {
-        int j0 = kb * BK, n = s->t - j0 < BK ? s->t - j0 : BK;
-        load_cols(kt, s, k, s->hkv, bi, g, j0, n);
-        block_gemm(sc, 64, qa, dp, kt, 64, 64, 64, s->dh, 0);
-        for (int r = 0; r < m; r++) {
-            float *row = sc + (size_t)r * 64, best = mx[r];
-            for (int c = 0; c < 64; c++) {
-                row[c] = c < n && visible(s, i0 + r, j0 + c) ? row[c] * s->scale : -INFINITY;
-                best = row[c] > best ? row[c] : best;
+    int bi, h, q0, q1, klo, khi;
+    query_task(s, task, &bi, &h, &q0, &q1);
+    keys_seen(s, q0, q1, &klo, &khi);
+    int dp = s->dp, g = h / (s->hq / s->hkv), j_first = klo * BK, keys = (khi - klo) * BK;
+    int nk = s->t - j_first < keys ? s->t - j_first : keys;
+    size_t head = (size_t)(padded(s->t) + SKEW) * dp;
+    float *kt = buf, *vh = kt + head, *qa = vh + head;
+    float *acc = qa + 64 * dp, *sc = acc + 64 * dp, *mx = sc + 64 * 64, *sum = mx + 64;
+    int ld = keys + SKEW;
+    load_cols(kt, ld, s, j->k, s->hkv, bi, g, j_first, nk);
+    load_rows(vh, keys, s, j->v, s->hkv, bi, g, j_first, nk);
+    for (int qb = q0; qb < q1; qb++) {
+        int i0 = qb * BQ, m = s->t - i0 < BQ ? s->t - i0 : BQ, lo, hi;
+        load_rows(qa, 64, s, j->q, s->hq, bi, h, i0, m);
+        memset(acc, 0, sizeof(float) * 64 * (size_t)dp);
+        for (int r = 0; r < 64; r++) mx[r] = -INFINITY, sum[r] = 0;
+        key_blocks(s, i0, i0 + m, &lo, &hi);
+        for (int kb = lo; kb < hi; kb++) {
+            int j0 = kb * BK, n = s->t - j0 < BK ? s->t - j0 : BK, col = j0 - j_first;
+            block_gemm(sc, 64, qa, dp, kt + col, ld, 64, 64, s->dh, 0);
+            for (int r = 0; r < m; r++) {
+                float *row = sc + (size_t)r * 64, best = mx[r];
+                for (int c = 0; c < 64; c++) {
+                    row[c] = c < n && visible(s, i0 + r, j0 + c) ? row[c] * s->scale : -INFINITY;
+                    best = row[c] > best ? row[c] : best;
+                }
+                if (best == -INFINITY) {             /* nothing visible yet: p = 0 */
+                    memset(row, 0, sizeof(float) * 64);
+                    continue;
+                }
+                float alpha = mx[r] == -INFINITY ? 0 : mtx_exp(mx[r] - best), add = 0;
+                for (int c = 0; c < 64; c++) add += row[c] = row[c] == -INFINITY ? 0 : mtx_exp(row[c] - best);
+                sum[r] = sum[r] * alpha + add;
+                mx[r] = best;
+                for (int c = 0; c < dp; c++) acc[(size_t)r * dp + c] *= alpha;
             }
-            if (best == -INFINITY) {             /* nothing visible yet: p = 0 */
-                memset(row, 0, sizeof(float) * 64);
-                continue;
-            }
-            float alpha = mx[r] == -INFINITY ? 0 : mtx_exp(mx[r] - best), add = 0;
-            for (int c = 0; c < 64; c++) add += row[c] = row[c] == -INFINITY ? 0 : mtx_exp(row[c] - best);
-            sum[r] = sum[r] * alpha + add;
-            mx[r] = best;
-            for (int c = 0; c < dp; c++) acc[(size_t)r * dp + c] *= alpha;
+            for (int r = m; r < 64; r++) memset(sc + (size_t)r * 64, 0, sizeof(float) * 64);
+            block_gemm(acc, dp, sc, 64, vh + (size_t)col * dp, dp, (m + 3) / 4 * 4, dp, n, 1);
         }
-        for (int r = m; r < 64; r++) memset(sc + (size_t)r * 64, 0, sizeof(float) * 64);
-        load_rows(vb, s, v, s->hkv, bi, g, j0, n);
-        block_gemm(acc, dp, sc, 64, vb, dp, (m + 3) / 4 * 4, dp, n, 1);
-    }
-    for (int r = 0; r < m; r++) {
-        size_t at = (((size_t)bi * s->t + i0 + r) * s->hq + h) * s->dh;
-        for (int c = 0; c < s->dh; c++) mtx_store(o, s->bf16, at + c, acc[(size_t)r * dp + c] / sum[r]);
-        lse[((size_t)bi * s->hq + h) * s->t + i0 + r] = mx[r] + logf(sum[r]);
+        for (int r = 0; r < m; r++) {
+            size_t at = (((size_t)bi * s->t + i0 + r) * s->hq + h) * s->dh;
+            for (int c = 0; c < s->dh; c++) mtx_store(j->o, s->bf16, at + c, acc[(size_t)r * dp + c] / sum[r]);
+            j->lse[((size_t)bi * s->hq + h) * s->t + i0 + r] = mx[r] + logf(sum[r]);
+        }
     }
 }
 
 static size_t shared_floats(const Shape *s) { return ((size_t)s->b * s->hq * s->t + 15) / 16 * 16; }
 
-/* Threads the reserved scratch has block buffers for (at most the pool's). */
+/* Threads the reserved scratch has buffers for (at most the pool's). */
 static int pool_threads(const Shape *s)
 {
     size_t have = mtx_scratch_bytes() / sizeof(float), shared = shared_floats(s);
-    size_t fit = have > shared ? (have - shared) / thread_floats(s->dh) : 0;
+    size_t fit = have > shared ? (have - shared) / thread_floats(s->t, s->dh) : 0;
     int n = omp_get_max_threads();
-    return fit < (size_t)n ? (fit ? (int)fit : 1) : n;
+    if (!fit) {   /* generated code reserves it in mtx_state_new */
+        fprintf(stderr, "mtxrt: error: the fused attention's scratch is not reserved (%zu bytes)\n",
+                mtx_scratch_bytes());
+        abort();
+    }
+    return fit < (size_t)n ? (int)fit : n;
+}
+
+static long query_tasks(const Shape *s)
+{
+    return (long)s->b * s->hq * (((s->t + BQ - 1) / BQ + CHUNK - 1) / CHUNK);
 }
 
 /* The tasks of a pass, each whole on one thread, on as many threads as the
@@ -186,7 +259,7 @@ static void run_tasks(const Job *j, long n, void (*task)(const Job *, float *, l
 {
     int threads = pool_threads(&j->s);
     float *base = (float *)mtx_scratch() + shared_floats(&j->s);
-    size_t per = thread_floats(j->s.dh);
+    size_t per = thread_floats(j->s.t, j->s.dh);
     #pragma omp parallel num_threads(threads)
     {
         float *buf = base + (size_t)omp_get_thread_num() * per;
@@ -198,7 +271,7 @@ static void run_tasks(const Job *j, long n, void (*task)(const Job *, float *, l
 static void flash_forward(void *o, float *lse, const void *q, const void *k, const void *v, Shape s)
 {
     Job j = {.s = s, .o = o, .lse = lse, .q = q, .k = k, .v = v};
-    run_tasks(&j, (long)s.b * s.hq * ((s.t + BQ - 1) / BQ), forward_task);
+    run_tasks(&j, query_tasks(&s), forward_task);
 }
 
 void mtx_flash_attention(float *o, float *lse, const float *q, const float *k, const float *v, int b, int t, int hq,
@@ -230,80 +303,109 @@ static void probabilities(const Shape *s, float *sc, float *dpr, const float *ls
         }
 }
 
-/* dq for a query block: sum over key blocks of ds k. */
+/* dq for a run of query blocks: for each, the sum over the key blocks it
+ * sees of ds k; k (transposed and as rows) and v (transposed) copied once. */
 static void dq_task(const Job *j, float *buf, long task)
 {
     const Shape *s = &j->s;
-    int nqb = (s->t + BQ - 1) / BQ, qb = nqb - 1 - (int)(task % nqb), h = (int)(task / nqb % s->hq);
-    int bi = (int)(task / nqb / s->hq);
-    void *dq = j->dq;
-    const void *dout = j->dout, *q = j->q, *k = j->k, *v = j->v;
-    const float *lse = j->lse, *dsum = j->dsum;
-    int dp = s->dp, g = h / (s->hq / s->hkv), i0 = qb * BQ, m = s->t - i0 < BQ ? s->t - i0 : BQ;
-    float *qa = buf, *doa = qa + 64 * dp, *kt = doa + 64 * dp, *vt = kt + 64 * dp, *kb = vt + 64 * dp;
-    float *acc = kb + 64 * dp, *sc = acc + 64 * dp, *dpr = sc + 64 * 64;
-    const float *l = lse + ((size_t)bi * s->hq + h) * s->t, *d = dsum + ((size_t)bi * s->hq + h) * s->t;
-    load_rows(qa, s, q, s->hq, bi, h, i0, m);
-    load_rows(doa, s, dout, s->hq, bi, h, i0, m);
-    memset(acc, 0, sizeof(float) * 64 * (size_t)dp);
-    int lo, hi;
-    key_blocks(s, i0, i0 + m, &lo, &hi);
-    for (int kbi = lo; kbi < hi; kbi++) {
-        int j0 = kbi * BK, n = s->t - j0 < BK ? s->t - j0 : BK;
-        load_cols(kt, s, k, s->hkv, bi, g, j0, n);
-        load_cols(vt, s, v, s->hkv, bi, g, j0, n);
-        block_gemm(sc, 64, qa, dp, kt, 64, 64, 64, s->dh, 0);
-        block_gemm(dpr, 64, doa, dp, vt, 64, 64, 64, s->dh, 0);
-        probabilities(s, sc, dpr, l, d, i0, m, j0, n, 1);
-        load_rows(kb, s, k, s->hkv, bi, g, j0, n);
-        block_gemm(acc, dp, dpr, 64, kb, dp, 64, dp, n, 1);
-    }
-    for (int r = 0; r < m; r++) {
-        size_t at = (((size_t)bi * s->t + i0 + r) * s->hq + h) * s->dh;
-        for (int c = 0; c < s->dh; c++) mtx_store(dq, s->bf16, at + c, acc[(size_t)r * dp + c] * s->scale);
+    int bi, h, q0, q1, klo, khi;
+    query_task(s, task, &bi, &h, &q0, &q1);
+    keys_seen(s, q0, q1, &klo, &khi);
+    int dp = s->dp, g = h / (s->hq / s->hkv), j_first = klo * BK, keys = (khi - klo) * BK;
+    int nk = s->t - j_first < keys ? s->t - j_first : keys;
+    size_t head = (size_t)(padded(s->t) + SKEW) * dp;
+    float *kt = buf, *vt = kt + head, *kh = vt + head, *qa = kh + head, *doa = qa + 64 * dp, *acc = doa + 64 * dp;
+    float *sc = acc + 64 * dp, *dpr = sc + 64 * 64;
+    const float *l = j->lse + ((size_t)bi * s->hq + h) * s->t, *d = j->dsum + ((size_t)bi * s->hq + h) * s->t;
+    int ld = keys + SKEW;
+    load_cols(kt, ld, s, j->k, s->hkv, bi, g, j_first, nk);
+    load_cols(vt, ld, s, j->v, s->hkv, bi, g, j_first, nk);
+    load_rows(kh, keys, s, j->k, s->hkv, bi, g, j_first, nk);
+    for (int qb = q0; qb < q1; qb++) {
+        int i0 = qb * BQ, m = s->t - i0 < BQ ? s->t - i0 : BQ, lo, hi;
+        load_rows(qa, 64, s, j->q, s->hq, bi, h, i0, m);
+        load_rows(doa, 64, s, j->dout, s->hq, bi, h, i0, m);
+        memset(acc, 0, sizeof(float) * 64 * (size_t)dp);
+        key_blocks(s, i0, i0 + m, &lo, &hi);
+        for (int kb = lo; kb < hi; kb++) {
+            int j0 = kb * BK, n = s->t - j0 < BK ? s->t - j0 : BK, col = j0 - j_first;
+            block_gemm(sc, 64, qa, dp, kt + col, ld, 64, 64, s->dh, 0);
+            block_gemm(dpr, 64, doa, dp, vt + col, ld, 64, 64, s->dh, 0);
+            probabilities(s, sc, dpr, l, d, i0, m, j0, n, 1);
+            block_gemm(acc, dp, dpr, 64, kh + (size_t)col * dp, dp, 64, dp, n, 1);
+        }
+        for (int r = 0; r < m; r++) {
+            size_t at = (((size_t)bi * s->t + i0 + r) * s->hq + h) * s->dh;
+            for (int c = 0; c < s->dh; c++) mtx_store(j->dq, s->bf16, at + c, acc[(size_t)r * dp + c] * s->scale);
+        }
     }
 }
 
-/* dk, dv for a key block of one kv head: sums over its query heads and the
- * query blocks that see it, of ds^T q and p^T do. */
+/* Tasks of the key-block pass: a run of CHUNK key blocks of one kv head. */
+static void key_task(const Shape *s, long task, int *bi, int *g, int *k0, int *k1)
+{
+    int nkb = (s->t + BK - 1) / BK, nkc = (nkb + CHUNK - 1) / CHUNK, kc = (int)(task % nkc);
+    *g = (int)(task / nkc % s->hkv);
+    *bi = (int)(task / nkc / s->hkv);
+    *k0 = kc * CHUNK;
+    *k1 = *k0 + CHUNK < nkb ? *k0 + CHUNK : nkb;
+}
+
+static long key_tasks(const Shape *s)
+{
+    return (long)s->b * s->hkv * (((s->t + BK - 1) / BK + CHUNK - 1) / CHUNK);
+}
+
+/* dk, dv for a run of key blocks of one kv head: for each block, the sums
+ * over its query heads (outer) and the query blocks that see it (inner) of
+ * ds^T q and p^T do; each head's q and do (transposed and as rows) copied
+ * once. */
 static void dkv_task(const Job *j, float *buf, long task)
 {
     const Shape *s = &j->s;
-    int nkb = (s->t + BK - 1) / BK, kbi = (int)(task % nkb), g = (int)(task / nkb % s->hkv);
-    int bi = (int)(task / nkb / s->hkv);
-    void *dk = j->dk, *dv = j->dv;
-    const void *dout = j->dout, *q = j->q, *k = j->k, *v = j->v;
-    const float *lse = j->lse, *dsum = j->dsum;
-    int dp = s->dp, group = s->hq / s->hkv, j0 = kbi * BK, n = s->t - j0 < BK ? s->t - j0 : BK;
-    float *ka = buf, *va = ka + 64 * dp, *qt = va + 64 * dp, *dot = qt + 64 * dp, *qb = dot + 64 * dp;
-    float *dob = qb + 64 * dp, *dka = dob + 64 * dp, *dva = dka + 64 * dp, *sc = dva + 64 * dp, *dpr = sc + 64 * 64;
-    load_rows(ka, s, k, s->hkv, bi, g, j0, n);
-    load_rows(va, s, v, s->hkv, bi, g, j0, n);
-    memset(dka, 0, sizeof(float) * 64 * (size_t)dp);
-    memset(dva, 0, sizeof(float) * 64 * (size_t)dp);
-    int lo, hi;
-    query_blocks(s, j0, j0 + n, &lo, &hi);
+    int bi, g, k0, k1, qlo, qhi;
+    key_task(s, task, &bi, &g, &k0, &k1);
+    queries_seeing(s, k0, k1, &qlo, &qhi);
+    int dp = s->dp, group = s->hq / s->hkv, i_first = qlo * BQ, queries = (qhi - qlo) * BQ;
+    int nq = s->t - i_first < queries ? s->t - i_first : queries;
+    size_t head = (size_t)(padded(s->t) + SKEW) * dp, chunk = (size_t)CHUNK * 64 * dp;
+    float *qt = buf, *dot = qt + head, *qh = dot + head, *doh = qh + head, *dka = doh + head, *dva = dka + chunk;
+    float *ka = dva + chunk, *va = ka + 64 * dp, *sc = va + 64 * dp, *dpr = sc + 64 * 64;
+    memset(dka, 0, sizeof(float) * chunk);
+    memset(dva, 0, sizeof(float) * chunk);
     for (int x = 0; x < group; x++) {
         int h = g * group + x;
-        const float *l = lse + ((size_t)bi * s->hq + h) * s->t, *d = dsum + ((size_t)bi * s->hq + h) * s->t;
-        for (int qbi = lo; qbi < hi; qbi++) {
-            int i0 = qbi * BQ, m = s->t - i0 < BQ ? s->t - i0 : BQ;
-            load_cols(qt, s, q, s->hq, bi, h, i0, m);
-            load_cols(dot, s, dout, s->hq, bi, h, i0, m);
-            block_gemm(sc, 64, ka, dp, qt, 64, 64, 64, s->dh, 0);     /* s^T */
-            block_gemm(dpr, 64, va, dp, dot, 64, 64, 64, s->dh, 0);   /* dp^T */
-            probabilities(s, sc, dpr, l, d, i0, m, j0, n, 0);
-            load_rows(dob, s, dout, s->hq, bi, h, i0, m);
-            load_rows(qb, s, q, s->hq, bi, h, i0, m);
-            block_gemm(dva, dp, sc, 64, dob, dp, 64, dp, m, 1);
-            block_gemm(dka, dp, dpr, 64, qb, dp, 64, dp, m, 1);
+        const float *l = j->lse + ((size_t)bi * s->hq + h) * s->t, *d = j->dsum + ((size_t)bi * s->hq + h) * s->t;
+        int ld = queries + SKEW;
+        load_cols(qt, ld, s, j->q, s->hq, bi, h, i_first, nq);
+        load_cols(dot, ld, s, j->dout, s->hq, bi, h, i_first, nq);
+        load_rows(qh, queries, s, j->q, s->hq, bi, h, i_first, nq);
+        load_rows(doh, queries, s, j->dout, s->hq, bi, h, i_first, nq);
+        for (int kb = k0; kb < k1; kb++) {
+            int j0 = kb * BK, n = s->t - j0 < BK ? s->t - j0 : BK, lo, hi;
+            float *dk = dka + (size_t)(kb - k0) * 64 * dp, *dv = dva + (size_t)(kb - k0) * 64 * dp;
+            load_rows(ka, 64, s, j->k, s->hkv, bi, g, j0, n);
+            load_rows(va, 64, s, j->v, s->hkv, bi, g, j0, n);
+            query_blocks(s, j0, j0 + n, &lo, &hi);
+            for (int qb = lo; qb < hi; qb++) {
+                int i0 = qb * BQ, m = s->t - i0 < BQ ? s->t - i0 : BQ, row = i0 - i_first;
+                block_gemm(sc, 64, ka, dp, qt + row, ld, 64, 64, s->dh, 0);     /* s^T */
+                block_gemm(dpr, 64, va, dp, dot + row, ld, 64, 64, s->dh, 0);   /* dp^T */
+                probabilities(s, sc, dpr, l, d, i0, m, j0, n, 0);
+                block_gemm(dv, dp, sc, 64, doh + (size_t)row * dp, dp, 64, dp, m, 1);
+                block_gemm(dk, dp, dpr, 64, qh + (size_t)row * dp, dp, 64, dp, m, 1);
+            }
         }
     }
-    for (int r = 0; r < n; r++) {
-        size_t at = (((size_t)bi * s->t + j0 + r) * s->hkv + g) * s->dh;
-        for (int c = 0; c < s->dh; c++) {
-            mtx_store(dk, s->bf16, at + c, dka[(size_t)r * dp + c] * s->scale);
-            mtx_store(dv, s->bf16, at + c, dva[(size_t)r * dp + c]);
+    for (int kb = k0; kb < k1; kb++) {
+        int j0 = kb * BK, n = s->t - j0 < BK ? s->t - j0 : BK;
+        const float *dk = dka + (size_t)(kb - k0) * 64 * dp, *dv = dva + (size_t)(kb - k0) * 64 * dp;
+        for (int r = 0; r < n; r++) {
+            size_t at = (((size_t)bi * s->t + j0 + r) * s->hkv + g) * s->dh;
+            for (int c = 0; c < s->dh; c++) {
+                mtx_store(j->dk, s->bf16, at + c, dk[(size_t)r * dp + c] * s->scale);
+                mtx_store(j->dv, s->bf16, at + c, dv[(size_t)r * dp + c]);
+            }
         }
     }
 }
@@ -323,9 +425,8 @@ static void flash_backward(void *dq, void *dk, void *dv, const void *dout, const
             acc += mtx_load(dout, s.bf16, (size_t)row * s.dh + c) * mtx_load(o, s.bf16, (size_t)row * s.dh + c);
         dsum[((size_t)bi * s.hq + h) * s.t + i] = acc;
     }
-    run_tasks(&j, (long)s.b * s.hq * ((s.t + BQ - 1) / BQ), dq_task);
-    /* (earlier key blocks are seen by more queries and go first) */
-    run_tasks(&j, (long)s.b * s.hkv * ((s.t + BK - 1) / BK), dkv_task);
+    run_tasks(&j, query_tasks(&s), dq_task);
+    run_tasks(&j, key_tasks(&s), dkv_task);   /* (earlier key blocks are seen by more queries and go first) */
 }
 
 void mtx_flash_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
