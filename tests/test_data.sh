@@ -1,7 +1,8 @@
 #!/bin/sh
 # Data: bad token and text files are refused before training starts with a
 # message naming the file; the default job (configs/tiny-text.yml) reaches an
-# eval loss below 2.0 nats per byte, in bf16 within 0.03 of float32; token
+# eval loss below 2.0 nats per byte, in bf16 within 0.03 of float32, with
+# attention flash within 0.01 of dot_product; token
 # files train like the text they hold.
 # Usage: tests/test_data.sh MTXC [nojit]   (from the source root; nojit: mtxc
 # has no `run`, so the default job runs as a built trainer, which computes the
@@ -62,6 +63,11 @@ final32=$(awk '/^eval/ {l = $5} END {print l}' "$dir/job32.log")
 awk -v b="$final" -v f="$final32" 'BEGIN { d = b - f; if (d < 0) d = -d
     printf "default job: eval loss bf16 %s, float32 %s\n", b, f; exit !(f > 0 && d <= 0.03) }' ||
     { echo "FAIL: the bf16 default job strays from float32"; fails=$((fails + 1)); }
+# attention: flash (the fused kernel) trains it to dot_product's eval loss, within 0.01.
+job attention=flash > "$dir/flash.log" 2>&1 || { cat "$dir/flash.log"; echo "FAIL: default job with flash"; exit 1; }
+awk -v d="$final" -v f="$(awk '/^eval/ {l = $5} END {print l}' "$dir/flash.log")" 'BEGIN { x = d - f; if (x < 0) x = -x
+    printf "default job: eval loss dot_product %s, flash %s\n", d, f; exit !(f > 0 && x <= 0.01) }' ||
+    { echo "FAIL: flash strays from dot_product on the default job"; fails=$((fails + 1)); }
 grep -q '"eval/avg_loss"' "$dir/m.jsonl" || { echo "FAIL: no eval/avg_loss in metrics_file"; fails=$((fails + 1)); }
 grep -q '"perf/mfu"' "$dir/m.jsonl" || { echo "FAIL: no perf/mfu in metrics_file"; fails=$((fails + 1)); }
 tools/plot_metrics.sh "$dir/m.jsonl" "$dir/loss.png" > /dev/null &&
