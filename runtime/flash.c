@@ -6,13 +6,14 @@
  * q, o [b, t, hq, dh]; k, v [b, t, hkv, dh]; lse [b, hq, t] in float32.
  * Query head h reads kv head h / (hq / hkv). Key j is visible to query i iff
  * j <= i and, with a window w > 0, j > i - w (MaxText's sliding window).
- * Blocks with no visible key are skipped. Each task (a query block of one
- * head; in the backward's second pass a key block of one kv head) is done by
- * one thread in a fixed order, so the numbers do not depend on the thread
- * count: dq comes from a pass over query blocks, dk and dv from a pass over
- * key blocks, each recomputing the scores it needs. bf16 operands are
- * widened as blocks are copied; everything accumulates in float32. The
- * block products run on a register-tiled kernel (4 rows x 64 columns). */
+ * Blocks with no visible key are skipped. Each task (a run of 8 query
+ * blocks of one head; in the backward's second pass a run of 8 key blocks of
+ * one kv head) is done by one thread in a fixed order, so the numbers do not
+ * depend on the thread count: dq comes from a pass over query blocks, dk and
+ * dv from a pass over key blocks, each recomputing the scores it needs. A
+ * task copies the rows (and transposed columns) of the head it reads once,
+ * widening bf16; everything accumulates in float32. The block products run
+ * on a register tile of 4 rows x 64 columns. */
 #include "elements.h"
 
 #include <math.h>
@@ -297,9 +298,13 @@ static void probabilities(const Shape *s, float *sc, float *dpr, const float *ls
         for (int c = 0; c < 64; c++) {
             int r = by_row ? a : c, kc = by_row ? c : a;   /* query row r, key column kc of the block */
             size_t at = (size_t)a * 64 + c;
-            float p = r < m && kc < n && visible(s, i0 + r, j0 + kc) ? mtx_exp(sc[at] * s->scale - lse[i0 + r]) : 0;
+            float p = 0, ds = 0;   /* rows past t read no lse or row sum */
+            if (r < m && kc < n && visible(s, i0 + r, j0 + kc)) {
+                p = mtx_exp(sc[at] * s->scale - lse[i0 + r]);
+                ds = p * (dpr[at] - dsum[i0 + r]);
+            }
             sc[at] = p;
-            dpr[at] = p * (dpr[at] - dsum[i0 + r]);
+            dpr[at] = ds;
         }
 }
 
