@@ -128,9 +128,22 @@ static void load_cols(float *dst, int ld, const Shape *s, const void *x, int hea
     }
 }
 
-static int visible(const Shape *s, int i, int j)
+/* The visible keys of query row i within a key block at j0 with n keys:
+ * columns [*lo, *hi) of the block. */
+static void visible_keys(const Shape *s, int i, int j0, int n, int *lo, int *hi)
 {
-    return j <= i && (s->window <= 0 || j > i - s->window);
+    int first = s->window > 0 ? i - s->window + 1 : 0;
+    *lo = first > j0 ? first - j0 : 0;
+    *hi = i - j0 + 1 < n ? i - j0 + 1 : n;
+}
+
+/* The visible queries of key j within a query block at i0 with m rows:
+ * columns [*lo, *hi) of a transposed block. */
+static void visible_queries(const Shape *s, int j, int i0, int m, int *lo, int *hi)
+{
+    *lo = j > i0 ? j - i0 : 0;
+    long last = s->window > 0 ? (long)j + s->window - 1 : (long)s->t - 1;   /* the last query that sees j */
+    *hi = last - i0 + 1 < m ? (int)(last - i0 + 1) : m;
 }
 
 /* Key blocks a query block [i0, i1) sees: [*lo, *hi). */
@@ -208,8 +221,10 @@ static void forward_task(const Job *j, float *buf, long task)
             block_gemm(sc, 64, qa, dp, kt + col, ld, 64, 64, s->dh, 0);
             for (int r = 0; r < m; r++) {
                 float *row = sc + (size_t)r * 64, best = mx[r];
+                int lo, hi;
+                visible_keys(s, i0 + r, j0, n, &lo, &hi);
                 for (int c = 0; c < 64; c++) {
-                    row[c] = c < n && visible(s, i0 + r, j0 + c) ? row[c] * s->scale : -INFINITY;
+                    row[c] = c >= lo && c < hi ? row[c] * s->scale : -INFINITY;
                     best = row[c] > best ? row[c] : best;
                 }
                 if (best == -INFINITY) {             /* nothing visible yet: p = 0 */
@@ -290,22 +305,25 @@ void mtx_flash_attention_bf16(mtx_bf16 *o, float *lse, const mtx_bf16 *q, const 
 /* ---- backward ---- */
 
 /* p (and ds = p (dp - D)) of a [64 x 64] block of scores in place; rows are
- * queries when by_row, else columns are (the key-major second pass). */
+ * queries when by_row, else columns are (the key-major second pass). Each
+ * row's visible columns are a range, so the loops have no branches. */
 static void probabilities(const Shape *s, float *sc, float *dpr, const float *lse, const float *dsum, int i0, int m,
                           int j0, int n, int by_row)
 {
-    for (int a = 0; a < 64; a++)
+    float l[64], d[64];   /* the block's queries' log-sum-exp and row sums, 0 past the sequence */
+    for (int r = 0; r < 64; r++) l[r] = r < m ? lse[i0 + r] : 0, d[r] = r < m ? dsum[i0 + r] : 0;
+    for (int a = 0; a < 64; a++) {
+        float *sr = sc + (size_t)a * 64, *dr = dpr + (size_t)a * 64;
+        int lo = 0, hi = 0;
+        if (by_row && a < m) visible_keys(s, i0 + a, j0, n, &lo, &hi);
+        if (!by_row && a < n) visible_queries(s, j0 + a, i0, m, &lo, &hi);
         for (int c = 0; c < 64; c++) {
-            int r = by_row ? a : c, kc = by_row ? c : a;   /* query row r, key column kc of the block */
-            size_t at = (size_t)a * 64 + c;
-            float p = 0, ds = 0;   /* rows past t read no lse or row sum */
-            if (r < m && kc < n && visible(s, i0 + r, j0 + kc)) {
-                p = mtx_exp(sc[at] * s->scale - lse[i0 + r]);
-                ds = p * (dpr[at] - dsum[i0 + r]);
-            }
-            sc[at] = p;
-            dpr[at] = ds;
+            float lc = by_row ? l[a] : l[c], dc = by_row ? d[a] : d[c];
+            float p = c >= lo && c < hi ? mtx_exp(sr[c] * s->scale - lc) : 0;
+            dr[c] = p * (dr[c] - dc);
+            sr[c] = p;
         }
+    }
 }
 
 /* dq for a run of query blocks: for each, the sum over the key blocks it
