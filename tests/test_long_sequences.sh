@@ -16,7 +16,7 @@
 # * compile-only: gpt2-124m at 4 x 4096, remat none, float32 needs under
 #   0.3 of dot_product's step temporaries with flash, and under 12 GB with
 #   flash and 8 tiles (58 GB with neither).
-# Usage: tests/test_attention.sh MTXC (from the source root)
+# Usage: tests/test_long_sequences.sh MTXC (from the source root)
 MTXC=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 root=$PWD
 dir=$(mktemp -d)
