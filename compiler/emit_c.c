@@ -588,7 +588,8 @@ static void emit_state_functions(Emitter *e)
     const Func *funcs[2] = {&p->eval, &p->train};
     for (int fi = 0; fi < 2; fi++)
         for (int i = 0; i < funcs[fi]->nops; i++) {
-            const char *expr = op_scratch_expr(pool, funcs[fi]->ops[i]);
+            int64_t bytes;
+            const char *expr = op_scratch(pool, funcs[fi]->ops[i], &bytes);
             bool seen = !expr;
             for (int r = 0; r < nreserved && !seen; r++) seen = !strcmp(reserved[r], expr);
             if (seen) continue;

@@ -119,27 +119,22 @@ int64_t program_arena_bytes(const Program *p)
 
 /* The runtime scratch a kernel op needs (0: none): bf16 attention heads in
  * float32, the fused attention's row sums and per-thread blocks. */
-const char *op_scratch_expr(Pool *pool, const Op *op)
+const char *op_scratch(Pool *pool, const Op *op, int64_t *bytes)
 {
     const int64_t *a = op->ia;
-    if (op->kind == OP_flash_attention || op->kind == OP_flash_attention_grad)
-        return pool_fmt(pool, "mtx_flash_attention_scratch(%lld, %lld, %lld, %lld, mtx_num_threads())",
-                        (long long)a[0], (long long)a[1], (long long)a[2], (long long)a[4]);
     bool attention = op->kind == OP_attention_scores || op->kind == OP_attention_scores_grad ||
                      op->kind == OP_attention_values || op->kind == OP_attention_values_grad;
-    if (attention && op->in[0]->dtype == DT_BF16)
-        return pool_fmt(pool, "mtx_attention_scratch(%lld, %lld)", (long long)a[1], (long long)a[4]);
+    *bytes = 0;
+    if (op->kind == OP_flash_attention || op->kind == OP_flash_attention_grad) {
+        *bytes = (int64_t)mtx_flash_attention_scratch((int)a[0], (int)a[1], (int)a[2], (int)a[4], 1);
+        return !pool ? "" : pool_fmt(pool, "mtx_flash_attention_scratch(%lld, %lld, %lld, %lld, mtx_num_threads())",
+                                     (long long)a[0], (long long)a[1], (long long)a[2], (long long)a[4]);
+    }
+    if (attention && op->in[0]->dtype == DT_BF16) {
+        *bytes = (int64_t)mtx_attention_scratch((int)a[1], (int)a[4]);
+        return !pool ? "" : pool_fmt(pool, "mtx_attention_scratch(%lld, %lld)", (long long)a[1], (long long)a[4]);
+    }
     return NULL;
-}
-
-static int64_t op_scratch_bytes(const Op *op)
-{
-    const int64_t *a = op->ia;
-    if (op->kind == OP_flash_attention || op->kind == OP_flash_attention_grad)
-        return (int64_t)mtx_flash_attention_scratch((int)a[0], (int)a[1], (int)a[2], (int)a[4], 1);
-    bool attention = op->kind == OP_attention_scores || op->kind == OP_attention_scores_grad ||
-                     op->kind == OP_attention_values || op->kind == OP_attention_values_grad;
-    return attention && op->in[0]->dtype == DT_BF16 ? (int64_t)mtx_attention_scratch((int)a[1], (int)a[4]) : 0;
 }
 
 int64_t program_scratch_bytes(const Program *p)
@@ -148,7 +143,8 @@ int64_t program_scratch_bytes(const Program *p)
     const Func *funcs[2] = {&p->eval, &p->train};
     for (int fi = 0; fi < 2; fi++)
         for (int i = 0; i < funcs[fi]->nops; i++) {
-            int64_t n = op_scratch_bytes(funcs[fi]->ops[i]);
+            int64_t n;
+            op_scratch(NULL, funcs[fi]->ops[i], &n);
             if (n > bytes) bytes = n;
         }
     return bytes;

@@ -216,9 +216,11 @@ Program *program_new(const Config *cfg);
 int64_t program_param_count(const Program *p);
 int64_t program_arena_bytes(const Program *p);   /* the one arena both steps share */
 /* The runtime kernels' scratch (bf16 attention heads, the fused attention
- * with one thread's blocks); an op's reservation as a C expression, or NULL. */
+ * with one thread's blocks): an op's reservation as a C expression (NULL:
+ * none; "" when pool is NULL) and its bytes with one thread; the most any op
+ * of p needs. */
+const char *op_scratch(Pool *pool, const Op *op, int64_t *bytes);
 int64_t program_scratch_bytes(const Program *p);
-const char *op_scratch_expr(Pool *pool, const Op *op);
 void program_free(Program *p);
 Value *value_new(Program *p, const char *name, DType dt, int rank, const int64_t *dim, ValueKind kind);
 Value *state_new(Program *p, const char *name, int rank, const int64_t *dim, InitKind init,
