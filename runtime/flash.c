@@ -165,33 +165,25 @@ static void query_blocks(const Shape *s, int j0, int j1, int *lo, int *hi)
 
 /* ---- forward ---- */
 
-/* Key blocks a run of query blocks [q0, q1) sees: [*lo, *hi). */
-static void keys_seen(const Shape *s, int q0, int q1, int *lo, int *hi)
-{
-    int first, last_hi;
-    key_blocks(s, q0 * BQ, q0 * BQ + 1, &first, &last_hi);
-    int i1 = q1 * BQ < s->t ? q1 * BQ : s->t;
-    key_blocks(s, i1 - 1, i1, &last_hi, hi);
-    *lo = first;
-}
+static int rows_from(const Shape *s, int first, int block) { return s->t - first < block ? s->t - first : block; }
 
-/* Query blocks a run of key blocks [k0, k1) is seen by: [*lo, *hi). */
-static void queries_seeing(const Shape *s, int k0, int k1, int *lo, int *hi)
-{
-    int j1 = k1 * BK < s->t ? k1 * BK : s->t, unused;
-    query_blocks(s, k0 * BK, k0 * BK + 1, lo, &unused);
-    query_blocks(s, j1 - 1, j1, &unused, hi);
-}
+/* A task of a pass over query blocks: a run of CHUNK query blocks [q0, q1)
+ * of head h (kv head g) of sequence bi, later runs first (they see more
+ * keys); the keys the run sees start at j_first, `keys` of them in whole
+ * blocks, nk of them inside the sequence. */
+typedef struct { int bi, h, g, q0, q1, j_first, keys, nk; } QueryRun;
 
-/* Tasks of a pass over query blocks: a run of CHUNK query blocks of one
- * head, later runs first (they see more keys). */
-static void query_task(const Shape *s, long task, int *bi, int *h, int *q0, int *q1)
+static QueryRun query_run(const Shape *s, long task)
 {
-    int nqb = (s->t + BQ - 1) / BQ, nqc = (nqb + CHUNK - 1) / CHUNK, qc = nqc - 1 - (int)(task % nqc);
-    *h = (int)(task / nqc % s->hq);
-    *bi = (int)(task / nqc / s->hq);
-    *q0 = qc * CHUNK;
-    *q1 = *q0 + CHUNK < nqb ? *q0 + CHUNK : nqb;
+    int nqb = (s->t + BQ - 1) / BQ, nqc = (nqb + CHUNK - 1) / CHUNK, qc = nqc - 1 - (int)(task % nqc), klo, khi;
+    QueryRun r = {.h = (int)(task / nqc % s->hq), .bi = (int)(task / nqc / s->hq), .q0 = qc * CHUNK};
+    r.q1 = r.q0 + CHUNK < nqb ? r.q0 + CHUNK : nqb;
+    r.g = r.h / (s->hq / s->hkv);
+    key_blocks(s, r.q0 * BQ, r.q0 * BQ + rows_from(s, r.q0 * BQ, (r.q1 - r.q0) * BQ), &klo, &khi);
+    r.j_first = klo * BK;
+    r.keys = (khi - klo) * BK;
+    r.nk = rows_from(s, r.j_first, r.keys);
+    return r;
 }
 
 /* Forward: for each query block, key blocks in order, with the key block's
@@ -199,25 +191,22 @@ static void query_task(const Shape *s, long task, int *bi, int *h, int *q0, int 
 static void forward_task(const Job *j, float *buf, long task)
 {
     const Shape *s = &j->s;
-    int bi, h, q0, q1, klo, khi;
-    query_task(s, task, &bi, &h, &q0, &q1);
-    keys_seen(s, q0, q1, &klo, &khi);
-    int dp = s->dp, g = h / (s->hq / s->hkv), j_first = klo * BK, keys = (khi - klo) * BK;
-    int nk = s->t - j_first < keys ? s->t - j_first : keys;
+    QueryRun run = query_run(s, task);
+    int bi = run.bi, h = run.h, g = run.g, j_first = run.j_first, keys = run.keys, nk = run.nk, dp = s->dp;
     size_t head = (size_t)(padded(s->t) + SKEW) * dp;
     float *kt = buf, *vh = kt + head, *qa = vh + head;
     float *acc = qa + 64 * dp, *sc = acc + 64 * dp, *mx = sc + 64 * 64, *sum = mx + 64;
     int ld = keys + SKEW;
     load_cols(kt, ld, s, j->k, s->hkv, bi, g, j_first, nk);
     load_rows(vh, keys, s, j->v, s->hkv, bi, g, j_first, nk);
-    for (int qb = q0; qb < q1; qb++) {
-        int i0 = qb * BQ, m = s->t - i0 < BQ ? s->t - i0 : BQ, lo, hi;
+    for (int qb = run.q0; qb < run.q1; qb++) {
+        int i0 = qb * BQ, m = rows_from(s, i0, BQ), lo, hi;
         load_rows(qa, 64, s, j->q, s->hq, bi, h, i0, m);
         memset(acc, 0, sizeof(float) * 64 * (size_t)dp);
         for (int r = 0; r < 64; r++) mx[r] = -INFINITY, sum[r] = 0;
         key_blocks(s, i0, i0 + m, &lo, &hi);
         for (int kb = lo; kb < hi; kb++) {
-            int j0 = kb * BK, n = s->t - j0 < BK ? s->t - j0 : BK, col = j0 - j_first;
+            int j0 = kb * BK, n = rows_from(s, j0, BK), col = j0 - j_first;
             block_gemm(sc, 64, qa, dp, kt + col, ld, 64, 64, s->dh, 0);
             for (int r = 0; r < m; r++) {
                 float *row = sc + (size_t)r * 64, best = mx[r];
@@ -331,11 +320,8 @@ static void probabilities(const Shape *s, float *sc, float *dpr, const float *ls
 static void dq_task(const Job *j, float *buf, long task)
 {
     const Shape *s = &j->s;
-    int bi, h, q0, q1, klo, khi;
-    query_task(s, task, &bi, &h, &q0, &q1);
-    keys_seen(s, q0, q1, &klo, &khi);
-    int dp = s->dp, g = h / (s->hq / s->hkv), j_first = klo * BK, keys = (khi - klo) * BK;
-    int nk = s->t - j_first < keys ? s->t - j_first : keys;
+    QueryRun run = query_run(s, task);
+    int bi = run.bi, h = run.h, g = run.g, j_first = run.j_first, keys = run.keys, nk = run.nk, dp = s->dp;
     size_t head = (size_t)(padded(s->t) + SKEW) * dp;
     float *kt = buf, *vt = kt + head, *kh = vt + head, *qa = kh + head, *doa = qa + 64 * dp, *acc = doa + 64 * dp;
     float *sc = acc + 64 * dp, *dpr = sc + 64 * 64;
@@ -344,14 +330,14 @@ static void dq_task(const Job *j, float *buf, long task)
     load_cols(kt, ld, s, j->k, s->hkv, bi, g, j_first, nk);
     load_cols(vt, ld, s, j->v, s->hkv, bi, g, j_first, nk);
     load_rows(kh, keys, s, j->k, s->hkv, bi, g, j_first, nk);
-    for (int qb = q0; qb < q1; qb++) {
-        int i0 = qb * BQ, m = s->t - i0 < BQ ? s->t - i0 : BQ, lo, hi;
+    for (int qb = run.q0; qb < run.q1; qb++) {
+        int i0 = qb * BQ, m = rows_from(s, i0, BQ), lo, hi;
         load_rows(qa, 64, s, j->q, s->hq, bi, h, i0, m);
         load_rows(doa, 64, s, j->dout, s->hq, bi, h, i0, m);
         memset(acc, 0, sizeof(float) * 64 * (size_t)dp);
         key_blocks(s, i0, i0 + m, &lo, &hi);
         for (int kb = lo; kb < hi; kb++) {
-            int j0 = kb * BK, n = s->t - j0 < BK ? s->t - j0 : BK, col = j0 - j_first;
+            int j0 = kb * BK, n = rows_from(s, j0, BK), col = j0 - j_first;
             block_gemm(sc, 64, qa, dp, kt + col, ld, 64, 64, s->dh, 0);
             block_gemm(dpr, 64, doa, dp, vt + col, ld, 64, 64, s->dh, 0);
             probabilities(s, sc, dpr, l, d, i0, m, j0, n, 1);
@@ -388,9 +374,9 @@ static void dkv_task(const Job *j, float *buf, long task)
     const Shape *s = &j->s;
     int bi, g, k0, k1, qlo, qhi;
     key_task(s, task, &bi, &g, &k0, &k1);
-    queries_seeing(s, k0, k1, &qlo, &qhi);
+    query_blocks(s, k0 * BK, k0 * BK + rows_from(s, k0 * BK, (k1 - k0) * BK), &qlo, &qhi);
     int dp = s->dp, group = s->hq / s->hkv, i_first = qlo * BQ, queries = (qhi - qlo) * BQ;
-    int nq = s->t - i_first < queries ? s->t - i_first : queries;
+    int nq = rows_from(s, i_first, queries);
     size_t head = (size_t)(padded(s->t) + SKEW) * dp, chunk = (size_t)CHUNK * 64 * dp;
     float *qt = buf, *dot = qt + head, *qh = dot + head, *doh = qh + head, *dka = doh + head, *dva = dka + chunk;
     float *ka = dva + chunk, *va = ka + 64 * dp, *sc = va + 64 * dp, *dpr = sc + 64 * 64;
@@ -405,13 +391,13 @@ static void dkv_task(const Job *j, float *buf, long task)
         load_rows(qh, queries, s, j->q, s->hq, bi, h, i_first, nq);
         load_rows(doh, queries, s, j->dout, s->hq, bi, h, i_first, nq);
         for (int kb = k0; kb < k1; kb++) {
-            int j0 = kb * BK, n = s->t - j0 < BK ? s->t - j0 : BK, lo, hi;
+            int j0 = kb * BK, n = rows_from(s, j0, BK), lo, hi;
             float *dk = dka + (size_t)(kb - k0) * 64 * dp, *dv = dva + (size_t)(kb - k0) * 64 * dp;
             load_rows(ka, 64, s, j->k, s->hkv, bi, g, j0, n);
             load_rows(va, 64, s, j->v, s->hkv, bi, g, j0, n);
             query_blocks(s, j0, j0 + n, &lo, &hi);
             for (int qb = lo; qb < hi; qb++) {
-                int i0 = qb * BQ, m = s->t - i0 < BQ ? s->t - i0 : BQ, row = i0 - i_first;
+                int i0 = qb * BQ, m = rows_from(s, i0, BQ), row = i0 - i_first;
                 block_gemm(sc, 64, ka, dp, qt + row, ld, 64, 64, s->dh, 0);     /* s^T */
                 block_gemm(dpr, 64, va, dp, dot + row, ld, 64, 64, s->dh, 0);   /* dp^T */
                 probabilities(s, sc, dpr, l, d, i0, m, j0, n, 0);
@@ -421,7 +407,7 @@ static void dkv_task(const Job *j, float *buf, long task)
         }
     }
     for (int kb = k0; kb < k1; kb++) {
-        int j0 = kb * BK, n = s->t - j0 < BK ? s->t - j0 : BK;
+        int j0 = kb * BK, n = rows_from(s, j0, BK);
         const float *dk = dka + (size_t)(kb - k0) * 64 * dp, *dv = dva + (size_t)(kb - k0) * 64 * dp;
         for (int r = 0; r < n; r++) {
             size_t at = (((size_t)bi * s->t + j0 + r) * s->hkv + g) * s->dh;
