@@ -126,9 +126,10 @@ const char *op_scratch(Pool *pool, const Op *op, int64_t *bytes)
                      op->kind == OP_attention_values || op->kind == OP_attention_values_grad;
     *bytes = 0;
     if (op->kind == OP_flash_attention || op->kind == OP_flash_attention_grad) {
-        *bytes = (int64_t)mtx_flash_attention_scratch((int)a[0], (int)a[1], (int)a[2], (int)a[4], 1);
-        return !pool ? "" : pool_fmt(pool, "mtx_flash_attention_scratch(%lld, %lld, %lld, %lld, mtx_num_threads())",
-                                     (long long)a[0], (long long)a[1], (long long)a[2], (long long)a[4]);
+        *bytes = (int64_t)mtx_flash_attention_scratch((int)a[0], (int)a[1], (int)a[2], (int)a[3], (int)a[4], 1);
+        return !pool ? ""
+                     : pool_fmt(pool, "mtx_flash_attention_scratch(%lld, %lld, %lld, %lld, %lld, mtx_num_threads())",
+                                (long long)a[0], (long long)a[1], (long long)a[2], (long long)a[3], (long long)a[4]);
     }
     if (attention && op->in[0]->dtype == DT_BF16) {
         *bytes = (int64_t)mtx_attention_scratch((int)a[1], (int)a[4]);

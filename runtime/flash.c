@@ -17,6 +17,7 @@
 #include "elements.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,7 +40,7 @@ static Shape shape(int b, int t, int hq, int hkv, int dh, int window, float scal
 typedef struct {
     Shape s;
     void *o, *dq, *dk, *dv;
-    float *lse, *dsum;
+    float *lse, *dsum, *dqp, *dkp, *dvp;   /* dsum and the partial sums: the backward's */
     const void *q, *k, *v, *dout, *out;
 } Job;
 
@@ -51,19 +52,13 @@ enum { SKEW = 16 };
 
 static int padded(int t) { return (t + NB - 1) / NB * NB; }
 
-/* Floats of one thread's buffers: four [t x dp] copies of a head's rows (or
- * columns), two [CHUNK x 64 x dp] accumulators, four [64 x dp] blocks and
- * two [64 x 64] ones, and the running max and sum. */
+/* Floats of one thread's buffers (the backward's; the forward uses fewer):
+ * five [t x dp] copies of a head's rows (or columns) or accumulators, four
+ * [64 x dp] blocks, three [64 x 64] ones, and the running max and sum. */
 static size_t thread_floats(int t, int dh)
 {
     size_t dp = (size_t)padded(dh), tp = (size_t)padded(t);
-    return 4 * (tp + SKEW) * dp + 2 * CHUNK * 64 * dp + 4 * 64 * dp + 2 * 64 * 64 + 128;
-}
-
-size_t mtx_flash_attention_scratch(int b, int t, int hq, int dh, int threads)
-{
-    size_t shared = ((size_t)b * hq * t + 15) / 16 * 16;    /* the backward's rowsum(do o) */
-    return sizeof(float) * (shared + (size_t)threads * thread_floats(t, dh));
+    return 5 * (tp + SKEW) * dp + 4 * 64 * dp + 3 * 64 * 64 + 128;
 }
 
 /* C[m x n] = (accumulate ? C : 0) + A[m x k] B[k x n], m a multiple of 4 and
@@ -237,7 +232,7 @@ static void forward_task(const Job *j, float *buf, long task)
     }
 }
 
-static size_t shared_floats(const Shape *s) { return ((size_t)s->b * s->hq * s->t + 15) / 16 * 16; }
+static size_t shared_floats(const Shape *s);
 
 /* Threads the reserved scratch has buffers for (at most the pool's). */
 static int pool_threads(const Shape *s)
@@ -293,128 +288,169 @@ void mtx_flash_attention_bf16(mtx_bf16 *o, float *lse, const mtx_bf16 *q, const 
 
 /* ---- backward ---- */
 
-/* p (and ds = p (dp - D)) of a [64 x 64] block of scores in place; rows are
- * queries when by_row, else columns are (the key-major second pass). Each
- * row's visible columns are a range, so the loops have no branches. */
+/* One pass over key blocks: a task is a segment of one query head's key
+ * blocks (segments() per head, a number that depends on the shape alone, so
+ * that there are at least MIN_TASKS tasks). For each key block, and each
+ * query block that sees it in order, it recomputes p and ds = p (dp - D)
+ * and adds p^T do to dv, ds^T q to dk and ds k to the segment's dq. A
+ * head's dq is then the sum of its segments' in order and, with grouped
+ * queries, a kv head's dk and dv the sums of its query heads' in order:
+ * fixed sums, whatever the thread count. */
+enum { MIN_TASKS = 64 };
+
+static int segments(const Shape *s)
+{
+    long heads = (long)s->b * s->hq, n = (MIN_TASKS + heads - 1) / heads, nkb = (s->t + BK - 1) / BK;
+    return (int)(n < nkb ? n : nkb);
+}
+
+/* Floats of one [b, t, hq, dh] tensor: q's layout, which the partial sums
+ * share so that their reduction reads contiguous rows. */
+static size_t query_floats(const Shape *s) { return (size_t)s->b * s->t * s->hq * s->dh; }
+
+/* Shared floats: the row sums D, then each segment's dq when there are
+ * several, and each query head's dk and dv when heads share a kv head. */
+static size_t shared_floats(const Shape *s)
+{
+    size_t n = ((size_t)s->b * s->hq * s->t + 15) / 16 * 16;
+    if (segments(s) > 1) n += (size_t)segments(s) * query_floats(s);
+    if (s->hq != s->hkv) n += 2 * query_floats(s);
+    return n;
+}
+
+size_t mtx_flash_attention_scratch(int b, int t, int hq, int hkv, int dh, int threads)
+{
+    Shape s = shape(b, t, hq, hkv, dh, 0, 1, 0);
+    return sizeof(float) * (shared_floats(&s) + (size_t)threads * thread_floats(t, dh));
+}
+
+/* Rows [first, first + n) of head h of x ([b, t, heads, dh], either dtype)
+ * from src [n x dp], times scale. */
+static void store_rows(void *x, int bf16, const Shape *s, int heads, int bi, int h, int first, int n, const float *src,
+                       float scale)
+{
+    for (int r = 0; r < n; r++) {
+        size_t at = (((size_t)bi * s->t + first + r) * heads + h) * s->dh;
+        for (int c = 0; c < s->dh; c++) mtx_store(x, bf16, at + c, src[(size_t)r * s->dp + c] * scale);
+    }
+}
+
+/* p^T and ds^T of a [64 keys x 64 queries] block of transposed scores, in
+ * place of s^T and dp^T. Each key's visible queries are a column range, so
+ * the loop has no branches. */
 static void probabilities(const Shape *s, float *sc, float *dpr, const float *lse, const float *dsum, int i0, int m,
-                          int j0, int n, int by_row)
+                          int j0, int n)
 {
     float l[64], d[64];   /* the block's queries' log-sum-exp and row sums, 0 past the sequence */
-    for (int r = 0; r < 64; r++) l[r] = r < m ? lse[i0 + r] : 0, d[r] = r < m ? dsum[i0 + r] : 0;
+    for (int c = 0; c < 64; c++) l[c] = c < m ? lse[i0 + c] : 0, d[c] = c < m ? dsum[i0 + c] : 0;
     for (int a = 0; a < 64; a++) {
         float *sr = sc + (size_t)a * 64, *dr = dpr + (size_t)a * 64;
         int lo = 0, hi = 0;
-        if (by_row && a < m) visible_keys(s, i0 + a, j0, n, &lo, &hi);
-        if (!by_row && a < n) visible_queries(s, j0 + a, i0, m, &lo, &hi);
+        if (a < n) visible_queries(s, j0 + a, i0, m, &lo, &hi);
         for (int c = 0; c < 64; c++) {
-            float lc = by_row ? l[a] : l[c], dc = by_row ? d[a] : d[c];
-            float p = c >= lo && c < hi ? mtx_exp(sr[c] * s->scale - lc) : 0;
-            dr[c] = p * (dr[c] - dc);
+            float p = c >= lo && c < hi ? mtx_exp(sr[c] * s->scale - l[c]) : 0;
+            dr[c] = p * (dr[c] - d[c]);
             sr[c] = p;
         }
     }
 }
 
-/* dq for a run of query blocks: for each, the sum over the key blocks it
- * sees of ds k; k (transposed and as rows) and v (transposed) copied once. */
-static void dq_task(const Job *j, float *buf, long task)
+static void transpose64(float *restrict dst, const float *restrict src)
+{
+    for (int r = 0; r < 64; r++)
+        for (int c = 0; c < 64; c++) dst[(size_t)c * 64 + r] = src[(size_t)r * 64 + c];
+}
+
+/* A task: segment seg of head h of sequence bi, key blocks [k0, k1), seen
+ * by the query blocks from qlo (later segments are seen by fewer, so the
+ * first segments of every head go first). */
+typedef struct { int bi, h, g, seg, k0, k1, i_first, queries, nq; } KeySegment;
+
+static KeySegment key_segment(const Shape *s, long task)
+{
+    int nseg = segments(s), nkb = (s->t + BK - 1) / BK, heads = s->b * s->hq, qlo, qhi;
+    KeySegment r = {.seg = (int)(task / heads), .bi = (int)(task % heads / s->hq), .h = (int)(task % s->hq)};
+    r.g = r.h / (s->hq / s->hkv);
+    r.k0 = (int)((long)r.seg * nkb / nseg);
+    r.k1 = (int)((long)(r.seg + 1) * nkb / nseg);
+    query_blocks(s, r.k0 * BK, r.k0 * BK + rows_from(s, r.k0 * BK, (r.k1 - r.k0) * BK), &qlo, &qhi);
+    r.i_first = qlo * BQ;
+    r.queries = (qhi - qlo) * BQ;
+    r.nq = rows_from(s, r.i_first, r.queries);
+    return r;
+}
+
+static void backward_task(const Job *j, float *buf, long task)
 {
     const Shape *s = &j->s;
-    QueryRun run = query_run(s, task);
-    int bi = run.bi, h = run.h, g = run.g, j_first = run.j_first, keys = run.keys, nk = run.nk, dp = s->dp;
+    KeySegment seg = key_segment(s, task);
+    int bi = seg.bi, h = seg.h, g = seg.g, i_first = seg.i_first, nq = seg.nq, dp = s->dp, ld = seg.queries + SKEW;
     size_t head = (size_t)(padded(s->t) + SKEW) * dp;
-    float *kt = buf, *vt = kt + head, *kh = vt + head, *qa = kh + head, *doa = qa + 64 * dp, *acc = doa + 64 * dp;
-    float *sc = acc + 64 * dp, *dpr = sc + 64 * 64;
+    float *qt = buf, *dot = qt + head, *qh = dot + head, *doh = qh + head, *dqa = doh + head;
+    float *ka = dqa + head, *va = ka + 64 * dp, *dk = va + 64 * dp, *dv = dk + 64 * dp;
+    float *sc = dv + 64 * dp, *dpr = sc + 64 * 64, *ds = dpr + 64 * 64;
     const float *l = j->lse + ((size_t)bi * s->hq + h) * s->t, *d = j->dsum + ((size_t)bi * s->hq + h) * s->t;
-    int ld = keys + SKEW;
-    load_cols(kt, ld, s, j->k, s->hkv, bi, g, j_first, nk);
-    load_cols(vt, ld, s, j->v, s->hkv, bi, g, j_first, nk);
-    load_rows(kh, keys, s, j->k, s->hkv, bi, g, j_first, nk);
-    for (int qb = run.q0; qb < run.q1; qb++) {
-        int i0 = qb * BQ, m = rows_from(s, i0, BQ), lo, hi;
-        load_rows(qa, 64, s, j->q, s->hq, bi, h, i0, m);
-        load_rows(doa, 64, s, j->dout, s->hq, bi, h, i0, m);
-        memset(acc, 0, sizeof(float) * 64 * (size_t)dp);
-        key_blocks(s, i0, i0 + m, &lo, &hi);
-        for (int kb = lo; kb < hi; kb++) {
-            int j0 = kb * BK, n = rows_from(s, j0, BK), col = j0 - j_first;
-            block_gemm(sc, 64, qa, dp, kt + col, ld, 64, 64, s->dh, 0);
-            block_gemm(dpr, 64, doa, dp, vt + col, ld, 64, 64, s->dh, 0);
-            probabilities(s, sc, dpr, l, d, i0, m, j0, n, 1);
-            block_gemm(acc, dp, dpr, 64, kh + (size_t)col * dp, dp, 64, dp, n, 1);
+    bool grouped = s->hq != s->hkv;
+    load_cols(qt, ld, s, j->q, s->hq, bi, h, i_first, nq);
+    load_cols(dot, ld, s, j->dout, s->hq, bi, h, i_first, nq);
+    load_rows(qh, seg.queries, s, j->q, s->hq, bi, h, i_first, nq);
+    load_rows(doh, seg.queries, s, j->dout, s->hq, bi, h, i_first, nq);
+    memset(dqa, 0, sizeof(float) * (size_t)seg.queries * dp);
+    for (int kb = seg.k0; kb < seg.k1; kb++) {
+        int j0 = kb * BK, n = rows_from(s, j0, BK), lo, hi;
+        load_rows(ka, 64, s, j->k, s->hkv, bi, g, j0, n);
+        load_rows(va, 64, s, j->v, s->hkv, bi, g, j0, n);
+        memset(dk, 0, sizeof(float) * 64 * (size_t)dp);
+        memset(dv, 0, sizeof(float) * 64 * (size_t)dp);
+        query_blocks(s, j0, j0 + n, &lo, &hi);
+        for (int qb = lo; qb < hi; qb++) {
+            int i0 = qb * BQ, m = rows_from(s, i0, BQ), row = i0 - i_first;
+            block_gemm(sc, 64, ka, dp, qt + row, ld, 64, 64, s->dh, 0);     /* s^T */
+            block_gemm(dpr, 64, va, dp, dot + row, ld, 64, 64, s->dh, 0);   /* dp^T */
+            probabilities(s, sc, dpr, l, d, i0, m, j0, n);
+            block_gemm(dv, dp, sc, 64, doh + (size_t)row * dp, dp, 64, dp, m, 1);
+            block_gemm(dk, dp, dpr, 64, qh + (size_t)row * dp, dp, 64, dp, m, 1);
+            transpose64(ds, dpr);
+            block_gemm(dqa + (size_t)row * dp, dp, ds, 64, ka, dp, 64, dp, n, 1);
         }
-        for (int r = 0; r < m; r++) {
-            size_t at = (((size_t)bi * s->t + i0 + r) * s->hq + h) * s->dh;
-            for (int c = 0; c < s->dh; c++) mtx_store(j->dq, s->bf16, at + c, acc[(size_t)r * dp + c] * s->scale);
-        }
-    }
-}
-
-/* Tasks of the key-block pass: a run of CHUNK key blocks of one kv head. */
-static void key_task(const Shape *s, long task, int *bi, int *g, int *k0, int *k1)
-{
-    int nkb = (s->t + BK - 1) / BK, nkc = (nkb + CHUNK - 1) / CHUNK, kc = (int)(task % nkc);
-    *g = (int)(task / nkc % s->hkv);
-    *bi = (int)(task / nkc / s->hkv);
-    *k0 = kc * CHUNK;
-    *k1 = *k0 + CHUNK < nkb ? *k0 + CHUNK : nkb;
-}
-
-static long key_tasks(const Shape *s)
-{
-    return (long)s->b * s->hkv * (((s->t + BK - 1) / BK + CHUNK - 1) / CHUNK);
-}
-
-/* dk, dv for a run of key blocks of one kv head: for each block, the sums
- * over its query heads (outer) and the query blocks that see it (inner) of
- * ds^T q and p^T do; each head's q and do (transposed and as rows) copied
- * once. */
-static void dkv_task(const Job *j, float *buf, long task)
-{
-    const Shape *s = &j->s;
-    int bi, g, k0, k1, qlo, qhi;
-    key_task(s, task, &bi, &g, &k0, &k1);
-    query_blocks(s, k0 * BK, k0 * BK + rows_from(s, k0 * BK, (k1 - k0) * BK), &qlo, &qhi);
-    int dp = s->dp, group = s->hq / s->hkv, i_first = qlo * BQ, queries = (qhi - qlo) * BQ;
-    int nq = rows_from(s, i_first, queries);
-    size_t head = (size_t)(padded(s->t) + SKEW) * dp, chunk = (size_t)CHUNK * 64 * dp;
-    float *qt = buf, *dot = qt + head, *qh = dot + head, *doh = qh + head, *dka = doh + head, *dva = dka + chunk;
-    float *ka = dva + chunk, *va = ka + 64 * dp, *sc = va + 64 * dp, *dpr = sc + 64 * 64;
-    memset(dka, 0, sizeof(float) * chunk);
-    memset(dva, 0, sizeof(float) * chunk);
-    for (int x = 0; x < group; x++) {
-        int h = g * group + x;
-        const float *l = j->lse + ((size_t)bi * s->hq + h) * s->t, *d = j->dsum + ((size_t)bi * s->hq + h) * s->t;
-        int ld = queries + SKEW;
-        load_cols(qt, ld, s, j->q, s->hq, bi, h, i_first, nq);
-        load_cols(dot, ld, s, j->dout, s->hq, bi, h, i_first, nq);
-        load_rows(qh, queries, s, j->q, s->hq, bi, h, i_first, nq);
-        load_rows(doh, queries, s, j->dout, s->hq, bi, h, i_first, nq);
-        for (int kb = k0; kb < k1; kb++) {
-            int j0 = kb * BK, n = rows_from(s, j0, BK), lo, hi;
-            float *dk = dka + (size_t)(kb - k0) * 64 * dp, *dv = dva + (size_t)(kb - k0) * 64 * dp;
-            load_rows(ka, 64, s, j->k, s->hkv, bi, g, j0, n);
-            load_rows(va, 64, s, j->v, s->hkv, bi, g, j0, n);
-            query_blocks(s, j0, j0 + n, &lo, &hi);
-            for (int qb = lo; qb < hi; qb++) {
-                int i0 = qb * BQ, m = rows_from(s, i0, BQ), row = i0 - i_first;
-                block_gemm(sc, 64, ka, dp, qt + row, ld, 64, 64, s->dh, 0);     /* s^T */
-                block_gemm(dpr, 64, va, dp, dot + row, ld, 64, 64, s->dh, 0);   /* dp^T */
-                probabilities(s, sc, dpr, l, d, i0, m, j0, n, 0);
-                block_gemm(dv, dp, sc, 64, doh + (size_t)row * dp, dp, 64, dp, m, 1);
-                block_gemm(dk, dp, dpr, 64, qh + (size_t)row * dp, dp, 64, dp, m, 1);
-            }
+        if (grouped) {   /* this query head's part; summed over the group afterwards */
+            store_rows(j->dkp, 0, s, s->hq, bi, h, j0, n, dk, 1);
+            store_rows(j->dvp, 0, s, s->hq, bi, h, j0, n, dv, 1);
+        } else {
+            store_rows(j->dk, s->bf16, s, s->hkv, bi, g, j0, n, dk, s->scale);
+            store_rows(j->dv, s->bf16, s, s->hkv, bi, g, j0, n, dv, 1);
         }
     }
-    for (int kb = k0; kb < k1; kb++) {
-        int j0 = kb * BK, n = rows_from(s, j0, BK);
-        const float *dk = dka + (size_t)(kb - k0) * 64 * dp, *dv = dva + (size_t)(kb - k0) * 64 * dp;
-        for (int r = 0; r < n; r++) {
-            size_t at = (((size_t)bi * s->t + j0 + r) * s->hkv + g) * s->dh;
-            for (int c = 0; c < s->dh; c++) {
-                mtx_store(j->dk, s->bf16, at + c, dk[(size_t)r * dp + c] * s->scale);
-                mtx_store(j->dv, s->bf16, at + c, dv[(size_t)r * dp + c]);
-            }
+    if (segments(s) == 1) {
+        store_rows(j->dq, s->bf16, s, s->hq, bi, h, i_first, nq, dqa, s->scale);
+        return;
+    }
+    /* the segment's whole partial dq: 0 in the rows it did not see */
+    float *part = j->dqp + (size_t)seg.seg * query_floats(s);
+    for (int i = 0; i < s->t; i++)
+        if (i < i_first || i >= i_first + nq)
+            memset(part + (((size_t)bi * s->t + i) * s->hq + h) * s->dh, 0, sizeof(float) * (size_t)s->dh);
+    store_rows(part, 0, s, s->hq, bi, h, i_first, nq, dqa, 1);
+}
+
+/* dst[bi, i, hd, :] = scale * the sum in order over x < count of src's
+ * terms: term x of row (bi, i, hd) is `stride` floats after term 0, which
+ * is head hd * (src_heads / heads) of src's row (bi, i). Segments: stride
+ * one tensor, same heads; groups: stride one head, src_heads = hq. */
+static void reduce_heads(void *dst, int bf16, int heads, const float *src, int count, size_t stride, int src_heads,
+                         const Shape *s, float scale)
+{
+    long rows = (long)s->b * s->t * heads;
+    int per = src_heads / heads;
+    #pragma omp parallel for schedule(static) num_threads(pool_threads(s))
+    for (long row = 0; row < rows; row++) {
+        long bt = row / heads;
+        int hd = (int)(row % heads);
+        for (int c = 0; c < s->dh; c++) {
+            float acc = 0;
+            for (int x = 0; x < count; x++)
+                acc += src[(size_t)x * stride + ((size_t)bt * src_heads + (size_t)hd * per) * s->dh + c];
+            mtx_store(dst, bf16, (size_t)row * s->dh + c, acc * scale);
         }
     }
 }
@@ -422,9 +458,11 @@ static void dkv_task(const Job *j, float *buf, long task)
 static void flash_backward(void *dq, void *dk, void *dv, const void *dout, const void *q, const void *k,
                            const void *v, const void *o, const float *lse, Shape s)
 {
-    float *dsum = mtx_scratch();
-    Job j = {.s = s, .dq = dq, .dk = dk, .dv = dv, .lse = (float *)lse, .dsum = dsum,
-             .q = q, .k = k, .v = v, .dout = dout, .out = o};
+    float *dsum = mtx_scratch(), *partial = dsum + ((size_t)s.b * s.hq * s.t + 15) / 16 * 16;
+    int nseg = segments(&s), group = s.hq / s.hkv;
+    float *dqp = partial, *dkp = dqp + (nseg > 1 ? (size_t)nseg * query_floats(&s) : 0), *dvp = dkp + query_floats(&s);
+    Job j = {.s = s, .dq = dq, .dk = dk, .dv = dv, .lse = (float *)lse, .dsum = dsum, .dqp = dqp, .dkp = dkp,
+             .dvp = dvp, .q = q, .k = k, .v = v, .dout = dout, .out = o};
     /* D = rowsum(do o) per query row and head */
     #pragma omp parallel for schedule(static) num_threads(pool_threads(&s))
     for (long row = 0; row < (long)s.b * s.t * s.hq; row++) {
@@ -434,8 +472,12 @@ static void flash_backward(void *dq, void *dk, void *dv, const void *dout, const
             acc += mtx_load(dout, s.bf16, (size_t)row * s.dh + c) * mtx_load(o, s.bf16, (size_t)row * s.dh + c);
         dsum[((size_t)bi * s.hq + h) * s.t + i] = acc;
     }
-    run_tasks(&j, query_tasks(&s), dq_task);
-    run_tasks(&j, key_tasks(&s), dkv_task);   /* (earlier key blocks are seen by more queries and go first) */
+    run_tasks(&j, (long)nseg * s.b * s.hq, backward_task);
+    if (nseg > 1) reduce_heads(dq, s.bf16, s.hq, dqp, nseg, query_floats(&s), s.hq, &s, s.scale);
+    if (group > 1) {
+        reduce_heads(dk, s.bf16, s.hkv, dkp, group, (size_t)s.dh, s.hq, &s, s.scale);
+        reduce_heads(dv, s.bf16, s.hkv, dvp, group, (size_t)s.dh, s.hq, &s, 1);
+    }
 }
 
 void mtx_flash_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,

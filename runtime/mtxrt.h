@@ -171,7 +171,7 @@ void mtx_attention_values_backward_bf16(mtx_bf16 *dp, mtx_bf16 *dv, const mtx_bf
  * limits each query to its `window` latest keys. Scratch: mtx_scratch,
  * reserved with mtx_flash_attention_scratch bytes (row sums shared, block
  * buffers per thread; fewer threads run if fewer fit). */
-size_t mtx_flash_attention_scratch(int b, int t, int hq, int dh, int threads);
+size_t mtx_flash_attention_scratch(int b, int t, int hq, int hkv, int dh, int threads);
 void mtx_flash_attention(float *o, float *lse, const float *q, const float *k, const float *v, int b, int t, int hq,
                          int hkv, int dh, int window, float scale);
 void mtx_flash_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,

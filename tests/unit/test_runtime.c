@@ -291,7 +291,7 @@ START_TEST(flash_attention)
         for (size_t i = 0; i < nq; i++) q[i] = mtx_rng_normal(mtx_rng_seed(1), i), go[i] = mtx_rng_normal(mtx_rng_seed(4), i);
         for (size_t i = 0; i < nk; i++) k[i] = mtx_rng_normal(mtx_rng_seed(2), i), v[i] = mtx_rng_normal(mtx_rng_seed(3), i);
         float scale = 1.0f / sqrtf((float)dh);
-        mtx_scratch_reserve(mtx_flash_attention_scratch(b, t, hq, dh, mtx_num_threads()));
+        mtx_scratch_reserve(mtx_flash_attention_scratch(b, t, hq, hkv, dh, mtx_num_threads()));
         mtx_flash_attention(o, lse, q, k, v, b, t, hq, hkv, dh, w, scale);
         mtx_flash_attention_backward(dq, dk, dv, go, q, k, v, o, lse, b, t, hq, hkv, dh, w, scale);
         attention_reference(ro, rdq, rdk, rdv, q, k, v, go, b, t, hq, hkv, dh, w, scale);
