@@ -67,8 +67,9 @@ static size_t thread_floats(int t, int dh)
  * A; the multiply-adds are fused (fp-contract=fast on this function alone:
  * the same instructions whatever the thread count). */
 typedef float vec16 __attribute__((vector_size(64), aligned(4)));
+#define CONTRACTED __attribute__((optimize("fp-contract=fast")))
 
-__attribute__((optimize("fp-contract=fast"))) static void block_gemm(float *restrict c, int ldc,
+CONTRACTED static void block_gemm(float *restrict c, int ldc,
                                                                       const float *restrict a, int lda,
                                                                       const float *restrict b, int ldb, int m, int n,
                                                                       int k, int accumulate)
@@ -96,6 +97,86 @@ __attribute__((optimize("fp-contract=fast"))) static void block_gemm(float *rest
         }
 }
 
+/* ---- rows of 64 scores as four vectors ---- */
+
+typedef int32_t vint16 __attribute__((vector_size(64), aligned(4)));
+
+static inline vec16 select16(vint16 mask, vec16 a, vec16 b) { return (vec16)(((vint16)a & mask) | ((vint16)b & ~mask)); }
+
+/* Lanes [lo, hi) of the 16 columns from c0. */
+static inline vint16 columns16(int c0, int lo, int hi)
+{
+    vint16 c = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+    c += c0;
+    return (c >= lo) & (c < hi);
+}
+
+/* mtx_exp on 16 lanes (the same reduction and polynomial; the rounding to
+ * an integer n by adding and subtracting 1.5 * 2^23). */
+CONTRACTED static inline vec16 exp16(vec16 x)
+{
+    x = select16(x < -87.0f, x - x - 87.0f, x);
+    x = select16(x > 88.0f, x - x + 88.0f, x);
+    vec16 n = x * 1.44269504089f + 12582912.0f;
+    n -= 12582912.0f;
+    n = select16(n == n, n, n - n);   /* NaN x: p is NaN anyway; keep the conversion defined */
+    vec16 r = n * -0.693359375f + x;
+    r = n * 2.12194440e-4f + r;
+    vec16 p = r * 1.9875691500e-4f + 1.3981999507e-3f;
+    p = p * r + 8.3333337680e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * (r * r) + r + 1.0f;
+    vint16 e = (__builtin_convertvector(n, vint16) + 127) << 23;
+    return p * (vec16)e;
+}
+
+static inline vec16 load16(const float *x) { return *(const vec16 *)x; }
+static inline void store16(float *x, vec16 v) { *(vec16 *)x = v; }
+
+static inline float lanes_max(vec16 v)
+{
+    float m = v[0];
+    for (int i = 1; i < 16; i++) m = v[i] > m ? v[i] : m;
+    return m;
+}
+
+static inline float lanes_sum(vec16 v)
+{
+    float a = 0;
+    for (int i = 0; i < 16; i++) a += v[i];
+    return a;
+}
+
+/* The forward's online softmax for one row of a block: scores scaled, the
+ * columns [lo, hi) kept, the running max *mx and sum *sum updated, the row
+ * replaced by exp(score - max) (0 where masked). Returns the factor that
+ * rescales the row's earlier output. */
+CONTRACTED static float softmax_row(float *row, int lo, int hi, float scale, float *mx, float *sum)
+{
+    vec16 x[4], best = (vec16){0} + *mx;
+    for (int v = 0; v < 4; v++) {
+        x[v] = select16(columns16(16 * v, lo, hi), load16(row + 16 * v) * scale, (vec16){0} - INFINITY);
+        best = select16(x[v] > best, x[v], best);
+    }
+    float m = lanes_max(best);
+    if (m == -INFINITY) {   /* nothing visible yet: p = 0 */
+        memset(row, 0, sizeof(float) * 64);
+        return 1;
+    }
+    vec16 add = {0};
+    for (int v = 0; v < 4; v++) {
+        vec16 p = select16(columns16(16 * v, lo, hi), exp16(x[v] - m), (vec16){0});
+        add += p;
+        store16(row + 16 * v, p);
+    }
+    float alpha = *mx == -INFINITY ? 0 : mtx_exp(*mx - m);
+    *sum = *sum * alpha + lanes_sum(add);
+    *mx = m;
+    return alpha;
+}
+
 /* Rows [first, first + n) of head h of x ([b, t, heads, dh], either dtype)
  * into dst [rows x dp] as float32; columns past dh and rows past n up to
  * `rows` are zero. */
@@ -112,15 +193,59 @@ static void load_rows(float *dst, int rows, const Shape *s, const void *x, int h
     }
 }
 
-/* The same rows transposed: dst [dh x ld], dst[c][r] = x[first + r][c],
- * zero for r in [n, ld). */
-static void load_cols(float *dst, int ld, const Shape *s, const void *x, int heads, int bi, int h, int first, int n)
+/* Rows i and i + d (i without bit d) exchange the lanes with bit d of one
+ * and the lanes without it of the other: the off-diagonal d x d blocks of
+ * every 2d x 2d block swap. */
+static inline void swap_quarters(vec16 *m, int d, vint16 lo, vint16 hi)
 {
-    memset(dst, 0, sizeof(float) * (size_t)s->dh * ld);
-    for (int r = 0; r < n; r++) {
-        size_t at = (((size_t)bi * s->t + first + r) * heads + h) * s->dh;
-        for (int c = 0; c < s->dh; c++) dst[(size_t)c * ld + r] = mtx_load(x, s->bf16, at + c);
+    for (int i = 0; i < 16; i++)
+        if (!(i & d)) {
+            vec16 x = m[i], y = m[i + d];
+            m[i] = __builtin_shuffle(x, y, lo);
+            m[i + d] = __builtin_shuffle(x, y, hi);
+        }
+}
+
+/* A 16 x 16 tile transposed in registers: blocks of 8, 4, 2, 1 swapped. */
+static void transpose16(vec16 m[16])
+{
+    swap_quarters(m, 8, (vint16){0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23},
+                  (vint16){8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31});
+    swap_quarters(m, 4, (vint16){0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27},
+                  (vint16){4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31});
+    swap_quarters(m, 2, (vint16){0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29},
+                  (vint16){2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31});
+    swap_quarters(m, 1, (vint16){0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30},
+                  (vint16){1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31});
+}
+
+/* 16 rows from r0 of head h of x, columns [c0, c0 + 16), as float32; 0
+ * past n rows and past dh columns. */
+static void load_tile(vec16 t[16], const Shape *s, const void *x, int heads, int bi, int h, int first, int r0, int n,
+                      int c0)
+{
+    for (int i = 0; i < 16; i++) {
+        size_t at = (((size_t)bi * s->t + first + r0 + i) * heads + h) * s->dh + c0;
+        t[i] = (vec16){0};
+        if (r0 + i >= n) continue;
+        if (!s->bf16 && c0 + 16 <= s->dh) t[i] = load16((const float *)x + at);
+        else
+            for (int c = 0; c < 16 && c0 + c < s->dh; c++) t[i][c] = mtx_load(x, s->bf16, at + c);
     }
+}
+
+/* The same rows transposed, 16 x 16 tiles at a time: dst [dh x ld],
+ * dst[c][r] = x[first + r][c] for r < rows (a multiple of 64), 0 from n. */
+static void load_cols(float *dst, int ld, int rows, const Shape *s, const void *x, int heads, int bi, int h, int first,
+                      int n)
+{
+    for (int r0 = 0; r0 < rows; r0 += 16)
+        for (int c0 = 0; c0 < s->dh; c0 += 16) {
+            vec16 t[16];
+            load_tile(t, s, x, heads, bi, h, first, r0, n, c0);
+            transpose16(t);
+            for (int i = 0; i < 16 && c0 + i < s->dh; i++) store16(dst + (size_t)(c0 + i) * ld + r0, t[i]);
+        }
 }
 
 /* The visible keys of query row i within a key block at j0 with n keys:
@@ -192,7 +317,7 @@ static void forward_task(const Job *j, float *buf, long task)
     float *kt = buf, *vh = kt + head, *qa = vh + head;
     float *acc = qa + 64 * dp, *sc = acc + 64 * dp, *mx = sc + 64 * 64, *sum = mx + 64;
     int ld = keys + SKEW;
-    load_cols(kt, ld, s, j->k, s->hkv, bi, g, j_first, nk);
+    load_cols(kt, ld, keys, s, j->k, s->hkv, bi, g, j_first, nk);
     load_rows(vh, keys, s, j->v, s->hkv, bi, g, j_first, nk);
     for (int qb = run.q0; qb < run.q1; qb++) {
         int i0 = qb * BQ, m = rows_from(s, i0, BQ), lo, hi;
@@ -204,22 +329,11 @@ static void forward_task(const Job *j, float *buf, long task)
             int j0 = kb * BK, n = rows_from(s, j0, BK), col = j0 - j_first;
             block_gemm(sc, 64, qa, dp, kt + col, ld, 64, 64, s->dh, 0);
             for (int r = 0; r < m; r++) {
-                float *row = sc + (size_t)r * 64, best = mx[r];
                 int lo, hi;
                 visible_keys(s, i0 + r, j0, n, &lo, &hi);
-                for (int c = 0; c < 64; c++) {
-                    row[c] = c >= lo && c < hi ? row[c] * s->scale : -INFINITY;
-                    best = row[c] > best ? row[c] : best;
-                }
-                if (best == -INFINITY) {             /* nothing visible yet: p = 0 */
-                    memset(row, 0, sizeof(float) * 64);
-                    continue;
-                }
-                float alpha = mx[r] == -INFINITY ? 0 : mtx_exp(mx[r] - best), add = 0;
-                for (int c = 0; c < 64; c++) add += row[c] = row[c] == -INFINITY ? 0 : mtx_exp(row[c] - best);
-                sum[r] = sum[r] * alpha + add;
-                mx[r] = best;
-                for (int c = 0; c < dp; c++) acc[(size_t)r * dp + c] *= alpha;
+                float alpha = softmax_row(sc + (size_t)r * 64, lo, hi, s->scale, &mx[r], &sum[r]);
+                if (alpha != 1)
+                    for (int c = 0; c < dp; c++) acc[(size_t)r * dp + c] *= alpha;
             }
             for (int r = m; r < 64; r++) memset(sc + (size_t)r * 64, 0, sizeof(float) * 64);
             block_gemm(acc, dp, sc, 64, vh + (size_t)col * dp, dp, (m + 3) / 4 * 4, dp, n, 1);
@@ -338,8 +452,8 @@ static void store_rows(void *x, int bf16, const Shape *s, int heads, int bi, int
 /* p^T and ds^T of a [64 keys x 64 queries] block of transposed scores, in
  * place of s^T and dp^T. Each key's visible queries are a column range, so
  * the loop has no branches. */
-static void probabilities(const Shape *s, float *sc, float *dpr, const float *lse, const float *dsum, int i0, int m,
-                          int j0, int n)
+CONTRACTED static void probabilities(const Shape *s, float *sc, float *dpr, const float *lse, const float *dsum, int i0,
+                                     int m, int j0, int n)
 {
     float l[64], d[64];   /* the block's queries' log-sum-exp and row sums, 0 past the sequence */
     for (int c = 0; c < 64; c++) l[c] = c < m ? lse[i0 + c] : 0, d[c] = c < m ? dsum[i0 + c] : 0;
@@ -347,18 +461,24 @@ static void probabilities(const Shape *s, float *sc, float *dpr, const float *ls
         float *sr = sc + (size_t)a * 64, *dr = dpr + (size_t)a * 64;
         int lo = 0, hi = 0;
         if (a < n) visible_queries(s, j0 + a, i0, m, &lo, &hi);
-        for (int c = 0; c < 64; c++) {
-            float p = c >= lo && c < hi ? mtx_exp(sr[c] * s->scale - l[c]) : 0;
-            dr[c] = p * (dr[c] - d[c]);
-            sr[c] = p;
+        for (int v = 0; v < 4; v++) {
+            vec16 p = exp16(load16(sr + 16 * v) * s->scale - load16(l + 16 * v));
+            p = select16(columns16(16 * v, lo, hi), p, (vec16){0});
+            store16(dr + 16 * v, p * (load16(dr + 16 * v) - load16(d + 16 * v)));
+            store16(sr + 16 * v, p);
         }
     }
 }
 
 static void transpose64(float *restrict dst, const float *restrict src)
 {
-    for (int r = 0; r < 64; r++)
-        for (int c = 0; c < 64; c++) dst[(size_t)c * 64 + r] = src[(size_t)r * 64 + c];
+    for (int i0 = 0; i0 < 64; i0 += 16)
+        for (int j0 = 0; j0 < 64; j0 += 16) {
+            vec16 t[16];
+            for (int i = 0; i < 16; i++) t[i] = load16(src + (size_t)(i0 + i) * 64 + j0);
+            transpose16(t);
+            for (int i = 0; i < 16; i++) store16(dst + (size_t)(j0 + i) * 64 + i0, t[i]);
+        }
 }
 
 /* A task: segment seg of head h of sequence bi, key blocks [k0, k1), seen
@@ -391,8 +511,8 @@ static void backward_task(const Job *j, float *buf, long task)
     float *sc = dv + 64 * dp, *dpr = sc + 64 * 64, *ds = dpr + 64 * 64;
     const float *l = j->lse + ((size_t)bi * s->hq + h) * s->t, *d = j->dsum + ((size_t)bi * s->hq + h) * s->t;
     bool grouped = s->hq != s->hkv;
-    load_cols(qt, ld, s, j->q, s->hq, bi, h, i_first, nq);
-    load_cols(dot, ld, s, j->dout, s->hq, bi, h, i_first, nq);
+    load_cols(qt, ld, seg.queries, s, j->q, s->hq, bi, h, i_first, nq);
+    load_cols(dot, ld, seg.queries, s, j->dout, s->hq, bi, h, i_first, nq);
     load_rows(qh, seg.queries, s, j->q, s->hq, bi, h, i_first, nq);
     load_rows(doh, seg.queries, s, j->dout, s->hq, bi, h, i_first, nq);
     memset(dqa, 0, sizeof(float) * (size_t)seg.queries * dp);
@@ -446,11 +566,14 @@ static void reduce_heads(void *dst, int bf16, int heads, const float *src, int c
     for (long row = 0; row < rows; row++) {
         long bt = row / heads;
         int hd = (int)(row % heads);
-        for (int c = 0; c < s->dh; c++) {
-            float acc = 0;
-            for (int x = 0; x < count; x++)
-                acc += src[(size_t)x * stride + ((size_t)bt * src_heads + (size_t)hd * per) * s->dh + c];
-            mtx_store(dst, bf16, (size_t)row * s->dh + c, acc * scale);
+        const float *first = src + ((size_t)bt * src_heads + (size_t)hd * per) * s->dh;
+        for (int c0 = 0; c0 < s->dh; c0 += 64) {   /* 64 columns at a time, summed across the terms */
+            int w = s->dh - c0 < 64 ? s->dh - c0 : 64;
+            float acc[64];
+            memcpy(acc, first + c0, sizeof(float) * (size_t)w);
+            for (int x = 1; x < count; x++)
+                for (int c = 0; c < w; c++) acc[c] += first[(size_t)x * stride + c0 + c];
+            for (int c = 0; c < w; c++) mtx_store(dst, bf16, (size_t)row * s->dh + c0 + c, acc[c] * scale);
         }
     }
 }
