@@ -1,6 +1,11 @@
 /* Memory planning. State tensors (params, optimizer moments, counters) are
- * laid out in one block. Each step's temporaries share one arena: a value gets
- * an offset when its op runs and gives it back after its last use, first fit. */
+ * laid out in one block. Each step's temporaries share one arena. Every
+ * temporary lives from the op that makes it to its last use, so the plan
+ * is offline: values are placed largest first, each at the lowest offset
+ * where it fits beside the values already placed that live at the same
+ * time (the "greedy by size" of TFLite's arena planner), which keeps the
+ * arena near the largest sum of live bytes; first fit in program order
+ * left holes that the big activations of later layers could not use. */
 #include "mtxc.h"
 
 #include <stdlib.h>
@@ -10,56 +15,51 @@
 
 static int64_t align_up(int64_t x) { return (x + ALIGN - 1) / ALIGN * ALIGN; }
 
-typedef struct { int64_t start, end; } Block;
-
+/* A temporary to place: live over slots [first, last], `size` bytes. */
 typedef struct {
-    Block *free;               /* free blocks below `top`, sorted by start */
-    int nfree, cap;
-    int64_t top, peak;
-} Allocator;
+    Value *v;
+    int64_t size;
+    int first, last;
+} Item;
 
-static int64_t take(Allocator *a, int64_t size)
+static int larger_first(const void *pa, const void *pb)
 {
-    size = align_up(size);
-    for (int i = 0; i < a->nfree; i++) {
-        Block *b = &a->free[i];
-        if (b->end - b->start < size) continue;
-        int64_t at = b->start;
-        b->start += size;
-        if (b->start == b->end) memmove(b, b + 1, sizeof(Block) * (size_t)(--a->nfree - i));
-        return at;
-    }
-    /* Grow: extend a free block that ends at the top, or start a new one there. */
-    int64_t at = a->top;
-    if (a->nfree && a->free[a->nfree - 1].end == a->top) at = a->free[--a->nfree].start;
-    a->top = at + size;
-    if (a->top > a->peak) a->peak = a->top;
-    return at;
+    const Item *a = pa, *b = pb;
+    if (a->size != b->size) return a->size > b->size ? -1 : 1;
+    if (a->first != b->first) return a->first < b->first ? -1 : 1;
+    return a->v->id < b->v->id ? -1 : a->v->id > b->v->id;
 }
 
-static void give_back(Allocator *a, int64_t start, int64_t size)
+static int lower_offset(const void *pa, const void *pb)
 {
-    size = align_up(size);
-    if (a->nfree == a->cap) {
-        a->cap = a->cap ? a->cap * 2 : 64;
-        a->free = xrealloc(a->free, sizeof(Block) * (size_t)a->cap);
+    const Item *a = *(Item *const *)pa, *b = *(Item *const *)pb;
+    return a->v->offset < b->v->offset ? -1 : a->v->offset > b->v->offset;
+}
+
+/* Offsets for items (sorted largest first); returns the arena's size. */
+static int64_t place(Item *items, int n)
+{
+    Item **overlap = xmalloc(sizeof(Item *) * (size_t)(n + 1));
+    int64_t peak = 0;
+    for (int i = 0; i < n; i++) {
+        Item *it = &items[i];
+        int k = 0;
+        for (int j = 0; j < i; j++)
+            if (items[j].first <= it->last && it->first <= items[j].last) overlap[k++] = &items[j];
+        qsort(overlap, (size_t)k, sizeof(Item *), lower_offset);
+        /* the smallest gap between the overlapping values that holds it, else past them all */
+        int64_t at = 0, best = -1, best_gap = 0;
+        for (int j = 0; j < k; j++) {
+            int64_t gap = overlap[j]->v->offset - at;
+            if (gap >= it->size && (best < 0 || gap < best_gap)) best = at, best_gap = gap;
+            int64_t end = overlap[j]->v->offset + overlap[j]->size;
+            if (end > at) at = end;
+        }
+        it->v->offset = best >= 0 ? best : at;
+        if (it->v->offset + it->size > peak) peak = it->v->offset + it->size;
     }
-    int i = 0;
-    while (i < a->nfree && a->free[i].start < start) i++;
-    memmove(a->free + i + 1, a->free + i, sizeof(Block) * (size_t)(a->nfree - i));
-    a->free[i] = (Block){start, start + size};
-    a->nfree++;
-    /* Merge with neighbours. */
-    if (i + 1 < a->nfree && a->free[i].end == a->free[i + 1].start) {
-        a->free[i].end = a->free[i + 1].end;
-        memmove(a->free + i + 1, a->free + i + 2, sizeof(Block) * (size_t)(a->nfree - i - 2));
-        a->nfree--;
-    }
-    if (i > 0 && a->free[i - 1].end == a->free[i].start) {
-        a->free[i - 1].end = a->free[i].end;
-        memmove(a->free + i, a->free + i + 1, sizeof(Block) * (size_t)(a->nfree - i - 1));
-        a->nfree--;
-    }
+    free(overlap);
+    return peak;
 }
 
 static bool needs_buffer(const Value *v, const bool *outside)
@@ -101,44 +101,28 @@ static int64_t plan_func(Program *p, Func *f)
     for (int i = 0; i < 6; i++)
         if (metrics[i]) last[metrics[i]->id] = f->nops;
 
-    Allocator a = {0};
     /* Accumulators live through the whole step. */
+    Item *items = xmalloc(sizeof(Item) * (size_t)(p->nvalues + 1));
+    int n = 0;
     if (f == &p->train)
         for (int i = 0; i < p->nvalues; i++)
             if (p->values[i]->kind == V_ACCUM && !(outside && outside[i]))
-                p->values[i]->offset = take(&a, value_bytes(p->values[i]));
-    int freed_upto = 0;          /* values whose last use is before this slot are free */
-    Value **live = xmalloc(sizeof(Value *) * (size_t)(p->nvalues + 1));
-    int nlive = 0;
-    for (int i = 0; i < f->nops; i++) {
-        if (slot[i] == i && i > freed_upto) {
-            for (int j = 0; j < nlive;) {
-                if (last[live[j]->id] < i) {
-                    give_back(&a, live[j]->offset, value_bytes(live[j]));
-                    live[j] = live[--nlive];
-                } else {
-                    j++;
-                }
-            }
-            freed_upto = i;
-        }
+                items[n++] = (Item){p->values[i], align_up(value_bytes(p->values[i])), 0, f->nops};
+    for (int i = 0; i < f->nops; i++)
         for (int j = 0; j < f->ops[i]->nout; j++) {
             Value *v = f->ops[i]->out[j];
             if (!needs_buffer(v, outside)) continue;
-            v->offset = take(&a, value_bytes(v));
-            if (last[v->id] < 0) last[v->id] = slot[i];   /* unused result: free after its op */
-            live[nlive++] = v;
+            int end = last[v->id] < slot[i] ? slot[i] : last[v->id];   /* an unused result: its op alone */
+            items[n++] = (Item){v, align_up(value_bytes(v)), slot[i], end};
         }
-    }
-    free(a.free);
+    qsort(items, (size_t)n, sizeof(Item), larger_first);
+    f->arena_bytes = place(items, n);
+    free(items);
     free(outside);
-    free(live);
     free(slot);
     free(last);
-    f->arena_bytes = a.peak;
-    return a.peak;
+    return f->arena_bytes;
 }
-
 /* params first, then optimizer state, then counters, each 64-byte aligned. */
 static void layout_state(Program *p)
 {

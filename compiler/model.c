@@ -297,7 +297,9 @@ static Value *attention(Builder *b, int l, Value *x)
         k = rope(b, pool_fmt(pool, "%s.key_rotated", at), k, b->KV);
     }
     Value *o = act(b, pool_fmt(pool, "%s.context", at), b->H * b->Dh);
-    b->matmul_flops += 4.0 * (double)(b->B * b->H * b->tp) * (double)(b->T * b->T) * (double)b->Dh;
+    /* MaxText's count (maxtext_utils.calculate_tflops_training_per_device):
+     * q k^T and p v over the whole square, halved for the causal mask */
+    b->matmul_flops += 2.0 * (double)(b->B * b->H * b->tp) * (double)(b->T * b->T) * (double)b->Dh;
     if (b->flash) {   /* one fused op: no T x T scores; lse (f32) for its backward */
         Value *lse = value_new(b->p, pool_fmt(pool, "%s.logsumexp", at), DT_F32, 3, (int64_t[]){b->B, b->H, b->T},
                                V_TEMP);
