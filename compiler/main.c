@@ -1,6 +1,7 @@
 /* mtxc's command line: one function per subcommand. */
 #include "mtxc.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -194,10 +195,16 @@ static bool run(char **argv)
 }
 
 /* Split a flags string on spaces into argv entries. */
+enum { MAX_CFLAGS = 64, MAX_LIBS = 32 };   /* words of --cflags, of the libraries a trainer links */
+
+/* Words of s into out; -1 if there are more than max. */
 static int split_flags(char *s, char **out, int max)
 {
     int n = 0;
-    for (char *tok = strtok(s, " \t"); tok && n < max; tok = strtok(NULL, " \t")) out[n++] = tok;
+    for (char *tok = strtok(s, " \t"); tok; tok = strtok(NULL, " \t")) {
+        if (n == max) return -1;
+        out[n++] = tok;
+    }
     return n;
 }
 
@@ -209,6 +216,10 @@ static int cmd_build(int argc, char **argv)
     int rc = parse_args("build", argc, argv, &a, opts);
     if (rc) return rc;
     if (!path) return usage_error("build", "%s", "missing -o PATH");
+    char *words[MAX_CFLAGS], *copy = xstrdup(cflags ? cflags : "");
+    int nwords = split_flags(copy, words, MAX_CFLAGS);
+    free(copy);
+    if (nwords < 0) return usage_error("build", "%s", xfmt("--cflags has more than %d words", MAX_CFLAGS));
     char tmpdir[] = "/tmp/mtxc-build-XXXXXX";
     const char *dir = keep;
     if (!dir && !(dir = mkdtemp(tmpdir))) {
@@ -225,19 +236,20 @@ static int cmd_build(int argc, char **argv)
     if (ok) {
         char *cc = getenv("CC") && *getenv("CC") ? getenv("CC") : "cc";
         char *flags = xstrdup(cflags ? cflags : DEFAULT_CFLAGS);
-        char *args[64];
-        int n = 0;
+        char *args[MAX_CFLAGS + MAX_LIBS + 16];
+        int n = 0, words;
         args[n++] = cc;
         args[n++] = "-std=gnu11";
-        n += split_flags(flags, args + n, 32);
+        words = split_flags(flags, args + n, MAX_CFLAGS);   /* counted by cmd_build */
+        n += words;
         char *argv2[] = {inc, "-I" MTXC_RUNTIME_INCLUDE, step_c, main_c, MTXC_RUNTIME_LIB, NULL};
         for (int i = 0; argv2[i]; i++) args[n++] = argv2[i];
-        char *libs = xstrdup(MTXC_RUNTIME_LIBS " -lm -lpthread");
-        n += split_flags(libs, args + n, 8);
+        char *libs = xstrdup(MTXC_RUNTIME_LIBS " -lm -lpthread " MTXC_TRAINER_LDFLAGS);
+        words = split_flags(libs, args + n, MAX_LIBS);
+        assert(words >= 0);   /* fixed when mtxc is built */
+        n += words;
         args[n++] = "-o";
         args[n++] = tmp_out;
-        char *ldflags = xstrdup(MTXC_TRAINER_LDFLAGS);
-        n += split_flags(ldflags, args + n, 8);
         args[n] = NULL;
         printf("mtxc: compiling %s (%d layers, %.1f M params) with %s %s\n", cfg_str(c, K_model_name),
                c->d.num_decoder_layers, (double)program_param_count(p) / 1e6, cc, cflags ? cflags : DEFAULT_CFLAGS);
@@ -253,7 +265,6 @@ static int cmd_build(int argc, char **argv)
             ok = false;
         }
         free(flags);
-        free(ldflags);
         free(libs);
     }
     if (ok) printf("mtxc: wrote %s (lowering %.2f s, C compile %.2f s)\n", path, t1 - t0, mtx_seconds() - t1);

@@ -4,7 +4,11 @@
  *   tokens     llm.c's token files: a header of 256 int32 (magic, version,
  *              token count), then uint16 tokens (magic 20240520, version 1) or
  *              uint32 tokens (magic 20240801, version 7, for vocab > 65535);
- *   text       the bytes of any file, one token per byte (vocab 256).
+ *   text       the bytes of any file, one token per byte (vocab 256); or,
+ *              with tokenizer_path, its lines through a SentencePiece
+ *              model, each non-empty line a document between bos and eos
+ *              (add_bos, add_eos), as MaxText reads a text file's lines as
+ *              examples.
  * A file is cut into windows of seq + 1 tokens, stride seq (inputs and
  * targets shifted by one). Training windows come in a fresh permutation per
  * epoch from data_shuffle_seed; eval windows in order. Without an eval file
@@ -35,6 +39,9 @@ struct mtx_data {
     uint64_t eval_position;
     uint64_t *order;                      /* this epoch's permutation */
     uint64_t order_epoch;
+    mtx_tokenizer *tokenizer;             /* text through SentencePiece, or NULL: bytes */
+    int bos, eos;
+    bool add_bos, add_eos;
 };
 
 void mtx_batch_alloc(mtx_batch *b, int batch, int seq)
@@ -63,7 +70,19 @@ static unsigned char *read_all(const char *path, size_t *size, char *err, size_t
     return buf;
 }
 
-static int load_text(const char *path, int vocab, Stream *s, char *err, size_t errlen)
+int mtx_tokens_push(mtx_tokens *t, uint32_t id)
+{
+    if (t->n == t->cap) {
+        int64_t cap = t->cap ? 2 * t->cap : 4096;
+        uint32_t *v = realloc(t->v, sizeof(uint32_t) * (size_t)cap);
+        if (!v) return 0;
+        t->v = v, t->cap = cap;
+    }
+    t->v[t->n++] = id;
+    return 1;
+}
+
+static int load_bytes(const char *path, int vocab, Stream *s, char *err, size_t errlen)
 {
     if (vocab < 256) {
         snprintf(err, errlen, "dataset_type text reads bytes (256 tokens) but vocab_size is %d", vocab);
@@ -76,6 +95,46 @@ static int load_text(const char *path, int vocab, Stream *s, char *err, size_t e
     for (size_t i = 0; i < size; i++) s->tokens[i] = bytes[i];
     s->ntokens = (int64_t)size;
     free(bytes);
+    return 1;
+}
+
+/* Text through the tokenizer, line by line; a progress line on stderr
+ * every second for files that take longer. */
+static int load_pieces(const mtx_data *d, const char *path, Stream *s, char *err, size_t errlen)
+{
+    size_t size;
+    char *text = (char *)read_all(path, &size, err, errlen);
+    if (!text) return 0;
+    mtx_tokens out = {0};
+    double start = mtx_seconds(), shown = start;
+    bool ok = true;
+    char why[512] = "";
+    for (size_t at = 0; at < size && ok;) {
+        const char *nl = memchr(text + at, '\n', size - at);
+        size_t end = nl ? (size_t)(nl - text) : size;
+        if (end > at) {
+            ok = (!d->add_bos || mtx_tokens_push(&out, (uint32_t)d->bos)) &&
+                 mtx_tokenizer_encode(d->tokenizer, text + at, end - at, &out, why, sizeof why) &&
+                 (!d->add_eos || mtx_tokens_push(&out, (uint32_t)d->eos));
+            if (!ok && !why[0]) snprintf(why, sizeof why, "out of memory after %lld tokens", (long long)out.n);
+        }
+        at = end + 1;
+        if (mtx_seconds() - shown >= 1) {
+            shown = mtx_seconds();
+            fprintf(stderr, "tokenizing '%s': %.0f%% of %.1f MB, %lld tokens\n", path, 100.0 * (double)at / (double)size,
+                    (double)size / 1e6, (long long)out.n);
+        }
+    }
+    free(text);
+    if (!ok) {
+        snprintf(err, errlen, "data file '%s': %s", path, why);
+        free(out.v);
+        return 0;
+    }
+    s->tokens = out.v ? out.v : malloc(sizeof(uint32_t));
+    s->ntokens = out.n;
+    if (mtx_seconds() - start >= 1)
+        fprintf(stderr, "tokenized '%s': %lld tokens in %.1f s\n", path, (long long)out.n, mtx_seconds() - start);
     return 1;
 }
 
@@ -130,9 +189,33 @@ static int load_tokens(const char *path, int vocab, Stream *s, char *err, size_t
     return 1;
 }
 
-static int load(const char *type, const char *path, int vocab, Stream *s, char *err, size_t errlen)
+static int load(const mtx_data *d, const char *type, const char *path, Stream *s, char *err, size_t errlen)
 {
-    return !strcmp(type, "text") ? load_text(path, vocab, s, err, errlen) : load_tokens(path, vocab, s, err, errlen);
+    if (strcmp(type, "text")) return load_tokens(path, d->vocab, s, err, errlen);
+    return d->tokenizer ? load_pieces(d, path, s, err, errlen) : load_bytes(path, d->vocab, s, err, errlen);
+}
+
+/* The tokenizer of tokenizer_path, checked against the model's vocabulary
+ * and the bos/eos the options ask for. */
+static int open_tokenizer(mtx_data *d, const mtx_data_options *o, char *err, size_t errlen)
+{
+    if (strcmp(o->tokenizer_type, "sentencepiece")) {
+        snprintf(err, errlen, "tokenizer_type '%s' is not implemented by mtxc yet (sentencepiece is)", o->tokenizer_type);
+        return 0;
+    }
+    if (!(d->tokenizer = mtx_tokenizer_open(o->tokenizer_path, err, errlen))) return 0;
+    int pieces = mtx_tokenizer_vocab(d->tokenizer);
+    d->bos = mtx_tokenizer_bos(d->tokenizer), d->eos = mtx_tokenizer_eos(d->tokenizer);
+    d->add_bos = o->add_bos, d->add_eos = o->add_eos;
+    if (pieces > d->vocab)
+        snprintf(err, errlen, "tokenizer '%s' has %d pieces but vocab_size is %d: set vocab_size to at least %d",
+                 o->tokenizer_path, pieces, d->vocab, pieces);
+    else if ((d->add_bos && d->bos < 0) || (d->add_eos && d->eos < 0))
+        snprintf(err, errlen, "tokenizer '%s' has no %s piece: set %s=false", o->tokenizer_path,
+                 d->add_bos && d->bos < 0 ? "bos" : "eos", d->add_bos && d->bos < 0 ? "add_bos" : "add_eos");
+    else
+        return 1;
+    return 0;
 }
 
 static int count_windows(Stream *s, int seq, const char *what, const char *path, char *err, size_t errlen)
@@ -144,11 +227,12 @@ static int count_windows(Stream *s, int seq, const char *what, const char *path,
     return 0;
 }
 
-mtx_data *mtx_data_open(const char *type, const char *path, const char *eval_path, int vocab, int batch,
-                        int seq, int shuffle, uint64_t seed, char *err, size_t errlen)
+mtx_data *mtx_data_open(const mtx_data_options *o, char *err, size_t errlen)
 {
     mtx_data *d = calloc(1, sizeof *d);
-    *d = (mtx_data){.vocab = vocab, .batch = batch, .seq = seq, .shuffle = shuffle, .key = mtx_rng_seed(seed)};
+    *d = (mtx_data){.vocab = o->vocab, .batch = o->batch, .seq = o->seq, .shuffle = o->shuffle,
+                    .key = mtx_rng_seed(o->seed)};
+    const char *type = o->type, *path = o->path, *eval_path = o->eval_path;
     if (!strcmp(type, "synthetic")) {
         d->kind = SYNTHETIC;
         return d;
@@ -158,7 +242,9 @@ mtx_data *mtx_data_open(const char *type, const char *path, const char *eval_pat
         snprintf(err, errlen, "unknown dataset_type '%s' (synthetic, tokens or text)", type);
     } else if (!path[0]) {
         snprintf(err, errlen, "dataset_type %s needs dataset_path", type);
-    } else if (load(type, path, vocab, &d->train, err, errlen)) {
+    } else if ((!strcmp(type, "text") && o->tokenizer_path[0] && !open_tokenizer(d, o, err, errlen))) {
+        /* err says why */
+    } else if (load(d, type, path, &d->train, err, errlen)) {
         bool held_out = !eval_path[0];
         if (held_out) {
             /* The last tenth of the file, split at a window boundary. */
@@ -168,9 +254,9 @@ mtx_data *mtx_data_open(const char *type, const char *path, const char *eval_pat
             memcpy(d->eval.tokens, d->train.tokens + cut, sizeof(uint32_t) * (size_t)d->eval.ntokens);
             d->train.ntokens = cut;
         }
-        if ((held_out || load(type, eval_path, vocab, &d->eval, err, errlen)) &&
-            count_windows(&d->train, seq, "training", path, err, errlen) &&
-            count_windows(&d->eval, seq, "eval", held_out ? path : eval_path, err, errlen))
+        if ((held_out || load(d, type, eval_path, &d->eval, err, errlen)) &&
+            count_windows(&d->train, o->seq, "training", path, err, errlen) &&
+            count_windows(&d->eval, o->seq, "eval", held_out ? path : eval_path, err, errlen))
             return d;
     }
     mtx_data_close(d);
@@ -256,6 +342,12 @@ void mtx_data_next_eval(mtx_data *d, mtx_batch *b)
     }
 }
 
+void mtx_data_tokens(const mtx_data *d, int64_t *train, int64_t *eval)
+{
+    *train = d->kind == TOKENS ? d->train.ntokens : 0;
+    *eval = d->kind == TOKENS ? d->eval.ntokens : 0;
+}
+
 uint64_t mtx_data_position(const mtx_data *d) { return d->position; }
 void mtx_data_seek(mtx_data *d, uint64_t position) { d->position = position; }
 
@@ -265,5 +357,6 @@ void mtx_data_close(mtx_data *d)
     free(d->train.tokens);
     free(d->eval.tokens);
     free(d->order);
+    if (d->tokenizer) mtx_tokenizer_close(d->tokenizer);
     free(d);
 }

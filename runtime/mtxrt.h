@@ -3,6 +3,7 @@
 #ifndef MTXRT_H
 #define MTXRT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -327,18 +328,41 @@ typedef struct {
     void *eval_step;                      /* mtx_eval_nnx or mtx_eval_linen */
 } mtx_program;
 
+/* ---- tokenizer (tokenizer.cpp: SentencePiece behind C) ---- */
+
+typedef struct { uint32_t *v; int64_t n, cap; } mtx_tokens;   /* a growing list of token ids */
+int mtx_tokens_push(mtx_tokens *t, uint32_t id);             /* 0: out of memory (data.c) */
+
+typedef struct mtx_tokenizer mtx_tokenizer;
+mtx_tokenizer *mtx_tokenizer_open(const char *path, char *err, size_t errlen);   /* NULL + message */
+int mtx_tokenizer_vocab(const mtx_tokenizer *t);   /* pieces */
+int mtx_tokenizer_bos(const mtx_tokenizer *t);     /* -1: the model has none */
+int mtx_tokenizer_eos(const mtx_tokenizer *t);
+int mtx_tokenizer_encode(const mtx_tokenizer *t, const char *text, size_t len, mtx_tokens *out, char *err,
+                         size_t errlen);           /* appends; 0 + message on error */
+char *mtx_tokenizer_decode(const mtx_tokenizer *t, const int32_t *ids, int n);   /* malloc'd; NULL on error */
+void mtx_tokenizer_close(mtx_tokenizer *t);
+
 /* ---- data (data.c) ---- */
 
 typedef struct mtx_data mtx_data;
-/* Opens dataset_type (synthetic, tokens, text) at path, with eval data from
- * eval_path or, if empty, the last tenth of path. Every file is checked here;
- * NULL with one message on error. */
-mtx_data *mtx_data_open(const char *type, const char *path, const char *eval_path, int vocab, int batch,
-                        int seq, int shuffle, uint64_t seed, char *err, size_t errlen);
+typedef struct {
+    const char *type;                 /* dataset_type: synthetic, tokens, text */
+    const char *path, *eval_path;     /* dataset_path, eval_dataset_path ("" : the last tenth of path) */
+    const char *tokenizer_type, *tokenizer_path;   /* text: "" = one token per byte */
+    bool add_bos, add_eos;            /* around each line of text, with a tokenizer */
+    int vocab, batch, seq;
+    bool shuffle;
+    uint64_t seed;
+} mtx_data_options;
+/* Opens the data. Every file is read and checked here; NULL with one
+ * message on error. */
+mtx_data *mtx_data_open(const mtx_data_options *o, char *err, size_t errlen);
 void mtx_data_next(mtx_data *d, mtx_batch *b);
 int64_t mtx_data_eval_batches(const mtx_data *d, int batch);   /* full eval batches of `batch` rows */
 void mtx_data_eval_reset(mtx_data *d);
 void mtx_data_next_eval(mtx_data *d, mtx_batch *b);
+void mtx_data_tokens(const mtx_data *d, int64_t *train, int64_t *eval);   /* of files; 0 for synthetic */
 uint64_t mtx_data_position(const mtx_data *d);      /* training sequences handed out */
 void mtx_data_seek(mtx_data *d, uint64_t position);
 void mtx_data_close(mtx_data *d);

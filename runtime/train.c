@@ -390,8 +390,8 @@ int mtx_main(const mtx_program *prog, int argc, char **argv)
 typedef struct {
     long long steps, log_period, init_seed, shuffle_seed, eval_interval, eval_steps, schedule;
     double target_eval_loss, peak_tflops;
-    bool abort_on_nan, shuffle;
-    char dtype[64], dpath[4096], epath[4096], metrics_path[4096];
+    bool abort_on_nan, shuffle, add_bos, add_eos;
+    char dtype[64], dpath[4096], epath[4096], metrics_path[4096], tokenizer_type[64], tokenizer_path[4096];
     Checkpointing ck;
 } RunSettings;
 
@@ -408,9 +408,13 @@ static int run_settings(const mtx_program *prog, const RunConfig *rc, RunSetting
     s->peak_tflops = run_get(prog, rc, "peak_tflops_per_device")->f;
     s->abort_on_nan = run_get(prog, rc, "abort_on_nan_loss")->b;
     s->shuffle = run_get(prog, rc, "enable_data_shuffling")->b;
+    s->add_bos = run_get(prog, rc, "add_bos")->b;
+    s->add_eos = run_get(prog, rc, "add_eos")->b;
     if (!checkpoint_settings(prog, rc, &s->ck) || !run_string(prog, rc, "dataset_type", s->dtype, sizeof s->dtype) ||
         !run_string(prog, rc, "dataset_path", s->dpath, sizeof s->dpath) ||
         !run_string(prog, rc, "eval_dataset_path", s->epath, sizeof s->epath) ||
+        !run_string(prog, rc, "tokenizer_type", s->tokenizer_type, sizeof s->tokenizer_type) ||
+        !run_string(prog, rc, "tokenizer_path", s->tokenizer_path, sizeof s->tokenizer_path) ||
         !run_string(prog, rc, "metrics_file", s->metrics_path, sizeof s->metrics_path))
         return 0;
     const char *dtype = mtx_config_get(prog, "dtype");
@@ -434,11 +438,20 @@ static int train(const mtx_program *prog, int argc, char **argv)
     /* The batch splits over data x fsdp; tensor-parallel ranks share a slice. */
     int dp = prog->mesh_data * prog->mesh_fsdp, rank = mtx_rank();
     int slice_index = mtx_batch_index();
-    mtx_data *data = mtx_data_open(rs.dtype, rs.dpath, rs.epath, prog->vocab, prog->batch * dp, prog->seq,
-                                   rs.shuffle, (uint64_t)rs.shuffle_seed, err, sizeof err);
+    mtx_data_options data_options = {
+        .type = rs.dtype, .path = rs.dpath, .eval_path = rs.epath, .tokenizer_type = rs.tokenizer_type,
+        .tokenizer_path = rs.tokenizer_path, .add_bos = rs.add_bos, .add_eos = rs.add_eos, .vocab = prog->vocab,
+        .batch = prog->batch * dp, .seq = prog->seq, .shuffle = rs.shuffle, .seed = (uint64_t)rs.shuffle_seed};
+    mtx_data *data = mtx_data_open(&data_options, err, sizeof err);
     if (!data) {
         fprintf(stderr, "trainer: error: %s\n", err);
         return 2;
+    }
+    if (rs.tokenizer_path[0] && !strcmp(rs.dtype, "text") && rank == 0) {
+        int64_t train_tokens, eval_tokens;
+        mtx_data_tokens(data, &train_tokens, &eval_tokens);
+        printf("data: text through SentencePiece '%s': %lld training tokens, %lld eval tokens\n", rs.tokenizer_path,
+               (long long)train_tokens, (long long)eval_tokens);
     }
     /* metrics_file: one JSON object per step, MaxText's metric names,
      * values with all their digits (%.17g reads back to the same double). */

@@ -108,7 +108,10 @@ START_TEST(nnx_equals_linen)
     }
     ck_assert(prog[0]->pure_nnx && !prog[1]->pure_nnx);
     char err[256];
-    mtx_data *data = mtx_data_open("synthetic", "", "", 256, prog[0]->batch, prog[0]->seq, 1, 0, err, sizeof err);
+    mtx_data_options options = {.type = "synthetic", .path = "", .eval_path = "", .tokenizer_type = "sentencepiece",
+                                .tokenizer_path = "", .vocab = 256, .batch = prog[0]->batch, .seq = prog[0]->seq,
+                                .shuffle = true};
+    mtx_data *data = mtx_data_open(&options, err, sizeof err);
     mtx_batch b;
     mtx_batch_alloc(&b, prog[0]->batch, prog[0]->seq);
     mtx_rng_key key = mtx_rng_first_step_key(mtx_rng_seed(3));

@@ -1,0 +1,86 @@
+// SentencePiece behind C (mtxrt.h, "tokenizer"): the one C++ file of
+// libmtxrt. No exception leaves it; errors come back as messages.
+#include <sentencepiece_processor.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <string>
+#include <vector>
+
+extern "C" {
+#include "mtxrt.h"
+}
+
+struct mtx_tokenizer {
+    sentencepiece::SentencePieceProcessor sp;
+};
+
+extern "C" mtx_tokenizer *mtx_tokenizer_open(const char *path, char *err, size_t errlen)
+{
+    try {
+        struct stat st;   // clearer messages than the library's for the common mistakes
+        FILE *f = fopen(path, "rb");
+        if (!f || fstat(fileno(f), &st) || S_ISDIR(st.st_mode)) {
+            if (f) fclose(f);
+            snprintf(err, errlen, "cannot read tokenizer model '%s': %s", path,
+                     f ? "it is a directory; tokenizer_path names the .model file" : strerror(errno));
+            return nullptr;
+        }
+        fclose(f);
+        auto *t = new mtx_tokenizer;
+        if (!t->sp.Load(path).ok()) {   // the library's message names its own source line, not the file
+            snprintf(err, errlen, "tokenizer_path '%s' is not a SentencePiece model (it does not parse as one)", path);
+            delete t;
+            return nullptr;
+        }
+        return t;
+    } catch (const std::exception &e) {
+        snprintf(err, errlen, "cannot load tokenizer model '%s': %s", path, e.what());
+        return nullptr;
+    }
+}
+
+extern "C" int mtx_tokenizer_vocab(const mtx_tokenizer *t) { return t->sp.GetPieceSize(); }
+extern "C" int mtx_tokenizer_bos(const mtx_tokenizer *t) { return t->sp.bos_id(); }
+extern "C" int mtx_tokenizer_eos(const mtx_tokenizer *t) { return t->sp.eos_id(); }
+
+extern "C" int mtx_tokenizer_encode(const mtx_tokenizer *t, const char *text, size_t len, mtx_tokens *out, char *err,
+                                    size_t errlen)
+{
+    try {
+        std::vector<int> ids;
+        auto status = t->sp.Encode(std::string(text, len), &ids);
+        if (!status.ok()) {
+            snprintf(err, errlen, "cannot tokenize: %s", status.message());
+            return 0;
+        }
+        for (int id : ids)
+            if (!mtx_tokens_push(out, (uint32_t)id)) {
+                snprintf(err, errlen, "out of memory after %lld tokens", (long long)out->n);
+                return 0;
+            }
+        return 1;
+    } catch (const std::exception &e) {
+        snprintf(err, errlen, "cannot tokenize: %s", e.what());
+        return 0;
+    }
+}
+
+extern "C" char *mtx_tokenizer_decode(const mtx_tokenizer *t, const int32_t *ids, int n)
+{
+    try {
+        std::string text;
+        if (!t->sp.Decode(std::vector<int>(ids, ids + n), &text).ok()) return nullptr;
+        char *s = (char *)malloc(text.size() + 1);
+        if (s) memcpy(s, text.c_str(), text.size() + 1);
+        return s;
+    } catch (const std::exception &) {
+        return nullptr;
+    }
+}
+
+extern "C" void mtx_tokenizer_close(mtx_tokenizer *t) { delete t; }
