@@ -53,6 +53,7 @@ static const char *state_expr(Pool *pool, const Value *v)
     case V_PARAM: return pool_fmt(pool, "s->params.%s", param_field(pool, v));
     case V_OPT: return pool_fmt(pool, "s->%s.%s", strncmp(v->name, "opt_state.mu.", 13) ? "nu" : "mu", param_field(pool, v));
     case V_COUNTER: return pool_fmt(pool, "s->%s", identifier(pool, v->name));
+    case V_CACHE: return pool_fmt(pool, "c->%s", identifier(pool, v->name + strlen("cache.")));
     default: return NULL;
     }
 }
@@ -67,7 +68,7 @@ static const char *descriptor_name(Pool *pool, const Value *v)
 
 /* Names the generated functions use for themselves, and C keywords. */
 static const char *const reserved[] = {
-    "s", "batch", "rng", "out", "arena", "i", "r", "c", "t", "micro", "first", "end", "f", "frame", "bias1", "bias2", "decay1", "decay2", "sum_sq", "key",
+    "s", "batch", "rng", "out", "arena", "i", "r", "c", "t", "micro", "first", "end", "f", "frame", "bias1", "bias2", "decay1", "decay2", "sum_sq", "key", "tokens", "position",
     "auto", "break", "case", "char", "const", "continue", "default", "do", "double", "else",
     "enum", "extern", "float", "for", "goto", "if", "inline", "int", "long", "register",
     "restrict", "return", "short", "signed", "sizeof", "static", "struct", "switch", "typedef",
@@ -85,10 +86,9 @@ static bool is_reserved(const char *name)
 static int *defining_funcs(const Program *p)
 {
     int *owner = xcalloc((size_t)p->nvalues + 1, sizeof(int));
-    const Func *funcs[2] = {&p->eval, &p->train};
-    for (int fi = 0; fi < 2; fi++)
-        for (int i = 0; i < funcs[fi]->nops; i++)
-            for (int j = 0; j < funcs[fi]->ops[i]->nout; j++) owner[funcs[fi]->ops[i]->out[j]->id] = fi + 1;
+    for (int fi = 0; fi < NUM_FUNCS; fi++)
+        for (int i = 0; i < p->funcs[fi]->nops; i++)
+            for (int j = 0; j < p->funcs[fi]->ops[i]->nout; j++) owner[p->funcs[fi]->ops[i]->out[j]->id] = fi + 1;
     return owner;
 }
 
@@ -131,7 +131,7 @@ static void name_values(Emitter *e)
     taken.owners = xcalloc(taken.cap, sizeof(unsigned));
     for (int i = 0; i < p->nvalues; i++) {
         const Value *v = p->values[i];
-        if (v->kind <= V_COUNTER) {
+        if (v->kind <= V_COUNTER || v->kind == V_CACHE) {
             e->cname[i] = (char *)state_expr(pool, v);
             name_take(&taken, e->cname[i], 0);
             continue;
@@ -140,6 +140,8 @@ static void name_values(Emitter *e)
         bool looped = p->train.loop_count > 1 &&
                       (v == p->train.loop_inputs[0] || v == p->train.loop_inputs[1] || v == p->train.loop_inputs[2]);
         if (!looped && (v == p->tokens || v == p->train_tokens)) { e->cname[i] = "batch->inputs"; continue; }
+        if (v == p->decode_tokens || v == p->decode_token) { e->cname[i] = "tokens"; continue; }
+        if (v == p->decode_position) { e->cname[i] = "position"; continue; }
         if (!looped && (v == p->targets || v == p->train_targets)) { e->cname[i] = "batch->targets"; continue; }
         if (!looped && (v == p->segmentation || v == p->train_segmentation)) {
             e->cname[i] = "batch->segmentation";
@@ -494,6 +496,41 @@ static void emit_step(Emitter *e, const Func *f, bool train)
     emitf(e, "}\n");
 }
 
+/* The two decoding functions: the body, then the logits of every new token. */
+static void emit_decoding(Emitter *e, const Func *f)
+{
+    const Program *p = e->p;
+    bool prefill = f == &p->prefill;
+    const Value *logits = prefill ? p->prefill_logits : p->decode_logits;
+    if (prefill)
+        emitf(e, "\n/* Decoding: a prompt's tokens (the first %lld; the caller pads a shorter one and\n"
+               " * reads the logits of its last real token) at positions 0 .. %lld, into the caches. */\n",
+            (long long)p->prefill_length, (long long)p->prefill_length - 1);
+    else
+        emitf(e, "\n/* Decoding: one token at *position, after the tokens before it are in the caches. */\n");
+    emitf(e, "void mtx_%s(const mtx_state *s, mtx_cache *c, const int32_t *tokens, const int32_t *position, "
+           "float *out)\n{\n", f->name);
+    emitf(e, "    float *const arena = s->arena;\n");
+    if (has_parallel_loop(f)) emitf(e, "    mtx_frame frame = {arena, (void *)s, {0, 0}, 0};  /* what the parallel loops read */\n");
+    emit_body(e, f);
+    emitf(e, "\n    memcpy(out, %s, %lldu);  /* the logits */\n}\n", V(e, logits), (long long)value_bytes(logits));
+}
+
+static void emit_cache_functions(Emitter *e)
+{
+    const Program *p = e->p;
+    emitf(e, "\nmtx_cache *mtx_cache_new(void)\n{\n    mtx_cache *c = mtx_alloc(sizeof *c);\n"
+           "    c->memory = mtx_alloc(%lldu);\n", (long long)p->cache_bytes);
+    for (int i = 0; i < p->nvalues; i++) {
+        const Value *v = p->values[i];
+        if (v->kind == V_CACHE)
+            emitf(e, "    %s = (%s *)(c->memory + %lld);\n", V(e, v), v->dtype == DT_BF16 ? "mtx_bf16" : "float",
+                (long long)v->offset);
+    }
+    emitf(e, "    return c;\n}\n\nvoid mtx_cache_free(mtx_cache *c)\n{\n    if (!c) return;\n"
+           "    mtx_free(c->memory);\n    mtx_free(c);\n}\n");
+}
+
 /* ---- state, init and descriptor ---- */
 
 static bool is_state(const Value *v) { return v->kind <= V_COUNTER; }
@@ -530,6 +567,20 @@ static void emit_header(Emitter *e)
         nnx ? "" : "mtx_rng_key rng, ");
     emitf(e, "void mtx_eval_step(const mtx_state *s, const mtx_batch *batch, %smtx_metrics *out);\n",
         nnx ? "" : "mtx_rng_key rng, ");
+    if (p->decode.nops) {
+        emitf(e, "\n/* Decoding one sequence: every layer's keys and values at positions\n"
+               " * 0 .. %lld, in one block of %lld bytes. */\nstruct mtx_cache {\n    unsigned char *memory;\n",
+            (long long)p->cache_length - 1, (long long)p->cache_bytes);
+        for (int i = 0; i < p->nvalues; i++) {
+            const Value *v = p->values[i];
+            if (v->kind == V_CACHE)
+                emitf(e, "    %s *%s;\n", v->dtype == DT_BF16 ? "mtx_bf16" : "float", V(e, v) + strlen("c->"));
+        }
+        emitf(e, "};\n\nmtx_cache *mtx_cache_new(void);\nvoid mtx_cache_free(mtx_cache *c);\n");
+        for (int i = 0; i < 2; i++)
+            emitf(e, "void mtx_%s(const mtx_state *s, mtx_cache *c, const int32_t *tokens, const int32_t *position, "
+                   "float *out);\n", i ? p->decode.name : p->prefill.name);
+    }
     emitf(e, "extern const mtx_program mtx_program_desc;\n\n#endif\n");
 }
 
@@ -585,11 +636,10 @@ static void emit_state_functions(Emitter *e)
     /* the kernels' scratch: each distinct reservation once, released as many times */
     const char *reserved[8];
     int nreserved = 0;
-    const Func *funcs[2] = {&p->eval, &p->train};
-    for (int fi = 0; fi < 2; fi++)
-        for (int i = 0; i < funcs[fi]->nops; i++) {
+    for (int fi = 0; fi < NUM_FUNCS; fi++)
+        for (int i = 0; i < p->funcs[fi]->nops; i++) {
             int64_t bytes;
-            const char *expr = op_scratch(pool, funcs[fi]->ops[i], &bytes);
+            const char *expr = op_scratch(pool, p->funcs[fi]->ops[i], &bytes);
             bool seen = !expr;
             for (int r = 0; r < nreserved && !seen; r++) seen = !strcmp(reserved[r], expr);
             if (seen) continue;
@@ -661,12 +711,19 @@ static void emit_descriptor(Emitter *e)
            "    .state_new = mtx_state_new, .state_free = mtx_state_free, .state_memory = state_memory,\n"
            "    .state_arena = state_arena,\n"
            "    .init = mtx_init_state,\n"
-           "    .train_step = (void *)mtx_train_step, .eval_step = (void *)mtx_eval_step,\n};\n",
+           "    .train_step = (void *)mtx_train_step, .eval_step = (void *)mtx_eval_step,\n",
         cfg_str(c, K_model_name), cfg_bool(c, K_pure_nnx), c->d.mesh_data, c->d.mesh_fsdp, c->d.mesh_tensor,
         (long long)(c->d.global_batch / batch_shards(c)), (long long)cfg_int(c, K_max_target_length),
         (long long)(c->d.eval_batch / batch_shards(c)),
         (long long)cfg_int(c, K_vocab_size), p->flops_per_step / c->d.mesh_tensor, (long long)p->state_bytes,
         (long long)arena, ntensors, NUM_KEYS);
+    if (p->decode.nops)
+        emitf(e, "    .cache_new = mtx_cache_new, .cache_free = mtx_cache_free,\n"
+               "    .prefill = mtx_%s, .decode = mtx_%s,\n"
+               "    .prefill_length = %lld, .cache_length = %lld, .cache_bytes = %lldu,\n",
+            p->prefill.name, p->decode.name, (long long)p->prefill_length, (long long)p->cache_length,
+            (long long)p->cache_bytes);
+    emitf(e, "};\n");
 }
 
 static void emit_source(Emitter *e, const char *source_desc)
@@ -689,6 +746,11 @@ static void emit_source(Emitter *e, const char *source_desc)
     e->b = &steps;
     emit_step(e, &p->eval, false);
     emit_step(e, &p->train, true);
+    if (p->decode.nops) {
+        emit_cache_functions(e);
+        emit_decoding(e, &p->prefill);
+        emit_decoding(e, &p->decode);
+    }
     e->b = source;
     if (loops.s) {
         emitf(e, "\n/* ---- the steps' large elementwise loops, run by mtx_parallel_for on each thread's\n"

@@ -45,10 +45,9 @@ static int gemm_plan(Emitter *e, const Op *op)
 
 void collect_gemm_plans(Emitter *e)
 {
-    const Func *funcs[2] = {&e->p->eval, &e->p->train};
-    for (int fi = 0; fi < 2; fi++)
-        for (int i = 0; i < funcs[fi]->nops; i++) {
-            const Op *op = funcs[fi]->ops[i];
+    for (int fi = 0; fi < NUM_FUNCS; fi++)
+        for (int i = 0; i < e->p->funcs[fi]->nops; i++) {
+            const Op *op = e->p->funcs[fi]->ops[i];
             if (!is_bf16_gemm(op) || find_plan(e, op) >= 0) continue;
             e->plans = xrealloc(e->plans, sizeof(Op *) * (size_t)(e->nplans + 1));
             e->plans[e->nplans++] = op;
@@ -112,6 +111,24 @@ void emit_kernel(Emitter *e, const Op *op)
         emitf(e, "    mtx_rope_apply%s(%s, %s, %lld, %lld, %lld, %lld, %s, %s, %d);\n", sfx, V(e, o[0]), V(e, in[0]),
             (long long)a[0], (long long)a[1], (long long)a[2], (long long)a[3], flit(pool, fa[0]),
             flit(pool, fa[1]), op->kind == OP_rope_grad);
+        break;
+    case OP_rope_at:
+        emitf(e, "    mtx_rope_apply_at%s(%s, %s, %s[0], %lld, %lld, %lld, %lld, %s, %s);\n", sfx, V(e, o[0]), V(e, in[0]),
+            V(e, in[1]), (long long)a[0], (long long)a[1], (long long)a[2], (long long)a[3], flit(pool, fa[0]),
+            flit(pool, fa[1]));
+        break;
+    case OP_position_add_at:
+        emitf(e, "    mtx_position_add_at(%s, %s, %s, %s[0], %lld, %lld, %lld, %lld);\n", V(e, o[0]), V(e, in[0]),
+            V(e, in[1]), V(e, in[2]), (long long)a[0], (long long)a[1], (long long)a[2], (long long)a[3]);
+        break;
+    case OP_kv_cache_write:
+        emitf(e, "    mtx_kv_cache_write(%s, %s, %s[0], %lld, %lld, %lld, %lld, %d);\n", V(e, in[0]), V(e, in[1]),
+            V(e, in[2]), (long long)a[0], (long long)a[1], (long long)a[2], (long long)a[3], dtype_bytes(in[0]->dtype));
+        break;
+    case OP_cached_attention:
+        emitf(e, "    mtx_cached_attention%s(%s, %s, %s, %s, %s[0], %lld, %lld, %lld, %lld, %lld, %lld, %lld, %s);\n", sfx,
+            V(e, o[0]), V(e, in[0]), V(e, in[1]), V(e, in[2]), V(e, in[3]), (long long)a[0], (long long)a[1],
+            (long long)a[2], (long long)a[3], (long long)a[4], (long long)a[5], (long long)a[6], flit(pool, fa[0]));
         break;
     case OP_attention_scores:
         emitf(e, "    mtx_attention_scores%s(%s, %s, %s, %lld, %lld, %lld, %lld, %lld, %s);\n", sfx, V(e, o[0]),

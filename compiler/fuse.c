@@ -53,7 +53,6 @@ bool fuse(Program *p, char *err, size_t errlen)
 {
     (void)err;
     (void)errlen;
-    fuse_func(p, &p->eval);
-    fuse_func(p, &p->train);
+    for (int i = 0; i < NUM_FUNCS; i++) fuse_func(p, p->funcs[i]);
     return true;
 }

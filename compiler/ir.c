@@ -28,6 +28,10 @@ static const struct { OpKind kind; const char *ia[8]; const char *fa[8]; } attr_
     {OP_flash_attention, {"b", "t", "hq", "hkv", "dh", "window"}, {"scale"}},
     {OP_cross_entropy, {"n", "vocab", "first", "sum"}, {0}},
     {OP_rows, {"first", "n", "width", "rows"}, {0}},
+    {OP_rope_at, {"b", "n", "heads", "dh"}, {"min_timescale", "max_timescale"}},
+    {OP_position_add_at, {"b", "n", "d", "rows"}, {0}},
+    {OP_kv_cache_write, {"b", "n", "width", "tmax"}, {0}},
+    {OP_cached_attention, {"b", "n", "hq", "hkv", "dh", "window", "tmax"}, {"scale"}},
     {OP_rows_grad, {"first", "n", "width", "rows"}, {0}},
     {OP_embed_grad, {"n", "vocab", "d"}, {0}},
     {OP_position_add_grad, {"b", "t", "rows", "d"}, {0}},
@@ -65,6 +69,10 @@ Program *program_new(const Config *cfg)
     p->cfg = cfg;
     p->train.name = "train_step";
     p->eval.name = "eval_step";
+    p->prefill.name = "prefill_step";
+    p->decode.name = "decode_step";
+    Func *funcs[NUM_FUNCS] = {&p->eval, &p->train, &p->prefill, &p->decode};
+    memcpy(p->funcs, funcs, sizeof funcs);
     return p;
 }
 
@@ -72,8 +80,7 @@ void program_free(Program *p)
 {
     if (!p) return;
     free(p->values);
-    free(p->train.ops);
-    free(p->eval.ops);
+    for (int i = 0; i < NUM_FUNCS; i++) free(p->funcs[i]->ops);
     pool_free(p->pool);
 }
 
@@ -114,7 +121,10 @@ int64_t program_param_count(const Program *p)
 
 int64_t program_arena_bytes(const Program *p)
 {
-    return p->train.arena_bytes > p->eval.arena_bytes ? p->train.arena_bytes : p->eval.arena_bytes;
+    int64_t bytes = 0;
+    for (int i = 0; i < NUM_FUNCS; i++)
+        if (p->funcs[i]->arena_bytes > bytes) bytes = p->funcs[i]->arena_bytes;
+    return bytes;
 }
 
 /* The runtime scratch a kernel op needs (0: none): bf16 attention heads in
@@ -141,11 +151,10 @@ const char *op_scratch(Pool *pool, const Op *op, int64_t *bytes)
 int64_t program_scratch_bytes(const Program *p)
 {
     int64_t bytes = 0;
-    const Func *funcs[2] = {&p->eval, &p->train};
-    for (int fi = 0; fi < 2; fi++)
-        for (int i = 0; i < funcs[fi]->nops; i++) {
+    for (int fi = 0; fi < NUM_FUNCS; fi++)
+        for (int i = 0; i < p->funcs[fi]->nops; i++) {
             int64_t n;
-            op_scratch(NULL, funcs[fi]->ops[i], &n);
+            op_scratch(NULL, p->funcs[fi]->ops[i], &n);
             if (n > bytes) bytes = n;
         }
     return bytes;

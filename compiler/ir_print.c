@@ -3,7 +3,7 @@
 
 #include <string.h>
 
-static const char *sigil(const Value *v) { return v->kind <= V_COUNTER ? "@" : "%"; }
+static const char *sigil(const Value *v) { return v->kind <= V_COUNTER || v->kind == V_CACHE ? "@" : "%"; }
 
 static void print_type(FILE *out, const Value *v)
 {
@@ -89,11 +89,11 @@ void ir_print(FILE *out, const Program *p)
     fprintf(out, "}\n");
     for (int i = 0; i < p->nvalues; i++) {
         const Value *v = p->values[i];
-        if (v->kind != V_INPUT) continue;
-        fprintf(out, "input %%%s: ", v->name);
+        if (v->kind != V_INPUT && v->kind != V_CACHE) continue;
+        fprintf(out, v->kind == V_INPUT ? "input %%%s: " : "cache @%s: ", v->name);
         print_type(out, v);
         fprintf(out, "\n");
     }
-    if (p->eval.nops) print_func(out, &p->eval);
-    if (p->train.nops) print_func(out, &p->train);
+    for (int i = 0; i < NUM_FUNCS; i++)
+        if (p->funcs[i]->nops) print_func(out, p->funcs[i]);
 }

@@ -102,6 +102,12 @@ static bool check_shapes(Verifier *V)
     case OP_reduce_scatter:
         return numel_is(V, in[0], a[0], "input") &&
                numel_is(V, out[0], (int64_t)mtx_shard_chunk((size_t)a[0], (int)a[1]), "chunk");
+    case OP_kv_cache_write:
+        return numel_is(V, in[0], a[0] * a[3] * a[2], "cache") && numel_is(V, in[1], a[0] * a[1] * a[2], "input");
+    case OP_cached_attention:
+        return numel_is(V, in[0], a[0] * a[1] * a[2] * a[4], "queries") &&
+               numel_is(V, in[1], a[0] * a[6] * a[3] * a[4], "key cache") &&
+               numel_is(V, in[2], a[0] * a[6] * a[3] * a[4], "value cache") && numel_is(V, out[0], value_numel(in[0]), "output");
     case OP_adamw:
         return numel_is(V, in[1], value_numel(in[0]), "gradient") &&
                numel_is(V, in[2], value_numel(in[0]), "mu") && numel_is(V, in[3], value_numel(in[0]), "nu");
@@ -116,6 +122,8 @@ static bool integer_operand(const Op *o, const Value *v)
     switch (o->kind) {
     case OP_embed: case OP_embed_grad: case OP_cross_entropy: case OP_cross_entropy_grad: return v->dtype == DT_I32;
     case OP_learning_rate: case OP_step_increment: return v->dtype == DT_I64;
+    case OP_rope_at: case OP_position_add_at: case OP_kv_cache_write: case OP_cached_attention:
+        return v->dtype == DT_I32;   /* the position */
     default: return false;
     }
 }
@@ -167,14 +175,14 @@ bool ir_verify(const Program *p, char *err, size_t errlen)
 {
     bool *defined = xcalloc((size_t)p->nvalues + 1, sizeof(bool));
     int *def_func = xcalloc((size_t)p->nvalues + 1, sizeof(int));
-    const Func *funcs[2] = {&p->eval, &p->train};
+    Func *const *funcs = p->funcs;
     bool ok = true;
     /* Which function defines each temporary. */
-    for (int fi = 0; fi < 2; fi++)
+    for (int fi = 0; fi < NUM_FUNCS; fi++)
         for (int i = 0; i < funcs[fi]->nops; i++)
             for (int j = 0; j < funcs[fi]->ops[i]->nout; j++)
                 def_func[funcs[fi]->ops[i]->out[j]->id] = fi + 1;
-    for (int fi = 0; fi < 2 && ok; fi++) {
+    for (int fi = 0; fi < NUM_FUNCS && ok; fi++) {
         Verifier V = {err, errlen, funcs[fi], NULL, 0};
         for (int i = 0; i < funcs[fi]->nops && ok; i++) {
             V.op = funcs[fi]->ops[i];

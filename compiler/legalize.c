@@ -25,7 +25,8 @@ static const struct { OpKind kind; unsigned in, out; } bf16_kernels[] = {
     {OP_cross_entropy, 1, 0}, {OP_cross_entropy_grad, 1, 1},     /* logits, dlogits */
     {OP_rmsnorm, 1, 1}, {OP_rmsnorm_grad, 3, 1},                 /* x, y; dy, x, dx */
     {OP_layernorm, 1, 1}, {OP_layernorm_grad, 3, 1},
-    {OP_rope, 1, 1}, {OP_rope_grad, 1, 1},
+    {OP_rope, 1, 1}, {OP_rope_grad, 1, 1}, {OP_rope_at, 1, 1},
+    {OP_cached_attention, 7, 1},                                 /* q, the key and value caches; o */
 };
 
 bool kernel_bf16_slots(OpKind kind, unsigned *in, unsigned *out)
@@ -106,8 +107,7 @@ bool legalize(Program *p, char *err, size_t errlen)
 {
     (void)err;
     (void)errlen;
-    legalize_func(p, &p->eval);
-    legalize_func(p, &p->train);
+    for (int i = 0; i < NUM_FUNCS; i++) legalize_func(p, p->funcs[i]);
     p->legalized = true;
     return true;
 }

@@ -97,8 +97,9 @@ static int64_t plan_func(Program *p, Func *f)
                     last[v->id] = f->loop_last;
             }
     /* Metrics are read after the step's last op. */
-    Value *metrics[6] = {p->train_loss, p->train_weight, p->eval_loss, p->eval_weight, p->grad_norm, p->lr};
-    for (int i = 0; i < 6; i++)
+    Value *metrics[8] = {p->train_loss, p->train_weight, p->eval_loss, p->eval_weight, p->grad_norm, p->lr,
+                         p->prefill_logits, p->decode_logits};
+    for (int i = 0; i < 8; i++)
         if (metrics[i]) last[metrics[i]->id] = f->nops;
 
     /* Accumulators live through the whole step. */
@@ -135,6 +136,14 @@ static void layout_state(Program *p)
             at = align_up(at + value_bytes(v));
         }
     p->state_bytes = at;
+    at = 0;   /* decoding's caches: a block of their own, allocated only to decode */
+    for (int i = 0; i < p->nvalues; i++) {
+        Value *v = p->values[i];
+        if (v->kind != V_CACHE) continue;
+        v->offset = at;
+        at = align_up(at + value_bytes(v));
+    }
+    p->cache_bytes = at;
 }
 
 bool plan_memory(Program *p, char *err, size_t errlen)
@@ -142,7 +151,6 @@ bool plan_memory(Program *p, char *err, size_t errlen)
     (void)err;
     (void)errlen;
     layout_state(p);
-    plan_func(p, &p->eval);
-    plan_func(p, &p->train);
+    for (int i = 0; i < NUM_FUNCS; i++) plan_func(p, p->funcs[i]);
     return true;
 }

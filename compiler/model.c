@@ -21,6 +21,9 @@ typedef struct {
     bool gpt3, gated;
     bool flash;                                /* fused attention (attention: flash, or autoselected) */
     bool train;                                /* building the train step: dropout applies */
+    bool decoding;                             /* building prefill/decode: new tokens at position_in, caches */
+    Value *position_in;                        /* decoding: [1] i32, the position of the first new token */
+    Value **kcache, **vcache;                  /* decoding: per layer [1, cache_length, KV, Dh] */
     DType dt;                                  /* activations: dtype (f32, or bf16 for bfloat16) */
     Value **cast_of;                           /* by param id: its cast to dt in the function being built */
     int nstate;                                /* values made by make_params: the ids cast_of covers */
@@ -261,7 +264,7 @@ static OpKind activation(const char *name)
 static Value *rope(Builder *b, const char *name, Value *x, int64_t heads)
 {
     Value *y = temp(b, name, 4, b->B, b->T, heads, b->Dh);
-    Op *op = emit(b, OP_rope, y, 1, x, NULL, NULL);
+    Op *op = b->decoding ? emit(b, OP_rope_at, y, 2, x, b->position_in, NULL) : emit(b, OP_rope, y, 1, x, NULL, NULL);
     int64_t a[4] = {b->B, b->T, heads, b->Dh};
     memcpy(op->ia, a, sizeof a);
     op->fa[0] = cfg_float(b->c, K_rope_min_timescale);
@@ -297,6 +300,21 @@ static Value *attention(Builder *b, int l, Value *x)
         k = rope(b, pool_fmt(pool, "%s.key_rotated", at), k, b->KV);
     }
     Value *o = act(b, pool_fmt(pool, "%s.context", at), b->H * b->Dh);
+    if (b->decoding) {   /* the new keys and values into the caches, the queries against all of them */
+        Value *kc = b->kcache[l], *vc = b->vcache[l];
+        for (int i = 0; i < 2; i++) {
+            Value *ins[3] = {i ? vc : kc, i ? v : k, b->position_in};
+            Op *op = op_add(b->p, b->f, OP_kv_cache_write, b->block, 3, ins, 0, NULL);
+            int64_t a[4] = {b->B, b->T, b->KV * b->Dh, kc->dim[1]};
+            memcpy(op->ia, a, sizeof a);
+        }
+        Value *ins[4] = {q, kc, vc, b->position_in};
+        Op *op = op_add(b->p, b->f, OP_cached_attention, b->block, 4, ins, 1, &o);
+        int64_t a[7] = {b->B, b->T, b->H, b->KV, b->Dh, 0, kc->dim[1]};
+        memcpy(op->ia, a, sizeof a);
+        op->fa[0] = 1.0 / sqrt((double)b->Dh);
+        return dense_rows(b, pool_fmt(pool, "%s.out", at), o, lp->wo, lp->bo);
+    }
     /* MaxText's count (maxtext_utils.calculate_tflops_training_per_device):
      * q k^T and p v over the whole square, halved for the causal mask */
     b->matmul_flops += 2.0 * (double)(b->B * b->H * b->tp) * (double)(b->T * b->T) * (double)b->Dh;
@@ -363,20 +381,21 @@ static Value *scalar(Builder *b, OpKind kind, const char *name, Value *x, Value 
     return out;
 }
 
+/* The logits of x: the output head, or the embedding transposed. */
+static Value *logits_of(Builder *b, const char *name, Value *x)
+{
+    if (b->logits_w) return matmul(b, name, x, b->logits_w, false, 1.0);
+    bool normalize = cfg_bool(b->c, K_normalize_embedding_logits);
+    return matmul(b, name, x, b->embedding, true, normalize ? 1.0 / sqrt((double)b->D) : 1.0);
+}
+
 /* Logits of x (rows [first, first + n) of the batch's tokens) and their
  * cross-entropy: the mean, or with sum the sum (a tile's). */
 static void logits_loss(Builder *b, const char *suffix, Value *x, int64_t first, int64_t n, bool sum, Value **loss,
                         Value **weight)
 {
     Pool *pool = b->p->pool;
-    Value *logits;
-    if (b->logits_w) {
-        logits = matmul(b, pool_fmt(pool, "logits%s", suffix), x, b->logits_w, false, 1.0);
-    } else {
-        bool normalize = cfg_bool(b->c, K_normalize_embedding_logits);
-        logits = matmul(b, pool_fmt(pool, "logits%s", suffix), x, b->embedding, true,
-                        normalize ? 1.0 / sqrt((double)b->D) : 1.0);
-    }
+    Value *logits = logits_of(b, pool_fmt(pool, "logits%s", suffix), x);
     /* MaxText's cast_logits_to_fp32: the loss kernel reads bf16 logits as
      * float32 (exactly) and rounds their gradient once, with no float32 copy */
     int64_t one = 1;
@@ -389,8 +408,9 @@ static void logits_loss(Builder *b, const char *suffix, Value *x, int64_t first,
     memcpy(op->ia, a, sizeof a);
 }
 
-/* The forward pass into b->f; returns the loss and weight values. */
-static void forward(Builder *b, Value **loss, Value **weight)
+/* Embeddings, the decoder layers and the final norm over b->tokens (at
+ * position_in when decoding) into b->f. */
+static Value *decoder(Builder *b)
 {
     memset(b->cast_of, 0, sizeof(Value *) * (size_t)b->nstate);
     b->block = "embedding";
@@ -400,10 +420,10 @@ static void forward(Builder *b, Value **loss, Value **weight)
     op->ia[1] = b->D;
     if (b->position) {
         Value *y = act(b, "embedding_with_positions", b->D);
-        op = emit(b, OP_position_add, y, 2, x, b->position, NULL);
-        op->ia[0] = b->B;
-        op->ia[1] = b->T;
-        op->ia[2] = b->D;
+        op = b->decoding ? emit(b, OP_position_add_at, y, 3, x, b->position, b->position_in)
+                         : emit(b, OP_position_add, y, 2, x, b->position, NULL);
+        int64_t a[4] = {b->B, b->T, b->D, b->decoding ? b->P : 0};
+        memcpy(op->ia, a, sizeof a);
         x = y;
     }
     x = dropout(b, "embedding_dropped", x, false);
@@ -411,6 +431,13 @@ static void forward(Builder *b, Value **loss, Value **weight)
     b->block = "output: final norm, logits and loss";
     x = norm(b, "decoder_output", x, b->final_scale, b->final_bias);
     if (cfg_bool(b->c, K_logits_dot_in_fp32)) x = convert(b, "decoder_output.f32", x, DT_F32);
+    return x;
+}
+
+/* The forward pass into b->f; returns the loss and weight values. */
+static void forward(Builder *b, Value **loss, Value **weight)
+{
+    Value *x = decoder(b);
     int64_t tiles = cfg_int(b->c, K_num_vocab_tiling);
     if (tiles == 1) {
         logits_loss(b, "", x, 0, b->B * b->T, false, loss, weight);
@@ -438,6 +465,40 @@ static void forward(Builder *b, Value **loss, Value **weight)
     Value *inverse = scalar(b, OP_reciprocal, "total_weight.inverse", count, NULL);
     *loss = scalar(b, OP_mul, "loss", sum, inverse);
     *weight = count;
+}
+
+/* Decoding one sequence: prefill_step takes up to prefill_length tokens
+ * of a prompt from position 0, decode_step one token at a given position;
+ * both write their keys and values into the caches and return the logits
+ * of every new token. */
+static void build_decoding(Builder *b)
+{
+    Program *p = b->p;
+    Pool *pool = p->pool;
+    int64_t tmax = b->T, one = 1;
+    p->cache_length = tmax;
+    int64_t prefill = cfg_int(b->c, K_max_prefill_predict_length);
+    p->prefill_length = prefill < tmax ? prefill : tmax;
+    b->decoding = true;
+    b->train = false;
+    b->B = 1;
+    b->kcache = pool_alloc(pool, sizeof(Value *) * (size_t)b->L);
+    b->vcache = pool_alloc(pool, sizeof(Value *) * (size_t)b->L);
+    for (int l = 0; l < b->L; l++) {
+        int64_t dim[4] = {1, tmax, b->KV, b->Dh};
+        b->kcache[l] = value_new(p, pool_fmt(pool, "cache.layers.%d.key", l), b->dt, 4, dim, V_CACHE);
+        b->vcache[l] = value_new(p, pool_fmt(pool, "cache.layers.%d.value", l), b->dt, 4, dim, V_CACHE);
+    }
+    p->decode_position = b->position_in = value_new(p, "decode.position", DT_I32, 1, &one, V_INPUT);
+    for (int i = 0; i < 2; i++) {
+        b->T = i ? 1 : p->prefill_length;
+        b->f = i ? &p->decode : &p->prefill;
+        b->tokens = value_new(p, i ? "decode.token" : "decode.prompt", DT_I32, 2, (int64_t[]){1, b->T}, V_INPUT);
+        *(i ? &p->decode_token : &p->decode_tokens) = b->tokens;
+        Value *logits = logits_of(b, "logits", decoder(b));
+        logits = convert(b, "logits.f32", logits, DT_F32);
+        *(i ? &p->decode_logits : &p->prefill_logits) = logits;
+    }
 }
 
 static bool supported(const Config *c, char *err, size_t errlen)
@@ -528,5 +589,6 @@ bool build_model(Program *p, char *err, size_t errlen)
     }
     /* forward + twice that backward, for every microbatch */
     p->flops_per_step = 3.0 * b.matmul_flops * (double)k;
+    if (batch_shards(c) == 1 && b.tp == 1) build_decoding(&b);
     return true;
 }

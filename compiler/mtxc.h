@@ -122,8 +122,9 @@ extern const int num_derived_names;
 
 typedef enum { DT_F32, DT_I32, DT_I64, DT_BF16 } DType;
 static inline bool dtype_is_float(DType dt) { return dt == DT_F32 || dt == DT_BF16; }
-/* V_ACCUM: a buffer of the step that ops update in place (gradient accumulation). */
-typedef enum { V_PARAM, V_OPT, V_COUNTER, V_INPUT, V_TEMP, V_ACCUM } ValueKind;
+/* V_ACCUM: a buffer of the step that ops update in place (gradient accumulation).
+ * V_CACHE: the decoding functions' keys and values, kept between their calls. */
+typedef enum { V_PARAM, V_OPT, V_COUNTER, V_INPUT, V_TEMP, V_ACCUM, V_CACHE } ValueKind;
 typedef enum { INIT_ZEROS, INIT_ONES, INIT_NORMAL, INIT_TRUNCATED_NORMAL } InitKind;
 
 typedef enum {
@@ -180,12 +181,16 @@ typedef struct {
     struct Value *loop_inputs[3]; /* the microbatch's inputs, targets, segmentation */
 } Func;
 
+enum { NUM_FUNCS = 4 };
+
 typedef struct Program {
     Pool *pool;
     const Config *cfg;
     Value **values;
     int nvalues, capvalues;
     Func train, eval;
+    Func prefill, decode;        /* decoding one sequence (single-device meshes): a prompt, then one token */
+    Func *funcs[NUM_FUNCS];      /* eval, train, prefill, decode: what every pass walks */
     /* batch inputs and the metrics the step reports */
     Value *tokens, *targets, *segmentation;
     Value *train_loss, *train_weight, *eval_loss, *eval_weight, *grad_norm, *lr;
@@ -193,9 +198,12 @@ typedef struct Program {
     Value *rng;                  /* pure_nnx: the random key in the state, advanced every step */
     bool uses_rng;               /* some op of the train step draws from the step's key */
     Value *train_tokens, *train_targets, *train_segmentation;  /* per microbatch */
+    Value *decode_tokens, *decode_token, *decode_position;   /* [1, prefill length], [1, 1], [1] */
+    Value *prefill_logits, *decode_logits;                   /* f32 [n, vocab]: what the decoding functions return */
+    int64_t prefill_length, cache_length;                    /* max_prefill_predict_length, max_target_length */
     Value *grad_scale;           /* 1 / total tokens when gradients were accumulated, else NULL */
     Value *loss_sum, *weight_sum; /* accumulate.c's sums of the step, for the shard pass */
-    int64_t state_bytes;
+    int64_t state_bytes, cache_bytes;
     double flops_per_step;       /* of one data-parallel rank's step */
     int ngroups;
     const char *last_pass;

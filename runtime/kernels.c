@@ -6,6 +6,7 @@
 #include "mtxrt.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,6 +34,17 @@ void mtx_position_add_forward(float *y, const float *x, const float *pos, int b,
     #pragma omp parallel for schedule(static)
     for (int i = 0; i < b * t; i++)
         for (int j = 0; j < d; j++) y[(size_t)i * d + j] = x[(size_t)i * d + j] + pos[(size_t)(i % t) * d + j];
+}
+
+/* Decoding: y[b, t] = x[b, t] + pos[first + t] */
+void mtx_position_add_at(float *y, const float *x, const float *pos, int first, int b, int t, int d, int rows)
+{
+    if (first < 0 || first + t > rows) {
+        fprintf(stderr, "mtxrt: error: positions [%d, %d) outside the %d learned ones\n", first, first + t, rows);
+        abort();
+    }
+    for (int i = 0; i < b * t; i++)
+        for (int j = 0; j < d; j++) y[(size_t)i * d + j] = x[(size_t)i * d + j] + pos[(size_t)(first + i % t) * d + j];
 }
 
 void mtx_position_add_backward(float *dpos, const float *dy, int b, int t, int rows, int d)

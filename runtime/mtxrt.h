@@ -145,6 +145,18 @@ void mtx_layernorm_forward_bf16(mtx_bf16 *y, const mtx_bf16 *x, const float *sca
                                 float eps);
 void mtx_layernorm_backward_bf16(mtx_bf16 *dx, float *dscale, float *dbias, const mtx_bf16 *dy, const mtx_bf16 *x,
                                  const float *scale, int n, int d, float eps);
+/* Decoding: n new tokens at positions first .. first + n - 1 (see ops.def's rope_at, position_add_at,
+ * kv_cache_write, cached_attention) */
+void mtx_rope_apply_at(float *y, const float *x, int first, int b, int t, int heads, int dh, float min_timescale,
+                       float max_timescale);
+void mtx_rope_apply_at_bf16(mtx_bf16 *y, const mtx_bf16 *x, int first, int b, int t, int heads, int dh,
+                            float min_timescale, float max_timescale);
+void mtx_position_add_at(float *y, const float *x, const float *pos, int first, int b, int t, int d, int rows);
+void mtx_kv_cache_write(void *cache, const void *x, int first, int b, int n, int width, int tmax, int elem_bytes);
+void mtx_cached_attention(float *o, const float *q, const float *kc, const float *vc, int first, int b, int n, int hq,
+                          int hkv, int dh, int window, int tmax, float scale);
+void mtx_cached_attention_bf16(mtx_bf16 *o, const mtx_bf16 *q, const mtx_bf16 *kc, const mtx_bf16 *vc, int first, int b,
+                               int n, int hq, int hkv, int dh, int window, int tmax, float scale);
 void mtx_rope_apply_bf16(mtx_bf16 *y, const mtx_bf16 *x, int b, int t, int heads, int dh, float min_timescale,
                          float max_timescale, int inverse);
 void mtx_causal_softmax_forward(float *p, const float *s, int blocks, int t);
@@ -283,6 +295,7 @@ typedef struct {
 } mtx_metrics;
 
 typedef struct mtx_state mtx_state;       /* defined by the generated program */
+typedef struct mtx_cache mtx_cache;       /* decoding's keys and values, likewise */
 
 typedef enum { MTX_F32, MTX_I32, MTX_I64, MTX_U64 } mtx_dtype;
 typedef enum { MTX_PARAM, MTX_OPT_STATE, MTX_COUNTER } mtx_tensor_kind;
@@ -326,6 +339,16 @@ typedef struct {
     void (*init)(mtx_state *, mtx_rng_key);
     void *train_step;                     /* mtx_step_nnx or mtx_step_linen by pure_nnx */
     void *eval_step;                      /* mtx_eval_nnx or mtx_eval_linen */
+    /* Decoding one sequence (NULL when the mesh has more than one device):
+     * prefill takes prefill_length tokens (a prompt, padded) from position
+     * 0, decode one token at *position; both write the caches and the f32
+     * logits of every token they take ([n, vocab]). */
+    mtx_cache *(*cache_new)(void);
+    void (*cache_free)(mtx_cache *);
+    void (*prefill)(const mtx_state *, mtx_cache *, const int32_t *tokens, const int32_t *position, float *logits);
+    void (*decode)(const mtx_state *, mtx_cache *, const int32_t *tokens, const int32_t *position, float *logits);
+    int prefill_length, cache_length;     /* max_prefill_predict_length (at most cache_length), max_target_length */
+    size_t cache_bytes;
 } mtx_program;
 
 /* ---- tokenizer (tokenizer.cpp: SentencePiece behind C) ---- */

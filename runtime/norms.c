@@ -108,15 +108,15 @@ static void layernorm_backward(void *dx, float *dscale, float *dbias, const void
 }
 
 /* Rotary embedding on [b, t, heads, dh], halves rotated (MaxText's default rope_type) */
-static void rope_apply(void *y, const void *x, int bf16, int b, int t, int heads, int dh, float min_timescale,
-                       float max_timescale, int inverse)
+static void rope_apply(void *y, const void *x, int bf16, int first, int b, int t, int heads, int dh,
+                       float min_timescale, float max_timescale, int inverse)
 {
     int half = dh / 2;
     #pragma omp parallel for schedule(static)
     for (int p = 0; p < t; p++) {
         for (int k = 0; k < half; k++) {
             float timescale = min_timescale * powf(max_timescale / min_timescale, 2.0f * k / dh);
-            float angle = p / timescale, c = cosf(angle), s = inverse ? -sinf(angle) : sinf(angle);
+            float angle = (float)(first + p) / timescale, c = cosf(angle), s = inverse ? -sinf(angle) : sinf(angle);
             for (int i = 0; i < b; i++)
                 for (int h = 0; h < heads; h++) {
                     size_t o = (((size_t)i * t + p) * heads + h) * dh;
@@ -177,11 +177,23 @@ void mtx_layernorm_backward_bf16(mtx_bf16 *dx, float *dscale, float *dbias, cons
 void mtx_rope_apply(float *y, const float *x, int b, int t, int heads, int dh, float min_timescale,
                     float max_timescale, int inverse)
 {
-    rope_apply(y, x, 0, b, t, heads, dh, min_timescale, max_timescale, inverse);
+    rope_apply(y, x, 0, 0, b, t, heads, dh, min_timescale, max_timescale, inverse);
 }
 
 void mtx_rope_apply_bf16(mtx_bf16 *y, const mtx_bf16 *x, int b, int t, int heads, int dh, float min_timescale,
                          float max_timescale, int inverse)
 {
-    rope_apply(y, x, 1, b, t, heads, dh, min_timescale, max_timescale, inverse);
+    rope_apply(y, x, 1, 0, b, t, heads, dh, min_timescale, max_timescale, inverse);
+}
+
+void mtx_rope_apply_at(float *y, const float *x, int first, int b, int t, int heads, int dh, float min_timescale,
+                       float max_timescale)
+{
+    rope_apply(y, x, 0, first, b, t, heads, dh, min_timescale, max_timescale, 0);
+}
+
+void mtx_rope_apply_at_bf16(mtx_bf16 *y, const mtx_bf16 *x, int first, int b, int t, int heads, int dh,
+                            float min_timescale, float max_timescale)
+{
+    rope_apply(y, x, 1, first, b, t, heads, dh, min_timescale, max_timescale, 0);
 }

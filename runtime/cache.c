@@ -1,0 +1,68 @@
+/* Decoding's KV cache [b, tmax, hkv, dh]: the keys and values of every
+ * token so far, written a few rows at a time (the prompt, then one token),
+ * and attention of the new tokens' queries over it. A query at position p
+ * sees the keys at positions [p - window + 1, p] (window 0: [0, p]), the
+ * same keys as in training; one (sequence, head, query) per task, its
+ * scores in a row of the thread's buffer. */
+#include "elements.h"
+
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void mtx_kv_cache_write(void *cache, const void *x, int first, int b, int n, int width, int tmax, int elem_bytes)
+{
+    if (first < 0 || first + n > tmax) {   /* the decode loop keeps positions in range; a caller that does not is a bug */
+        fprintf(stderr, "mtxrt: error: KV cache rows [%d, %d) outside its %d positions\n", first, first + n, tmax);
+        abort();
+    }
+    size_t row = (size_t)width * (size_t)elem_bytes;
+    for (int i = 0; i < b; i++)
+        memcpy((char *)cache + ((size_t)i * tmax + first) * row, (const char *)x + (size_t)i * n * row, n * row);
+}
+
+static void cached_attention(void *o, const void *q, const void *kc, const void *vc, int bf16, int first, int b,
+                             int n, int hq, int hkv, int dh, int window, int tmax, float scale)
+{
+    #pragma omp parallel
+    {
+        float *buf = malloc(sizeof(float) * ((size_t)tmax + (size_t)dh));
+        float *sc = buf, *acc = buf + tmax;
+        #pragma omp for schedule(static)
+        for (long task = 0; task < (long)b * hq * n; task++) {
+            int i = (int)(task % n), h = (int)(task / n % hq), bi = (int)(task / n / hq), g = h / (hq / hkv);
+            int pos = first + i, lo = window > 0 && pos - window + 1 > 0 ? pos - window + 1 : 0;
+            size_t qa = (((size_t)bi * n + i) * hq + h) * dh;
+            float best = -INFINITY, sum = 0;
+            for (int j = lo; j <= pos; j++) {
+                size_t ka = (((size_t)bi * tmax + j) * hkv + g) * dh;
+                float s = 0;
+                for (int c = 0; c < dh; c++) s += mtx_load(q, bf16, qa + c) * mtx_load(kc, bf16, ka + c);
+                sc[j] = s * scale;
+                best = sc[j] > best ? sc[j] : best;
+            }
+            for (int c = 0; c < dh; c++) acc[c] = 0;
+            for (int j = lo; j <= pos; j++) {
+                float p = mtx_exp(sc[j] - best);
+                size_t va = (((size_t)bi * tmax + j) * hkv + g) * dh;
+                sum += p;
+                for (int c = 0; c < dh; c++) acc[c] += p * mtx_load(vc, bf16, va + c);
+            }
+            for (int c = 0; c < dh; c++) mtx_store(o, bf16, qa + c, acc[c] / sum);
+        }
+        free(buf);
+    }
+}
+
+void mtx_cached_attention(float *o, const float *q, const float *kc, const float *vc, int first, int b, int n, int hq,
+                          int hkv, int dh, int window, int tmax, float scale)
+{
+    cached_attention(o, q, kc, vc, 0, first, b, n, hq, hkv, dh, window, tmax, scale);
+}
+
+void mtx_cached_attention_bf16(mtx_bf16 *o, const mtx_bf16 *q, const mtx_bf16 *kc, const mtx_bf16 *vc, int first, int b,
+                               int n, int hq, int hkv, int dh, int window, int tmax, float scale)
+{
+    cached_attention(o, q, kc, vc, 1, first, b, n, hq, hkv, dh, window, tmax, scale);
+}
