@@ -285,18 +285,22 @@ static int cmd_build(int argc, char **argv)
     return ok ? 0 : p ? 1 : 2;
 }
 
-static int cmd_run(int argc, char **argv)
+/* mtxc run and mtxc decode: JIT-compile the config, then the trainer's
+ * main in this process (mode NULL: training; "decode": generation). */
+static int jit_main(const char *cmd, int argc, char **argv, const char *mode)
 {
     Args a;
     const char *keep = NULL;
     ValueOption opts[] = {{"--keep-source", &keep}, {NULL, NULL}};
-    int rc = parse_args("run", argc, argv, &a, opts);
+    int rc = parse_args(cmd, argc, argv, &a, opts);
     if (rc) return rc;
 #ifndef MTXC_HAVE_JIT
     (void)keep;
-    fprintf(stderr, "mtxc run: error: this mtxc was built without the JIT (cmake -DMTXC_JIT=OFF). Rebuild with\n"
+    (void)mode;
+    fprintf(stderr, "mtxc %s: error: this mtxc was built without the JIT (cmake -DMTXC_JIT=OFF). Rebuild with\n"
                     "  tools/install-deps && cmake -S . -B build -DMTXC_JIT=ON && cmake --build build\n"
-                    "or use mtxc build to compile a trainer with the system C compiler.\n");
+                    "or use mtxc build to compile a trainer with the system C compiler%s.\n", cmd,
+            mode ? " and run it as PATH decode key=value ..." : "");
     return 2;
 #else
     double t0 = mtx_seconds();
@@ -324,17 +328,21 @@ static int cmd_run(int argc, char **argv)
         config_free(c);
         return 1;
     }
-    printf("mtxc run: %s: lowering %.0f ms, C compile %.0f ms, JIT link %.0f ms\n", cfg_str(c, K_model_name),
-           t.lower * 1e3, t.compile * 1e3, t.link * 1e3);
+    fprintf(mode ? stderr : stdout, "mtxc %s: %s: lowering %.0f ms, C compile %.0f ms, JIT link %.0f ms\n", cmd,
+            cfg_str(c, K_model_name), t.lower * 1e3, t.compile * 1e3, t.link * 1e3);
     fflush(stdout);
-    char *run_argv[] = {"mtxc run", NULL};
-    rc = mtx_main(prog, 1, run_argv);
+    char *run_argv[] = {xfmt("mtxc %s", cmd), (char *)mode, NULL};
+    rc = mtx_main(prog, mode ? 2 : 1, run_argv);
+    free(run_argv[0]);
     jit_free(jit);
     program_free(p);
     config_free(c);
     return rc;
 #endif
 }
+
+static int cmd_run(int argc, char **argv) { return jit_main("run", argc, argv, NULL); }
+static int cmd_decode(int argc, char **argv) { return jit_main("decode", argc, argv, "decode"); }
 
 static int cmd_compile_only(int argc, char **argv)
 {
@@ -394,6 +402,20 @@ static const Command commands[] = {
      "as the others. --keep-source DIR also writes the generated C there, and\n"
      "compile errors then point into it.\n",
      cmd_run},
+    {"decode", "generate text from a checkpoint (JIT, like run)",
+     "usage: mtxc decode CONFIG load_parameters_path=STEP_DIR [prompt=TEXT] [key=value ...]\n"
+     "\n"
+     "Compiles the config as mtxc run does, loads the parameters of a checkpoint\n"
+     "step directory (RUN/checkpoints/STEP), and prints the prompt and its\n"
+     "continuation: the prompt runs through prefill_step in one call (at most\n"
+     "max_prefill_predict_length tokens), then each token chosen by\n"
+     "decode_sampling_strategy (greedy, weighted, nucleus, topk, composite; with\n"
+     "decode_sampling_temperature, _top_k, _nucleus_p, _seed) runs through\n"
+     "decode_step, until max_target_length tokens or the tokenizer's eos. Text is\n"
+     "tokenized by tokenizer_path (SentencePiece), else bytes for dataset_type text,\n"
+     "else the prompt is token ids. A built trainer does the same: PATH decode ...\n"
+     "Decoding needs a single-device mesh.\n",
+     cmd_decode},
     {"compile-only", "report per-device memory, FLOPs and collectives for a mesh",
      "usage: mtxc compile-only CONFIG [key=value ...] [--format text|json]\n"
      "\n"

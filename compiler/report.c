@@ -155,6 +155,8 @@ bool compile_report(const Config *c, Report *r, char *err, size_t errlen)
     r->lowered = p->mesh_lowered;
     r->lowered_state = p->state_bytes;
     r->lowered_arena = program_arena_bytes(p) + program_scratch_bytes(p);
+    r->kv_cache = p->decode.nops ? p->cache_bytes : 0;
+    r->prefill_length = p->prefill_length;
     program_free(p);
 
     /* The per-device program: its memory plan gives the step's temporaries. */
@@ -212,7 +214,7 @@ void report_print(FILE *out, const Config *c, const Report *r, bool json)
                      "\"collective_bytes_per_device\": {\"fsdp_all_gather_params\": %.6g, "
                      "\"fsdp_reduce_scatter_grads\": %.6g, \"data_all_reduce_grads\": %.6g, "
                      "\"tensor_all_reduce_activations\": %.6g}, \"remat_policy\": \"%s\", \"generated_c_bytes\": %lld, "
-                     "\"cpu_trainer_bytes\": %s}\n",
+                     "\"cpu_trainer_bytes\": %s, \"decode_kv_cache_bytes\": %s}\n",
                 cfg_str(c, K_model_name), cfg_str(c, K_compile_topology), d->num_slices, d->num_devices, d->mesh_data,
                 d->mesh_fsdp, d->mesh_tensor, (long long)r->param_count, (long long)r->params, (long long)r->grads,
                 (long long)r->opt_state, (long long)r->temporaries, (long long)r->peak, (long long)r->device_bytes,
@@ -220,7 +222,8 @@ void report_print(FILE *out, const Config *c, const Report *r, bool json)
                 r->tensor_allreduce, cfg_str(c, K_remat_policy), (long long)r->c_bytes,
                 r->lowered ? pool_fmt(pool, "{\"state\": %lld, \"step_arena\": %lld}", (long long)r->lowered_state,
                                       (long long)r->lowered_arena)
-                           : "null");
+                           : "null",
+                r->kv_cache ? pool_fmt(pool, "%lld", (long long)r->kv_cache) : "null");
         pool_free(pool);
         return;
     }
@@ -256,5 +259,10 @@ void report_print(FILE *out, const Config *c, const Report *r, bool json)
                 gb(pool, (double)(r->lowered_state + r->lowered_arena)));
     else
         fprintf(out, "mtxc's CPU trainer: this mesh is not lowered (mtxc build says why)\n");
+    if (r->kv_cache)
+        fprintf(out, "decoding one sequence (mtxc decode): KV cache %s for %lld positions, prompts up to %lld tokens\n",
+                gb(pool, (double)r->kv_cache), (long long)cfg_int(c, K_max_target_length), (long long)r->prefill_length);
+    else
+        fprintf(out, "decoding: on single-device meshes only\n");
     pool_free(pool);
 }

@@ -366,6 +366,18 @@ int mtx_tokenizer_encode(const mtx_tokenizer *t, const char *text, size_t len, m
 char *mtx_tokenizer_decode(const mtx_tokenizer *t, const int32_t *ids, int n);   /* malloc'd; NULL on error */
 void mtx_tokenizer_close(mtx_tokenizer *t);
 
+/* ---- sampling (sampling.c): the next token from logits, as MaxText ---- */
+
+typedef enum { MTX_SAMPLE_GREEDY, MTX_SAMPLE_WEIGHTED, MTX_SAMPLE_NUCLEUS, MTX_SAMPLE_TOPK, MTX_SAMPLE_COMPOSITE } mtx_sample_strategy;
+typedef struct {
+    mtx_sample_strategy strategy;
+    int top_k;                 /* topk, composite: > 0 */
+    float nucleus_p;           /* nucleus, composite: (0, 1] */
+    float temperature;         /* 0: greedy */
+} mtx_sampling;
+/* A token id; draws use the uniform number (key, counter). */
+int mtx_sample(const float *logits, int vocab, const mtx_sampling *s, mtx_rng_key key, uint64_t counter);
+
 /* ---- data (data.c) ---- */
 
 typedef struct mtx_data mtx_data;
@@ -470,7 +482,8 @@ uint64_t mtx_checksum(const void *data, size_t n);   /* XXH3-64 (libxxhash), as 
 /* ---- the training loop (train.c) ---- */
 
 /* main() of a built trainer: parses run-time key=value arguments and trains. */
-int mtx_main(const mtx_program *prog, int argc, char **argv);
+int mtx_main(const mtx_program *prog, int argc, char **argv);   /* argv[1] "decode": mtx_decode_main */
+int mtx_decode_main(const mtx_program *prog, int argc, char **argv);
 
 /* A config value of the program by key, or NULL. */
 const char *mtx_config_get(const mtx_program *prog, const char *key);

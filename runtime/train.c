@@ -1,5 +1,5 @@
 /* The training loop of a built trainer: run-time keys, init, steps, logging. */
-#include "mtxrt.h"
+#include "run_config.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -11,80 +11,6 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
-
-enum { MAX_CONFIG = 256 };
-
-/* The run's config: each descriptor entry's value, read as mtxc reads it
- * (runtime/keys.c), from the compiled-in text or a key=value argument. */
-typedef struct {
-    char *text[MAX_CONFIG];                   /* the value's YAML text, unquoted (malloc'd) */
-    mtx_key_value v[MAX_CONFIG];
-} RunConfig;
-
-static void run_config_free(RunConfig *rc)
-{
-    for (int i = 0; i < MAX_CONFIG; i++) free(rc->text[i]);
-}
-
-const char *mtx_config_get(const mtx_program *prog, const char *key)
-{
-    for (int i = 0; i < prog->nconfig; i++)
-        if (!strcmp(prog->config[i].key, key)) return prog->config[i].value;
-    return NULL;
-}
-
-static int config_index(const mtx_program *prog, const char *key)
-{
-    for (int i = 0; i < prog->nconfig; i++)
-        if (!strcmp(prog->config[i].key, key)) return i;
-    return -1;
-}
-
-/* A key the trainer reads; every program's descriptor has it. */
-static const mtx_key_value *run_get(const mtx_program *prog, const RunConfig *rc, const char *key)
-{
-    static const mtx_key_value none = {.is_null = 1, .s = ""};
-    int i = config_index(prog, key);
-    return i < 0 ? &none : &rc->v[i];
-}
-
-/* A string key copied into out; 0 after saying so if it does not fit. */
-static int run_string(const mtx_program *prog, const RunConfig *rc, const char *key, char *out, size_t n)
-{
-    const char *v = run_get(prog, rc, key)->s;
-    if (strlen(v) >= n) {
-        fprintf(stderr, "trainer: error: key '%s' is longer than %zu bytes\n", key, n - 1);
-        return 0;
-    }
-    memcpy(out, v, strlen(v) + 1);
-    return 1;
-}
-
-/* Read entry i's value from src (YAML text); 0 after printing why, naming
- * the argument that gave it (or the descriptor, for compiled-in text). */
-static int read_value(const mtx_program *prog, RunConfig *rc, int i, const char *src, const char *arg)
-{
-    char msg[1200], why[1024], line[1400];
-    int plain, k = mtx_key_find(prog->config[i].key);
-    if (k >= 0 && (mtx_keys[k].type == MTX_KT_LIST || mtx_keys[k].type == MTX_KT_RULES)) return 1;   /* compiled in */
-    free(rc->text[i]);
-    rc->text[i] = mtx_yaml_scalar(src, &plain, why, sizeof why);
-    if (rc->text[i] && k >= 0) {
-        if (!mtx_key_read(k, rc->text[i], plain, &rc->v[i], msg, sizeof msg)) return 1;
-    } else if (rc->text[i]) {
-        snprintf(msg, sizeof msg, "key '%s' is unknown to this runtime (a trainer built by another mtxc?)",
-                 prog->config[i].key);
-    } else {
-        snprintf(msg, sizeof msg, "key '%s' %s", prog->config[i].key, why);
-    }
-    char shown[96];
-    mtx_clip_value(arg ? arg : prog->config[i].key, shown, sizeof shown);
-    snprintf(line, sizeof line, arg ? "argument '%s': error: %s" : "trainer: error: compiled-in value of '%s': %s",
-             shown, msg);
-    mtx_escape_controls(line, msg, sizeof msg);
-    fprintf(stderr, "%s\n", msg);
-    return 0;
-}
 
 /* Checkpoint settings of a run (MaxText's keys). */
 typedef struct {
@@ -135,15 +61,15 @@ static int own_shard(const mtx_program *prog, char *path, size_t n)
 static int checkpoint_settings(const mtx_program *prog, const RunConfig *rc, Checkpointing *ck)
 {
     char run[1024], base[2048];
-    if (!run_string(prog, rc, "run_name", run, sizeof run) ||
-        !run_string(prog, rc, "base_output_directory", base, sizeof base) ||
-        !run_string(prog, rc, "load_parameters_path", ck->load_params, sizeof ck->load_params) ||
-        !run_string(prog, rc, "load_full_state_path", ck->load_full, sizeof ck->load_full))
+    if (!mtx_run_string(prog, rc, "run_name", run, sizeof run) ||
+        !mtx_run_string(prog, rc, "base_output_directory", base, sizeof base) ||
+        !mtx_run_string(prog, rc, "load_parameters_path", ck->load_params, sizeof ck->load_params) ||
+        !mtx_run_string(prog, rc, "load_full_state_path", ck->load_full, sizeof ck->load_full))
         return 0;
-    bool enabled = run_get(prog, rc, "enable_checkpointing")->b;
-    ck->on_completion = run_get(prog, rc, "save_checkpoint_on_completion")->b;
-    ck->period = run_get(prog, rc, "checkpoint_period")->i;
-    const mtx_key_value *keep = run_get(prog, rc, "max_num_checkpoints_to_keep");
+    bool enabled = mtx_run_get(prog, rc, "enable_checkpointing")->b;
+    ck->on_completion = mtx_run_get(prog, rc, "save_checkpoint_on_completion")->b;
+    ck->period = mtx_run_get(prog, rc, "checkpoint_period")->i;
+    const mtx_key_value *keep = mtx_run_get(prog, rc, "max_num_checkpoints_to_keep");
     ck->keep = keep->is_null ? 0 : keep->i;
     ck->on = enabled && run[0];
     if (ck->load_params[0] && ck->load_full[0]) {
@@ -223,65 +149,6 @@ static long long restore(const mtx_program *prog, mtx_state *st, const Checkpoin
     return step;
 }
 
-static void usage(const mtx_program *prog, FILE *out)
-{
-    fprintf(out, "usage: trainer [key=value ...]\n\n"
-                 "Trains %s as compiled by mtxc. Run-time keys and their values:\n", prog->model_name);
-    for (int i = 0; i < prog->nconfig; i++)
-        if (prog->config[i].runtime) fprintf(out, "  %s=%s\n", prog->config[i].key, prog->config[i].value);
-    fprintf(out, "\nAll other keys are compiled in; change them with mtxc build.\n");
-}
-
-/* Read the compiled-in values, then the key=value arguments over them, each
- * checked as mtxc checks it; returns 0 to go on, -1 after --help, or an
- * exit status. */
-static int parse_run_args(const mtx_program *prog, RunConfig *rc, int argc, char **argv)
-{
-    memset(rc, 0, sizeof *rc);
-    if (prog->nconfig > MAX_CONFIG) {
-        fprintf(stderr, "trainer: error: %d config keys, at most %d\n", prog->nconfig, MAX_CONFIG);
-        return 2;
-    }
-    for (int i = 0; i < prog->nconfig; i++)
-        if (!read_value(prog, rc, i, prog->config[i].value, NULL)) return 2;
-    for (int a = 1; a < argc; a++) {
-        const char *arg = argv[a];
-        if (!strcmp(arg, "-h") || !strcmp(arg, "--help")) {
-            usage(prog, stdout);
-            return -1;
-        }
-        char shown[96];
-        mtx_clip_value(arg, shown, sizeof shown);
-        const char *eq = strchr(arg, '=');
-        if (!eq || eq == arg) {
-            fprintf(stderr, "argument '%s': error: expected key=value (see --help)\n", shown);
-            return 2;
-        }
-        char key[128];
-        snprintf(key, sizeof key, "%.*s", (int)(eq - arg), arg);
-        int k = config_index(prog, key);
-        if (k < 0) {
-            const char *names[MAX_CONFIG];
-            int n = 0;
-            for (int i = 0; i < prog->nconfig; i++)
-                if (prog->config[i].runtime) names[n++] = prog->config[i].key;
-            const char *best = mtx_closest_word(key, names, n);
-            fprintf(stderr, "argument '%s': error: unknown key '%s'", shown, key);
-            if (best) fprintf(stderr, " (did you mean '%s'?)", best);
-            fprintf(stderr, "\n");
-            return 2;
-        }
-        if (!prog->config[k].runtime) {
-            fprintf(stderr, "argument '%s': error: '%s' is compiled into this trainer "
-                            "(it changes the compiled program); rebuild with mtxc build ... %s\n",
-                    shown, key, shown);
-            return 2;
-        }
-        if (!read_value(prog, rc, k, eq + 1, arg)) return 2;
-    }
-    return 0;
-}
-
 /* The value of a counter tensor of the state (step, schedule_steps). */
 static int64_t *counter(const mtx_program *prog, mtx_state *st, const char *name)
 {
@@ -356,6 +223,7 @@ static double evaluate(const mtx_program *prog, mtx_state *st, mtx_data *data, m
 }
 
 static int train(const mtx_program *prog, int argc, char **argv);
+enum { SAMPLE_TOKENS = 64 };   /* the end-of-training sample's length at most */
 
 int mtx_main(const mtx_program *prog, int argc, char **argv)
 {
@@ -378,7 +246,12 @@ int mtx_main(const mtx_program *prog, int argc, char **argv)
         int bound, cpus = mtx_available_cpus(&bound);
         if (!getenv("MTX_NUM_THREADS") && mtx_local_ranks() > 1 && !bound)
             mtx_set_num_threads(cpus / mtx_local_ranks() > 0 ? cpus / mtx_local_ranks() : 1);
-        if (!status) status = train(prog, argc, argv);
+        if (!status && argc > 1 && !strcmp(argv[1], "decode")) {
+            if (mtx_rank() != 0 && !freopen("/dev/null", "w", stderr)) status = 1;
+            if (!status) status = mtx_decode_main(prog, argc - 1, argv + 1);
+        } else if (!status) {
+            status = train(prog, argc, argv);
+        }
         /* a rank that failed alone ends the job; at a signal or a non-finite loss all stop together */
         if (status && !stopped_together) mtx_collectives_abort(status);
     }
@@ -393,30 +266,33 @@ typedef struct {
     bool abort_on_nan, shuffle, add_bos, add_eos;
     char dtype[64], dpath[4096], epath[4096], metrics_path[4096], tokenizer_type[64], tokenizer_path[4096];
     Checkpointing ck;
+    DecodeSettings sample;                    /* text data: a greedy sample from the prompt at the end */
 } RunSettings;
 
 static int run_settings(const mtx_program *prog, const RunConfig *rc, RunSettings *s)
 {
-    s->steps = run_get(prog, rc, "steps")->i;
-    s->log_period = run_get(prog, rc, "log_period")->i;
-    s->init_seed = run_get(prog, rc, "init_weights_seed")->i;
-    s->shuffle_seed = run_get(prog, rc, "data_shuffle_seed")->i;
-    s->eval_interval = run_get(prog, rc, "eval_interval")->i;
-    s->eval_steps = run_get(prog, rc, "eval_steps")->i;
-    s->schedule = run_get(prog, rc, "learning_rate_schedule_steps")->i;
-    s->target_eval_loss = run_get(prog, rc, "target_eval_loss")->f;
-    s->peak_tflops = run_get(prog, rc, "peak_tflops_per_device")->f;
-    s->abort_on_nan = run_get(prog, rc, "abort_on_nan_loss")->b;
-    s->shuffle = run_get(prog, rc, "enable_data_shuffling")->b;
-    s->add_bos = run_get(prog, rc, "add_bos")->b;
-    s->add_eos = run_get(prog, rc, "add_eos")->b;
-    if (!checkpoint_settings(prog, rc, &s->ck) || !run_string(prog, rc, "dataset_type", s->dtype, sizeof s->dtype) ||
-        !run_string(prog, rc, "dataset_path", s->dpath, sizeof s->dpath) ||
-        !run_string(prog, rc, "eval_dataset_path", s->epath, sizeof s->epath) ||
-        !run_string(prog, rc, "tokenizer_type", s->tokenizer_type, sizeof s->tokenizer_type) ||
-        !run_string(prog, rc, "tokenizer_path", s->tokenizer_path, sizeof s->tokenizer_path) ||
-        !run_string(prog, rc, "metrics_file", s->metrics_path, sizeof s->metrics_path))
+    s->steps = mtx_run_get(prog, rc, "steps")->i;
+    s->log_period = mtx_run_get(prog, rc, "log_period")->i;
+    s->init_seed = mtx_run_get(prog, rc, "init_weights_seed")->i;
+    s->shuffle_seed = mtx_run_get(prog, rc, "data_shuffle_seed")->i;
+    s->eval_interval = mtx_run_get(prog, rc, "eval_interval")->i;
+    s->eval_steps = mtx_run_get(prog, rc, "eval_steps")->i;
+    s->schedule = mtx_run_get(prog, rc, "learning_rate_schedule_steps")->i;
+    s->target_eval_loss = mtx_run_get(prog, rc, "target_eval_loss")->f;
+    s->peak_tflops = mtx_run_get(prog, rc, "peak_tflops_per_device")->f;
+    s->abort_on_nan = mtx_run_get(prog, rc, "abort_on_nan_loss")->b;
+    s->shuffle = mtx_run_get(prog, rc, "enable_data_shuffling")->b;
+    s->add_bos = mtx_run_get(prog, rc, "add_bos")->b;
+    s->add_eos = mtx_run_get(prog, rc, "add_eos")->b;
+    if (!checkpoint_settings(prog, rc, &s->ck) || !mtx_run_string(prog, rc, "dataset_type", s->dtype, sizeof s->dtype) ||
+        !mtx_run_string(prog, rc, "dataset_path", s->dpath, sizeof s->dpath) ||
+        !mtx_run_string(prog, rc, "eval_dataset_path", s->epath, sizeof s->epath) ||
+        !mtx_run_string(prog, rc, "tokenizer_type", s->tokenizer_type, sizeof s->tokenizer_type) ||
+        !mtx_run_string(prog, rc, "tokenizer_path", s->tokenizer_path, sizeof s->tokenizer_path) ||
+        !mtx_run_string(prog, rc, "metrics_file", s->metrics_path, sizeof s->metrics_path) ||
+        !mtx_decode_settings(prog, rc, &s->sample, false))
         return 0;
+    s->sample.sampling.strategy = MTX_SAMPLE_GREEDY;
     const char *dtype = mtx_config_get(prog, "dtype");
     if (s->peak_tflops <= 0) s->peak_tflops = mtx_measured_peak_flops(dtype && strstr(dtype, "bfloat16")) / 1e12;
     return 1;
@@ -426,9 +302,9 @@ static int train(const mtx_program *prog, int argc, char **argv)
 {
     static RunConfig rc;
     static RunSettings rs;                    /* paths make it large */
-    int status = parse_run_args(prog, &rc, argc, argv);
+    int status = mtx_run_parse(prog, &rc, argc, argv, false);
     if (!status && !run_settings(prog, &rc, &rs)) status = 2;
-    run_config_free(&rc);
+    mtx_run_free(&rc);
     if (status) return status < 0 ? 0 : status;
     long long steps = rs.steps, log_period = rs.log_period, eval_interval = rs.eval_interval;
     double target_eval_loss = rs.target_eval_loss, peak_tflops = rs.peak_tflops;
@@ -585,6 +461,11 @@ static int train(const mtx_program *prog, int argc, char **argv)
     printf("done: %lld steps in %.2f s (%.2f ms/step), peak memory %.1f MB\n", ran, t_total,
            ran ? t_total * 1e3 / (double)ran : 0.0, (double)usage.ru_maxrss * 1024 / 1e6);
     if (metrics) fclose(metrics);
+    /* Text: what the model makes of the prompt, so a user sees what it learned. */
+    if (!status && prog->decode && !strcmp(rs.dtype, "text") && rs.sample.prompt[0]) {
+        fflush(stdout);
+        status = mtx_decode_print(prog, st, &rs.sample, SAMPLE_TOKENS, "sample (greedy): ");
+    }
     mtx_batch_free(&global);
     mtx_batch_free(&eval_global);
     mtx_data_close(data);

@@ -320,6 +320,44 @@ START_TEST(flash_attention)
 }
 END_TEST
 
+/* Sampling on fixed logits: greedy is the argmax; temperature 0 is greedy
+ * for every strategy; top-k never leaves the k largest; nucleus never
+ * leaves the smallest set reaching p (the crossing one included); weighted
+ * draws follow softmax(logits / T) (counts over 20,000 draws within 2%);
+ * the same seed and counter give the same token. */
+START_TEST(sampling)
+{
+    enum { V = 8, DRAWS = 20000 };
+    const float logits[V] = {1.0f, 3.0f, 0.5f, 2.5f, -1.0f, 2.0f, 0.0f, 3.0f};   /* ids 1 and 7 tie for the top */
+    mtx_rng_key key = mtx_rng_seed(7);
+    mtx_sampling greedy = {MTX_SAMPLE_GREEDY, 0, 0, 1};
+    ck_assert_int_eq(mtx_sample(logits, V, &greedy, key, 0), 1);
+    mtx_sample_strategy all[] = {MTX_SAMPLE_WEIGHTED, MTX_SAMPLE_NUCLEUS, MTX_SAMPLE_TOPK, MTX_SAMPLE_COMPOSITE};
+    for (int i = 0; i < 4; i++) {
+        mtx_sampling cold = {all[i], 3, 0.9f, 0};
+        for (uint64_t c = 0; c < 100; c++) ck_assert_int_eq(mtx_sample(logits, V, &cold, key, c), 1);
+    }
+    mtx_sampling topk = {MTX_SAMPLE_TOPK, 3, 0, 2.0f}, nucleus = {MTX_SAMPLE_NUCLEUS, 0, 0.5f, 1.0f};
+    mtx_sampling weighted = {MTX_SAMPLE_WEIGHTED, 0, 0, 0.7f};
+    int counts[V] = {0};
+    double z = 0, p[V];
+    for (int i = 0; i < V; i++) z += exp(logits[i] / 0.7);
+    for (int i = 0; i < V; i++) p[i] = exp(logits[i] / 0.7) / z;
+    for (uint64_t c = 0; c < DRAWS; c++) {
+        int t = mtx_sample(logits, V, &topk, key, c);
+        ck_assert_msg(t == 1 || t == 7 || t == 3, "top-3 drew %d", t);
+        /* softmax at T=1: ids 1, 7 hold 2 x 0.31 = 0.62 >= 0.5, so the nucleus is {1, 7} */
+        int n = mtx_sample(logits, V, &nucleus, key, c);
+        ck_assert_msg(n == 1 || n == 7, "nucleus 0.5 drew %d", n);
+        counts[mtx_sample(logits, V, &weighted, key, c)]++;
+    }
+    for (int i = 0; i < V; i++)
+        ck_assert_msg(fabs(counts[i] / (double)DRAWS - p[i]) < 0.02, "weighted: id %d drawn %.4f of the time, p %.4f", i,
+                      counts[i] / (double)DRAWS, p[i]);
+    ck_assert_int_eq(mtx_sample(logits, V, &weighted, key, 123), mtx_sample(logits, V, &weighted, key, 123));
+}
+END_TEST
+
 START_TEST(bf16_gemm_fallback)
 {
     setenv("MTX_BF16_GEMM", "blis", 1);
@@ -342,6 +380,7 @@ int main(void)
     tcase_add_test(tc, bf16_gemm_fallback);
     tcase_add_test(tc, bf16_kernels);
     tcase_add_test(tc, flash_attention);
+    tcase_add_test(tc, sampling);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
