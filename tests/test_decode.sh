@@ -4,8 +4,9 @@
 #   runs, between mtxc decode and the built trainer, and starts with the
 #   prompt; the end-of-training sample is the same continuation;
 # * topk, nucleus, composite and weighted runs are reproducible by seed;
-# * a SentencePiece model made here with spm_train: train on its tokens,
-#   decode text with it;
+# * configs/tiny-spm.yml with the SentencePiece model its comment makes
+#   (spm_train): train on its tokens, decode text with it (trainer and
+#   mtxc decode alike);
 # * gpt3 (learned positions) decodes token ids;
 # * refused with a message: no checkpoint, a prompt longer than the
 #   prefill, topk without top_k, nucleus_p out of range, an empty prompt,
@@ -72,16 +73,21 @@ out=$(mpirun --allow-run-as-root --oversubscribe -np 2 ./t2 decode load_paramete
 case "$out" in *"decoding runs on one device"*) ;; *) fail "2 devices: $out" ;; esac
 echo "decode: bad settings refused"
 
-# SentencePiece: train on its tokens, decode text
+# SentencePiece: configs/tiny-spm.yml with the model its comment makes
 text=/usr/share/common-licenses/GPL-3
-spm_train --input=$text --model_prefix=gpl --vocab_size=500 > spm.log 2>&1 || fail "spm_train"
-"$MTXC" build "$cfg" vocab_size=512 -o ts > /dev/null || fail "build sentencepiece"
-./ts tokenizer_path=gpl.model steps=300 log_period=100 run_name=s > s.log 2>&1 || { cat s.log; fail "train sp"; }
-./ts decode tokenizer_path=gpl.model load_parameters_path=s/checkpoints/300 prompt="GNU General" > sp.txt 2> sp.err ||
-    { cat sp.err; fail "decode sentencepiece"; }
+spm_train --input=$text --model_prefix=gpl --vocab_size=256 > spm.log 2>&1 || fail "spm_train"
+"$MTXC" build "$root/configs/tiny-spm.yml" -o ts > /dev/null || fail "build tiny-spm"
+./ts steps=300 log_period=100 run_name=s > s.log 2>&1 || { cat s.log; fail "train tiny-spm"; }
+grep -q "^sample (greedy): GNU General ." s.log || { tail -3 s.log; fail "tiny-spm: no sample"; }
+./ts decode load_parameters_path=s/checkpoints/300 > sp.txt 2> sp.err || { cat sp.err; fail "decode tiny-spm"; }
 case "$(cat sp.txt)" in "GNU General "?*) ;; *) fail "sentencepiece output: $(cat sp.txt)" ;; esac
 pieces=$(echo "GNU General" | spm_encode --model=gpl.model --output_format=id | wc -w)
 grep -q "after a $((pieces + 1))-token prompt" sp.err || { cat sp.err; fail "want bos + $pieces pieces"; }
+if [ -z "$NOJIT" ]; then
+    "$MTXC" decode "$root/configs/tiny-spm.yml" load_parameters_path=s/checkpoints/300 > spj.txt 2> /dev/null ||
+        fail "mtxc decode tiny-spm"
+    cmp -s sp.txt spj.txt || fail "mtxc decode differs from the trainer with tiny-spm"
+fi
 echo "sentencepiece: $(head -c 70 sp.txt)"
 
 # gpt3: learned positions; synthetic data, so the prompt and the output are token ids
