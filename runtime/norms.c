@@ -5,6 +5,8 @@
 #include "elements.h"
 
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define X(i) mtx_load(x, bf16, (i))
@@ -108,15 +110,46 @@ static void layernorm_backward(void *dx, float *dscale, float *dbias, const void
 }
 
 /* Rotary embedding on [b, t, heads, dh], halves rotated (MaxText's default rope_type) */
+/* cos and sin of every (position, frequency) of a call, kept for the next
+ * call with the same positions and frequencies: every layer's queries and
+ * keys, forward and backward, share one table (the trig functions cost
+ * more than the rotation). Kernels are called one at a time. */
+static struct { float *cs; int first, t, dh; float lo, hi; } table;
+
+static const float *rope_table(int first, int t, int dh, float min_timescale, float max_timescale)
+{
+    if (table.cs && table.first == first && table.t == t && table.dh == dh && table.lo == min_timescale &&
+        table.hi == max_timescale)
+        return table.cs;
+    int half = dh / 2;
+    free(table.cs);
+    table.cs = malloc(sizeof(float) * 2 * (size_t)t * (size_t)half);
+    if (!table.cs) {
+        fprintf(stderr, "mtxrt: error: out of memory for RoPE's table (%d positions x %d)\n", t, half);
+        abort();
+    }
+    #pragma omp parallel for schedule(static)
+    for (int p = 0; p < t; p++)
+        for (int k = 0; k < half; k++) {
+            float timescale = min_timescale * powf(max_timescale / min_timescale, 2.0f * k / dh);
+            float angle = (float)(first + p) / timescale;
+            table.cs[2 * ((size_t)p * half + k)] = cosf(angle);
+            table.cs[2 * ((size_t)p * half + k) + 1] = sinf(angle);
+        }
+    table.first = first, table.t = t, table.dh = dh, table.lo = min_timescale, table.hi = max_timescale;
+    return table.cs;
+}
+
 static void rope_apply(void *y, const void *x, int bf16, int first, int b, int t, int heads, int dh,
                        float min_timescale, float max_timescale, int inverse)
 {
     int half = dh / 2;
+    const float *cs = rope_table(first, t, dh, min_timescale, max_timescale);
     #pragma omp parallel for schedule(static)
     for (int p = 0; p < t; p++) {
         for (int k = 0; k < half; k++) {
-            float timescale = min_timescale * powf(max_timescale / min_timescale, 2.0f * k / dh);
-            float angle = (float)(first + p) / timescale, c = cosf(angle), s = inverse ? -sinf(angle) : sinf(angle);
+            float c = cs[2 * ((size_t)p * half + k)], s = cs[2 * ((size_t)p * half + k) + 1];
+            s = inverse ? -s : s;
             for (int i = 0; i < b; i++)
                 for (int h = 0; h < heads; h++) {
                     size_t o = (((size_t)i * t + p) * heads + h) * dh;
