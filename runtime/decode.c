@@ -23,7 +23,8 @@ int mtx_decode_settings(const mtx_program *prog, const RunConfig *rc, DecodeSett
     static const char *names[] = {"greedy", "weighted", "nucleus", "topk", "composite"};
     for (int i = 0; i < 5; i++)
         if (!strcmp(d->strategy, names[i])) d->sampling.strategy = (mtx_sample_strategy)i;
-    d->sampling.top_k = (int)mtx_run_get(prog, rc, "decode_sampling_top_k")->i;
+    long long top_k = mtx_run_get(prog, rc, "decode_sampling_top_k")->i;
+    d->sampling.top_k = top_k < prog->vocab ? (int)top_k : prog->vocab;   /* all of them, past the vocabulary */
     d->sampling.nucleus_p = (float)mtx_run_get(prog, rc, "decode_sampling_nucleus_p")->f;
     d->sampling.temperature = (float)mtx_run_get(prog, rc, "decode_sampling_temperature")->f;
     d->seed = mtx_run_get(prog, rc, "decode_sampling_seed")->i;

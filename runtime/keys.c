@@ -25,7 +25,7 @@ const int mtx_nkeys = (int)(sizeof mtx_keys / sizeof mtx_keys[0]);
 
 /* No integer key means more: every size and product derived from one stays
  * far inside int64, and every value is exact as a double. */
-#define MAX_INT 0x1p53
+#define MAX_INT (1LL << 53)   /* an integer compare: 2^53 + 1 is past it (as a double it is not) */
 
 const char mtx_load_paths_conflict[] = "load_parameters_path and load_full_state_path cannot both be set";
 

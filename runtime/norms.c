@@ -116,6 +116,8 @@ static void layernorm_backward(void *dx, float *dscale, float *dbias, const void
  * more than the rotation). Kernels are called one at a time. */
 static struct { float *cs; int first, t, dh; float lo, hi; } table;
 
+__attribute__((destructor)) static void free_rope_table(void) { free(table.cs); }   /* at exit, or dlclose */
+
 static const float *rope_table(int first, int t, int dh, float min_timescale, float max_timescale)
 {
     if (table.cs && table.first == first && table.t == t && table.dh == dh && table.lo == min_timescale &&

@@ -24,10 +24,12 @@ extern "C" mtx_tokenizer *mtx_tokenizer_open(const char *path, char *err, size_t
     try {
         struct stat st;   // clearer messages than the library's for the common mistakes
         FILE *f = fopen(path, "rb");
-        if (!f || fstat(fileno(f), &st) || S_ISDIR(st.st_mode)) {
+        if (!f || fstat(fileno(f), &st) || !S_ISREG(st.st_mode)) {   // a directory, a device, a pipe
             if (f) fclose(f);
             snprintf(err, errlen, "cannot read tokenizer model '%s': %s", path,
-                     f ? "it is a directory; tokenizer_path names the .model file" : strerror(errno));
+                     !f                     ? strerror(errno)
+                     : S_ISDIR(st.st_mode) ? "it is a directory; tokenizer_path names the .model file"
+                                           : "it is not a regular file");
             return nullptr;
         }
         fclose(f);
