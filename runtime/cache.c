@@ -22,26 +22,40 @@ void mtx_kv_cache_write(void *cache, const void *x, int first, int b, int n, int
         memcpy((char *)cache + ((size_t)i * tmax + first) * row, (const char *)x + (size_t)i * n * row, n * row);
 }
 
+/* q . k[at .. at + dh) in 16 running sums (so that the loop vectorizes),
+ * added in a fixed order. */
+static float dot(const float *restrict q, const void *k, int bf16, size_t at, int dh)
+{
+    float lanes[16] = {0}, s = 0;
+    int c = 0;
+    for (; c + 16 <= dh; c += 16)
+        for (int l = 0; l < 16; l++) lanes[l] += q[c + l] * mtx_load(k, bf16, at + c + l);
+    for (; c < dh; c++) s += q[c] * mtx_load(k, bf16, at + c);
+    for (int l = 0; l < 16; l++) s += lanes[l];
+    return s;
+}
+
 static void cached_attention(void *o, const void *q, const void *kc, const void *vc, int bf16, int first, int b,
                              int n, int hq, int hkv, int dh, int window, int tmax, float scale)
 {
     #pragma omp parallel
     {
-        float *buf = malloc(sizeof(float) * ((size_t)tmax + (size_t)dh));
-        float *sc = buf, *acc = buf + tmax;
+        float *buf = malloc(sizeof(float) * ((size_t)tmax + 2 * (size_t)dh));
+        if (!buf) {
+            fprintf(stderr, "mtxrt: error: out of memory for attention over the KV cache\n");
+            abort();
+        }
+        float *sc = buf, *acc = buf + tmax, *qf = acc + dh;
         #pragma omp for schedule(static)
         for (long task = 0; task < (long)b * hq * n; task++) {
             int i = (int)(task % n), h = (int)(task / n % hq), bi = (int)(task / n / hq), g = h / (hq / hkv);
             int pos = first + i, lo = window > 0 && pos - window + 1 > 0 ? pos - window + 1 : 0;
             size_t qa = (((size_t)bi * n + i) * hq + h) * dh;
             float best = -INFINITY, sum = 0;
-            for (int j = lo; j <= pos; j++) {
-                size_t ka = (((size_t)bi * tmax + j) * hkv + g) * dh;
-                float s = 0;
-                for (int c = 0; c < dh; c++) s += mtx_load(q, bf16, qa + c) * mtx_load(kc, bf16, ka + c);
-                sc[j] = s * scale;
-                best = sc[j] > best ? sc[j] : best;
-            }
+            for (int c = 0; c < dh; c++) qf[c] = mtx_load(q, bf16, qa + c);
+            for (int j = lo; j <= pos; j++)
+                sc[j] = dot(qf, kc, bf16, (((size_t)bi * tmax + j) * hkv + g) * dh, dh) * scale;
+            for (int j = lo; j <= pos; j++) best = sc[j] > best ? sc[j] : best;
             for (int c = 0; c < dh; c++) acc[c] = 0;
             for (int j = lo; j <= pos; j++) {
                 float p = mtx_exp(sc[j] - best);

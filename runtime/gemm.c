@@ -49,6 +49,11 @@ void mtx_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
 {
     if (m <= 0 || n <= 0) return;
     pthread_once(&blis_once, choose_blis_kernels);
+    if (m == 1) {   /* one row (a decoding step): BLIS's gemv, several times its sgemm at m = 1 */
+        bli_sgemv(BLIS_NO_TRANSPOSE, BLIS_NO_CONJUGATE, n, k, &alpha, (float *)b, trans_b ? rs_b : cs_b,
+                  trans_b ? cs_b : rs_b, (float *)a, trans_a ? rs_a : cs_a, &beta, c, cs_c);
+        return;
+    }
     bli_sgemm(trans_a ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE,
               trans_b ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE,
               m, n, k, &alpha, (float *)a, rs_a, cs_a, (float *)b, rs_b, cs_b,

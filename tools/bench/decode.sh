@@ -16,7 +16,7 @@ cc -O2 -Iruntime tools/bench/gemm_rate.c build/runtime/libmtxrt.a "$(ls /usr/lib
 d=$(build/mtxc config configs/base.yml model_name="$MODEL" | sed -n 's/^emb_dim: \([0-9]*\).*/\1/p')
 prefill_rate=$("$dir/gemm_rate" "$PROMPT" "$d" "$d" | awk '/GFLOP/ {print $6}')
 gemv_rate=$("$dir/gemm_rate" 1 "$d" "$d" | awk '/GFLOP/ {print $6}')
-echo "BLIS sgemm ${PROMPT}x${d}x${d}: $prefill_rate GFLOP/s; 1x${d}x${d}: $gemv_rate GFLOP/s (medians)"
+echo "BLIS ${PROMPT}x${d}x${d}: $prefill_rate GFLOP/s (sgemm); 1x${d}x${d}: $gemv_rate GFLOP/s (gemv) (medians, mtx_sgemm)"
 build/mtxc build configs/base.yml model_name="$MODEL" per_device_batch_size=1 max_target_length="$SEQ" \
     max_prefill_predict_length="$PROMPT" dtype="$DTYPE" steps=1 -o "$dir/t" > /dev/null
 (cd "$dir" && ./t run_name=r > train.log)
@@ -38,5 +38,5 @@ awk -v m="$MODEL" -v p="$PROMPT" -v pre="$prefill" -v per="$per" -v n="$n" -v pa
     printf "%s, '"$DTYPE"', one sequence (%d parameters; FLOPs taken as 2 per parameter per token):\n", m, params
     printf "  prefill of %d tokens: %.1f ms (%.0f tokens/s, about %.0f GFLOP/s = %.0f%% of BLIS at m = %d)\n",
            p, pre, p / (pre / 1000), pf, 100 * pf / pr, p
-    printf "  greedy decoding: %.2f ms per token, %.0f tokens/s over %d tokens (about %.1f GFLOP/s = %.0f%% of BLIS at m = 1)\n",
+    printf "  greedy decoding: %.2f ms per token, %.0f tokens/s over %d tokens (about %.1f GFLOP/s = %.0f%% of BLIS gemv at m = 1)\n",
            per, 1000 / per, n, df, 100 * df / gr }'
