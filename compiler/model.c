@@ -19,6 +19,7 @@ typedef struct {
     Func *f;
     const Config *c;
     bool gpt3, gated;
+    bool gemma;                                /* llama2's block with MaxText's gemma names and norm epsilon */
     bool flash;                                /* fused attention (attention: flash, or autoselected) */
     bool train;                                /* building the train step: dropout applies */
     bool decoding;                             /* building prefill/decode: new tokens at position_in, caches */
@@ -106,8 +107,9 @@ static void make_params(Builder *b)
             lp->bv = split(b, vector(b, pool_fmt(pool, "%s.value.bias", at), b->KV * b->Dh, INIT_ZEROS, "kv_heads"), 0);
             lp->bo = vector(b, pool_fmt(pool, "%s.out.bias", at), b->D, INIT_ZEROS, "embed");
         }
-        make_norm(b, b->gpt3 ? pool_fmt(pool, "%s.mlp_layer_norm", mlp)
-                             : pool_fmt(pool, "layers.%d.post_self_attention_norm", l),
+        make_norm(b, b->gpt3    ? pool_fmt(pool, "%s.mlp_layer_norm", mlp)
+                     : b->gemma ? pool_fmt(pool, "layers.%d.pre_ffw_norm", l)
+                                : pool_fmt(pool, "layers.%d.post_self_attention_norm", l),
                   &lp->norm2_scale, &lp->norm2_bias);
         /* wi by columns, wo by rows. */
         lp->wi0 = split(b, kernel(b, pool_fmt(pool, b->gated ? "%s.wi_0.kernel" : "%s.wi.kernel", mlp), b->D, b->M,
@@ -215,13 +217,18 @@ static Value *dense_rows(Builder *b, const char *name, Value *x, Value *w, Value
     return bias_add(b, name, y, bias);
 }
 
-static Value *norm(Builder *b, const char *name, Value *x, Value *scale, Value *bias)
+/* A layer's norm: MaxText's gemma builds its layer norms without an
+ * epsilon, so RMSNorm's default 1e-6 applies; decoder_norm and the other
+ * families use normalization_layer_epsilon. */
+static double layer_eps(const Builder *b) { return b->gemma ? 1e-6 : cfg_float(b->c, K_normalization_layer_epsilon); }
+
+static Value *norm(Builder *b, const char *name, Value *x, Value *scale, Value *bias, double eps)
 {
     Value *y = act(b, name, b->D);
     Op *op = bias ? emit(b, OP_layernorm, y, 3, x, scale, bias) : emit(b, OP_rmsnorm, y, 2, x, scale, NULL);
     op->ia[0] = b->B * b->T;
     op->ia[1] = b->D;
-    op->fa[0] = cfg_float(b->c, K_normalization_layer_epsilon);
+    op->fa[0] = eps;
     return y;
 }
 
@@ -362,11 +369,12 @@ static Value *decoder_layer(Builder *b, int l, Value *x)
     Pool *pool = b->p->pool;
     LayerParams *lp = &b->layers[l];
     b->block = pool_fmt(pool, "layers.%d: self-attention", l);
-    Value *h = norm(b, pool_fmt(pool, "layers.%d.attention_input", l), x, lp->norm1_scale, lp->norm1_bias);
+    Value *h = norm(b, pool_fmt(pool, "layers.%d.attention_input", l), x, lp->norm1_scale, lp->norm1_bias,
+                    layer_eps(b));
     Value *a = attention(b, l, h);
     x = binary(b, OP_add, pool_fmt(pool, "layers.%d.attention_residual", l), x, a);
     b->block = pool_fmt(pool, "layers.%d: mlp", l);
-    h = norm(b, pool_fmt(pool, "layers.%d.mlp_input", l), x, lp->norm2_scale, lp->norm2_bias);
+    h = norm(b, pool_fmt(pool, "layers.%d.mlp_input", l), x, lp->norm2_scale, lp->norm2_bias, layer_eps(b));
     Value *m = mlp(b, l, h);
     x = binary(b, OP_add, pool_fmt(pool, "layers.%d.output", l), x, m);
     return dropout(b, pool_fmt(pool, "layers.%d.output_dropped", l), x, false);
@@ -429,7 +437,7 @@ static Value *decoder(Builder *b)
     x = dropout(b, "embedding_dropped", x, false);
     for (int l = 0; l < b->L; l++) x = decoder_layer(b, l, x);
     b->block = "output: final norm, logits and loss";
-    x = norm(b, "decoder_output", x, b->final_scale, b->final_bias);
+    x = norm(b, "decoder_output", x, b->final_scale, b->final_bias, cfg_float(b->c, K_normalization_layer_epsilon));
     if (cfg_bool(b->c, K_logits_dot_in_fp32)) x = convert(b, "decoder_output.f32", x, DT_F32);
     return x;
 }
@@ -503,10 +511,8 @@ static void build_decoding(Builder *b)
 
 static bool supported(const Config *c, char *err, size_t errlen)
 {
-    const char *block = cfg_str(c, K_decoder_block);
     const char *why = NULL;
-    if (!strcmp(block, "gemma")) why = "decoder_block 'gemma' is not supported by the model builder yet (llama2, mistral, gpt3 are)";
-    else if (strcmp(cfg_str(c, K_weight_dtype), "float32"))
+    if (strcmp(cfg_str(c, K_weight_dtype), "float32"))
         why = "weight_dtype bfloat16 is not supported yet (float32 weights, with dtype float32 or bfloat16, are)";
     else if (cfg_int(c, K_head_dim) % 2)
         why = "head_dim must be even (RoPE rotates halves)";
@@ -523,6 +529,7 @@ bool build_model(Program *p, char *err, size_t errlen)
     Builder b = {
         .p = p, .c = c,
         .gpt3 = !strcmp(cfg_str(c, K_decoder_block), "gpt3"),
+        .gemma = !strcmp(cfg_str(c, K_decoder_block), "gemma"),
         .gated = acts->n == 2,
         .flash = attention_is_flash(c),
         .B = c->d.global_batch, .T = cfg_int(c, K_max_target_length), .D = c->d.emb_dim,

@@ -37,8 +37,8 @@ check ir_bad_pass 2 "unknown pass 'fusion' (see mtxc ir --help)" "$MTXC" ir conf
 for pass in build autodiff optimizer fuse memplan; do
     check "ir --after $pass" 0 "# mtxc IR after $pass: model tiny" "$MTXC" ir configs/base.yml model_name=tiny --after $pass
 done
-check ir_unsupported 2 "mtxc: error: decoder_block 'gemma' is not supported by the model builder yet" \
-    "$MTXC" ir configs/base.yml model_name=gemma-2b
+check ir_unsupported 2 "mtxc: error: weight_dtype bfloat16 is not supported yet" \
+    "$MTXC" ir configs/base.yml model_name=tiny weight_dtype=bfloat16
 check eval_batch 0 "input %inputs: i32[2, 64]" "$MTXC" ir configs/base.yml model_name=tiny eval_per_device_batch_size=2 --after build
 check emit_needs_dir 2 "missing -o DIR" "$MTXC" emit configs/base.yml
 check compile_only_help 0 "usage: mtxc compile-only CONFIG" "$MTXC" compile-only --help

@@ -1,6 +1,6 @@
 #!/bin/bash
-# End to end: mtxc build a trainer for the tiny model, train 200 steps on the
-# synthetic task and require the loss to fall at least 5x; the trainer's
+# End to end: mtxc build a trainer for the tiny model (and tiny-gemma), train
+# 200 steps on the synthetic task and require the loss to fall at least 5x; the trainer's
 # command line refuses compile-time and unknown keys; under taskset -c 0 and
 # mpirun -np 1 it runs one thread.
 # Usage: tests/test_train.sh MTXC (from the source root)
@@ -18,6 +18,15 @@ last=$(sed -n 's/^step *200 | loss \([0-9.]*\).*/\1/p' "$dir/train.log")
 [ -n "$first" ] && [ -n "$last" ] || fail "no loss at steps 1 and 200"
 awk -v a="$first" -v b="$last" 'BEGIN { exit !(a >= 5 * b) }' || fail "loss fell from $first to $last, less than 5x"
 echo "loss fell from $first to $last"
+
+# The gemma block (tiny-gemma: GeGLU, one kv head, tied normalized logits) learns the same task.
+"$MTXC" build configs/base.yml model_name=tiny-gemma -o "$dir/gemma" > "$dir/build.log" 2>&1 ||
+    { cat "$dir/build.log"; fail "mtxc build tiny-gemma"; }
+"$dir/gemma" steps=200 log_period=200 > "$dir/gemma.log" 2>&1 || { cat "$dir/gemma.log"; fail "tiny-gemma exited"; }
+first=$(sed -n 's/^step *1 | loss \([0-9.]*\).*/\1/p' "$dir/gemma.log")
+last=$(sed -n 's/^step *200 | loss \([0-9.]*\).*/\1/p' "$dir/gemma.log")
+awk -v a="$first" -v b="$last" 'BEGIN { exit !(a >= 5 * b) }' || fail "tiny-gemma: loss fell from $first to $last, less than 5x"
+echo "tiny-gemma: loss fell from $first to $last"
 
 # Same seed, same losses: the run is deterministic.
 "$dir/trainer" steps=200 log_period=50 > "$dir/again.log" 2>&1

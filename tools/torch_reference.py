@@ -86,7 +86,8 @@ def param_shapes(c):
             shapes[f"{mlp}.mlp_layer_norm.scale"] = (D,)
             shapes[f"{mlp}.mlp_layer_norm.bias"] = (D,)
         else:
-            shapes[f"layers.{l}.post_self_attention_norm.scale"] = (D,)
+            norm2 = "pre_ffw_norm" if c["decoder_block"] == "gemma" else "post_self_attention_norm"
+            shapes[f"layers.{l}.{norm2}.scale"] = (D,)
         if gated:
             shapes[f"{mlp}.wi_0.kernel"] = (D, M)
             shapes[f"{mlp}.wi_1.kernel"] = (D, M)
@@ -172,9 +173,11 @@ def forward(c, P, inputs, targets, seg):
     D, H, KV, Dh = c["emb_dim"], c["num_query_heads"], c["num_kv_heads"], c["head_dim"]
     eps = c["normalization_layer_epsilon"]
     gpt3 = c["decoder_block"] == "gpt3"
+    gemma = c["decoder_block"] == "gemma"
     B, T = inputs.shape
-    norm = (lambda x, p: bf(layernorm(x, P[p + ".scale"], P[p + ".bias"], eps))) if gpt3 else \
-           (lambda x, p: bf(rmsnorm(x, P[p + ".scale"], eps)))
+    norm = (lambda x, p, e=eps: bf(layernorm(x, P[p + ".scale"], P[p + ".bias"], e))) if gpt3 else \
+           (lambda x, p, e=eps: bf(rmsnorm(x, P[p + ".scale"], e)))
+    layer_eps = 1e-6 if gemma else eps      # MaxText's gemma layer norms: RMSNorm's default epsilon
     dense = lambda x, name: bf(x @ wcast(P[name]))
     x = bf(P["token_embedder.embedding"][inputs])
     if "position_embedder.embedding" in P:
@@ -182,7 +185,7 @@ def forward(c, P, inputs, targets, seg):
     causal = torch.tril(torch.ones(T, T, dtype=torch.bool))
     for l in range(c["num_decoder_layers"]):
         at, mlp = f"layers.{l}.self_attention", f"layers.{l}.mlp"
-        h = norm(x, f"layers.{l}.pre_self_attention_norm")
+        h = norm(x, f"layers.{l}.pre_self_attention_norm", layer_eps)
 
         def proj(name, heads):
             y = dense(h, f"{at}.{name}.kernel")
@@ -203,7 +206,8 @@ def forward(c, P, inputs, targets, seg):
         if gpt3:
             o = bf(o + P[f"{at}.out.bias"])
         x = bf(x + o)
-        h = norm(x, f"{mlp}.mlp_layer_norm" if gpt3 else f"layers.{l}.post_self_attention_norm")
+        h = norm(x, f"{mlp}.mlp_layer_norm" if gpt3 else f"layers.{l}.pre_ffw_norm" if gemma
+                 else f"layers.{l}.post_self_attention_norm", layer_eps)
         acts = c["mlp_activations"]
         if len(acts) == 2:
             y = bf(bf(activation(acts[0], dense(h, f"{mlp}.wi_0.kernel"))) *

@@ -319,6 +319,15 @@ START_TEST(tiny_llama2)
 }
 END_TEST
 
+/* gemma: GeGLU, one kv head, tied and normalized logits, layer norms at 1e-6 */
+START_TEST(tiny_gemma)
+{
+    char *ov[] = {"model_name=tiny-gemma", "per_device_batch_size=2", "max_target_length=16",
+                  "warmup_steps_fraction=0", "steps=10", "dtype=float32"};
+    check_against("tests/data/tiny-gemma.ref", 6, ov);
+}
+END_TEST
+
 START_TEST(gpt3_52k)
 {
     char *ov[] = {"model_name=gpt3-52k", "opt_type=adamw", "per_device_batch_size=2", "max_target_length=16",
@@ -333,6 +342,7 @@ int main(void)
     TCase *tc = tcase_create("pytorch");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, tiny_llama2);
+    tcase_add_test(tc, tiny_gemma);
     tcase_add_test(tc, gpt3_52k);
     tcase_add_test(tc, two_steps);
     tcase_add_test(tc, bf16_three_steps);
