@@ -164,6 +164,12 @@ static void vjp(AD *ad, const Op *op, Value *dy)
         accumulate(ad, in[0], dx);
         break;
     }
+    case OP_soft_cap: {
+        Value *dx = grad_value(ad, in[0], op);
+        emit(ad, OP_soft_cap_grad, 2, in[0], dy, NULL, NULL, 1, dx, NULL, NULL)->fa[0] = op->fa[0];
+        accumulate(ad, in[0], dx);
+        break;
+    }
     case OP_rmsnorm: {
         Value *dx = grad_value(ad, in[0], op), *ds = grad_value(ad, in[1], op);
         copy_attrs(emit(ad, OP_rmsnorm_grad, 3, dy, in[0], in[1], NULL, 2, dx, ds, NULL), op);

@@ -73,6 +73,7 @@ static const char *const reserved[] = {
     "enum", "extern", "float", "for", "goto", "if", "inline", "int", "long", "register",
     "restrict", "return", "short", "signed", "sizeof", "static", "struct", "switch", "typedef",
     "union", "unsigned", "void", "volatile", "while", "silu", "gelu", "silu_grad", "gelu_grad",
+    "soft_cap", "soft_cap_grad",
 };
 
 static bool is_reserved(const char *name)
@@ -202,6 +203,8 @@ static const char *ew_expr(Emitter *e, const Op *op)
     case OP_gelu: return pool_fmt(pool, "gelu(%s)", a);
     case OP_silu_grad: return pool_fmt(pool, "%s * silu_grad(%s)", b, a);
     case OP_gelu_grad: return pool_fmt(pool, "%s * gelu_grad(%s)", b, a);
+    case OP_soft_cap: return pool_fmt(pool, "soft_cap(%s, %s)", a, flit(pool, op->fa[0]));
+    case OP_soft_cap_grad: return pool_fmt(pool, "%s * soft_cap_grad(%s, %s)", b, a, flit(pool, op->fa[0]));
     case OP_fill: return flit(pool, op->fa[0]);
     case OP_reciprocal: return pool_fmt(pool, "1.0f / (%s + 1e-8f)", a);
     case OP_dropout:

@@ -19,6 +19,8 @@ static const struct { OpKind kind; const char *ia[8]; const char *fa[8]; } attr_
     {OP_fill, {0}, {"value"}},
     {OP_dropout, {"sequence", "features", "stream", "tensor_split"}, {"rate"}},
     {OP_dropout_grad, {"sequence", "features", "stream", "tensor_split"}, {"rate"}},
+    {OP_soft_cap, {0}, {"cap"}},
+    {OP_soft_cap_grad, {0}, {"cap"}},
     {OP_rmsnorm, {"n", "d"}, {"eps"}},
     {OP_layernorm, {"n", "d"}, {"eps"}},
     {OP_rope, {"b", "t", "heads", "dh"}, {"min_timescale", "max_timescale"}},

@@ -58,13 +58,13 @@ static bool check_shapes(Verifier *V)
                numel_is(V, out[0], a[0] * a[1], "output");
     case OP_bias_add:
         return numel_is(V, in[1], a[0], "bias") && numel_is(V, out[0], value_numel(in[0]), "output");
-    case OP_add: case OP_mul: case OP_silu_grad: case OP_gelu_grad:
+    case OP_add: case OP_mul: case OP_silu_grad: case OP_gelu_grad: case OP_soft_cap_grad:
         return numel_is(V, in[1], value_numel(in[0]), "operand") &&
                numel_is(V, out[0], value_numel(in[0]), "output");
     case OP_cast:
         if (in[0]->dtype == out[0]->dtype) return bad(V, "casts %s to its own dtype", in[0]->name);
         return numel_is(V, out[0], value_numel(in[0]), "output");
-    case OP_silu: case OP_gelu: case OP_rope: case OP_rope_grad: case OP_causal_softmax:
+    case OP_silu: case OP_gelu: case OP_soft_cap: case OP_rope: case OP_rope_grad: case OP_causal_softmax:
     case OP_tensor_enter: case OP_tensor_sum:
         return numel_is(V, out[0], value_numel(in[0]), "output");
     case OP_rmsnorm: case OP_layernorm:

@@ -394,7 +394,14 @@ static Value *logits_of(Builder *b, const char *name, Value *x)
 {
     if (b->logits_w) return matmul(b, name, x, b->logits_w, false, 1.0);
     bool normalize = cfg_bool(b->c, K_normalize_embedding_logits);
-    return matmul(b, name, x, b->embedding, true, normalize ? 1.0 / sqrt((double)b->D) : 1.0);
+    double cap = cfg_float(b->c, K_final_logits_soft_cap);
+    Value *logits = matmul(b, cap > 0 ? pool_fmt(b->p->pool, "%s.uncapped", name) : name, x, b->embedding, true,
+                           normalize ? 1.0 / sqrt((double)b->D) : 1.0);
+    if (cap <= 0) return logits;
+    /* MaxText's final soft cap sits in the tied-logits branch only (decoders.py apply_output_head) */
+    Value *capped = value_new(b->p, name, logits->dtype, logits->rank, logits->dim, V_TEMP);
+    emit(b, OP_soft_cap, capped, 1, logits, NULL, NULL)->fa[0] = cap;
+    return capped;
 }
 
 /* Logits of x (rows [first, first + n) of the batch's tokens) and their

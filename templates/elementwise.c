@@ -12,6 +12,15 @@ static inline float gelu_grad(float x)
     return 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * 0.7978845608f * (1.0f + 0.134145f * x * x);
 }
 
+/* gemma2's soft cap: tanh(x / cap) * cap, and its derivative */
+static inline float soft_cap(float x, float cap) { return mtx_tanh(x / cap) * cap; }
+
+static inline float soft_cap_grad(float x, float cap)
+{
+    float t = mtx_tanh(x / cap);
+    return 1.0f - t * t;
+}
+
 static inline float silu(float x) { return x / (1.0f + mtx_exp(-x)); }
 
 static inline float silu_grad(float x)

@@ -227,6 +227,9 @@ def forward(c, P, inputs, targets, seg):
         if c["normalize_embedding_logits"]:
             logits = logits / math.sqrt(D)
         logits = bf(logits)
+        if c.get("final_logits_soft_cap", 0) > 0:      # MaxText: in the tied branch only
+            cap = c["final_logits_soft_cap"]
+            logits = bf(torch.tanh(logits / cap) * cap)
     else:
         logits = dense(x, "logits_dense.kernel")
     logp = torch.log_softmax(logits, dim=-1)      # MaxText's cast_logits_to_fp32: the loss in full precision

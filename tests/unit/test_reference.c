@@ -328,6 +328,15 @@ START_TEST(tiny_gemma)
 }
 END_TEST
 
+/* the final logits' soft cap (gemma2's), low enough to bend every logit */
+START_TEST(tiny_gemma_soft_cap)
+{
+    char *ov[] = {"model_name=tiny-gemma", "per_device_batch_size=2", "max_target_length=16",
+                  "warmup_steps_fraction=0", "steps=10", "dtype=float32", "final_logits_soft_cap=0.5"};
+    check_against("tests/data/tiny-gemma-softcap.ref", 7, ov);
+}
+END_TEST
+
 START_TEST(gpt3_52k)
 {
     char *ov[] = {"model_name=gpt3-52k", "opt_type=adamw", "per_device_batch_size=2", "max_target_length=16",
@@ -343,6 +352,7 @@ int main(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, tiny_llama2);
     tcase_add_test(tc, tiny_gemma);
+    tcase_add_test(tc, tiny_gemma_soft_cap);
     tcase_add_test(tc, gpt3_52k);
     tcase_add_test(tc, two_steps);
     tcase_add_test(tc, bf16_three_steps);
