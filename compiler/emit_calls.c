@@ -126,9 +126,10 @@ void emit_kernel(Emitter *e, const Op *op)
             V(e, in[2]), (long long)a[0], (long long)a[1], (long long)a[2], (long long)a[3], dtype_bytes(in[0]->dtype));
         break;
     case OP_cached_attention:
-        emitf(e, "    mtx_cached_attention%s(%s, %s, %s, %s, %s[0], %lld, %lld, %lld, %lld, %lld, %lld, %lld, %s);\n", sfx,
-            V(e, o[0]), V(e, in[0]), V(e, in[1]), V(e, in[2]), V(e, in[3]), (long long)a[0], (long long)a[1],
-            (long long)a[2], (long long)a[3], (long long)a[4], (long long)a[5], (long long)a[6], flit(pool, fa[0]));
+        emitf(e, "    mtx_cached_attention%s(%s, %s, %s, %s, %s[0], %lld, %lld, %lld, %lld, %lld, %lld, %lld, %s, %s);\n",
+            sfx, V(e, o[0]), V(e, in[0]), V(e, in[1]), V(e, in[2]), V(e, in[3]), (long long)a[0], (long long)a[1],
+            (long long)a[2], (long long)a[3], (long long)a[4], (long long)a[5], (long long)a[6], flit(pool, fa[0]),
+            flit(pool, fa[1]));
         break;
     case OP_attention_scores:
         emitf(e, "    mtx_attention_scores%s(%s, %s, %s, %lld, %lld, %lld, %lld, %lld, %s);\n", sfx, V(e, o[0]),
@@ -145,9 +146,9 @@ void emit_kernel(Emitter *e, const Op *op)
             (long long)a[3], (long long)a[4]);
         break;
     case OP_flash_attention:
-        emitf(e, "    mtx_flash_attention%s(%s, %s, %s, %s, %s, %lld, %lld, %lld, %lld, %lld, %lld, %s);\n", sfx, V(e, o[0]),
-            V(e, o[1]), V(e, in[0]), V(e, in[1]), V(e, in[2]), (long long)a[0], (long long)a[1], (long long)a[2],
-            (long long)a[3], (long long)a[4], (long long)a[5], flit(pool, fa[0]));
+        emitf(e, "    mtx_flash_attention%s(%s, %s, %s, %s, %s, %lld, %lld, %lld, %lld, %lld, %lld, %s, %s);\n", sfx,
+            V(e, o[0]), V(e, o[1]), V(e, in[0]), V(e, in[1]), V(e, in[2]), (long long)a[0], (long long)a[1],
+            (long long)a[2], (long long)a[3], (long long)a[4], (long long)a[5], flit(pool, fa[0]), flit(pool, fa[1]));
         break;
     case OP_cross_entropy:
         emitf(e, "    %s[0] = mtx_cross_entropy_forward%s(%s, %s, %s, %lld, %lld, %s, %lld);\n", V(e, o[0]), sfx,
@@ -198,9 +199,9 @@ void emit_kernel(Emitter *e, const Op *op)
         break;
     case OP_flash_attention_grad:
         emitf(e, "    mtx_flash_attention_backward%s(%s, %s, %s, %s, %s, %s, %s, %s, %s, %lld, %lld, %lld, %lld, %lld, "
-               "%lld, %s);\n", sfx, V(e, o[0]), V(e, o[1]), V(e, o[2]), V(e, in[0]), V(e, in[1]), V(e, in[2]),
+               "%lld, %s, %s);\n", sfx, V(e, o[0]), V(e, o[1]), V(e, o[2]), V(e, in[0]), V(e, in[1]), V(e, in[2]),
             V(e, in[3]), V(e, in[4]), V(e, in[5]), (long long)a[0], (long long)a[1], (long long)a[2], (long long)a[3],
-            (long long)a[4], (long long)a[5], flit(pool, fa[0]));
+            (long long)a[4], (long long)a[5], flit(pool, fa[0]), flit(pool, fa[1]));
         break;
     case OP_cross_entropy_grad:
         emitf(e, "    mtx_cross_entropy_backward%s(%s, %s, %s, %s, %lld, %lld, %s, %lld);\n", sfx, V(e, o[0]), V(e, in[0]),

@@ -307,6 +307,7 @@ static Value *attention(Builder *b, int l, Value *x)
         k = rope(b, pool_fmt(pool, "%s.key_rotated", at), k, b->KV);
     }
     Value *o = act(b, pool_fmt(pool, "%s.context", at), b->H * b->Dh);
+    double cap = cfg_float(b->c, K_attn_logits_soft_cap);
     if (b->decoding) {   /* the new keys and values into the caches, the queries against all of them */
         Value *kc = b->kcache[l], *vc = b->vcache[l];
         for (int i = 0; i < 2; i++) {
@@ -320,6 +321,7 @@ static Value *attention(Builder *b, int l, Value *x)
         int64_t a[7] = {b->B, b->T, b->H, b->KV, b->Dh, 0, kc->dim[1]};
         memcpy(op->ia, a, sizeof a);
         op->fa[0] = 1.0 / sqrt((double)b->Dh);
+        op->fa[1] = cap;
         return dense_rows(b, pool_fmt(pool, "%s.out", at), o, lp->wo, lp->bo);
     }
     /* MaxText's count (maxtext_utils.calculate_tflops_training_per_device):
@@ -333,12 +335,18 @@ static Value *attention(Builder *b, int l, Value *x)
         int64_t a[6] = {b->B, b->T, b->H, b->KV, b->Dh, 0};
         memcpy(op->ia, a, sizeof a);
         op->fa[0] = 1.0 / sqrt((double)b->Dh);
+        op->fa[1] = cap;
         return dense_rows(b, pool_fmt(pool, "%s.out", at), o, lp->wo, lp->bo);
     }
     Value *s = temp(b, pool_fmt(pool, "%s.scores", at), 4, b->B, b->H, b->T, b->T);
     Op *op = emit(b, OP_attention_scores, s, 2, q, k, NULL);
     attention_attrs(b, op);
     op->fa[0] = 1.0 / sqrt((double)b->Dh);
+    if (cap > 0) {   /* gemma2's soft cap on the scaled scores, before the mask and softmax */
+        Value *capped = temp(b, pool_fmt(pool, "%s.scores_capped", at), 4, b->B, b->H, b->T, b->T);
+        emit(b, OP_soft_cap, capped, 1, s, NULL, NULL)->fa[0] = cap;
+        s = capped;
+    }
     Value *pr = temp(b, pool_fmt(pool, "%s.probabilities", at), 4, b->B, b->H, b->T, b->T);
     op = emit(b, OP_causal_softmax, pr, 1, s, NULL, NULL);
     op->ia[0] = b->B * b->H;

@@ -36,7 +36,7 @@ static float dot(const float *restrict q, const void *k, int bf16, size_t at, in
 }
 
 static void cached_attention(void *o, const void *q, const void *kc, const void *vc, int bf16, int first, int b,
-                             int n, int hq, int hkv, int dh, int window, int tmax, float scale)
+                             int n, int hq, int hkv, int dh, int window, int tmax, float scale, float cap)
 {
     #pragma omp parallel
     {
@@ -53,8 +53,10 @@ static void cached_attention(void *o, const void *q, const void *kc, const void 
             size_t qa = (((size_t)bi * n + i) * hq + h) * dh;
             float best = -INFINITY, sum = 0;
             for (int c = 0; c < dh; c++) qf[c] = mtx_load(q, bf16, qa + c);
-            for (int j = lo; j <= pos; j++)
+            for (int j = lo; j <= pos; j++) {
                 sc[j] = dot(qf, kc, bf16, (((size_t)bi * tmax + j) * hkv + g) * dh, dh) * scale;
+                if (cap > 0) sc[j] = cap * mtx_tanh(sc[j] / cap);   /* attn_logits_soft_cap */
+            }
             for (int j = lo; j <= pos; j++) best = sc[j] > best ? sc[j] : best;
             for (int c = 0; c < dh; c++) acc[c] = 0;
             for (int j = lo; j <= pos; j++) {
@@ -70,13 +72,13 @@ static void cached_attention(void *o, const void *q, const void *kc, const void 
 }
 
 void mtx_cached_attention(float *o, const float *q, const float *kc, const float *vc, int first, int b, int n, int hq,
-                          int hkv, int dh, int window, int tmax, float scale)
+                          int hkv, int dh, int window, int tmax, float scale, float cap)
 {
-    cached_attention(o, q, kc, vc, 0, first, b, n, hq, hkv, dh, window, tmax, scale);
+    cached_attention(o, q, kc, vc, 0, first, b, n, hq, hkv, dh, window, tmax, scale, cap);
 }
 
 void mtx_cached_attention_bf16(mtx_bf16 *o, const mtx_bf16 *q, const mtx_bf16 *kc, const mtx_bf16 *vc, int first, int b,
-                               int n, int hq, int hkv, int dh, int window, int tmax, float scale)
+                               int n, int hq, int hkv, int dh, int window, int tmax, float scale, float cap)
 {
-    cached_attention(o, q, kc, vc, 1, first, b, n, hq, hkv, dh, window, tmax, scale);
+    cached_attention(o, q, kc, vc, 1, first, b, n, hq, hkv, dh, window, tmax, scale, cap);
 }

@@ -27,13 +27,13 @@ enum { BQ = 64, BK = 64, NB = 64 };   /* query rows, key rows per block; columns
 
 typedef struct {
     int b, t, hq, hkv, dh, window, bf16;
-    float scale;
+    float scale, cap;                  /* cap > 0: scores soft-capped, cap tanh(score / cap) */
     int dp;                            /* dh rounded up to NB: the row length of block buffers */
 } Shape;
 
-static Shape shape(int b, int t, int hq, int hkv, int dh, int window, float scale, int bf16)
+static Shape shape(int b, int t, int hq, int hkv, int dh, int window, float scale, float cap, int bf16)
 {
-    return (Shape){b, t, hq, hkv, dh, window, bf16, scale, (dh + NB - 1) / NB * NB};
+    return (Shape){b, t, hq, hkv, dh, window, bf16, scale, cap, (dh + NB - 1) / NB * NB};
 }
 
 /* One pass's operands: the tasks read what they need. */
@@ -132,6 +132,17 @@ CONTRACTED static inline vec16 exp16(vec16 x)
     return p * (vec16)e;
 }
 
+CONTRACTED static inline vec16 tanh16(vec16 x) { return 1.0f - 2.0f / (exp16(2.0f * x) + 1.0f); }
+
+/* Scaled scores, soft-capped when cap > 0 (gemma2's attn_logits_soft_cap);
+ * *t gets tanh(z / cap) for the backward's derivative. */
+CONTRACTED static inline vec16 capped16(vec16 z, float cap, vec16 *t)
+{
+    if (cap <= 0) return z;
+    *t = tanh16(z / cap);
+    return cap * *t;
+}
+
 static inline vec16 load16(const float *x) { return *(const vec16 *)x; }
 static inline void store16(float *x, vec16 v) { *(vec16 *)x = v; }
 
@@ -153,11 +164,11 @@ static inline float lanes_sum(vec16 v)
  * columns [lo, hi) kept, the running max *mx and sum *sum updated, the row
  * replaced by exp(score - max) (0 where masked). Returns the factor that
  * rescales the row's earlier output. */
-CONTRACTED static float softmax_row(float *row, int lo, int hi, float scale, float *mx, float *sum)
+CONTRACTED static float softmax_row(float *row, int lo, int hi, float scale, float cap, float *mx, float *sum)
 {
-    vec16 x[4], best = (vec16){0} + *mx;
+    vec16 x[4], best = (vec16){0} + *mx, t;
     for (int v = 0; v < 4; v++) {
-        x[v] = select16(columns16(16 * v, lo, hi), load16(row + 16 * v) * scale, (vec16){0} - INFINITY);
+        x[v] = select16(columns16(16 * v, lo, hi), capped16(load16(row + 16 * v) * scale, cap, &t), (vec16){0} - INFINITY);
         best = select16(x[v] > best, x[v], best);
     }
     float m = lanes_max(best);
@@ -331,7 +342,7 @@ static void forward_task(const Job *j, float *buf, long task)
             for (int r = 0; r < m; r++) {
                 int lo, hi;
                 visible_keys(s, i0 + r, j0, n, &lo, &hi);
-                float alpha = softmax_row(sc + (size_t)r * 64, lo, hi, s->scale, &mx[r], &sum[r]);
+                float alpha = softmax_row(sc + (size_t)r * 64, lo, hi, s->scale, s->cap, &mx[r], &sum[r]);
                 if (alpha != 1)
                     for (int c = 0; c < dp; c++) acc[(size_t)r * dp + c] *= alpha;
             }
@@ -389,15 +400,15 @@ static void flash_forward(void *o, float *lse, const void *q, const void *k, con
 }
 
 void mtx_flash_attention(float *o, float *lse, const float *q, const float *k, const float *v, int b, int t, int hq,
-                         int hkv, int dh, int window, float scale)
+                         int hkv, int dh, int window, float scale, float cap)
 {
-    flash_forward(o, lse, q, k, v, shape(b, t, hq, hkv, dh, window, scale, 0));
+    flash_forward(o, lse, q, k, v, shape(b, t, hq, hkv, dh, window, scale, cap, 0));
 }
 
 void mtx_flash_attention_bf16(mtx_bf16 *o, float *lse, const mtx_bf16 *q, const mtx_bf16 *k, const mtx_bf16 *v,
-                              int b, int t, int hq, int hkv, int dh, int window, float scale)
+                              int b, int t, int hq, int hkv, int dh, int window, float scale, float cap)
 {
-    flash_forward(o, lse, q, k, v, shape(b, t, hq, hkv, dh, window, scale, 1));
+    flash_forward(o, lse, q, k, v, shape(b, t, hq, hkv, dh, window, scale, cap, 1));
 }
 
 /* ---- backward ---- */
@@ -434,7 +445,7 @@ static size_t shared_floats(const Shape *s)
 
 size_t mtx_flash_attention_scratch(int b, int t, int hq, int hkv, int dh, int threads)
 {
-    Shape s = shape(b, t, hq, hkv, dh, 0, 1, 0);
+    Shape s = shape(b, t, hq, hkv, dh, 0, 1, 0, 0);
     return sizeof(float) * (shared_floats(&s) + (size_t)threads * thread_floats(t, dh));
 }
 
@@ -462,9 +473,11 @@ CONTRACTED static void probabilities(const Shape *s, float *sc, float *dpr, cons
         int lo = 0, hi = 0;
         if (a < n) visible_queries(s, j0 + a, i0, m, &lo, &hi);
         for (int v = 0; v < 4; v++) {
-            vec16 p = exp16(load16(sr + 16 * v) * s->scale - load16(l + 16 * v));
+            vec16 t = {0}, z = capped16(load16(sr + 16 * v) * s->scale, s->cap, &t);
+            vec16 p = exp16(z - load16(l + 16 * v));
             p = select16(columns16(16 * v, lo, hi), p, (vec16){0});
-            store16(dr + 16 * v, p * (load16(dr + 16 * v) - load16(d + 16 * v)));
+            vec16 ds = p * (load16(dr + 16 * v) - load16(d + 16 * v));
+            store16(dr + 16 * v, s->cap > 0 ? ds * (1.0f - t * t) : ds);   /* through the cap's tanh */
             store16(sr + 16 * v, p);
         }
     }
@@ -605,15 +618,15 @@ static void flash_backward(void *dq, void *dk, void *dv, const void *dout, const
 
 void mtx_flash_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
                                   const float *v, const float *o, const float *lse, int b, int t, int hq, int hkv,
-                                  int dh, int window, float scale)
+                                  int dh, int window, float scale, float cap)
 {
-    flash_backward(dq, dk, dv, dout, q, k, v, o, lse, shape(b, t, hq, hkv, dh, window, scale, 0));
+    flash_backward(dq, dk, dv, dout, q, k, v, o, lse, shape(b, t, hq, hkv, dh, window, scale, cap, 0));
 }
 
 void mtx_flash_attention_backward_bf16(mtx_bf16 *dq, mtx_bf16 *dk, mtx_bf16 *dv, const mtx_bf16 *dout,
                                        const mtx_bf16 *q, const mtx_bf16 *k, const mtx_bf16 *v, const mtx_bf16 *o,
                                        const float *lse, int b, int t, int hq, int hkv, int dh, int window,
-                                       float scale)
+                                       float scale, float cap)
 {
-    flash_backward(dq, dk, dv, dout, q, k, v, o, lse, shape(b, t, hq, hkv, dh, window, scale, 1));
+    flash_backward(dq, dk, dv, dout, q, k, v, o, lse, shape(b, t, hq, hkv, dh, window, scale, cap, 1));
 }

@@ -154,9 +154,9 @@ void mtx_rope_apply_at_bf16(mtx_bf16 *y, const mtx_bf16 *x, int first, int b, in
 void mtx_position_add_at(float *y, const float *x, const float *pos, int first, int b, int t, int d, int rows);
 void mtx_kv_cache_write(void *cache, const void *x, int first, int b, int n, int width, int tmax, int elem_bytes);
 void mtx_cached_attention(float *o, const float *q, const float *kc, const float *vc, int first, int b, int n, int hq,
-                          int hkv, int dh, int window, int tmax, float scale);
+                          int hkv, int dh, int window, int tmax, float scale, float cap);
 void mtx_cached_attention_bf16(mtx_bf16 *o, const mtx_bf16 *q, const mtx_bf16 *kc, const mtx_bf16 *vc, int first, int b,
-                               int n, int hq, int hkv, int dh, int window, int tmax, float scale);
+                               int n, int hq, int hkv, int dh, int window, int tmax, float scale, float cap);
 void mtx_rope_apply_bf16(mtx_bf16 *y, const mtx_bf16 *x, int b, int t, int heads, int dh, float min_timescale,
                          float max_timescale, int inverse);
 void mtx_causal_softmax_forward(float *p, const float *s, int blocks, int t);
@@ -186,16 +186,16 @@ void mtx_attention_values_backward_bf16(mtx_bf16 *dp, mtx_bf16 *dv, const mtx_bf
  * buffers per thread; fewer threads run if fewer fit). */
 size_t mtx_flash_attention_scratch(int b, int t, int hq, int hkv, int dh, int threads);
 void mtx_flash_attention(float *o, float *lse, const float *q, const float *k, const float *v, int b, int t, int hq,
-                         int hkv, int dh, int window, float scale);
+                         int hkv, int dh, int window, float scale, float cap);
 void mtx_flash_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
                                   const float *v, const float *o, const float *lse, int b, int t, int hq, int hkv,
-                                  int dh, int window, float scale);
+                                  int dh, int window, float scale, float cap);
 void mtx_flash_attention_bf16(mtx_bf16 *o, float *lse, const mtx_bf16 *q, const mtx_bf16 *k, const mtx_bf16 *v,
-                              int b, int t, int hq, int hkv, int dh, int window, float scale);
+                              int b, int t, int hq, int hkv, int dh, int window, float scale, float cap);
 void mtx_flash_attention_backward_bf16(mtx_bf16 *dq, mtx_bf16 *dk, mtx_bf16 *dv, const mtx_bf16 *dout,
                                        const mtx_bf16 *q, const mtx_bf16 *k, const mtx_bf16 *v, const mtx_bf16 *o,
                                        const float *lse, int b, int t, int hq, int hkv, int dh, int window,
-                                       float scale);
+                                       float scale, float cap);   /* cap > 0: scores soft-capped (gemma2) */
 /* The loss (loss.c): the mean over non-zero seg, or with sum their sum. */
 float mtx_cross_entropy_forward(const float *logits, const int32_t *targets, const int32_t *seg, int n, int vocab,
                                 float *weight, int sum);

@@ -4,7 +4,7 @@
 # values):
 # * float32: losses and gradient norms within 1e-5 over 20 steps, at a
 #   length past two 64-row blocks (150), for grouped (4 on 2) and
-#   multi-query (4 on 1) heads;
+#   multi-query (4 on 1) heads, and with attn_logits_soft_cap 0.5;
 # * the same bits on 1 and 2 threads, and from mtxc run and mtxc build;
 # * remat full and save_dot_except_mlp (which saves the fused op's output),
 #   with dropout, bit-identical to remat none;
@@ -36,6 +36,14 @@ for kv in 2 1; do
     worst_diff "flash vs dot_product, 4 query heads on $kv" "dot_product.$kv.jsonl" "flash.$kv.jsonl" 1e-5 20 ||
         fail "flash strays from dot_product"
 done
+# gemma2's soft cap on the scores: the fused kernel's against dot_product's soft_cap op
+for a in dot_product flash; do
+    # shellcheck disable=SC2086
+    "$MTXC" build "$base" $common attention=$a attn_logits_soft_cap=0.5 -o "c_$a" > /dev/null || fail "build cap $a"
+    "./c_$a" steps=20 log_period=100 metrics_file="cap.$a.jsonl" > log 2>&1 || { cat log; fail "train cap $a"; }
+done
+worst_diff "flash vs dot_product, attn_logits_soft_cap 0.5" cap.dot_product.jsonl cap.flash.jsonl 1e-5 20 ||
+    fail "soft-capped flash strays from dot_product"
 MTX_NUM_THREADS=1 ./t_flash steps=20 log_period=100 metrics_file=one.jsonl > /dev/null || fail "1 thread"
 cmp -s <(learning flash.1.jsonl) <(learning one.jsonl) || fail "flash on 1 thread differs from 2 threads"
 # shellcheck disable=SC2086

@@ -199,6 +199,8 @@ def forward(c, P, inputs, targets, seg):
         k = k.repeat_interleave(H // KV, dim=2)
         v = v.repeat_interleave(H // KV, dim=2)
         s = bf(torch.einsum("bthd,bshd->bhts", q, k) / math.sqrt(Dh))
+        if c.get("attn_logits_soft_cap", 0) > 0:      # gemma2: before the mask and softmax
+            s = bf(torch.tanh(s / c["attn_logits_soft_cap"]) * c["attn_logits_soft_cap"])
         s = s.masked_fill(~causal, float("-inf"))
         p = bf(torch.softmax(s, dim=-1))
         o = bf(torch.einsum("bhts,bshd->bthd", p, v)).reshape(B, T, H * Dh)

@@ -113,6 +113,15 @@ START_TEST(flash_trained_bf16)
 }
 END_TEST
 
+START_TEST(soft_capped_attention)
+{
+    /* gemma2's attn_logits_soft_cap, low enough to bend the scores; the eval step runs the fused kernel */
+    char *o[] = {"model_name=tiny-gemma", "dtype=float32", "max_target_length=140", "max_prefill_predict_length=30",
+                 "attn_logits_soft_cap=0.5", "final_logits_soft_cap=2"};
+    check_decoding("tiny-gemma, soft caps", 6, o, 1e-5);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("decode");
@@ -121,6 +130,7 @@ int main(void)
     tcase_add_test(tc, llama2_grouped_heads);
     tcase_add_test(tc, gpt3_learned_positions);
     tcase_add_test(tc, flash_trained_bf16);
+    tcase_add_test(tc, soft_capped_attention);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

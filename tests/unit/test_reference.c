@@ -328,12 +328,14 @@ START_TEST(tiny_gemma)
 }
 END_TEST
 
-/* the final logits' soft cap (gemma2's), low enough to bend every logit */
+/* gemma2's soft caps on the final logits and the attention scores, low
+ * enough to bend every one */
 START_TEST(tiny_gemma_soft_cap)
 {
     char *ov[] = {"model_name=tiny-gemma", "per_device_batch_size=2", "max_target_length=16",
-                  "warmup_steps_fraction=0", "steps=10", "dtype=float32", "final_logits_soft_cap=0.5"};
-    check_against("tests/data/tiny-gemma-softcap.ref", 7, ov);
+                  "warmup_steps_fraction=0", "steps=10", "dtype=float32", "final_logits_soft_cap=0.5",
+                  "attn_logits_soft_cap=0.5"};
+    check_against("tests/data/tiny-gemma-softcap.ref", 8, ov);
 }
 END_TEST
 

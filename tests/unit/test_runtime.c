@@ -226,9 +226,9 @@ END_TEST
  * fused kernel. Key j is visible to query i iff j <= i and (w == 0 or j > i - w). */
 static void attention_reference(double *o, double *dq, double *dk, double *dv, const float *q, const float *k,
                                 const float *v, const float *go, int b, int t, int hq, int hkv, int dh, int w,
-                                double scale)
+                                double scale, double cap)
 {
-    double p[300], dp[300];
+    double p[300], dp[300], th[300];   /* th: tanh(score / cap) with a soft cap */
     for (size_t i = 0; i < (size_t)b * t * hkv * dh; i++) dk[i] = dv[i] = 0;
     for (int bi = 0; bi < b; bi++)
         for (int h = 0; h < hq; h++)
@@ -243,6 +243,7 @@ static void attention_reference(double *o, double *dq, double *dk, double *dv, c
                     double sc = 0;
                     for (int c = 0; c < dh; c++) sc += (double)qi[c] * kj[c];
                     p[j] = sc * scale;
+                    if (cap > 0) th[j] = tanh(p[j] / cap), p[j] = cap * th[j];
                     max = p[j] > max ? p[j] : max;
                 }
                 for (int j = 0; j < t; j++) sum += p[j] = p[j] == -INFINITY ? 0 : exp(p[j] - max);
@@ -256,7 +257,7 @@ static void attention_reference(double *o, double *dq, double *dk, double *dv, c
                     dot += p[j] * dp[j];
                 }
                 for (int j = 0; j < t; j++) {
-                    double ds = p[j] * (dp[j] - dot) * scale;
+                    double ds = p[j] * (dp[j] - dot) * scale * (cap > 0 && p[j] > 0 ? 1 - th[j] * th[j] : 1);
                     size_t kj = (((size_t)bi * t + j) * hkv + g) * dh;
                     for (int c = 0; c < dh; c++) {
                         dqi[c] += ds * k[kj + c];
@@ -276,14 +277,15 @@ static void near_all(const char *what, const float *got, const double *want, siz
 
 /* The fused kernel against float64 attention: odd lengths (1, 7, 129: a
  * partial block past 128), grouped and multi-query heads, a sliding window,
- * head_dim 8 to 80; the bf16 form against the float32 one rounded. */
+ * soft caps of 1.5 and 0.5 (gemma2's), head_dim 8 to 80; the bf16 form against the float32 one rounded. */
 START_TEST(flash_attention)
 {
-    static const int cases[][6] = {   /* b, t, hq, hkv, dh, window */
-        {1, 1, 2, 1, 8, 0}, {2, 7, 4, 2, 8, 0}, {1, 129, 4, 1, 16, 0}, {1, 129, 2, 2, 80, 0},
-        {2, 71, 4, 2, 8, 5}, {1, 150, 2, 1, 24, 70}};
+    static const int cases[][7] = {   /* b, t, hq, hkv, dh, window, soft cap x 10 */
+        {1, 1, 2, 1, 8, 0, 0}, {2, 7, 4, 2, 8, 0, 0}, {1, 129, 4, 1, 16, 0, 0}, {1, 129, 2, 2, 80, 0, 0},
+        {2, 71, 4, 2, 8, 5, 0}, {1, 150, 2, 1, 24, 70, 0}, {1, 130, 4, 2, 16, 0, 15}, {2, 71, 2, 1, 8, 20, 5}};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         int b = cases[c][0], t = cases[c][1], hq = cases[c][2], hkv = cases[c][3], dh = cases[c][4], w = cases[c][5];
+        float cap = cases[c][6] / 10.0f;
         size_t nq = (size_t)b * t * hq * dh, nk = (size_t)b * t * hkv * dh;
         float *q = malloc(4 * nq), *k = malloc(4 * nk), *v = malloc(4 * nk), *go = malloc(4 * nq), *o = malloc(4 * nq);
         float *dq = malloc(4 * nq), *dk = malloc(4 * nk), *dv = malloc(4 * nk), *lse = malloc(4 * (size_t)b * hq * t);
@@ -292,9 +294,9 @@ START_TEST(flash_attention)
         for (size_t i = 0; i < nk; i++) k[i] = mtx_rng_normal(mtx_rng_seed(2), i), v[i] = mtx_rng_normal(mtx_rng_seed(3), i);
         float scale = 1.0f / sqrtf((float)dh);
         mtx_scratch_reserve(mtx_flash_attention_scratch(b, t, hq, hkv, dh, mtx_num_threads()));
-        mtx_flash_attention(o, lse, q, k, v, b, t, hq, hkv, dh, w, scale);
-        mtx_flash_attention_backward(dq, dk, dv, go, q, k, v, o, lse, b, t, hq, hkv, dh, w, scale);
-        attention_reference(ro, rdq, rdk, rdv, q, k, v, go, b, t, hq, hkv, dh, w, scale);
+        mtx_flash_attention(o, lse, q, k, v, b, t, hq, hkv, dh, w, scale, cap);
+        mtx_flash_attention_backward(dq, dk, dv, go, q, k, v, o, lse, b, t, hq, hkv, dh, w, scale, cap);
+        attention_reference(ro, rdq, rdk, rdv, q, k, v, go, b, t, hq, hkv, dh, w, scale, cap);
         near_all("o", o, ro, nq, 1e-5);
         near_all("dq", dq, rdq, nq, 1e-5);
         near_all("dk", dk, rdk, nk, 1e-5);
@@ -303,12 +305,13 @@ START_TEST(flash_attention)
         mtx_bf16 *hq16 = malloc(2 * nq), *hk16 = malloc(2 * nk), *hv16 = malloc(2 * nk), *hgo = malloc(2 * nq);
         mtx_bf16 *ho = malloc(2 * nq), *hdq = malloc(2 * nq), *hdk = malloc(2 * nk), *hdv = malloc(2 * nk);
         bf16_data(q, hq16, nq, 1), bf16_data(k, hk16, nk, 2), bf16_data(v, hv16, nk, 3), bf16_data(go, hgo, nq, 4);
-        mtx_flash_attention(o, lse, q, k, v, b, t, hq, hkv, dh, w, scale);
-        mtx_flash_attention_bf16(ho, lse, hq16, hk16, hv16, b, t, hq, hkv, dh, w, scale);
+        mtx_flash_attention(o, lse, q, k, v, b, t, hq, hkv, dh, w, scale, cap);
+        mtx_flash_attention_bf16(ho, lse, hq16, hk16, hv16, b, t, hq, hkv, dh, w, scale, cap);
         same_rounded("flash o", ho, o, nq);
         for (size_t i = 0; i < nq; i++) o[i] = mtx_bf16_to_f32(ho[i]);
-        mtx_flash_attention_backward(dq, dk, dv, go, q, k, v, o, lse, b, t, hq, hkv, dh, w, scale);
-        mtx_flash_attention_backward_bf16(hdq, hdk, hdv, hgo, hq16, hk16, hv16, ho, lse, b, t, hq, hkv, dh, w, scale);
+        mtx_flash_attention_backward(dq, dk, dv, go, q, k, v, o, lse, b, t, hq, hkv, dh, w, scale, cap);
+        mtx_flash_attention_backward_bf16(hdq, hdk, hdv, hgo, hq16, hk16, hv16, ho, lse, b, t, hq, hkv, dh, w, scale,
+                                          cap);
         same_rounded("flash dq", hdq, dq, nq);
         same_rounded("flash dk", hdk, dk, nk);
         same_rounded("flash dv", hdv, dv, nk);
