@@ -195,22 +195,29 @@ static int load(const mtx_data *d, const char *type, const char *path, Stream *s
     return d->tokenizer ? load_pieces(d, path, s, err, errlen) : load_bytes(path, d->vocab, s, err, errlen);
 }
 
-/* The tokenizer of tokenizer_path, checked against the model's vocabulary
- * and the bos/eos the options ask for. */
+mtx_tokenizer *mtx_tokenizer_for(const char *type, const char *path, int vocab, char *err, size_t errlen)
+{
+    if (strcmp(type, "sentencepiece")) {
+        snprintf(err, errlen, "tokenizer_type '%s' is not implemented by mtxc yet (sentencepiece is)", type);
+        return NULL;
+    }
+    mtx_tokenizer *t = mtx_tokenizer_open(path, err, errlen);
+    if (t && mtx_tokenizer_vocab(t) > vocab) {
+        snprintf(err, errlen, "tokenizer '%s' has %d pieces but vocab_size is %d: set vocab_size to at least %d", path,
+                 mtx_tokenizer_vocab(t), vocab, mtx_tokenizer_vocab(t));
+        mtx_tokenizer_close(t);
+        t = NULL;
+    }
+    return t;
+}
+
+/* The data's tokenizer, with the bos/eos the options ask for. */
 static int open_tokenizer(mtx_data *d, const mtx_data_options *o, char *err, size_t errlen)
 {
-    if (strcmp(o->tokenizer_type, "sentencepiece")) {
-        snprintf(err, errlen, "tokenizer_type '%s' is not implemented by mtxc yet (sentencepiece is)", o->tokenizer_type);
-        return 0;
-    }
-    if (!(d->tokenizer = mtx_tokenizer_open(o->tokenizer_path, err, errlen))) return 0;
-    int pieces = mtx_tokenizer_vocab(d->tokenizer);
+    if (!(d->tokenizer = mtx_tokenizer_for(o->tokenizer_type, o->tokenizer_path, d->vocab, err, errlen))) return 0;
     d->bos = mtx_tokenizer_bos(d->tokenizer), d->eos = mtx_tokenizer_eos(d->tokenizer);
     d->add_bos = o->add_bos, d->add_eos = o->add_eos;
-    if (pieces > d->vocab)
-        snprintf(err, errlen, "tokenizer '%s' has %d pieces but vocab_size is %d: set vocab_size to at least %d",
-                 o->tokenizer_path, pieces, d->vocab, pieces);
-    else if ((d->add_bos && d->bos < 0) || (d->add_eos && d->eos < 0))
+    if ((d->add_bos && d->bos < 0) || (d->add_eos && d->eos < 0))
         snprintf(err, errlen, "tokenizer '%s' has no %s piece: set %s=false", o->tokenizer_path,
                  d->add_bos && d->bos < 0 ? "bos" : "eos", d->add_bos && d->bos < 0 ? "add_bos" : "add_eos");
     else

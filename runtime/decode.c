@@ -16,6 +16,7 @@ int mtx_decode_settings(const mtx_program *prog, const RunConfig *rc, DecodeSett
     if (!mtx_run_string(prog, rc, "prompt", d->prompt, sizeof d->prompt) ||
         !mtx_run_string(prog, rc, "load_parameters_path", d->params, sizeof d->params) ||
         !mtx_run_string(prog, rc, "load_full_state_path", d->full, sizeof d->full) ||
+        !mtx_run_string(prog, rc, "tokenizer_type", d->tokenizer_type, sizeof d->tokenizer_type) ||
         !mtx_run_string(prog, rc, "tokenizer_path", d->tokenizer, sizeof d->tokenizer) ||
         !mtx_run_string(prog, rc, "dataset_type", d->dataset_type, sizeof d->dataset_type) ||
         !mtx_run_string(prog, rc, "decode_sampling_strategy", d->strategy, sizeof d->strategy))
@@ -45,9 +46,8 @@ int mtx_decode_settings(const mtx_program *prog, const RunConfig *rc, DecodeSett
     return 0;
 }
 
-/* The prompt as token ids (malloc'd *ids, count *n); 0 after saying why. */
-static int prompt_tokens(const mtx_program *prog, const DecodeSettings *d, const mtx_tokenizer *tk, int32_t **ids,
-                         int *n)
+/* The prompt as token ids into *out (empty on entry); 0 after saying why. */
+static int prompt_tokens(const mtx_program *prog, const DecodeSettings *d, const mtx_tokenizer *tk, mtx_tokens *out)
 {
     mtx_tokens t = {0};
     char err[1024] = "";
@@ -84,11 +84,7 @@ static int prompt_tokens(const mtx_program *prog, const DecodeSettings *d, const
         free(t.v);
         return 0;
     }
-    *ids = malloc(sizeof(int32_t) * (size_t)prog->prefill_length);
-    memset(*ids, 0, sizeof(int32_t) * (size_t)prog->prefill_length);
-    for (int64_t i = 0; i < t.n; i++) (*ids)[i] = (int32_t)t.v[i];
-    *n = (int)t.n;
-    free(t.v);
+    *out = t;
     return 1;
 }
 
@@ -109,11 +105,21 @@ static void print_tokens(const DecodeSettings *d, const mtx_tokenizer *tk, const
 static int generate(const mtx_program *prog, const DecodeSettings *d, const mtx_tokenizer *tk, mtx_state *st,
                     int max_new, const char *label)
 {
-    int32_t *seq = NULL;
-    int n = 0, P = prog->prefill_length, T = prog->cache_length, V = prog->vocab;
-    if (!prompt_tokens(prog, d, tk, &seq, &n)) return 2;
-    seq = realloc(seq, sizeof(int32_t) * (size_t)(T > P ? T : P));
+    mtx_tokens t = {0};
+    int P = prog->prefill_length, T = prog->cache_length, V = prog->vocab;
+    if (!prompt_tokens(prog, d, tk, &t)) return 2;
+    /* the prompt padded to the prefill, and room for every position and the
+     * token chosen after the last (a prompt may fill the cache) */
+    int32_t *seq = calloc((size_t)(T > P ? T : P) + 1, sizeof(int32_t));
     float *logits = malloc(sizeof(float) * (size_t)P * (size_t)V);
+    if (!seq || !logits) {
+        fprintf(stderr, "trainer: error: out of memory for decoding (%d positions, %d logits a row)\n", T, V);
+        free(t.v), free(seq), free(logits);
+        return 2;
+    }
+    int n = (int)t.n;
+    for (int i = 0; i < n; i++) seq[i] = (int32_t)t.v[i];
+    free(t.v);
     mtx_cache *cache = prog->cache_new();
     mtx_rng_key key = mtx_rng_seed((uint64_t)d->seed);
     int32_t zero = 0, eos = tk ? mtx_tokenizer_eos(tk) : -1;
@@ -156,14 +162,8 @@ int mtx_decode_print(const mtx_program *prog, mtx_state *st, const DecodeSetting
     char err[1024];
     mtx_tokenizer *tk = NULL;
     if (d->tokenizer[0]) {
-        if (!(tk = mtx_tokenizer_open(d->tokenizer, err, sizeof err))) {
+        if (!(tk = mtx_tokenizer_for(d->tokenizer_type, d->tokenizer, prog->vocab, err, sizeof err))) {
             fprintf(stderr, "trainer: error: %s\n", err);
-            return 2;
-        }
-        if (mtx_tokenizer_vocab(tk) > prog->vocab) {
-            fprintf(stderr, "trainer: error: tokenizer '%s' has %d pieces but vocab_size is %d\n", d->tokenizer,
-                    mtx_tokenizer_vocab(tk), prog->vocab);
-            mtx_tokenizer_close(tk);
             return 2;
         }
     }

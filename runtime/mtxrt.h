@@ -365,6 +365,9 @@ int mtx_tokenizer_encode(const mtx_tokenizer *t, const char *text, size_t len, m
                          size_t errlen);           /* appends; 0 + message on error */
 char *mtx_tokenizer_decode(const mtx_tokenizer *t, const int32_t *ids, int n);   /* malloc'd; NULL on error */
 void mtx_tokenizer_close(mtx_tokenizer *t);
+/* tokenizer_type's tokenizer at path, holding at most vocab pieces (data.c);
+ * NULL + message. */
+mtx_tokenizer *mtx_tokenizer_for(const char *type, const char *path, int vocab, char *err, size_t errlen);
 
 /* ---- sampling (sampling.c): the next token from logits, as MaxText ---- */
 

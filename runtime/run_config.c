@@ -47,11 +47,23 @@ int mtx_run_string(const mtx_program *prog, const RunConfig *rc, const char *key
     return 1;
 }
 
+/* An error line on stderr, control characters escaped (as mtxc's). */
+static void say(const char *fmt, ...)
+{
+    char line[1400], shown[1400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    mtx_escape_controls(line, shown, sizeof shown);
+    fprintf(stderr, "%s\n", shown);
+}
+
 /* Read entry i's value from src (YAML text); 0 after printing why, naming
  * the argument that gave it (or the descriptor, for compiled-in text). */
 static int read_value(const mtx_program *prog, RunConfig *rc, int i, const char *src, const char *arg)
 {
-    char msg[1200], why[1024], line[1400];
+    char msg[1200], why[1024];
     int plain, k = mtx_key_find(prog->config[i].key);
     if (k >= 0 && (mtx_keys[k].type == MTX_KT_LIST || mtx_keys[k].type == MTX_KT_RULES)) return 1;   /* compiled in */
     free(rc->text[i]);
@@ -66,10 +78,7 @@ static int read_value(const mtx_program *prog, RunConfig *rc, int i, const char 
     }
     char shown[96];
     mtx_clip_value(arg ? arg : prog->config[i].key, shown, sizeof shown);
-    snprintf(line, sizeof line, arg ? "argument '%s': error: %s" : "trainer: error: compiled-in value of '%s': %s",
-             shown, msg);
-    mtx_escape_controls(line, msg, sizeof msg);
-    fprintf(stderr, "%s\n", msg);
+    say(arg ? "argument '%s': error: %s" : "trainer: error: compiled-in value of '%s': %s", shown, msg);
     return 0;
 }
 
@@ -91,18 +100,6 @@ static void usage(const mtx_program *prog, FILE *out, bool decoding)
 /* Read the compiled-in values, then the key=value arguments over them, each
  * checked as mtxc checks it; returns 0 to go on, -1 after --help, or an
  * exit status. */
-/* An argument's error line on stderr, control characters escaped (as mtxc's). */
-static void say(const char *fmt, ...)
-{
-    char line[1400], shown[1400];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    mtx_escape_controls(line, shown, sizeof shown);
-    fprintf(stderr, "%s\n", shown);
-}
-
 int mtx_run_parse(const mtx_program *prog, RunConfig *rc, int argc, char **argv, bool decoding)
 {
     memset(rc, 0, sizeof *rc);

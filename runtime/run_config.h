@@ -26,7 +26,7 @@ int mtx_run_string(const mtx_program *prog, const RunConfig *rc, const char *key
 /* Decoding's settings (decode.c), read from a run's config and checked
  * (from_checkpoint: a load path is required); 0 after printing why. */
 typedef struct {
-    char prompt[8192], params[4096], full[4096], tokenizer[4096], dataset_type[64], strategy[32];
+    char prompt[8192], params[4096], full[4096], tokenizer_type[64], tokenizer[4096], dataset_type[64], strategy[32];
     bool add_bos;
     mtx_sampling sampling;
     long long seed;
