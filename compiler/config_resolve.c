@@ -79,7 +79,7 @@ static bool check_step_sizes(Config *c, char *err, size_t errlen)
     double tokens = fmax((double)d->global_batch, (double)d->eval_batch) * t;
     double e = d->emb_dim, m = d->mlp_dim, v = (double)cfg_int(c, K_vocab_size), h = d->num_query_heads;
     double dh = (double)cfg_int(c, K_head_dim);
-    double params = 2 * v * e + d->num_decoder_layers * (2 * e * h * dh + 2 * e * d->num_kv_heads * dh + 3 * e * m);
+    double params = 2 * v * e + d->num_decoder_layers * sublayers(c) * (2 * e * h * dh + 2 * e * d->num_kv_heads * dh + 3 * e * m);
     if (tokens > INT_MAX)
         FAIL(later(c, K_per_device_batch_size, K_max_target_length),
              "a step of %.0f tokens (batch x max_target_length) is too large (at most %d)", tokens, INT_MAX);
@@ -111,6 +111,8 @@ static bool check_model(Config *c, char *err, size_t errlen)
     const StrList *acts = &c->v[K_mlp_activations].list;
     if (acts->n < 1 || acts->n > 2)
         FAIL(K_mlp_activations, "mlp_activations must name one or two activations, got %d", acts->n);
+    if (!strcmp(block, "gemma2") && cfg_int(c, K_sliding_window_size) <= 0)
+        FAIL(K_sliding_window_size, "decoder_block gemma2 needs sliding_window_size > 0 for its local layers");
     if (!strcmp(block, "gpt3")) {
         if (d->num_kv_heads != d->num_query_heads)
             FAIL(later(c, K_base_num_query_heads, K_base_num_kv_heads),

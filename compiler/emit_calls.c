@@ -137,8 +137,8 @@ void emit_kernel(Emitter *e, const Op *op)
             (long long)a[3], (long long)a[4], flit(pool, fa[0]));
         break;
     case OP_causal_softmax:
-        emitf(e, "    mtx_causal_softmax_forward%s(%s, %s, %lld, %lld);\n", sfx, V(e, o[0]), V(e, in[0]),
-            (long long)a[0], (long long)a[1]);
+        emitf(e, "    mtx_causal_softmax_forward%s(%s, %s, %lld, %lld, %lld);\n", sfx, V(e, o[0]), V(e, in[0]),
+            (long long)a[0], (long long)a[1], (long long)a[2]);
         break;
     case OP_attention_values:
         emitf(e, "    mtx_attention_values%s(%s, %s, %s, %lld, %lld, %lld, %lld, %lld);\n", sfx, V(e, o[0]),

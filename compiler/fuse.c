@@ -9,10 +9,10 @@ static bool fusable(const Op *op) { return op_info[op->kind].cls == OC_EW; }
 
 static int64_t loop_size(const Op *op) { return value_numel(op->out[0]); }
 
-static bool reported(const Program *p, const Value *v)   /* read after the step, as a metric */
+static bool reported(const Program *p, const Value *v)   /* read after the step: a metric, decoding's logits */
 {
     return v == p->train_loss || v == p->eval_loss || v == p->train_weight || v == p->eval_weight ||
-           v == p->grad_norm || v == p->lr;
+           v == p->grad_norm || v == p->lr || v == p->prefill_logits || v == p->decode_logits;
 }
 
 /* Reads of v by the ops [first, last] of f. */

@@ -1,14 +1,25 @@
 /* Model builder: the forward graph of a decoder-only transformer, from the
- * resolved config. Families: llama2 (also mistral) and gpt3, following
- * MaxText's layers (see ../shared/notes/maxtext-semantics.md). The same
- * builder writes the eval step and the train step's forward pass. */
+ * resolved config. Families: llama2 (also mistral), gemma, gemma2 and gpt3,
+ * following MaxText's layers (see ../shared/notes/maxtext-semantics.md and
+ * gemma.md). The same builder writes the eval step, the train step's
+ * forward pass and the decoding steps.
+ *
+ * A "sublayer" is one attention + MLP block; MaxText's gemma2 layer is two
+ * of them (local, with a sliding window, then global), with their own
+ * weights (`*_local`, `*_global`); every other family has one per layer. */
 #include "mtxc.h"
 
 #include <math.h>
 #include <string.h>
 
 typedef struct {
+    int layer;                                 /* MaxText's layer number */
+    const char *sfx;                           /* its names' suffix: "", "_local" or "_global" */
+    const char *kind;                          /* for block names: "", "local " or "global " */
+    int64_t window;                            /* sliding window (keys a query sees), 0: all before it */
+    bool f32;                                  /* attention in float32 whatever dtype (gemma2's global) */
     Value *norm1_scale, *norm1_bias;           /* pre-attention norm */
+    Value *post_attn_scale, *post_ffw_scale;   /* gemma2's norms after attention and after the MLP */
     Value *wq, *wk, *wv, *wo, *bq, *bk, *bv, *bo;
     Value *norm2_scale, *norm2_bias;           /* pre-MLP norm */
     Value *wi0, *wi1, *wo_mlp, *bi, *bo_mlp;   /* wi1 only when gated, biases only for gpt3 */
@@ -20,6 +31,7 @@ typedef struct {
     const Config *c;
     bool gpt3, gated;
     bool gemma;                                /* llama2's block with MaxText's gemma names and norm epsilon */
+    bool gemma2;                               /* gemma with local/global pairs and post norms */
     bool flash;                                /* fused attention (attention: flash, or autoselected) */
     bool train;                                /* building the train step: dropout applies */
     bool decoding;                             /* building prefill/decode: new tokens at position_in, caches */
@@ -29,11 +41,13 @@ typedef struct {
     Value **cast_of;                           /* by param id: its cast to dt in the function being built */
     int nstate;                                /* values made by make_params: the ids cast_of covers */
     int64_t B, T, D, H, KV, Dh, M, V, L, P;  /* H, KV, M: this device's share when tp > 1 */
+    int64_t NL;                                /* sublayers: L, or 2 L for gemma2 */
     int64_t tp;                                /* tensor-parallel ways (Megatron: heads and MLP columns) */
+    bool kv_replicated;                        /* tp > 1 over one kv head: every device computes it (Megatron) */
     const char *block;
     Value *tokens, *targets, *segmentation;    /* inputs of the function being built */
     Value *embedding, *position, *final_scale, *final_bias, *logits_w;
-    LayerParams *layers;
+    LayerParams *layers;                       /* by sublayer */
     double matmul_flops;                       /* forward GEMM FLOPs of one step */
 } Builder;
 
@@ -81,6 +95,32 @@ static void make_norm(Builder *b, const char *prefix, Value **scale, Value **bia
     if (b->gpt3) *bias = vector(b, pool_fmt(pool, "%s.bias", prefix), b->D, INIT_ZEROS, "norm");
 }
 
+/* MaxText's Attention divides the query kernel's init by sqrt(head_dim)
+ * (in dtype) instead of scaling scores at run time (attentions.py
+ * init_query_w, T5's convention); gpt3 divides the query itself. */
+static double depth_scaling(const Builder *b)
+{
+    float s = (float)sqrt((double)b->Dh);
+    if (b->dt == DT_BF16) {   /* jnp.sqrt(head_dim).astype(bfloat16): round to nearest even */
+        uint32_t u;
+        memcpy(&u, &s, sizeof u);
+        u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+        memcpy(&s, &u, sizeof s);
+    }
+    return s;
+}
+
+/* Sublayer s: its MaxText layer, names, window and precision. */
+static void describe_sublayer(Builder *b, int s, LayerParams *lp)
+{
+    lp->layer = b->gemma2 ? s / 2 : s;
+    lp->sfx = !b->gemma2 ? "" : s % 2 ? "_global" : "_local";
+    lp->kind = !b->gemma2 ? "" : s % 2 ? "global " : "local ";
+    lp->window = b->gemma2 && s % 2 == 0 ? cfg_int(b->c, K_sliding_window_size) : 0;
+    /* gemma2.py hard-codes float32_qk_product and float32_logits on its global attention */
+    lp->f32 = b->gemma2 && s % 2 == 1;
+}
+
 static void make_params(Builder *b)
 {
     Pool *pool = b->p->pool;
@@ -90,16 +130,22 @@ static void make_params(Builder *b)
         int64_t pd[2] = {b->P, b->D};
         b->position = param(b, "position_embedder.embedding", 2, pd, INIT_NORMAL, 1.0, NULL, "embed", NULL);
     }
-    b->layers = pool_alloc(pool, sizeof(LayerParams) * (size_t)b->L);
-    for (int l = 0; l < b->L; l++) {
-        LayerParams *lp = &b->layers[l];
-        const char *at = pool_fmt(pool, "layers.%d.self_attention", l);
-        const char *mlp = pool_fmt(pool, "layers.%d.mlp", l);
-        make_norm(b, pool_fmt(pool, "layers.%d.pre_self_attention_norm", l), &lp->norm1_scale, &lp->norm1_bias);
+    b->layers = pool_alloc(pool, sizeof(LayerParams) * (size_t)b->NL);
+    for (int s = 0; s < b->NL; s++) {
+        LayerParams *lp = &b->layers[s];
+        describe_sublayer(b, s, lp);
+        int l = lp->layer;
+        const char *sfx = lp->sfx;
+        const char *at = pool_fmt(pool, "layers.%d.self_attention%s", l, sfx);
+        const char *mlp = pool_fmt(pool, "layers.%d.mlp%s", l, sfx);
+        make_norm(b, pool_fmt(pool, "layers.%d.pre_self_attention_norm%s", l, sfx), &lp->norm1_scale, &lp->norm1_bias);
         /* Megatron: q, k, v split by columns (heads), out by rows. */
         lp->wq = split(b, kernel(b, pool_fmt(pool, "%s.query.kernel", at), b->D, b->H * b->Dh, "embed", "q_heads"), 1);
-        lp->wk = split(b, kernel(b, pool_fmt(pool, "%s.key.kernel", at), b->D, b->KV * b->Dh, "embed", "kv_heads"), 1);
-        lp->wv = split(b, kernel(b, pool_fmt(pool, "%s.value.kernel", at), b->D, b->KV * b->Dh, "embed", "kv_heads"), 1);
+        if (!b->gpt3) lp->wq->init_std /= depth_scaling(b);
+        const char *kv_axis = b->kv_replicated ? NULL : "kv_heads";
+        lp->wk = kernel(b, pool_fmt(pool, "%s.key.kernel", at), b->D, b->KV * b->Dh, "embed", kv_axis);
+        lp->wv = kernel(b, pool_fmt(pool, "%s.value.kernel", at), b->D, b->KV * b->Dh, "embed", kv_axis);
+        if (!b->kv_replicated) split(b, lp->wk, 1), split(b, lp->wv, 1);
         lp->wo = split(b, kernel(b, pool_fmt(pool, "%s.out.kernel", at), b->H * b->Dh, b->D, "heads", "embed"), 0);
         if (b->gpt3) {
             lp->bq = split(b, vector(b, pool_fmt(pool, "%s.query.bias", at), b->H * b->Dh, INIT_ZEROS, "q_heads"), 0);
@@ -107,8 +153,10 @@ static void make_params(Builder *b)
             lp->bv = split(b, vector(b, pool_fmt(pool, "%s.value.bias", at), b->KV * b->Dh, INIT_ZEROS, "kv_heads"), 0);
             lp->bo = vector(b, pool_fmt(pool, "%s.out.bias", at), b->D, INIT_ZEROS, "embed");
         }
+        if (b->gemma2 && cfg_bool(b->c, K_use_post_attn_norm))
+            make_norm(b, pool_fmt(pool, "layers.%d.post_self_attention_norm%s", l, sfx), &lp->post_attn_scale, NULL);
         make_norm(b, b->gpt3    ? pool_fmt(pool, "%s.mlp_layer_norm", mlp)
-                     : b->gemma ? pool_fmt(pool, "layers.%d.pre_ffw_norm", l)
+                     : b->gemma ? pool_fmt(pool, "layers.%d.pre_ffw_norm%s", l, sfx)
                                 : pool_fmt(pool, "layers.%d.post_self_attention_norm", l),
                   &lp->norm2_scale, &lp->norm2_bias);
         /* wi by columns, wo by rows. */
@@ -120,6 +168,8 @@ static void make_params(Builder *b)
             lp->bi = split(b, vector(b, pool_fmt(pool, "%s.wi.bias", mlp), b->M, INIT_ZEROS, "mlp"), 0);
             lp->bo_mlp = vector(b, pool_fmt(pool, "%s.wo.bias", mlp), b->D, INIT_ZEROS, "embed");
         }
+        if (b->gemma2 && cfg_bool(b->c, K_use_post_ffw_norm))
+            make_norm(b, pool_fmt(pool, "layers.%d.post_ffw_norm%s", l, sfx), &lp->post_ffw_scale, NULL);
     }
     make_norm(b, "decoder_norm", &b->final_scale, &b->final_bias);
     if (!cfg_bool(b->c, K_logits_via_embedding))
@@ -167,6 +217,7 @@ static Value *weight_as(Builder *b, Value *w, DType dt)
 /* x [B, T, k] or [rows, k] times w: [B, T, n] or [rows, n]. */
 static Value *matmul(Builder *b, const char *name, Value *x, Value *w, bool w_transposed, double alpha)
 {
+    double ways = w->tp_split ? (double)b->tp : 1.0;   /* of the param: its bf16 cast is not marked split */
     w = weight_as(b, w, x->dtype);
     int64_t k = x->dim[x->rank - 1], n = w_transposed ? w->dim[0] : w->dim[1], m = value_numel(x) / k;
     int64_t dim[3] = {b->B, b->T, n}, rows[2] = {m, n};
@@ -178,7 +229,7 @@ static Value *matmul(Builder *b, const char *name, Value *x, Value *w, bool w_tr
     op->ia[4] = w_transposed;
     op->fa[0] = alpha;
     /* FLOPs of the model (all tensor-parallel devices), for reports and MFU */
-    b->matmul_flops += 2.0 * (double)m * (double)n * (double)k * (w->tp_split ? (double)b->tp : 1.0);
+    b->matmul_flops += 2.0 * (double)m * (double)n * (double)k * ways;
     return y;
 }
 
@@ -293,73 +344,107 @@ static void attention_attrs(Builder *b, Op *op)
     memcpy(op->ia, a, sizeof a);
 }
 
-static Value *attention(Builder *b, int l, Value *x)
+/* MaxText's count (maxtext_utils.calculate_tflops_training_per_device):
+ * q k^T and p v over the whole square, halved for the causal mask; a
+ * sliding window of w keys (calculate_gemma2_tflops_...) over T w - w^2 / 2. */
+static double attention_flops(const Builder *b, const LayerParams *lp)
+{
+    double heads = (double)(b->B * b->H * b->tp), t = (double)b->T, dh = (double)b->Dh;
+    if (lp->window <= 0) return 2.0 * heads * t * t * dh;
+    double w = lp->window < b->T ? (double)lp->window : t;
+    return 4.0 * heads * (t * w - 0.5 * w * w) * dh;
+}
+
+/* Decoding: the new keys and values into sublayer s's caches, the queries
+ * against all of them. */
+static void cached(Builder *b, int s, Value *q, Value *k, Value *v, Value *o, double scale, double cap)
+{
+    Value *kc = b->kcache[s], *vc = b->vcache[s];
+    for (int i = 0; i < 2; i++) {
+        Value *ins[3] = {i ? vc : kc, i ? v : k, b->position_in};
+        Op *op = op_add(b->p, b->f, OP_kv_cache_write, b->block, 3, ins, 0, NULL);
+        int64_t a[4] = {b->B, b->T, b->KV * b->Dh, kc->dim[1]};
+        memcpy(op->ia, a, sizeof a);
+    }
+    Value *ins[4] = {q, kc, vc, b->position_in};
+    Op *op = op_add(b->p, b->f, OP_cached_attention, b->block, 4, ins, 1, &o);
+    int64_t a[7] = {b->B, b->T, b->H, b->KV, b->Dh, b->layers[s].window, kc->dim[1]};
+    memcpy(op->ia, a, sizeof a);
+    op->fa[0] = scale;
+    op->fa[1] = cap;
+}
+
+static Value *attention(Builder *b, int s, Value *x)
 {
     Pool *pool = b->p->pool;
-    LayerParams *lp = &b->layers[l];
-    const char *at = pool_fmt(pool, "layers.%d.self_attention", l);
+    LayerParams *lp = &b->layers[s];
+    const char *at = pool_fmt(pool, "layers.%d.self_attention%s", lp->layer, lp->sfx);
+    Value *shared = x;
     x = tensor_enter(b, pool_fmt(pool, "%s.input", at), x);
     Value *q = dense(b, pool_fmt(pool, "%s.query", at), x, lp->wq, lp->bq);
-    Value *k = dense(b, pool_fmt(pool, "%s.key", at), x, lp->wk, lp->bk);
-    Value *v = dense(b, pool_fmt(pool, "%s.value", at), x, lp->wv, lp->bv);
+    Value *k, *v;
+    if (b->kv_replicated) {   /* the one kv head on every device: its gradient sums every device's query heads' */
+        k = tensor_enter(b, pool_fmt(pool, "%s.key.shared", at), dense(b, pool_fmt(pool, "%s.key", at), shared, lp->wk, NULL));
+        v = tensor_enter(b, pool_fmt(pool, "%s.value.shared", at),
+                         dense(b, pool_fmt(pool, "%s.value", at), shared, lp->wv, NULL));
+    } else {
+        k = dense(b, pool_fmt(pool, "%s.key", at), x, lp->wk, lp->bk);
+        v = dense(b, pool_fmt(pool, "%s.value", at), x, lp->wv, lp->bv);
+    }
     if (!b->gpt3) {
         q = rope(b, pool_fmt(pool, "%s.query_rotated", at), q, b->H);
         k = rope(b, pool_fmt(pool, "%s.key_rotated", at), k, b->KV);
     }
+    double scale = b->gpt3 ? 1.0 / sqrt((double)b->Dh) : 1.0, cap = cfg_float(b->c, K_attn_logits_soft_cap);
     Value *o = act(b, pool_fmt(pool, "%s.context", at), b->H * b->Dh);
-    double cap = cfg_float(b->c, K_attn_logits_soft_cap);
-    if (b->decoding) {   /* the new keys and values into the caches, the queries against all of them */
-        Value *kc = b->kcache[l], *vc = b->vcache[l];
-        for (int i = 0; i < 2; i++) {
-            Value *ins[3] = {i ? vc : kc, i ? v : k, b->position_in};
-            Op *op = op_add(b->p, b->f, OP_kv_cache_write, b->block, 3, ins, 0, NULL);
-            int64_t a[4] = {b->B, b->T, b->KV * b->Dh, kc->dim[1]};
-            memcpy(op->ia, a, sizeof a);
-        }
-        Value *ins[4] = {q, kc, vc, b->position_in};
-        Op *op = op_add(b->p, b->f, OP_cached_attention, b->block, 4, ins, 1, &o);
-        int64_t a[7] = {b->B, b->T, b->H, b->KV, b->Dh, 0, kc->dim[1]};
-        memcpy(op->ia, a, sizeof a);
-        op->fa[0] = 1.0 / sqrt((double)b->Dh);
-        op->fa[1] = cap;
+    if (b->decoding) {   /* the caches hold dtype; the kernel computes in float32 */
+        cached(b, s, q, k, v, o, scale, cap);
         return dense_rows(b, pool_fmt(pool, "%s.out", at), o, lp->wo, lp->bo);
     }
-    /* MaxText's count (maxtext_utils.calculate_tflops_training_per_device):
-     * q k^T and p v over the whole square, halved for the causal mask */
-    b->matmul_flops += 2.0 * (double)(b->B * b->H * b->tp) * (double)(b->T * b->T) * (double)b->Dh;
+    Value *context = o;
+    if (lp->f32 && b->dt != DT_F32) {   /* exact widenings; the context rounds back to dtype */
+        q = convert(b, pool_fmt(pool, "%s.query.f32", at), q, DT_F32);
+        k = convert(b, pool_fmt(pool, "%s.key.f32", at), k, DT_F32);
+        v = convert(b, pool_fmt(pool, "%s.value.f32", at), v, DT_F32);
+        o = value_new(b->p, pool_fmt(pool, "%s.context.f32", at), DT_F32, o->rank, o->dim, V_TEMP);
+    }
+    b->matmul_flops += attention_flops(b, lp);
     if (b->flash) {   /* one fused op: no T x T scores; lse (f32) for its backward */
         Value *lse = value_new(b->p, pool_fmt(pool, "%s.logsumexp", at), DT_F32, 3, (int64_t[]){b->B, b->H, b->T},
                                V_TEMP);
         Value *ins[3] = {q, k, v}, *outs[2] = {o, lse};
         Op *op = op_add(b->p, b->f, OP_flash_attention, b->block, 3, ins, 2, outs);
-        int64_t a[6] = {b->B, b->T, b->H, b->KV, b->Dh, 0};
+        int64_t a[6] = {b->B, b->T, b->H, b->KV, b->Dh, lp->window};
         memcpy(op->ia, a, sizeof a);
-        op->fa[0] = 1.0 / sqrt((double)b->Dh);
+        op->fa[0] = scale;
         op->fa[1] = cap;
-        return dense_rows(b, pool_fmt(pool, "%s.out", at), o, lp->wo, lp->bo);
+    } else {
+        int64_t sd[4] = {b->B, b->H, b->T, b->T};
+        Value *sc = value_new(b->p, pool_fmt(pool, "%s.scores", at), q->dtype, 4, sd, V_TEMP);
+        Op *op = emit(b, OP_attention_scores, sc, 2, q, k, NULL);
+        attention_attrs(b, op);
+        op->fa[0] = scale;
+        if (cap > 0) {   /* gemma2's soft cap on the scores, before the mask and softmax */
+            Value *capped = value_new(b->p, pool_fmt(pool, "%s.scores_capped", at), q->dtype, 4, sd, V_TEMP);
+            emit(b, OP_soft_cap, capped, 1, sc, NULL, NULL)->fa[0] = cap;
+            sc = capped;
+        }
+        Value *pr = value_new(b->p, pool_fmt(pool, "%s.probabilities", at), q->dtype, 4, sd, V_TEMP);
+        op = emit(b, OP_causal_softmax, pr, 1, sc, NULL, NULL);
+        op->ia[0] = b->B * b->H;
+        op->ia[1] = b->T;
+        op->ia[2] = lp->window;
+        attention_attrs(b, emit(b, OP_attention_values, o, 2, pr, v, NULL));
     }
-    Value *s = temp(b, pool_fmt(pool, "%s.scores", at), 4, b->B, b->H, b->T, b->T);
-    Op *op = emit(b, OP_attention_scores, s, 2, q, k, NULL);
-    attention_attrs(b, op);
-    op->fa[0] = 1.0 / sqrt((double)b->Dh);
-    if (cap > 0) {   /* gemma2's soft cap on the scaled scores, before the mask and softmax */
-        Value *capped = temp(b, pool_fmt(pool, "%s.scores_capped", at), 4, b->B, b->H, b->T, b->T);
-        emit(b, OP_soft_cap, capped, 1, s, NULL, NULL)->fa[0] = cap;
-        s = capped;
-    }
-    Value *pr = temp(b, pool_fmt(pool, "%s.probabilities", at), 4, b->B, b->H, b->T, b->T);
-    op = emit(b, OP_causal_softmax, pr, 1, s, NULL, NULL);
-    op->ia[0] = b->B * b->H;
-    op->ia[1] = b->T;
-    attention_attrs(b, emit(b, OP_attention_values, o, 2, pr, v, NULL));
-    return dense_rows(b, pool_fmt(pool, "%s.out", at), o, lp->wo, lp->bo);
+    if (o != context) emit(b, OP_cast, context, 1, o, NULL, NULL);
+    return dense_rows(b, pool_fmt(pool, "%s.out", at), context, lp->wo, lp->bo);
 }
 
-static Value *mlp(Builder *b, int l, Value *x)
+static Value *mlp(Builder *b, int s, Value *x)
 {
     Pool *pool = b->p->pool;
-    LayerParams *lp = &b->layers[l];
-    const char *m = pool_fmt(pool, "layers.%d.mlp", l);
+    LayerParams *lp = &b->layers[s];
+    const char *m = pool_fmt(pool, "layers.%d.mlp%s", lp->layer, lp->sfx);
     const StrList *acts = &b->c->v[K_mlp_activations].list;
     x = tensor_enter(b, pool_fmt(pool, "%s.input", m), x);
     Value *h = dense(b, pool_fmt(pool, b->gated ? "%s.wi_0" : "%s.wi", m), x, lp->wi0, lp->bi);
@@ -372,20 +457,28 @@ static Value *mlp(Builder *b, int l, Value *x)
     return dense_rows(b, pool_fmt(pool, "%s.wo", m), h, lp->wo_mlp, lp->bo_mlp);
 }
 
-static Value *decoder_layer(Builder *b, int l, Value *x)
+/* x + f(norm(x)), with gemma2's norm of f's output before the sum. */
+static Value *residual(Builder *b, Value *x, Value *f, Value *post_scale, const char *name)
 {
     Pool *pool = b->p->pool;
-    LayerParams *lp = &b->layers[l];
-    b->block = pool_fmt(pool, "layers.%d: self-attention", l);
-    Value *h = norm(b, pool_fmt(pool, "layers.%d.attention_input", l), x, lp->norm1_scale, lp->norm1_bias,
+    if (post_scale) f = norm(b, pool_fmt(pool, "%s.normed", name), f, post_scale, NULL, layer_eps(b));
+    return binary(b, OP_add, name, x, f);
+}
+
+static Value *decoder_layer(Builder *b, int s, Value *x)
+{
+    Pool *pool = b->p->pool;
+    LayerParams *lp = &b->layers[s];
+    int l = lp->layer;
+    const char *sfx = lp->sfx;
+    b->block = pool_fmt(pool, "layers.%d: %sself-attention", l, lp->kind);
+    Value *h = norm(b, pool_fmt(pool, "layers.%d.attention_input%s", l, sfx), x, lp->norm1_scale, lp->norm1_bias,
                     layer_eps(b));
-    Value *a = attention(b, l, h);
-    x = binary(b, OP_add, pool_fmt(pool, "layers.%d.attention_residual", l), x, a);
-    b->block = pool_fmt(pool, "layers.%d: mlp", l);
-    h = norm(b, pool_fmt(pool, "layers.%d.mlp_input", l), x, lp->norm2_scale, lp->norm2_bias, layer_eps(b));
-    Value *m = mlp(b, l, h);
-    x = binary(b, OP_add, pool_fmt(pool, "layers.%d.output", l), x, m);
-    return dropout(b, pool_fmt(pool, "layers.%d.output_dropped", l), x, false);
+    x = residual(b, x, attention(b, s, h), lp->post_attn_scale, pool_fmt(pool, "layers.%d.attention_residual%s", l, sfx));
+    b->block = pool_fmt(pool, "layers.%d: %smlp", l, lp->kind);
+    h = norm(b, pool_fmt(pool, "layers.%d.mlp_input%s", l, sfx), x, lp->norm2_scale, lp->norm2_bias, layer_eps(b));
+    x = residual(b, x, mlp(b, s, h), lp->post_ffw_scale, pool_fmt(pool, "layers.%d.output%s", l, sfx));
+    return dropout(b, pool_fmt(pool, "layers.%d.output_dropped%s", l, sfx), x, false);
 }
 
 /* A float32 scalar [1] from one or two others. */
@@ -450,7 +543,7 @@ static Value *decoder(Builder *b)
         x = y;
     }
     x = dropout(b, "embedding_dropped", x, false);
-    for (int l = 0; l < b->L; l++) x = decoder_layer(b, l, x);
+    for (int s = 0; s < b->NL; s++) x = decoder_layer(b, s, x);
     b->block = "output: final norm, logits and loss";
     x = norm(b, "decoder_output", x, b->final_scale, b->final_bias, cfg_float(b->c, K_normalization_layer_epsilon));
     if (cfg_bool(b->c, K_logits_dot_in_fp32)) x = convert(b, "decoder_output.f32", x, DT_F32);
@@ -505,12 +598,14 @@ static void build_decoding(Builder *b)
     b->decoding = true;
     b->train = false;
     b->B = 1;
-    b->kcache = pool_alloc(pool, sizeof(Value *) * (size_t)b->L);
-    b->vcache = pool_alloc(pool, sizeof(Value *) * (size_t)b->L);
-    for (int l = 0; l < b->L; l++) {
+    b->kcache = pool_alloc(pool, sizeof(Value *) * (size_t)b->NL);
+    b->vcache = pool_alloc(pool, sizeof(Value *) * (size_t)b->NL);
+    for (int s = 0; s < b->NL; s++) {
+        const LayerParams *lp = &b->layers[s];
         int64_t dim[4] = {1, tmax, b->KV, b->Dh};
-        b->kcache[l] = value_new(p, pool_fmt(pool, "cache.layers.%d.key", l), b->dt, 4, dim, V_CACHE);
-        b->vcache[l] = value_new(p, pool_fmt(pool, "cache.layers.%d.value", l), b->dt, 4, dim, V_CACHE);
+        b->kcache[s] = value_new(p, pool_fmt(pool, "cache.layers.%d.key%s", lp->layer, lp->sfx), b->dt, 4, dim, V_CACHE);
+        b->vcache[s] = value_new(p, pool_fmt(pool, "cache.layers.%d.value%s", lp->layer, lp->sfx), b->dt, 4, dim,
+                                 V_CACHE);
     }
     p->decode_position = b->position_in = value_new(p, "decode.position", DT_I32, 1, &one, V_INPUT);
     for (int i = 0; i < 2; i++) {
@@ -544,12 +639,14 @@ bool build_model(Program *p, char *err, size_t errlen)
     Builder b = {
         .p = p, .c = c,
         .gpt3 = !strcmp(cfg_str(c, K_decoder_block), "gpt3"),
-        .gemma = !strcmp(cfg_str(c, K_decoder_block), "gemma"),
+        .gemma = !strncmp(cfg_str(c, K_decoder_block), "gemma", 5),
+        .gemma2 = !strcmp(cfg_str(c, K_decoder_block), "gemma2"),
         .gated = acts->n == 2,
         .flash = attention_is_flash(c),
         .B = c->d.global_batch, .T = cfg_int(c, K_max_target_length), .D = c->d.emb_dim,
         .H = c->d.num_query_heads, .KV = c->d.num_kv_heads, .Dh = cfg_int(c, K_head_dim),
         .M = c->d.mlp_dim, .V = cfg_int(c, K_vocab_size), .L = c->d.num_decoder_layers,
+        .NL = (int64_t)c->d.num_decoder_layers * sublayers(c),
         .P = cfg_int(c, K_trainable_position_size),
     };
     if (b.gated && strcmp(acts->items[1], "linear")) {
@@ -574,11 +671,13 @@ bool build_model(Program *p, char *err, size_t errlen)
     char why[512];
     p->mesh_lowered = lowerable_mesh(c, why, sizeof why);
     b.tp = p->mesh_lowered ? c->d.mesh_tensor : 1;
-    make_params(&b);
+    b.kv_replicated = b.tp > 1 && b.KV == 1;
     b.dt = strcmp(cfg_str(c, K_dtype), "bfloat16") ? DT_F32 : DT_BF16;
+    make_params(&b);
     b.nstate = p->nvalues;
     b.cast_of = pool_alloc(p->pool, sizeof(Value *) * (size_t)b.nstate);
-    b.H /= b.tp, b.KV /= b.tp, b.M /= b.tp;
+    b.H /= b.tp, b.M /= b.tp;
+    if (!b.kv_replicated) b.KV /= b.tp;
     b.f = &p->eval;
     b.tokens = p->tokens, b.targets = p->targets, b.segmentation = p->segmentation;
     forward(&b, &p->eval_loss, &p->eval_weight);

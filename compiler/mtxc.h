@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "mtxrt.h"
 
@@ -108,6 +109,9 @@ static inline bool cfg_bool(const Config *c, KeyId k) { return c->v[k].b; }
 static inline const char *cfg_str(const Config *c, KeyId k) { return c->v[k].s; }
 /* Devices that split the batch: the data and fsdp axes. */
 static inline int batch_shards(const Config *c) { return c->d.mesh_data * c->d.mesh_fsdp; }
+/* Attention + MLP blocks in one of MaxText's layers: gemma2's layer is a
+ * local (sliding-window) and a global one. */
+static inline int sublayers(const Config *c) { return strcmp(cfg_str(c, K_decoder_block), "gemma2") ? 1 : 2; }
 
 /* Names of derived values; setting one is an error that points at its source. */
 extern const char *const derived_names[];

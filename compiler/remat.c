@@ -49,7 +49,7 @@ static bool policy_saves(const char *policy, const Op *def)
     if (def->kind == OP_flash_attention) return !strcmp(policy, "minimal") || !strcmp(policy, "save_dot_except_mlp");
     if (def->kind != OP_matmul && def->kind != OP_bias_add) return false;
     const char *name = def->out[0]->name;
-    bool mlp = strstr(name, ".mlp.") != NULL;
+    bool mlp = strstr(name, ".mlp.") || strstr(name, ".mlp_");   /* gemma2's mlp_local, mlp_global */
     if (def->kind == OP_matmul && !strcmp(policy, "minimal")) return true;
     if (def->kind == OP_matmul && !strcmp(policy, "save_dot_except_mlp")) return !mlp;
     if (!strcmp(policy, "save_qkv_proj"))

@@ -106,8 +106,9 @@ bool compile_report(const Config *c, Report *r, char *err, size_t errlen)
                  (long long)d->micro_batch, dp);
         return false;
     }
-    if (d->num_kv_heads % tp || d->mlp_dim % tp) {
-        snprintf(err, errlen, "mtxc: error: ici/dcn tensor parallelism %d must divide num_kv_heads %d and mlp_dim %d",
+    if ((d->num_kv_heads % tp && d->num_kv_heads > 1) || d->mlp_dim % tp) {
+        snprintf(err, errlen, "mtxc: error: ici/dcn tensor parallelism %d must divide num_kv_heads %d (or it is 1: "
+                              "replicated) and mlp_dim %d",
                  tp, d->num_kv_heads, d->mlp_dim);
         return false;
     }
@@ -165,7 +166,7 @@ bool compile_report(const Config *c, Report *r, char *err, size_t errlen)
     local.d.micro_batch = d->micro_batch / dp;
     local.d.eval_batch = local.d.global_batch > 0 ? local.d.global_batch : 1;
     local.d.num_query_heads = d->num_query_heads / tp;
-    local.d.num_kv_heads = d->num_kv_heads / tp;
+    local.d.num_kv_heads = d->num_kv_heads > 1 ? d->num_kv_heads / tp : 1;   /* one kv head: on every device */
     local.d.mlp_dim = d->mlp_dim / tp;
     if (cfg_int(c, K_vocab_size) % tp == 0) local.v[K_vocab_size].i = cfg_int(c, K_vocab_size) / tp;
     local.d.num_devices = 1;
@@ -194,7 +195,7 @@ bool compile_report(const Config *c, Report *r, char *err, size_t errlen)
     r->fsdp_scatter = ring(d->mesh_fsdp, (double)r->full_params / tp, 1.0);
     r->data_allreduce = ring(d->mesh_data, (double)r->grads, 2.0);
     double act = (double)(d->micro_batch / dp) * (double)cfg_int(c, K_max_target_length) * d->emb_dim * 4.0;
-    r->tensor_allreduce = ring(tp, act, 2.0) * 4.0 * d->num_decoder_layers * k;   /* 2 forward + 2 backward a layer */
+    r->tensor_allreduce = ring(tp, act, 2.0) * 4.0 * d->num_decoder_layers * sublayers(c) * k;   /* 2 forward + 2 backward a block */
     return true;
 }
 

@@ -142,9 +142,10 @@ bool lowerable_mesh(const Config *c, char *err, size_t errlen)
     const Derived *d = &c->d;
     int tp = d->mesh_tensor;
     if (!rules_match(c, err, errlen)) return false;
-    if (tp > 1 && (d->num_query_heads % tp || d->num_kv_heads % tp || d->mlp_dim % tp)) {
-        snprintf(err, errlen, "mtxc: error: tensor parallelism %d must divide num_query_heads %d, num_kv_heads %d and "
-                              "mlp_dim %d to be lowered; use mtxc compile-only for its report",
+    /* one kv head (multi-query) is replicated, as Megatron does */
+    if (tp > 1 && (d->num_query_heads % tp || (d->num_kv_heads % tp && d->num_kv_heads > 1) || d->mlp_dim % tp)) {
+        snprintf(err, errlen, "mtxc: error: tensor parallelism %d must divide num_query_heads %d, num_kv_heads %d "
+                              "(or it is 1) and mlp_dim %d to be lowered; use mtxc compile-only for its report",
                  tp, d->num_query_heads, d->num_kv_heads, d->mlp_dim);
         return false;
     }

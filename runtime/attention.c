@@ -11,17 +11,23 @@
 #include <string.h>
 
 /* Causal softmax over rows of t x t score blocks; future positions get 0. */
-void mtx_causal_softmax_forward(float *p, const float *s, int blocks, int t)
+/* Row i of a block sees keys [lo, i]: lo = 0, or i - window + 1 with a
+ * sliding window (MaxText's LOCAL_SLIDING: window keys including itself). */
+static int first_key(int i, int window) { return window > 0 && i - window + 1 > 0 ? i - window + 1 : 0; }
+
+void mtx_causal_softmax_forward(float *p, const float *s, int blocks, int t, int window)
 {
     #pragma omp parallel for schedule(static)
     for (int blk = 0; blk < blocks; blk++)
         for (int i = 0; i < t; i++) {
             const float *sr = s + ((size_t)blk * t + i) * t;
             float *pr = p + ((size_t)blk * t + i) * t;
-            float max = sr[0], sum = 0;
-            for (int j = 1; j <= i; j++) max = sr[j] > max ? sr[j] : max;
-            for (int j = 0; j <= i; j++) sum += pr[j] = mtx_exp(sr[j] - max);
-            for (int j = 0; j <= i; j++) pr[j] /= sum;
+            int lo = first_key(i, window);
+            float max = sr[lo], sum = 0;
+            for (int j = lo + 1; j <= i; j++) max = sr[j] > max ? sr[j] : max;
+            for (int j = 0; j < lo; j++) pr[j] = 0;
+            for (int j = lo; j <= i; j++) sum += pr[j] = mtx_exp(sr[j] - max);
+            for (int j = lo; j <= i; j++) pr[j] /= sum;
             for (int j = i + 1; j < t; j++) pr[j] = 0;
         }
 }
@@ -123,17 +129,19 @@ size_t mtx_attention_scratch(int t, int dh)
     return sizeof(float) * ((size_t)t * t + 4 * (size_t)t * dh);
 }
 
-void mtx_causal_softmax_forward_bf16(mtx_bf16 *p, const mtx_bf16 *s, int blocks, int t)
+void mtx_causal_softmax_forward_bf16(mtx_bf16 *p, const mtx_bf16 *s, int blocks, int t, int window)
 {
     #pragma omp parallel for schedule(static)
     for (int blk = 0; blk < blocks; blk++)
         for (int i = 0; i < t; i++) {
             const mtx_bf16 *sr = s + ((size_t)blk * t + i) * t;
             mtx_bf16 *pr = p + ((size_t)blk * t + i) * t;
-            float max = mtx_bf16_to_f32(sr[0]), sum = 0;
-            for (int j = 1; j <= i; j++) max = mtx_bf16_to_f32(sr[j]) > max ? mtx_bf16_to_f32(sr[j]) : max;
-            for (int j = 0; j <= i; j++) sum += mtx_exp(mtx_bf16_to_f32(sr[j]) - max);
-            for (int j = 0; j <= i; j++) pr[j] = mtx_f32_to_bf16(mtx_exp(mtx_bf16_to_f32(sr[j]) - max) / sum);
+            int lo = first_key(i, window);
+            float max = mtx_bf16_to_f32(sr[lo]), sum = 0;
+            for (int j = lo + 1; j <= i; j++) max = mtx_bf16_to_f32(sr[j]) > max ? mtx_bf16_to_f32(sr[j]) : max;
+            for (int j = lo; j <= i; j++) sum += mtx_exp(mtx_bf16_to_f32(sr[j]) - max);
+            for (int j = 0; j < lo; j++) pr[j] = 0;
+            for (int j = lo; j <= i; j++) pr[j] = mtx_f32_to_bf16(mtx_exp(mtx_bf16_to_f32(sr[j]) - max) / sum);
             for (int j = i + 1; j < t; j++) pr[j] = 0;
         }
 }

@@ -159,7 +159,7 @@ void mtx_cached_attention_bf16(mtx_bf16 *o, const mtx_bf16 *q, const mtx_bf16 *k
                                int n, int hq, int hkv, int dh, int window, int tmax, float scale, float cap);
 void mtx_rope_apply_bf16(mtx_bf16 *y, const mtx_bf16 *x, int b, int t, int heads, int dh, float min_timescale,
                          float max_timescale, int inverse);
-void mtx_causal_softmax_forward(float *p, const float *s, int blocks, int t);
+void mtx_causal_softmax_forward(float *p, const float *s, int blocks, int t, int window);
 void mtx_causal_softmax_backward(float *ds, const float *p, const float *dp, int blocks, int t);
 void mtx_attention_scores(float *s, const float *q, const float *k, int b, int t, int hq, int hkv, int dh, float scale);
 void mtx_attention_scores_backward(float *dq, float *dk, const float *ds, const float *q, const float *k,
@@ -170,7 +170,7 @@ void mtx_attention_values_backward(float *dp, float *dv, const float *dout, cons
 /* The same in bf16 (attention.c): float32 arithmetic, one head at a time in
  * mtx_scratch (mtx_attention_scratch bytes), each result rounded once. */
 size_t mtx_attention_scratch(int t, int dh);
-void mtx_causal_softmax_forward_bf16(mtx_bf16 *p, const mtx_bf16 *s, int blocks, int t);
+void mtx_causal_softmax_forward_bf16(mtx_bf16 *p, const mtx_bf16 *s, int blocks, int t, int window);
 void mtx_causal_softmax_backward_bf16(mtx_bf16 *ds, const mtx_bf16 *p, const mtx_bf16 *dp, int blocks, int t);
 void mtx_attention_scores_bf16(mtx_bf16 *s, const mtx_bf16 *q, const mtx_bf16 *k, int b, int t, int hq, int hkv,
                                int dh, float scale);

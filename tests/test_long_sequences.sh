@@ -4,7 +4,8 @@
 # values):
 # * float32: losses and gradient norms within 1e-5 over 20 steps, at a
 #   length past two 64-row blocks (150), for grouped (4 on 2) and
-#   multi-query (4 on 1) heads, and with attn_logits_soft_cap 0.5;
+#   multi-query (4 on 1) heads, with attn_logits_soft_cap 0.5, and gemma2's
+#   local/global pairs with a sliding window of 70;
 # * the same bits on 1 and 2 threads, and from mtxc run and mtxc build;
 # * remat full and save_dot_except_mlp (which saves the fused op's output),
 #   with dropout, bit-identical to remat none;
@@ -44,6 +45,16 @@ for a in dot_product flash; do
 done
 worst_diff "flash vs dot_product, attn_logits_soft_cap 0.5" cap.dot_product.jsonl cap.flash.jsonl 1e-5 20 ||
     fail "soft-capped flash strays from dot_product"
+# gemma2's local layers: a sliding window of 70 keys (past a 64-row block) in
+# both kernels, the global layers whole
+for a in dot_product flash; do
+    # shellcheck disable=SC2086
+    "$MTXC" build "$base" $common attention=$a decoder_block=gemma2 sliding_window_size=70 use_post_attn_norm=true \
+        -o "w_$a" > /dev/null || fail "build window $a"
+    "./w_$a" steps=20 log_period=100 metrics_file="window.$a.jsonl" > log 2>&1 || { cat log; fail "train window $a"; }
+done
+worst_diff "flash vs dot_product, gemma2 with sliding_window_size 70" window.dot_product.jsonl window.flash.jsonl 1e-5 20 ||
+    fail "windowed flash strays from dot_product"
 MTX_NUM_THREADS=1 ./t_flash steps=20 log_period=100 metrics_file=one.jsonl > /dev/null || fail "1 thread"
 cmp -s <(learning flash.1.jsonl) <(learning one.jsonl) || fail "flash on 1 thread differs from 2 threads"
 # shellcheck disable=SC2086

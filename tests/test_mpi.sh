@@ -7,7 +7,8 @@
 # its sharded checkpoints continues exactly, and refuses checkpoints of
 # another mesh; FSDP's per-rank peak memory is well below data parallelism's
 # for gpt2-124m; a trainer started on the wrong number of ranks says so; a
-# rank that dies ends the job instead of hanging; only rank 0 writes.
+# rank that dies ends the job instead of hanging; only rank 0 writes; gemma
+# (one kv head, replicated) and gemma2 under tensor parallelism.
 # Usage: tests/test_mpi.sh MTXC (from the source root)
 MTXC=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 root=$PWD
@@ -61,6 +62,20 @@ $MPIRUN ./g3t $args metrics_file=g3t.jsonl > logg 2>&1 || { cat logg; fail "gpt3
 # shellcheck disable=SC2086
 ./g31 $args metrics_file=g31.jsonl > /dev/null 2>&1 || fail "gpt3 one device"
 worst_diff "gpt3-52k tensor parallel, 2 ranks vs 1 device" g31.jsonl g3t.jsonl 1e-5 22 || fail "gpt3 tensor parallelism differs"
+# gemma's one kv head, replicated on both ranks (Megatron's multi-query), and
+# gemma2's local/global pairs under tensor parallelism.
+for m in tiny-gemma tiny-gemma2; do
+    g="dtype=float32 model_name=$m dropout_rate=0.1 enable_dropout=true learning_rate_schedule_steps=20 max_target_length=32"
+    # shellcheck disable=SC2086
+    "$MTXC" build "$root/configs/base.yml" $g ici_tensor_parallelism=2 per_device_batch_size=2 -o $m-t2 > /dev/null || fail build
+    # shellcheck disable=SC2086
+    "$MTXC" build "$root/configs/base.yml" $g per_device_batch_size=4 -o $m-t1 > /dev/null || fail build
+    # shellcheck disable=SC2086
+    $MPIRUN ./$m-t2 $args metrics_file=$m-t2.jsonl > log-$m 2>&1 || { cat log-$m; fail "$m tensor"; }
+    # shellcheck disable=SC2086
+    ./$m-t1 $args metrics_file=$m-t1.jsonl > /dev/null 2>&1 || fail "$m one device"
+    worst_diff "$m tensor parallel, 2 ranks vs 1 device" $m-t1.jsonl $m-t2.jsonl 1e-5 22 || fail "$m tensor parallelism differs"
+done
 # FSDP checkpoints: one directory per shard; a restart at step 10 goes on as the run that never stopped.
 [ -d f2/checkpoints/fsdp-0-of-2/20 ] && [ -d f2/checkpoints/fsdp-1-of-2/20 ] || fail "no fsdp shard checkpoints"
 # shellcheck disable=SC2086

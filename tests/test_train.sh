@@ -1,5 +1,5 @@
 #!/bin/bash
-# End to end: mtxc build a trainer for the tiny model (and tiny-gemma), train
+# End to end: mtxc build a trainer for the tiny model (and tiny-gemma, tiny-gemma2), train
 # 200 steps on the synthetic task and require the loss to fall at least 5x; the trainer's
 # command line refuses compile-time and unknown keys; under taskset -c 0 and
 # mpirun -np 1 it runs one thread.
@@ -19,14 +19,17 @@ last=$(sed -n 's/^step *200 | loss \([0-9.]*\).*/\1/p' "$dir/train.log")
 awk -v a="$first" -v b="$last" 'BEGIN { exit !(a >= 5 * b) }' || fail "loss fell from $first to $last, less than 5x"
 echo "loss fell from $first to $last"
 
-# The gemma block (tiny-gemma: GeGLU, one kv head, tied normalized logits) learns the same task.
-"$MTXC" build configs/base.yml model_name=tiny-gemma -o "$dir/gemma" > "$dir/build.log" 2>&1 ||
-    { cat "$dir/build.log"; fail "mtxc build tiny-gemma"; }
-"$dir/gemma" steps=200 log_period=200 > "$dir/gemma.log" 2>&1 || { cat "$dir/gemma.log"; fail "tiny-gemma exited"; }
-first=$(sed -n 's/^step *1 | loss \([0-9.]*\).*/\1/p' "$dir/gemma.log")
-last=$(sed -n 's/^step *200 | loss \([0-9.]*\).*/\1/p' "$dir/gemma.log")
-awk -v a="$first" -v b="$last" 'BEGIN { exit !(a >= 5 * b) }' || fail "tiny-gemma: loss fell from $first to $last, less than 5x"
-echo "tiny-gemma: loss fell from $first to $last"
+# The gemma blocks learn the same task: tiny-gemma (GeGLU, one kv head, tied
+# normalized logits) and tiny-gemma2 (local/global pairs, post norms, soft caps).
+for m in tiny-gemma tiny-gemma2; do
+    "$MTXC" build configs/base.yml model_name=$m -o "$dir/$m" > "$dir/build.log" 2>&1 ||
+        { cat "$dir/build.log"; fail "mtxc build $m"; }
+    "$dir/$m" steps=200 log_period=200 > "$dir/$m.log" 2>&1 || { cat "$dir/$m.log"; fail "$m exited"; }
+    first=$(sed -n 's/^step *1 | loss \([0-9.]*\).*/\1/p' "$dir/$m.log")
+    last=$(sed -n 's/^step *200 | loss \([0-9.]*\).*/\1/p' "$dir/$m.log")
+    awk -v a="$first" -v b="$last" 'BEGIN { exit !(a >= 5 * b) }' || fail "$m: loss fell from $first to $last, less than 5x"
+    echo "$m: loss fell from $first to $last"
+done
 
 # Same seed, same losses: the run is deterministic.
 "$dir/trainer" steps=200 log_period=50 > "$dir/again.log" 2>&1

@@ -61,17 +61,27 @@ def resolved_config(mtxc, overrides):
     return cfg
 
 
+def sublayers(c):
+    """(layer, names' suffix, sliding window, float32 attention) of each
+    attention + MLP block: gemma2's layer is a local and a global one."""
+    if c["decoder_block"] != "gemma2":
+        return [(l, "", 0, False) for l in range(c["num_decoder_layers"])]
+    return [(l, sfx, c["sliding_window_size"] if sfx == "_local" else 0, sfx == "_global")
+            for l in range(c["num_decoder_layers"]) for sfx in ("_local", "_global")]
+
+
 def param_shapes(c):
     """Names and shapes as mtxc's model builder declares them."""
     D, H, KV, Dh, M, V = c["emb_dim"], c["num_query_heads"], c["num_kv_heads"], c["head_dim"], c["mlp_dim"], c["vocab_size"]
     gpt3 = c["decoder_block"] == "gpt3"
+    gemma2 = c["decoder_block"] == "gemma2"
     gated = len(c["mlp_activations"]) == 2
     shapes = {"token_embedder.embedding": (V, D)}
     if gpt3 and c["trainable_position_size"] > 0:
         shapes["position_embedder.embedding"] = (c["trainable_position_size"], D)
-    for l in range(c["num_decoder_layers"]):
-        at, mlp = f"layers.{l}.self_attention", f"layers.{l}.mlp"
-        shapes[f"layers.{l}.pre_self_attention_norm.scale"] = (D,)
+    for l, sfx, _, _ in sublayers(c):
+        at, mlp = f"layers.{l}.self_attention{sfx}", f"layers.{l}.mlp{sfx}"
+        shapes[f"layers.{l}.pre_self_attention_norm{sfx}.scale"] = (D,)
         if gpt3:
             shapes[f"layers.{l}.pre_self_attention_norm.bias"] = (D,)
         shapes[f"{at}.query.kernel"] = (D, H * Dh)
@@ -83,11 +93,14 @@ def param_shapes(c):
             shapes[f"{at}.key.bias"] = (KV * Dh,)
             shapes[f"{at}.value.bias"] = (KV * Dh,)
             shapes[f"{at}.out.bias"] = (D,)
+        if gemma2 and c["use_post_attn_norm"]:
+            shapes[f"layers.{l}.post_self_attention_norm{sfx}.scale"] = (D,)
+        if gpt3:
             shapes[f"{mlp}.mlp_layer_norm.scale"] = (D,)
             shapes[f"{mlp}.mlp_layer_norm.bias"] = (D,)
         else:
-            norm2 = "pre_ffw_norm" if c["decoder_block"] == "gemma" else "post_self_attention_norm"
-            shapes[f"layers.{l}.{norm2}.scale"] = (D,)
+            norm2 = "pre_ffw_norm" if c["decoder_block"].startswith("gemma") else "post_self_attention_norm"
+            shapes[f"layers.{l}.{norm2}{sfx}.scale"] = (D,)
         if gated:
             shapes[f"{mlp}.wi_0.kernel"] = (D, M)
             shapes[f"{mlp}.wi_1.kernel"] = (D, M)
@@ -97,6 +110,8 @@ def param_shapes(c):
         if gpt3:
             shapes[f"{mlp}.wi.bias"] = (M,)
             shapes[f"{mlp}.wo.bias"] = (D,)
+        if gemma2 and c["use_post_ffw_norm"]:
+            shapes[f"layers.{l}.post_ffw_norm{sfx}.scale"] = (D,)
     shapes["decoder_norm.scale"] = (D,)
     if gpt3:
         shapes["decoder_norm.bias"] = (D,)
@@ -173,7 +188,7 @@ def forward(c, P, inputs, targets, seg):
     D, H, KV, Dh = c["emb_dim"], c["num_query_heads"], c["num_kv_heads"], c["head_dim"]
     eps = c["normalization_layer_epsilon"]
     gpt3 = c["decoder_block"] == "gpt3"
-    gemma = c["decoder_block"] == "gemma"
+    gemma = c["decoder_block"].startswith("gemma")
     B, T = inputs.shape
     norm = (lambda x, p, e=eps: bf(layernorm(x, P[p + ".scale"], P[p + ".bias"], e))) if gpt3 else \
            (lambda x, p, e=eps: bf(rmsnorm(x, P[p + ".scale"], e)))
@@ -183,9 +198,11 @@ def forward(c, P, inputs, targets, seg):
     if "position_embedder.embedding" in P:
         x = bf(x + P["position_embedder.embedding"][:T][None])
     causal = torch.tril(torch.ones(T, T, dtype=torch.bool))
-    for l in range(c["num_decoder_layers"]):
-        at, mlp = f"layers.{l}.self_attention", f"layers.{l}.mlp"
-        h = norm(x, f"layers.{l}.pre_self_attention_norm", layer_eps)
+    for l, sfx, window, f32 in sublayers(c):
+        at, mlp = f"layers.{l}.self_attention{sfx}", f"layers.{l}.mlp{sfx}"
+        h = norm(x, f"layers.{l}.pre_self_attention_norm{sfx}", layer_eps)
+        # gemma2's global attention: float32_qk_product and float32_logits (no bf16 rounding)
+        ab = (lambda t: t) if f32 else bf
 
         def proj(name, heads):
             y = dense(h, f"{at}.{name}.kernel")
@@ -198,17 +215,25 @@ def forward(c, P, inputs, targets, seg):
             k = bf(rope(k, c["rope_min_timescale"], c["rope_max_timescale"]))
         k = k.repeat_interleave(H // KV, dim=2)
         v = v.repeat_interleave(H // KV, dim=2)
-        s = bf(torch.einsum("bthd,bshd->bhts", q, k) / math.sqrt(Dh))
+        # MaxText folds 1/sqrt(head_dim) into the query's init (attentions.py
+        # init_query_w); gpt3 divides the query at run time
+        s = torch.einsum("bthd,bshd->bhts", q, k)
+        s = ab(s / math.sqrt(Dh) if gpt3 else s)
         if c.get("attn_logits_soft_cap", 0) > 0:      # gemma2: before the mask and softmax
-            s = bf(torch.tanh(s / c["attn_logits_soft_cap"]) * c["attn_logits_soft_cap"])
-        s = s.masked_fill(~causal, float("-inf"))
-        p = bf(torch.softmax(s, dim=-1))
+            s = ab(torch.tanh(s / c["attn_logits_soft_cap"]) * c["attn_logits_soft_cap"])
+        visible = causal
+        if window > 0:      # MaxText's LOCAL_SLIDING: key j visible to query i iff i - window < j <= i
+            visible = causal & torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1 - window)
+        s = s.masked_fill(~visible, float("-inf"))
+        p = ab(torch.softmax(s, dim=-1))
         o = bf(torch.einsum("bhts,bshd->bthd", p, v)).reshape(B, T, H * Dh)
         o = dense(o, f"{at}.out.kernel")
         if gpt3:
             o = bf(o + P[f"{at}.out.bias"])
+        if f"layers.{l}.post_self_attention_norm{sfx}.scale" in P and gemma:
+            o = norm(o, f"layers.{l}.post_self_attention_norm{sfx}", layer_eps)
         x = bf(x + o)
-        h = norm(x, f"{mlp}.mlp_layer_norm" if gpt3 else f"layers.{l}.pre_ffw_norm" if gemma
+        h = norm(x, f"{mlp}.mlp_layer_norm" if gpt3 else f"layers.{l}.pre_ffw_norm{sfx}" if gemma
                  else f"layers.{l}.post_self_attention_norm", layer_eps)
         acts = c["mlp_activations"]
         if len(acts) == 2:
@@ -222,6 +247,8 @@ def forward(c, P, inputs, targets, seg):
         y = dense(y, f"{mlp}.wo.kernel")
         if gpt3:
             y = bf(y + P[f"{mlp}.wo.bias"])
+        if f"layers.{l}.post_ffw_norm{sfx}.scale" in P:
+            y = norm(y, f"layers.{l}.post_ffw_norm{sfx}", layer_eps)
         x = bf(x + y)
     x = norm(x, "decoder_norm")
     if c["logits_via_embedding"]:
@@ -317,7 +344,18 @@ def fnv1a(name):
     return h
 
 
-def formula_params(shapes, amplitude=0.5):
+def init_scale(c, name):
+    """A tensor's scale beside the others: MaxText divides the query
+    kernel's init by sqrt(head_dim) (attentions.py init_query_w; not gpt3,
+    which divides the query at run time), so the test parameters do too:
+    otherwise the scores are sqrt(head_dim) times too large and softmax
+    saturates."""
+    if c["decoder_block"] != "gpt3" and name.endswith(".query.kernel"):
+        return 1 / math.sqrt(c["head_dim"])
+    return 1.0
+
+
+def formula_params(c, shapes, amplitude=0.5):
     """Deterministic parameters both PyTorch and the C test compute exactly:
     amplitude * sin(0.37 * i + 1.3 * k) for element i of a tensor whose name
     hashes (FNV-1a 64) to k mod 997, in float64, then rounded to float32.
@@ -328,7 +366,8 @@ def formula_params(shapes, amplitude=0.5):
     for name, shape in shapes.items():
         k = fnv1a(name) % 997
         n = math.prod(shape)
-        x = [amplitude * math.sin(0.37 * i + 1.3 * k) for i in range(n)]
+        a = amplitude * init_scale(c, name)
+        x = [a * math.sin(0.37 * i + 1.3 * k) for i in range(n)]
         P[name] = torch.tensor(x, dtype=torch.float64).to(torch.float32).reshape(shape)
     return P
 
@@ -362,7 +401,7 @@ def two_steps(c, path, nsteps=2):
     B, T, V = c["global_batch_size_to_train_on"], c["max_target_length"], c["vocab_size"]
     gen = torch.Generator().manual_seed(4321)
     batches = [random_batch(B, T, V, gen) for _ in range(nsteps)]
-    P = {n: p.to(torch.float64) for n, p in formula_params(param_shapes(c), 0.1 if BF16 else 0.5).items()}
+    P = {n: p.to(torch.float64) for n, p in formula_params(c, param_shapes(c), 0.1 if BF16 else 0.5).items()}
     state, losses, norms = {}, [], []
     for step, batch in enumerate(batches):
         loss, G = loss_and_grads(c, P, batch)
@@ -399,7 +438,7 @@ def main():
         return two_steps(c, path)
     torch.manual_seed(1234)
     B, T, V = c["global_batch_size_to_train_on"], c["max_target_length"], c["vocab_size"]
-    P = {n: (0.5 * torch.randn(*s)).to(torch.float32) for n, s in param_shapes(c).items()}
+    P = {n: (0.5 * init_scale(c, n) * torch.randn(*s)).to(torch.float32) for n, s in param_shapes(c).items()}
     inputs, targets, seg = random_batch(B, T, V, None)
     P64 = {n: p.to(torch.float64).requires_grad_() for n, p in P.items()}
     loss = forward(c, P64, inputs.long(), targets.long(), seg)

@@ -122,6 +122,15 @@ START_TEST(soft_capped_attention)
 }
 END_TEST
 
+START_TEST(gemma2_local_global)
+{
+    /* local layers' window (8) far shorter than the prompt, a float32 global
+     * layer, both soft caps; the eval step runs the fused kernel */
+    char *o[] = {"model_name=tiny-gemma2", "dtype=float32", "max_target_length=140", "max_prefill_predict_length=30"};
+    check_decoding("tiny-gemma2", 4, o, 1e-5);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("decode");
@@ -131,6 +140,7 @@ int main(void)
     tcase_add_test(tc, gpt3_learned_positions);
     tcase_add_test(tc, flash_trained_bf16);
     tcase_add_test(tc, soft_capped_attention);
+    tcase_add_test(tc, gemma2_local_global);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

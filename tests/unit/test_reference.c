@@ -142,7 +142,8 @@ static void check_against(const char *ref_path, int n, char **overrides)
 }
 
 /* The parameters tools/torch_reference.py --two-steps (amplitude 0.5) and
- * --bf16 (0.1) start from. */
+ * --bf16 (0.1) start from; its init_scale: a query kernel's amplitude over
+ * sqrt(head_dim) but in gpt3, as MaxText's init. */
 static void formula_params(const Program *p, const Loaded *l, mtx_state *st, double amplitude)
 {
     for (int i = 0; i < p->nvalues; i++) {
@@ -150,11 +151,14 @@ static void formula_params(const Program *p, const Loaded *l, mtx_state *st, dou
         if (v->kind != V_PARAM) continue;
         uint64_t h = 1469598103934665603ULL;
         for (const char *c = v->name; *c; c++) h = (h ^ (unsigned char)*c) * 1099511628211ULL;
-        double k = (double)(h % 997);
+        double k = (double)(h % 997), a = amplitude;
+        size_t len = strlen(v->name);
+        if (strcmp(cfg_str(p->cfg, K_decoder_block), "gpt3") && len >= 13 && !strcmp(v->name + len - 13, ".query.kernel"))
+            a = amplitude / sqrt((double)cfg_int(p->cfg, K_head_dim));
         char *name = xfmt("params/%s", v->name);
         int64_t n;
         float *x = state_tensor(l, st, name, &n);
-        for (int64_t j = 0; j < n; j++) x[j] = (float)(amplitude * sin(0.37 * (double)j + 1.3 * k));
+        for (int64_t j = 0; j < n; j++) x[j] = (float)(a * sin(0.37 * (double)j + 1.3 * k));
         free(name);
     }
 }
@@ -242,7 +246,8 @@ static void check_two_steps(const char *ref_path, int n, char **overrides)
  * same values but accumulate in float32 (mtxc) and float64 (PyTorch), and
  * sum a value's gradient contributions before (PyTorch) or after (mtxc)
  * rounding them. tiny's norms agree within 1e-6, gpt3-52k's within 5e-3
- * (plausibly its key biases: their gradient is zero but for rounding noise). */
+ * (plausibly its key biases: their gradient is zero but for rounding noise).
+ * The models run at learning_rate 1e-4. */
 static void check_bf16_steps(const char *ref_path, int n, char **overrides)
 {
     RefCase k = open_case(ref_path, n, overrides);
@@ -268,10 +273,20 @@ static void check_bf16_steps(const char *ref_path, int n, char **overrides)
         const RefRecord *r = ref_find(&k.ref, rname);
         ck_assert_msg(r != NULL, "reference lacks %s", rname);
         const float *x = state_tensor(&k.l, k.st, pname, NULL);
-        double mag = max_abs(r->data, r->numel), worst = 0;
-        for (int64_t j = 0; j < r->numel; j++) worst = fmax(worst, fabs((double)x[13 * j] - ((float *)r->data)[j]));
+        /* Adam moves an element by up to lr a step whatever its gradient's
+         * size, so one whose gradient is rounding noise may take the other
+         * sign: at most 1% of the elements, by at most 2 lr a step. */
+        double mag = max_abs(r->data, r->numel), worst = 0, flip = 2 * 3 * 1e-4;
+        int64_t noisy = 0;
+        for (int64_t j = 0; j < r->numel; j++) {
+            double d = fabs((double)x[13 * j] - ((float *)r->data)[j]);
+            if (d > 2e-3 * mag && d <= flip) noisy++;
+            else worst = fmax(worst, d);
+        }
         ck_assert_msg(worst <= 2e-3 * mag, "%s: %s after three steps off by %.3g of its max", ref_path, v->name,
                       worst / mag);
+        ck_assert_msg(noisy * 100 <= r->numel, "%s: %s after three steps: %lld of %lld elements off by more than 2e-3 "
+                      "of its max", ref_path, v->name, (long long)noisy, (long long)r->numel);
         free(rname);
         free(pname);
     }
@@ -281,8 +296,9 @@ static void check_bf16_steps(const char *ref_path, int n, char **overrides)
 
 START_TEST(bf16_three_steps)
 {
-    const char *models[2] = {"tiny", "gpt3-52k"};
-    for (int mi = 0; mi < 2; mi++) {
+    /* tiny-gemma2: its global layers' attention in float32, the local ones' in bf16 */
+    const char *models[3] = {"tiny", "gpt3-52k", "tiny-gemma2"};
+    for (int mi = 0; mi < 3; mi++) {
         char *model = xfmt("model_name=%s", models[mi]);
         char *ov[] = {model, "dtype=bfloat16", "per_device_batch_size=2", "max_target_length=16",
                       "warmup_steps_fraction=0", "steps=10", "learning_rate=1e-4"};
@@ -339,6 +355,16 @@ START_TEST(tiny_gemma_soft_cap)
 }
 END_TEST
 
+/* gemma2: local (window 8 of 16 positions) and global pairs, post norms,
+ * soft caps 4 and 8 */
+START_TEST(tiny_gemma2)
+{
+    char *ov[] = {"model_name=tiny-gemma2", "per_device_batch_size=2", "max_target_length=16",
+                  "warmup_steps_fraction=0", "steps=10", "dtype=float32"};
+    check_against("tests/data/tiny-gemma2.ref", 6, ov);
+}
+END_TEST
+
 START_TEST(gpt3_52k)
 {
     char *ov[] = {"model_name=gpt3-52k", "opt_type=adamw", "per_device_batch_size=2", "max_target_length=16",
@@ -355,6 +381,7 @@ int main(void)
     tcase_add_test(tc, tiny_llama2);
     tcase_add_test(tc, tiny_gemma);
     tcase_add_test(tc, tiny_gemma_soft_cap);
+    tcase_add_test(tc, tiny_gemma2);
     tcase_add_test(tc, gpt3_52k);
     tcase_add_test(tc, two_steps);
     tcase_add_test(tc, bf16_three_steps);

@@ -185,8 +185,8 @@ START_TEST(bf16_kernels)
     mtx_attention_scores_bf16(hs, hq, hk, B, T, HQ, HKV, DH, 0.3f);
     same_rounded("scores", hs, s, NS);
     for (int i = 0; i < NS; i++) s[i] = mtx_bf16_to_f32(hs[i]);   /* each side from the same bf16 values */
-    mtx_causal_softmax_forward(p, s, B * HQ, T);
-    mtx_causal_softmax_forward_bf16(hp, hs, B * HQ, T);
+    mtx_causal_softmax_forward(p, s, B * HQ, T, 0);
+    mtx_causal_softmax_forward_bf16(hp, hs, B * HQ, T, 0);
     same_rounded("probabilities", hp, p, NS);
     for (int i = 0; i < NS; i++) p[i] = mtx_bf16_to_f32(hp[i]);
     mtx_attention_values(o, p, v, B, T, HQ, HKV, DH);
