@@ -9,15 +9,19 @@
  *                      resolved config.
  * A save writes a hidden temporary directory, fsyncs it and renames it into
  * place, so a crash leaves the previous checkpoints and never a half-visible
- * one. A load checks the whole checkpoint (meta.json's fields, the header,
- * sizes, every tensor's checksum) before it uses any of it, and says which
- * file, field or tensor is wrong. */
+ * one; checksums are computed piece by piece as the data is written. A load
+ * checks meta.json's fields, the header and sizes against the program before
+ * it reads any tensor, then reads every tensor straight into its place in
+ * the state, checksumming each piece as it arrives (one pass, no copy of the
+ * file in memory), and says which file, field or tensor is wrong; after a
+ * failed load the state is unspecified and the callers stop. */
 #include "mtxrt.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -72,14 +76,31 @@ static int write_all(int fd, const void *data, size_t n)
     return 0;
 }
 
+/* Bytes written between checksum updates: large writes, each piece hashed
+ * while it is still in cache, so the data is read from memory once. */
+enum { PIECE = 8 << 20 };
+
+/* head, then every tensor of memory (their checksums into sums), one fsync. */
 static int write_file(const char *path, const void *head, size_t head_n, const mtx_program *prog,
-                      const unsigned char *memory)
+                      const unsigned char *memory, uint64_t *sums)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) return -1;
     int rc = write_all(fd, head, head_n);
-    for (int i = 0; prog && !rc && i < prog->ntensors; i++)
-        rc = write_all(fd, memory + prog->tensors[i].offset, tensor_bytes(&prog->tensors[i]));
+    XXH3_state_t *h = prog ? XXH3_createState() : NULL;
+    if (prog && !h) rc = -1;
+    for (int i = 0; prog && !rc && i < prog->ntensors; i++) {
+        const unsigned char *data = memory + prog->tensors[i].offset;
+        size_t n = tensor_bytes(&prog->tensors[i]);
+        XXH3_64bits_reset(h);
+        for (size_t at = 0; !rc && at < n; at += PIECE) {
+            size_t piece = n - at < PIECE ? n - at : PIECE;
+            XXH3_64bits_update(h, data + at, piece);
+            rc = write_all(fd, data + at, piece);
+        }
+        sums[i] = XXH3_64bits_digest(h);
+    }
+    XXH3_freeState(h);
     if (!rc) rc = fsync(fd);
     if (close(fd) != 0) rc = -1;
     return rc;
@@ -152,7 +173,7 @@ static char *safetensors_header(const mtx_program *prog, long long step, size_t 
     return out;
 }
 
-static char *meta_json(const mtx_program *prog, const unsigned char *memory, long long step, uint64_t position)
+static char *meta_json(const mtx_program *prog, const uint64_t *checksums, long long step, uint64_t position)
 {
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "format", MTX_CHECKPOINT_FORMAT);
@@ -164,8 +185,7 @@ static char *meta_json(const mtx_program *prog, const unsigned char *memory, lon
     cJSON *sums = cJSON_AddObjectToObject(root, "checksums");
     for (int i = 0; i < prog->ntensors; i++) {
         const mtx_tensor_desc *t = &prog->tensors[i];
-        snprintf(text, sizeof text, "%016llx",
-                 (unsigned long long)mtx_checksum(memory + t->offset, tensor_bytes(t)));
+        snprintf(text, sizeof text, "%016llx", (unsigned long long)checksums[i]);
         cJSON_AddStringToObject(sums, t->name, text);
     }
     cJSON *config = cJSON_AddObjectToObject(root, "config");
@@ -175,25 +195,48 @@ static char *meta_json(const mtx_program *prog, const unsigned char *memory, lon
     return json;
 }
 
-int mtx_checkpoint_save(const mtx_program *prog, const mtx_state *st, const char *dir, long long step,
-                        uint64_t data_position, char *err, size_t errlen)
+/* Checkpoint directories a killed trainer left half-written
+ * (.tmp-STEP-PID of a process that is gone): they are never loaded, only
+ * removed, so the disk does not fill up across restarts. */
+static void remove_stale(const char *dir)
 {
-    const unsigned char *memory = prog->state_memory(st);
+    DIR *d = opendir(dir);
+    if (!d) return;
+    for (struct dirent *e; (e = readdir(d));) {
+        long long step;
+        int pid;
+        char path[4400];
+        if (sscanf(e->d_name, ".tmp-%lld-%d", &step, &pid) != 2 || pid == (int)getpid()) continue;
+        if (pid > 0 && (kill(pid, 0) == 0 || errno != ESRCH)) continue;   /* its writer may still be running */
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        remove_tree(path);
+    }
+    closedir(d);
+}
+
+int mtx_checkpoint_write(const mtx_program *prog, const void *state_memory, const char *dir, long long step,
+                         uint64_t data_position, char *err, size_t errlen)
+{
+    const unsigned char *memory = state_memory;
     char tmp[4200], final[4200], path[4300];
     snprintf(tmp, sizeof tmp, "%s/.tmp-%lld-%d", dir, step, (int)getpid());
     snprintf(final, sizeof final, "%s/%lld", dir, step);
     if (make_dirs(dir) != 0 || (mkdir(tmp, 0755) != 0 && errno != EEXIST))
         return fail(err, errlen, "cannot create checkpoint directory in '%s': %s", dir, strerror(errno));
+    remove_stale(dir);
     size_t head_n;
-    char *head = safetensors_header(prog, step, &head_n), *meta = meta_json(prog, memory, step, data_position);
+    char *head = safetensors_header(prog, step, &head_n), *meta = NULL;
+    uint64_t *sums = calloc((size_t)prog->ntensors + 1, sizeof *sums);
     snprintf(path, sizeof path, "%s/state.safetensors", tmp);
-    int rc = write_file(path, head, head_n, prog, memory);
+    int rc = sums ? write_file(path, head, head_n, prog, memory, sums) : -1;
     if (!rc) {
+        meta = meta_json(prog, sums, step, data_position);
         snprintf(path, sizeof path, "%s/meta.json", tmp);
-        rc = write_file(path, meta, strlen(meta), NULL, NULL);
+        rc = write_file(path, meta, strlen(meta), NULL, NULL, NULL);
     }
     free(head);
     free(meta);
+    free(sums);
     if (rc) {
         int e = errno;
         remove_tree(tmp);
@@ -208,6 +251,12 @@ int mtx_checkpoint_save(const mtx_program *prog, const mtx_state *st, const char
     }
     fsync_dir(dir);
     return 0;
+}
+
+int mtx_checkpoint_save(const mtx_program *prog, const mtx_state *st, const char *dir, long long step,
+                        uint64_t data_position, char *err, size_t errlen)
+{
+    return mtx_checkpoint_write(prog, prog->state_memory(st), dir, step, data_position, err, errlen);
 }
 
 /* ---- finding ---- */
@@ -275,13 +324,15 @@ typedef struct {
     size_t begin, end;                    /* into the data after the header */
 } Entry;
 
-/* A checkpoint read into memory; every part checked before any is used. */
+/* A checkpoint's metadata (meta.json, the safetensors header) in memory;
+ * its tensors stay in the file (fd) until they are read into place. */
 typedef struct {
     char path[4300], meta_path[4300];
-    char *file, *meta_text;
-    size_t size;
+    int fd;
+    char *file, *meta_text;               /* file: the 8-byte length and the header */
+    size_t size;                          /* of the whole state file */
     cJSON *header, *meta;
-    const unsigned char *data;
+    off_t data_at;                        /* where the data starts in the file */
     size_t data_size;
     Entry *entries;
     int nentries;
@@ -291,6 +342,7 @@ typedef struct {
 
 static void checkpoint_close(Checkpoint *c)
 {
+    if (c->fd >= 0) close(c->fd);
     cJSON_Delete(c->header);
     cJSON_Delete(c->meta);
     free(c->file);
@@ -332,24 +384,50 @@ static long long dir_step(const char *dir)
     return decimal(base ? base + 1 : buf, &v) ? (long long)v : -1;
 }
 
+/* Exactly n bytes at offset at, or -1. */
+static int read_at(int fd, void *buf, size_t n, off_t at)
+{
+    char *p = buf;
+    while (n) {
+        ssize_t r = pread(fd, p, n, at);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) {
+            if (r == 0) errno = EIO;
+            return -1;
+        }
+        p += r, n -= (size_t)r, at += r;
+    }
+    return 0;
+}
+
 static int read_checkpoint(Checkpoint *c, const char *step_dir, char *err, size_t errlen)
 {
     snprintf(c->path, sizeof c->path, "%s/state.safetensors", step_dir);
     snprintf(c->meta_path, sizeof c->meta_path, "%s/meta.json", step_dir);
-    c->file = mtx_read_file(c->path, &c->size);
-    if (!c->file) return fail(err, errlen, "cannot read checkpoint %s: %s", c->path, strerror(errno));
+    struct stat st;
+    c->fd = open(c->path, O_RDONLY);
+    if (c->fd < 0 || fstat(c->fd, &st) != 0 || !S_ISREG(st.st_mode))
+        return fail(err, errlen, "cannot read checkpoint %s: %s", c->path, c->fd < 0 ? strerror(errno) :
+                    "not a regular file");
+    c->size = (size_t)st.st_size;
     size_t meta_size;
     c->meta_text = mtx_read_file(c->meta_path, &meta_size);
     if (!c->meta_text) return fail(err, errlen, "cannot read checkpoint %s: %s", c->meta_path, strerror(errno));
+    unsigned char len[8];
     uint64_t hlen = 0;
-    for (int b = 0; b < 8 && c->size >= 8; b++) hlen |= (uint64_t)(unsigned char)c->file[b] << (8 * b);
+    if (c->size >= 8 && read_at(c->fd, len, 8, 0) != 0)
+        return fail(err, errlen, "cannot read checkpoint %s: %s", c->path, strerror(errno));
+    for (int b = 0; b < 8 && c->size >= 8; b++) hlen |= (uint64_t)len[b] << (8 * b);
     if (c->size < 8 || hlen > c->size - 8 || hlen > MAX_HEADER)
         return fail(err, errlen, "checkpoint %s is truncated or corrupt: its header does not fit in the file", c->path);
-    c->header = cJSON_ParseWithLength(c->file + 8, (size_t)hlen);
+    c->file = malloc((size_t)hlen + 1);
+    if (!c->file || read_at(c->fd, c->file, (size_t)hlen, 8) != 0)
+        return fail(err, errlen, "cannot read checkpoint %s: %s", c->path, c->file ? strerror(errno) : "out of memory");
+    c->header = cJSON_ParseWithLength(c->file, (size_t)hlen);
     if (!cJSON_IsObject(c->header)) return fail(err, errlen, "checkpoint %s has an unreadable JSON header", c->path);
     c->meta = cJSON_ParseWithLength(c->meta_text, meta_size);
     if (!cJSON_IsObject(c->meta)) return fail(err, errlen, "checkpoint %s is unreadable JSON", c->meta_path);
-    c->data = (const unsigned char *)c->file + 8 + hlen;
+    c->data_at = (off_t)(8 + hlen);
     c->data_size = c->size - 8 - (size_t)hlen;
     return 0;
 }
@@ -429,8 +507,8 @@ static const Entry *find_entry(const Checkpoint *c, const char *name)
     return NULL;
 }
 
-/* The whole file: its metadata, every entry, entries tiling the data with
- * nothing left over (as safetensors requires) and every tensor's checksum. */
+/* The whole file's layout: its metadata, every entry, entries tiling the
+ * data with nothing left over (as safetensors requires), a checksum each. */
 static int check_file(Checkpoint *c, char *err, size_t errlen)
 {
     const cJSON *info = cJSON_GetObjectItemCaseSensitive(c->header, "__metadata__");
@@ -462,15 +540,10 @@ static int check_file(Checkpoint *c, char *err, size_t errlen)
     if (at != c->data_size)
         return fail(err, errlen, "checkpoint %s is truncated or corrupt: its tensors do not cover its %zu data bytes "
                     "exactly", c->path, c->data_size);
-    for (int i = 0; i < c->nentries; i++) {
-        const Entry *e = &c->entries[i];
-        const cJSON *sum = cJSON_GetObjectItemCaseSensitive(sums, e->name);
-        char text[32];
-        snprintf(text, sizeof text, "%016llx", (unsigned long long)mtx_checksum(c->data + e->begin, e->end - e->begin));
-        if (!cJSON_IsString(sum) || strcmp(sum->valuestring, text))
-            return fail(err, errlen, "checkpoint %s is corrupt: tensor '%s' does not match its checksum in %s", c->path,
-                        e->name, c->meta_path);
-    }
+    for (int i = 0; i < c->nentries; i++)
+        if (!cJSON_IsString(cJSON_GetObjectItemCaseSensitive(sums, c->entries[i].name)))
+            return fail(err, errlen, "checkpoint %s: field 'checksums' has no string for tensor '%s'", c->meta_path,
+                        c->entries[i].name);
     return 0;
 }
 
@@ -510,31 +583,67 @@ static int check_counter(const Checkpoint *c, char *err, size_t errlen)
     const Entry *e = find_entry(c, "step");
     int64_t step;
     if (!e || strcmp(e->dtype, "I64") || e->end - e->begin != sizeof step) return 0;
-    memcpy(&step, c->data + e->begin, sizeof step);
+    if (read_at(c->fd, &step, sizeof step, c->data_at + (off_t)e->begin) != 0)
+        return fail(err, errlen, "cannot read checkpoint %s: %s", c->path, strerror(errno));
     if (step != c->step)
         return fail(err, errlen, "checkpoint %s: its step counter is %lld but %s says step %lld", c->path,
                     (long long)step, c->meta_path, c->step);
     return 0;
 }
 
+/* Every tensor of the file in file order: read piece by piece into its
+ * place in memory (a tensor the program does not load: into scratch), each
+ * piece hashed while in cache, and checked against meta.json. */
+static int read_tensors(const Checkpoint *c, const mtx_program *prog, unsigned char *memory, int params_only,
+                        char *err, size_t errlen)
+{
+    Entry *order = malloc(((size_t)c->nentries + 1) * sizeof(Entry));
+    unsigned char *scratch = malloc(PIECE);
+    XXH3_state_t *h = XXH3_createState();
+    int rc = order && scratch && h ? 0 : fail(err, errlen, "out of memory reading checkpoint %s", c->path);
+    if (!rc) {
+        memcpy(order, c->entries, (size_t)c->nentries * sizeof(Entry));
+        qsort(order, (size_t)c->nentries, sizeof(Entry), by_begin);
+    }
+    const cJSON *sums = cJSON_GetObjectItemCaseSensitive(c->meta, "checksums");
+    for (int i = 0; !rc && i < c->nentries; i++) {
+        const Entry *e = &order[i];
+        unsigned char *to = NULL;
+        for (int k = 0; k < prog->ntensors && !to; k++)
+            if (!strcmp(prog->tensors[k].name, e->name) && (!params_only || prog->tensors[k].kind == MTX_PARAM))
+                to = memory + prog->tensors[k].offset;
+        XXH3_64bits_reset(h);
+        for (size_t at = 0, n = e->end - e->begin; !rc && at < n; at += PIECE) {
+            size_t piece = n - at < PIECE ? n - at : PIECE;
+            unsigned char *buf = to ? to + at : scratch;
+            if (read_at(c->fd, buf, piece, c->data_at + (off_t)(e->begin + at)) != 0)
+                rc = fail(err, errlen, "cannot read checkpoint %s: %s", c->path, strerror(errno));
+            else
+                XXH3_64bits_update(h, buf, piece);
+        }
+        char text[32];
+        snprintf(text, sizeof text, "%016llx", (unsigned long long)XXH3_64bits_digest(h));
+        if (!rc && strcmp(cJSON_GetObjectItemCaseSensitive(sums, e->name)->valuestring, text))
+            rc = fail(err, errlen, "checkpoint %s is corrupt: tensor '%s' does not match its checksum in %s", c->path,
+                      e->name, c->meta_path);
+    }
+    XXH3_freeState(h);
+    free(scratch);
+    free(order);
+    return rc;
+}
+
 int mtx_checkpoint_load(const mtx_program *prog, mtx_state *st, const char *step_dir, int params_only,
                         uint64_t *data_position, char *err, size_t errlen)
 {
-    Checkpoint c = {0};
+    Checkpoint c = {.fd = -1};
     int rc = read_checkpoint(&c, step_dir, err, errlen);
     if (!rc) rc = check_meta(&c, step_dir, err, errlen);
     if (!rc) rc = check_file(&c, err, errlen);
     if (!rc) rc = match_program(&c, prog, params_only, err, errlen);
     if (!rc && !params_only) rc = check_counter(&c, err, errlen);
-    if (!rc) {
-        unsigned char *memory = prog->state_memory(st);
-        for (int i = 0; i < prog->ntensors; i++) {
-            const mtx_tensor_desc *t = &prog->tensors[i];
-            if (params_only && t->kind != MTX_PARAM) continue;
-            memcpy(memory + t->offset, c.data + find_entry(&c, t->name)->begin, tensor_bytes(t));
-        }
-        *data_position = c.position;
-    }
+    if (!rc) rc = read_tensors(&c, prog, prog->state_memory(st), params_only, err, errlen);
+    if (!rc) *data_position = c.position;
     checkpoint_close(&c);
     return rc;
 }

@@ -470,6 +470,9 @@ void mtx_clip_value(const char *text, char *out, size_t n);
  * meta.json), atomically. 0, or -1 with a message; earlier checkpoints stay. */
 int mtx_checkpoint_save(const mtx_program *prog, const mtx_state *st, const char *dir, long long step,
                         uint64_t data_position, char *err, size_t errlen);
+/* The same from a block laid out as the state (a snapshot of it). */
+int mtx_checkpoint_write(const mtx_program *prog, const void *state_memory, const char *dir, long long step,
+                         uint64_t data_position, char *err, size_t errlen);
 /* The step of the latest complete checkpoint in dir, or -1. */
 long long mtx_checkpoint_latest(const char *dir);
 /* Remove all but the newest `keep` complete checkpoints of dir. */
@@ -480,6 +483,34 @@ void mtx_checkpoint_prune(const char *dir, int keep);
 int mtx_checkpoint_load(const mtx_program *prog, mtx_state *st, const char *step_dir, int params_only,
                         uint64_t *data_position, char *err, size_t errlen);
 #define MTX_CHECKPOINT_FORMAT "mtxc-checkpoint-2"
+
+/* ---- asynchronous checkpoints (saver.c) ---- */
+
+/* How one save went, handed out once by mtx_saver_poll / mtx_saver_start. */
+typedef struct {
+    long long step;
+    int rc;                               /* 0, or -1 with err */
+    int background;                       /* written by the writer thread while training went on */
+    int finished;                         /* the writer is done (read with acquire) */
+    double mb, seconds;                   /* state size; from the start of the save to its rename */
+    double snapshot_seconds;              /* of which the training thread spent copying the state */
+    char err[1024];
+} mtx_save_result;
+typedef struct mtx_saver mtx_saver;
+/* async 1: MaxText's async_checkpointing (a snapshot, a writer thread). */
+mtx_saver *mtx_saver_new(const mtx_program *prog, int async);
+/* Save st as checkpoint `step` of dir (then keep the newest `keep`, 0: all).
+ * Waits for the previous save first; returns 1 with its result in
+ * *previous if it had one not yet handed out, else 0. */
+int mtx_saver_start(mtx_saver *s, const mtx_state *st, const char *dir, long long step, uint64_t position, int keep,
+                    mtx_save_result *previous);
+/* The result of the last save if it is done (wait 1: wait for it): 1, or 0
+ * when there is none to hand out. */
+int mtx_saver_poll(mtx_saver *s, int wait, mtx_save_result *out);
+/* Bytes of the snapshot buffer (0 before the first async save). */
+size_t mtx_saver_snapshot_bytes(const mtx_saver *s);
+/* Waits for a save in flight, then frees. */
+void mtx_saver_free(mtx_saver *s);
 uint64_t mtx_checksum(const void *data, size_t n);   /* XXH3-64 (libxxhash), as xxhsum -H3 */
 
 /* ---- the training loop (train.c) ---- */

@@ -15,6 +15,7 @@
 /* Checkpoint settings of a run (MaxText's keys). */
 typedef struct {
     bool on, on_completion;
+    bool async;                               /* async_checkpointing: a writer thread from a snapshot */
     bool writer;                              /* this rank saves (one rank per distinct state) */
     long long period, keep;                   /* keep 0: all */
     char dir[4096];                           /* {base_output_directory}/{run_name}/checkpoints */
@@ -69,6 +70,7 @@ static int checkpoint_settings(const mtx_program *prog, const RunConfig *rc, Che
     bool enabled = mtx_run_get(prog, rc, "enable_checkpointing")->b;
     ck->on_completion = mtx_run_get(prog, rc, "save_checkpoint_on_completion")->b;
     ck->period = mtx_run_get(prog, rc, "checkpoint_period")->i;
+    ck->async = mtx_run_get(prog, rc, "async_checkpointing")->b;
     const mtx_key_value *keep = mtx_run_get(prog, rc, "max_num_checkpoints_to_keep");
     ck->keep = keep->is_null ? 0 : keep->i;
     ck->on = enabled && run[0];
@@ -156,6 +158,22 @@ static int64_t *counter(const mtx_program *prog, mtx_state *st, const char *name
         if (!strcmp(prog->tensors[i].name, name))
             return (int64_t *)((unsigned char *)prog->state_memory(st) + prog->tensors[i].offset);
     return NULL;
+}
+
+/* A finished save: its line, or its error (training goes on; exit 1 at the end). */
+static void report_save(const mtx_save_result *r, const char *dir, bool live, int *failures)
+{
+    if (r->rc) {
+        fprintf(stderr, "%strainer: error: %s\n", live ? "\r\033[K" : "", r->err);
+        ++*failures;
+    } else if (r->background) {
+        printf("%ssaved checkpoint %s/%lld (%.1f MB, %.2f s in the background after a %.2f s snapshot)\n",
+               live ? "\r\033[K" : "", dir, r->step, r->mb, r->seconds - r->snapshot_seconds, r->snapshot_seconds);
+    } else {
+        printf("%ssaved checkpoint %s/%lld (%.1f MB, %.2f s)\n", live ? "\r\033[K" : "", dir, r->step, r->mb,
+               r->seconds);
+    }
+    fflush(stdout);
 }
 
 /* key: the step's random key, which the Linen form receives; pure_nnx
@@ -372,6 +390,8 @@ static int train(const mtx_program *prog, int argc, char **argv)
 
     double t_total = 0;
     int save_failures = 0;
+    mtx_saver *saver = ck->on && ck->writer ? mtx_saver_new(prog, ck->async) : NULL;
+    mtx_save_result saved;
     status = 0;
     catch_stop_signals();
     mtx_rng_key step_key = mtx_rng_first_step_key(key);
@@ -407,6 +427,7 @@ static int train(const mtx_program *prog, int argc, char **argv)
                    (int)eta % 60);
             fflush(stdout);
         }
+        if (saver && mtx_saver_poll(saver, 0, &saved)) report_save(&saved, ck->dir, live, &save_failures);
         /* MaxText's abort_on_nan_loss: nothing of this state is saved; the
          * loss and norm are all-reduced, so every rank stops here. */
         if (rs.abort_on_nan && (!isfinite(m.loss) || !isfinite(m.grad_norm))) {
@@ -420,17 +441,10 @@ static int train(const mtx_program *prog, int argc, char **argv)
         }
         int sig = agreed_stop_signal();
         bool stopping = sig && step + 1 < steps;
-        if (ck->on && ck->writer && ((step + 1) % ck->period == 0 || stopping ||
-                                     (step + 1 == steps && ck->on_completion))) {
-            double t0 = mtx_seconds();
-            if (mtx_checkpoint_save(prog, st, ck->dir, step + 1, mtx_data_position(data), err, sizeof err) != 0) {
-                fprintf(stderr, "%strainer: error: %s\n", live ? "\r\033[K" : "", err);
-                save_failures++;
-            } else {
-                if (ck->keep > 0) mtx_checkpoint_prune(ck->dir, (int)ck->keep);
-                printf("%ssaved checkpoint %s/%lld (%.1f MB, %.2f s)\n", live ? "\r\033[K" : "", ck->dir, step + 1,
-                       (double)prog->state_bytes / 1e6, mtx_seconds() - t0);
-            }
+        if (saver && ((step + 1) % ck->period == 0 || stopping || (step + 1 == steps && ck->on_completion))) {
+            if (mtx_saver_start(saver, st, ck->dir, step + 1, mtx_data_position(data), (int)ck->keep, &saved))
+                report_save(&saved, ck->dir, live, &save_failures);
+            if (stopping && mtx_saver_poll(saver, 1, &saved)) report_save(&saved, ck->dir, live, &save_failures);
         }
         if (stopping) {
             printf("%s%s at step %lld: %s, stopping\n", live ? "\r\033[K" : "", sig == SIGTERM ? "SIGTERM" : "SIGINT",
@@ -455,6 +469,9 @@ static int train(const mtx_program *prog, int argc, char **argv)
             }
         }
     }
+    /* the save in flight (the last, or one before a NaN stop) ends before the run does */
+    if (saver && mtx_saver_poll(saver, 1, &saved)) report_save(&saved, ck->dir, live, &save_failures);
+    mtx_saver_free(saver);
     long long ran = steps > start ? steps - start : 0;
     struct rusage usage;                      /* this rank's peak resident memory */
     getrusage(RUSAGE_SELF, &usage);

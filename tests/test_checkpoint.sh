@@ -4,7 +4,8 @@
 # gradient accumulation; a stdlib Python reader; refusal of corrupt,
 # truncated and mismatched checkpoints without touching them; parameter-only
 # loads; pruning; an unwritable directory; restarts after SIGKILL at
-# random moments continuing bit-identically; SIGTERM and SIGINT saving the
+# random moments continuing bit-identically; async saves (training during a
+# save, a kill mid-save, the same bytes as sync); SIGTERM and SIGINT saving the
 # step in flight (exit 143 / 130) and resuming to an uninterrupted run's
 # bits; abort_on_nan_loss stopping before a non-finite state is saved.
 # Usage: tests/test_checkpoint.sh MTXC (from the source root)
@@ -127,6 +128,39 @@ $t steps=40 run_name=kill checkpoint_period=1 max_num_checkpoints_to_keep=3 > /d
 cmp -s ref/checkpoints/40/state.safetensors kill/checkpoints/40/state.safetensors ||
     fail "after 20 kills the final state differs from an uninterrupted run"
 echo "20 SIGKILLs: latest checkpoint always readable, final state identical"
+
+# async_checkpointing (the default): training goes on while a save is
+# written; a SIGKILL while the next save is in flight leaves the previous
+# checkpoint the latest; the restart ends as the uninterrupted run
+# (MTX_SAVE_PAUSE_SECONDS holds each background write 2 s, so the save is
+# surely in flight).
+$t steps=25 run_name=ref25 checkpoint_period=10 > /dev/null || fail "uninterrupted 25 steps"
+MTX_SAVE_PAUSE_SECONDS=2 $t steps=25 log_period=1 run_name=inflight checkpoint_period=10 > inflight.log 2>&1 &
+pid=$!
+for _ in $(seq 100); do grep -q "^saved checkpoint inflight/checkpoints/10 " inflight.log && break; sleep 0.1; done
+sleep 0.5
+kill -9 $pid 2> /dev/null
+wait $pid 2> /dev/null
+saved=$(grep -n "^saved checkpoint inflight/checkpoints/10 " inflight.log | cut -d: -f1)
+trained=$(grep -n "^step     15 " inflight.log | cut -d: -f1)
+[ -n "$saved" ] && [ -n "$trained" ] && [ "$trained" -lt "$saved" ] ||
+    fail "async: step 15 was not trained while checkpoint 10 was written: $(cat inflight.log)"
+[ "$(ls inflight/checkpoints | tr '\n' ' ')" = "10 " ] || fail "async: after a kill with save 20 in flight: $(ls -a inflight/checkpoints)"
+python3 "$root/tests/read_checkpoint.py" inflight/checkpoints/10 > /dev/null || fail "async: checkpoint 10 unreadable"
+$t steps=25 run_name=inflight checkpoint_period=10 > inflight2.log || fail "async: restart"
+grep -q "resuming from inflight/checkpoints/10: step 10" inflight2.log || fail "async: did not resume from 10"
+cmp -s ref25/checkpoints/25/state.safetensors inflight/checkpoints/25/state.safetensors ||
+    fail "async: the restarted run's final state differs"
+# async_checkpointing=false writes the same bytes, waiting for each save.
+$t steps=25 run_name=sync25 checkpoint_period=10 async_checkpointing=false > sync.log || fail "sync run"
+grep -q "^saved checkpoint sync25/checkpoints/10 (1.3 MB, [0-9.]* s)$" sync.log || fail "sync save line: $(cat sync.log)"
+for step in 10 20 25; do
+    cmp -s ref25/checkpoints/$step/state.safetensors sync25/checkpoints/$step/state.safetensors &&
+        cmp -s <(grep -v '"run_name"\|"async_checkpointing"' ref25/checkpoints/$step/meta.json) \
+            <(grep -v '"run_name"\|"async_checkpointing"' sync25/checkpoints/$step/meta.json) ||
+        fail "sync and async checkpoint $step differ"
+done
+echo "async checkpoints: training goes on during a save, a kill mid-save keeps the previous one, same bytes as sync"
 
 # SIGTERM (preemption) or SIGINT mid-run: the step in flight finishes and is
 # saved, exit 128 + signal; the resumed run ends where an uninterrupted one does.
