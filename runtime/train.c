@@ -137,6 +137,7 @@ static long long restore(const mtx_program *prog, mtx_state *st, const Checkpoin
     else if (ck->load_params[0]) snprintf(path, sizeof path, "%s", ck->load_params), params_only = 1;
     else return 0;
     if (latest < 0 && sharded(prog) && !own_shard(prog, path, sizeof path)) return -1;
+    double t0 = mtx_seconds();
     if (mtx_checkpoint_load(prog, st, path, params_only, position, err, sizeof err) != 0) {
         fprintf(stderr, "trainer: error: %s\n", err);
         return -1;
@@ -146,8 +147,9 @@ static long long restore(const mtx_program *prog, mtx_state *st, const Checkpoin
         if (!strcmp(prog->tensors[i].name, "step"))
             step = *(int64_t *)((unsigned char *)prog->state_memory(st) + prog->tensors[i].offset);
     if (params_only) *position = 0;
-    printf("%s %s: step %lld\n", latest >= 0 ? "resuming from" : params_only ? "parameters from" : "full state from",
-           path, step);
+    printf("%s %s: step %lld (%.1f MB in %.2f s)\n",
+           latest >= 0 ? "resuming from" : params_only ? "parameters from" : "full state from", path, step,
+           (double)prog->state_bytes / 1e6, mtx_seconds() - t0);
     return step;
 }
 

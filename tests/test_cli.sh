@@ -43,7 +43,7 @@ check eval_batch 0 "input %inputs: i32[2, 64]" "$MTXC" ir configs/base.yml model
 check emit_needs_dir 2 "missing -o DIR" "$MTXC" emit configs/base.yml
 check compile_only_help 0 "usage: mtxc compile-only CONFIG" "$MTXC" compile-only --help
 check compile_only_format 2 "unknown --format 'xml'" "$MTXC" compile-only configs/base.yml --format xml
-check emit_mesh 2 "tensor parallelism 3 must divide num_query_heads 4, num_kv_heads 2 and mlp_dim 128 to be lowered" \
+check emit_mesh 2 "tensor parallelism 3 must divide num_query_heads 4, num_kv_heads 2 (or it is 1) and mlp_dim 128 to be lowered" \
     "$MTXC" emit configs/base.yml model_name=tiny compile_topology=cpu-3 ici_tensor_parallelism=3 -o /tmp/mtxc-never-written
 check emit_rules 2 "argument 'logical_axis_rules=[[mlp, []]]': error: the backends lower this mesh with MaxText's default layout, which maps logical axis 'mlp' to mesh axis 'tensor'" \
     "$MTXC" emit configs/base.yml model_name=tiny compile_topology=cpu-2 ici_tensor_parallelism=2 'logical_axis_rules=[[mlp, []]]' -o /tmp/mtxc-never-written

@@ -37,7 +37,7 @@ START_TEST(printer_text)
     ck_assert(strstr(a, "  %layers.0.attention_input: bf16[8, 64, 64] = rmsnorm %embedding, "
                         "@layers.0.pre_self_attention_norm.scale  n=512  d=64  eps=1e-05\n"));
     ck_assert(strstr(a, "= attention_scores %layers.1.self_attention.query_rotated, "
-                        "%layers.1.self_attention.key_rotated  b=8  t=64  hq=4  hkv=2  dh=16  scale=0.25\n"));
+                        "%layers.1.self_attention.key_rotated  b=8  t=64  hq=4  hkv=2  dh=16  scale=1\n"));
     ck_assert(strstr(a, "  %layers.0.self_attention.query.kernel.bf16: bf16[64, 64] = cast @layers.0.self_attention.query.kernel\n"));
     ck_assert(strstr(a, "  %layers.0.self_attention.query: bf16[8, 64, 64] = matmul %layers.0.attention_input, "
                         "%layers.0.self_attention.query.kernel.bf16  m=512  n=64  k=64  ta=0  tb=0\n"));
