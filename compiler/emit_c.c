@@ -431,11 +431,28 @@ static void declare_accumulators(Emitter *e)
     }
 }
 
+static bool is_state(const Value *v) { return v->kind <= V_COUNTER; }
+
+/* Does op change the state (an update of a state value in place, or a state
+ * output)? The train step's first such op waits for a checkpoint write. */
+static bool writes_state(const Op *op)
+{
+    for (int j = 0; j < op->nout; j++)
+        if (is_state(op->out[j])) return true;
+    if (op_info[op->kind].cls != OC_UPDATE) return false;
+    for (int j = 0; j < op->nin; j++)
+        if (is_state(op->in[j])) return true;
+    return false;
+}
+
 static void emit_body(Emitter *e, const Func *f)
 {
     const char *block = NULL;
     bool adamw_seen = false, t_defined = false;
     Buf loop_body = {0}, *outer = NULL;
+    int first_write = -1;                 /* the train step's first op that changes the state */
+    for (int i = 0; f == &e->p->train && first_write < 0 && i < f->nops; i++)
+        if (writes_state(f->ops[i])) first_write = i;
     bool looping = f->loop_count > 1;
     if (f == &e->p->train) declare_accumulators(e);
     for (int i = 0; i < f->nops;) {
@@ -446,9 +463,11 @@ static void emit_body(Emitter *e, const Func *f)
             emitf(e, "\n    /* ---- %s ---- */\n", op->block);
             block = op->block;
         }
+        int last = i;
+        while (op->group && last + 1 < f->nops && f->ops[last + 1]->group == op->group) last++;
+        if (first_write >= i && first_write <= last)
+            emitf(e, "    mtx_state_will_change();  /* an async checkpoint may still be writing the state */\n");
         if (op->group) {
-            int last = i;
-            while (last + 1 < f->nops && f->ops[last + 1]->group == op->group) last++;
             for (int j = i; j <= last; j++) declare_outputs(e, f->ops[j]);
             emit_fused(e, f, i, last);
             i = last + 1;
@@ -536,7 +555,6 @@ static void emit_cache_functions(Emitter *e)
 
 /* ---- state, init and descriptor ---- */
 
-static bool is_state(const Value *v) { return v->kind <= V_COUNTER; }
 
 static void emit_header(Emitter *e)
 {

@@ -309,7 +309,6 @@ typedef struct {
     bool c_checked;                                 /* and clang parsed it */
     bool lowered;                                   /* the backends lower this mesh: */
     int64_t lowered_state, lowered_arena;           /* what one rank of that trainer allocates */
-    int64_t snapshot;                               /* its async checkpoint snapshot (0 when off) */
     int64_t kv_cache, prefill_length;               /* decoding one sequence (single-device meshes; else 0) */
 } Report;
 bool compile_report(const Config *c, Report *r, char *err, size_t errlen);

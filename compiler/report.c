@@ -156,8 +156,6 @@ bool compile_report(const Config *c, Report *r, char *err, size_t errlen)
     r->lowered = p->mesh_lowered;
     r->lowered_state = p->state_bytes;
     r->lowered_arena = program_arena_bytes(p) + program_scratch_bytes(p);
-    /* async_checkpointing: the writer's snapshot, a copy of the state (runtime/saver.c) */
-    r->snapshot = cfg_bool(c, K_enable_checkpointing) && cfg_bool(c, K_async_checkpointing) ? p->state_bytes : 0;
     r->kv_cache = p->decode.nops ? p->cache_bytes : 0;
     r->prefill_length = p->prefill_length;
     program_free(p);
@@ -223,8 +221,8 @@ void report_print(FILE *out, const Config *c, const Report *r, bool json)
                 (long long)r->opt_state, (long long)r->temporaries, (long long)r->peak, (long long)r->device_bytes,
                 r->fits ? "true" : "false", r->flops, flops_dev, r->fsdp_gather, r->fsdp_scatter, r->data_allreduce,
                 r->tensor_allreduce, cfg_str(c, K_remat_policy), (long long)r->c_bytes,
-                r->lowered ? pool_fmt(pool, "{\"state\": %lld, \"step_arena\": %lld, \"checkpoint_snapshot\": %lld}",
-                                      (long long)r->lowered_state, (long long)r->lowered_arena, (long long)r->snapshot)
+                r->lowered ? pool_fmt(pool, "{\"state\": %lld, \"step_arena\": %lld}", (long long)r->lowered_state,
+                                      (long long)r->lowered_arena)
                            : "null",
                 r->kv_cache ? pool_fmt(pool, "%lld", (long long)r->kv_cache) : "null");
         pool_free(pool);
@@ -256,16 +254,15 @@ void report_print(FILE *out, const Config *c, const Report *r, bool json)
     /* What mtxc's own CPU trainer of this mesh holds: FSDP chunks every param
      * and tensor parallelism replicates embeddings and norms, so it can differ
      * from MaxText's sharding above. */
-    if (r->lowered && r->snapshot)
-        fprintf(out, "mtxc's CPU trainer for this mesh, per rank: state %s + step arena %s + checkpoint snapshot %s "
-                     "(async_checkpointing) = %s\n", gb(pool, (double)r->lowered_state), gb(pool, (double)r->lowered_arena),
-                gb(pool, (double)r->snapshot), gb(pool, (double)(r->lowered_state + r->lowered_arena + r->snapshot)));
-    else if (r->lowered)
+    if (r->lowered)
         fprintf(out, "mtxc's CPU trainer for this mesh, per rank: state %s + step arena %s = %s\n",
                 gb(pool, (double)r->lowered_state), gb(pool, (double)r->lowered_arena),
                 gb(pool, (double)(r->lowered_state + r->lowered_arena)));
     else
         fprintf(out, "mtxc's CPU trainer: this mesh is not lowered (mtxc build says why)\n");
+    if (cfg_bool(c, K_enable_checkpointing) && cfg_bool(c, K_async_checkpointing))
+        fprintf(out, "async checkpoints are written from the live state while the next step computes its "
+                     "gradients: no extra memory\n");
     if (r->kv_cache)
         fprintf(out, "decoding one sequence (mtxc decode): KV cache %s for %lld positions, prompts up to %lld tokens\n",
                 gb(pool, (double)r->kv_cache), (long long)cfg_int(c, K_max_target_length), (long long)r->prefill_length);

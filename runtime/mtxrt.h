@@ -493,11 +493,12 @@ typedef struct {
     int background;                       /* written by the writer thread while training went on */
     int finished;                         /* the writer is done (read with acquire) */
     double mb, seconds;                   /* state size; from the start of the save to its rename */
-    double snapshot_seconds;              /* of which the training thread spent copying the state */
+    double waited;                        /* of which a step's update waited for the write */
     char err[1024];
 } mtx_save_result;
 typedef struct mtx_saver mtx_saver;
-/* async 1: MaxText's async_checkpointing (a snapshot, a writer thread). */
+/* async 1: MaxText's async_checkpointing (a writer thread per save, from
+ * the live state, which steps change only after mtx_state_will_change). */
 mtx_saver *mtx_saver_new(const mtx_program *prog, int async);
 /* Save st as checkpoint `step` of dir (then keep the newest `keep`, 0: all).
  * Waits for the previous save first; returns 1 with its result in
@@ -507,10 +508,11 @@ int mtx_saver_start(mtx_saver *s, const mtx_state *st, const char *dir, long lon
 /* The result of the last save if it is done (wait 1: wait for it): 1, or 0
  * when there is none to hand out. */
 int mtx_saver_poll(mtx_saver *s, int wait, mtx_save_result *out);
-/* Bytes of the snapshot buffer (0 before the first async save). */
-size_t mtx_saver_snapshot_bytes(const mtx_saver *s);
 /* Waits for a save in flight, then frees. */
 void mtx_saver_free(mtx_saver *s);
+/* Called by a generated train step before its first write to the state:
+ * waits for a checkpoint write still reading it. */
+void mtx_state_will_change(void);
 uint64_t mtx_checksum(const void *data, size_t n);   /* XXH3-64 (libxxhash), as xxhsum -H3 */
 
 /* ---- the training loop (train.c) ---- */

@@ -1,11 +1,18 @@
-/* Asynchronous checkpoints (MaxText's async_checkpointing): at a save the
- * training thread copies the state into a snapshot buffer, allocated once at
- * the first save and sized to the state, and a writer thread writes,
- * checksums, fsyncs and renames it (mtx_checkpoint_write) and prunes old
- * checkpoints, while the next steps run. The training thread waits on the
- * disk only when a save starts before the previous one has finished, and
- * when it asks to (a signal, a NaN abort, the end of the run). Without
- * async the same calls save in the calling thread. */
+/* Asynchronous checkpoints (MaxText's async_checkpointing), without a copy
+ * of the state. A step reads the state during its forward and backward
+ * passes and writes it only in its update (optimizer, counters); so at a
+ * save a writer thread writes, checksums, fsyncs and renames the live state
+ * (mtx_checkpoint_write) and prunes old checkpoints, while the next step
+ * computes its gradients. Generated train steps call mtx_state_will_change
+ * before their first write to the state: that waits for a write still in
+ * flight, so the file holds the state of the step it names. The training
+ * thread waits on the disk only there (when a write takes longer than a
+ * forward and backward pass), when a save starts before the previous one
+ * has finished, and when it asks to (a signal, a NaN stop, the end).
+ * Why no snapshot: it doubles the state's memory (13.5 GB a rank for
+ * llama2-7b on 8), and on the VMs we measured, first touches of fresh memory
+ * (1.5 GB: 2-6 s) cost training more than the write itself. Without async
+ * the same calls save in the calling thread. */
 #include "mtxrt.h"
 
 #include <pthread.h>
@@ -18,7 +25,7 @@
 struct mtx_saver {
     const mtx_program *prog;
     bool async;
-    unsigned char *snapshot;              /* prog->state_bytes, from the first async save on */
+    const void *memory;                   /* the live state being written */
     pthread_t writer;
     bool running;                         /* a writer thread to join */
     bool pending;                         /* a result not yet handed out */
@@ -31,6 +38,9 @@ struct mtx_saver {
     mtx_save_result result;
 };
 
+/* The saver whose writer may be reading the state (one trainer a process). */
+static mtx_saver *active;
+
 mtx_saver *mtx_saver_new(const mtx_program *prog, int async)
 {
     mtx_saver *s = calloc(1, sizeof *s);
@@ -40,13 +50,10 @@ mtx_saver *mtx_saver_new(const mtx_program *prog, int async)
     return s;
 }
 
-size_t mtx_saver_snapshot_bytes(const mtx_saver *s) { return s->snapshot ? s->prog->state_bytes : 0; }
-
-/* Write the snapshot (or, without async, the live state), then prune. */
-static void write_checkpoint(mtx_saver *s, const void *memory)
+static void write_checkpoint(mtx_saver *s)
 {
     mtx_save_result *r = &s->result;
-    r->rc = mtx_checkpoint_write(s->prog, memory, s->dir, s->step, s->position, r->err, sizeof r->err);
+    r->rc = mtx_checkpoint_write(s->prog, s->memory, s->dir, s->step, s->position, r->err, sizeof r->err);
     if (!r->rc && s->keep > 0) mtx_checkpoint_prune(s->dir, s->keep);
     r->seconds = mtx_seconds() - s->started;
 }
@@ -67,17 +74,32 @@ static void *writer_main(void *arg)
 {
     mtx_saver *s = arg;
     test_pause();
-    write_checkpoint(s, s->snapshot);
+    write_checkpoint(s);
     __atomic_store_n(&s->result.finished, 1, __ATOMIC_RELEASE);
     return NULL;
+}
+
+static void join_writer(mtx_saver *s)
+{
+    pthread_join(s->writer, NULL);
+    s->running = false;
+    if (active == s) active = NULL;
+}
+
+void mtx_state_will_change(void)
+{
+    mtx_saver *s = active;
+    if (!s || !s->running) return;
+    double t0 = mtx_seconds();
+    join_writer(s);
+    s->result.waited += mtx_seconds() - t0;
 }
 
 int mtx_saver_poll(mtx_saver *s, int wait, mtx_save_result *out)
 {
     if (s->running) {
         if (!wait && !__atomic_load_n(&s->result.finished, __ATOMIC_ACQUIRE)) return 0;
-        pthread_join(s->writer, NULL);
-        s->running = false;
+        join_writer(s);
     }
     if (!s->pending) return 0;
     s->pending = false;
@@ -85,56 +107,25 @@ int mtx_saver_poll(mtx_saver *s, int wait, mtx_save_result *out)
     return 1;
 }
 
-/* The snapshot buffer, allocated at the first async save; NULL (and a
- * message) if the memory is not there: that save then runs in this thread. */
-static unsigned char *snapshot_buffer(mtx_saver *s)
-{
-    if (!s->snapshot) {
-        s->snapshot = malloc(s->prog->state_bytes ? s->prog->state_bytes : 1);
-        if (!s->snapshot)
-            fprintf(stderr, "trainer: warning: no memory for a %.1f MB checkpoint snapshot: saving step %lld "
-                    "synchronously (async_checkpointing)\n", (double)s->prog->state_bytes / 1e6, s->step);
-    }
-    return s->snapshot;
-}
-
-/* A copy of the state in one pass, split over the threads (memory bound). */
-static void copy_state(unsigned char *to, const unsigned char *from, size_t n)
-{
-    enum { CHUNK = 4 << 20 };
-    long chunks = (long)((n + CHUNK - 1) / CHUNK);
-    #pragma omp parallel for schedule(static)
-    for (long c = 0; c < chunks; c++) {
-        size_t at = (size_t)c * CHUNK, len = n - at < CHUNK ? n - at : CHUNK;
-        memcpy(to + at, from + at, len);
-    }
-}
-
 int mtx_saver_start(mtx_saver *s, const mtx_state *st, const char *dir, long long step, uint64_t position, int keep,
                     mtx_save_result *previous)
 {
     int had = mtx_saver_poll(s, 1, previous);   /* one save at a time: the previous one ends first */
     snprintf(s->dir, sizeof s->dir, "%s", dir);
+    s->memory = s->prog->state_memory(st);
     s->step = step;
     s->position = position;
     s->keep = keep;
     s->started = mtx_seconds();
     s->result = (mtx_save_result){.step = step, .mb = (double)s->prog->state_bytes / 1e6};
     s->pending = true;
-    unsigned char *snap = s->async ? snapshot_buffer(s) : NULL;
-    if (snap) {
-        copy_state(snap, s->prog->state_memory(st), s->prog->state_bytes);
-        s->result.snapshot_seconds = mtx_seconds() - s->started;
+    if (s->async && pthread_create(&s->writer, NULL, writer_main, s) == 0) {
         s->result.background = 1;
-        if (pthread_create(&s->writer, NULL, writer_main, s) == 0) {
-            s->running = true;
-            return had;
-        }
-        s->result.background = 0;         /* no thread: write the snapshot here */
-        write_checkpoint(s, snap);
-    } else {
-        write_checkpoint(s, s->prog->state_memory(st));
+        s->running = true;
+        active = s;
+        return had;
     }
+    write_checkpoint(s);                  /* without async (or without a thread): here */
     s->result.finished = 1;
     return had;
 }
@@ -144,6 +135,5 @@ void mtx_saver_free(mtx_saver *s)
     if (!s) return;
     mtx_save_result r;
     mtx_saver_poll(s, 1, &r);
-    free(s->snapshot);
     free(s);
 }

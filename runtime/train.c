@@ -169,8 +169,8 @@ static void report_save(const mtx_save_result *r, const char *dir, bool live, in
         fprintf(stderr, "%strainer: error: %s\n", live ? "\r\033[K" : "", r->err);
         ++*failures;
     } else if (r->background) {
-        printf("%ssaved checkpoint %s/%lld (%.1f MB, %.2f s in the background after a %.2f s snapshot)\n",
-               live ? "\r\033[K" : "", dir, r->step, r->mb, r->seconds - r->snapshot_seconds, r->snapshot_seconds);
+        printf("%ssaved checkpoint %s/%lld (%.1f MB, %.2f s in the background; the next update waited %.2f s)\n",
+               live ? "\r\033[K" : "", dir, r->step, r->mb, r->seconds, r->waited);
     } else {
         printf("%ssaved checkpoint %s/%lld (%.1f MB, %.2f s)\n", live ? "\r\033[K" : "", dir, r->step, r->mb,
                r->seconds);
@@ -446,7 +446,8 @@ static int train(const mtx_program *prog, int argc, char **argv)
         if (saver && ((step + 1) % ck->period == 0 || stopping || (step + 1 == steps && ck->on_completion))) {
             if (mtx_saver_start(saver, st, ck->dir, step + 1, mtx_data_position(data), (int)ck->keep, &saved))
                 report_save(&saved, ck->dir, live, &save_failures);
-            if (stopping && mtx_saver_poll(saver, 1, &saved)) report_save(&saved, ck->dir, live, &save_failures);
+            /* done already without async; at a signal, waited for */
+            if (mtx_saver_poll(saver, stopping, &saved)) report_save(&saved, ck->dir, live, &save_failures);
         }
         if (stopping) {
             printf("%s%s at step %lld: %s, stopping\n", live ? "\r\033[K" : "", sig == SIGTERM ? "SIGTERM" : "SIGINT",
