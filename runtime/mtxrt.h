@@ -470,7 +470,7 @@ void mtx_clip_value(const char *text, char *out, size_t n);
  * meta.json), atomically. 0, or -1 with a message; earlier checkpoints stay. */
 int mtx_checkpoint_save(const mtx_program *prog, const mtx_state *st, const char *dir, long long step,
                         uint64_t data_position, char *err, size_t errlen);
-/* The same from a block laid out as the state (a snapshot of it). */
+/* The same from a block laid out as the state (the live state, read only). */
 int mtx_checkpoint_write(const mtx_program *prog, const void *state_memory, const char *dir, long long step,
                          uint64_t data_position, char *err, size_t errlen);
 /* The step of the latest complete checkpoint in dir, or -1. */

@@ -15,7 +15,7 @@
 /* Checkpoint settings of a run (MaxText's keys). */
 typedef struct {
     bool on, on_completion;
-    bool async;                               /* async_checkpointing: a writer thread from a snapshot */
+    bool async;                               /* async_checkpointing: a writer thread from the live state */
     bool writer;                              /* this rank saves (one rank per distinct state) */
     long long period, keep;                   /* keep 0: all */
     char dir[4096];                           /* {base_output_directory}/{run_name}/checkpoints */
