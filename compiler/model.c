@@ -1,7 +1,7 @@
 /* Model builder: the forward graph of a decoder-only transformer, from the
- * resolved config. Families: llama2 (also mistral), gemma, gemma2 and gpt3,
- * following MaxText's layers (see ../shared/notes/maxtext-semantics.md and
- * gemma.md). The same builder writes the eval step, the train step's
+ * resolved config. Families: llama2 (also mistral), gemma, gemma2, qwen2,
+ * qwen3 and gpt3, following MaxText's layers (see
+ * ../shared/notes/maxtext-semantics.md, gemma.md and qwen-llama3.md). The same builder writes the eval step, the train step's
  * forward pass and the decoding steps.
  *
  * A "sublayer" is one attention + MLP block; MaxText's gemma2 layer is two
@@ -20,6 +20,7 @@ typedef struct {
     bool f32;                                  /* attention in float32 whatever dtype (gemma2's global) */
     Value *norm1_scale, *norm1_bias;           /* pre-attention norm */
     Value *post_attn_scale, *post_ffw_scale;   /* gemma2's norms after attention and after the MLP */
+    Value *query_norm, *key_norm;              /* use_qk_norm: per-head RMSNorm scales [head_dim] */
     Value *wq, *wk, *wv, *wo, *bq, *bk, *bv, *bo;
     Value *norm2_scale, *norm2_bias;           /* pre-MLP norm */
     Value *wi0, *wi1, *wo_mlp, *bi, *bo_mlp;   /* wi1 only when gated, biases only for gpt3 */
@@ -32,6 +33,9 @@ typedef struct {
     bool gpt3, gated;
     bool gemma;                                /* llama2's block with MaxText's gemma names and norm epsilon */
     bool gemma2;                               /* gemma with local/global pairs and post norms */
+    bool qwen;                                 /* qwen2/qwen3: the llama2 layer, query scaled at run time, no output dropout */
+    bool qkv_bias;                             /* qwen2's attention_bias: biases on q, k, v (not out) */
+    bool qk_norm;                              /* use_qk_norm: RMSNorm of each q and k head before RoPE */
     bool flash;                                /* fused attention (attention: flash, or autoselected) */
     bool train;                                /* building the train step: dropout applies */
     bool decoding;                             /* building prefill/decode: new tokens at position_in, caches */
@@ -138,10 +142,11 @@ static void make_params(Builder *b)
         const char *sfx = lp->sfx;
         const char *at = pool_fmt(pool, "layers.%d.self_attention%s", l, sfx);
         const char *mlp = pool_fmt(pool, "layers.%d.mlp%s", l, sfx);
-        make_norm(b, pool_fmt(pool, "layers.%d.pre_self_attention_norm%s", l, sfx), &lp->norm1_scale, &lp->norm1_bias);
+        make_norm(b, pool_fmt(pool, b->qwen ? "layers.%d.pre_self_attention_layer_norm%s" : "layers.%d.pre_self_attention_norm%s",
+                              l, sfx), &lp->norm1_scale, &lp->norm1_bias);
         /* Megatron: q, k, v split by columns (heads), out by rows. */
         lp->wq = split(b, kernel(b, pool_fmt(pool, "%s.query.kernel", at), b->D, b->H * b->Dh, "embed", "q_heads"), 1);
-        if (!b->gpt3) lp->wq->init_std /= depth_scaling(b);
+        if (!b->gpt3 && !b->qwen && !b->qk_norm) lp->wq->init_std /= depth_scaling(b);
         const char *kv_axis = b->kv_replicated ? NULL : "kv_heads";
         lp->wk = kernel(b, pool_fmt(pool, "%s.key.kernel", at), b->D, b->KV * b->Dh, "embed", kv_axis);
         lp->wv = kernel(b, pool_fmt(pool, "%s.value.kernel", at), b->D, b->KV * b->Dh, "embed", kv_axis);
@@ -152,11 +157,21 @@ static void make_params(Builder *b)
             lp->bk = split(b, vector(b, pool_fmt(pool, "%s.key.bias", at), b->KV * b->Dh, INIT_ZEROS, "kv_heads"), 0);
             lp->bv = split(b, vector(b, pool_fmt(pool, "%s.value.bias", at), b->KV * b->Dh, INIT_ZEROS, "kv_heads"), 0);
             lp->bo = vector(b, pool_fmt(pool, "%s.out.bias", at), b->D, INIT_ZEROS, "embed");
+        } else if (b->qkv_bias) {
+            lp->bq = split(b, vector(b, pool_fmt(pool, "%s.query.bias", at), b->H * b->Dh, INIT_ZEROS, "q_heads"), 0);
+            lp->bk = vector(b, pool_fmt(pool, "%s.key.bias", at), b->KV * b->Dh, INIT_ZEROS, kv_axis);
+            lp->bv = vector(b, pool_fmt(pool, "%s.value.bias", at), b->KV * b->Dh, INIT_ZEROS, kv_axis);
+            if (!b->kv_replicated) split(b, lp->bk, 0), split(b, lp->bv, 0);
+        }
+        if (b->qk_norm) {
+            lp->query_norm = vector(b, pool_fmt(pool, "%s.query_norm.scale", at), b->Dh, INIT_ONES, "norm");
+            lp->key_norm = vector(b, pool_fmt(pool, "%s.key_norm.scale", at), b->Dh, INIT_ONES, "norm");
         }
         if (b->gemma2 && cfg_bool(b->c, K_use_post_attn_norm))
             make_norm(b, pool_fmt(pool, "layers.%d.post_self_attention_norm%s", l, sfx), &lp->post_attn_scale, NULL);
         make_norm(b, b->gpt3    ? pool_fmt(pool, "%s.mlp_layer_norm", mlp)
                      : b->gemma ? pool_fmt(pool, "layers.%d.pre_ffw_norm%s", l, sfx)
+                     : b->qwen  ? pool_fmt(pool, "layers.%d.post_self_attention_layer_norm", l)
                                 : pool_fmt(pool, "layers.%d.post_self_attention_norm", l),
                   &lp->norm2_scale, &lp->norm2_bias);
         /* wi by columns, wo by rows. */
@@ -283,6 +298,18 @@ static Value *norm(Builder *b, const char *name, Value *x, Value *scale, Value *
     return y;
 }
 
+/* use_qk_norm: RMSNorm over each head's head_dim values of x [B, T, heads x Dh] */
+static Value *head_norm(Builder *b, const char *name, Value *x, Value *scale, int64_t heads)
+{
+    if (!scale) return x;
+    Value *y = act(b, name, heads * b->Dh);
+    Op *op = emit(b, OP_rmsnorm, y, 2, x, scale, NULL);
+    op->ia[0] = b->B * b->T * heads;
+    op->ia[1] = b->Dh;
+    op->fa[0] = cfg_float(b->c, K_normalization_layer_epsilon);
+    return y;
+}
+
 static Value *binary(Builder *b, OpKind kind, const char *name, Value *x, Value *y)
 {
     Value *out = act(b, name, x->dim[x->rank - 1]);
@@ -384,18 +411,22 @@ static Value *attention(Builder *b, int s, Value *x)
     Value *q = dense(b, pool_fmt(pool, "%s.query", at), x, lp->wq, lp->bq);
     Value *k, *v;
     if (b->kv_replicated) {   /* the one kv head on every device: its gradient sums every device's query heads' */
-        k = tensor_enter(b, pool_fmt(pool, "%s.key.shared", at), dense(b, pool_fmt(pool, "%s.key", at), shared, lp->wk, NULL));
+        k = tensor_enter(b, pool_fmt(pool, "%s.key.shared", at), dense(b, pool_fmt(pool, "%s.key", at), shared, lp->wk, lp->bk));
         v = tensor_enter(b, pool_fmt(pool, "%s.value.shared", at),
-                         dense(b, pool_fmt(pool, "%s.value", at), shared, lp->wv, NULL));
+                         dense(b, pool_fmt(pool, "%s.value", at), shared, lp->wv, lp->bv));
     } else {
         k = dense(b, pool_fmt(pool, "%s.key", at), x, lp->wk, lp->bk);
         v = dense(b, pool_fmt(pool, "%s.value", at), x, lp->wv, lp->bv);
     }
+    q = head_norm(b, pool_fmt(pool, "%s.query_normed", at), q, lp->query_norm, b->H);
+    k = head_norm(b, pool_fmt(pool, "%s.key_normed", at), k, lp->key_norm, b->KV);
     if (!b->gpt3) {
         q = rope(b, pool_fmt(pool, "%s.query_rotated", at), q, b->H);
         k = rope(b, pool_fmt(pool, "%s.key_rotated", at), k, b->KV);
     }
-    double scale = b->gpt3 ? 1.0 / sqrt((double)b->Dh) : 1.0, cap = cfg_float(b->c, K_attn_logits_soft_cap);
+    /* gpt3 divides the query by sqrt(head_dim), qwen multiplies it by
+     * query_pre_attn_scalar = head_dim^-0.5; the others fold it into Wq's init */
+    double scale = b->gpt3 || b->qwen ? 1.0 / sqrt((double)b->Dh) : 1.0, cap = cfg_float(b->c, K_attn_logits_soft_cap);
     Value *o = act(b, pool_fmt(pool, "%s.context", at), b->H * b->Dh);
     if (b->decoding) {   /* the caches hold dtype; the kernel computes in float32 */
         cached(b, s, q, k, v, o, scale, cap);
@@ -478,6 +509,7 @@ static Value *decoder_layer(Builder *b, int s, Value *x)
     b->block = pool_fmt(pool, "layers.%d: %smlp", l, lp->kind);
     h = norm(b, pool_fmt(pool, "layers.%d.mlp_input%s", l, sfx), x, lp->norm2_scale, lp->norm2_bias, layer_eps(b));
     x = residual(b, x, mlp(b, s, h), lp->post_ffw_scale, pool_fmt(pool, "layers.%d.output%s", l, sfx));
+    if (b->qwen) return x;                     /* qwen2.py / qwen3.py: no dropout of the layer's output */
     return dropout(b, pool_fmt(pool, "layers.%d.output_dropped%s", l, sfx), x, false);
 }
 
@@ -641,6 +673,9 @@ bool build_model(Program *p, char *err, size_t errlen)
         .gpt3 = !strcmp(cfg_str(c, K_decoder_block), "gpt3"),
         .gemma = !strncmp(cfg_str(c, K_decoder_block), "gemma", 5),
         .gemma2 = !strcmp(cfg_str(c, K_decoder_block), "gemma2"),
+        .qwen = !strncmp(cfg_str(c, K_decoder_block), "qwen", 4),
+        .qkv_bias = !strcmp(cfg_str(c, K_decoder_block), "qwen2") && cfg_bool(c, K_attention_bias),
+        .qk_norm = cfg_bool(c, K_use_qk_norm) && strcmp(cfg_str(c, K_decoder_block), "gpt3"),
         .gated = acts->n == 2,
         .flash = attention_is_flash(c),
         .B = c->d.global_batch, .T = cfg_int(c, K_max_target_length), .D = c->d.emb_dim,

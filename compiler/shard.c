@@ -149,6 +149,13 @@ bool lowerable_mesh(const Config *c, char *err, size_t errlen)
                  tp, d->num_query_heads, d->num_kv_heads, d->mlp_dim);
         return false;
     }
+    /* each device's heads would give only part of the shared scales' gradients */
+    if (tp > 1 && cfg_bool(c, K_use_qk_norm) && strcmp(cfg_str(c, K_decoder_block), "gpt3")) {
+        snprintf(err, errlen, "mtxc: error: use_qk_norm with tensor parallelism %d is not lowered yet (the query and "
+                              "key norm scales are shared by heads on different devices); use mtxc compile-only for "
+                              "its report", tp);
+        return false;
+    }
     if ((d->mesh_fsdp > 1 || tp > 1) && !strcmp(cfg_str(c, K_opt_type), "muon")) {
         snprintf(err, errlen, "mtxc: error: opt_type muon with fsdp %d x tensor %d is not lowered: muon orthogonalizes "
                               "whole matrices and these axes split them; use mtxc compile-only for its report",

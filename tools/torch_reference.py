@@ -70,18 +70,36 @@ def sublayers(c):
             for l in range(c["num_decoder_layers"]) for sfx in ("_local", "_global")]
 
 
+def norm_names(c):
+    """A layer's pre-attention and pre-MLP norms, as MaxText names them."""
+    if c["decoder_block"].startswith("gemma"):
+        return "pre_self_attention_norm", "pre_ffw_norm"
+    if c["decoder_block"].startswith("qwen"):
+        return "pre_self_attention_layer_norm", "post_self_attention_layer_norm"
+    return "pre_self_attention_norm", "post_self_attention_norm"
+
+
+def qkv_bias(c):
+    return c["decoder_block"] == "qwen2" and c["attention_bias"]
+
+
+def qk_norm(c):
+    return c["use_qk_norm"] and c["decoder_block"] != "gpt3"
+
+
 def param_shapes(c):
     """Names and shapes as mtxc's model builder declares them."""
     D, H, KV, Dh, M, V = c["emb_dim"], c["num_query_heads"], c["num_kv_heads"], c["head_dim"], c["mlp_dim"], c["vocab_size"]
     gpt3 = c["decoder_block"] == "gpt3"
     gemma2 = c["decoder_block"] == "gemma2"
+    qwen = c["decoder_block"].startswith("qwen")
     gated = len(c["mlp_activations"]) == 2
     shapes = {"token_embedder.embedding": (V, D)}
     if gpt3 and c["trainable_position_size"] > 0:
         shapes["position_embedder.embedding"] = (c["trainable_position_size"], D)
     for l, sfx, _, _ in sublayers(c):
         at, mlp = f"layers.{l}.self_attention{sfx}", f"layers.{l}.mlp{sfx}"
-        shapes[f"layers.{l}.pre_self_attention_norm{sfx}.scale"] = (D,)
+        shapes[f"layers.{l}.{norm_names(c)[0]}{sfx}.scale"] = (D,)
         if gpt3:
             shapes[f"layers.{l}.pre_self_attention_norm.bias"] = (D,)
         shapes[f"{at}.query.kernel"] = (D, H * Dh)
@@ -93,14 +111,20 @@ def param_shapes(c):
             shapes[f"{at}.key.bias"] = (KV * Dh,)
             shapes[f"{at}.value.bias"] = (KV * Dh,)
             shapes[f"{at}.out.bias"] = (D,)
+        elif qkv_bias(c):
+            shapes[f"{at}.query.bias"] = (H * Dh,)
+            shapes[f"{at}.key.bias"] = (KV * Dh,)
+            shapes[f"{at}.value.bias"] = (KV * Dh,)
+        if qk_norm(c):
+            shapes[f"{at}.query_norm.scale"] = (Dh,)
+            shapes[f"{at}.key_norm.scale"] = (Dh,)
         if gemma2 and c["use_post_attn_norm"]:
             shapes[f"layers.{l}.post_self_attention_norm{sfx}.scale"] = (D,)
         if gpt3:
             shapes[f"{mlp}.mlp_layer_norm.scale"] = (D,)
             shapes[f"{mlp}.mlp_layer_norm.bias"] = (D,)
         else:
-            norm2 = "pre_ffw_norm" if c["decoder_block"].startswith("gemma") else "post_self_attention_norm"
-            shapes[f"layers.{l}.{norm2}{sfx}.scale"] = (D,)
+            shapes[f"layers.{l}.{norm_names(c)[1]}{sfx}.scale"] = (D,)
         if gated:
             shapes[f"{mlp}.wi_0.kernel"] = (D, M)
             shapes[f"{mlp}.wi_1.kernel"] = (D, M)
@@ -189,6 +213,7 @@ def forward(c, P, inputs, targets, seg):
     eps = c["normalization_layer_epsilon"]
     gpt3 = c["decoder_block"] == "gpt3"
     gemma = c["decoder_block"].startswith("gemma")
+    qwen = c["decoder_block"].startswith("qwen")
     B, T = inputs.shape
     norm = (lambda x, p, e=eps: bf(layernorm(x, P[p + ".scale"], P[p + ".bias"], e))) if gpt3 else \
            (lambda x, p, e=eps: bf(rmsnorm(x, P[p + ".scale"], e)))
@@ -200,25 +225,29 @@ def forward(c, P, inputs, targets, seg):
     causal = torch.tril(torch.ones(T, T, dtype=torch.bool))
     for l, sfx, window, f32 in sublayers(c):
         at, mlp = f"layers.{l}.self_attention{sfx}", f"layers.{l}.mlp{sfx}"
-        h = norm(x, f"layers.{l}.pre_self_attention_norm{sfx}", layer_eps)
+        h = norm(x, f"layers.{l}.{norm_names(c)[0]}{sfx}", layer_eps)
         # gemma2's global attention: float32_qk_product and float32_logits (no bf16 rounding)
         ab = (lambda t: t) if f32 else bf
 
         def proj(name, heads):
             y = dense(h, f"{at}.{name}.kernel")
-            if gpt3:
+            if gpt3 or qkv_bias(c):
                 y = bf(y + P[f"{at}.{name}.bias"])
             return y.reshape(B, T, heads, Dh)
         q, k, v = proj("query", H), proj("key", KV), proj("value", KV)
+        if qk_norm(c):      # per head, before RoPE (attentions.py query_norm / key_norm)
+            q = bf(rmsnorm(q, P[f"{at}.query_norm.scale"], eps))
+            k = bf(rmsnorm(k, P[f"{at}.key_norm.scale"], eps))
         if not gpt3:
             q = bf(rope(q, c["rope_min_timescale"], c["rope_max_timescale"]))
             k = bf(rope(k, c["rope_min_timescale"], c["rope_max_timescale"]))
         k = k.repeat_interleave(H // KV, dim=2)
         v = v.repeat_interleave(H // KV, dim=2)
         # MaxText folds 1/sqrt(head_dim) into the query's init (attentions.py
-        # init_query_w); gpt3 divides the query at run time
+        # init_query_w); gpt3 divides the query at run time, qwen multiplies it
+        # by query_pre_attn_scalar = head_dim^-0.5
         s = torch.einsum("bthd,bshd->bhts", q, k)
-        s = ab(s / math.sqrt(Dh) if gpt3 else s)
+        s = ab(s / math.sqrt(Dh) if gpt3 or qwen else s)
         if c.get("attn_logits_soft_cap", 0) > 0:      # gemma2: before the mask and softmax
             s = ab(torch.tanh(s / c["attn_logits_soft_cap"]) * c["attn_logits_soft_cap"])
         visible = causal
@@ -233,8 +262,7 @@ def forward(c, P, inputs, targets, seg):
         if f"layers.{l}.post_self_attention_norm{sfx}.scale" in P and gemma:
             o = norm(o, f"layers.{l}.post_self_attention_norm{sfx}", layer_eps)
         x = bf(x + o)
-        h = norm(x, f"{mlp}.mlp_layer_norm" if gpt3 else f"layers.{l}.pre_ffw_norm{sfx}" if gemma
-                 else f"layers.{l}.post_self_attention_norm", layer_eps)
+        h = norm(x, f"{mlp}.mlp_layer_norm" if gpt3 else f"layers.{l}.{norm_names(c)[1]}{sfx}", layer_eps)
         acts = c["mlp_activations"]
         if len(acts) == 2:
             y = bf(bf(activation(acts[0], dense(h, f"{mlp}.wi_0.kernel"))) *
@@ -347,10 +375,12 @@ def fnv1a(name):
 def init_scale(c, name):
     """A tensor's scale beside the others: MaxText divides the query
     kernel's init by sqrt(head_dim) (attentions.py init_query_w; not gpt3,
-    which divides the query at run time), so the test parameters do too:
+    which divides the query at run time, nor qwen, which scales it at run
+    time, nor with qk norms), so the test parameters do too:
     otherwise the scores are sqrt(head_dim) times too large and softmax
     saturates."""
-    if c["decoder_block"] != "gpt3" and name.endswith(".query.kernel"):
+    if c["decoder_block"] != "gpt3" and not c["decoder_block"].startswith("qwen") and not qk_norm(c) \
+            and name.endswith(".query.kernel"):
         return 1 / math.sqrt(c["head_dim"])
     return 1.0
 

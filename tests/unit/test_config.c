@@ -195,7 +195,7 @@ START_TEST(errors_types_and_ranges)
     char *bad2[] = {"mlp_activations=[silu"};
     expect_error("", 1, bad2, "argument 'mlp_activations=[silu': error: key 'mlp_activations': cannot read the value as YAML");
     char *bad3[] = {"decoder_block=gpt4"};
-    expect_error("", 1, bad3, "unknown decoder_block 'gpt4' (choices: llama2, mistral, gpt3, gemma, gemma2) (did you mean 'gpt3'?)");
+    expect_error("", 1, bad3, "unknown decoder_block 'gpt4' (choices: llama2, mistral, gpt3, gemma, gemma2, qwen2, qwen3) (did you mean 'gpt3'?)");
 }
 END_TEST
 

@@ -143,7 +143,7 @@ static void check_against(const char *ref_path, int n, char **overrides)
 
 /* The parameters tools/torch_reference.py --two-steps (amplitude 0.5) and
  * --bf16 (0.1) start from; its init_scale: a query kernel's amplitude over
- * sqrt(head_dim) but in gpt3, as MaxText's init. */
+ * sqrt(head_dim) where MaxText's init divides it (not gpt3, qwen or qk norms). */
 static void formula_params(const Program *p, const Loaded *l, mtx_state *st, double amplitude)
 {
     for (int i = 0; i < p->nvalues; i++) {
@@ -153,7 +153,9 @@ static void formula_params(const Program *p, const Loaded *l, mtx_state *st, dou
         for (const char *c = v->name; *c; c++) h = (h ^ (unsigned char)*c) * 1099511628211ULL;
         double k = (double)(h % 997), a = amplitude;
         size_t len = strlen(v->name);
-        if (strcmp(cfg_str(p->cfg, K_decoder_block), "gpt3") && len >= 13 && !strcmp(v->name + len - 13, ".query.kernel"))
+        const char *block = cfg_str(p->cfg, K_decoder_block);
+        bool prescaled = strcmp(block, "gpt3") && strncmp(block, "qwen", 4) && !cfg_bool(p->cfg, K_use_qk_norm);
+        if (prescaled && len >= 13 && !strcmp(v->name + len - 13, ".query.kernel"))
             a = amplitude / sqrt((double)cfg_int(p->cfg, K_head_dim));
         char *name = xfmt("params/%s", v->name);
         int64_t n;
@@ -365,6 +367,22 @@ START_TEST(tiny_gemma2)
 }
 END_TEST
 
+/* qwen2: q/k/v biases, the query scaled at run time; qwen3: per-head query
+ * and key norms before RoPE, tied unnormalized logits */
+START_TEST(tiny_qwen)
+{
+    const char *models[2] = {"tiny-qwen2", "tiny-qwen3"};
+    for (int i = 0; i < 2; i++) {
+        char *model = xfmt("model_name=%s", models[i]), *path = xfmt("tests/data/%s.ref", models[i]);
+        char *ov[] = {model, "per_device_batch_size=2", "max_target_length=16", "warmup_steps_fraction=0", "steps=10",
+                      "dtype=float32"};
+        check_against(path, 6, ov);
+        free(model);
+        free(path);
+    }
+}
+END_TEST
+
 START_TEST(gpt3_52k)
 {
     char *ov[] = {"model_name=gpt3-52k", "opt_type=adamw", "per_device_batch_size=2", "max_target_length=16",
@@ -382,6 +400,7 @@ int main(void)
     tcase_add_test(tc, tiny_gemma);
     tcase_add_test(tc, tiny_gemma_soft_cap);
     tcase_add_test(tc, tiny_gemma2);
+    tcase_add_test(tc, tiny_qwen);
     tcase_add_test(tc, gpt3_52k);
     tcase_add_test(tc, two_steps);
     tcase_add_test(tc, bf16_three_steps);
