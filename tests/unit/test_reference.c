@@ -329,20 +329,27 @@ START_TEST(two_steps)
 }
 END_TEST
 
+/* A preset's one step against tests/data/MODEL.ref, float32, 2 x 16 tokens. */
+static void check_preset(const char *model)
+{
+    char *name = xfmt("model_name=%s", model), *path = xfmt("tests/data/%s.ref", model);
+    char *ov[] = {name, "per_device_batch_size=2", "max_target_length=16", "warmup_steps_fraction=0", "steps=10",
+                  "dtype=float32"};
+    check_against(path, 6, ov);
+    free(name);
+    free(path);
+}
+
 START_TEST(tiny_llama2)
 {
-    char *ov[] = {"model_name=tiny", "per_device_batch_size=2", "max_target_length=16",
-                  "warmup_steps_fraction=0", "steps=10", "dtype=float32"};
-    check_against("tests/data/tiny.ref", 6, ov);
+    check_preset("tiny");
 }
 END_TEST
 
 /* gemma: GeGLU, one kv head, tied and normalized logits, layer norms at 1e-6 */
 START_TEST(tiny_gemma)
 {
-    char *ov[] = {"model_name=tiny-gemma", "per_device_batch_size=2", "max_target_length=16",
-                  "warmup_steps_fraction=0", "steps=10", "dtype=float32"};
-    check_against("tests/data/tiny-gemma.ref", 6, ov);
+    check_preset("tiny-gemma");
 }
 END_TEST
 
@@ -361,9 +368,7 @@ END_TEST
  * soft caps 4 and 8 */
 START_TEST(tiny_gemma2)
 {
-    char *ov[] = {"model_name=tiny-gemma2", "per_device_batch_size=2", "max_target_length=16",
-                  "warmup_steps_fraction=0", "steps=10", "dtype=float32"};
-    check_against("tests/data/tiny-gemma2.ref", 6, ov);
+    check_preset("tiny-gemma2");
 }
 END_TEST
 
@@ -371,15 +376,8 @@ END_TEST
  * and key norms before RoPE, tied unnormalized logits */
 START_TEST(tiny_qwen)
 {
-    const char *models[2] = {"tiny-qwen2", "tiny-qwen3"};
-    for (int i = 0; i < 2; i++) {
-        char *model = xfmt("model_name=%s", models[i]), *path = xfmt("tests/data/%s.ref", models[i]);
-        char *ov[] = {model, "per_device_batch_size=2", "max_target_length=16", "warmup_steps_fraction=0", "steps=10",
-                      "dtype=float32"};
-        check_against(path, 6, ov);
-        free(model);
-        free(path);
-    }
+    check_preset("tiny-qwen2");
+    check_preset("tiny-qwen3");
 }
 END_TEST
 
