@@ -1,8 +1,9 @@
 /* Model builder: the forward graph of a decoder-only transformer, from the
  * resolved config. Families: llama2 (also mistral), gemma, gemma2, qwen2,
  * qwen3 and gpt3, following MaxText's layers (see
- * ../shared/notes/maxtext-semantics.md, gemma.md and qwen-llama3.md). The same builder writes the eval step, the train step's
- * forward pass and the decoding steps.
+ * ../shared/notes/maxtext-semantics.md, gemma.md and qwen-llama3.md). The
+ * same builder writes the eval step, the train step's forward pass and the
+ * decoding steps.
  *
  * A "sublayer" is one attention + MLP block; MaxText's gemma2 layer is two
  * of them (local, with a sliding window, then global), with their own
@@ -288,25 +289,17 @@ static Value *dense_rows(Builder *b, const char *name, Value *x, Value *w, Value
  * families use normalization_layer_epsilon. */
 static double layer_eps(const Builder *b) { return b->gemma ? 1e-6 : cfg_float(b->c, K_normalization_layer_epsilon); }
 
+/* A norm over rows of x as wide as its scale: the D features of every token,
+ * or (use_qk_norm) the head_dim values of every head. */
 static Value *norm(Builder *b, const char *name, Value *x, Value *scale, Value *bias, double eps)
 {
-    Value *y = act(b, name, b->D);
-    Op *op = bias ? emit(b, OP_layernorm, y, 3, x, scale, bias) : emit(b, OP_rmsnorm, y, 2, x, scale, NULL);
-    op->ia[0] = b->B * b->T;
-    op->ia[1] = b->D;
-    op->fa[0] = eps;
-    return y;
-}
-
-/* use_qk_norm: RMSNorm over each head's head_dim values of x [B, T, heads x Dh] */
-static Value *head_norm(Builder *b, const char *name, Value *x, Value *scale, int64_t heads)
-{
     if (!scale) return x;
-    Value *y = act(b, name, heads * b->Dh);
-    Op *op = emit(b, OP_rmsnorm, y, 2, x, scale, NULL);
-    op->ia[0] = b->B * b->T * heads;
-    op->ia[1] = b->Dh;
-    op->fa[0] = cfg_float(b->c, K_normalization_layer_epsilon);
+    int64_t width = value_numel(scale);
+    Value *y = act(b, name, x->dim[x->rank - 1]);
+    Op *op = bias ? emit(b, OP_layernorm, y, 3, x, scale, bias) : emit(b, OP_rmsnorm, y, 2, x, scale, NULL);
+    op->ia[0] = value_numel(x) / width;
+    op->ia[1] = width;
+    op->fa[0] = eps;
     return y;
 }
 
@@ -418,8 +411,9 @@ static Value *attention(Builder *b, int s, Value *x)
         k = dense(b, pool_fmt(pool, "%s.key", at), x, lp->wk, lp->bk);
         v = dense(b, pool_fmt(pool, "%s.value", at), x, lp->wv, lp->bv);
     }
-    q = head_norm(b, pool_fmt(pool, "%s.query_normed", at), q, lp->query_norm, b->H);
-    k = head_norm(b, pool_fmt(pool, "%s.key_normed", at), k, lp->key_norm, b->KV);
+    double qk_eps = cfg_float(b->c, K_normalization_layer_epsilon);
+    q = norm(b, pool_fmt(pool, "%s.query_normed", at), q, lp->query_norm, NULL, qk_eps);
+    k = norm(b, pool_fmt(pool, "%s.key_normed", at), k, lp->key_norm, NULL, qk_eps);
     if (!b->gpt3) {
         q = rope(b, pool_fmt(pool, "%s.query_rotated", at), q, b->H);
         k = rope(b, pool_fmt(pool, "%s.key_rotated", at), k, b->KV);
@@ -491,8 +485,7 @@ static Value *mlp(Builder *b, int s, Value *x)
 /* x + f(norm(x)), with gemma2's norm of f's output before the sum. */
 static Value *residual(Builder *b, Value *x, Value *f, Value *post_scale, const char *name)
 {
-    Pool *pool = b->p->pool;
-    if (post_scale) f = norm(b, pool_fmt(pool, "%s.normed", name), f, post_scale, NULL, layer_eps(b));
+    f = norm(b, pool_fmt(b->p->pool, "%s.normed", name), f, post_scale, NULL, layer_eps(b));
     return binary(b, OP_add, name, x, f);
 }
 

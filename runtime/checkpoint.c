@@ -50,8 +50,6 @@ static size_t tensor_bytes(const mtx_tensor_desc *t)
     return n;
 }
 
-uint64_t mtx_checksum(const void *data, size_t n) { return XXH3_64bits(data, n); }
-
 static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int fail(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -300,12 +298,6 @@ int mtx_checkpoint_write(const mtx_program *prog, const void *state_memory, cons
     }
     fsync_dir(dir);
     return 0;
-}
-
-int mtx_checkpoint_save(const mtx_program *prog, const mtx_state *st, const char *dir, long long step,
-                        uint64_t data_position, char *err, size_t errlen)
-{
-    return mtx_checkpoint_write(prog, prog->state_memory(st), dir, step, data_position, err, errlen);
 }
 
 /* ---- finding ---- */

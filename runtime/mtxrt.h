@@ -466,20 +466,20 @@ void mtx_clip_value(const char *text, char *out, size_t n);
 
 /* ---- checkpoints (checkpoint.c) ---- */
 
-/* Save the state and data position as dir/{step}/ (state.safetensors,
- * meta.json), atomically. 0, or -1 with a message; earlier checkpoints stay. */
-int mtx_checkpoint_save(const mtx_program *prog, const mtx_state *st, const char *dir, long long step,
-                        uint64_t data_position, char *err, size_t errlen);
-/* The same from a block laid out as the state (the live state, read only). */
+/* Save a block laid out as the state (the live state, read only) and the
+ * data position as dir/{step}/ (state.safetensors, meta.json), atomically.
+ * 0, or -1 with a message; earlier checkpoints stay. */
 int mtx_checkpoint_write(const mtx_program *prog, const void *state_memory, const char *dir, long long step,
                          uint64_t data_position, char *err, size_t errlen);
 /* The step of the latest complete checkpoint in dir, or -1. */
 long long mtx_checkpoint_latest(const char *dir);
 /* Remove all but the newest `keep` complete checkpoints of dir. */
 void mtx_checkpoint_prune(const char *dir, int keep);
-/* Load step_dir into st (only params/ tensors if params_only) after checking
- * every name, dtype, shape, size and checksum; 0, or -1 naming the file and
- * tensor at fault, with st untouched. */
+/* Load step_dir into st (only params/ tensors if params_only): every name,
+ * dtype, shape and size checked before a tensor is read, every checksum as
+ * its tensor arrives; 0, or -1 naming the file and tensor at fault (st is
+ * untouched when the metadata is at fault, unspecified after a bad checksum:
+ * the callers stop). */
 int mtx_checkpoint_load(const mtx_program *prog, mtx_state *st, const char *step_dir, int params_only,
                         uint64_t *data_position, char *err, size_t errlen);
 #define MTX_CHECKPOINT_FORMAT "mtxc-checkpoint-2"
@@ -513,7 +513,6 @@ void mtx_saver_free(mtx_saver *s);
 /* Called by a generated train step before its first write to the state:
  * waits for a checkpoint write still reading it. */
 void mtx_state_will_change(void);
-uint64_t mtx_checksum(const void *data, size_t n);   /* XXH3-64 (libxxhash), as xxhsum -H3 */
 
 /* ---- the training loop (train.c) ---- */
 
