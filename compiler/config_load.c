@@ -100,17 +100,24 @@ static const char *suggest(Pool *p, const char *word, const char *const *cands, 
     return best ? pool_fmt(p, " (did you mean '%s'?)", best) : "";
 }
 
+/* Keys are numbered mtxc's first (KeyId), then MaxText's others (NUM_KEYS + MaxTextKeyId). */
+enum { ALL_KEYS = NUM_KEYS + NUM_MAXTEXT_KEYS };
+
+static const char *key_name(int k) { return k < NUM_KEYS ? mtx_keys[k].name : maxtext_keys[k - NUM_KEYS].name; }
+
 static const char *suggest_key(Pool *p, const char *word)
 {
-    const char *names[NUM_KEYS];
-    for (int k = 0; k < NUM_KEYS; k++) names[k] = mtx_keys[k].name;
-    return suggest(p, word, names, NUM_KEYS);
+    const char *names[ALL_KEYS];
+    for (int k = 0; k < ALL_KEYS; k++) names[k] = key_name(k);
+    return suggest(p, word, names, ALL_KEYS);
 }
 
+/* A list's words: MaxText's choices that mtxc lacks are accepted where a
+ * later check decides (mesh axes of size 1). */
 static void check_choice(Loader *L, SrcLoc loc, const char *key, const char *choices, const char *word)
 {
     char msg[1024];
-    if (mtx_key_choice(key, choices, word, msg, sizeof msg)) fail(L, loc, "%s", msg);
+    if (mtx_key_choice(key, choices, word, msg, sizeof msg) < 0) fail(L, loc, "%s", msg);
 }
 
 /* ---- scalars ---- */
@@ -122,6 +129,7 @@ static void set_scalar(Loader *L, SrcLoc loc, int k, const char *text, bool plai
     char msg[1024];
     if (mtx_key_read(k, text, plain, &kv, msg, sizeof msg)) fail(L, loc, "%s", msg);
     v->is_null = kv.is_null;
+    v->maxtext_only = kv.maxtext_only;
     v->i = kv.i;
     v->f = kv.f;
     v->b = kv.b;
@@ -210,14 +218,26 @@ static int lookup_or_fail(Loader *L, SrcLoc loc, const char *name)
 {
     int k = mtx_key_find(name);
     if (k >= 0) return k;
+    int m = maxtext_key_find(name);
+    if (m >= 0) return NUM_KEYS + m;
     if (is_derived_name(name))
         fail(L, loc, "'%s' is derived from other keys and cannot be set (set its base_* key instead)", name);
     fail(L, loc, "unknown key '%s'%s", name, suggest_key(L->c->pool, name));
 }
 
+static void set_maxtext(Loader *L, int m, yaml_node_t *n, SrcLoc loc)
+{
+    char msg[1024];
+    const char *text = maxtext_value(L->c->pool, m, L->doc, n, msg, sizeof msg);
+    if (!text) fail(L, loc, "%s", msg);
+    MaxTextValue *v = &L->c->mx[m];
+    *v = (MaxTextValue){.set = true, .seq = ++L->seq, .text = text, .loc = loc, .preset = v->preset};
+}
+
 /* Convert one YAML value node for key k and store it, replacing lower levels. */
 static void set_from_node(Loader *L, const char *file, int k, yaml_node_t *n, SrcLoc loc)
 {
+    if (k >= NUM_KEYS) return set_maxtext(L, k - NUM_KEYS, n, loc);
     const mtx_key *ki = &mtx_keys[k];
     ConfigValue v = {0};
     v.set = true;
@@ -233,6 +253,7 @@ static void set_from_node(Loader *L, const char *file, int k, yaml_node_t *n, Sr
         set_scalar(L, loc, k, scalar_text(n), n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE, &v);
     }
     v.seq = ++L->seq;
+    v.preset = L->c->v[k].preset;
     L->c->v[k] = v;
 }
 
@@ -349,7 +370,7 @@ static void load_file(Loader *L, const char *path, bool is_preset)
     yaml_node_t *root = yaml_document_get_root_node(&doc);
     if (root && root->type != YAML_MAPPING_NODE)
         fail(L, node_loc(path, root), "a config file must be a mapping of key: value lines");
-    int seen_line[NUM_KEYS] = {0};
+    int seen_line[ALL_KEYS] = {0};
     for (yaml_node_pair_t *pr = root ? root->data.mapping.pairs.start : NULL;
          root && pr < root->data.mapping.pairs.top; pr++) {
         yaml_node_t *key = yaml_document_get_node(&doc, pr->key);
@@ -385,20 +406,20 @@ static void load_override(Loader *L, char *arg)
     char *name = pool_fmt(L->c->pool, "%.*s", (int)(eq - arg), arg);
     const char *text = eq + 1;
     int k = lookup_or_fail(L, loc, name);
-    if (mtx_keys[k].type != MTX_KT_LIST && mtx_keys[k].type != MTX_KT_RULES) {
+    if (k < NUM_KEYS && mtx_keys[k].type != MTX_KT_LIST && mtx_keys[k].type != MTX_KT_RULES) {
         /* One value, read as a trainer reads its run-time arguments. */
         char msg[1024];
         int plain;
         char *scalar = mtx_yaml_scalar(text, &plain, msg, sizeof msg);
         if (!scalar) fail(L, loc, "key '%s' %s", name, msg);
-        ConfigValue v = {.set = true, .seq = ++L->seq, .loc = loc};
+        ConfigValue v = {.set = true, .seq = ++L->seq, .loc = loc, .preset = L->c->v[k].preset};
         char *kept = pool_strdup(L->c->pool, scalar);
         free(scalar);
         set_scalar(L, loc, k, kept, plain, &v);
         L->c->v[k] = v;
         return;
     }
-    /* Lists and axis rules: a YAML document, nested no deeper than files. */
+    /* Lists, axis rules and MaxText's keys: a YAML document, nested no deeper than files. */
     FILE *f = fmemopen((void *)text, strlen(text), "r");
     if (!f) fail(L, loc, "cannot read value: %s", strerror(errno));
     int line, col;
@@ -460,7 +481,78 @@ static void load_preset(Loader *L, int noverrides, char **overrides)
              suggest(p, mn->s, names, n));
     }
     fclose(f);
+    int before = L->seq;
     load_file(L, path, true);
+    /* What the preset set, to hold the command line to MaxText's rule. */
+    for (int k = 0; k < NUM_KEYS; k++)
+        if (L->c->v[k].seq > before) L->c->v[k].preset = config_value_text(p, L->c, k);
+    for (int m = 0; m < NUM_MAXTEXT_KEYS; m++)
+        if (L->c->mx[m].seq > before) L->c->mx[m].preset = L->c->mx[m].text;
+}
+
+/* MaxText (pyconfig's validate_no_keys_overridden_twice): a key the preset
+ * sets may be given on the command line with another value only with
+ * override_model_config: true. */
+static void check_preset_overrides(Loader *L, int after_preset)
+{
+    Config *c = L->c;
+    if (cfg_bool(c, K_override_model_config)) return;
+    const char *model = cfg_str(c, K_model_name);
+    for (int k = 0; k < ALL_KEYS; k++) {
+        bool ours = k < NUM_KEYS;
+        const char *preset = ours ? c->v[k].preset : c->mx[k - NUM_KEYS].preset;
+        int seq = ours ? c->v[k].seq : c->mx[k - NUM_KEYS].seq;
+        if (!preset || seq <= after_preset) continue;
+        const char *now = ours ? config_value_text(c->pool, c, k) : c->mx[k - NUM_KEYS].text;
+        if (strcmp(now, preset))
+            fail(L, ours ? c->v[k].loc : c->mx[k - NUM_KEYS].loc,
+                 "key '%s' is %s in the preset of model_name '%s'; as in MaxText, the command line may change "
+                 "it only with override_model_config=true", key_name(k), preset, model);
+    }
+}
+
+/* The keys mtxc has and MaxText lacks: a MaxText base.yml does not set them. */
+static const struct { KeyId k; const char *text; } mtxc_only[] = {
+    {K_eval_dataset_path, ""}, {K_decode_sampling_seed, "1234"}, {K_peak_tflops_per_device, "0"},
+    {K_device_memory_gib, "24"},
+};
+
+static void fill_mtxc_only(Loader *L, const char *path)
+{
+    for (size_t i = 0; i < sizeof mtxc_only / sizeof mtxc_only[0]; i++) {
+        ConfigValue *v = &L->c->v[mtxc_only[i].k];
+        if (v->set) continue;
+        SrcLoc loc = {pool_strdup(L->c->pool, path), 0, 0, NULL};
+        set_scalar(L, loc, mtxc_only[i].k, mtxc_only[i].text, true, v);
+        v->set = true;
+        v->loc = loc;
+    }
+}
+
+/* Values mtxc knows as MaxText's but does not implement: the decoder block
+ * first (a preset of another family says so in one line), then the others. */
+static void check_maxtext_only(Loader *L)
+{
+    Config *c = L->c;
+    char msg[1024];
+    for (int i = -1; i < NUM_KEYS; i++) {
+        int k = i < 0 ? K_decoder_block : i;
+        const ConfigValue *v = &c->v[k];
+        if (!v->maxtext_only || (mtx_keys[k].flags & MTX_KF_RUN)) continue;   /* run-time: the trainer says */
+        mtx_key_choice(mtx_keys[k].name, mtx_keys[k].choices, v->s, msg, sizeof msg);
+        fail(L, v->loc, "%s", msg);
+    }
+    for (int k = 0; k < NUM_KEYS; k++) {
+        if (mtx_keys[k].type != MTX_KT_LIST) continue;
+        for (int i = 0; i < c->v[k].list.n; i++)
+            if (mtx_key_choice(mtx_keys[k].name, mtx_keys[k].choices, c->v[k].list.items[i], msg, sizeof msg) &&
+                k != K_mesh_axes)
+                fail(L, c->v[k].loc, "%s", msg);
+    }
+    if (!maxtext_check(c, L->err, L->errlen)) {
+        while (L->nopen) close_yaml(L);
+        longjmp(L->jb, 1);
+    }
 }
 
 void config_free(Config *c)
@@ -481,12 +573,16 @@ Config *config_load(const char *path, int noverrides, char **overrides, char *er
     }
     load_file(&L, path, false);
     load_preset(&L, noverrides, overrides);
+    int after_preset = L.seq;
     for (int i = 0; i < noverrides; i++) load_override(&L, overrides[i]);
+    fill_mtxc_only(&L, path);
     for (int k = 0; k < NUM_KEYS; k++)
         if (!L.c->v[k].set)
             fail(&L, (SrcLoc){pool_strdup(L.c->pool, path), 0, 0, NULL},
                  "key '%s' has no value: a config must set every key, or inherit them "
                  "with base_config: base.yml", mtx_keys[k].name);
+    check_preset_overrides(&L, after_preset);
+    check_maxtext_only(&L);
     if (!config_resolve(L.c, err, errlen)) {
         config_free(L.c);
         return NULL;

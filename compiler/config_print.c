@@ -71,6 +71,7 @@ void config_print(FILE *out, const Config *c)
     fprintf(out, "# resolved by mtxc %s\n", MTXC_VERSION);
     for (int k = 0; k < NUM_KEYS; k++)
         fprintf(out, "%s: %s\n", mtx_keys[k].name, config_value_text(p, c, k));
+    maxtext_print_values(out, c);
     const Derived *d = &c->d;
     fprintf(out, "# derived values (computed from the keys above; not settable)\n");
     fprintf(out, "emb_dim: %d  # derived\n", d->emb_dim);

@@ -9,7 +9,7 @@
 
 const char *const derived_names[] = {
     "emb_dim", "num_query_heads", "num_kv_heads", "mlp_dim", "num_decoder_layers",
-    "num_devices", "num_slices", "mesh_shape", "global_batch_size_to_train_on",
+    "num_devices", "mesh_shape", "global_batch_size_to_train_on",
     "micro_batch_size_to_train_on", "global_batch_size_to_eval_on", "tokens_per_step",
 };
 const int num_derived_names = sizeof derived_names / sizeof derived_names[0];

@@ -36,6 +36,11 @@ static int find_plan(const Emitter *e, const Op *op)   /* -1: none yet */
     return -1;
 }
 
+static const char *rope_variant(int64_t v)
+{
+    return v == MTX_ROPE_LLAMA31 ? "MTX_ROPE_LLAMA31" : v == MTX_ROPE_PAIRS ? "MTX_ROPE_PAIRS" : "MTX_ROPE_HALVES";
+}
+
 static int gemm_plan(Emitter *e, const Op *op)
 {
     int i = find_plan(e, op);
@@ -108,14 +113,14 @@ void emit_kernel(Emitter *e, const Op *op)
         break;
     case OP_rope:
     case OP_rope_grad:
-        emitf(e, "    mtx_rope_apply%s(%s, %s, %lld, %lld, %lld, %lld, %s, %s, %d);\n", sfx, V(e, o[0]), V(e, in[0]),
-            (long long)a[0], (long long)a[1], (long long)a[2], (long long)a[3], flit(pool, fa[0]),
-            flit(pool, fa[1]), op->kind == OP_rope_grad);
+        emitf(e, "    mtx_rope_apply%s(%s, %s, %lld, %lld, %lld, %lld, %s, %s, %s, %d);\n", sfx, V(e, o[0]),
+            V(e, in[0]), (long long)a[0], (long long)a[1], (long long)a[2], (long long)a[3], flit(pool, fa[0]),
+            flit(pool, fa[1]), rope_variant(a[4]), op->kind == OP_rope_grad);
         break;
     case OP_rope_at:
-        emitf(e, "    mtx_rope_apply_at%s(%s, %s, %s[0], %lld, %lld, %lld, %lld, %s, %s);\n", sfx, V(e, o[0]), V(e, in[0]),
-            V(e, in[1]), (long long)a[0], (long long)a[1], (long long)a[2], (long long)a[3], flit(pool, fa[0]),
-            flit(pool, fa[1]));
+        emitf(e, "    mtx_rope_apply_at%s(%s, %s, %s[0], %lld, %lld, %lld, %lld, %s, %s, %s);\n", sfx, V(e, o[0]),
+            V(e, in[0]), V(e, in[1]), (long long)a[0], (long long)a[1], (long long)a[2], (long long)a[3],
+            flit(pool, fa[0]), flit(pool, fa[1]), rope_variant(a[4]));
         break;
     case OP_position_add_at:
         emitf(e, "    mtx_position_add_at(%s, %s, %s, %s[0], %lld, %lld, %lld, %lld);\n", V(e, o[0]), V(e, in[0]),

@@ -77,6 +77,10 @@ static Config *load_or_report(const Args *a)
 
 static int cmd_config(int argc, char **argv)
 {
+    if (argc == 1 && (!strcmp(argv[0], "--keys") || !strcmp(argv[0], "--ignored"))) {
+        maxtext_print_keys(stdout, !strcmp(argv[0], "--ignored"));
+        return 0;
+    }
     Args a;
     int rc = parse_args("config", argc, argv, &a, NULL);
     if (rc) return rc;
@@ -367,12 +371,21 @@ static int cmd_compile_only(int argc, char **argv)
 static const Command commands[] = {
     {"config", "print the resolved config as YAML",
      "usage: mtxc config CONFIG [key=value ...]\n"
+     "       mtxc config --keys | --ignored\n"
      "\n"
-     "Reads CONFIG (e.g. configs/base.yml), then the preset configs/models/<model_name>.yml\n"
-     "next to it, then the key=value overrides, in that order of precedence, and prints\n"
-     "every key with its resolved value, followed by the derived values (emb_dim,\n"
-     "num_devices, global batch, ...) marked '# derived'. A bad config is reported as\n"
-     "file:line:column: error: ... with exit status 2.\n",
+     "Reads CONFIG (e.g. configs/base.yml, or MaxText's own base.yml), then the preset\n"
+     "models/<model_name>.yml next to it, then the key=value overrides, in that order of\n"
+     "precedence, and prints every key mtxc implements with its resolved value, MaxText's\n"
+     "keys that were set away from their defaults, and the derived values (emb_dim,\n"
+     "num_devices, global batch, ...) marked '# derived'. As in MaxText, a key the preset\n"
+     "sets may take another value on the command line only with override_model_config=true.\n"
+     "A bad config is reported as file:line:column: error: ... with exit status 2.\n"
+     "\n"
+     "Every key of MaxText's base.yml is known, in one of three classes: implemented;\n"
+     "ignored (no effect on a CPU trainer: TPU, XLA, GCS, profilers, goodput, ...; any\n"
+     "value of its type is accepted); unimplemented (only MaxText's default is accepted).\n"
+     "  --keys      list every key with its class (and MaxText's default)\n"
+     "  --ignored   list the ignored keys with MaxText's defaults\n",
      cmd_config},
     {"ir", "print the IR after any pass", NULL, cmd_ir},
     {"emit", "write the generated C of the train and eval steps",

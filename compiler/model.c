@@ -339,6 +339,16 @@ static OpKind activation(const char *name)
     return !strcmp(name, "gelu") ? OP_gelu : OP_silu;
 }
 
+/* MaxText's choice (attentions.py init_rotary_embedding): Llama's RoPE for
+ * a model_name llama3.1* or rope_type llama3.1, scaled unless rope_use_scale
+ * is false; else the rotate-half default. */
+static int rope_variant(const Config *c)
+{
+    if (strncmp(cfg_str(c, K_model_name), "llama3.1", 8) && strcmp(cfg_str(c, K_rope_type), "llama3.1"))
+        return MTX_ROPE_HALVES;
+    return cfg_bool(c, K_rope_use_scale) ? MTX_ROPE_LLAMA31 : MTX_ROPE_PAIRS;
+}
+
 static Value *rope(Builder *b, const char *name, Value *x, int64_t heads)
 {
     Value *y = temp(b, name, 4, b->B, b->T, heads, b->Dh);
@@ -347,6 +357,7 @@ static Value *rope(Builder *b, const char *name, Value *x, int64_t heads)
     memcpy(op->ia, a, sizeof a);
     op->fa[0] = cfg_float(b->c, K_rope_min_timescale);
     op->fa[1] = cfg_float(b->c, K_rope_max_timescale);
+    op->ia[4] = rope_variant(b->c);
     return y;
 }
 

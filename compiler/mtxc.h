@@ -71,6 +71,8 @@ typedef struct {
     AxisRule *rules;       /* RULES */
     int nrules;
     SrcLoc loc;
+    bool maxtext_only;     /* ENUM: a choice of MaxText's that mtxc does not implement */
+    const char *preset;    /* the value model_name's preset gave (its text), or NULL */
 } ConfigValue;
 
 /* Values computed from the keys, as MaxText computes them. */
@@ -84,9 +86,32 @@ typedef struct {
     long long tokens_per_step;
 } Derived;
 
+/* ---- MaxText's keys mtxc does not implement (config_maxtext.c) ---- */
+
+typedef enum { MK_BOOL, MK_NUM, MK_STR, MK_SEQ, MK_MAP, MK_ANY } MaxTextKind;
+typedef enum { MK_IGNORED, MK_UNIMPLEMENTED } MaxTextClass;
+typedef struct { const char *name; MaxTextKind kind; MaxTextClass cls; const char *def; } MaxTextKey;
+typedef enum {
+#define MKEY(name, kind, cls, def) MK_##name,
+#include "maxtext_keys.def"
+#undef MKEY
+    NUM_MAXTEXT_KEYS
+} MaxTextKeyId;
+extern const MaxTextKey maxtext_keys[];
+
+/* A value of one: canonical YAML text (1.0 and 1, None and "" read alike). */
+typedef struct {
+    bool set;
+    int seq;
+    const char *text;
+    SrcLoc loc;
+    const char *preset;    /* the value model_name's preset gave, or NULL */
+} MaxTextValue;
+
 typedef struct Config {
     Pool *pool;
     ConfigValue v[NUM_KEYS];
+    MaxTextValue mx[NUM_MAXTEXT_KEYS];
     Derived d;
     const char *config_dir;                       /* directory of the root config file */
 } Config;
@@ -101,6 +126,17 @@ bool config_resolve(Config *c, char *err, size_t errlen);
 void config_error(char *err, size_t errlen, SrcLoc loc, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 void config_print(FILE *out, const Config *c);
+
+struct yaml_document_s;
+struct yaml_node_s;
+int maxtext_key_find(const char *name);        /* index into maxtext_keys, or -1 */
+/* Node n as key m's canonical text, or NULL with a message (wrong kind). */
+const char *maxtext_value(Pool *p, int m, struct yaml_document_s *doc, struct yaml_node_s *n, char *msg, size_t len);
+const char *maxtext_default(Pool *p, int m);   /* MaxText's default, canonical */
+/* Every UNIMPLEMENTED key at MaxText's default, or an error at the first that is not. */
+bool maxtext_check(const Config *c, char *err, size_t errlen);
+void maxtext_print_keys(FILE *out, bool ignored_only);     /* mtxc config --keys / --ignored */
+void maxtext_print_values(FILE *out, const Config *c);     /* the IGNORED keys set away from defaults */
 const char *config_value_text(Pool *p, const Config *c, int key); /* YAML text */
 
 static inline long long cfg_int(const Config *c, KeyId k) { return c->v[k].i; }

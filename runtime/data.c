@@ -246,7 +246,8 @@ mtx_data *mtx_data_open(const mtx_data_options *o, char *err, size_t errlen)
     }
     d->kind = TOKENS;
     if (strcmp(type, "text") && strcmp(type, "tokens")) {
-        snprintf(err, errlen, "unknown dataset_type '%s' (synthetic, tokens or text)", type);
+        snprintf(err, errlen, "dataset_type '%s' is MaxText's, which mtxc does not read yet: use synthetic, tokens "
+                              "(llm.c .bin files) or text", type);
     } else if (!path[0]) {
         snprintf(err, errlen, "dataset_type %s needs dataset_path", type);
     } else if ((!strcmp(type, "text") && o->tokenizer_path[0] && !open_tokenizer(d, o, err, errlen))) {

@@ -109,7 +109,7 @@ char *mtx_yaml_scalar(const char *value, int *plain, char *msg, size_t n)
 
 /* ---- one value of one key ---- */
 
-static int is_null_text(const char *s)
+int mtx_scalar_null(const char *s)
 {
     return !strcmp(s, "None") || !strcmp(s, "null") || !strcmp(s, "Null") || !strcmp(s, "NULL") || !strcmp(s, "~") ||
            !*s;
@@ -130,7 +130,7 @@ static int strip_underscores(const char *s, char *out, size_t outlen)
 
 /* 1: an integer; 0: not one. Beyond int64, *out saturates (and the bound
  * check below says so). */
-static int parse_int(const char *s, long long *out)
+int mtx_scalar_int(const char *s, long long *out)
 {
     char buf[64], *end;
     if (!strip_underscores(s, buf, sizeof buf)) return 0;
@@ -141,7 +141,7 @@ static int parse_int(const char *s, long long *out)
     return 1;
 }
 
-static int parse_float(const char *s, double *out)
+int mtx_scalar_float(const char *s, double *out)
 {
     char buf[64], *end;
     if (!strip_underscores(s, buf, sizeof buf)) return 0;
@@ -154,7 +154,7 @@ static int parse_float(const char *s, double *out)
     return 1;
 }
 
-static int parse_bool(const char *s, int *out)
+int mtx_scalar_bool(const char *s, int *out)
 {
     if (!strcmp(s, "true") || !strcmp(s, "True") || !strcmp(s, "TRUE")) return *out = 1, 1;
     if (!strcmp(s, "false") || !strcmp(s, "False") || !strcmp(s, "FALSE")) return *out = 0, 1;
@@ -190,23 +190,34 @@ static int in_range(mtx_key_range r, double x)
 
 int mtx_key_choice(const char *key, const char *choices, const char *word, char *msg, size_t n)
 {
-    char words[16][32], list[16 * 34] = "";
-    const char *ptrs[16];
-    int count = 0;
-    for (const char *s = choices; *s && count < 16;) {
+    enum { MAX_WORDS = 48 };
+    char words[MAX_WORDS][32], list[MAX_WORDS * 34] = "";
+    const char *ptrs[MAX_WORDS];
+    int count = 0, ours = -1;            /* ours: how many are mtxc's (those before "|") */
+    for (const char *s = choices; *s && count < MAX_WORDS;) {
         while (*s == ' ') s++;
+        if (*s == '|') {
+            ours = count, s++;
+            continue;
+        }
         size_t len = strcspn(s, " ");
         if (!len) break;
         snprintf(words[count], sizeof words[count], "%.*s", (int)len, s);
         ptrs[count] = words[count];
-        if (!strcmp(words[count], word)) return 0;
-        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", count ? ", " : "", words[count]);
+        if (ours < 0) snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", count ? ", " : "", words[count]);
         count++;
         s += len;
     }
-    const char *best = mtx_closest_word(word, ptrs, count);
+    if (ours < 0) ours = count;
     char shown[96];
     mtx_clip_value(word, shown, sizeof shown);
+    for (int i = 0; i < count; i++) {
+        if (strcmp(words[i], word)) continue;
+        if (i < ours) return 0;
+        fail(msg, n, "%s '%s' is MaxText's, which mtxc does not implement yet (mtxc has: %s)", key, shown, list);
+        return 1;
+    }
+    const char *best = mtx_closest_word(word, ptrs, count);
     if (best) return fail(msg, n, "unknown %s '%s' (choices: %s) (did you mean '%s'?)", key, shown, list, best);
     return fail(msg, n, "unknown %s '%s' (choices: %s)", key, shown, list);
 }
@@ -218,7 +229,7 @@ int mtx_key_read(int k, const char *text, int plain, mtx_key_value *v, char *msg
     mtx_clip_value(text, shown, sizeof shown);
     *v = (mtx_key_value){0};
     v->s = text;
-    if (plain && is_null_text(text)) {
+    if (plain && mtx_scalar_null(text)) {
         if (key->flags & MTX_KF_NULLABLE) return v->is_null = 1, 0;
         if (key->type == MTX_KT_STR) return v->s = "", 0;
         if (!*text) return fail(msg, n, "key '%s' needs a value", key->name);
@@ -226,9 +237,9 @@ int mtx_key_read(int k, const char *text, int plain, mtx_key_value *v, char *msg
     }
     switch (key->type) {
     case MTX_KT_INT:
-        if (!plain && parse_int(text, &v->i))
+        if (!plain && mtx_scalar_int(text, &v->i))
             return fail(msg, n, "key '%s' expects an integer, got the quoted string \"%s\"", key->name, shown);
-        if (!plain || !parse_int(text, &v->i))
+        if (!plain || !mtx_scalar_int(text, &v->i))
             return fail(msg, n, "key '%s' expects an integer, got '%s'", key->name, shown);
         if (v->i > MAX_INT || v->i < -MAX_INT)
             return fail(msg, n, "key '%s' must be between -2^53 and 2^53 (9007199254740992), got %s", key->name, shown);
@@ -237,23 +248,26 @@ int mtx_key_read(int k, const char *text, int plain, mtx_key_value *v, char *msg
         v->f = (double)v->i;
         return 0;
     case MTX_KT_FLOAT:
-        if (!plain && parse_float(text, &v->f))
+        if (!plain && mtx_scalar_float(text, &v->f))
             return fail(msg, n, "key '%s' expects a number, got the quoted string \"%s\"", key->name, shown);
-        if (!plain || !parse_float(text, &v->f))
+        if (!plain || !mtx_scalar_float(text, &v->f))
             return fail(msg, n, "key '%s' expects a number, got '%s'", key->name, shown);
         if (!in_range(key->range, v->f))
             return fail(msg, n, "key '%s' must be %s, got %s", key->name, range_text(key->range), shown);
         return 0;
     case MTX_KT_BOOL:
-        if (!plain || !parse_bool(text, &v->b))
+        if (!plain || !mtx_scalar_bool(text, &v->b))
             return fail(msg, n, "key '%s' expects true or false, got '%s'", key->name, shown);
         return 0;
     case MTX_KT_STR:
         if (key->range == MTX_KR_NAME && !mtx_is_dir_name(text))
             return fail(msg, n, "key '%s' must be %s, got '%s'", key->name, range_text(key->range), shown);
         return 0;
-    case MTX_KT_ENUM:
-        return mtx_key_choice(key->name, key->choices, text, msg, n);
+    case MTX_KT_ENUM: {
+        int rc = mtx_key_choice(key->name, key->choices, text, msg, n);
+        v->maxtext_only = rc == 1;
+        return rc < 0 ? -1 : 0;
+    }
     default:
         return fail(msg, n, "key '%s' expects a list, got '%s'", key->name, shown);
     }

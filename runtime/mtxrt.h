@@ -134,8 +134,13 @@ void mtx_embed_backward(float *dtable, const float *dy, const int32_t *tokens, i
 void mtx_position_add_forward(float *y, const float *x, const float *pos, int b, int t, int d);
 void mtx_position_add_backward(float *dpos, const float *dy, int b, int t, int rows, int d);
 void mtx_bias_backward(float *dbias, const float *dy, int n, int d);
+/* RoPE's layouts: HALVES rotates dims i and i + dh/2 together (MaxText's
+ * default); PAIRS rotates 2i and 2i+1 (MaxText's Llama variant, rope_type
+ * llama3.1 with rope_use_scale false); LLAMA31 is PAIRS with Llama 3.1's
+ * frequency scaling (factor 8 past wavelength 8192, none below 2048). */
+typedef enum { MTX_ROPE_HALVES, MTX_ROPE_PAIRS, MTX_ROPE_LLAMA31 } mtx_rope_variant;
 void mtx_rope_apply(float *y, const float *x, int b, int t, int heads, int dh, float min_timescale,
-                    float max_timescale, int inverse);
+                    float max_timescale, mtx_rope_variant variant, int inverse);
 /* The same on bf16 activations (norms.c): float32 arithmetic and params,
  * each result rounded once. */
 void mtx_rmsnorm_forward_bf16(mtx_bf16 *y, const mtx_bf16 *x, const float *w, int n, int d, float eps);
@@ -148,9 +153,9 @@ void mtx_layernorm_backward_bf16(mtx_bf16 *dx, float *dscale, float *dbias, cons
 /* Decoding: n new tokens at positions first .. first + n - 1 (see ops.def's rope_at, position_add_at,
  * kv_cache_write, cached_attention) */
 void mtx_rope_apply_at(float *y, const float *x, int first, int b, int t, int heads, int dh, float min_timescale,
-                       float max_timescale);
+                       float max_timescale, mtx_rope_variant variant);
 void mtx_rope_apply_at_bf16(mtx_bf16 *y, const mtx_bf16 *x, int first, int b, int t, int heads, int dh,
-                            float min_timescale, float max_timescale);
+                            float min_timescale, float max_timescale, mtx_rope_variant variant);
 void mtx_position_add_at(float *y, const float *x, const float *pos, int first, int b, int t, int d, int rows);
 void mtx_kv_cache_write(void *cache, const void *x, int first, int b, int n, int width, int tmax, int elem_bytes);
 void mtx_cached_attention(float *o, const float *q, const float *kc, const float *vc, int first, int b, int n, int hq,
@@ -158,7 +163,7 @@ void mtx_cached_attention(float *o, const float *q, const float *kc, const float
 void mtx_cached_attention_bf16(mtx_bf16 *o, const mtx_bf16 *q, const mtx_bf16 *kc, const mtx_bf16 *vc, int first, int b,
                                int n, int hq, int hkv, int dh, int window, int tmax, float scale, float cap);
 void mtx_rope_apply_bf16(mtx_bf16 *y, const mtx_bf16 *x, int b, int t, int heads, int dh, float min_timescale,
-                         float max_timescale, int inverse);
+                         float max_timescale, mtx_rope_variant variant, int inverse);
 void mtx_causal_softmax_forward(float *p, const float *s, int blocks, int t, int window);
 void mtx_causal_softmax_backward(float *ds, const float *p, const float *dp, int blocks, int t);
 void mtx_attention_scores(float *s, const float *q, const float *k, int b, int t, int hq, int hkv, int dh, float scale);
@@ -435,14 +440,17 @@ typedef struct {
     const char *name;
     mtx_key_type type;
     mtx_key_range range;
-    const char *choices;                  /* space-separated, for ENUM and LIST */
+    const char *choices;                  /* space-separated, for ENUM and LIST; words after
+                                             "|" are MaxText's that mtxc does not implement */
     unsigned flags;
 } mtx_key;
 
 /* A scalar value read for its key: i, f (also set for integers), b, or s
- * (the text itself, "" for a null string); is_null for None. */
+ * (the text itself, "" for a null string); is_null for None; maxtext_only
+ * for a choice of MaxText's that mtxc does not implement (the caller says
+ * so when it matters). */
 typedef struct {
-    int is_null, b;
+    int is_null, b, maxtext_only;
     long long i;
     double f;
     const char *s;
@@ -457,8 +465,15 @@ int mtx_key_find(const char *name);       /* index into mtx_keys, or -1 */
 char *mtx_yaml_scalar(const char *value, int *plain, char *msg, size_t n);
 /* Read text for key k: type, range, choices; 0, or -1 with a message. */
 int mtx_key_read(int k, const char *text, int plain, mtx_key_value *v, char *msg, size_t n);
-/* Is word one of choices (space-separated)? 0, or -1 with a message. */
+/* Is word one of choices (space-separated)? 0; 1 with a message for one of
+ * MaxText's choices that mtxc does not implement (after "|"); -1 with a
+ * message for any other word. */
 int mtx_key_choice(const char *key, const char *choices, const char *word, char *msg, size_t n);
+/* Plain YAML scalars as PyYAML reads them: 1 and the value, or 0. */
+int mtx_scalar_int(const char *s, long long *out);
+int mtx_scalar_float(const char *s, double *out);   /* finite only */
+int mtx_scalar_bool(const char *s, int *out);
+int mtx_scalar_null(const char *s);                 /* None, null, ~, empty */
 /* The one check across run-time keys, as both mtxc and trainers word it. */
 extern const char mtx_load_paths_conflict[];
 /* A value as messages show it: at most 72 characters, then "...". */

@@ -109,19 +109,32 @@ static void layernorm_backward(void *dx, float *dscale, float *dbias, const void
     }
 }
 
-/* Rotary embedding on [b, t, heads, dh], halves rotated (MaxText's default rope_type) */
-/* cos and sin of every (position, frequency) of a call, kept for the next
- * call with the same positions and frequencies: every layer's queries and
- * keys, forward and backward, share one table (the trig functions cost
- * more than the rotation). Kernels are called one at a time. */
-static struct { float *cs; int first, t, dh; float lo, hi; } table;
+/* Rotary embedding on [b, t, heads, dh]. cos and sin of every (position,
+ * frequency) of a call are kept for the next call with the same positions
+ * and frequencies: every layer's queries and keys, forward and backward,
+ * share one table (the trig functions cost more than the rotation). Kernels
+ * are called one at a time. */
+static struct { float *cs; int first, t, dh, variant; float lo, hi; } table;
 
 __attribute__((destructor)) static void free_rope_table(void) { free(table.cs); }   /* at exit, or dlclose */
 
-static const float *rope_table(int first, int t, int dh, float min_timescale, float max_timescale)
+/* Llama 3.1's frequency scaling (MaxText's LLaMARotaryEmbedding, constants
+ * of Meta's reference): long wavelengths slowed 8x, short ones kept, a
+ * smooth blend between. */
+static double llama31_frequency(double f)
+{
+    const double factor = 8, low = 1, high = 4, old_context = 8192, pi = 3.14159265358979323846;
+    double wavelength = 2 * pi / f;
+    if (wavelength < old_context / high) return f;
+    if (wavelength > old_context / low) return f / factor;
+    double smooth = (old_context / wavelength - low) / (high - low);
+    return (1 - smooth) * f / factor + smooth * f;
+}
+
+static const float *rope_table(int first, int t, int dh, float min_timescale, float max_timescale, int variant)
 {
     if (table.cs && table.first == first && table.t == t && table.dh == dh && table.lo == min_timescale &&
-        table.hi == max_timescale)
+        table.hi == max_timescale && table.variant == variant)
         return table.cs;
     int half = dh / 2;
     free(table.cs);
@@ -130,23 +143,30 @@ static const float *rope_table(int first, int t, int dh, float min_timescale, fl
         fprintf(stderr, "mtxrt: error: out of memory for RoPE's table (%d positions x %d)\n", t, half);
         abort();
     }
+    float timescale[half > 0 ? half : 1];    /* each pair's, in float32 as MaxText's */
+    for (int k = 0; k < half; k++) {
+        timescale[k] = min_timescale * powf(max_timescale / min_timescale, 2.0f * k / dh);
+        if (variant == MTX_ROPE_LLAMA31) timescale[k] = (float)(1.0 / llama31_frequency(1.0 / timescale[k]));
+    }
     #pragma omp parallel for schedule(static)
     for (int p = 0; p < t; p++)
         for (int k = 0; k < half; k++) {
-            float timescale = min_timescale * powf(max_timescale / min_timescale, 2.0f * k / dh);
-            float angle = (float)(first + p) / timescale;
+            float angle = (float)(first + p) / timescale[k];
             table.cs[2 * ((size_t)p * half + k)] = cosf(angle);
             table.cs[2 * ((size_t)p * half + k) + 1] = sinf(angle);
         }
     table.first = first, table.t = t, table.dh = dh, table.lo = min_timescale, table.hi = max_timescale;
+    table.variant = variant;
     return table.cs;
 }
 
 static void rope_apply(void *y, const void *x, int bf16, int first, int b, int t, int heads, int dh,
-                       float min_timescale, float max_timescale, int inverse)
+                       float min_timescale, float max_timescale, int variant, int inverse)
 {
     int half = dh / 2;
-    const float *cs = rope_table(first, t, dh, min_timescale, max_timescale);
+    const float *cs = rope_table(first, t, dh, min_timescale, max_timescale, variant);
+    /* the pair rotated together: (k, k + half), or (2k, 2k + 1) */
+    size_t step = variant == MTX_ROPE_HALVES ? 1 : 2, other = variant == MTX_ROPE_HALVES ? (size_t)half : 1;
     #pragma omp parallel for schedule(static)
     for (int p = 0; p < t; p++) {
         for (int k = 0; k < half; k++) {
@@ -154,10 +174,10 @@ static void rope_apply(void *y, const void *x, int bf16, int first, int b, int t
             s = inverse ? -s : s;
             for (int i = 0; i < b; i++)
                 for (int h = 0; h < heads; h++) {
-                    size_t o = (((size_t)i * t + p) * heads + h) * dh;
-                    float x1 = X(o + k), x2 = X(o + k + half);
-                    mtx_store(y, bf16, o + k, x1 * c - x2 * s);
-                    mtx_store(y, bf16, o + k + half, x2 * c + x1 * s);
+                    size_t o = (((size_t)i * t + p) * heads + h) * dh + step * (size_t)k;
+                    float x1 = X(o), x2 = X(o + other);
+                    mtx_store(y, bf16, o, x1 * c - x2 * s);
+                    mtx_store(y, bf16, o + other, x2 * c + x1 * s);
                 }
         }
     }
@@ -210,25 +230,25 @@ void mtx_layernorm_backward_bf16(mtx_bf16 *dx, float *dscale, float *dbias, cons
 }
 
 void mtx_rope_apply(float *y, const float *x, int b, int t, int heads, int dh, float min_timescale,
-                    float max_timescale, int inverse)
+                    float max_timescale, mtx_rope_variant variant, int inverse)
 {
-    rope_apply(y, x, 0, 0, b, t, heads, dh, min_timescale, max_timescale, inverse);
+    rope_apply(y, x, 0, 0, b, t, heads, dh, min_timescale, max_timescale, (int)variant, inverse);
 }
 
 void mtx_rope_apply_bf16(mtx_bf16 *y, const mtx_bf16 *x, int b, int t, int heads, int dh, float min_timescale,
-                         float max_timescale, int inverse)
+                         float max_timescale, mtx_rope_variant variant, int inverse)
 {
-    rope_apply(y, x, 1, 0, b, t, heads, dh, min_timescale, max_timescale, inverse);
+    rope_apply(y, x, 1, 0, b, t, heads, dh, min_timescale, max_timescale, (int)variant, inverse);
 }
 
 void mtx_rope_apply_at(float *y, const float *x, int first, int b, int t, int heads, int dh, float min_timescale,
-                       float max_timescale)
+                       float max_timescale, mtx_rope_variant variant)
 {
-    rope_apply(y, x, 0, first, b, t, heads, dh, min_timescale, max_timescale, 0);
+    rope_apply(y, x, 0, first, b, t, heads, dh, min_timescale, max_timescale, (int)variant, 0);
 }
 
 void mtx_rope_apply_at_bf16(mtx_bf16 *y, const mtx_bf16 *x, int first, int b, int t, int heads, int dh,
-                            float min_timescale, float max_timescale)
+                            float min_timescale, float max_timescale, mtx_rope_variant variant)
 {
-    rope_apply(y, x, 1, first, b, t, heads, dh, min_timescale, max_timescale, 0);
+    rope_apply(y, x, 1, first, b, t, heads, dh, min_timescale, max_timescale, (int)variant, 0);
 }

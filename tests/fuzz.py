@@ -299,6 +299,8 @@ def main():
     if build.returncode or base.returncode:
         sys.exit(f"fuzz: cannot build or run the tiny trainer: {build.stderr}{base.stderr}")
     keys = [m.group(1) for m in re.finditer(r"^(\w+):", open(os.path.join(root, "configs/base.yml")).read(), re.M)]
+    # MaxText's other keys (ignored or only at their defaults), a sample of them
+    keys += re.findall(r"^MKEY\((\w+),", open(os.path.join(root, "compiler/maxtext_keys.def")).read(), re.M)[::15]
     run_keys = [l.split("=")[0].strip() for l in subprocess.run(["./trainer", "--help"], cwd=work, capture_output=True,
                 text=True).stdout.splitlines() if l.startswith("  ") and "=" in l]
     n = lambda k: max(1, int(k * args.scale))

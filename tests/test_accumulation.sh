@@ -24,9 +24,9 @@ compare() {   # compare NAME OVERRIDES...
         END { printf "%s: k=4 vs k=1 over 20 steps, worst relative difference %.2g\n", n, worst; exit !(worst <= 1e-5) }' ||
         fails=$((fails + 1))
 }
-compare tiny model_name=tiny per_device_batch_size=8
-compare gpt3-52k model_name=gpt3-52k per_device_batch_size=8 max_target_length=64
+compare tiny model_name=tiny override_model_config=true per_device_batch_size=8
+compare gpt3-52k model_name=gpt3-52k override_model_config=true per_device_batch_size=8 max_target_length=64
 # The generated step holds one loop over the microbatches.
-"$MTXC" emit configs/base.yml model_name=tiny gradient_accumulation_steps=4 -o "$dir/src" > /dev/null
+"$MTXC" emit configs/base.yml model_name=tiny override_model_config=true gradient_accumulation_steps=4 -o "$dir/src" > /dev/null
 grep -q "for (int micro = 0; micro < 4; micro++) {" "$dir/src/step.c" || { echo "FAIL: no microbatch loop in step.c"; fails=$((fails + 1)); }
 [ $fails -eq 0 ]

@@ -24,20 +24,20 @@ for m in tiny gpt3-52k; do
     size=""; [ $m = gpt3-52k ] && size="per_device_batch_size=4 max_target_length=128"
     for dt in float32 bfloat16; do
         # shellcheck disable=SC2086
-        "$MTXC" build "$base" model_name=$m $size dtype=$dt -o "t_${m}_${dt}" > /dev/null || fail "build $m $dt"
+        "$MTXC" build "$base" model_name=$m override_model_config=true $size dtype=$dt -o "t_${m}_${dt}" > /dev/null || fail "build $m $dt"
         "./t_${m}_${dt}" steps=30 log_period=100 metrics_file="$m.$dt.jsonl" > log 2>&1 || { cat log; fail "train $m $dt"; }
     done
     worst_diff "$m: bf16 vs float32" "$m.float32.jsonl" "$m.bfloat16.jsonl" 1e-2 30 || fail "$m: bf16 strays from float32"
     # shellcheck disable=SC2086
-    "$MTXC" run "$base" model_name=$m $size dtype=bfloat16 steps=30 log_period=100 metrics_file="$m.jit.jsonl" > log 2>&1 ||
+    "$MTXC" run "$base" model_name=$m override_model_config=true $size dtype=bfloat16 steps=30 log_period=100 metrics_file="$m.jit.jsonl" > log 2>&1 ||
         { cat log; fail "mtxc run $m"; }
     cmp -s <(learning "$m.bfloat16.jsonl") <(learning "$m.jit.jsonl") || fail "$m: bf16 mtxc run differs from mtxc build"
 done
-grep -q "mtx_gemm_bf16(s->gemm\[" <("$MTXC" emit "$base" model_name=tiny dtype=bfloat16 -o src > /dev/null && cat src/step.c) ||
+grep -q "mtx_gemm_bf16(s->gemm\[" <("$MTXC" emit "$base" model_name=tiny override_model_config=true dtype=bfloat16 -o src > /dev/null && cat src/step.c) ||
     fail "no bf16 GEMM in the generated code"
 
 # optimizers, accumulation, dropout and remat in bf16
-bf="model_name=tiny dtype=bfloat16 learning_rate_schedule_steps=20"
+bf="model_name=tiny override_model_config=true dtype=bfloat16 learning_rate_schedule_steps=20"
 for o in adamw adam_pax sgd muon; do
     lr=""; [ $o = sgd ] && lr="learning_rate=1"
     # shellcheck disable=SC2086

@@ -16,7 +16,7 @@ cd "$dir" || exit 1
 root=$OLDPWD
 fail() { echo "FAIL: $*"; exit 1; }
 learning() { grep -v eval "$1" | sed 's/, "perf.*//'; }
-common="model_name=tiny dropout_rate=0.1 gradient_accumulation_steps=2 learning_rate_schedule_steps=20"
+common="model_name=tiny override_model_config=true dropout_rate=0.1 gradient_accumulation_steps=2 learning_rate_schedule_steps=20"
 for nnx in true false; do
     # shellcheck disable=SC2086
     "$MTXC" build "$root/configs/base.yml" $common pure_nnx=$nnx -o trainer_$nnx > /dev/null || fail "build"
@@ -93,7 +93,7 @@ got=$(dd if=a_false/checkpoints/20/state.safetensors bs=4096 iflag=skip_bytes,co
 grep -q "\"$name\":[[:space:]]*\"$got\"" a_false/checkpoints/20/meta.json || fail "xxhsum -H3 gives $got for $name, meta.json says otherwise"
 echo "meta.json fields, whole-file checks on every load path, XXH3-64 as xxhsum: ok"
 # Another model's checkpoint: the first mismatching tensor is named.
-"$MTXC" build "$root/configs/base.yml" model_name=gpt3-52k -o trainer_g > /dev/null
+"$MTXC" build "$root/configs/base.yml" model_name=gpt3-52k override_model_config=true -o trainer_g > /dev/null
 out=$(./trainer_g steps=1 run_name=a_false 2>&1); rc=$?
 [ $rc -eq 2 ] || fail "mismatch: exit $rc"
 case "$out" in *"checkpoint a_false/checkpoints/20/state.safetensors: tensor 'params/token_embedder.embedding' has shape [256, 64], the program expects [1024, 16]"*) ;;
@@ -163,7 +163,7 @@ echo "async checkpoints: the update waits for the write ($waited s), a kill mid-
 
 # SIGTERM (preemption) or SIGINT mid-run: the step in flight finishes and is
 # saved, exit 128 + signal; the resumed run ends where an uninterrupted one does.
-"$MTXC" build "$root/configs/base.yml" model_name=tiny learning_rate_schedule_steps=1000 -o long > /dev/null || fail "build"
+"$MTXC" build "$root/configs/base.yml" model_name=tiny override_model_config=true learning_rate_schedule_steps=1000 -o long > /dev/null || fail "build"
 for sig in TERM INT; do
     ./long steps=300 log_period=1000 run_name=sig_$sig metrics_file=sig_$sig.jsonl > sig.log 2>&1 &
     pid=$!
@@ -185,7 +185,7 @@ echo "SIGTERM and SIGINT: step in flight saved, exit 143 / 130, resumed to the u
 
 # abort_on_nan_loss: a diverging run stops at the first non-finite loss with
 # exit 1 and keeps its last finite checkpoint; with false it goes on.
-"$MTXC" build "$root/configs/base.yml" model_name=tiny learning_rate=1e12 -o diverge > /dev/null || fail "build"
+"$MTXC" build "$root/configs/base.yml" model_name=tiny override_model_config=true learning_rate=1e12 -o diverge > /dev/null || fail "build"
 ./diverge steps=30 log_period=100 run_name=nan checkpoint_period=1 max_num_checkpoints_to_keep=2 > nan.log 2>&1
 rc=$?
 [ $rc -eq 1 ] || fail "abort_on_nan_loss: exit $rc, want 1"

@@ -12,7 +12,7 @@ NOJIT=${2:-}
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 fails=0
-"$MTXC" build configs/base.yml model_name=tiny -o "$dir/trainer" > /dev/null || { echo "FAIL: build"; exit 1; }
+"$MTXC" build configs/base.yml model_name=tiny override_model_config=true -o "$dir/trainer" > /dev/null || { echo "FAIL: build"; exit 1; }
 expect() {   # expect NAME MESSAGE ARGS...
     name=$1; want=$2; shift 2
     out=$("$dir/trainer" steps=2 "$@" 2>&1); rc=$?

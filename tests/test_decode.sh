@@ -69,7 +69,7 @@ expect nucleus "decode_sampling_nucleus_p in (0, 1]" load_parameters_path=$ck de
 expect strategy "decode_sampling_strategy" load_parameters_path=$ck decode_sampling_strategy=beam
 expect tiktoken "tokenizer_type 'tiktoken' is not implemented by mtxc yet" load_parameters_path=$ck \
     tokenizer_path=gpl.model tokenizer_type=tiktoken
-"$MTXC" build "$root/configs/base.yml" model_name=tiny ici_data_parallelism=2 per_device_batch_size=2 -o t2 > /dev/null ||
+"$MTXC" build "$root/configs/base.yml" model_name=tiny override_model_config=true ici_data_parallelism=2 per_device_batch_size=2 -o t2 > /dev/null ||
     fail "build 2 devices"
 out=$(mpirun --allow-run-as-root --oversubscribe -np 2 ./t2 decode load_parameters_path=$ck 2>&1)
 case "$out" in *"decoding runs on one device"*) ;; *) fail "2 devices: $out" ;; esac
@@ -93,10 +93,10 @@ fi
 echo "sentencepiece: $(head -c 70 sp.txt)"
 
 # gpt3: learned positions; synthetic data, so the prompt and the output are token ids
-"$MTXC" build "$root/configs/base.yml" model_name=gpt3-52k max_target_length=64 per_device_batch_size=4 steps=50 -o tg > /dev/null || fail "build gpt3"
+"$MTXC" build "$root/configs/base.yml" model_name=gpt3-52k override_model_config=true max_target_length=64 per_device_batch_size=4 steps=50 -o tg > /dev/null || fail "build gpt3"
 ./tg run_name=g > g.log 2>&1 || { cat g.log; fail "train gpt3"; }
 ./tg decode load_parameters_path=g/checkpoints/50 prompt="3 18 93" > g.txt 2> g.err || { cat g.err; fail "decode gpt3"; }
-"$MTXC" build "$root/configs/base.yml" model_name=gpt3-52k max_target_length=64 max_prefill_predict_length=64 \
+"$MTXC" build "$root/configs/base.yml" model_name=gpt3-52k override_model_config=true max_target_length=64 max_prefill_predict_length=64 \
     per_device_batch_size=4 -o tf > /dev/null || fail "build full prefill"
 ./tf decode load_parameters_path=g/checkpoints/50 prompt="$(seq 1 64 | tr '\n' ' ')" > /dev/null 2> f.err ||
     { cat f.err; fail "a prompt of every position"; }

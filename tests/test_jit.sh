@@ -11,10 +11,10 @@ learning() { sed 's/, "perf.*//' "$1"; }   # drop the timings
 for m in tiny gpt3-52k; do
     size=""; [ $m = gpt3-52k ] && size="per_device_batch_size=4 max_target_length=128"
     # shellcheck disable=SC2086
-    "$MTXC" run configs/base.yml model_name=$m $size steps=50 log_period=50 metrics_file="$dir/run_$m.jsonl" > "$dir/run.log" 2>&1 ||
+    "$MTXC" run configs/base.yml model_name=$m override_model_config=true $size steps=50 log_period=50 metrics_file="$dir/run_$m.jsonl" > "$dir/run.log" 2>&1 ||
         { cat "$dir/run.log"; echo "FAIL: mtxc run $m"; exit 1; }
     # shellcheck disable=SC2086
-    "$MTXC" build configs/base.yml model_name=$m $size -o "$dir/trainer_$m" > /dev/null &&
+    "$MTXC" build configs/base.yml model_name=$m override_model_config=true $size -o "$dir/trainer_$m" > /dev/null &&
         "$dir/trainer_$m" steps=50 log_period=50 metrics_file="$dir/build_$m.jsonl" > /dev/null ||
         { echo "FAIL: mtxc build $m"; exit 1; }
     [ "$(wc -l < "$dir/run_$m.jsonl")" -eq 50 ] || { echo "FAIL: $m: run wrote $(wc -l < "$dir/run_$m.jsonl") metrics lines"; exit 1; }

@@ -26,7 +26,7 @@ cd "$dir" || exit 1
 fail() { echo "FAIL: $*"; exit 1; }
 . "$root/tests/metrics.sh"
 base="$root/configs/base.yml"
-common="model_name=tiny max_target_length=150 per_device_batch_size=2 dtype=float32 learning_rate_schedule_steps=20"
+common="model_name=tiny override_model_config=true max_target_length=150 per_device_batch_size=2 dtype=float32 learning_rate_schedule_steps=20"
 
 for kv in 2 1; do
     for a in dot_product flash; do
@@ -77,14 +77,14 @@ echo "flash: remat full and save_dot_except_mlp bit-identical to none"
 ./b steps=20 log_period=100 metrics_file=bfloat16.jsonl > /dev/null || fail "train bf16"
 worst_diff "flash: bf16 vs float32" flash.1.jsonl bfloat16.jsonl 1e-2 20 || fail "bf16 flash strays"
 
-[ "$("$MTXC" ir "$base" model_name=tiny max_target_length=128 | grep -c '= flash_attention ')" -gt 0 ] ||
+[ "$("$MTXC" ir "$base" model_name=tiny override_model_config=true max_target_length=128 | grep -c '= flash_attention ')" -gt 0 ] ||
     fail "autoselected did not pick flash at 128 tokens"
-[ "$("$MTXC" ir "$base" model_name=tiny max_target_length=127 | grep -c '= flash_attention ')" -eq 0 ] ||
+[ "$("$MTXC" ir "$base" model_name=tiny override_model_config=true max_target_length=127 | grep -c '= flash_attention ')" -eq 0 ] ||
     fail "autoselected picked flash below 128 tokens"
 
 # compile-only: gpt2-124m at 4 x 4096, remat none
 for a in dot_product flash; do
-    "$MTXC" compile-only "$base" model_name=gpt2-124m per_device_batch_size=4 max_target_length=4096 trainable_position_size=4096 \
+    "$MTXC" compile-only "$base" model_name=gpt2-124m override_model_config=true per_device_batch_size=4 max_target_length=4096 trainable_position_size=4096 \
         remat_policy=none dtype=float32 attention=$a > "co.$a"
     rc=$?
     [ $rc -eq 0 ] || { [ $a = dot_product ] && [ $rc -eq 1 ]; } || fail "compile-only $a: exit $rc"   # 1: does not fit
@@ -94,19 +94,19 @@ echo "gpt2-124m 4 x 4096, remat none, step temporaries: dot_product $(gb co.dot_
 # (what remains is mostly the logits and their gradient: num_vocab_tiling's part)
 awk -v f="$(gb co.flash)" -v d="$(gb co.dot_product)" 'BEGIN { exit !(f > 0 && f < 0.3 * d) }' ||
     fail "flash needs $(gb co.flash) GB"
-"$MTXC" compile-only "$base" model_name=gpt2-124m per_device_batch_size=4 max_target_length=4096 trainable_position_size=4096 \
+"$MTXC" compile-only "$base" model_name=gpt2-124m override_model_config=true per_device_batch_size=4 max_target_length=4096 trainable_position_size=4096 \
     remat_policy=none dtype=float32 attention=flash num_vocab_tiling=8 > co.tiled || fail "compile-only tiled"
 echo "  with num_vocab_tiling 8: $(gb co.tiled) GB"
 awk -v f="$(gb co.tiled)" 'BEGIN { exit !(f > 0 && f < 12) }' || fail "flash and 8 tiles need $(gb co.tiled) GB"
 
 for m in tiny gpt3-52k; do
     for tiles in 1 4; do
-        "$MTXC" build "$base" model_name=$m per_device_batch_size=4 max_target_length=64 dtype=float32 \
+        "$MTXC" build "$base" model_name=$m override_model_config=true per_device_batch_size=4 max_target_length=64 dtype=float32 \
             gradient_accumulation_steps=2 num_vocab_tiling=$tiles -o v > /dev/null || fail "build $m tiles $tiles"
         ./v steps=20 log_period=100 metrics_file="$m.tiles$tiles.jsonl" > /dev/null || fail "train $m tiles $tiles"
     done
     worst_diff "$m: num_vocab_tiling 4 vs 1" "$m.tiles1.jsonl" "$m.tiles4.jsonl" 1e-6 20 || fail "$m: tiling changes the numbers"
 done
-"$MTXC" ir "$base" model_name=tiny num_vocab_tiling=4 remat_policy=none | grep -q "recompute (remat full): output tile 3" ||
+"$MTXC" ir "$base" model_name=tiny override_model_config=true num_vocab_tiling=4 remat_policy=none | grep -q "recompute (remat full): output tile 3" ||
     fail "tiles are not recomputed before their backward"
 echo "long sequences: ok"

@@ -18,7 +18,7 @@ cd "$dir" || exit 1
 fail() { echo "FAIL: $*"; exit 1; }
 MPIRUN="mpirun --allow-run-as-root --oversubscribe -np 2"
 # float32: the comparisons are to 1e-5 (tests/test_bf16.sh runs the same meshes in bf16)
-common="dtype=float32 model_name=tiny dropout_rate=0.1 enable_dropout=true gradient_accumulation_steps=2 learning_rate_schedule_steps=20"
+common="dtype=float32 model_name=tiny override_model_config=true dropout_rate=0.1 enable_dropout=true gradient_accumulation_steps=2 learning_rate_schedule_steps=20"
 # shellcheck disable=SC2086
 "$MTXC" build "$root/configs/base.yml" $common ici_data_parallelism=2 per_device_batch_size=4 eval_per_device_batch_size=2 -o dp2 > /dev/null || fail build
 # shellcheck disable=SC2086
@@ -52,7 +52,7 @@ worst_diff "tensor parallel, 2 ranks vs 1 device" m1.jsonl t2.jsonl 1e-5 22 || f
 mpirun --allow-run-as-root --oversubscribe -np 4 ./ft4 $args metrics_file=ft4.jsonl > logft 2>&1 || { cat logft; fail "fsdp x tensor"; }
 worst_diff "fsdp 2 x tensor 2, 4 ranks vs 1 device" m1.jsonl ft4.jsonl 1e-5 22 || fail "fsdp x tensor differs from 1 device"
 # gpt3 (biases, LayerNorm, tied logits) under tensor parallelism.
-g3="dtype=float32 model_name=gpt3-52k opt_type=adamw dropout_rate=0.1 enable_dropout=true learning_rate_schedule_steps=20 max_target_length=32"
+g3="dtype=float32 model_name=gpt3-52k override_model_config=true opt_type=adamw dropout_rate=0.1 enable_dropout=true learning_rate_schedule_steps=20 max_target_length=32"
 # shellcheck disable=SC2086
 "$MTXC" build "$root/configs/base.yml" $g3 ici_tensor_parallelism=2 per_device_batch_size=2 -o g3t > /dev/null || fail build
 # shellcheck disable=SC2086
@@ -65,7 +65,7 @@ worst_diff "gpt3-52k tensor parallel, 2 ranks vs 1 device" g31.jsonl g3t.jsonl 1
 # gemma's one kv head, replicated on both ranks (Megatron's multi-query), and
 # gemma2's local/global pairs under tensor parallelism.
 for m in tiny-gemma tiny-gemma2; do
-    g="dtype=float32 model_name=$m dropout_rate=0.1 enable_dropout=true learning_rate_schedule_steps=20 max_target_length=32"
+    g="dtype=float32 model_name=$m override_model_config=true dropout_rate=0.1 enable_dropout=true learning_rate_schedule_steps=20 max_target_length=32"
     # shellcheck disable=SC2086
     "$MTXC" build "$root/configs/base.yml" $g ici_tensor_parallelism=2 per_device_batch_size=2 -o $m-t2 > /dev/null || fail build
     # shellcheck disable=SC2086
@@ -115,7 +115,7 @@ case "$out" in *"compiled for a mesh of 2 devices (data 2 x fsdp 1 x tensor 1) b
 # Per-rank peak memory, gpt2-124m: FSDP holds half the params and optimizer
 # state and gradient chunks; data parallelism all of them.
 for mesh in data fsdp; do
-    "$MTXC" build "$root/configs/base.yml" model_name=gpt2-124m per_device_batch_size=1 max_target_length=64 \
+    "$MTXC" build "$root/configs/base.yml" model_name=gpt2-124m override_model_config=true per_device_batch_size=1 max_target_length=64 \
         ici_${mesh}_parallelism=2 -o gpt2-$mesh > /dev/null || fail "build gpt2-124m $mesh"
     $MPIRUN ./gpt2-$mesh steps=1 > log-$mesh 2>&1 || { cat log-$mesh; fail "gpt2-124m $mesh"; }
 done

@@ -17,7 +17,7 @@ spm_train --input=$text --model_prefix="$dir/gpl" --vocab_size=500 --model_type=
     --character_coverage=1.0 > "$dir/spm.log" 2>&1 || { cat "$dir/spm.log"; fail "spm_train"; }
 spm_train --input=$text --model_prefix="$dir/nobos" --vocab_size=500 --bos_id=-1 > "$dir/spm.log" 2>&1 ||
     fail "spm_train without bos"
-"$MTXC" build configs/tiny-text.yml vocab_size=512 -o "$dir/t" > /dev/null || fail "build"
+"$MTXC" build configs/tiny-text.yml override_model_config=true vocab_size=512 -o "$dir/t" > /dev/null || fail "build"
 
 # bos + pieces + eos per non-empty line, as spm_encode cuts them
 pieces=$(spm_encode --model="$dir/gpl.model" --output_format=id < $text | wc -w)

@@ -9,7 +9,7 @@ dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 
-"$MTXC" build configs/base.yml model_name=tiny -o "$dir/trainer" > "$dir/build.log" 2>&1 ||
+"$MTXC" build configs/base.yml model_name=tiny override_model_config=true -o "$dir/trainer" > "$dir/build.log" 2>&1 ||
     { cat "$dir/build.log"; fail "mtxc build"; }
 "$dir/trainer" steps=200 log_period=50 > "$dir/train.log" 2>&1 || { cat "$dir/train.log"; fail "trainer exited $?"; }
 cat "$dir/train.log"
@@ -22,7 +22,7 @@ echo "loss fell from $first to $last"
 # The gemma blocks learn the same task: tiny-gemma (GeGLU, one kv head, tied
 # normalized logits) and tiny-gemma2 (local/global pairs, post norms, soft caps).
 for m in tiny-gemma tiny-gemma2; do
-    "$MTXC" build configs/base.yml model_name=$m -o "$dir/$m" > "$dir/build.log" 2>&1 ||
+    "$MTXC" build configs/base.yml model_name=$m override_model_config=true -o "$dir/$m" > "$dir/build.log" 2>&1 ||
         { cat "$dir/build.log"; fail "mtxc build $m"; }
     "$dir/$m" steps=200 log_period=200 > "$dir/$m.log" 2>&1 || { cat "$dir/$m.log"; fail "$m exited"; }
     first=$(sed -n 's/^step *1 | loss \([0-9.]*\).*/\1/p' "$dir/$m.log")

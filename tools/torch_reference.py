@@ -49,7 +49,8 @@ import torch
 
 
 def resolved_config(mtxc, overrides):
-    out = subprocess.run([mtxc, "config", "configs/base.yml", *overrides],
+    # the reference shrinks presets (batch, length): the command line may change what they set
+    out = subprocess.run([mtxc, "config", "configs/base.yml", "override_model_config=true", *overrides],
                          check=True, capture_output=True, text=True).stdout
     cfg = {}
     for line in out.splitlines():
@@ -187,15 +188,36 @@ def layernorm(x, scale, bias, eps):
     return (x - mean) * torch.rsqrt(var + eps) * (1 + scale) + bias
 
 
-def rope(x, min_ts, max_ts):
+def llama31_scaled(freq):
+    """Meta's Llama 3.1 frequency scaling (llama-models apply_scaling)."""
+    factor, low, high, old = 8.0, 1.0, 4.0, 8192.0
+    wavelen = 2 * math.pi / freq
+    smooth = (old / wavelen - low) / (high - low)
+    blended = (1 - smooth) * freq / factor + smooth * freq
+    return torch.where(wavelen < old / high, freq, torch.where(wavelen > old / low, freq / factor, blended))
+
+
+def rope_variant(c):
+    """MaxText: Llama's RoPE (pairs 2i, 2i+1) for model_name llama3.1* or rope_type llama3.1."""
+    if not (c["model_name"].startswith("llama3.1") or c["rope_type"] == "llama3.1"):
+        return "halves"
+    return "llama31" if c["rope_use_scale"] else "pairs"
+
+
+def rope(x, min_ts, max_ts, variant="halves"):
     B, T, H, Dh = x.shape
     half = Dh // 2
     frac = 2 * torch.arange(half, dtype=torch.float64) / Dh
-    timescale = min_ts * (max_ts / min_ts) ** frac
-    angle = torch.arange(T, dtype=torch.float64)[:, None] / timescale[None, :]
+    freq = 1 / (min_ts * (max_ts / min_ts) ** frac)
+    if variant == "llama31":
+        freq = llama31_scaled(freq)
+    angle = torch.arange(T, dtype=torch.float64)[:, None] * freq[None, :]
     sin, cos = torch.sin(angle)[None, :, None, :], torch.cos(angle)[None, :, None, :]
-    x1, x2 = x[..., :half], x[..., half:]
-    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+    if variant == "halves":
+        x1, x2 = x[..., :half], x[..., half:]
+        return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+    x1, x2 = x[..., 0::2], x[..., 1::2]
+    return torch.stack([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1).reshape(B, T, H, Dh)
 
 
 def activation(name, x):
@@ -239,8 +261,8 @@ def forward(c, P, inputs, targets, seg):
             q = bf(rmsnorm(q, P[f"{at}.query_norm.scale"], eps))
             k = bf(rmsnorm(k, P[f"{at}.key_norm.scale"], eps))
         if not gpt3:
-            q = bf(rope(q, c["rope_min_timescale"], c["rope_max_timescale"]))
-            k = bf(rope(k, c["rope_min_timescale"], c["rope_max_timescale"]))
+            q = bf(rope(q, c["rope_min_timescale"], c["rope_max_timescale"], rope_variant(c)))
+            k = bf(rope(k, c["rope_min_timescale"], c["rope_max_timescale"], rope_variant(c)))
         k = k.repeat_interleave(H // KV, dim=2)
         v = v.repeat_interleave(H // KV, dim=2)
         # MaxText folds 1/sqrt(head_dim) into the query's init (attentions.py

@@ -15,10 +15,16 @@ int run_suite(Suite *s)
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
 
+/* Unit tests shrink presets (batch, length, dropout): override_model_config
+ * lets the command line change what a preset sets, as in MaxText. */
 Config *load_config(int n, char **overrides)
 {
     char err[1024];
-    Config *c = config_load("configs/base.yml", n, overrides, err, sizeof err);
+    char **ov = xcalloc((size_t)n + 1, sizeof *ov);
+    ov[0] = "override_model_config=true";
+    memcpy(ov + 1, overrides, (size_t)n * sizeof *ov);
+    Config *c = config_load("configs/base.yml", n + 1, ov, err, sizeof err);
+    free(ov);
     ck_assert_msg(c != NULL, "%s", err);
     return c;
 }

@@ -95,9 +95,18 @@ END_TEST
 
 START_TEST(precedence)
 {
-    /* base < preset < command line, whatever the order of the arguments. */
-    char *ov[] = {"base_emb_dim=256", "model_name=tiny", "steps=7"};
-    Config *c = load_base(3, ov);
+    /* base < preset < command line, whatever the order of the arguments; as
+     * in MaxText, a key the preset sets takes another value on the command
+     * line only with override_model_config (the same value is fine). */
+    char *same[] = {"base_emb_dim=64", "model_name=tiny"};
+    Config *c = load_base(2, same);
+    ck_assert_msg(c, "%s", err);
+    config_free(c);
+    char *refused[] = {"base_emb_dim=256", "model_name=tiny"};
+    expect_error("", 2, refused, "argument 'base_emb_dim=256': error: key 'base_emb_dim' is 64 in the preset of "
+                 "model_name 'tiny'; as in MaxText, the command line may change it only with override_model_config=true");
+    char *ov[] = {"base_emb_dim=256", "model_name=tiny", "steps=7", "override_model_config=true"};
+    c = load_base(4, ov);
     ck_assert_msg(c, "%s", err);
     ck_assert_int_eq(c->d.emb_dim, 256);                 /* command line over preset */
     ck_assert_int_eq(c->d.mlp_dim, 128);                 /* preset over base */
@@ -199,6 +208,53 @@ START_TEST(errors_types_and_ranges)
 }
 END_TEST
 
+/* Every MaxText key at MaxText's default (a fixture in mtxc's layout, written
+ * by tools/maxtext_keys.py from MaxText's base.yml) loads, and what mtxc
+ * implements reads as MaxText means it. */
+START_TEST(maxtext_base_fixture)
+{
+    char *ov[] = {"model_name=default"};
+    Config *c = load("tests/data/maxtext_base.yml", 1, ov);
+    ck_assert_msg(c, "%s", err);
+    ck_assert_str_eq(cfg_str(c, K_decoder_block), "llama2");
+    ck_assert_str_eq(cfg_str(c, K_dataset_type), "tfds");    /* the trainer refuses it; compile-only does not read data */
+    ck_assert_int_eq(c->d.emb_dim, 2048);
+    ck_assert_int_eq(c->d.num_devices, 1);
+    ck_assert_int_eq(c->v[K_mesh_axes].list.n, 12);           /* MaxText's axes: all but data, fsdp, tensor of size 1 */
+    ck_assert_int_eq(cfg_int(c, K_decode_sampling_seed), 1234); /* mtxc's own keys take their defaults */
+    for (int m = 0; m < NUM_MAXTEXT_KEYS; m++)
+        ck_assert_msg(c->mx[m].set, "fixture lacks %s", maxtext_keys[m].name);
+    config_free(c);
+}
+END_TEST
+
+/* MaxText's keys mtxc does not implement: ignored ones take any value of
+ * their type; unimplemented ones only MaxText's default (however written);
+ * other families' decoder blocks are named in one line. */
+START_TEST(maxtext_key_classes)
+{
+    char *ok[] = {"scan_layers=false", "enable_goodput_recording=true", "profiler=xplane", "num_experts=1.0",
+                  "quantization=''", "mrope_section=[24, 20, 20]", "checkpoint_todelete_subdir=None"};
+    Config *c = load_base(7, ok);
+    ck_assert_msg(c, "%s", err);
+    ck_assert_str_eq(c->mx[MK_scan_layers].text, "false");
+    ck_assert_str_eq(c->mx[MK_profiler].text, "\"xplane\"");
+    config_free(c);
+    char *e1[] = {"num_experts=8"};
+    expect_error("", 1, e1, "argument 'num_experts=8': error: key 'num_experts' is MaxText's, which mtxc does not "
+                 "implement yet: only MaxText's default 1 is accepted, not 8");
+    char *e2[] = {"enable_goodput_recording=maybe"};
+    expect_error("", 1, e2, "key 'enable_goodput_recording' expects true or false (MaxText's default: false)");
+    char *e3[] = {"scan_layer=false"};
+    expect_error("", 1, e3, "unknown key 'scan_layer' (did you mean 'scan_layers'?)");
+    expect_error("decoder_block: mixtral\nnum_experts: 8\n", 0, NULL, ":2:16: error: decoder_block 'mixtral' is "
+                 "MaxText's, which mtxc does not implement yet (mtxc has: llama2, mistral, gpt3, gemma, gemma2, qwen2, qwen3)");
+    expect_error("mesh_axes: [data, stage, fsdp, tensor]\nici_pipeline_parallelism: 2\n", 0, NULL,
+                 "key 'ici_pipeline_parallelism' is MaxText's, which mtxc does not implement yet");
+    expect_error("mrope_section: {a: 1}\n", 0, NULL, "key 'mrope_section' expects a list");
+}
+END_TEST
+
 START_TEST(errors_consistency)
 {
     expect_error("base_emb_dim: 100\n", 0, NULL, "emb_dim 100 is not divisible by num_query_heads 16");
@@ -240,8 +296,9 @@ END_TEST
 START_TEST(print_roundtrip)
 {
     /* The printed config reads back to the same values. */
-    char *ov[] = {"model_name=gpt3-52k", "run_name=say \"hi\"", "adam_eps=1.5e-9"};
-    Config *c = load_base(3, ov);
+    char *ov[] = {"model_name=gpt3-52k", "run_name=say \"hi\"", "adam_eps=1.5e-9", "override_model_config=true",
+                  "scan_layers=false"};
+    Config *c = load_base(5, ov);
     ck_assert_msg(c, "%s", err);
     char path[64];
     snprintf(path, sizeof path, "/tmp/mtxc_rt_%d.yml", (int)getpid());
@@ -259,6 +316,7 @@ START_TEST(print_roundtrip)
     for (int k = 0; k < NUM_KEYS; k++)
         if (k != K_model_name)
             ck_assert_str_eq(config_value_text(p, c, k), config_value_text(p, d, k));
+    ck_assert_str_eq(d->mx[MK_scan_layers].text, "false");      /* MaxText keys set away from defaults */
     pool_free(p);
     config_free(c);
     config_free(d);
@@ -280,6 +338,8 @@ int main(void)
     tcase_add_test(tc, errors_consistency);
     tcase_add_test(tc, errors_files);
     tcase_add_test(tc, did_you_mean);
+    tcase_add_test(tc, maxtext_base_fixture);
+    tcase_add_test(tc, maxtext_key_classes);
     tcase_add_test(tc, print_roundtrip);
     suite_add_tcase(s, tc);
     return run_suite(s);

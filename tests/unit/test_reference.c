@@ -340,6 +340,15 @@ static void check_preset(const char *model)
     free(path);
 }
 
+/* Llama 3.1's RoPE (rotated pairs, scaled frequencies) on the tiny model */
+START_TEST(tiny_llama31_rope)
+{
+    char *ov[] = {"model_name=tiny", "rope_type=llama3.1", "rope_max_timescale=500000", "per_device_batch_size=2",
+                  "max_target_length=16", "warmup_steps_fraction=0", "steps=10", "dtype=float32"};
+    check_against("tests/data/tiny-llama3.1.ref", 8, ov);
+}
+END_TEST
+
 START_TEST(tiny_llama2)
 {
     check_preset("tiny");
@@ -395,6 +404,7 @@ int main(void)
     TCase *tc = tcase_create("pytorch");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, tiny_llama2);
+    tcase_add_test(tc, tiny_llama31_rope);
     tcase_add_test(tc, tiny_gemma);
     tcase_add_test(tc, tiny_gemma_soft_cap);
     tcase_add_test(tc, tiny_gemma2);

@@ -361,6 +361,36 @@ START_TEST(sampling)
 }
 END_TEST
 
+/* Llama 3.1's RoPE at position 9000 against Meta's formula in double: pairs
+ * (2i, 2i+1), frequencies with wavelengths past 8192 slowed 8x, blended
+ * between 2048 and 8192, kept below. Where the scaling applies (angles under
+ * 13 rad) float32 matches to 1e-5; the fast pairs' angles reach 9000 rad,
+ * where float32's rounding of the angle is ~1e-3. */
+START_TEST(rope_llama31)
+{
+    enum { DH = 16, FIRST = 9000 };
+    const double theta = 500000, pi = 3.14159265358979323846;
+    float x[DH], y[DH], unscaled[DH];
+    for (int i = 0; i < DH; i++) x[i] = (float)(0.3 + 0.05 * i);
+    mtx_rope_apply_at(y, x, FIRST, 1, 1, 1, DH, 1, (float)theta, MTX_ROPE_LLAMA31);
+    mtx_rope_apply_at(unscaled, x, FIRST, 1, 1, 1, DH, 1, (float)theta, MTX_ROPE_PAIRS);
+    int scaled = 0;
+    for (int k = 0; k < DH / 2; k++) {
+        double f = pow(theta, -2.0 * k / DH), wavelength = 2 * pi / f;
+        if (wavelength > 8192) f /= 8, scaled++;
+        else if (wavelength >= 2048) {
+            double smooth = (8192 / wavelength - 1) / 3;
+            f = (1 - smooth) * f / 8 + smooth * f;
+        }
+        double c = cos(FIRST * f), s = sin(FIRST * f), tol = FIRST * f < 13 ? 1e-5 : 2e-3;
+        ck_assert_double_eq_tol(y[2 * k], x[2 * k] * c - x[2 * k + 1] * s, tol);
+        ck_assert_double_eq_tol(y[2 * k + 1], x[2 * k + 1] * c + x[2 * k] * s, tol);
+        if (wavelength > 2048) ck_assert(fabs(y[2 * k] - unscaled[2 * k]) > 1e-3);   /* the scaling bites */
+    }
+    ck_assert_int_eq(scaled, 3);
+}
+END_TEST
+
 START_TEST(bf16_gemm_fallback)
 {
     setenv("MTX_BF16_GEMM", "blis", 1);
@@ -384,6 +414,7 @@ int main(void)
     tcase_add_test(tc, bf16_kernels);
     tcase_add_test(tc, flash_attention);
     tcase_add_test(tc, sampling);
+    tcase_add_test(tc, rope_llama31);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

@@ -242,17 +242,20 @@ START_TEST(layernorm)
 }
 END_TEST
 
+/* every layout: MaxText's halves, Llama's pairs, and pairs with Llama 3.1's scaling */
 START_TEST(rope)
 {
-    Case k = begin();
-    Value *x = param(&k, "x", 4, B, T, H, DH);
-    Value *y = temp_like(&k, "y", 4, B, T, H, DH);
-    Op *o = op(&k, OP_rope, y, 1, x, NULL, NULL);
-    int64_t a[4] = {B, T, H, DH};
-    memcpy(o->ia, a, sizeof a);
-    o->fa[0] = 1;
-    o->fa[1] = 10000;
-    finish(&k, probe_loss(&k, y));
+    for (int variant = MTX_ROPE_HALVES; variant <= MTX_ROPE_LLAMA31; variant++) {
+        Case k = begin();
+        Value *x = param(&k, "x", 4, B, T, H, DH);
+        Value *y = temp_like(&k, "y", 4, B, T, H, DH);
+        Op *o = op(&k, OP_rope, y, 1, x, NULL, NULL);
+        int64_t a[5] = {B, T, H, DH, variant};
+        memcpy(o->ia, a, sizeof a);
+        o->fa[0] = 1;
+        o->fa[1] = 10000;
+        finish(&k, probe_loss(&k, y));
+    }
 }
 END_TEST
 

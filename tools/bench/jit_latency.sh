@@ -37,4 +37,4 @@ bench() {   # bench NAME OVERRIDES...
     awk -v a="$cc" -v l="$link" -v b="$bcc" -v n="$name" 'BEGIN {printf "%s: JIT compile + link is %.1fx faster than the system compiler\n", n, b * 1000 / (a + l)}'
 }
 bench tiny model_name=tiny
-bench gpt2-124m model_name=gpt2-124m per_device_batch_size=4 max_target_length=256
+bench gpt2-124m model_name=gpt2-124m override_model_config=true per_device_batch_size=4 max_target_length=256
