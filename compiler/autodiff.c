@@ -257,6 +257,44 @@ static void vjp(AD *ad, const Op *op, Value *dy)
         accumulate(ad, in[0], dx);
         break;
     }
+    /* mixture of experts: the routing choice and the sort have no gradient */
+    case OP_topk_route: {
+        Value *dl = grad_value(ad, in[0], op);
+        copy_attrs(emit(ad, OP_topk_route_grad, 3, dy, y, op->out[1], NULL, 1, dl, NULL, NULL), op);
+        accumulate(ad, in[0], dl);
+        break;
+    }
+    case OP_gather_rows: {
+        Value *dx = grad_value(ad, in[0], op);
+        copy_attrs(emit(ad, OP_gather_rows_grad, 2, dy, in[1], NULL, NULL, 1, dx, NULL, NULL), op);
+        accumulate(ad, in[0], dx);
+        break;
+    }
+    case OP_grouped_matmul: {   /* ys = xs w[e]: dxs = dys w[e]^T, dw[e] = xs^T dys */
+        Value *w = in[1], *gw = grad_target(ad, w);
+        if (ad->needs[in[0]->id]) {
+            Value *dx = grad_value(ad, in[0], op);
+            g = emit(ad, OP_grouped_matmul, 3, dy, w, in[2], NULL, 1, dx, NULL, NULL);
+            int64_t at[5] = {op->ia[0], op->ia[2], op->ia[1], op->ia[3], !op->ia[4]};
+            memcpy(g->ia, at, sizeof at);
+            accumulate(ad, in[0], dx);
+        }
+        if (ad->needs[gw->id]) {
+            if (op->ia[4]) fatal("autodiff: grouped_matmul's weight gradient of a transposed weight");
+            Value *dw = grad_value(ad, gw, op);
+            copy_attrs(emit(ad, OP_grouped_matmul_wgrad, 3, in[0], dy, in[2], NULL, 1, dw, NULL, NULL), op);
+            accumulate(ad, gw, dw);
+        }
+        break;
+    }
+    case OP_expert_combine: {
+        Value *dys = grad_value(ad, in[0], op), *dw = grad_value(ad, in[2], op);
+        Value *gin[4] = {dy, in[0], in[1], in[2]}, *gout[2] = {dys, dw};
+        copy_attrs(op_add(ad->p, ad->f, OP_expert_combine_grad, ad->block, 4, gin, 2, gout), op);
+        accumulate(ad, in[0], dys);
+        accumulate(ad, in[2], dw);
+        break;
+    }
     case OP_fill:
         break;
     default:
@@ -265,10 +303,10 @@ static void vjp(AD *ad, const Op *op, Value *dy)
 }
 
 /* Outputs that depend on no parameter whatever the inputs: the loss's
- * weight counts targets. */
+ * weight counts targets; integers (the experts a router chose) have no gradient. */
 static bool differentiable(const Op *op, int out)
 {
-    return !(op->kind == OP_cross_entropy && out == 1);
+    return !(op->kind == OP_cross_entropy && out == 1) && dtype_is_float(op->out[out]->dtype);
 }
 
 /* Differentiate `loss` (a [1] value defined in f) with respect to every

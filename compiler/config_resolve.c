@@ -28,7 +28,8 @@ static const int size_keys[] = {
     K_base_emb_dim, K_base_num_query_heads, K_base_num_kv_heads, K_base_mlp_dim, K_base_num_decoder_layers,
     K_head_dim, K_vocab_size, K_max_target_length, K_trainable_position_size, K_gradient_accumulation_steps,
     K_ici_data_parallelism, K_ici_fsdp_parallelism, K_ici_tensor_parallelism, K_dcn_data_parallelism,
-    K_dcn_fsdp_parallelism, K_dcn_tensor_parallelism, K_compile_topology_num_slices,
+    K_dcn_fsdp_parallelism, K_dcn_tensor_parallelism, K_compile_topology_num_slices, K_num_experts,
+    K_num_experts_per_tok,
 };
 
 static bool check_size_keys(Config *c, char *err, size_t errlen)
@@ -79,10 +80,16 @@ static bool check_step_sizes(Config *c, char *err, size_t errlen)
     double tokens = fmax((double)d->global_batch, (double)d->eval_batch) * t;
     double e = d->emb_dim, m = d->mlp_dim, v = (double)cfg_int(c, K_vocab_size), h = d->num_query_heads;
     double dh = (double)cfg_int(c, K_head_dim);
-    double params = 2 * v * e + d->num_decoder_layers * sublayers(c) * (2 * e * h * dh + 2 * e * d->num_kv_heads * dh + 3 * e * m);
+    bool moe = !strcmp(cfg_str(c, K_decoder_block), "mixtral");
+    double experts = moe ? (double)cfg_int(c, K_num_experts) : 1, k = moe ? (double)cfg_int(c, K_num_experts_per_tok) : 1;
+    double params = 2 * v * e + d->num_decoder_layers * sublayers(c) *
+                                    (2 * e * h * dh + 2 * e * d->num_kv_heads * dh + 3 * e * m * experts);
     if (tokens > INT_MAX)
         FAIL(later(c, K_per_device_batch_size, K_max_target_length),
              "a step of %.0f tokens (batch x max_target_length) is too large (at most %d)", tokens, INT_MAX);
+    if (tokens * k > INT_MAX)
+        FAIL(later(c, K_per_device_batch_size, K_num_experts_per_tok),
+             "a step routes %.0f (token, expert) rows (tokens x num_experts_per_tok), at most %d", tokens * k, INT_MAX);
     if (tokens * v > limit)
         FAIL(later(c, K_vocab_size, K_per_device_batch_size), "the logits would hold %.3g elements (at most 2^60)",
              tokens * v);
@@ -113,6 +120,9 @@ static bool check_model(Config *c, char *err, size_t errlen)
         FAIL(K_mlp_activations, "mlp_activations must name one or two activations, got %d", acts->n);
     if (!strcmp(block, "gemma2") && cfg_int(c, K_sliding_window_size) <= 0)
         FAIL(K_sliding_window_size, "decoder_block gemma2 needs sliding_window_size > 0 for its local layers");
+    if (cfg_int(c, K_num_experts_per_tok) > cfg_int(c, K_num_experts))
+        FAIL(K_num_experts_per_tok, "num_experts_per_tok %lld is more than num_experts %lld",
+             cfg_int(c, K_num_experts_per_tok), cfg_int(c, K_num_experts));
     if (!strcmp(block, "gpt3")) {
         if (d->num_kv_heads != d->num_query_heads)
             FAIL(later(c, K_base_num_query_heads, K_base_num_kv_heads),

@@ -160,6 +160,39 @@ void emit_kernel(Emitter *e, const Op *op)
             V(e, in[0]), rows_at(e, in[1], a[2]), rows_at(e, in[2], a[2]), (long long)a[0], (long long)a[1],
             V(e, o[1]), (long long)a[3]);
         break;
+    case OP_topk_route:
+        emitf(e, "    mtx_topk_route(%s, %s, %s, %lld, %lld, %lld);\n", V(e, o[0]), V(e, o[1]), V(e, in[0]),
+            (long long)a[0], (long long)a[1], (long long)a[2]);
+        break;
+    case OP_topk_route_grad:
+        emitf(e, "    mtx_topk_route_grad(%s, %s, %s, %s, %lld, %lld, %lld);\n", V(e, o[0]), V(e, in[0]), V(e, in[1]),
+            V(e, in[2]), (long long)a[0], (long long)a[1], (long long)a[2]);
+        break;
+    case OP_expert_sort:
+        emitf(e, "    mtx_expert_sort(%s, %s, %s, %lld, %lld, %lld);\n", V(e, o[0]), V(e, o[1]), V(e, in[0]),
+            (long long)a[0], (long long)a[1], (long long)a[2]);
+        break;
+    case OP_gather_rows:
+    case OP_gather_rows_grad:
+        emitf(e, "    mtx_gather_rows%s(%s, %s, %s, %lld, %lld, %lld);\n", op->kind == OP_gather_rows ? "" : "_grad",
+            V(e, o[0]), V(e, in[0]), V(e, in[1]), (long long)a[0], (long long)a[1], (long long)a[2]);
+        break;
+    case OP_grouped_matmul:
+        emitf(e, "    mtx_grouped_matmul(%s, %s, %s, %s, %lld, %lld, %lld, %lld, %lld);\n", V(e, o[0]), V(e, in[0]),
+            V(e, in[1]), V(e, in[2]), (long long)a[0], (long long)a[1], (long long)a[2], (long long)a[3], (long long)a[4]);
+        break;
+    case OP_grouped_matmul_wgrad:
+        emitf(e, "    mtx_grouped_matmul_wgrad(%s, %s, %s, %s, %lld, %lld, %lld, %lld);\n", V(e, o[0]), V(e, in[0]),
+            V(e, in[1]), V(e, in[2]), (long long)a[0], (long long)a[1], (long long)a[2], (long long)a[3]);
+        break;
+    case OP_expert_combine:
+        emitf(e, "    mtx_expert_combine(%s, %s, %s, %s, %lld, %lld, %lld);\n", V(e, o[0]), V(e, in[0]), V(e, in[1]),
+            V(e, in[2]), (long long)a[0], (long long)a[1], (long long)a[2]);
+        break;
+    case OP_expert_combine_grad:
+        emitf(e, "    mtx_expert_combine_grad(%s, %s, %s, %s, %s, %s, %lld, %lld, %lld);\n", V(e, o[0]), V(e, o[1]),
+            V(e, in[0]), V(e, in[1]), V(e, in[2]), V(e, in[3]), (long long)a[0], (long long)a[1], (long long)a[2]);
+        break;
     case OP_rows:
         emitf(e, "    mtx_copy_rows(%s, %s, %lld, %lld, %lld, %d);\n", V(e, o[0]), V(e, in[0]), (long long)a[0],
             (long long)a[1], (long long)a[2], dtype_bytes(in[0]->dtype));

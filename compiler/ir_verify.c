@@ -96,6 +96,32 @@ static bool check_shapes(Verifier *V)
     }
     case OP_cross_entropy_grad:
         return numel_is(V, out[0], a[0] * a[1], "output") && numel_is(V, in[3], 1, "loss gradient");
+    case OP_topk_route:
+        return numel_is(V, in[0], a[0] * a[1], "logits") && numel_is(V, out[0], a[0] * a[2], "weights") &&
+               numel_is(V, out[1], a[0] * a[2], "experts") && dtype_is(V, out[1], DT_I32) &&
+               (a[2] <= a[1] || bad(V, "k %lld > %lld experts", (long long)a[2], (long long)a[1]));
+    case OP_topk_route_grad:
+        return numel_is(V, out[0], a[0] * a[1], "logits gradient") && numel_is(V, in[2], a[0] * a[2], "experts");
+    case OP_expert_sort:
+        return numel_is(V, in[0], a[0] * a[2], "experts") && numel_is(V, out[0], a[0] * a[2], "order") &&
+               numel_is(V, out[1], a[1] + 1, "offsets") && dtype_is(V, out[0], DT_I32) && dtype_is(V, out[1], DT_I32);
+    case OP_gather_rows: case OP_gather_rows_grad: {
+        const Value *tokens = o->kind == OP_gather_rows ? in[0] : out[0], *rows = o->kind == OP_gather_rows ? out[0] : in[0];
+        return numel_is(V, tokens, a[0] * a[1], "tokens") && numel_is(V, rows, a[0] * a[2] * a[1], "rows") &&
+               numel_is(V, in[1], a[0] * a[2], "order");
+    }
+    case OP_grouped_matmul:
+        return numel_is(V, in[0], a[0] * a[2], "rows") && numel_is(V, in[1], a[3] * a[2] * a[1], "weights") &&
+               numel_is(V, in[2], a[3] + 1, "offsets") && numel_is(V, out[0], a[0] * a[1], "output");
+    case OP_grouped_matmul_wgrad:
+        return numel_is(V, in[0], a[0] * a[2], "rows") && numel_is(V, in[1], a[0] * a[1], "output gradient") &&
+               numel_is(V, out[0], a[3] * a[2] * a[1], "weights gradient");
+    case OP_expert_combine:
+        return numel_is(V, in[0], a[0] * a[2] * a[1], "rows") && numel_is(V, in[2], a[0] * a[2], "weights") &&
+               numel_is(V, out[0], a[0] * a[1], "output");
+    case OP_expert_combine_grad:
+        return numel_is(V, in[0], a[0] * a[1], "output gradient") && numel_is(V, out[0], a[0] * a[2] * a[1], "rows") &&
+               numel_is(V, out[1], a[0] * a[2], "weights");
     case OP_all_gather:
         return numel_is(V, in[0], (int64_t)mtx_shard_chunk((size_t)a[0], (int)a[1]), "chunk") &&
                numel_is(V, out[0], a[0], "output");
@@ -124,6 +150,9 @@ static bool integer_operand(const Op *o, const Value *v)
     case OP_learning_rate: case OP_step_increment: return v->dtype == DT_I64;
     case OP_rope_at: case OP_position_add_at: case OP_kv_cache_write: case OP_cached_attention:
         return v->dtype == DT_I32;   /* the position */
+    case OP_topk_route: case OP_topk_route_grad: case OP_expert_sort: case OP_gather_rows: case OP_gather_rows_grad:
+    case OP_grouped_matmul: case OP_grouped_matmul_wgrad: case OP_expert_combine: case OP_expert_combine_grad:
+        return v->dtype == DT_I32;   /* experts chosen, their sorted order and offsets */
     default: return false;
     }
 }

@@ -1,5 +1,6 @@
 /* Model builder: the forward graph of a decoder-only transformer, from the
- * resolved config. Families: llama2 (also mistral), gemma, gemma2, qwen2,
+ * resolved config. Families: llama2 (also mistral), mixtral (llama2's
+ * attention, a routed mixture of experts for the MLP), gemma, gemma2, qwen2,
  * qwen3 and gpt3, following MaxText's layers (see
  * ../shared/notes/maxtext-semantics.md, gemma.md and qwen-llama3.md). The
  * same builder writes the eval step, the train step's forward pass and the
@@ -24,7 +25,8 @@ typedef struct {
     Value *query_norm, *key_norm;              /* use_qk_norm: per-head RMSNorm scales [head_dim] */
     Value *wq, *wk, *wv, *wo, *bq, *bk, *bv, *bo;
     Value *norm2_scale, *norm2_bias;           /* pre-MLP norm */
-    Value *wi0, *wi1, *wo_mlp, *bi, *bo_mlp;   /* wi1 only when gated, biases only for gpt3 */
+    Value *wi0, *wi1, *wo_mlp, *bi, *bo_mlp;   /* wi1 only when gated, biases only for gpt3; [E, ...] for experts */
+    Value *gate;                               /* mixtral: the router's kernel [D, E] */
 } LayerParams;
 
 typedef struct {
@@ -37,6 +39,9 @@ typedef struct {
     bool qwen;                                 /* qwen2/qwen3: the llama2 layer, query scaled at run time, no output dropout */
     bool qkv_bias;                             /* qwen2's attention_bias: biases on q, k, v (not out) */
     bool qk_norm;                              /* use_qk_norm: RMSNorm of each q and k head before RoPE */
+    bool moe;                                  /* mixtral: the MLP is E experts, k per token (moe.py RoutedMoE) */
+    bool layer_norm_names;                     /* qwen and mixtral name their norms *_layer_norm */
+    int64_t E, K;                              /* num_experts, num_experts_per_tok */
     bool flash;                                /* fused attention (attention: flash, or autoselected) */
     bool train;                                /* building the train step: dropout applies */
     bool decoding;                             /* building prefill/decode: new tokens at position_in, caches */
@@ -126,6 +131,22 @@ static void describe_sublayer(Builder *b, int s, LayerParams *lp)
     lp->f32 = b->gemma2 && s % 2 == 1;
 }
 
+/* moe.py RoutedMoE: the gate's kernel [D, E] (fan_in D), and the experts'
+ * [E, D, M] and [E, M, D], whose variance scaling takes axis 0 (E) as the in
+ * axis, so their fan_in is E M and E D (kernel_in_axis = np.arange(1)). */
+static void make_experts(Builder *b, int l, LayerParams *lp)
+{
+    Pool *pool = b->p->pool;
+    const char *m = pool_fmt(pool, "layers.%d.MoeBlock_0", l);
+    lp->gate = kernel(b, pool_fmt(pool, "%s.gate.kernel", m), b->D, b->E, "embed", NULL);
+    const double truncation = 0.87962566103423978;   /* see kernel() */
+    int64_t wi[3] = {b->E, b->D, b->M}, wo[3] = {b->E, b->M, b->D};
+    double si = 1.0 / sqrt((double)(b->E * b->M)) / truncation, so = 1.0 / sqrt((double)(b->E * b->D)) / truncation;
+    lp->wi0 = param(b, pool_fmt(pool, "%s.wi_0", m), 3, wi, INIT_TRUNCATED_NORMAL, si, "exp", "embed_moe", "mlp_moe");
+    lp->wi1 = param(b, pool_fmt(pool, "%s.wi_1", m), 3, wi, INIT_TRUNCATED_NORMAL, si, "exp", "embed_moe", "mlp_moe");
+    lp->wo_mlp = param(b, pool_fmt(pool, "%s.wo", m), 3, wo, INIT_TRUNCATED_NORMAL, so, "exp", "mlp_moe", "embed_moe");
+}
+
 static void make_params(Builder *b)
 {
     Pool *pool = b->p->pool;
@@ -143,7 +164,8 @@ static void make_params(Builder *b)
         const char *sfx = lp->sfx;
         const char *at = pool_fmt(pool, "layers.%d.self_attention%s", l, sfx);
         const char *mlp = pool_fmt(pool, "layers.%d.mlp%s", l, sfx);
-        make_norm(b, pool_fmt(pool, b->qwen ? "layers.%d.pre_self_attention_layer_norm%s" : "layers.%d.pre_self_attention_norm%s",
+        make_norm(b, pool_fmt(pool, b->layer_norm_names ? "layers.%d.pre_self_attention_layer_norm%s"
+                                                        : "layers.%d.pre_self_attention_norm%s",
                               l, sfx), &lp->norm1_scale, &lp->norm1_bias);
         /* Megatron: q, k, v split by columns (heads), out by rows. */
         lp->wq = split(b, kernel(b, pool_fmt(pool, "%s.query.kernel", at), b->D, b->H * b->Dh, "embed", "q_heads"), 1);
@@ -172,9 +194,13 @@ static void make_params(Builder *b)
             make_norm(b, pool_fmt(pool, "layers.%d.post_self_attention_norm%s", l, sfx), &lp->post_attn_scale, NULL);
         make_norm(b, b->gpt3    ? pool_fmt(pool, "%s.mlp_layer_norm", mlp)
                      : b->gemma ? pool_fmt(pool, "layers.%d.pre_ffw_norm%s", l, sfx)
-                     : b->qwen  ? pool_fmt(pool, "layers.%d.post_self_attention_layer_norm", l)
+                     : b->layer_norm_names ? pool_fmt(pool, "layers.%d.post_self_attention_layer_norm", l)
                                 : pool_fmt(pool, "layers.%d.post_self_attention_norm", l),
                   &lp->norm2_scale, &lp->norm2_bias);
+        if (b->moe) {
+            make_experts(b, l, lp);
+            continue;
+        }
         /* wi by columns, wo by rows. */
         lp->wi0 = split(b, kernel(b, pool_fmt(pool, b->gated ? "%s.wi_0.kernel" : "%s.wi.kernel", mlp), b->D, b->M,
                                   "embed", "mlp"), 1);
@@ -303,16 +329,25 @@ static Value *norm(Builder *b, const char *name, Value *x, Value *scale, Value *
     return y;
 }
 
+/* An elementwise result: [B, T, width] as the activations are, or x's own
+ * shape for rows that are not one per token (the experts' N k rows). */
+static Value *like_x(Builder *b, const char *name, const Value *x)
+{
+    int64_t w = x->dim[x->rank - 1];
+    if (value_numel(x) == b->B * b->T * w) return act(b, name, w);
+    return value_new(b->p, name, b->dt, x->rank, x->dim, V_TEMP);
+}
+
 static Value *binary(Builder *b, OpKind kind, const char *name, Value *x, Value *y)
 {
-    Value *out = act(b, name, x->dim[x->rank - 1]);
+    Value *out = like_x(b, name, x);
     emit(b, kind, out, 2, x, y, NULL);
     return out;
 }
 
 static Value *unary(Builder *b, OpKind kind, const char *name, Value *x)
 {
-    Value *out = act(b, name, x->dim[x->rank - 1]);
+    Value *out = like_x(b, name, x);
     emit(b, kind, out, 1, x, NULL, NULL);
     return out;
 }
@@ -493,6 +528,65 @@ static Value *mlp(Builder *b, int s, Value *x)
     return dense_rows(b, pool_fmt(pool, "%s.wo", m), h, lp->wo_mlp, lp->bo_mlp);
 }
 
+static Value *moe_temp(Builder *b, const char *name, DType dt, int64_t rows, int64_t cols)
+{
+    int64_t dim[2] = {rows, cols};
+    return value_new(b->p, name, dt, 2, dim, V_TEMP);
+}
+
+/* rows x w[e] for each expert's rows: the weight as the activations' dtype, as MaxText casts it */
+static Value *grouped_matmul(Builder *b, const char *name, Value *xs, Value *w, Value *offsets)
+{
+    w = weight_as(b, w, xs->dtype);
+    int64_t m = xs->dim[0], k = w->dim[1], n = w->dim[2];
+    Value *y = moe_temp(b, name, xs->dtype, m, n);
+    Op *op = op_add(b->p, b->f, OP_grouped_matmul, b->block, 3, (Value *[]){xs, w, offsets}, 1, &y);
+    int64_t a[5] = {m, n, k, b->E, 0};
+    memcpy(op->ia, a, sizeof a);
+    b->matmul_flops += 2.0 * (double)m * (double)n * (double)k;
+    return y;
+}
+
+/* MaxText's dropless RoutedMoE (sparse_matmul): the gate's logits in dtype,
+ * the top k of them and a float32 softmax over those (weights in dtype), the
+ * N k (token, choice) rows sorted by expert, SwiGLU per expert on its rows
+ * (grouped GEMMs), and the weighted sum back in token order in float32. */
+static Value *moe(Builder *b, int s, Value *x)
+{
+    Pool *pool = b->p->pool;
+    LayerParams *lp = &b->layers[s];
+    const char *m = pool_fmt(pool, "layers.%d.MoeBlock_0", lp->layer);
+    int64_t n = b->B * b->T, rows = n * b->K;
+    Value *logits = matmul(b, pool_fmt(pool, "%s.gate", m), x, lp->gate, false, 1.0);
+    Value *logits32 = convert(b, pool_fmt(pool, "%s.gate_f32", m), logits, DT_F32);
+    Value *w32 = moe_temp(b, pool_fmt(pool, "%s.weights_f32", m), DT_F32, n, b->K);
+    Value *experts = moe_temp(b, pool_fmt(pool, "%s.experts", m), DT_I32, n, b->K);
+    Op *op = op_add(b->p, b->f, OP_topk_route, b->block, 1, &logits32, 2, (Value *[]){w32, experts});
+    int64_t ra[3] = {n, b->E, b->K};
+    memcpy(op->ia, ra, sizeof ra);
+    /* float32_weight_sum: the weights rounded to dtype, summed in float32 */
+    Value *w = convert(b, pool_fmt(pool, "%s.weights", m), w32, b->dt);
+    w = convert(b, pool_fmt(pool, "%s.weights_sum_f32", m), w, DT_F32);
+    Value *order = moe_temp(b, pool_fmt(pool, "%s.order", m), DT_I32, rows, 1);
+    int64_t e1 = b->E + 1;
+    Value *offsets = value_new(b->p, pool_fmt(pool, "%s.group_offsets", m), DT_I32, 1, &e1, V_TEMP);
+    op = op_add(b->p, b->f, OP_expert_sort, b->block, 1, &experts, 2, (Value *[]){order, offsets});
+    memcpy(op->ia, ra, sizeof ra);
+    Value *xs = moe_temp(b, pool_fmt(pool, "%s.sorted_inputs", m), x->dtype, rows, b->D);
+    int64_t ga[3] = {n, b->D, b->K};
+    memcpy(emit(b, OP_gather_rows, xs, 2, x, order, NULL)->ia, ga, sizeof ga);
+    Value *h = grouped_matmul(b, pool_fmt(pool, "%s.wi_0", m), xs, lp->wi0, offsets);
+    Value *g = grouped_matmul(b, pool_fmt(pool, "%s.wi_1", m), xs, lp->wi1, offsets);
+    const StrList *acts = &b->c->v[K_mlp_activations].list;
+    if (strcmp(acts->items[0], "linear")) h = unary(b, activation(acts->items[0]), pool_fmt(pool, "%s.activation", m), h);
+    h = binary(b, OP_mul, pool_fmt(pool, "%s.hidden", m), h, g);
+    Value *ys = grouped_matmul(b, pool_fmt(pool, "%s.wo", m), h, lp->wo_mlp, offsets);
+    Value *ys32 = convert(b, pool_fmt(pool, "%s.expert_outputs_f32", m), ys, DT_F32);
+    Value *y32 = value_new(b->p, pool_fmt(pool, "%s.output_f32", m), DT_F32, 3, (int64_t[]){b->B, b->T, b->D}, V_TEMP);
+    memcpy(emit(b, OP_expert_combine, y32, 3, ys32, order, w)->ia, ga, sizeof ga);
+    return convert(b, pool_fmt(pool, "%s.output", m), y32, b->dt);
+}
+
 /* x + f(norm(x)), with gemma2's norm of f's output before the sum. */
 static Value *residual(Builder *b, Value *x, Value *f, Value *post_scale, const char *name)
 {
@@ -512,7 +606,8 @@ static Value *decoder_layer(Builder *b, int s, Value *x)
     x = residual(b, x, attention(b, s, h), lp->post_attn_scale, pool_fmt(pool, "layers.%d.attention_residual%s", l, sfx));
     b->block = pool_fmt(pool, "layers.%d: %smlp", l, lp->kind);
     h = norm(b, pool_fmt(pool, "layers.%d.mlp_input%s", l, sfx), x, lp->norm2_scale, lp->norm2_bias, layer_eps(b));
-    x = residual(b, x, mlp(b, s, h), lp->post_ffw_scale, pool_fmt(pool, "layers.%d.output%s", l, sfx));
+    x = residual(b, x, b->moe ? moe(b, s, h) : mlp(b, s, h), lp->post_ffw_scale,
+                 pool_fmt(pool, "layers.%d.output%s", l, sfx));
     if (b->qwen) return x;                     /* qwen2.py / qwen3.py: no dropout of the layer's output */
     return dropout(b, pool_fmt(pool, "layers.%d.output_dropped%s", l, sfx), x, false);
 }
@@ -680,6 +775,9 @@ bool build_model(Program *p, char *err, size_t errlen)
         .qwen = !strncmp(cfg_str(c, K_decoder_block), "qwen", 4),
         .qkv_bias = !strcmp(cfg_str(c, K_decoder_block), "qwen2") && cfg_bool(c, K_attention_bias),
         .qk_norm = cfg_bool(c, K_use_qk_norm) && strcmp(cfg_str(c, K_decoder_block), "gpt3"),
+        .moe = !strcmp(cfg_str(c, K_decoder_block), "mixtral"),
+        .layer_norm_names = !strncmp(cfg_str(c, K_decoder_block), "qwen", 4) || !strcmp(cfg_str(c, K_decoder_block), "mixtral"),
+        .E = cfg_int(c, K_num_experts), .K = cfg_int(c, K_num_experts_per_tok),
         .gated = acts->n == 2,
         .flash = attention_is_flash(c),
         .B = c->d.global_batch, .T = cfg_int(c, K_max_target_length), .D = c->d.emb_dim,

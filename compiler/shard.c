@@ -142,6 +142,11 @@ bool lowerable_mesh(const Config *c, char *err, size_t errlen)
     const Derived *d = &c->d;
     int tp = d->mesh_tensor;
     if (!rules_match(c, err, errlen)) return false;
+    if (tp > 1 && !strcmp(cfg_str(c, K_decoder_block), "mixtral")) {
+        snprintf(err, errlen, "mtxc: error: mixtral's experts are not split over the tensor axis yet (ici_tensor_parallelism "
+                              "%d); use mtxc compile-only for its report", tp);
+        return false;
+    }
     /* one kv head (multi-query) is replicated, as Megatron does */
     if (tp > 1 && (d->num_query_heads % tp || (d->num_kv_heads % tp && d->num_kv_heads > 1) || d->mlp_dim % tp)) {
         snprintf(err, errlen, "mtxc: error: tensor parallelism %d must divide num_query_heads %d, num_kv_heads %d "

@@ -164,6 +164,20 @@ void mtx_cached_attention_bf16(mtx_bf16 *o, const mtx_bf16 *q, const mtx_bf16 *k
                                int n, int hq, int hkv, int dh, int window, int tmax, float scale, float cap);
 void mtx_rope_apply_bf16(mtx_bf16 *y, const mtx_bf16 *x, int b, int t, int heads, int dh, float min_timescale,
                          float max_timescale, mtx_rope_variant variant, int inverse);
+/* Mixture of experts, dropless (experts.c): see ops.def's topk_route .. expert_combine_grad */
+void mtx_topk_route(float *weights, int32_t *experts, const float *logits, int n, int num_experts, int k);
+void mtx_topk_route_grad(float *dlogits, const float *dweights, const float *weights, const int32_t *experts, int n,
+                         int num_experts, int k);
+void mtx_expert_sort(int32_t *order, int32_t *offsets, const int32_t *experts, int n, int num_experts, int k);
+void mtx_gather_rows(float *xs, const float *x, const int32_t *order, int n, int d, int k);
+void mtx_gather_rows_grad(float *dx, const float *dxs, const int32_t *order, int n, int d, int k);
+void mtx_grouped_matmul(float *ys, const float *xs, const float *w, const int32_t *offsets, int m, int n, int kdim,
+                        int num_experts, int tb);
+void mtx_grouped_matmul_wgrad(float *dw, const float *xs, const float *dys, const int32_t *offsets, int m, int n,
+                              int kdim, int num_experts);
+void mtx_expert_combine(float *y, const float *ys, const int32_t *order, const float *weights, int n, int d, int k);
+void mtx_expert_combine_grad(float *dys, float *dweights, const float *dy, const float *ys, const int32_t *order,
+                             const float *weights, int n, int d, int k);
 void mtx_causal_softmax_forward(float *p, const float *s, int blocks, int t, int window);
 void mtx_causal_softmax_backward(float *ds, const float *p, const float *dp, int blocks, int t);
 void mtx_attention_scores(float *s, const float *q, const float *k, int b, int t, int hq, int hkv, int dh, float scale);

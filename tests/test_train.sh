@@ -20,8 +20,9 @@ awk -v a="$first" -v b="$last" 'BEGIN { exit !(a >= 5 * b) }' || fail "loss fell
 echo "loss fell from $first to $last"
 
 # The gemma blocks learn the same task: tiny-gemma (GeGLU, one kv head, tied
-# normalized logits) and tiny-gemma2 (local/global pairs, post norms, soft caps).
-for m in tiny-gemma tiny-gemma2; do
+# normalized logits), tiny-gemma2 (local/global pairs, post norms, soft caps) and
+# tiny-mixtral (4 experts, 2 per token).
+for m in tiny-gemma tiny-gemma2 tiny-mixtral; do
     "$MTXC" build configs/base.yml model_name=$m override_model_config=true -o "$dir/$m" > "$dir/build.log" 2>&1 ||
         { cat "$dir/build.log"; fail "mtxc build $m"; }
     "$dir/$m" steps=200 log_period=200 > "$dir/$m.log" 2>&1 || { cat "$dir/$m.log"; fail "$m exited"; }

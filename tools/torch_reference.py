@@ -75,7 +75,7 @@ def norm_names(c):
     """A layer's pre-attention and pre-MLP norms, as MaxText names them."""
     if c["decoder_block"].startswith("gemma"):
         return "pre_self_attention_norm", "pre_ffw_norm"
-    if c["decoder_block"].startswith("qwen"):
+    if c["decoder_block"].startswith("qwen") or c["decoder_block"] == "mixtral":
         return "pre_self_attention_layer_norm", "post_self_attention_layer_norm"
     return "pre_self_attention_norm", "post_self_attention_norm"
 
@@ -126,6 +126,13 @@ def param_shapes(c):
             shapes[f"{mlp}.mlp_layer_norm.bias"] = (D,)
         else:
             shapes[f"layers.{l}.{norm_names(c)[1]}{sfx}.scale"] = (D,)
+        if c["decoder_block"] == "mixtral":      # moe.py RoutedMoE, MaxText's names
+            E, moe = c["num_experts"], f"layers.{l}.MoeBlock_0"
+            shapes[f"{moe}.gate.kernel"] = (D, E)
+            shapes[f"{moe}.wi_0"] = (E, D, M)
+            shapes[f"{moe}.wi_1"] = (E, D, M)
+            shapes[f"{moe}.wo"] = (E, M, D)
+            continue
         if gated:
             shapes[f"{mlp}.wi_0.kernel"] = (D, M)
             shapes[f"{mlp}.wi_1.kernel"] = (D, M)
@@ -230,6 +237,24 @@ def activation(name, x):
     return x
 
 
+def experts(c, P, name, h):
+    """MaxText's dropless RoutedMoE, written densely: every expert on every
+    token, then each token's k chosen outputs weighted by the softmax of
+    their gate logits (top_k on the logits; the weights rounded to dtype and
+    summed in float32, float32_weight_sum)."""
+    k = c["num_experts_per_tok"]
+    logits = bf(h @ wcast(P[f"{name}.gate.kernel"]))
+    top, chosen = torch.topk(logits, k, dim=-1)
+    weights = bf(torch.softmax(top, dim=-1))
+    act = c["mlp_activations"][0]
+    y0 = bf(torch.einsum("btd,edm->btem", h, wcast(P[f"{name}.wi_0"])))
+    y1 = bf(torch.einsum("btd,edm->btem", h, wcast(P[f"{name}.wi_1"])))
+    hidden = bf(bf(activation(act, y0)) * y1)
+    out = bf(torch.einsum("btem,emd->bted", hidden, wcast(P[f"{name}.wo"])))
+    picked = out.gather(2, chosen[..., None].expand(*chosen.shape, out.shape[-1]))
+    return bf((weights[..., None] * picked).sum(2))
+
+
 def forward(c, P, inputs, targets, seg):
     D, H, KV, Dh = c["emb_dim"], c["num_query_heads"], c["num_kv_heads"], c["head_dim"]
     eps = c["normalization_layer_epsilon"]
@@ -286,6 +311,9 @@ def forward(c, P, inputs, targets, seg):
         x = bf(x + o)
         h = norm(x, f"{mlp}.mlp_layer_norm" if gpt3 else f"layers.{l}.{norm_names(c)[1]}{sfx}", layer_eps)
         acts = c["mlp_activations"]
+        if c["decoder_block"] == "mixtral":
+            x = bf(x + experts(c, P, f"layers.{l}.MoeBlock_0", h))
+            continue
         if len(acts) == 2:
             y = bf(bf(activation(acts[0], dense(h, f"{mlp}.wi_0.kernel"))) *
                    bf(activation(acts[1], dense(h, f"{mlp}.wi_1.kernel"))))

@@ -75,7 +75,7 @@ START_TEST(preset_llama2_7b)
     /* The preset's rule comes first; base rules for other names are kept. */
     ck_assert_str_eq(c->v[K_logical_axis_rules].rules[0].name, "norm");
     ck_assert_str_eq(c->v[K_logical_axis_rules].rules[0].axes.items[0], "fsdp");
-    ck_assert_int_eq(c->v[K_logical_axis_rules].nrules, 16);
+    ck_assert_int_eq(c->v[K_logical_axis_rules].nrules, 19);
     config_free(c);
 }
 END_TEST
@@ -144,7 +144,7 @@ START_TEST(value_types)
     ck_assert_str_eq(r->rules[0].name, "embed");
     ck_assert_str_eq(r->rules[1].axes.items[1], "data");
     /* Base rules named embed and mlp are overridden, the rest kept. */
-    ck_assert_int_eq(r->nrules, 16);
+    ck_assert_int_eq(r->nrules, 19);
     config_free(c);
 }
 END_TEST
@@ -204,7 +204,7 @@ START_TEST(errors_types_and_ranges)
     char *bad2[] = {"mlp_activations=[silu"};
     expect_error("", 1, bad2, "argument 'mlp_activations=[silu': error: key 'mlp_activations': cannot read the value as YAML");
     char *bad3[] = {"decoder_block=gpt4"};
-    expect_error("", 1, bad3, "unknown decoder_block 'gpt4' (choices: llama2, mistral, gpt3, gemma, gemma2, qwen2, qwen3) (did you mean 'gpt3'?)");
+    expect_error("", 1, bad3, "unknown decoder_block 'gpt4' (choices: llama2, mistral, mixtral, gpt3, gemma, gemma2, qwen2, qwen3) (did you mean 'gpt3'?)");
 }
 END_TEST
 
@@ -233,22 +233,23 @@ END_TEST
  * other families' decoder blocks are named in one line. */
 START_TEST(maxtext_key_classes)
 {
-    char *ok[] = {"scan_layers=false", "enable_goodput_recording=true", "profiler=xplane", "num_experts=1.0",
+    char *ok[] = {"scan_layers=false", "enable_goodput_recording=true", "profiler=xplane", "shared_experts=0.0",
                   "quantization=''", "mrope_section=[24, 20, 20]", "checkpoint_todelete_subdir=None"};
     Config *c = load_base(7, ok);
     ck_assert_msg(c, "%s", err);
     ck_assert_str_eq(c->mx[MK_scan_layers].text, "false");
     ck_assert_str_eq(c->mx[MK_profiler].text, "\"xplane\"");
     config_free(c);
-    char *e1[] = {"num_experts=8"};
-    expect_error("", 1, e1, "argument 'num_experts=8': error: key 'num_experts' is MaxText's, which mtxc does not "
-                 "implement yet: only MaxText's default 1 is accepted, not 8");
+    char *e1[] = {"shared_experts=2"};
+    expect_error("", 1, e1, "argument 'shared_experts=2': error: key 'shared_experts' is MaxText's, which mtxc does not "
+                 "implement yet: only MaxText's default 0 is accepted, not 2");
     char *e2[] = {"enable_goodput_recording=maybe"};
     expect_error("", 1, e2, "key 'enable_goodput_recording' expects true or false (MaxText's default: false)");
     char *e3[] = {"scan_layer=false"};
     expect_error("", 1, e3, "unknown key 'scan_layer' (did you mean 'scan_layers'?)");
-    expect_error("decoder_block: mixtral\nnum_experts: 8\n", 0, NULL, ":2:16: error: decoder_block 'mixtral' is "
-                 "MaxText's, which mtxc does not implement yet (mtxc has: llama2, mistral, gpt3, gemma, gemma2, qwen2, qwen3)");
+    expect_error("decoder_block: deepseek\nshared_experts: 1\n", 0, NULL, ":2:16: error: decoder_block 'deepseek' is "
+                 "MaxText's, which mtxc does not implement yet (mtxc has: llama2, mistral, mixtral, gpt3, gemma, gemma2, qwen2, "
+                 "qwen3)");
     expect_error("mesh_axes: [data, stage, fsdp, tensor]\nici_pipeline_parallelism: 2\n", 0, NULL,
                  "key 'ici_pipeline_parallelism' is MaxText's, which mtxc does not implement yet");
     expect_error("mrope_section: {a: 1}\n", 0, NULL, "key 'mrope_section' expects a list");

@@ -131,6 +131,24 @@ START_TEST(gemma2_local_global)
 }
 END_TEST
 
+START_TEST(llama31_rope)
+{
+    /* Llama 3.1's RoPE: pairs, scaled frequencies; the cache's keys rotated at their positions */
+    char *o[] = {"model_name=llama3.1-8b", "base_emb_dim=64", "base_num_query_heads=4",
+                 "base_num_kv_heads=2", "base_mlp_dim=128", "base_num_decoder_layers=2", "head_dim=16",
+                 "vocab_size=256", "dtype=float32", "max_target_length=48", "max_prefill_predict_length=20"};
+    check_decoding("llama3.1", 11, o, 1e-5);
+}
+END_TEST
+
+START_TEST(mixtral_experts)
+{
+    /* every new token routed to its 2 of 4 experts, prefill and one token at a time */
+    char *o[] = {"model_name=tiny-mixtral", "dtype=float32", "max_target_length=48", "max_prefill_predict_length=20"};
+    check_decoding("tiny-mixtral", 4, o, 1e-5);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("decode");
@@ -138,6 +156,8 @@ int main(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, llama2_grouped_heads);
     tcase_add_test(tc, gpt3_learned_positions);
+    tcase_add_test(tc, llama31_rope);
+    tcase_add_test(tc, mixtral_experts);
     tcase_add_test(tc, flash_trained_bf16);
     tcase_add_test(tc, soft_capped_attention);
     tcase_add_test(tc, gemma2_local_global);

@@ -340,6 +340,13 @@ static void check_preset(const char *model)
     free(path);
 }
 
+/* mixtral: the router's top 2 of 4 experts, sorted rows, grouped GEMMs, the weighted sum */
+START_TEST(tiny_mixtral)
+{
+    check_preset("tiny-mixtral");
+}
+END_TEST
+
 /* Llama 3.1's RoPE (rotated pairs, scaled frequencies) on the tiny model */
 START_TEST(tiny_llama31_rope)
 {
@@ -405,6 +412,7 @@ int main(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, tiny_llama2);
     tcase_add_test(tc, tiny_llama31_rope);
+    tcase_add_test(tc, tiny_mixtral);
     tcase_add_test(tc, tiny_gemma);
     tcase_add_test(tc, tiny_gemma_soft_cap);
     tcase_add_test(tc, tiny_gemma2);

@@ -259,6 +259,32 @@ START_TEST(rope)
 }
 END_TEST
 
+/* A mixture of experts end to end: the router's weights (softmax over the
+ * top 2 of 3 logits), the rows sorted by expert, one grouped GEMM (each
+ * expert's rows times its weight), the weighted sum back per token. The
+ * choice is fixed near the point (no logit within h of a tie). */
+START_TEST(experts)
+{
+    enum { N = B * T, E = 3, K = 2, F = 5 };
+    Case k = begin();
+    Value *logits = param(&k, "logits", 2, N, E, 0, 0), *x = param(&k, "x", 2, N, D, 0, 0);
+    Value *w = param(&k, "w", 3, E, D, F, 0);
+    Value *weights = temp_like(&k, "weights", 2, N, K, 0, 0);
+    int64_t nk[2] = {N, K}, e1 = E + 1, rows[2] = {N * K, 1};
+    Value *chosen = value_new(k.p, "chosen", DT_I32, 2, nk, V_TEMP);
+    Value *order = value_new(k.p, "order", DT_I32, 2, rows, V_TEMP), *offsets = value_new(k.p, "offsets", DT_I32, 1, &e1, V_TEMP);
+    int64_t ra[3] = {N, E, K}, ga[3] = {N, D, K}, ma[5] = {N * K, F, D, E, 0}, ca[3] = {N, F, K};
+    memcpy(op_add(k.p, k.f, OP_topk_route, "case", 1, &logits, 2, (Value *[]){weights, chosen})->ia, ra, sizeof ra);
+    memcpy(op_add(k.p, k.f, OP_expert_sort, "case", 1, &chosen, 2, (Value *[]){order, offsets})->ia, ra, sizeof ra);
+    Value *xs = temp_like(&k, "xs", 2, N * K, D, 0, 0), *ys = temp_like(&k, "ys", 2, N * K, F, 0, 0);
+    Value *y = temp_like(&k, "y", 2, N, F, 0, 0);
+    memcpy(op(&k, OP_gather_rows, xs, 2, x, order, NULL)->ia, ga, sizeof ga);
+    memcpy(op(&k, OP_grouped_matmul, ys, 3, xs, w, offsets)->ia, ma, sizeof ma);
+    memcpy(op(&k, OP_expert_combine, y, 3, ys, order, weights)->ia, ca, sizeof ca);
+    finish(&k, probe_loss(&k, y));
+}
+END_TEST
+
 static void attention_attrs(Op *o)
 {
     int64_t a[5] = {B, T, H, KV, DH};
@@ -374,6 +400,7 @@ int main(void)
     tcase_add_test(tc, rmsnorm);
     tcase_add_test(tc, layernorm);
     tcase_add_test(tc, rope);
+    tcase_add_test(tc, experts);
     tcase_add_test(tc, attention_scores);
     tcase_add_test(tc, causal_softmax);
     tcase_add_test(tc, attention_values);

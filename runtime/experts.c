@@ -1,0 +1,166 @@
+/* Mixture of experts, dropless (MaxText's sparse_matmul path): each token's
+ * k experts from the router's logits, the N*k (token, slot) rows sorted by
+ * expert, one GEMM per expert over its contiguous rows, and the weighted sum
+ * back in token order. The row count is always N*k; only how it splits over
+ * the experts changes from step to step. Float32 throughout (bf16 operands
+ * are widened by the compiler, as MaxText's weight sum is float32). */
+#include "mtxrt.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Top k of each row (ties to the lower expert, as lax.top_k) and the
+ * softmax over those k logits. */
+void mtx_topk_route(float *weights, int32_t *experts, const float *logits, int n, int num_experts, int k)
+{
+    #pragma omp parallel for schedule(static)
+    for (int i = 0; i < n; i++) {
+        const float *row = logits + (size_t)i * num_experts;
+        float *w = weights + (size_t)i * k;
+        int32_t *e = experts + (size_t)i * k;
+        for (int j = 0; j < k; j++) {
+            int best = -1;
+            for (int x = 0; x < num_experts; x++) {
+                bool taken = false;
+                for (int q = 0; q < j; q++) taken |= e[q] == x;
+                if (!taken && (best < 0 || row[x] > row[best])) best = x;
+            }
+            e[j] = best;
+            w[j] = row[best];
+        }
+        float top = w[0], sum = 0;                 /* w[0] is the largest */
+        for (int j = 0; j < k; j++) sum += w[j] = mtx_exp(w[j] - top);
+        for (int j = 0; j < k; j++) w[j] /= sum;
+    }
+}
+
+/* The softmax's VJP over the chosen k; the other logits get no gradient. */
+void mtx_topk_route_grad(float *dlogits, const float *dweights, const float *weights, const int32_t *experts, int n,
+                         int num_experts, int k)
+{
+    #pragma omp parallel for schedule(static)
+    for (int i = 0; i < n; i++) {
+        const float *w = weights + (size_t)i * k, *dw = dweights + (size_t)i * k;
+        float *d = dlogits + (size_t)i * num_experts, dot = 0;
+        memset(d, 0, sizeof(float) * (size_t)num_experts);
+        for (int j = 0; j < k; j++) dot += w[j] * dw[j];
+        for (int j = 0; j < k; j++) d[experts[(size_t)i * k + j]] = w[j] * (dw[j] - dot);
+    }
+}
+
+/* A stable counting sort of the rows (token, slot) by expert, as MaxText's
+ * argsort of the flattened choices: order[r] = token * k + slot. */
+void mtx_expert_sort(int32_t *order, int32_t *offsets, const int32_t *experts, int n, int num_experts, int k)
+{
+    memset(offsets, 0, sizeof(int32_t) * (size_t)(num_experts + 1));
+    int rows = n * k;
+    for (int r = 0; r < rows; r++) offsets[experts[r] + 1]++;
+    for (int e = 0; e < num_experts; e++) offsets[e + 1] += offsets[e];
+    int32_t *next = malloc(sizeof(int32_t) * (size_t)num_experts);
+    if (!next) abort();
+    memcpy(next, offsets, sizeof(int32_t) * (size_t)num_experts);
+    for (int r = 0; r < rows; r++) order[next[experts[r]]++] = r;
+    free(next);
+}
+
+void mtx_gather_rows(float *xs, const float *x, const int32_t *order, int n, int d, int k)
+{
+    #pragma omp parallel for schedule(static)
+    for (int r = 0; r < n * k; r++)
+        memcpy(xs + (size_t)r * d, x + (size_t)(order[r] / k) * d, sizeof(float) * (size_t)d);
+}
+
+/* Each token's gradient: the sum of its k rows'. */
+void mtx_gather_rows_grad(float *dx, const float *dxs, const int32_t *order, int n, int d, int k)
+{
+    int rows = n * k;
+    int32_t *row_of = malloc(sizeof(int32_t) * (size_t)rows);    /* slot -> sorted row */
+    if (!row_of) abort();
+    for (int r = 0; r < rows; r++) row_of[order[r]] = r;
+    #pragma omp parallel for schedule(static)
+    for (int t = 0; t < n; t++) {
+        float *out = dx + (size_t)t * d;
+        memcpy(out, dxs + (size_t)row_of[t * k] * d, sizeof(float) * (size_t)d);
+        for (int j = 1; j < k; j++) {
+            const float *g = dxs + (size_t)row_of[t * k + j] * d;
+            for (int c = 0; c < d; c++) out[c] += g[c];
+        }
+    }
+    free(row_of);
+}
+
+/* ys[rows of e] = xs[rows of e] w[e]: w [E, K, N], or [E, N, K] transposed. */
+void mtx_grouped_matmul(float *ys, const float *xs, const float *w, const int32_t *offsets, int m, int n, int kdim,
+                        int num_experts, int tb)
+{
+    (void)m;
+    for (int e = 0; e < num_experts; e++) {
+        int first = offsets[e], rows = offsets[e + 1] - first;
+        if (rows <= 0) continue;
+        const float *we = w + (size_t)e * kdim * n;
+        mtx_sgemm(0, 0, rows, n, kdim, 1.0f, xs + (size_t)first * kdim, kdim, 1, we, tb ? 1 : n, tb ? kdim : 1, 0.0f,
+                  ys + (size_t)first * n, n, 1);
+    }
+}
+
+/* dw[e] = xs[rows of e]^T dys[rows of e]; an expert without rows gets zeros. */
+void mtx_grouped_matmul_wgrad(float *dw, const float *xs, const float *dys, const int32_t *offsets, int m, int n,
+                              int kdim, int num_experts)
+{
+    (void)m;
+    for (int e = 0; e < num_experts; e++) {
+        int first = offsets[e], rows = offsets[e + 1] - first;
+        float *de = dw + (size_t)e * kdim * n;
+        if (rows <= 0) {
+            memset(de, 0, sizeof(float) * (size_t)kdim * n);
+            continue;
+        }
+        mtx_sgemm(0, 0, kdim, n, rows, 1.0f, xs + (size_t)first * kdim, 1, kdim, dys + (size_t)first * n, n, 1, 0.0f,
+                  de, n, 1);
+    }
+}
+
+static int32_t *rows_of_slots(const int32_t *order, int rows)
+{
+    int32_t *row_of = malloc(sizeof(int32_t) * (size_t)rows);
+    if (!row_of) abort();
+    for (int r = 0; r < rows; r++) row_of[order[r]] = r;
+    return row_of;
+}
+
+/* y[t] = sum_j weights[t, j] ys[row of (t, j)], in float32. */
+void mtx_expert_combine(float *y, const float *ys, const int32_t *order, const float *weights, int n, int d, int k)
+{
+    int32_t *row_of = rows_of_slots(order, n * k);
+    #pragma omp parallel for schedule(static)
+    for (int t = 0; t < n; t++) {
+        float *out = y + (size_t)t * d;
+        memset(out, 0, sizeof(float) * (size_t)d);
+        for (int j = 0; j < k; j++) {
+            const float *src = ys + (size_t)row_of[t * k + j] * d, wt = weights[(size_t)t * k + j];
+            for (int c = 0; c < d; c++) out[c] += wt * src[c];
+        }
+    }
+    free(row_of);
+}
+
+void mtx_expert_combine_grad(float *dys, float *dweights, const float *dy, const float *ys, const int32_t *order,
+                             const float *weights, int n, int d, int k)
+{
+    int32_t *row_of = rows_of_slots(order, n * k);
+    #pragma omp parallel for schedule(static)
+    for (int t = 0; t < n; t++) {
+        const float *g = dy + (size_t)t * d;
+        for (int j = 0; j < k; j++) {
+            int r = row_of[t * k + j];
+            const float *src = ys + (size_t)r * d, wt = weights[(size_t)t * k + j];
+            float *out = dys + (size_t)r * d, dot = 0;
+            for (int c = 0; c < d; c++) {
+                out[c] = wt * g[c];
+                dot += src[c] * g[c];
+            }
+            dweights[(size_t)t * k + j] = dot;
+        }
+    }
+    free(row_of);
+}
