@@ -47,6 +47,8 @@ bool accumulate_gradients(Program *p, char *err, size_t errlen)
     /* Accumulators, zeroed before the loop. */
     Value *loss_sum = accumulator(p, "accumulated.loss", p->train_loss);
     Value *weight_sum = accumulator(p, "accumulated.total_weight", p->train_weight);
+    /* mixtral's load-balancing loss, for the metrics: weighted as the loss it is part of */
+    Value *lb_sum = p->train_moe_lb ? accumulator(p, "accumulated.moe_lb_loss", p->train_moe_lb) : NULL;
     int nparams = 0;
     for (int i = 0; i < p->nvalues; i++)
         if (p->values[i]->kind == V_PARAM && p->values[i]->grad) nparams++;
@@ -62,13 +64,15 @@ bool accumulate_gradients(Program *p, char *err, size_t errlen)
     const char *zero_block = "gradient accumulation: zero the sums";
     op_add(p, f, OP_zero, zero_block, 1, &loss_sum, 0, NULL);
     op_add(p, f, OP_zero, zero_block, 1, &weight_sum, 0, NULL);
+    if (lb_sum) op_add(p, f, OP_zero, zero_block, 1, &lb_sum, 0, NULL);
     for (int i = 0; i < n; i++) op_add(p, f, OP_zero, zero_block, 1, &sums[i], 0, NULL);
-    int nzero = n + 2;
+    int nzero = n + 2 + (lb_sum != NULL);
     hoist(f, nzero);
 
     /* Inside the loop, after each microbatch's backward pass. */
     add_to(p, f, loss_sum, p->train_loss, p->train_weight, block);
     add_to(p, f, weight_sum, p->train_weight, NULL, block);
+    if (lb_sum) add_to(p, f, lb_sum, p->train_moe_lb, p->train_weight, block);
     /* Each gradient is added as soon as it is made, so it dies there. */
     for (int i = 0; i < n; i++) {
         add_to(p, f, sums[i], params[i]->grad, NULL, block);
@@ -76,10 +80,11 @@ bool accumulate_gradients(Program *p, char *err, size_t errlen)
         params[i]->grad = sums[i];
     }
     f->loop_first = nzero;
-    f->loop_last = nzero + body_ops + n + 2 - 1;
+    f->loop_last = nzero + body_ops + n + 2 + (lb_sum != NULL) - 1;
     f->loop_count = (int)k;
     p->loss_sum = loss_sum;
     p->weight_sum = weight_sum;
+    p->moe_lb_sum = lb_sum;
     f->loop_inputs[0] = p->train_tokens;
     f->loop_inputs[1] = p->train_targets;
     f->loop_inputs[2] = p->train_segmentation;
@@ -93,6 +98,11 @@ bool accumulate_gradients(Program *p, char *err, size_t errlen)
     op_add(p, f, OP_mul, block, 2, in, 1, &mean);
     p->train_loss = mean;
     p->train_weight = weight_sum;
+    if (lb_sum) {
+        Value *lb_in[2] = {lb_sum, p->grad_scale}, *lb_mean = value_new(p, "mean_moe_lb_loss", DT_F32, 1, &one, V_TEMP);
+        op_add(p, f, OP_mul, block, 2, lb_in, 1, &lb_mean);
+        p->train_moe_lb = lb_mean;
+    }
     free(params);
     free(sums);
     return true;

@@ -295,6 +295,12 @@ static void vjp(AD *ad, const Op *op, Value *dy)
         accumulate(ad, in[2], dw);
         break;
     }
+    case OP_moe_lb_loss: {
+        Value *dl = grad_value(ad, in[0], op);
+        copy_attrs(emit(ad, OP_moe_lb_loss_grad, 3, in[0], in[1], dy, NULL, 1, dl, NULL, NULL), op);
+        accumulate(ad, in[0], dl);
+        break;
+    }
     case OP_fill:
         break;
     default:

@@ -515,6 +515,8 @@ static void emit_step(Emitter *e, const Func *f, bool train)
     emitf(e, "    out->weight = %s;\n", weight ? pool_fmt(p->pool, "%s[0]", V(e, weight)) : "0");
     emitf(e, "    out->grad_norm = %s;\n", norm ? pool_fmt(p->pool, "%s[0]", V(e, norm)) : "0");
     emitf(e, "    out->lr = %s;\n", lr ? pool_fmt(p->pool, "%s[0]", V(e, lr)) : "0");
+    const Value *lb = train ? p->train_moe_lb : p->eval_moe_lb;
+    if (lb) emitf(e, "    out->moe_lb_loss = %s[0];\n", V(e, lb));
     emitf(e, "}\n");
 }
 
@@ -738,6 +740,7 @@ static void emit_descriptor(Emitter *e)
         (long long)(c->d.eval_batch / batch_shards(c)),
         (long long)cfg_int(c, K_vocab_size), p->flops_per_step / c->d.mesh_tensor, (long long)p->state_bytes,
         (long long)arena, ntensors, NUM_KEYS);
+    if (p->train_moe_lb) emitf(e, "    .moe_lb_loss = 1,\n");
     if (p->decode.nops)
         emitf(e, "    .cache_new = mtx_cache_new, .cache_free = mtx_cache_free,\n"
                "    .prefill = mtx_%s, .decode = mtx_%s,\n"

@@ -193,6 +193,20 @@ void emit_kernel(Emitter *e, const Op *op)
         emitf(e, "    mtx_expert_combine_grad(%s, %s, %s, %s, %s, %s, %lld, %lld, %lld);\n", V(e, o[0]), V(e, o[1]),
             V(e, in[0]), V(e, in[1]), V(e, in[2]), V(e, in[3]), (long long)a[0], (long long)a[1], (long long)a[2]);
         break;
+    case OP_expert_capacity:
+        emitf(e, "    mtx_expert_capacity(%s, %s, %lld, %lld, %lld, %lld, %lld);\n", V(e, o[0]), V(e, in[0]),
+            (long long)a[0], (long long)a[1], (long long)a[2], (long long)a[3], (long long)a[4]);
+        break;
+    case OP_moe_lb_loss:
+        emitf(e, "    mtx_moe_lb_loss(%s, %s, %s, %lld, %lld, %lld, %lld, %lld, %s);\n", V(e, o[0]), V(e, in[0]),
+            V(e, in[1]), (long long)a[0], (long long)a[1], (long long)a[2], (long long)a[3], (long long)a[4],
+            flit(pool, fa[0]));
+        break;
+    case OP_moe_lb_loss_grad:
+        emitf(e, "    mtx_moe_lb_loss_grad(%s, %s, %s, %s, %lld, %lld, %lld, %lld, %lld, %s);\n", V(e, o[0]), V(e, in[0]),
+            V(e, in[1]), V(e, in[2]), (long long)a[0], (long long)a[1], (long long)a[2], (long long)a[3],
+            (long long)a[4], flit(pool, fa[0]));
+        break;
     case OP_rows:
         emitf(e, "    mtx_copy_rows(%s, %s, %lld, %lld, %lld, %d);\n", V(e, o[0]), V(e, in[0]), (long long)a[0],
             (long long)a[1], (long long)a[2], dtype_bytes(in[0]->dtype));

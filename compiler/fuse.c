@@ -9,12 +9,6 @@ static bool fusable(const Op *op) { return op_info[op->kind].cls == OC_EW; }
 
 static int64_t loop_size(const Op *op) { return value_numel(op->out[0]); }
 
-static bool reported(const Program *p, const Value *v)   /* read after the step: a metric, decoding's logits */
-{
-    return v == p->train_loss || v == p->eval_loss || v == p->train_weight || v == p->eval_weight ||
-           v == p->grad_norm || v == p->lr || v == p->prefill_logits || v == p->decode_logits;
-}
-
 /* Reads of v by the ops [first, last] of f. */
 static int reads_in(const Func *f, const Value *v, int first, int last)
 {
@@ -42,7 +36,7 @@ static void fuse_func(Program *p, Func *f)
             f->ops[j]->group = group;
             Value *v = f->ops[j]->out[0];
             /* never read outside the loop: it stays a scalar of the loop body */
-            if (last > i && !reported(p, v) && reads_in(f, v, i, last) == reads[v->id]) v->group = group;
+            if (last > i && !value_reported(p, v) && reads_in(f, v, i, last) == reads[v->id]) v->group = group;
         }
         i = last + 1;
     }

@@ -39,6 +39,9 @@ static const struct { OpKind kind; const char *ia[8]; const char *fa[8]; } attr_
     {OP_grouped_matmul_wgrad, {"m", "n", "k", "experts"}, {0}},
     {OP_expert_combine, {"n", "d", "k"}, {0}},
     {OP_expert_combine_grad, {"n", "d", "k"}, {0}},
+    {OP_expert_capacity, {"sequences", "t", "experts", "k", "capacity"}, {0}},
+    {OP_moe_lb_loss, {"sequences", "t", "experts", "k", "bf16"}, {"scale"}},
+    {OP_moe_lb_loss_grad, {"sequences", "t", "experts", "k", "bf16"}, {"scale"}},
     {OP_rope_at, {"b", "n", "heads", "dh", "variant"}, {"min_timescale", "max_timescale"}},
     {OP_position_add_at, {"b", "n", "d", "rows"}, {0}},
     {OP_kv_cache_write, {"b", "n", "width", "tmax"}, {0}},
@@ -249,4 +252,11 @@ void func_append(Func *f, Op *op)
         f->ops = xrealloc(f->ops, sizeof(Op *) * (size_t)f->cap);
     }
     f->ops[f->nops++] = op;
+}
+
+bool value_reported(const Program *p, const Value *v)
+{
+    return v == p->train_loss || v == p->eval_loss || v == p->train_weight || v == p->eval_weight ||
+           v == p->grad_norm || v == p->lr || v == p->prefill_logits || v == p->decode_logits ||
+           v == p->train_moe_lb || v == p->eval_moe_lb;
 }

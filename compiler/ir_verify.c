@@ -119,6 +119,12 @@ static bool check_shapes(Verifier *V)
     case OP_expert_combine:
         return numel_is(V, in[0], a[0] * a[2] * a[1], "rows") && numel_is(V, in[2], a[0] * a[2], "weights") &&
                numel_is(V, out[0], a[0] * a[1], "output");
+    case OP_expert_capacity:
+        return numel_is(V, in[0], a[0] * a[1] * a[3], "experts") && numel_is(V, out[0], a[0] * a[1] * a[3], "keep");
+    case OP_moe_lb_loss: case OP_moe_lb_loss_grad: {
+        const Value *logits = o->kind == OP_moe_lb_loss ? in[0] : out[0];
+        return numel_is(V, logits, a[0] * a[1] * a[2], "logits") && numel_is(V, in[1], a[0] * a[1] * a[3], "experts");
+    }
     case OP_expert_combine_grad:
         return numel_is(V, in[0], a[0] * a[1], "output gradient") && numel_is(V, out[0], a[0] * a[2] * a[1], "rows") &&
                numel_is(V, out[1], a[0] * a[2], "weights");
@@ -152,6 +158,7 @@ static bool integer_operand(const Op *o, const Value *v)
         return v->dtype == DT_I32;   /* the position */
     case OP_topk_route: case OP_topk_route_grad: case OP_expert_sort: case OP_gather_rows: case OP_gather_rows_grad:
     case OP_grouped_matmul: case OP_grouped_matmul_wgrad: case OP_expert_combine: case OP_expert_combine_grad:
+    case OP_expert_capacity: case OP_moe_lb_loss: case OP_moe_lb_loss_grad:
         return v->dtype == DT_I32;   /* experts chosen, their sorted order and offsets */
     default: return false;
     }

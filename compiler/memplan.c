@@ -97,10 +97,8 @@ static int64_t plan_func(Program *p, Func *f)
                     last[v->id] = f->loop_last;
             }
     /* Metrics are read after the step's last op. */
-    Value *metrics[8] = {p->train_loss, p->train_weight, p->eval_loss, p->eval_weight, p->grad_norm, p->lr,
-                         p->prefill_logits, p->decode_logits};
-    for (int i = 0; i < 8; i++)
-        if (metrics[i]) last[metrics[i]->id] = f->nops;
+    for (int i = 0; i < p->nvalues; i++)
+        if (value_reported(p, p->values[i])) last[i] = f->nops;
 
     /* Accumulators live through the whole step. */
     Item *items = xmalloc(sizeof(Item) * (size_t)(p->nvalues + 1));

@@ -42,6 +42,7 @@ typedef struct {
     bool moe;                                  /* mixtral: the MLP is E experts, k per token (moe.py RoutedMoE) */
     bool layer_norm_names;                     /* qwen and mixtral name their norms *_layer_norm */
     int64_t E, K;                              /* num_experts, num_experts_per_tok */
+    Value *lb_sum;                             /* the MoE layers' load-balancing losses so far (weight > 0) */
     bool flash;                                /* fused attention (attention: flash, or autoselected) */
     bool train;                                /* building the train step: dropout applies */
     bool decoding;                             /* building prefill/decode: new tokens at position_in, caches */
@@ -528,6 +529,15 @@ static Value *mlp(Builder *b, int s, Value *x)
     return dense_rows(b, pool_fmt(pool, "%s.wo", m), h, lp->wo_mlp, lp->bo_mlp);
 }
 
+/* A float32 scalar [1] from one or two others. */
+static Value *scalar(Builder *b, OpKind kind, const char *name, Value *x, Value *y)
+{
+    int64_t one = 1;
+    Value *out = value_new(b->p, name, DT_F32, 1, &one, V_TEMP);
+    emit(b, kind, out, y ? 2 : 1, x, y, NULL);
+    return out;
+}
+
 static Value *moe_temp(Builder *b, const char *name, DType dt, int64_t rows, int64_t cols)
 {
     int64_t dim[2] = {rows, cols};
@@ -547,6 +557,21 @@ static Value *grouped_matmul(Builder *b, const char *name, Value *xs, Value *w, 
     return y;
 }
 
+/* Switch's load-balancing loss of one MoE layer (moe.py load_balance_loss),
+ * scaled by weight E / sequences and averaged over the layers: b->lb_sum. */
+static void load_balance(Builder *b, const char *m, Value *logits, Value *experts)
+{
+    double w = cfg_float(b->c, K_load_balance_loss_weight);
+    if (w <= 0 || b->decoding) return;
+    int64_t one = 1;
+    Value *lb = value_new(b->p, pool_fmt(b->p->pool, "%s.load_balance_loss", m), DT_F32, 1, &one, V_TEMP);
+    Op *op = emit(b, OP_moe_lb_loss, lb, 2, logits, experts, NULL);
+    int64_t a[5] = {b->B, b->T, b->E, b->K, b->dt == DT_BF16};
+    memcpy(op->ia, a, sizeof a);
+    op->fa[0] = w * (double)b->E / (double)b->B / (double)b->L;
+    b->lb_sum = b->lb_sum ? scalar(b, OP_add, pool_fmt(b->p->pool, "%s.load_balance_loss_sum", m), b->lb_sum, lb) : lb;
+}
+
 /* MaxText's dropless RoutedMoE (sparse_matmul): the gate's logits in dtype,
  * the top k of them and a float32 softmax over those (weights in dtype), the
  * N k (token, choice) rows sorted by expert, SwiGLU per expert on its rows
@@ -564,6 +589,18 @@ static Value *moe(Builder *b, int s, Value *x)
     Op *op = op_add(b->p, b->f, OP_topk_route, b->block, 1, &logits32, 2, (Value *[]){w32, experts});
     int64_t ra[3] = {n, b->E, b->K};
     memcpy(op->ia, ra, sizeof ra);
+    load_balance(b, m, logits32, experts);
+    /* dense_matmul with capacity_factor > 0: a sequence's choices past an expert's capacity are dropped */
+    double cf = cfg_float(b->c, K_capacity_factor);
+    if (!cfg_bool(b->c, K_sparse_matmul) && cf > 0) {
+        Value *keep = moe_temp(b, pool_fmt(pool, "%s.kept", m), DT_F32, n, b->K);
+        int64_t capacity = (int64_t)fmax(ceil((double)(b->T * b->K) / (double)b->E) * cf, cf);
+        int64_t ca[5] = {b->B, b->T, b->E, b->K, capacity};
+        memcpy(emit(b, OP_expert_capacity, keep, 1, experts, NULL, NULL)->ia, ca, sizeof ca);
+        Value *kept = moe_temp(b, pool_fmt(pool, "%s.weights_kept_f32", m), DT_F32, n, b->K);
+        emit(b, OP_mul, kept, 2, w32, keep, NULL);
+        w32 = kept;
+    }
     /* float32_weight_sum: the weights rounded to dtype, summed in float32 */
     Value *w = convert(b, pool_fmt(pool, "%s.weights", m), w32, b->dt);
     w = convert(b, pool_fmt(pool, "%s.weights_sum_f32", m), w, DT_F32);
@@ -612,14 +649,6 @@ static Value *decoder_layer(Builder *b, int s, Value *x)
     return dropout(b, pool_fmt(pool, "layers.%d.output_dropped%s", l, sfx), x, false);
 }
 
-/* A float32 scalar [1] from one or two others. */
-static Value *scalar(Builder *b, OpKind kind, const char *name, Value *x, Value *y)
-{
-    int64_t one = 1;
-    Value *out = value_new(b->p, name, DT_F32, 1, &one, V_TEMP);
-    emit(b, kind, out, y ? 2 : 1, x, y, NULL);
-    return out;
-}
 
 /* The logits of x: the output head, or the embedding transposed. */
 static Value *logits_of(Builder *b, const char *name, Value *x)
@@ -682,12 +711,23 @@ static Value *decoder(Builder *b)
 }
 
 /* The forward pass into b->f; returns the loss and weight values. */
-static void forward(Builder *b, Value **loss, Value **weight)
+/* MaxText's train.py: loss += the mean of the layers' moe_lb_loss. */
+static void add_load_balance(Builder *b, Value **loss, Value **lb)
 {
+    *lb = b->lb_sum;
+    if (!b->lb_sum) return;
+    b->block = "output: loss + load-balancing loss";
+    *loss = scalar(b, OP_add, "loss_with_load_balance", *loss, b->lb_sum);
+}
+
+static void forward(Builder *b, Value **loss, Value **weight, Value **lb)
+{
+    b->lb_sum = NULL;
     Value *x = decoder(b);
     int64_t tiles = cfg_int(b->c, K_num_vocab_tiling);
     if (tiles == 1) {
         logits_loss(b, "", x, 0, b->B * b->T, false, loss, weight);
+        add_load_balance(b, loss, lb);
         return;
     }
     /* num_vocab_tiling: each tile of rows its own logits and loss sum (the
@@ -712,6 +752,7 @@ static void forward(Builder *b, Value **loss, Value **weight)
     Value *inverse = scalar(b, OP_reciprocal, "total_weight.inverse", count, NULL);
     *loss = scalar(b, OP_mul, "loss", sum, inverse);
     *weight = count;
+    add_load_balance(b, loss, lb);
 }
 
 /* Decoding one sequence: prefill_step takes up to prefill_length tokens
@@ -817,7 +858,7 @@ bool build_model(Program *p, char *err, size_t errlen)
     if (!b.kv_replicated) b.KV /= b.tp;
     b.f = &p->eval;
     b.tokens = p->tokens, b.targets = p->targets, b.segmentation = p->segmentation;
-    forward(&b, &p->eval_loss, &p->eval_weight);
+    forward(&b, &p->eval_loss, &p->eval_weight, &p->eval_moe_lb);
     /* With gradient accumulation the train step's graph is one microbatch's. */
     int64_t k = cfg_int(c, K_gradient_accumulation_steps);
     b.B = c->d.global_batch / dp;
@@ -840,7 +881,7 @@ bool build_model(Program *p, char *err, size_t errlen)
     b.train = true;
     b.tokens = p->train_tokens, b.targets = p->train_targets, b.segmentation = p->train_segmentation;
     b.matmul_flops = 0;
-    forward(&b, &p->train_loss, &p->train_weight);
+    forward(&b, &p->train_loss, &p->train_weight, &p->train_moe_lb);
     if (cfg_bool(c, K_pure_nnx)) {              /* NNX: the key lives in the state */
         int64_t two = 2;
         p->rng = value_new(p, "rng", DT_I64, 1, &two, V_COUNTER);

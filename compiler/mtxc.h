@@ -234,6 +234,8 @@ typedef struct Program {
     /* batch inputs and the metrics the step reports */
     Value *tokens, *targets, *segmentation;
     Value *train_loss, *train_weight, *eval_loss, *eval_weight, *grad_norm, *lr;
+    Value *train_moe_lb, *eval_moe_lb;   /* mixtral's load-balancing loss (in the loss), or NULL */
+    Value *moe_lb_sum;                   /* with accumulation: its weighted sum over microbatches (and devices) */
     Value *step;                 /* the step counter */
     Value *rng;                  /* pure_nnx: the random key in the state, advanced every step */
     bool uses_rng;               /* some op of the train step draws from the step's key */
@@ -282,6 +284,8 @@ int64_t value_global_numel(const Value *v);      /* of the model's tensor, befor
 int64_t value_bytes(const Value *v);
 int dtype_bytes(DType t);
 /* Append an op to f; outputs must already exist. */
+/* Read after the step: a metric (loss, weight, grad_norm, lr, moe_lb_loss) or decoding's logits. */
+bool value_reported(const Program *p, const Value *v);
 Op *op_add(Program *p, Func *f, OpKind kind, const char *block, int nin, Value **in,
            int nout, Value **out);
 const char *dtype_name(DType dt);

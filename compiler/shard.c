@@ -193,8 +193,8 @@ bool shard(Program *p, char *err, size_t errlen)
     /* Right after the microbatch loop, before the sums are used. */
     int at = f->loop_last + 1;
     const char *block = pool_fmt(p->pool, "data x fsdp = %d x %d: sums over the devices", dp, fsdp);
-    Value *sums[2] = {p->loss_sum, p->weight_sum};
-    op_add(p, f, OP_all_reduce_sum, block, 2, sums, 0, NULL)->ia[0] = MTX_AXIS_DATA | MTX_AXIS_FSDP;
+    Value *sums[3] = {p->loss_sum, p->weight_sum, p->moe_lb_sum};
+    op_add(p, f, OP_all_reduce_sum, block, p->moe_lb_sum ? 3 : 2, sums, 0, NULL)->ia[0] = MTX_AXIS_DATA | MTX_AXIS_FSDP;
     func_move_last(f, at++);
     if (dp > 1) {
         op_add(p, f, OP_all_reduce_sum, block, n, grads, 0, NULL)->ia[0] =

@@ -164,3 +164,79 @@ void mtx_expert_combine_grad(float *dys, float *dweights, const float *dy, const
     }
     free(row_of);
 }
+
+/* MaxText's dense_matmul with capacity_factor > 0 (generate_masks): each
+ * sequence's (token, choice) pairs in order; a pair past its expert's
+ * capacity in that sequence is dropped (weight 0). */
+void mtx_expert_capacity(float *keep, const int32_t *experts, int sequences, int t, int num_experts, int k,
+                         int capacity)
+{
+    #pragma omp parallel for schedule(static)
+    for (int b = 0; b < sequences; b++) {
+        int *count = calloc((size_t)num_experts, sizeof(int));
+        if (!count) abort();
+        size_t first = (size_t)b * t * k;
+        for (size_t r = first; r < first + (size_t)t * k; r++) keep[r] = ++count[experts[r]] <= capacity ? 1.0f : 0.0f;
+        free(count);
+    }
+}
+
+/* The softmax of every logit row, rounded to bf16 where the model's dtype is (MaxText casts it). */
+static void softmax_row(float *p, const float *logits, int num_experts, int bf16)
+{
+    float top = logits[0], sum = 0;
+    for (int e = 1; e < num_experts; e++) top = logits[e] > top ? logits[e] : top;
+    for (int e = 0; e < num_experts; e++) sum += p[e] = mtx_exp(logits[e] - top);
+    for (int e = 0; e < num_experts; e++) p[e] = bf16 ? mtx_round_bf16(p[e] / sum) : p[e] / sum;
+}
+
+/* Switch's loss per sequence (moe.py load_balance_loss): f[b,e] the mean
+ * over its tokens of how often e was chosen, P[b,e] the mean router
+ * probability; scale sum_b sum_e f P (scale = weight E / sequences, over
+ * the layers averaged). */
+void mtx_moe_lb_loss(float *loss, const float *logits, const int32_t *experts, int sequences, int t, int num_experts,
+                     int k, int bf16, float scale)
+{
+    double total = 0;
+    float *prob = malloc(sizeof(float) * (size_t)num_experts);
+    double *f = malloc(sizeof(double) * (size_t)num_experts * 2);
+    if (!prob || !f) abort();
+    double *P = f + num_experts;
+    for (int b = 0; b < sequences; b++) {
+        memset(f, 0, sizeof(double) * (size_t)num_experts * 2);
+        for (int s = 0; s < t; s++) {
+            size_t row = (size_t)b * t + s;
+            softmax_row(prob, logits + row * num_experts, num_experts, bf16);
+            for (int e = 0; e < num_experts; e++) P[e] += prob[e];
+            for (int j = 0; j < k; j++) f[experts[row * k + j]] += 1;
+        }
+        for (int e = 0; e < num_experts; e++) total += f[e] / t * (P[e] / t);
+    }
+    free(prob);
+    free(f);
+    loss[0] = (float)(scale * total);
+}
+
+/* d/dlogits: dP[b,e] / dp = 1 / t, through each row's softmax (the choice counts f are constants). */
+void mtx_moe_lb_loss_grad(float *dlogits, const float *logits, const int32_t *experts, const float *dloss,
+                          int sequences, int t, int num_experts, int k, int bf16, float scale)
+{
+    #pragma omp parallel for schedule(static)
+    for (int b = 0; b < sequences; b++) {
+        float *f = calloc((size_t)num_experts * 2, sizeof(float));
+        if (!f) abort();
+        float *prob = f + num_experts;
+        for (int s = 0; s < t; s++)
+            for (int j = 0; j < k; j++) f[experts[((size_t)b * t + s) * k + j]] += 1;
+        for (int s = 0; s < t; s++) {
+            size_t row = (size_t)b * t + s;
+            softmax_row(prob, logits + row * num_experts, num_experts, bf16);
+            float *d = dlogits + row * num_experts, dot = 0;
+            /* dloss/dp[e] = scale f[e] / t^2 */
+            for (int e = 0; e < num_experts; e++) dot += prob[e] * f[e];
+            for (int e = 0; e < num_experts; e++)
+                d[e] = dloss[0] * scale / ((float)t * t) * prob[e] * (f[e] - dot);
+        }
+        free(f);
+    }
+}

@@ -178,6 +178,12 @@ void mtx_grouped_matmul_wgrad(float *dw, const float *xs, const float *dys, cons
 void mtx_expert_combine(float *y, const float *ys, const int32_t *order, const float *weights, int n, int d, int k);
 void mtx_expert_combine_grad(float *dys, float *dweights, const float *dy, const float *ys, const int32_t *order,
                              const float *weights, int n, int d, int k);
+void mtx_expert_capacity(float *keep, const int32_t *experts, int sequences, int t, int num_experts, int k,
+                         int capacity);
+void mtx_moe_lb_loss(float *loss, const float *logits, const int32_t *experts, int sequences, int t, int num_experts,
+                     int k, int bf16, float scale);
+void mtx_moe_lb_loss_grad(float *dlogits, const float *logits, const int32_t *experts, const float *dloss,
+                          int sequences, int t, int num_experts, int k, int bf16, float scale);
 void mtx_causal_softmax_forward(float *p, const float *s, int blocks, int t, int window);
 void mtx_causal_softmax_backward(float *ds, const float *p, const float *dp, int blocks, int t);
 void mtx_attention_scores(float *s, const float *q, const float *k, int b, int t, int hq, int hkv, int dh, float scale);
@@ -307,7 +313,8 @@ typedef struct {
 } mtx_batch;
 
 typedef struct {
-    double loss;                          /* mean cross-entropy over real targets */
+    double loss;                          /* mean cross-entropy over real targets (+ moe_lb_loss) */
+    double moe_lb_loss;                   /* mixtral's load-balancing loss, mean over layers (0 without) */
     double weight;                        /* number of real targets */
     double grad_norm;                     /* global norm before clipping */
     double lr;                            /* learning rate used for the update */
@@ -345,6 +352,7 @@ typedef struct {
     int mesh_data, mesh_fsdp, mesh_tensor;  /* one MPI rank per device of the mesh */
     int batch, seq, eval_batch, vocab;
     double flops_per_step;                /* 6 x matmul params x tokens + attention */
+    int moe_lb_loss;                      /* metrics report learning/moe_lb_loss (mixtral, weight > 0) */
     size_t state_bytes;                   /* tensors of the state, in one block */
     size_t arena_bytes;                   /* temporaries of one step */
     int ntensors;

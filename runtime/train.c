@@ -408,18 +408,22 @@ static int train(const mtx_program *prog, int argc, char **argv)
         t_total += dt;
         double tokens = (double)prog->batch * prog->seq;
         if (metrics) {
-            fprintf(metrics, "{\"step\": %lld, \"learning/loss\": %.17g, \"learning/grad_norm\": %.17g, "
+            char lb[64] = "";
+            if (prog->moe_lb_loss) snprintf(lb, sizeof lb, "\"learning/moe_lb_loss\": %.17g, ", m.moe_lb_loss);
+            fprintf(metrics, "{\"step\": %lld, \"learning/loss\": %.17g, %s\"learning/grad_norm\": %.17g, "
                              "\"learning/current_learning_rate\": %.17g, \"learning/total_weights\": %.17g, "
                              "\"perf/step_time_seconds\": %.6g, \"perf/per_device_tflops_per_sec\": %.6g, "
                              "\"perf/per_device_tokens_per_sec\": %.6g, \"perf/mfu\": %.4g}\n",
-                    step + 1, m.loss, m.grad_norm, m.lr, m.weight, dt, prog->flops_per_step / dt / 1e12, tokens / dt,
+                    step + 1, m.loss, lb, m.grad_norm, m.lr, m.weight, dt, prog->flops_per_step / dt / 1e12, tokens / dt,
                     prog->flops_per_step / dt / 1e12 / peak_tflops);
             fflush(metrics);
         }
         double tflops = prog->flops_per_step / dt / 1e12;
         if ((step + 1) % log_period == 0 || step == 0 || step + 1 == steps) {
-            printf("%sstep %6lld | loss %.6f | lr %.3e | grad_norm %.4f | %8.0f tok/s | %8.2f ms | %.2f TFLOP/s | MFU %.1f%%\n",
-                   live ? "\r\033[K" : "", step + 1, m.loss, m.lr, m.grad_norm, tokens / dt, dt * 1e3, tflops,
+            char lb[48] = "";
+            if (prog->moe_lb_loss) snprintf(lb, sizeof lb, " | moe_lb_loss %.6f", m.moe_lb_loss);
+            printf("%sstep %6lld | loss %.6f%s | lr %.3e | grad_norm %.4f | %8.0f tok/s | %8.2f ms | %.2f TFLOP/s | MFU %.1f%%\n",
+                   live ? "\r\033[K" : "", step + 1, m.loss, lb, m.lr, m.grad_norm, tokens / dt, dt * 1e3, tflops,
                    100 * tflops / peak_tflops);
             fflush(stdout);
         } else if (live) {

@@ -242,17 +242,30 @@ def experts(c, P, name, h):
     token, then each token's k chosen outputs weighted by the softmax of
     their gate logits (top_k on the logits; the weights rounded to dtype and
     summed in float32, float32_weight_sum)."""
-    k = c["num_experts_per_tok"]
+    k, E = c["num_experts_per_tok"], c["num_experts"]
+    B, T = h.shape[0], h.shape[1]
     logits = bf(h @ wcast(P[f"{name}.gate.kernel"]))
     top, chosen = torch.topk(logits, k, dim=-1)
-    weights = bf(torch.softmax(top, dim=-1))
+    weights = torch.softmax(top, dim=-1)
+    if not c["sparse_matmul"] and c["capacity_factor"] > 0:    # dense_matmul's generate_masks
+        cap = int(max(math.ceil(T * k / E) * c["capacity_factor"], c["capacity_factor"]))
+        flat = chosen.reshape(B, T * k)
+        onehot = torch.nn.functional.one_hot(flat.long(), E)
+        count = (onehot.cumsum(1) * onehot).sum(-1)            # position of each choice in its expert's queue
+        weights = weights * (count <= cap).reshape(B, T, k).to(weights.dtype)
+    weights = bf(weights)
+    lb = None
+    if c["load_balance_loss_weight"] > 0:                       # moe.py load_balance_loss, per sequence
+        probs = bf(torch.softmax(logits, dim=-1))
+        density = torch.nn.functional.one_hot(chosen.long(), E).sum(2).to(torch.float64).mean(1)
+        lb = (density * probs.mean(1)).mean() * E * E * c["load_balance_loss_weight"]
     act = c["mlp_activations"][0]
     y0 = bf(torch.einsum("btd,edm->btem", h, wcast(P[f"{name}.wi_0"])))
     y1 = bf(torch.einsum("btd,edm->btem", h, wcast(P[f"{name}.wi_1"])))
     hidden = bf(bf(activation(act, y0)) * y1)
     out = bf(torch.einsum("btem,emd->bted", hidden, wcast(P[f"{name}.wo"])))
     picked = out.gather(2, chosen[..., None].expand(*chosen.shape, out.shape[-1]))
-    return bf((weights[..., None] * picked).sum(2))
+    return bf((weights[..., None] * picked).sum(2)), lb
 
 
 def forward(c, P, inputs, targets, seg):
@@ -270,6 +283,7 @@ def forward(c, P, inputs, targets, seg):
     if "position_embedder.embedding" in P:
         x = bf(x + P["position_embedder.embedding"][:T][None])
     causal = torch.tril(torch.ones(T, T, dtype=torch.bool))
+    lb_losses = []
     for l, sfx, window, f32 in sublayers(c):
         at, mlp = f"layers.{l}.self_attention{sfx}", f"layers.{l}.mlp{sfx}"
         h = norm(x, f"layers.{l}.{norm_names(c)[0]}{sfx}", layer_eps)
@@ -312,7 +326,10 @@ def forward(c, P, inputs, targets, seg):
         h = norm(x, f"{mlp}.mlp_layer_norm" if gpt3 else f"layers.{l}.{norm_names(c)[1]}{sfx}", layer_eps)
         acts = c["mlp_activations"]
         if c["decoder_block"] == "mixtral":
-            x = bf(x + experts(c, P, f"layers.{l}.MoeBlock_0", h))
+            y, lb = experts(c, P, f"layers.{l}.MoeBlock_0", h)
+            if lb is not None:
+                lb_losses.append(lb)
+            x = bf(x + y)
             continue
         if len(acts) == 2:
             y = bf(bf(activation(acts[0], dense(h, f"{mlp}.wi_0.kernel"))) *
@@ -342,7 +359,10 @@ def forward(c, P, inputs, targets, seg):
     logp = torch.log_softmax(logits, dim=-1)      # MaxText's cast_logits_to_fp32: the loss in full precision
     xent = -logp.gather(-1, targets[..., None])[..., 0]
     w = (seg != 0).to(torch.float64)
-    return (xent * w).sum() / (w.sum() + 1e-8)
+    loss = (xent * w).sum() / (w.sum() + 1e-8)
+    if lb_losses:                      # train.py: loss += the mean of the layers' moe_lb_loss
+        loss = loss + sum(lb_losses) / len(lb_losses)
+    return loss
 
 
 def cosine_lr(c, step):

@@ -347,6 +347,18 @@ START_TEST(tiny_mixtral)
 }
 END_TEST
 
+/* mixtral with the load-balancing loss (weight 0.1, in the loss and its
+ * gradient) and MaxText's dense_matmul dropping: capacity 8 of a sequence's
+ * 32 choices per expert, which drops some here */
+START_TEST(tiny_mixtral_lb_capacity)
+{
+    char *ov[] = {"model_name=tiny-mixtral", "load_balance_loss_weight=0.1", "sparse_matmul=false", "capacity_factor=1.0",
+                  "per_device_batch_size=2", "max_target_length=16", "warmup_steps_fraction=0", "steps=10",
+                  "dtype=float32"};
+    check_against("tests/data/tiny-mixtral-lb.ref", 9, ov);
+}
+END_TEST
+
 /* Llama 3.1's RoPE (rotated pairs, scaled frequencies) on the tiny model */
 START_TEST(tiny_llama31_rope)
 {
@@ -413,6 +425,7 @@ int main(void)
     tcase_add_test(tc, tiny_llama2);
     tcase_add_test(tc, tiny_llama31_rope);
     tcase_add_test(tc, tiny_mixtral);
+    tcase_add_test(tc, tiny_mixtral_lb_capacity);
     tcase_add_test(tc, tiny_gemma);
     tcase_add_test(tc, tiny_gemma_soft_cap);
     tcase_add_test(tc, tiny_gemma2);
