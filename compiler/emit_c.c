@@ -167,6 +167,8 @@ static void declare_temp(Emitter *e, const char *arena, const Value *v)
 {
     if (v->dtype == DT_BF16)
         emitf(e, "    mtx_bf16 *const %s = (mtx_bf16 *)%s + %lld;", V(e, v), arena, (long long)(v->offset / 2));
+    else if (v->dtype == DT_I32)   /* experts chosen, their order and offsets */
+        emitf(e, "    int32_t *const %s = (int32_t *)%s + %lld;", V(e, v), arena, (long long)(v->offset / 4));
     else
         emitf(e, "    float *const %s = %s + %lld;", V(e, v), arena, (long long)(v->offset / 4));
 }

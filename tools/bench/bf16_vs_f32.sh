@@ -12,8 +12,7 @@ echo "CPU: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $
      "AMX-BF16 $(grep -q amx_bf16 /proc/cpuinfo && echo yes || echo no)," \
      "AVX512-BF16 $(grep -q avx512_bf16 /proc/cpuinfo && echo yes || echo no)"
 # shellcheck disable=SC2046
-cc -O2 -Iruntime tools/bench/gemm_rate.c build/runtime/libmtxrt.a "$(ls /usr/lib/x86_64-linux-gnu/libblis.so)" -ldnnl \
-   $(pkg-config --libs libcjson ompi-c) -fopenmp -lm -lpthread -o "$dir/gemm_rate"
+tools/bench/gemm_rate.sh "$dir"
 "$dir/gemm_rate" --bf16 1024 768 768 > "$dir/bf16_rate"
 onednn=$(awk '/GFLOP/ {print $6}' "$dir/bf16_rate")
 impl=$(sed -n 's/^bf16 matmul: //p' "$dir/bf16_rate")
@@ -21,7 +20,7 @@ blis=$("$dir/gemm_rate" 1024 768 768 | awk '/GFLOP/ {print $6}')
 echo "oneDNN bf16 matmul 1024x768x768 (NN, median): $onednn GFLOP/s ($impl)"
 echo "BLIS sgemm 1024x768x768 (NN, median): $blis GFLOP/s"
 for dt in float32 bfloat16; do
-    build/mtxc build configs/base.yml model_name="$MODEL" per_device_batch_size="$BATCH" max_target_length="$SEQ" \
+    build/mtxc build configs/base.yml model_name="$MODEL" override_model_config=true per_device_batch_size="$BATCH" max_target_length="$SEQ" \
         remat_policy="$REMAT" dtype=$dt -o "$dir/$dt" > /dev/null
 done
 r=0

@@ -17,7 +17,7 @@ MODEL=${1:-gpt2-124m}; ROUNDS=${2:-3}; STEPS=${3:-10}; BATCH=${4:-4}; SEQ=${5:-2
 dir=$(mktemp -d -p "$DIR" mtxc-bench.XXXXXX); trap 'rm -rf "$dir"' EXIT
 echo "CPU: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(nproc) CPUs here"
 echo "disk of $dir: $(df -h "$dir" | awk 'NR == 2 {print $1 ", " $4 " free"}')"
-build/mtxc build configs/base.yml model_name="$MODEL" per_device_batch_size="$BATCH" max_target_length="$SEQ" \
+build/mtxc build configs/base.yml model_name="$MODEL" override_model_config=true per_device_batch_size="$BATCH" max_target_length="$SEQ" \
     -o "$dir/t" > /dev/null
 cd "$dir"
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }

@@ -11,13 +11,12 @@ MODEL=${1:-gpt2-124m}; PROMPT=${2:-256}; SEQ=${3:-1024}; ROUNDS=${4:-3}; DTYPE=$
 dir=$(mktemp -d); trap 'rm -rf "$dir"' EXIT
 echo "CPU: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(nproc) CPUs here"
 # shellcheck disable=SC2046
-cc -O2 -Iruntime tools/bench/gemm_rate.c build/runtime/libmtxrt.a "$(ls /usr/lib/x86_64-linux-gnu/libblis.so)" -ldnnl \
-   $(pkg-config --libs libcjson libxxhash yaml-0.1 ompi-c sentencepiece) -lstdc++ -fopenmp -lm -lpthread -o "$dir/gemm_rate"
+tools/bench/gemm_rate.sh "$dir"
 d=$(build/mtxc config configs/base.yml model_name="$MODEL" | sed -n 's/^emb_dim: \([0-9]*\).*/\1/p')
 prefill_rate=$("$dir/gemm_rate" "$PROMPT" "$d" "$d" | awk '/GFLOP/ {print $6}')
 gemv_rate=$("$dir/gemm_rate" 1 "$d" "$d" | awk '/GFLOP/ {print $6}')
 echo "BLIS ${PROMPT}x${d}x${d}: $prefill_rate GFLOP/s (sgemm); 1x${d}x${d}: $gemv_rate GFLOP/s (gemv) (medians, mtx_sgemm)"
-build/mtxc build configs/base.yml model_name="$MODEL" per_device_batch_size=1 max_target_length="$SEQ" \
+build/mtxc build configs/base.yml model_name="$MODEL" override_model_config=true per_device_batch_size=1 max_target_length="$SEQ" \
     max_prefill_predict_length="$PROMPT" dtype="$DTYPE" steps=1 -o "$dir/t" > /dev/null
 (cd "$dir" && ./t run_name=r > train.log)
 prompt=$(awk -v n="$PROMPT" 'BEGIN { for (i = 0; i < n; i++) printf "%d ", (i * 7919 + 13) % 1000 }')
@@ -30,7 +29,7 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 prefill=$(sed -n 's/.*prefill \([0-9.]*\) ms.*/\1/p' "$dir/decode.log" | median)
 per=$(sed -n 's/.*, \([0-9.]*\) ms per token.*/\1/p' "$dir/decode.log" | median)
 n=$(sed -n 's/.*greedy, \([0-9]*\) tokens.*/\1/p' "$dir/decode.log" | head -1)
-params=$(build/mtxc compile-only configs/base.yml model_name="$MODEL" max_target_length="$SEQ" --format json |
+params=$(build/mtxc compile-only configs/base.yml model_name="$MODEL" override_model_config=true max_target_length="$SEQ" --format json |
          sed -n 's/.*"param_count": \([0-9]*\).*/\1/p')
 awk -v m="$MODEL" -v p="$PROMPT" -v pre="$prefill" -v per="$per" -v n="$n" -v params="$params" \
     -v pr="$prefill_rate" -v gr="$gemv_rate" 'BEGIN {

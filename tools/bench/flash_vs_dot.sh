@@ -13,14 +13,13 @@ dir=$(mktemp -d); trap 'rm -rf "$dir"' EXIT
 echo "CPU: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(nproc) CPUs here;" \
      "AVX-512 $(grep -q avx512f /proc/cpuinfo && echo yes || echo no); fused attention: 4x64 fmaf tiles (runtime/flash.c)"
 # shellcheck disable=SC2046
-cc -O2 -Iruntime tools/bench/gemm_rate.c build/runtime/libmtxrt.a "$(ls /usr/lib/x86_64-linux-gnu/libblis.so)" -ldnnl \
-   $(pkg-config --libs libcjson libxxhash yaml-0.1 ompi-c) -fopenmp -lm -lpthread -o "$dir/gemm_rate"
+tools/bench/gemm_rate.sh "$dir"
 blis=$("$dir/gemm_rate" 1024 768 768 | awk '/GFLOP/ {print $6}')
 echo "BLIS sgemm 1024x768x768 (NN, median): $blis GFLOP/s"
 pos=""; [ "$SEQ" -gt 1024 ] && pos="trainable_position_size=$SEQ"   # gpt3 blocks learn positions
 for a in dot_product flash; do
     # shellcheck disable=SC2086
-    build/mtxc build configs/base.yml model_name="$MODEL" per_device_batch_size="$BATCH" max_target_length="$SEQ" \
+    build/mtxc build configs/base.yml model_name="$MODEL" override_model_config=true per_device_batch_size="$BATCH" max_target_length="$SEQ" \
         remat_policy="$REMAT" dtype="$DTYPE" attention=$a $pos -o "$dir/$a" > /dev/null
 done
 r=0

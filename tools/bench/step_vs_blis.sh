@@ -8,11 +8,10 @@
 set -e
 MODEL=${1:-gpt2-124m}; BATCH=${2:-4}; SEQ=${3:-256}; STEPS=${4:-5}; REMAT=${5:-none}
 dir=$(mktemp -d); trap 'rm -rf "$dir"' EXIT
-cc -O2 -Iruntime tools/bench/gemm_rate.c build/runtime/libmtxrt.a "$(ls /usr/lib/x86_64-linux-gnu/libblis.so)" \
-   $(pkg-config --libs libcjson ompi-c) -fopenmp -lm -lpthread -o "$dir/gemm_rate"
+tools/bench/gemm_rate.sh "$dir"
 blis=$("$dir/gemm_rate" 1024 768 768 | awk '/GFLOP/ {print $6}')
 echo "BLIS sgemm 1024x768x768 (NN, median): $blis GFLOP/s"
-build/mtxc build configs/base.yml model_name="$MODEL" per_device_batch_size="$BATCH" max_target_length="$SEQ" \
+build/mtxc build configs/base.yml model_name="$MODEL" override_model_config=true per_device_batch_size="$BATCH" max_target_length="$SEQ" \
     remat_policy="$REMAT" dtype=float32 -o "$dir/trainer" > /dev/null
 "$dir/trainer" steps="$STEPS" log_period=1 metrics_file="$dir/metrics.jsonl" > "$dir/log"
 # Median step time over steps 2.. (the first touches fresh pages).
