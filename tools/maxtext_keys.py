@@ -165,7 +165,17 @@ def c_string(s):
     return json.dumps(s)        # JSON's escapes are C's for this text (ASCII)
 
 
-def write_table(base, ours):
+def preset_kinds(configs):
+    """Each key's kinds in MaxText's presets (a preset may give a list where
+    base.yml has a number: gemma4's image_size_for_vit)."""
+    kinds = {}
+    for path in glob.glob(os.path.join(configs, "models", "*.yml")):
+        for name, value in (yaml.safe_load(open(path)) or {}).items():
+            kinds.setdefault(name, set()).add(kind(value))
+    return kinds
+
+
+def write_table(base, ours, kinds):
     lines = [
         "/* MaxText's keys that mtxc does not implement: MKEY(name, kind, class,",
         " * \"MaxText's default as one line of YAML\"). Written by tools/maxtext_keys.py",
@@ -178,7 +188,10 @@ def write_table(base, ours):
     for name, value in base.items():
         if name in ours or name == "base_config":
             continue
-        lines.append(f"MKEY({name}, {kind(value)}, {classify(name)}, {c_string(flow(value))})")
+        k = kind(value)
+        if kinds.get(name, {k}) - {k, "ANY"}:
+            k = "ANY"
+        lines.append(f"MKEY({name}, {k}, {classify(name)}, {c_string(flow(value))})")
     with open(os.path.join(ROOT, "compiler/maxtext_keys.def"), "w") as f:
         f.write("\n".join(lines) + "\n")
 
@@ -203,7 +216,7 @@ def main():
     base.update(preset_only_keys(args.configs, base))
     ours, table = set(our_keys()), table_keys()
     if args.write:
-        write_table(base, ours)
+        write_table(base, ours, preset_kinds(args.configs))
         write_fixture(base)
         table = table_keys()
     missing = [k for k in base if k not in ours and k not in table and k != "base_config"]

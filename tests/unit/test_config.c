@@ -234,8 +234,9 @@ END_TEST
 START_TEST(maxtext_key_classes)
 {
     char *ok[] = {"scan_layers=false", "enable_goodput_recording=true", "profiler=xplane", "shared_experts=0.0",
-                  "quantization=''", "mrope_section=[24, 20, 20]", "checkpoint_todelete_subdir=None"};
-    Config *c = load_base(7, ok);
+                  "quantization=''", "mrope_section=[24, 20, 20]", "checkpoint_todelete_subdir=None",
+                  "image_size_for_vit=[672, 960]"};
+    Config *c = load_base(8, ok);
     ck_assert_msg(c, "%s", err);
     ck_assert_str_eq(c->mx[MK_scan_layers].text, "false");
     ck_assert_str_eq(c->mx[MK_profiler].text, "\"xplane\"");
