@@ -22,17 +22,6 @@ int maxtext_key_find(const char *name)
     return -1;
 }
 
-static void quoted(Buf *b, const char *s)
-{
-    buf_puts(b, "\"");
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\') buf_printf(b, "\\%c", *s);
-        else if ((unsigned char)*s < 0x20) buf_printf(b, "\\x%02x", (unsigned char)*s);
-        else buf_printf(b, "%c", *s);
-    }
-    buf_puts(b, "\"");
-}
-
 /* The shortest text that reads back as the same double. */
 static void number(Buf *b, double x)
 {
@@ -53,11 +42,11 @@ static bool scalar(Buf *b, MaxTextKind kind, const yaml_node_t *n)
         buf_puts(b, "null");
         return true;
     }
-    if (kind == MK_STR) return quoted(b, s), true;
+    if (kind == MK_STR) return yaml_quote(b, s), true;
     if ((kind == MK_BOOL || kind == MK_ANY) && plain && mtx_scalar_bool(s, &flag))
         return buf_puts(b, flag ? "true" : "false"), true;
     if ((kind == MK_NUM || kind == MK_ANY) && plain && mtx_scalar_float(s, &x)) return number(b, x), true;
-    if (kind == MK_ANY) return quoted(b, s), true;
+    if (kind == MK_ANY) return yaml_quote(b, s), true;
     return false;
 }
 

@@ -3,7 +3,7 @@
 
 #include <string.h>
 
-static void quote(Buf *b, const char *s)
+void yaml_quote(Buf *b, const char *s)
 {
     buf_puts(b, "\"");
     for (; *s; s++) {
@@ -19,7 +19,7 @@ static void list_text(Buf *b, const StrList *l)
     buf_puts(b, "[");
     for (int i = 0; i < l->n; i++) {
         if (i) buf_puts(b, ", ");
-        quote(b, l->items[i]);
+        yaml_quote(b, l->items[i]);
     }
     buf_puts(b, "]");
 }
@@ -45,13 +45,13 @@ const char *config_value_text(Pool *p, const Config *c, int k)
         case MTX_KT_FLOAT: float_text(&b, v->f); break;
         case MTX_KT_BOOL: buf_puts(&b, v->b ? "true" : "false"); break;
         case MTX_KT_STR:
-        case MTX_KT_ENUM: quote(&b, v->s); break;
+        case MTX_KT_ENUM: yaml_quote(&b, v->s); break;
         case MTX_KT_LIST: list_text(&b, &v->list); break;
         case MTX_KT_RULES:
             buf_puts(&b, "[");
             for (int i = 0; i < v->nrules; i++) {
                 buf_puts(&b, i ? ", [" : "[");
-                quote(&b, v->rules[i].name);
+                yaml_quote(&b, v->rules[i].name);
                 buf_puts(&b, ", ");
                 list_text(&b, &v->rules[i].axes);
                 buf_puts(&b, "]");

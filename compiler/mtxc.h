@@ -126,6 +126,7 @@ bool config_resolve(Config *c, char *err, size_t errlen);
 void config_error(char *err, size_t errlen, SrcLoc loc, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 void config_print(FILE *out, const Config *c);
+void yaml_quote(Buf *b, const char *s);   /* s as a double-quoted YAML scalar that reads back as s */
 
 struct yaml_document_s;
 struct yaml_node_s;

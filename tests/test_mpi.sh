@@ -8,7 +8,7 @@
 # another mesh; FSDP's per-rank peak memory is well below data parallelism's
 # for gpt2-124m; a trainer started on the wrong number of ranks says so; a
 # rank that dies ends the job instead of hanging; only rank 0 writes; gemma
-# (one kv head, replicated) and gemma2 under tensor parallelism.
+# (one kv head, replicated) and gemma2 under tensor parallelism; mixtral under FSDP.
 # Usage: tests/test_mpi.sh MTXC (from the source root)
 MTXC=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 root=$PWD
@@ -76,6 +76,17 @@ for m in tiny-gemma tiny-gemma2; do
     ./$m-t1 $args metrics_file=$m-t1.jsonl > /dev/null 2>&1 || fail "$m one device"
     worst_diff "$m tensor parallel, 2 ranks vs 1 device" $m-t1.jsonl $m-t2.jsonl 1e-5 22 || fail "$m tensor parallelism differs"
 done
+# mixtral under FSDP: its experts' [E, ...] weights sharded, gathered and reduce-scattered.
+mx="dtype=float32 model_name=tiny-mixtral override_model_config=true learning_rate_schedule_steps=20 max_target_length=32"
+# shellcheck disable=SC2086
+"$MTXC" build "$root/configs/base.yml" $mx ici_fsdp_parallelism=2 per_device_batch_size=2 -o mx-f2 > /dev/null || fail build
+# shellcheck disable=SC2086
+"$MTXC" build "$root/configs/base.yml" $mx per_device_batch_size=4 -o mx-1 > /dev/null || fail build
+# shellcheck disable=SC2086
+$MPIRUN ./mx-f2 $args metrics_file=mx-f2.jsonl > log-mx 2>&1 || { cat log-mx; fail "tiny-mixtral fsdp"; }
+# shellcheck disable=SC2086
+./mx-1 $args metrics_file=mx-1.jsonl > /dev/null 2>&1 || fail "tiny-mixtral one device"
+worst_diff "tiny-mixtral fsdp, 2 ranks vs 1 device" mx-1.jsonl mx-f2.jsonl 1e-5 22 || fail "tiny-mixtral under fsdp differs"
 # FSDP checkpoints: one directory per shard; a restart at step 10 goes on as the run that never stopped.
 [ -d f2/checkpoints/fsdp-0-of-2/20 ] && [ -d f2/checkpoints/fsdp-1-of-2/20 ] || fail "no fsdp shard checkpoints"
 # shellcheck disable=SC2086

@@ -298,9 +298,10 @@ static void check_bf16_steps(const char *ref_path, int n, char **overrides)
 
 START_TEST(bf16_three_steps)
 {
-    /* tiny-gemma2: its global layers' attention in float32, the local ones' in bf16 */
-    const char *models[3] = {"tiny", "gpt3-52k", "tiny-gemma2"};
-    for (int mi = 0; mi < 3; mi++) {
+    /* tiny-gemma2: its global layers' attention in float32, the local ones' in bf16;
+     * tiny-mixtral: bf16 gate logits and expert GEMMs, the weight sum in float32 */
+    const char *models[4] = {"tiny", "gpt3-52k", "tiny-gemma2", "tiny-mixtral"};
+    for (int mi = 0; mi < 4; mi++) {
         char *model = xfmt("model_name=%s", models[mi]);
         char *ov[] = {model, "dtype=bfloat16", "per_device_batch_size=2", "max_target_length=16",
                       "warmup_steps_fraction=0", "steps=10", "learning_rate=1e-4"};
