@@ -81,8 +81,8 @@ void config_print(FILE *out, const Config *c)
     fprintf(out, "num_decoder_layers: %d  # derived\n", d->num_decoder_layers);
     fprintf(out, "num_devices: %d  # derived\n", d->num_devices);
     fprintf(out, "num_slices: %d  # derived\n", d->num_slices);
-    fprintf(out, "mesh_shape: {data: %d, fsdp: %d, tensor: %d}  # derived\n",
-            d->mesh_data, d->mesh_fsdp, d->mesh_tensor);
+    fprintf(out, "mesh_shape: {data: %d, fsdp: %d, tensor: %d, expert: %d}  # derived\n",
+            d->mesh_data, d->mesh_fsdp, d->mesh_tensor, d->mesh_expert);
     fprintf(out, "global_batch_size_to_train_on: %lld  # derived\n", d->global_batch);
     fprintf(out, "micro_batch_size_to_train_on: %lld  # derived\n", d->micro_batch);
     fprintf(out, "global_batch_size_to_eval_on: %lld  # derived\n", d->eval_batch);

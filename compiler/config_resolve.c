@@ -28,7 +28,8 @@ static const int size_keys[] = {
     K_base_emb_dim, K_base_num_query_heads, K_base_num_kv_heads, K_base_mlp_dim, K_base_num_decoder_layers,
     K_head_dim, K_vocab_size, K_max_target_length, K_trainable_position_size, K_gradient_accumulation_steps,
     K_ici_data_parallelism, K_ici_fsdp_parallelism, K_ici_tensor_parallelism, K_dcn_data_parallelism,
-    K_dcn_fsdp_parallelism, K_dcn_tensor_parallelism, K_compile_topology_num_slices, K_num_experts,
+    K_dcn_fsdp_parallelism, K_dcn_tensor_parallelism, K_ici_expert_parallelism, K_dcn_expert_parallelism,
+    K_compile_topology_num_slices, K_num_experts,
     K_num_experts_per_tok,
 };
 
@@ -137,14 +138,16 @@ static bool check_model(Config *c, char *err, size_t errlen)
     return true;
 }
 
+enum { MESH_AXES = 4 };   /* data, fsdp, tensor, expert */
+
 /* Resolve one group of mesh axes (ici or dcn) against its device count;
  * at most one axis may be -1 ("the rest"). */
-static bool fill_axes(Config *c, const int keys[3], long long total, int out[3], bool known,
+static bool fill_axes(Config *c, const int keys[MESH_AXES], long long total, int out[MESH_AXES], bool known,
                       const char *what, char *err, size_t errlen)
 {
     long long prod = 1;
     int auto_key = -1;
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < MESH_AXES; i++) {
         long long v = cfg_int(c, keys[i]);
         if (v == -1) {
             if (auto_key >= 0)
@@ -158,19 +161,19 @@ static bool fill_axes(Config *c, const int keys[3], long long total, int out[3],
                      INT_MAX);
         }
     }
-    for (int i = 0; i < 3; i++) out[i] = (int)cfg_int(c, keys[i]);
+    for (int i = 0; i < MESH_AXES; i++) out[i] = (int)cfg_int(c, keys[i]);
     if (!known) total = prod;                /* no target: the mesh defines the count */
     if (auto_key >= 0) {
         if (total % prod)
             FAIL(auto_key, "%s: %lld devices cannot be split by the other axes' product %lld",
                  mtx_keys[auto_key].name, total, prod);
-        for (int i = 0; i < 3; i++)
+        for (int i = 0; i < MESH_AXES; i++)
             if (keys[i] == auto_key) out[i] = (int)(total / prod);
     } else if (prod != total) {
-        FAIL(later(c, later(c, keys[0], keys[1]), keys[2]),
-             "the %s mesh %s=%d x %s=%d x %s=%d has %lld devices, but the target has %lld",
+        FAIL(later(c, later(c, keys[0], keys[1]), later(c, keys[2], keys[3])),
+             "the %s mesh %s=%d x %s=%d x %s=%d x %s=%d has %lld devices, but the target has %lld",
              what, mtx_keys[keys[0]].name, out[0], mtx_keys[keys[1]].name, out[1],
-             mtx_keys[keys[2]].name, out[2], prod, total);
+             mtx_keys[keys[2]].name, out[2], mtx_keys[keys[3]].name, out[3], prod, total);
     }
     return true;
 }
@@ -187,16 +190,25 @@ static bool resolve_mesh(Config *c, char *err, size_t errlen)
             FAIL(K_compile_topology, "unknown compile_topology '%s' (expected cpu-N, e.g. cpu-8)", topo);
     }
     if (slices == -1) slices = 1;
-    static const int ici[3] = {K_ici_data_parallelism, K_ici_fsdp_parallelism, K_ici_tensor_parallelism};
-    static const int dcn[3] = {K_dcn_data_parallelism, K_dcn_fsdp_parallelism, K_dcn_tensor_parallelism};
-    int in[3], dn[3];
+    static const int ici[MESH_AXES] = {K_ici_data_parallelism, K_ici_fsdp_parallelism, K_ici_tensor_parallelism,
+                                       K_ici_expert_parallelism};
+    static const int dcn[MESH_AXES] = {K_dcn_data_parallelism, K_dcn_fsdp_parallelism, K_dcn_tensor_parallelism,
+                                       K_dcn_expert_parallelism};
+    int in[MESH_AXES], dn[MESH_AXES];
     if (!fill_axes(c, ici, per_slice, in, known, "ici", err, errlen)) return false;
     if (!fill_axes(c, dcn, slices, dn, true, "dcn", err, errlen)) return false;
     d->num_slices = (int)slices;
     d->mesh_data = in[0] * dn[0];
     d->mesh_fsdp = in[1] * dn[1];
     d->mesh_tensor = in[2] * dn[2];
-    d->num_devices = d->mesh_data * d->mesh_fsdp * d->mesh_tensor;
+    d->mesh_expert = in[3] * dn[3];
+    d->num_devices = d->mesh_data * d->mesh_fsdp * d->mesh_tensor * d->mesh_expert;
+    if (d->mesh_expert > 1 && strcmp(cfg_str(c, K_decoder_block), "mixtral"))
+        FAIL(later(c, K_ici_expert_parallelism, K_dcn_expert_parallelism),
+             "expert parallelism %d needs a mixture of experts (decoder_block mixtral)", d->mesh_expert);
+    if (d->mesh_expert > 1 && cfg_int(c, K_num_experts) % d->mesh_expert)
+        FAIL(later(c, K_ici_expert_parallelism, K_num_experts), "expert parallelism %d does not divide num_experts %lld",
+             d->mesh_expert, cfg_int(c, K_num_experts));
     return true;
 }
 

@@ -80,6 +80,7 @@ typedef struct {
     int emb_dim, num_query_heads, num_kv_heads, mlp_dim, num_decoder_layers;
     int num_devices, num_slices;
     int mesh_data, mesh_fsdp, mesh_tensor;        /* dcn x ici per axis */
+    int mesh_expert;                              /* experts split over it; the batch too (compile-only) */
     long long global_batch;                       /* sequences per train step */
     long long micro_batch;                        /* sequences per microbatch */
     long long eval_batch;                         /* sequences per eval step */
@@ -144,8 +145,8 @@ static inline long long cfg_int(const Config *c, KeyId k) { return c->v[k].i; }
 static inline double cfg_float(const Config *c, KeyId k) { return c->v[k].f; }
 static inline bool cfg_bool(const Config *c, KeyId k) { return c->v[k].b; }
 static inline const char *cfg_str(const Config *c, KeyId k) { return c->v[k].s; }
-/* Devices that split the batch: the data and fsdp axes. */
-static inline int batch_shards(const Config *c) { return c->d.mesh_data * c->d.mesh_fsdp; }
+/* Devices that split the batch: the data and fsdp axes (and expert, as MaxText's activation_batch). */
+static inline int batch_shards(const Config *c) { return c->d.mesh_data * c->d.mesh_fsdp * c->d.mesh_expert; }
 /* Attention + MLP blocks in one of MaxText's layers: gemma2's layer is a
  * local (sliding-window) and a global one. */
 static inline int sublayers(const Config *c) { return strcmp(cfg_str(c, K_decoder_block), "gemma2") ? 1 : 2; }
@@ -346,6 +347,7 @@ typedef struct {
     bool fits;
     double flops;                                   /* per step, all devices */
     double fsdp_gather, fsdp_scatter, data_allreduce, tensor_allreduce;  /* bytes per device per step */
+    double expert_alltoall;                         /* mixtral's tokens to their experts' devices and back */
     int64_t c_bytes;                                /* size of the generated step.c */
     bool c_checked;                                 /* and clang parsed it */
     bool lowered;                                   /* the backends lower this mesh: */

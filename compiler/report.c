@@ -17,28 +17,29 @@ static int axis_size(const Config *c, const char *axis)
     if (!strcmp(axis, "data")) return c->d.mesh_data;
     if (!strcmp(axis, "fsdp")) return c->d.mesh_fsdp;
     if (!strcmp(axis, "tensor")) return c->d.mesh_tensor;
+    if (!strcmp(axis, "expert")) return c->d.mesh_expert;
     return 1;
 }
 
 /* How many ways dimension `logical` is split: the first rule for that name
  * whose mesh axes (not yet used by another dimension) divide the size. */
-static int64_t shards(const Config *c, const char *logical, int64_t size, bool used[3])
+static int64_t shards(const Config *c, const char *logical, int64_t size, bool used[4])
 {
     if (!logical) return 1;
     const ConfigValue *rules = &c->v[K_logical_axis_rules];
-    static const char *axes[3] = {"data", "fsdp", "tensor"};
+    static const char *axes[4] = {"data", "fsdp", "tensor", "expert"};
     for (int r = 0; r < rules->nrules; r++) {
         if (strcmp(rules->rules[r].name, logical)) continue;
         int64_t n = 1;
         bool ok = true;
         for (int a = 0; a < rules->rules[r].axes.n; a++) {
-            for (int k = 0; k < 3; k++)
+            for (int k = 0; k < 4; k++)
                 if (!strcmp(rules->rules[r].axes.items[a], axes[k]) && used[k]) ok = false;
             n *= axis_size(c, rules->rules[r].axes.items[a]);
         }
         if (!ok || size % n) continue;
         for (int a = 0; a < rules->rules[r].axes.n; a++)
-            for (int k = 0; k < 3; k++)
+            for (int k = 0; k < 4; k++)
                 if (!strcmp(rules->rules[r].axes.items[a], axes[k])) used[k] = true;
         return n;
     }
@@ -49,7 +50,7 @@ static int64_t shards(const Config *c, const char *logical, int64_t size, bool u
  * lowered program is accounted by its tensor's logical axes, as any other. */
 static int64_t local_bytes(const Config *c, const Value *v)
 {
-    bool used[3] = {false, false, false};
+    bool used[4] = {false, false, false, false};
     int64_t dim[4];
     int rank = value_share_shape(v, dim);
     if (v->tp_split) dim[v->tp_split - 1] *= v->tp_ways;
@@ -102,7 +103,7 @@ bool compile_report(const Config *c, Report *r, char *err, size_t errlen)
     const Derived *d = &c->d;
     int dp = batch_shards(c), tp = d->mesh_tensor;
     if (d->micro_batch % dp) {
-        snprintf(err, errlen, "mtxc: error: a microbatch of %lld sequences does not split over data x fsdp = %d devices",
+        snprintf(err, errlen, "mtxc: error: a microbatch of %lld sequences does not split over data x fsdp x expert = %d devices",
                  (long long)d->micro_batch, dp);
         return false;
     }
@@ -123,12 +124,14 @@ bool compile_report(const Config *c, Report *r, char *err, size_t errlen)
     if (!threaded) check_c(&check);
 
     int *gather = gather_bytes(p);
+    int64_t expert_grads = 0;                       /* reduced over data only: the expert axis splits them */
     for (int i = 0; i < p->nvalues; i++) {
         const Value *v = p->values[i];
         if (v->kind == V_PARAM) {
             r->param_count += value_global_numel(v);
             r->params += local_bytes(c, v);
             if (v->grad) r->grads += local_bytes(c, v);
+            if (v->grad && v->axes[0] && !strcmp(v->axes[0], "exp")) expert_grads += local_bytes(c, v);
             r->full_params += value_global_numel(v) * 4;
             r->gathered_params += value_global_numel(v) * gather[i];
         } else if (v->kind == V_OPT) {
@@ -170,7 +173,7 @@ bool compile_report(const Config *c, Report *r, char *err, size_t errlen)
     local.d.mlp_dim = d->mlp_dim / tp;
     if (cfg_int(c, K_vocab_size) % tp == 0) local.v[K_vocab_size].i = cfg_int(c, K_vocab_size) / tp;
     local.d.num_devices = 1;
-    local.d.mesh_data = local.d.mesh_fsdp = local.d.mesh_tensor = 1;   /* already divided above */
+    local.d.mesh_data = local.d.mesh_fsdp = local.d.mesh_tensor = local.d.mesh_expert = 1;   /* already divided above */
     Program *lp = compile_program_with(&local, NULL, true, err, errlen);
     if (threaded) pthread_join(checker, NULL);
     generated_c_free(&check.g);
@@ -193,7 +196,15 @@ bool compile_report(const Config *c, Report *r, char *err, size_t errlen)
     /* a device's TP shard, gathered over fsdp forward and backward, every microbatch; its float32 gradients scattered */
     r->fsdp_gather = ring(d->mesh_fsdp, (double)r->gathered_params / tp, 2.0 * k);
     r->fsdp_scatter = ring(d->mesh_fsdp, (double)r->full_params / tp, 1.0);
-    r->data_allreduce = ring(d->mesh_data, (double)r->grads, 2.0);
+    /* the expert axis splits the batch too: the other params' gradients are summed over it */
+    r->data_allreduce = ring(d->mesh_data * d->mesh_expert, (double)(r->grads - expert_grads), 2.0) +
+                        ring(d->mesh_data, (double)expert_grads, 2.0);
+    if (d->mesh_expert > 1) {   /* each MoE layer: rows to their experts and back, forward and backward */
+        double rows = (double)(d->micro_batch / dp) * (double)cfg_int(c, K_max_target_length) *
+                      (double)cfg_int(c, K_num_experts_per_tok);
+        double bytes = rows * d->emb_dim * (strcmp(cfg_str(c, K_dtype), "bfloat16") ? 4.0 : 2.0);
+        r->expert_alltoall = 4.0 * bytes * (d->mesh_expert - 1) / d->mesh_expert * d->num_decoder_layers * k;
+    }
     double act = (double)(d->micro_batch / dp) * (double)cfg_int(c, K_max_target_length) * d->emb_dim * 4.0;
     r->tensor_allreduce = ring(tp, act, 2.0) * 4.0 * d->num_decoder_layers * sublayers(c) * k;   /* 2 forward + 2 backward a block */
     return true;
@@ -208,19 +219,21 @@ void report_print(FILE *out, const Config *c, const Report *r, bool json)
     Pool *pool = pool_new();
     if (json) {
         fprintf(out, "{\"model_name\": \"%s\", \"compile_topology\": \"%s\", \"num_slices\": %d, \"num_devices\": %d, "
-                     "\"mesh\": {\"data\": %d, \"fsdp\": %d, \"tensor\": %d}, \"param_count\": %lld, "
+                     "\"mesh\": {\"data\": %d, \"fsdp\": %d, \"tensor\": %d, \"expert\": %d}, \"param_count\": %lld, "
                      "\"per_device_bytes\": {\"params\": %lld, \"gradients\": %lld, \"optimizer_state\": %lld, "
                      "\"step_temporaries\": %lld, \"peak\": %lld, \"device_memory\": %lld}, \"fits\": %s, "
                      "\"flops_per_step\": %.6g, \"flops_per_step_per_device\": %.6g, "
                      "\"collective_bytes_per_device\": {\"fsdp_all_gather_params\": %.6g, "
                      "\"fsdp_reduce_scatter_grads\": %.6g, \"data_all_reduce_grads\": %.6g, "
-                     "\"tensor_all_reduce_activations\": %.6g}, \"remat_policy\": \"%s\", \"generated_c_bytes\": %lld, "
+                     "\"tensor_all_reduce_activations\": %.6g, \"expert_all_to_all_tokens\": %.6g}, "
+                     "\"remat_policy\": \"%s\", \"generated_c_bytes\": %lld, "
                      "\"cpu_trainer_bytes\": %s, \"decode_kv_cache_bytes\": %s}\n",
                 cfg_str(c, K_model_name), cfg_str(c, K_compile_topology), d->num_slices, d->num_devices, d->mesh_data,
-                d->mesh_fsdp, d->mesh_tensor, (long long)r->param_count, (long long)r->params, (long long)r->grads,
+                d->mesh_fsdp, d->mesh_tensor, d->mesh_expert, (long long)r->param_count, (long long)r->params,
+                (long long)r->grads,
                 (long long)r->opt_state, (long long)r->temporaries, (long long)r->peak, (long long)r->device_bytes,
                 r->fits ? "true" : "false", r->flops, flops_dev, r->fsdp_gather, r->fsdp_scatter, r->data_allreduce,
-                r->tensor_allreduce, cfg_str(c, K_remat_policy), (long long)r->c_bytes,
+                r->tensor_allreduce, r->expert_alltoall, cfg_str(c, K_remat_policy), (long long)r->c_bytes,
                 r->lowered ? pool_fmt(pool, "{\"state\": %lld, \"step_arena\": %lld}", (long long)r->lowered_state,
                                       (long long)r->lowered_arena)
                            : "null",
@@ -228,11 +241,12 @@ void report_print(FILE *out, const Config *c, const Report *r, bool json)
         pool_free(pool);
         return;
     }
-    fprintf(out, "compile-only: %s (%.3f B params) on %s%s, %d device%s, mesh data %d x fsdp %d x tensor %d\n",
+    fprintf(out, "compile-only: %s (%.3f B params) on %s%s, %d device%s, mesh data %d x fsdp %d x tensor %d%s\n",
             cfg_str(c, K_model_name), (double)r->param_count / 1e9,
             cfg_str(c, K_compile_topology)[0] ? cfg_str(c, K_compile_topology) : "this machine",
             d->num_slices > 1 ? pool_fmt(pool, " x %d slices", d->num_slices) : "", d->num_devices,
-            d->num_devices == 1 ? "" : "s", d->mesh_data, d->mesh_fsdp, d->mesh_tensor);
+            d->num_devices == 1 ? "" : "s", d->mesh_data, d->mesh_fsdp, d->mesh_tensor,
+            d->mesh_expert > 1 ? pool_fmt(pool, " x expert %d", d->mesh_expert) : "");
     fprintf(out, "per device:\n");
     fprintf(out, "  params              %12s\n", gb(pool, (double)r->params));
     fprintf(out, "  gradients           %12s   (sharded as the params, after reduce-scatter)\n", gb(pool, (double)r->grads));
@@ -249,6 +263,9 @@ void report_print(FILE *out, const Config *c, const Report *r, bool json)
     fprintf(out, "  fsdp reduce-scatter of grads     %12s\n", gb(pool, r->fsdp_scatter));
     fprintf(out, "  data all-reduce of grads         %12s\n", gb(pool, r->data_allreduce));
     fprintf(out, "  tensor all-reduce of activations %12s\n", gb(pool, r->tensor_allreduce));
+    if (d->mesh_expert > 1)
+        fprintf(out, "  expert all-to-all of tokens      %12s   (to the experts' devices and back, forward and backward)\n",
+                gb(pool, r->expert_alltoall));
     fprintf(out, "generated C: %lld bytes%s\n", (long long)r->c_bytes,
             r->c_checked ? ", parsed and type-checked by clang" : " (this mtxc has no clang to check it)");
     /* What mtxc's own CPU trainer of this mesh holds: FSDP chunks every param

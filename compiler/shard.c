@@ -142,6 +142,11 @@ bool lowerable_mesh(const Config *c, char *err, size_t errlen)
     const Derived *d = &c->d;
     int tp = d->mesh_tensor;
     if (!rules_match(c, err, errlen)) return false;
+    if (d->mesh_expert > 1) {
+        snprintf(err, errlen, "mtxc: error: expert parallelism (%d) is reported by mtxc compile-only; the backends do "
+                              "not lower it yet", d->mesh_expert);
+        return false;
+    }
     if (tp > 1 && !strcmp(cfg_str(c, K_decoder_block), "mixtral")) {
         snprintf(err, errlen, "mtxc: error: mixtral's experts are not split over the tensor axis yet (ici_tensor_parallelism "
                               "%d); use mtxc compile-only for its report", tp);
@@ -172,7 +177,7 @@ bool lowerable_mesh(const Config *c, char *err, size_t errlen)
 
 bool shard(Program *p, char *err, size_t errlen)
 {
-    int dp = p->cfg->d.mesh_data, fsdp = p->cfg->d.mesh_fsdp;
+    int dp = p->cfg->d.mesh_data * p->cfg->d.mesh_expert, fsdp = p->cfg->d.mesh_fsdp;   /* expert: compile-only */
     if (dp * fsdp <= 1) return true;
     /* A mesh the backends refuse is lowered as data x fsdp data parallelism,
      * for compile-only's C check; its accounting is report.c's. */

@@ -33,5 +33,16 @@ tr -d '{}",' < "$out" | tr ' ' '\n' | awk '
     prev == "param_count:" { n = $1 } { prev = $1 }
     END { want = n * 16 / 8; got = p + g + o; printf "llama2-7b fsdp 8: params + grads + optimizer state %.3f GB per device, 7B x 16 / 8 = %.3f GB\n", got / 1e9, want / 1e9
           exit !(got > 0.95 * want && got < 1.05 * want) }' || fails=$((fails + 1))
+# Expert parallelism: mixtral-8x7b on 8 devices with expert 8 holds 16 bytes x
+# (non-expert params + expert params / 8) per device, within 5% (its experts'
+# wi_0, wi_1, wo: 32 layers x 3 x 8 x 4096 x 14336 params).
+"$MTXC" compile-only configs/base.yml model_name=mixtral-8x7b compile_topology=cpu-8 ici_fsdp_parallelism=1 \
+    ici_expert_parallelism=8 per_device_batch_size=1 --format json > "$out"
+tr -d '{}",' < "$out" | tr ' ' '\n' | awk '
+    prev == "params:" { p = $1 } prev == "gradients:" { g = $1 } prev == "optimizer_state:" { o = $1 }
+    prev == "param_count:" { n = $1 } { prev = $1 }
+    END { e = 32 * 3 * 8 * 4096 * 14336; want = 16 * (n - e + e / 8); got = p + g + o
+          printf "mixtral-8x7b expert 8: params + grads + optimizer state %.3f GB per device, 16 x (non-expert + expert / 8) = %.3f GB\n", got / 1e9, want / 1e9
+          exit !(got > 0.95 * want && got < 1.05 * want) }' || fails=$((fails + 1))
 echo "compile-only: $((n - fails)) of $n cases match their golden reports"
 [ $fails -eq 0 ]
