@@ -543,7 +543,7 @@ static void check_maxtext_only(Loader *L)
         fail(L, v->loc, "%s", msg);
     }
     for (int k = 0; k < NUM_KEYS; k++) {
-        if (mtx_keys[k].type != MTX_KT_LIST) continue;
+        if (mtx_keys[k].type != MTX_KT_LIST || !mtx_keys[k].choices) continue;
         for (int i = 0; i < c->v[k].list.n; i++)
             if (mtx_key_choice(mtx_keys[k].name, mtx_keys[k].choices, c->v[k].list.items[i], msg, sizeof msg) &&
                 k != K_mesh_axes)

@@ -70,13 +70,19 @@ void mtx_gather_rows(float *xs, const float *x, const int32_t *order, int n, int
         memcpy(xs + (size_t)r * d, x + (size_t)(order[r] / k) * d, sizeof(float) * (size_t)d);
 }
 
+/* The inverse of order: the sorted row of each (token, choice) slot. */
+static int32_t *rows_of_slots(const int32_t *order, int rows)
+{
+    int32_t *row_of = malloc(sizeof(int32_t) * (size_t)rows);
+    if (!row_of) abort();
+    for (int r = 0; r < rows; r++) row_of[order[r]] = r;
+    return row_of;
+}
+
 /* Each token's gradient: the sum of its k rows'. */
 void mtx_gather_rows_grad(float *dx, const float *dxs, const int32_t *order, int n, int d, int k)
 {
-    int rows = n * k;
-    int32_t *row_of = malloc(sizeof(int32_t) * (size_t)rows);    /* slot -> sorted row */
-    if (!row_of) abort();
-    for (int r = 0; r < rows; r++) row_of[order[r]] = r;
+    int32_t *row_of = rows_of_slots(order, n * k);
     #pragma omp parallel for schedule(static)
     for (int t = 0; t < n; t++) {
         float *out = dx + (size_t)t * d;
@@ -118,14 +124,6 @@ void mtx_grouped_matmul_wgrad(float *dw, const float *xs, const float *dys, cons
         mtx_sgemm(0, 0, kdim, n, rows, 1.0f, xs + (size_t)first * kdim, 1, kdim, dys + (size_t)first * n, n, 1, 0.0f,
                   de, n, 1);
     }
-}
-
-static int32_t *rows_of_slots(const int32_t *order, int rows)
-{
-    int32_t *row_of = malloc(sizeof(int32_t) * (size_t)rows);
-    if (!row_of) abort();
-    for (int r = 0; r < rows; r++) row_of[order[r]] = r;
-    return row_of;
 }
 
 /* y[t] = sum_j weights[t, j] ys[row of (t, j)], in float32. */

@@ -143,7 +143,11 @@ static const float *rope_table(int first, int t, int dh, float min_timescale, fl
         fprintf(stderr, "mtxrt: error: out of memory for RoPE's table (%d positions x %d)\n", t, half);
         abort();
     }
-    float timescale[half > 0 ? half : 1];    /* each pair's, in float32 as MaxText's */
+    float *timescale = malloc(sizeof(float) * (size_t)(half > 0 ? half : 1));   /* each pair's, in float32 as MaxText's */
+    if (!timescale) {
+        fprintf(stderr, "mtxrt: error: out of memory for RoPE's table (%d frequencies)\n", half);
+        abort();
+    }
     for (int k = 0; k < half; k++) {
         timescale[k] = min_timescale * powf(max_timescale / min_timescale, 2.0f * k / dh);
         if (variant == MTX_ROPE_LLAMA31) timescale[k] = (float)(1.0 / llama31_frequency(1.0 / timescale[k]));
@@ -155,6 +159,7 @@ static const float *rope_table(int first, int t, int dh, float min_timescale, fl
             table.cs[2 * ((size_t)p * half + k)] = cosf(angle);
             table.cs[2 * ((size_t)p * half + k) + 1] = sinf(angle);
         }
+    free(timescale);
     table.first = first, table.t = t, table.dh = dh, table.lo = min_timescale, table.hi = max_timescale;
     table.variant = variant;
     return table.cs;
