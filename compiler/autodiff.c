@@ -275,16 +275,24 @@ static void vjp(AD *ad, const Op *op, Value *dy)
         if (ad->needs[in[0]->id]) {
             Value *dx = grad_value(ad, in[0], op);
             g = emit(ad, OP_grouped_matmul, 3, dy, w, in[2], NULL, 1, dx, NULL, NULL);
-            int64_t at[5] = {op->ia[0], op->ia[2], op->ia[1], op->ia[3], !op->ia[4]};
+            int64_t at[6] = {op->ia[0], op->ia[2], op->ia[1], op->ia[3], op->ia[4], !op->ia[5]};
             memcpy(g->ia, at, sizeof at);
             accumulate(ad, in[0], dx);
         }
         if (ad->needs[gw->id]) {
-            if (op->ia[4]) fatal("autodiff: grouped_matmul's weight gradient of a transposed weight");
+            if (op->ia[5]) fatal("autodiff: grouped_matmul's weight gradient of a transposed weight");
             Value *dw = grad_value(ad, gw, op);
             copy_attrs(emit(ad, OP_grouped_matmul_wgrad, 3, in[0], dy, in[2], NULL, 1, dw, NULL, NULL), op);
             accumulate(ad, gw, dw);
         }
+        break;
+    }
+    case OP_all_to_all: {   /* the rows' gradients travel back the way the rows came */
+        Value *dx = grad_value(ad, in[0], op);
+        g = emit(ad, OP_all_to_all, 3, dy, in[1], in[2], NULL, 1, dx, NULL, NULL);
+        int64_t at[5] = {op->ia[1], op->ia[0], op->ia[2], op->ia[3], !op->ia[4]};
+        memcpy(g->ia, at, sizeof at);
+        accumulate(ad, in[0], dx);
         break;
     }
     case OP_expert_combine: {

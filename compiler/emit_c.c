@@ -610,7 +610,8 @@ static void emit_header(Emitter *e)
 }
 
 /* One param's init: the whole tensor, an fsdp chunk (this device's range of
- * its flattened elements) or a tensor-parallel share (its rows or columns),
+ * its flattened elements) or a tensor- or expert-parallel share (its rows,
+ * columns or experts),
  * each element drawn at its place in the whole tensor's stream. */
 static void emit_param_init(Emitter *e, const Value *v)
 {
@@ -628,13 +629,13 @@ static void emit_param_init(Emitter *e, const Value *v)
     }
     const char *fill = v->init == INIT_NORMAL ? "normal" : "truncated_normal";
     const char *k = pool_fmt(pool, "mtx_rng_fold(key, 0x%016llxULL)", (unsigned long long)h);
-    if (v->tp_split) {
-        int64_t d[4];
-        int64_t cols = value_share_shape(v, d) > 1 ? d[1] : 1, rows = d[0];
-        int64_t full_cols = v->tp_split == 2 ? cols * v->tp_ways : cols;
-        int64_t offset = v->tp_split == 2 ? cols : rows * cols;   /* per tensor coordinate */
-        emitf(e, "    mtx_fill_%s_slice(%s, %s, %s, %lld, %lld, (size_t)mtx_mesh_coord(2) * %lld, %s, %s);\n", fill, x,
-            first, n, (long long)cols, (long long)full_cols, (long long)offset, k, flit(pool, v->init_std));
+    if (v->split_dim) {
+        /* the share is a run of `inner` elements out of every split_ways x inner of the whole tensor */
+        int64_t d[4], inner = 1;
+        for (int i = v->split_dim - 1, rank = value_share_shape(v, d); i < rank; i++) inner *= d[i];
+        emitf(e, "    mtx_fill_%s_slice(%s, %s, %s, %lld, %lld, (size_t)mtx_mesh_coord(%d) * %lld, %s, %s);\n", fill, x,
+            first, n, (long long)inner, (long long)(inner * v->split_ways), v->split_axis == MTX_AXIS_EXPERT ? 3 : 2,
+            (long long)inner, k, flit(pool, v->init_std));
     } else if (v->full_rank) {
         emitf(e, "    mtx_fill_%s_at(%s, shard_first, shard_count, %s, %s);\n", fill, x, k, flit(pool, v->init_std));
     } else {
@@ -727,7 +728,7 @@ static void emit_descriptor(Emitter *e)
     int64_t arena = program_arena_bytes(p);
     emitf(e, "const mtx_program mtx_program_desc = {\n"
            "    .model_name = \"%s\",\n    .pure_nnx = %d,\n"
-           "    .mesh_data = %d, .mesh_fsdp = %d, .mesh_tensor = %d,\n"
+           "    .mesh_data = %d, .mesh_fsdp = %d, .mesh_tensor = %d, .mesh_expert = %d,\n"
            "    .batch = %lld, .seq = %lld, .eval_batch = %lld, .vocab = %lld,\n"
            "    .flops_per_step = %.17g,\n"
            "    .state_bytes = %lldu, .arena_bytes = %lldu,\n"
@@ -737,7 +738,7 @@ static void emit_descriptor(Emitter *e)
            "    .state_arena = state_arena,\n"
            "    .init = mtx_init_state,\n"
            "    .train_step = (void *)mtx_train_step, .eval_step = (void *)mtx_eval_step,\n",
-        cfg_str(c, K_model_name), cfg_bool(c, K_pure_nnx), c->d.mesh_data, c->d.mesh_fsdp, c->d.mesh_tensor,
+        cfg_str(c, K_model_name), cfg_bool(c, K_pure_nnx), c->d.mesh_data, c->d.mesh_fsdp, c->d.mesh_tensor, c->d.mesh_expert,
         (long long)(c->d.global_batch / batch_shards(c)), (long long)cfg_int(c, K_max_target_length),
         (long long)(c->d.eval_batch / batch_shards(c)),
         (long long)cfg_int(c, K_vocab_size), p->flops_per_step / c->d.mesh_tensor, (long long)p->state_bytes,

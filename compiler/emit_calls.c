@@ -11,13 +11,19 @@ static const char *rows_at(Emitter *e, const Value *v, int64_t first)
     return first ? pool_fmt(e->p->pool, "%s + %lld", V(e, v), (long long)first) : V(e, v);
 }
 
-/* A set of mesh axes as C. */
+/* A set of mesh axes as C: "MTX_AXIS_DATA | MTX_AXIS_EXPERT". */
 const char *axes_expr(int64_t axes)
 {
-    static const char *const names[8] = {"0", "MTX_AXIS_DATA", "MTX_AXIS_FSDP", "MTX_AXIS_DATA | MTX_AXIS_FSDP",
-                                         "MTX_AXIS_TENSOR", "MTX_AXIS_DATA | MTX_AXIS_TENSOR",
-                                         "MTX_AXIS_FSDP | MTX_AXIS_TENSOR", "MTX_AXIS_DATA | MTX_AXIS_FSDP | MTX_AXIS_TENSOR"};
-    return names[axes & 7];
+    static const char *const names[4] = {"MTX_AXIS_DATA", "MTX_AXIS_FSDP", "MTX_AXIS_TENSOR", "MTX_AXIS_EXPERT"};
+    static char text[16][80];
+    axes &= 15;
+    if (!text[axes][0]) {
+        size_t n = 0;
+        for (int a = 0; a < 4; a++)
+            if ((axes >> a) & 1) n += (size_t)snprintf(text[axes] + n, sizeof text[axes] - n, "%s%s", n ? " | " : "", names[a]);
+        if (!n) snprintf(text[axes], sizeof text[axes], "0");
+    }
+    return text[axes];
 }
 
 /* A bf16 GEMM's plan: one per distinct shape, strides, output dtype and alpha. */
@@ -178,12 +184,20 @@ void emit_kernel(Emitter *e, const Op *op)
             V(e, o[0]), V(e, in[0]), V(e, in[1]), (long long)a[0], (long long)a[1], (long long)a[2]);
         break;
     case OP_grouped_matmul:
-        emitf(e, "    mtx_grouped_matmul(%s, %s, %s, %s, %lld, %lld, %lld, %lld, %lld);\n", V(e, o[0]), V(e, in[0]),
-            V(e, in[1]), V(e, in[2]), (long long)a[0], (long long)a[1], (long long)a[2], (long long)a[3], (long long)a[4]);
+        emitf(e, "    mtx_grouped_matmul(%s, %s, %s, %s, %lld, %lld, %lld, %lld, %lld, %lld);\n", V(e, o[0]),
+            V(e, in[0]), V(e, in[1]), V(e, in[2]), (long long)a[0], (long long)a[1], (long long)a[2], (long long)a[3],
+            (long long)a[4], (long long)a[5]);
         break;
     case OP_grouped_matmul_wgrad:
-        emitf(e, "    mtx_grouped_matmul_wgrad(%s, %s, %s, %s, %lld, %lld, %lld, %lld);\n", V(e, o[0]), V(e, in[0]),
-            V(e, in[1]), V(e, in[2]), (long long)a[0], (long long)a[1], (long long)a[2], (long long)a[3]);
+        emitf(e, "    mtx_grouped_matmul_wgrad(%s, %s, %s, %s, %lld, %lld, %lld, %lld, %lld);\n", V(e, o[0]), V(e, in[0]),
+            V(e, in[1]), V(e, in[2]), (long long)a[0], (long long)a[1], (long long)a[2], (long long)a[3], (long long)a[4]);
+        break;
+    case OP_expert_counts:
+        emitf(e, "    mtx_expert_counts(%s, %s, %lld);\n", V(e, o[0]), V(e, in[0]), (long long)a[0]);
+        break;
+    case OP_all_to_all:
+        emitf(e, "    mtx_all_to_all(%s, %s, %s, %s, %lld, %lldu, %lld, %d);\n", V(e, o[0]), V(e, in[0]), V(e, in[1]),
+            V(e, in[2]), (long long)a[3], (long long)(a[2] * dtype_bytes(in[0]->dtype)), (long long)a[1], (int)a[4]);
         break;
     case OP_expert_combine:
         emitf(e, "    mtx_expert_combine(%s, %s, %s, %s, %lld, %lld, %lld);\n", V(e, o[0]), V(e, in[0]), V(e, in[1]),
@@ -262,11 +276,11 @@ void emit_kernel(Emitter *e, const Op *op)
         break;
     case OP_global_norm:
         emitf(e, "    double sum_sq = 0;\n");
-        if (a[1]) {   /* the first a[1] gradients are split over the tensor axis: each device has its share */
+        if (a[1]) {   /* the first a[1] gradients are split over axis a[2]: each device has its share */
             emitf(e, "    double split_sq = 0;\n");
             for (int i = 0; i < a[1]; i++)
                 emitf(e, "    split_sq += mtx_sum_of_squares(%s, %lld);\n", V(e, in[i]), (long long)value_numel(in[i]));
-            emitf(e, "    mtx_all_reduce_sum_f64(&split_sq, 1, MTX_AXIS_TENSOR);\n    sum_sq = split_sq;\n");
+            emitf(e, "    mtx_all_reduce_sum_f64(&split_sq, 1, %s);\n    sum_sq = split_sq;\n", axes_expr(a[2]));
         }
         for (int i = (int)a[1]; i < op->nin; i++)
             emitf(e, "    sum_sq += mtx_sum_of_squares(%s, %lld);\n", V(e, in[i]), (long long)value_numel(in[i]));

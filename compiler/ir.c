@@ -35,8 +35,10 @@ static const struct { OpKind kind; const char *ia[8]; const char *fa[8]; } attr_
     {OP_expert_sort, {"n", "experts", "k"}, {0}},
     {OP_gather_rows, {"n", "d", "k"}, {0}},
     {OP_gather_rows_grad, {"n", "d", "k"}, {0}},
-    {OP_grouped_matmul, {"m", "n", "k", "experts", "tb"}, {0}},
-    {OP_grouped_matmul_wgrad, {"m", "n", "k", "experts"}, {0}},
+    {OP_grouped_matmul, {"m", "n", "k", "experts", "local", "tb"}, {0}},
+    {OP_grouped_matmul_wgrad, {"m", "n", "k", "experts", "local"}, {0}},
+    {OP_expert_counts, {"experts"}, {0}},
+    {OP_all_to_all, {"rows_in", "rows_out", "d", "experts", "back"}, {0}},
     {OP_expert_combine, {"n", "d", "k"}, {0}},
     {OP_expert_combine_grad, {"n", "d", "k"}, {0}},
     {OP_expert_capacity, {"sequences", "t", "experts", "k", "capacity"}, {0}},
@@ -62,7 +64,7 @@ static const struct { OpKind kind; const char *ia[8]; const char *fa[8]; } attr_
     {OP_clip_scale, {0}, {"threshold"}},
     {OP_adamw, {"pax", "nesterov"}, {"b1", "b2", "eps", "eps_root", "weight_decay"}},
     {OP_muon, {"rows", "cols"}, {"beta", "eps", "weight_decay"}},
-    {OP_global_norm, {"sum_over_axes", "tensor_split_inputs"}, {0}},
+    {OP_global_norm, {"sum_over_axes", "split_inputs", "split_axis"}, {0}},
     {OP_all_reduce_sum, {"axes"}, {0}},
     {OP_all_gather, {"n", "shards"}, {0}},
     {OP_reduce_scatter, {"n", "shards"}, {0}},
@@ -196,7 +198,7 @@ int64_t value_full_numel(const Value *v)
 
 int64_t value_global_numel(const Value *v)
 {
-    return value_full_numel(v) * (v->tp_split ? v->tp_ways : 1);
+    return value_full_numel(v) * (v->split_dim ? v->split_ways : 1);
 }
 
 int dtype_bytes(DType t) { return t == DT_I64 ? 8 : t == DT_BF16 ? 2 : 4; }

@@ -111,11 +111,19 @@ static bool check_shapes(Verifier *V)
                numel_is(V, in[1], a[0] * a[2], "order");
     }
     case OP_grouped_matmul:
-        return numel_is(V, in[0], a[0] * a[2], "rows") && numel_is(V, in[1], a[3] * a[2] * a[1], "weights") &&
-               numel_is(V, in[2], a[3] + 1, "offsets") && numel_is(V, out[0], a[0] * a[1], "output");
+        return numel_is(V, in[0], a[0] * a[2], "rows") && numel_is(V, in[1], a[4] * a[2] * a[1], "weights") &&
+               numel_is(V, in[2], a[3] + 1, "offsets") && numel_is(V, out[0], a[0] * a[1], "output") &&
+               ((a[4] > 0 && a[3] % a[4] == 0) || bad(V, "%lld local experts of %lld", (long long)a[4], (long long)a[3]));
     case OP_grouped_matmul_wgrad:
         return numel_is(V, in[0], a[0] * a[2], "rows") && numel_is(V, in[1], a[0] * a[1], "output gradient") &&
-               numel_is(V, out[0], a[3] * a[2] * a[1], "weights gradient");
+               numel_is(V, out[0], a[4] * a[2] * a[1], "weights gradient");
+    case OP_expert_counts:
+        return numel_is(V, in[0], a[0] + 1, "offsets") && numel_is(V, out[0], a[0] + 1, "received offsets");
+    case OP_all_to_all:
+        return numel_is(V, in[0], a[0] * a[2], "rows") && numel_is(V, out[0], a[1] * a[2], "output") &&
+               numel_is(V, in[1], a[3] + 1, "offsets") && numel_is(V, in[2], a[3] + 1, "received offsets") &&
+               (in[0]->dtype == out[0]->dtype || bad(V, "moves %s rows into %s", dtype_name(in[0]->dtype),
+                                                    dtype_name(out[0]->dtype)));
     case OP_expert_combine:
         return numel_is(V, in[0], a[0] * a[2] * a[1], "rows") && numel_is(V, in[2], a[0] * a[2], "weights") &&
                numel_is(V, out[0], a[0] * a[1], "output");
@@ -158,7 +166,7 @@ static bool integer_operand(const Op *o, const Value *v)
         return v->dtype == DT_I32;   /* the position */
     case OP_topk_route: case OP_topk_route_grad: case OP_expert_sort: case OP_gather_rows: case OP_gather_rows_grad:
     case OP_grouped_matmul: case OP_grouped_matmul_wgrad: case OP_expert_combine: case OP_expert_combine_grad:
-    case OP_expert_capacity: case OP_moe_lb_loss: case OP_moe_lb_loss_grad:
+    case OP_expert_capacity: case OP_moe_lb_loss: case OP_moe_lb_loss_grad: case OP_expert_counts: case OP_all_to_all:
         return v->dtype == DT_I32;   /* experts chosen, their sorted order and offsets */
     default: return false;
     }

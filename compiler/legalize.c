@@ -16,7 +16,7 @@
  * inputs and outputs (bits) carry the activations' dtype; the others
  * (params, their gradients, the loss's scalars) stay f32. */
 static const struct { OpKind kind; unsigned in, out; } bf16_kernels[] = {
-    {OP_all_gather, 1, 1},                                       /* move elements, whatever their dtype */
+    {OP_all_gather, 1, 1}, {OP_all_to_all, 1, 1},                /* move elements, whatever their dtype */
     {OP_rows, 1, 1}, {OP_rows_grad, 1, 1},
     {OP_attention_scores, 3, 1}, {OP_attention_scores_grad, 7, 3},
     {OP_causal_softmax, 1, 1}, {OP_causal_softmax_grad, 3, 1},

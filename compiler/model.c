@@ -54,6 +54,7 @@ typedef struct {
     int64_t B, T, D, H, KV, Dh, M, V, L, P;  /* H, KV, M: this device's share when tp > 1 */
     int64_t NL;                                /* sublayers: L, or 2 L for gemma2 */
     int64_t tp;                                /* tensor-parallel ways (Megatron: heads and MLP columns) */
+    int64_t ep;                                /* expert-parallel ways: each device holds E / ep experts */
     bool kv_replicated;                        /* tp > 1 over one kv head: every device computes it (Megatron) */
     const char *block;
     Value *tokens, *targets, *segmentation;    /* inputs of the function being built */
@@ -87,16 +88,20 @@ static Value *vector(Builder *b, const char *name, int64_t n, InitKind init, con
     return param(b, name, 1, &n, init, 0, axis, NULL, NULL);
 }
 
-/* This device's share of a tensor-parallel param: dim `dim` divided tp ways
- * (its init still draws from the whole tensor's stream, emit_c.c). */
-static Value *split(Builder *b, Value *v, int dim)
+/* This device's share of a param split `ways` ways over a mesh axis along
+ * dim `dim` (its init still draws from the whole tensor's stream, emit_c.c). */
+static Value *split_over(Value *v, int dim, int64_t ways, int axis)
 {
-    if (b->tp == 1) return v;
-    v->dim[dim] /= b->tp;
-    v->tp_split = dim + 1;
-    v->tp_ways = (int)b->tp;
+    if (ways == 1) return v;
+    v->dim[dim] /= ways;
+    v->split_dim = dim + 1;
+    v->split_ways = (int)ways;
+    v->split_axis = axis;
     return v;
 }
+
+/* Megatron's tensor parallelism: heads and MLP columns or rows. */
+static Value *split(Builder *b, Value *v, int dim) { return split_over(v, dim, b->tp, MTX_AXIS_TENSOR); }
 
 static void make_norm(Builder *b, const char *prefix, Value **scale, Value **bias)
 {
@@ -146,6 +151,10 @@ static void make_experts(Builder *b, int l, LayerParams *lp)
     lp->wi0 = param(b, pool_fmt(pool, "%s.wi_0", m), 3, wi, INIT_TRUNCATED_NORMAL, si, "exp", "embed_moe", "mlp_moe");
     lp->wi1 = param(b, pool_fmt(pool, "%s.wi_1", m), 3, wi, INIT_TRUNCATED_NORMAL, si, "exp", "embed_moe", "mlp_moe");
     lp->wo_mlp = param(b, pool_fmt(pool, "%s.wo", m), 3, wo, INIT_TRUNCATED_NORMAL, so, "exp", "mlp_moe", "embed_moe");
+    /* expert parallelism: this device's experts */
+    split_over(lp->wi0, 0, b->ep, MTX_AXIS_EXPERT);
+    split_over(lp->wi1, 0, b->ep, MTX_AXIS_EXPERT);
+    split_over(lp->wo_mlp, 0, b->ep, MTX_AXIS_EXPERT);
 }
 
 static void make_params(Builder *b)
@@ -260,7 +269,7 @@ static Value *weight_as(Builder *b, Value *w, DType dt)
 /* x [B, T, k] or [rows, k] times w: [B, T, n] or [rows, n]. */
 static Value *matmul(Builder *b, const char *name, Value *x, Value *w, bool w_transposed, double alpha)
 {
-    double ways = w->tp_split ? (double)b->tp : 1.0;   /* of the param: its bf16 cast is not marked split */
+    double ways = w->split_dim ? (double)b->tp : 1.0;   /* of the param: its bf16 cast is not marked split */
     w = weight_as(b, w, x->dtype);
     int64_t k = x->dim[x->rank - 1], n = w_transposed ? w->dim[0] : w->dim[1], m = value_numel(x) / k;
     int64_t dim[3] = {b->B, b->T, n}, rows[2] = {m, n};
@@ -544,16 +553,32 @@ static Value *moe_temp(Builder *b, const char *name, DType dt, int64_t rows, int
     return value_new(b->p, name, dt, 2, dim, V_TEMP);
 }
 
-/* rows x w[e] for each expert's rows: the weight as the activations' dtype, as MaxText casts it */
+/* rows x w[e] for each expert's rows: the weight as the activations' dtype,
+ * as MaxText casts it. Under expert parallelism the groups are (source rank,
+ * expert) pairs, group g using this device's expert g mod E / ep. */
 static Value *grouped_matmul(Builder *b, const char *name, Value *xs, Value *w, Value *offsets)
 {
     w = weight_as(b, w, xs->dtype);
     int64_t m = xs->dim[0], k = w->dim[1], n = w->dim[2];
     Value *y = moe_temp(b, name, xs->dtype, m, n);
     Op *op = op_add(b->p, b->f, OP_grouped_matmul, b->block, 3, (Value *[]){xs, w, offsets}, 1, &y);
-    int64_t a[5] = {m, n, k, b->E, 0};
+    int64_t a[6] = {m, n, k, b->E, w->dim[0], 0};
     memcpy(op->ia, a, sizeof a);
-    b->matmul_flops += 2.0 * (double)m * (double)n * (double)k;
+    /* a device's experts take N k rows on average, whatever room they are given */
+    b->matmul_flops += 2.0 * (double)(b->B * b->T * b->K) * (double)n * (double)k;
+    return y;
+}
+
+/* Expert parallelism: rows [in_rows, D] sorted by expert to the devices of
+ * their experts (back: returned), by all-to-all over the expert axis. A
+ * device may receive every device's rows, so the arena holds ep N k rows. */
+static Value *exchange_rows(Builder *b, const char *name, Value *x, Value *offsets, Value *received, bool back)
+{
+    int64_t in_rows = x->dim[0], out_rows = back ? in_rows / b->ep : in_rows * b->ep;
+    Value *y = moe_temp(b, name, x->dtype, out_rows, x->dim[1]);
+    Op *op = op_add(b->p, b->f, OP_all_to_all, b->block, 3, (Value *[]){x, offsets, received}, 1, &y);
+    int64_t a[5] = {in_rows, out_rows, x->dim[1], b->E, back};
+    memcpy(op->ia, a, sizeof a);
     return y;
 }
 
@@ -612,12 +637,20 @@ static Value *moe(Builder *b, int s, Value *x)
     Value *xs = moe_temp(b, pool_fmt(pool, "%s.sorted_inputs", m), x->dtype, rows, b->D);
     int64_t ga[3] = {n, b->D, b->K};
     memcpy(emit(b, OP_gather_rows, xs, 2, x, order, NULL)->ia, ga, sizeof ga);
-    Value *h = grouped_matmul(b, pool_fmt(pool, "%s.wi_0", m), xs, lp->wi0, offsets);
-    Value *g = grouped_matmul(b, pool_fmt(pool, "%s.wi_1", m), xs, lp->wi1, offsets);
+    Value *groups = offsets, *received = NULL;
+    if (b->ep > 1) {   /* each device's rows for this device's experts, by (source, expert) */
+        received = value_new(b->p, pool_fmt(pool, "%s.received_offsets", m), DT_I32, 1, &e1, V_TEMP);
+        emit(b, OP_expert_counts, received, 1, offsets, NULL, NULL)->ia[0] = b->E;
+        xs = exchange_rows(b, pool_fmt(pool, "%s.expert_inputs", m), xs, offsets, received, false);
+        groups = received;
+    }
+    Value *h = grouped_matmul(b, pool_fmt(pool, "%s.wi_0", m), xs, lp->wi0, groups);
+    Value *g = grouped_matmul(b, pool_fmt(pool, "%s.wi_1", m), xs, lp->wi1, groups);
     const StrList *acts = &b->c->v[K_mlp_activations].list;
     if (strcmp(acts->items[0], "linear")) h = unary(b, activation(acts->items[0]), pool_fmt(pool, "%s.activation", m), h);
     h = binary(b, OP_mul, pool_fmt(pool, "%s.hidden", m), h, g);
-    Value *ys = grouped_matmul(b, pool_fmt(pool, "%s.wo", m), h, lp->wo_mlp, offsets);
+    Value *ys = grouped_matmul(b, pool_fmt(pool, "%s.wo", m), h, lp->wo_mlp, groups);
+    if (b->ep > 1) ys = exchange_rows(b, pool_fmt(pool, "%s.returned_outputs", m), ys, offsets, received, true);
     Value *ys32 = convert(b, pool_fmt(pool, "%s.expert_outputs_f32", m), ys, DT_F32);
     Value *y32 = value_new(b->p, pool_fmt(pool, "%s.output_f32", m), DT_F32, 3, (int64_t[]){b->B, b->T, b->D}, V_TEMP);
     memcpy(emit(b, OP_expert_combine, y32, 3, ys32, order, w)->ia, ga, sizeof ga);
@@ -849,6 +882,7 @@ bool build_model(Program *p, char *err, size_t errlen)
     char why[512];
     p->mesh_lowered = lowerable_mesh(c, why, sizeof why);
     b.tp = p->mesh_lowered ? c->d.mesh_tensor : 1;
+    b.ep = p->mesh_lowered ? c->d.mesh_expert : 1;
     b.kv_replicated = b.tp > 1 && b.KV == 1;
     b.dt = strcmp(cfg_str(c, K_dtype), "bfloat16") ? DT_F32 : DT_BF16;
     make_params(&b);

@@ -194,8 +194,10 @@ typedef struct Value {
     struct Value *grad;          /* params: gradient value, set by autodiff */
     int full_rank;               /* shard: > 0 if this is one fsdp chunk of a tensor of full_dim */
     int64_t full_dim[4];
-    int tp_split;                /* build: > 0 if split tp_ways ways over the tensor axis along dim tp_split - 1 */
-    int tp_ways;
+    /* build: > 0 if split split_ways ways over mesh axis split_axis (MTX_AXIS_TENSOR:
+     * Megatron's heads and MLP columns; MTX_AXIS_EXPERT: the experts) along dim split_dim - 1 */
+    int split_dim;
+    int split_ways, split_axis;
     /* set by passes */
     int group;                   /* fuse: >0 if it never leaves a fused loop */
     int64_t offset;              /* memplan: bytes into the arena (temps) or state */

@@ -24,8 +24,9 @@ static Value *moment(Program *p, const char *which, const Value *param)
                          param->rank, param->dim, V_OPT);
     memcpy(m->axes, param->axes, sizeof m->axes);
     m->full_rank = param->full_rank;            /* an fsdp chunk or tensor-parallel share, like its param */
-    m->tp_split = param->tp_split;
-    m->tp_ways = param->tp_ways;
+    m->split_dim = param->split_dim;
+    m->split_ways = param->split_ways;
+    m->split_axis = param->split_axis;
     memcpy(m->full_dim, param->full_dim, sizeof m->full_dim);
     return m;
 }
@@ -65,19 +66,23 @@ bool build_optimizer(Program *p, char *err, size_t errlen)
 
     p->grad_norm = scalar(p, "grad_norm");
     /* FSDP: each device holds a chunk of every gradient; the squares sum over
-     * the axis. Tensor parallelism: the split params' squares (listed first)
-     * sum over that axis too; the replicated ones are equal on every device. */
+     * the axis. Tensor or expert parallelism: the split params' squares
+     * (listed first) sum over that axis too; the replicated ones are equal on
+     * every device. A model splits over one of the two (lowerable_mesh). */
     Value **norm_in = xmalloc(sizeof(Value *) * (size_t)n);
-    int nsplit = 0;
+    int nsplit = 0, split_axis = 0;
     for (int pass = 0, k = 0; pass < 2; pass++)
         for (int i = 0; i < n; i++)
-            if ((params[i]->tp_split != 0) == (pass == 0)) {
+            if ((params[i]->split_dim != 0) == (pass == 0)) {
                 norm_in[k++] = grads[i];
                 nsplit += pass == 0;
+                if (pass == 0) split_axis |= params[i]->split_axis;
             }
+    if (split_axis & (split_axis - 1)) fatal("optimizer: params split over two mesh axes");
     Op *norm_op = op_add(p, f, OP_global_norm, block, n, norm_in, 1, &p->grad_norm);
     norm_op->ia[0] = params[0]->full_rank ? MTX_AXIS_FSDP : 0;
     norm_op->ia[1] = nsplit;
+    norm_op->ia[2] = split_axis;
     free(norm_in);
     if (p->grad_scale) {                 /* accumulated sums: divide by the token count */
         Value *in[2] = {p->grad_norm, p->grad_scale}, *norm = scalar(p, "mean_grad_norm");

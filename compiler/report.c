@@ -53,7 +53,7 @@ static int64_t local_bytes(const Config *c, const Value *v)
     bool used[4] = {false, false, false, false};
     int64_t dim[4];
     int rank = value_share_shape(v, dim);
-    if (v->tp_split) dim[v->tp_split - 1] *= v->tp_ways;
+    if (v->split_dim) dim[v->split_dim - 1] *= v->split_ways;
     int64_t n = value_global_numel(v) * 4;
     for (int d = 0; d < rank; d++) n /= shards(c, v->axes[d], dim[d], used);
     return n;
@@ -163,17 +163,21 @@ bool compile_report(const Config *c, Report *r, char *err, size_t errlen)
     r->prefill_length = p->prefill_length;
     program_free(p);
 
-    /* The per-device program: its memory plan gives the step's temporaries. */
+    /* The per-device program: its memory plan gives the step's temporaries.
+     * A lowered expert axis stays, so that its all-to-all buffers (room for
+     * every device's rows, as MaxText's dropless buffer) are planned. */
     Config local = *c;
-    local.d.global_batch = d->global_batch / dp;
-    local.d.micro_batch = d->micro_batch / dp;
-    local.d.eval_batch = local.d.global_batch > 0 ? local.d.global_batch : 1;
+    int ep = r->lowered ? d->mesh_expert : 1, local_dp = dp / ep;
+    local.d.global_batch = d->global_batch / local_dp;
+    local.d.micro_batch = d->micro_batch / local_dp;
+    local.d.eval_batch = local.d.global_batch > 0 ? local.d.global_batch : 1;   /* a multiple of ep */
     local.d.num_query_heads = d->num_query_heads / tp;
     local.d.num_kv_heads = d->num_kv_heads > 1 ? d->num_kv_heads / tp : 1;   /* one kv head: on every device */
     local.d.mlp_dim = d->mlp_dim / tp;
     if (cfg_int(c, K_vocab_size) % tp == 0) local.v[K_vocab_size].i = cfg_int(c, K_vocab_size) / tp;
-    local.d.num_devices = 1;
-    local.d.mesh_data = local.d.mesh_fsdp = local.d.mesh_tensor = local.d.mesh_expert = 1;   /* already divided above */
+    local.d.num_devices = ep;
+    local.d.mesh_data = local.d.mesh_fsdp = local.d.mesh_tensor = 1;   /* already divided above */
+    local.d.mesh_expert = ep;
     Program *lp = compile_program_with(&local, NULL, true, err, errlen);
     if (threaded) pthread_join(checker, NULL);
     generated_c_free(&check.g);
@@ -251,10 +255,14 @@ void report_print(FILE *out, const Config *c, const Report *r, bool json)
     fprintf(out, "  params              %12s\n", gb(pool, (double)r->params));
     fprintf(out, "  gradients           %12s   (sharded as the params, after reduce-scatter)\n", gb(pool, (double)r->grads));
     fprintf(out, "  optimizer state     %12s\n", gb(pool, (double)r->opt_state));
-    fprintf(out, "  step temporaries    %12s   (per-device step, %lld x %lld tokens, remat_policy %s%s)\n",
+    fprintf(out, "  step temporaries    %12s   (per-device step, %lld x %lld tokens, remat_policy %s%s%s)\n",
             gb(pool, (double)r->temporaries), (long long)(d->micro_batch / batch_shards(c)),
             (long long)cfg_int(c, K_max_target_length), cfg_str(c, K_remat_policy),
-            r->gathered ? pool_fmt(pool, ", one layer's gathered weights %.3f GB", (double)r->gathered / 1e9) : "");
+            r->gathered ? pool_fmt(pool, ", one layer's gathered weights %.3f GB", (double)r->gathered / 1e9) : "",
+            d->mesh_expert > 1 && r->lowered
+                ? pool_fmt(pool, "; the experts' rows planned for the worst case, all %d devices' rows on one, as "
+                                 "MaxText's dropless buffer", d->mesh_expert)
+                : "");
     fprintf(out, "  peak                %12s   of %s: %s\n", gb(pool, (double)r->peak), gb(pool, (double)r->device_bytes),
             r->fits ? "fits" : "DOES NOT FIT");
     fprintf(out, "compute per step:     %.4g TFLOP, %.4g TFLOP per device\n", r->flops / 1e12, flops_dev / 1e12);

@@ -1,14 +1,17 @@
-/* Sharding over the mesh: the data and fsdp axes. The tensor axis is the
- * model builder's (model.c: Megatron's column and row splits with
- * tensor_enter / tensor_sum); what cannot be lowered (lowerable_mesh) is
+/* Sharding over the mesh: the data, fsdp and expert axes. The tensor axis
+ * is the model builder's (model.c: Megatron's column and row splits with
+ * tensor_enter / tensor_sum), and so are the experts' split and the
+ * all-to-all of their rows; what cannot be lowered (lowerable_mesh) is
  * accounted by compile-only (report.c) and refused by the backends.
  *
  * The model builder already gives each device its slice of the batch
- * (data x fsdp ways); the accumulate pass leaves the step's sums of losses,
- * token counts and gradients in accumulators. This pass makes the devices
- * agree on them:
- *   data and fsdp: the loss and token sums are all-reduced over both axes;
- *   data only: each gradient is all-reduced over the data axis;
+ * (data x fsdp x expert ways); the accumulate pass leaves the step's sums of
+ * losses, token counts and gradients in accumulators. This pass makes the
+ * devices agree on them:
+ *   data, fsdp and expert: the loss and token sums are all-reduced over all three;
+ *   data and expert: each gradient is all-reduced over the data axis, and
+ *     over the expert axis unless it is an expert's (each device's experts
+ *     saw every device's rows for them);
  *   fsdp: every parameter becomes this device's chunk of its flattened
  *     elements (ceil(n / fsdp), zero-padded; ZeRO-3's layout, so any shape
  *     splits), all-gathered into a temporary right before each op that
@@ -142,11 +145,6 @@ bool lowerable_mesh(const Config *c, char *err, size_t errlen)
     const Derived *d = &c->d;
     int tp = d->mesh_tensor;
     if (!rules_match(c, err, errlen)) return false;
-    if (d->mesh_expert > 1) {
-        snprintf(err, errlen, "mtxc: error: expert parallelism (%d) is reported by mtxc compile-only; the backends do "
-                              "not lower it yet", d->mesh_expert);
-        return false;
-    }
     if (tp > 1 && !strcmp(cfg_str(c, K_decoder_block), "mixtral")) {
         snprintf(err, errlen, "mtxc: error: mixtral's experts are not split over the tensor axis yet (ici_tensor_parallelism "
                               "%d); use mtxc compile-only for its report", tp);
@@ -175,38 +173,52 @@ bool lowerable_mesh(const Config *c, char *err, size_t errlen)
     return true;
 }
 
+/* Gradients all-reduced over `axes` (skipped when those axes are one device). */
+static void all_reduce_grads(Program *p, Func *f, Value **grads, int n, int axes, int devices, const char *block, int *at)
+{
+    if (n == 0 || devices <= 1) return;
+    op_add(p, f, OP_all_reduce_sum, block, n, grads, 0, NULL)->ia[0] = axes;
+    func_move_last(f, (*at)++);
+}
+
 bool shard(Program *p, char *err, size_t errlen)
 {
-    int dp = p->cfg->d.mesh_data * p->cfg->d.mesh_expert, fsdp = p->cfg->d.mesh_fsdp;   /* expert: compile-only */
-    if (dp * fsdp <= 1) return true;
-    /* A mesh the backends refuse is lowered as data x fsdp data parallelism,
-     * for compile-only's C check; its accounting is report.c's. */
-    if (!p->mesh_lowered) dp *= fsdp, fsdp = 1;
+    const Derived *d = &p->cfg->d;
+    int data = d->mesh_data, fsdp = d->mesh_fsdp, expert = d->mesh_expert;
+    if (data * fsdp * expert <= 1) return true;
+    /* A mesh the backends refuse is lowered as data parallelism over all
+     * three, for compile-only's C check; its accounting is report.c's. */
+    if (!p->mesh_lowered) data *= fsdp * expert, fsdp = expert = 1;
     /* The tensor axis: every device's gradients of replicated params are equal
      * (tensor_sum made their inputs' gradients whole); of split ones, its own. */
     (void)err, (void)errlen;
     Func *f = &p->train;
     Value **grads = xmalloc(sizeof(Value *) * (size_t)(p->nvalues + 1));
-    int n = 0;
+    Value **expert_grads = xmalloc(sizeof(Value *) * (size_t)(p->nvalues + 1));
+    int n = 0, nexpert = 0;
     int nvalues = p->nvalues;                     /* the new gradient chunks are not params */
     for (int i = 0; i < nvalues; i++) {
         Value *v = p->values[i];
         if (v->kind != V_PARAM) continue;
         if (fsdp > 1) shard_param(p, f, v, fsdp, pool_fmt(p->pool, "fsdp: reduce-scatter over %d devices", fsdp));
-        if (v->grad) grads[n++] = v->grad;
+        if (v->grad && v->split_axis == MTX_AXIS_EXPERT) expert_grads[nexpert++] = v->grad;
+        else if (v->grad) grads[n++] = v->grad;
     }
     /* Right after the microbatch loop, before the sums are used. */
     int at = f->loop_last + 1;
-    const char *block = pool_fmt(p->pool, "data x fsdp = %d x %d: sums over the devices", dp, fsdp);
+    const char *block = expert > 1 ? pool_fmt(p->pool, "data x fsdp x expert = %d x %d x %d: sums over the devices",
+                                              data, fsdp, expert)
+                                   : pool_fmt(p->pool, "data x fsdp = %d x %d: sums over the devices", data, fsdp);
     Value *sums[3] = {p->loss_sum, p->weight_sum, p->moe_lb_sum};
-    op_add(p, f, OP_all_reduce_sum, block, p->moe_lb_sum ? 3 : 2, sums, 0, NULL)->ia[0] = MTX_AXIS_DATA | MTX_AXIS_FSDP;
+    op_add(p, f, OP_all_reduce_sum, block, p->moe_lb_sum ? 3 : 2, sums, 0, NULL)->ia[0] =
+        MTX_AXIS_DATA | MTX_AXIS_FSDP | MTX_AXIS_EXPERT;
     func_move_last(f, at++);
-    if (dp > 1) {
-        op_add(p, f, OP_all_reduce_sum, block, n, grads, 0, NULL)->ia[0] =
-            fsdp > 1 ? MTX_AXIS_DATA : MTX_AXIS_DATA | MTX_AXIS_FSDP;
-        func_move_last(f, at);
-    }
+    int over = fsdp > 1 ? MTX_AXIS_DATA : MTX_AXIS_DATA | MTX_AXIS_FSDP;   /* fsdp's sums are the reduce-scatters' */
+    int over_devices = fsdp > 1 ? data : data * fsdp;
+    all_reduce_grads(p, f, grads, n, over | MTX_AXIS_EXPERT, over_devices * expert, block, &at);
+    all_reduce_grads(p, f, expert_grads, nexpert, over, over_devices, block, &at);
     free(grads);
+    free(expert_grads);
     if (fsdp > 1) {
         gather_before_uses(p, &p->eval, fsdp);
         gather_before_uses(p, f, fsdp);

@@ -3,8 +3,9 @@
  * never touches MPI, so single-device runs need no MPI runtime. A rank that
  * dies makes mpirun end the others (MPI_ERRORS_ARE_FATAL).
  *
- * Ranks are laid out over the mesh as MaxText's device mesh is, data the
- * outermost axis: rank = (data * FSDP + fsdp) * TENSOR + tensor. Each
+ * Ranks are laid out over the mesh as MaxText's device mesh is (its
+ * mesh_axes order), data the outermost axis:
+ * rank = ((data * FSDP + fsdp) * TENSOR + tensor) * EXPERT + expert. Each
  * collective runs over a set of mesh axes (MTX_AXIS_* bits), on the
  * communicator of the ranks that differ only along those axes. */
 #include "mtxrt.h"
@@ -16,8 +17,9 @@
 #include <stdlib.h>
 
 static int started, rank, ranks = 1;
-static int mesh[3] = {1, 1, 1};              /* data, fsdp, tensor */
-static MPI_Comm comms[8];                    /* by axis set; [0] unused */
+enum { AXES = 4 };
+static int mesh[AXES] = {1, 1, 1, 1};        /* data, fsdp, tensor, expert */
+static MPI_Comm comms[1 << AXES];            /* by axis set; [0] unused */
 
 /* Launched by mpirun (OpenMPI) or another PMI launcher? */
 static int launched(void)
@@ -36,7 +38,7 @@ void mtx_collectives_start(void)
 
 void mtx_collectives_stop(void)
 {
-    for (int s = 1; s < 8; s++)
+    for (int s = 1; s < 1 << AXES; s++)
         if (started && comms[s]) MPI_Comm_free(&comms[s]);
     if (started) MPI_Finalize();
     started = 0;
@@ -62,19 +64,19 @@ int mtx_local_ranks(void)
 int mtx_mesh_coord(int axis)
 {
     int stride = 1;
-    for (int a = 2; a > axis; a--) stride *= mesh[a];
+    for (int a = AXES - 1; a > axis; a--) stride *= mesh[a];
     return rank / stride % mesh[axis];
 }
 
 /* One communicator per set of axes: ranks with equal coordinates on the
- * other axes share a colour. Called once ranks == data x fsdp x tensor. */
-void mtx_mesh_start(int data, int fsdp, int tensor)
+ * other axes share a colour. Called once ranks == data x fsdp x tensor x expert. */
+void mtx_mesh_start(int data, int fsdp, int tensor, int expert)
 {
-    mesh[0] = data, mesh[1] = fsdp, mesh[2] = tensor;
+    mesh[0] = data, mesh[1] = fsdp, mesh[2] = tensor, mesh[3] = expert;
     if (!started) return;
-    for (int set = 1; set < 8; set++) {
+    for (int set = 1; set < 1 << AXES; set++) {
         int colour = 0;
-        for (int a = 0; a < 3; a++)
+        for (int a = 0; a < AXES; a++)
             colour = colour * mesh[a] + ((set >> a) & 1 ? 0 : mtx_mesh_coord(a));
         MPI_Comm_split(MPI_COMM_WORLD, colour, rank, &comms[set]);
     }
@@ -83,7 +85,7 @@ void mtx_mesh_start(int data, int fsdp, int tensor)
 static int group_size(int axes)
 {
     int n = 1;
-    for (int a = 0; a < 3; a++)
+    for (int a = 0; a < AXES; a++)
         if ((axes >> a) & 1) n *= mesh[a];
     return n;
 }
@@ -118,7 +120,8 @@ long long mtx_all_reduce_min(long long x)
  * the rank at fsdp coordinate r holds elements [r * chunk, r * chunk + count). */
 size_t mtx_shard_chunk(size_t n, int shards) { return (n + (size_t)shards - 1) / (size_t)shards; }
 
-int mtx_batch_index(void) { return mtx_mesh_coord(0) * mesh[1] + mtx_mesh_coord(1); }
+/* MaxText's activation_batch rule: the batch over data, fsdp and expert. */
+int mtx_batch_index(void) { return (mtx_mesh_coord(0) * mesh[1] + mtx_mesh_coord(1)) * mesh[3] + mtx_mesh_coord(3); }
 
 static size_t shard_count(size_t n, size_t chunk, int r)
 {
@@ -178,4 +181,65 @@ void mtx_reduce_scatter(float *shard, const float *full, size_t n)
         MPI_Reduce_scatter(full, shard, counts, MPI_FLOAT, MPI_SUM, comms[MTX_AXIS_FSDP]);
     }
     for (size_t i = count; i < chunk; i++) shard[i] = 0;
+}
+
+/* ---- expert parallelism: rows to their experts' ranks and back ----
+ *
+ * The expert axis holds num_experts / EXPERT experts per rank, rank r the
+ * experts [r E/EXPERT, (r + 1) E/EXPERT). A MoE layer's rows arrive sorted by
+ * expert (offsets[e] .. offsets[e + 1] are expert e's), so each rank's rows
+ * for rank r are one contiguous run. Received rows are ordered by source
+ * rank, then by local expert: recv_offsets[s E/EXPERT + j] starts source s's
+ * rows for local expert j, so a grouped GEMM takes group g with weight
+ * g mod E/EXPERT. Both offset arrays have num_experts + 1 entries. */
+
+/* Each rank's row counts for this rank's experts. */
+void mtx_expert_counts(int32_t *recv_offsets, const int32_t *offsets, int num_experts)
+{
+    int32_t *counts = malloc(sizeof(int32_t) * 2 * (size_t)num_experts);
+    if (!counts) abort();
+    int32_t *got = counts + num_experts;
+    for (int e = 0; e < num_experts; e++) counts[e] = offsets[e + 1] - offsets[e];
+    int per_rank = num_experts / mesh[3];
+    if (started && mesh[3] > 1)
+        MPI_Alltoall(counts, per_rank, MPI_INT32_T, got, per_rank, MPI_INT32_T, comms[MTX_AXIS_EXPERT]);
+    else
+        memcpy(got, counts, sizeof(int32_t) * (size_t)num_experts);
+    recv_offsets[0] = 0;
+    for (int g = 0; g < num_experts; g++) recv_offsets[g + 1] = recv_offsets[g] + got[g];
+    free(counts);
+}
+
+/* The rows of each rank's experts: [offsets of rank r's first expert, of its last + 1). */
+static void rank_runs(const int32_t *offsets, int num_experts, int *counts, int *displs)
+{
+    int per_rank = num_experts / mesh[3];
+    for (int r = 0; r < mesh[3]; r++) {
+        displs[r] = offsets[r * per_rank];
+        counts[r] = offsets[(r + 1) * per_rank] - displs[r];
+    }
+}
+
+/* Dispatch (back 0): this rank's rows [offsets[E], row_bytes] to their experts'
+ * ranks, received in recv_offsets' order into out, whose rows past the last
+ * received one (out_rows in all) are zeroed. Return (back 1): the reverse,
+ * from recv_offsets' layout back to offsets'. */
+void mtx_all_to_all(void *out, const void *in, const int32_t *offsets, const int32_t *recv_offsets, int num_experts,
+                    size_t row_bytes, size_t out_rows, int back)
+{
+    const int32_t *from = back ? recv_offsets : offsets, *to = back ? offsets : recv_offsets;
+    size_t rows = (size_t)to[num_experts];
+    if (!started || mesh[3] == 1) {
+        memcpy(out, in, rows * row_bytes);
+    } else {
+        int n = mesh[3], scounts[n], sdispls[n], rcounts[n], rdispls[n];
+        rank_runs(from, num_experts, scounts, sdispls);
+        rank_runs(to, num_experts, rcounts, rdispls);
+        MPI_Datatype row;                        /* counts in rows: the config keeps them below 2^31 */
+        MPI_Type_contiguous((int)row_bytes, MPI_BYTE, &row);
+        MPI_Type_commit(&row);
+        MPI_Alltoallv(in, scounts, sdispls, row, out, rcounts, rdispls, row, comms[MTX_AXIS_EXPERT]);
+        MPI_Type_free(&row);
+    }
+    if (out_rows > rows) memset((char *)out + rows * row_bytes, 0, (out_rows - rows) * row_bytes);
 }

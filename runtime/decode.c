@@ -176,8 +176,8 @@ int mtx_decode_main(const mtx_program *prog, int argc, char **argv)
 {
     if (!prog->decode) {
         fprintf(stderr, "trainer: error: decoding runs on one device; this trainer is compiled for a mesh of "
-                        "data %d x fsdp %d x tensor %d: build one for a single device to decode\n",
-                prog->mesh_data, prog->mesh_fsdp, prog->mesh_tensor);
+                        "data %d x fsdp %d x tensor %d x expert %d: build one for a single device to decode\n",
+                prog->mesh_data, prog->mesh_fsdp, prog->mesh_tensor, prog->mesh_expert);
         return 2;
     }
     static RunConfig rc;

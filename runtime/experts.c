@@ -95,34 +95,41 @@ void mtx_gather_rows_grad(float *dx, const float *dxs, const int32_t *order, int
     free(row_of);
 }
 
-/* ys[rows of e] = xs[rows of e] w[e]: w [E, K, N], or [E, N, K] transposed. */
+/* ys[rows of group g] = xs[rows of g] w[g mod local]: w [local, K, N], or
+ * [local, N, K] transposed. Without expert parallelism the groups are the
+ * experts (local == num_experts); with it they are (source rank, expert)
+ * pairs of the rows this rank received, which fill m rows at most: the rows
+ * past the last group are zeroed. */
 void mtx_grouped_matmul(float *ys, const float *xs, const float *w, const int32_t *offsets, int m, int n, int kdim,
-                        int num_experts, int tb)
+                        int num_experts, int local, int tb)
 {
-    (void)m;
-    for (int e = 0; e < num_experts; e++) {
-        int first = offsets[e], rows = offsets[e + 1] - first;
+    for (int g = 0; g < num_experts; g++) {
+        int first = offsets[g], rows = offsets[g + 1] - first;
         if (rows <= 0) continue;
-        const float *we = w + (size_t)e * kdim * n;
+        const float *we = w + (size_t)(g % local) * kdim * n;
         mtx_sgemm(0, 0, rows, n, kdim, 1.0f, xs + (size_t)first * kdim, kdim, 1, we, tb ? 1 : n, tb ? kdim : 1, 0.0f,
                   ys + (size_t)first * n, n, 1);
     }
+    int used = offsets[num_experts];
+    if (used < m) memset(ys + (size_t)used * n, 0, sizeof(float) * (size_t)(m - used) * n);
 }
 
-/* dw[e] = xs[rows of e]^T dys[rows of e]; an expert without rows gets zeros. */
+/* dw[e] = the sum over e's groups of xs[rows]^T dys[rows]; an expert without rows gets zeros. */
 void mtx_grouped_matmul_wgrad(float *dw, const float *xs, const float *dys, const int32_t *offsets, int m, int n,
-                              int kdim, int num_experts)
+                              int kdim, int num_experts, int local)
 {
     (void)m;
-    for (int e = 0; e < num_experts; e++) {
-        int first = offsets[e], rows = offsets[e + 1] - first;
+    for (int e = 0; e < local; e++) {
         float *de = dw + (size_t)e * kdim * n;
-        if (rows <= 0) {
-            memset(de, 0, sizeof(float) * (size_t)kdim * n);
-            continue;
+        float beta = 0.0f;
+        for (int g = e; g < num_experts; g += local) {
+            int first = offsets[g], rows = offsets[g + 1] - first;
+            if (rows <= 0) continue;
+            mtx_sgemm(0, 0, kdim, n, rows, 1.0f, xs + (size_t)first * kdim, 1, kdim, dys + (size_t)first * n, n, 1,
+                      beta, de, n, 1);
+            beta = 1.0f;
         }
-        mtx_sgemm(0, 0, kdim, n, rows, 1.0f, xs + (size_t)first * kdim, 1, kdim, dys + (size_t)first * n, n, 1, 0.0f,
-                  de, n, 1);
+        if (beta == 0.0f) memset(de, 0, sizeof(float) * (size_t)kdim * n);
     }
 }
 

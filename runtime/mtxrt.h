@@ -172,9 +172,9 @@ void mtx_expert_sort(int32_t *order, int32_t *offsets, const int32_t *experts, i
 void mtx_gather_rows(float *xs, const float *x, const int32_t *order, int n, int d, int k);
 void mtx_gather_rows_grad(float *dx, const float *dxs, const int32_t *order, int n, int d, int k);
 void mtx_grouped_matmul(float *ys, const float *xs, const float *w, const int32_t *offsets, int m, int n, int kdim,
-                        int num_experts, int tb);
+                        int num_experts, int local, int tb);
 void mtx_grouped_matmul_wgrad(float *dw, const float *xs, const float *dys, const int32_t *offsets, int m, int n,
-                              int kdim, int num_experts);
+                              int kdim, int num_experts, int local);
 void mtx_expert_combine(float *y, const float *ys, const int32_t *order, const float *weights, int n, int d, int k);
 void mtx_expert_combine_grad(float *dys, float *dweights, const float *dy, const float *ys, const int32_t *order,
                              const float *weights, int n, int d, int k);
@@ -259,9 +259,10 @@ int mtx_rank(void);
 int mtx_ranks(void);
 int mtx_local_ranks(void);
 /* Mesh axes, as bits of a set of axes a collective runs over. */
-enum { MTX_AXIS_DATA = 1, MTX_AXIS_FSDP = 2, MTX_AXIS_TENSOR = 4 };
-void mtx_mesh_start(int data, int fsdp, int tensor);  /* once ranks == data x fsdp x tensor */
-int mtx_mesh_coord(int axis);                  /* this rank's index along axis 0 data, 1 fsdp, 2 tensor */
+enum { MTX_AXIS_DATA = 1, MTX_AXIS_FSDP = 2, MTX_AXIS_TENSOR = 4, MTX_AXIS_EXPERT = 8 };
+/* once ranks == data x fsdp x tensor x expert */
+void mtx_mesh_start(int data, int fsdp, int tensor, int expert);
+int mtx_mesh_coord(int axis);                  /* this rank's index along axis 0 data, 1 fsdp, 2 tensor, 3 expert */
 void mtx_all_reduce_sum(float *x, size_t n, int axes);        /* in place */
 void mtx_all_reduce_sum_f64(double *x, size_t n, int axes);
 long long mtx_all_reduce_min(long long x);     /* over every rank */
@@ -269,10 +270,15 @@ long long mtx_all_reduce_min(long long x);     /* over every rank */
  * with zeros, one per rank of the fsdp axis. */
 size_t mtx_shard_chunk(size_t n, int shards);
 size_t mtx_shard_range(size_t n, size_t *first);   /* this device's elements: count, and the first */
-int mtx_batch_index(void);                     /* this device's slice of the batch (data x fsdp) */
+int mtx_batch_index(void);                     /* this device's slice of the batch (data x fsdp x expert) */
 void mtx_all_gather(float *full, const float *shard, size_t n);
 void mtx_all_gather_bf16(mtx_bf16 *full, const mtx_bf16 *shard, size_t n);
 void mtx_reduce_scatter(float *shard, const float *full, size_t n);
+/* Expert parallelism: a MoE layer's rows, sorted by expert, to the ranks of
+ * their experts (back 0) and back (back 1); see collectives.c. */
+void mtx_expert_counts(int32_t *recv_offsets, const int32_t *offsets, int num_experts);
+void mtx_all_to_all(void *out, const void *in, const int32_t *offsets, const int32_t *recv_offsets, int num_experts,
+                    size_t row_bytes, size_t out_rows, int back);
 
 /* ---- parallel loops (parallel.c) ---- */
 
@@ -349,7 +355,7 @@ typedef void (*mtx_eval_linen)(const mtx_state *, const mtx_batch *, mtx_rng_key
 typedef struct {
     const char *model_name;
     int pure_nnx;
-    int mesh_data, mesh_fsdp, mesh_tensor;  /* one MPI rank per device of the mesh */
+    int mesh_data, mesh_fsdp, mesh_tensor, mesh_expert;  /* one MPI rank per device of the mesh */
     int batch, seq, eval_batch, vocab;
     double flops_per_step;                /* 6 x matmul params x tokens + attention */
     int moe_lb_loss;                      /* metrics report learning/moe_lb_loss (mixtral, weight > 0) */

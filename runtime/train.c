@@ -22,15 +22,66 @@ typedef struct {
     char load_params[4096], load_full[4096];
 } Checkpointing;
 
-/* Does each rank hold its own part of the state? */
-static bool sharded(const mtx_program *prog) { return prog->mesh_fsdp > 1 || prog->mesh_tensor > 1; }
+/* The mesh axes that split the state, each rank holding its part. */
+static const struct { const char *name; int axis; } state_axes[] = {{"fsdp", 1}, {"tensor", 2}, {"expert", 3}};
+enum { STATE_AXES = sizeof state_axes / sizeof state_axes[0] };
 
-/* A shard's directory: fsdp-{f}-of-{F}, tensor-{t}-of-{T}, or both joined by '.'. */
-static void shard_name(int fsdp, int f, int tensor, int t, char *out, size_t n)
+static int mesh_size(const mtx_program *prog, int axis)
 {
-    if (fsdp > 1 && tensor > 1) snprintf(out, n, "fsdp-%d-of-%d.tensor-%d-of-%d", f, fsdp, t, tensor);
-    else if (fsdp > 1) snprintf(out, n, "fsdp-%d-of-%d", f, fsdp);
-    else snprintf(out, n, "tensor-%d-of-%d", t, tensor);
+    return axis == 1 ? prog->mesh_fsdp : axis == 2 ? prog->mesh_tensor : prog->mesh_expert;
+}
+
+/* Does each rank hold its own part of the state? */
+static bool sharded(const mtx_program *prog)
+{
+    for (int a = 0; a < STATE_AXES; a++)
+        if (mesh_size(prog, state_axes[a].axis) > 1) return true;
+    return false;
+}
+
+/* This rank's shard directory: fsdp-{f}-of-{F}, tensor-{t}-of-{T} and
+ * expert-{e}-of-{E}, those of the axes of more than one device, joined by '.'. */
+static void shard_name(const mtx_program *prog, char *out, size_t n)
+{
+    size_t len = 0;
+    out[0] = 0;
+    for (int a = 0; a < STATE_AXES; a++) {
+        int size = mesh_size(prog, state_axes[a].axis);
+        if (size > 1 && len < n)
+            len += (size_t)snprintf(out + len, n - len, "%s%s-%d-of-%d", len ? "." : "", state_axes[a].name,
+                                    mtx_mesh_coord(state_axes[a].axis), size);
+    }
+}
+
+/* "fsdp F x tensor T x expert E" of a mesh's state axes' sizes. */
+static const char *mesh_text(const int size[STATE_AXES], char *out, size_t n)
+{
+    snprintf(out, n, "fsdp %d x tensor %d x expert %d", size[0], size[1], size[2]);
+    return out;
+}
+
+static void program_sizes(const mtx_program *prog, int size[STATE_AXES])
+{
+    for (int a = 0; a < STATE_AXES; a++) size[a] = mesh_size(prog, state_axes[a].axis);
+}
+
+/* A directory name of a shard: which axes' sizes it names (1 where absent). */
+static bool parse_shard_name(const char *name, int size[STATE_AXES])
+{
+    bool shard = false;
+    for (int a = 0; a < STATE_AXES; a++) {
+        size[a] = 1;
+        size_t len = strlen(state_axes[a].name);
+        for (const char *p = name; (p = strstr(p, state_axes[a].name)); p += len) {
+            int r, used = 0;
+            if ((p == name || p[-1] == '.') && sscanf(p + len, "-%d-of-%d%n", &r, &size[a], &used) == 2 &&
+                (p[len + used] == 0 || p[len + used] == '.')) {
+                shard = true;
+                break;
+            }
+        }
+    }
+    return shard;
 }
 
 /* load_*_path on a sharded mesh names any shard's step directory
@@ -44,18 +95,24 @@ static int own_shard(const mtx_program *prog, char *path, size_t n)
         *end = 0;
         start = strrchr(path, '/');
         start = start ? start + 1 : path;
+        int size[STATE_AXES];
+        bool shard = parse_shard_name(start, size);
         *end = '/';
-        if (!strncmp(start, "fsdp-", 5) || !strncmp(start, "tensor-", 7)) {
+        if (shard) {
             char mine[128], step[4096];
-            shard_name(prog->mesh_fsdp, mtx_mesh_coord(1), prog->mesh_tensor, mtx_mesh_coord(2), mine, sizeof mine);
+            shard_name(prog, mine, sizeof mine);
             snprintf(step, sizeof step, "%s", end);
             snprintf(start, n - (size_t)(start - path), "%s%s", mine, step);
             return 1;
         }
     }
-    fprintf(stderr, "trainer: error: this trainer's state is sharded (fsdp %d x tensor %d): load_parameters_path or "
-                    "load_full_state_path must name a shard's step directory, as RUN/checkpoints/%s/STEP; got '%s'\n",
-            prog->mesh_fsdp, prog->mesh_tensor, prog->mesh_fsdp > 1 ? "fsdp-0-of-N" : "tensor-0-of-N", path);
+    int size[STATE_AXES], first = 0;
+    program_sizes(prog, size);
+    while (size[first] == 1) first++;
+    char text[128];
+    fprintf(stderr, "trainer: error: this trainer's state is sharded (%s): load_parameters_path or "
+                    "load_full_state_path must name a shard's step directory, as RUN/checkpoints/%s-0-of-N/STEP; got '%s'\n",
+            mesh_text(size, text, sizeof text), state_axes[first].name, path);
     return 0;
 }
 
@@ -79,14 +136,13 @@ static int checkpoint_settings(const mtx_program *prog, const RunConfig *rc, Che
         return 0;
     }
     snprintf(ck->dir, sizeof ck->dir, "%s%s%s/checkpoints", base, base[0] ? "/" : "", run);
-    /* FSDP and tensor parallelism: each shard of the state in its own
-     * directory, written by the rank at data coordinate 0 that holds it. */
+    /* FSDP, tensor and expert parallelism: each shard of the state in its
+     * own directory, written by the rank at data coordinate 0 that holds it. */
     ck->writer = mtx_mesh_coord(0) == 0;
     if (sharded(prog)) {
         size_t n = strlen(ck->dir);
         n += (size_t)snprintf(ck->dir + n, sizeof ck->dir - n, "/");
-        shard_name(prog->mesh_fsdp, mtx_mesh_coord(1), prog->mesh_tensor, mtx_mesh_coord(2), ck->dir + n,
-                   sizeof ck->dir - n);
+        shard_name(prog, ck->dir + n, sizeof ck->dir - n);
     }
     if (enabled && !run[0])
         printf("checkpoints are off: set run_name=NAME to save to and resume from NAME/checkpoints\n");
@@ -94,8 +150,8 @@ static int checkpoint_settings(const mtx_program *prog, const RunConfig *rc, Che
 }
 
 /* Checkpoints of another mesh in the run's directory: shard directories of
- * other fsdp or tensor counts, or whole-state steps when this mesh shards.
- * Returns 0 after printing which, so a run never silently starts over. */
+ * other fsdp, tensor or expert counts, or whole-state steps when this mesh
+ * shards. Returns 0 after printing which, so a run never silently starts over. */
 static int same_mesh(const mtx_program *prog, const Checkpointing *ck)
 {
     char base[4096];
@@ -103,18 +159,18 @@ static int same_mesh(const mtx_program *prog, const Checkpointing *ck)
     if (sharded(prog)) *strrchr(base, '/') = 0;
     DIR *d = opendir(base);
     if (!d) return 1;
-    int ok = 1;
+    int ok = 1, mine[STATE_AXES];
+    program_sizes(prog, mine);
     for (struct dirent *e; ok && (e = readdir(d));) {
-        int r, fsdp = 1, tensor = 1;
-        const char *t = strstr(e->d_name, "tensor-");
-        bool shard = sscanf(e->d_name, "fsdp-%d-of-%d", &r, &fsdp) == 2;
-        shard |= t && sscanf(t, "tensor-%d-of-%d", &r, &tensor) == 2;
+        int size[STATE_AXES];
+        bool shard = parse_shard_name(e->d_name, size);
         char *end;
         bool step = strtoll(e->d_name, &end, 10) >= 0 && !*end && end != e->d_name;
-        if ((shard && (fsdp != prog->mesh_fsdp || tensor != prog->mesh_tensor)) || (step && sharded(prog))) {
-            fprintf(stderr, "trainer: error: %s/%s holds checkpoints of a mesh with fsdp %d x tensor %d; this "
-                            "trainer's mesh has fsdp %d x tensor %d: resume with the mesh that wrote them, or choose "
-                            "another run_name\n", base, e->d_name, fsdp, tensor, prog->mesh_fsdp, prog->mesh_tensor);
+        if ((shard && memcmp(size, mine, sizeof size)) || (step && sharded(prog))) {
+            char theirs_text[128], mine_text[128];
+            fprintf(stderr, "trainer: error: %s/%s holds checkpoints of a mesh with %s; this trainer's mesh has %s: "
+                            "resume with the mesh that wrote them, or choose another run_name\n", base, e->d_name,
+                    mesh_text(size, theirs_text, sizeof theirs_text), mesh_text(mine, mine_text, sizeof mine_text));
             ok = 0;
         }
     }
@@ -234,7 +290,7 @@ static double evaluate(const mtx_program *prog, mtx_state *st, mtx_data *data, m
         else
             ((mtx_eval_linen)prog->eval_step)(st, b, mtx_rng_fold(key, (uint64_t)i), &m);
         float sums[2] = {(float)(m.loss * m.weight), (float)m.weight};
-        mtx_all_reduce_sum(sums, 2, MTX_AXIS_DATA | MTX_AXIS_FSDP);  /* every rank's share of the batch */
+        mtx_all_reduce_sum(sums, 2, MTX_AXIS_DATA | MTX_AXIS_FSDP | MTX_AXIS_EXPERT);  /* every rank's share of the batch */
         loss += sums[0];
         weight += sums[1];
     }
@@ -249,16 +305,17 @@ int mtx_main(const mtx_program *prog, int argc, char **argv)
 {
     mtx_collectives_start();
     int status = 0;
-    int devices = prog->mesh_data * prog->mesh_fsdp * prog->mesh_tensor;
+    int devices = prog->mesh_data * prog->mesh_fsdp * prog->mesh_tensor * prog->mesh_expert;
     if (mtx_ranks() != devices) {
         if (mtx_rank() == 0)
             fprintf(stderr, "trainer: error: this trainer is compiled for a mesh of %d devices (data %d x fsdp %d x "
-                            "tensor %d) but runs on %d rank%s: start it as mpirun -np %d %s\n", devices,
-                    prog->mesh_data, prog->mesh_fsdp, prog->mesh_tensor, mtx_ranks(), mtx_ranks() == 1 ? "" : "s",
+                            "tensor %d x expert %d) but runs on %d rank%s: start it as mpirun -np %d %s\n", devices,
+                    prog->mesh_data, prog->mesh_fsdp, prog->mesh_tensor, prog->mesh_expert, mtx_ranks(),
+                    mtx_ranks() == 1 ? "" : "s",
                     devices, argc > 0 ? argv[0] : "./trainer");
         status = 2;
     } else {
-        mtx_mesh_start(prog->mesh_data, prog->mesh_fsdp, prog->mesh_tensor);
+        mtx_mesh_start(prog->mesh_data, prog->mesh_fsdp, prog->mesh_tensor, prog->mesh_expert);
         /* Only rank 0 talks. */
         if (mtx_rank() != 0 && !freopen("/dev/null", "w", stdout)) status = 1;
         /* Ranks that mpirun bound to their own cores use those; unbound ranks of
@@ -331,8 +388,8 @@ static int train(const mtx_program *prog, int argc, char **argv)
     const Checkpointing *ck = &rs.ck;
     char err[1024];
 
-    /* The batch splits over data x fsdp; tensor-parallel ranks share a slice. */
-    int dp = prog->mesh_data * prog->mesh_fsdp, rank = mtx_rank();
+    /* The batch splits over data x fsdp x expert; tensor-parallel ranks share a slice. */
+    int dp = prog->mesh_data * prog->mesh_fsdp * prog->mesh_expert, rank = mtx_rank();
     int slice_index = mtx_batch_index();
     mtx_data_options data_options = {
         .type = rs.dtype, .path = rs.dpath, .eval_path = rs.epath, .tokenizer_type = rs.tokenizer_type,

@@ -71,6 +71,16 @@ for axis in data fsdp tensor; do
     $MPIRUN "./$axis" $args metrics_file="$axis.jsonl" > log 2>&1 || { cat log; fail "mpirun $axis"; }
     worst_diff "bf16, $axis axis of 2 vs 1 device" one.jsonl "$axis.jsonl" 5e-3 12 || fail "bf16 $axis parallelism differs"
 done
+# the expert axis: mixtral's bf16 rows to their experts' ranks and back
+mx="model_name=tiny-mixtral override_model_config=true dtype=bfloat16 max_target_length=32 learning_rate_schedule_steps=10"
+# shellcheck disable=SC2086
+"$MTXC" build "$base" $mx per_device_batch_size=4 -o mx1 > /dev/null || fail "build tiny-mixtral"
+# shellcheck disable=SC2086
+"$MTXC" build "$base" $mx ici_expert_parallelism=2 per_device_batch_size=2 -o mx2 > /dev/null || fail "build tiny-mixtral expert 2"
+./mx1 $args metrics_file=mx1.jsonl > log 2>&1 || { cat log; fail "tiny-mixtral one device"; }
+# shellcheck disable=SC2086
+$MPIRUN ./mx2 $args metrics_file=mx2.jsonl > log 2>&1 || { cat log; fail "mpirun tiny-mixtral expert 2"; }
+worst_diff "bf16, tiny-mixtral's expert axis of 2 vs 1 device" mx1.jsonl mx2.jsonl 5e-3 12 || fail "bf16 expert parallelism differs"
 
 # checkpoints: params and moments are float32 in both, so bf16 and float32 runs load each other's
 "./t_tiny_bfloat16" steps=10 log_period=100 run_name=b base_output_directory=. > log 2>&1 || { cat log; fail "bf16 save"; }

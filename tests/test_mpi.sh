@@ -8,7 +8,9 @@
 # another mesh; FSDP's per-rank peak memory is well below data parallelism's
 # for gpt2-124m; a trainer started on the wrong number of ranks says so; a
 # rank that dies ends the job instead of hanging; only rank 0 writes; gemma
-# (one kv head, replicated) and gemma2 under tensor parallelism; mixtral under FSDP.
+# (one kv head, replicated) and gemma2 under tensor parallelism; mixtral under
+# FSDP and expert parallelism (2 and 4 ranks, and with FSDP; resumed from
+# its expert shards).
 # Usage: tests/test_mpi.sh MTXC (from the source root)
 MTXC=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 root=$PWD
@@ -87,6 +89,23 @@ $MPIRUN ./mx-f2 $args metrics_file=mx-f2.jsonl > log-mx 2>&1 || { cat log-mx; fa
 # shellcheck disable=SC2086
 ./mx-1 $args metrics_file=mx-1.jsonl > /dev/null 2>&1 || fail "tiny-mixtral one device"
 worst_diff "tiny-mixtral fsdp, 2 ranks vs 1 device" mx-1.jsonl mx-f2.jsonl 1e-5 22 || fail "tiny-mixtral under fsdp differs"
+# Expert parallelism: each rank holds 4 / ep of the experts and the rows go to
+# their experts' ranks and back by all-to-all; 2 ranks, 4 ranks (one expert
+# each) and fsdp 2 x expert 2, all against one device.
+for mesh in "e2 2 ici_expert_parallelism=2 per_device_batch_size=2" "e4 4 ici_expert_parallelism=4 per_device_batch_size=1" \
+            "fe4 4 ici_fsdp_parallelism=2 ici_expert_parallelism=2 per_device_batch_size=1"; do
+    set -- $mesh
+    name=$1 ranks=$2
+    shift 2
+    # shellcheck disable=SC2086
+    "$MTXC" build "$root/configs/base.yml" $mx "$@" -o mx-$name > /dev/null || fail "build tiny-mixtral $name"
+    # shellcheck disable=SC2086
+    mpirun --allow-run-as-root --oversubscribe -np $ranks ./mx-$name $args run_name=$name metrics_file=mx-$name.jsonl > log-mx 2>&1 ||
+        { cat log-mx; fail "tiny-mixtral $name"; }
+    worst_diff "tiny-mixtral $* ($ranks ranks) vs 1 device" mx-1.jsonl mx-$name.jsonl 1e-5 22 || fail "tiny-mixtral $name differs"
+done
+[ -d e2/checkpoints/expert-0-of-2/20 ] && [ -d e2/checkpoints/expert-1-of-2/20 ] || fail "no expert shard checkpoints"
+[ -d fe4/checkpoints/fsdp-1-of-2.expert-1-of-2/20 ] || fail "no fsdp x expert shard checkpoints: $(ls fe4/checkpoints)"
 # FSDP checkpoints: one directory per shard; a restart at step 10 goes on as the run that never stopped.
 [ -d f2/checkpoints/fsdp-0-of-2/20 ] && [ -d f2/checkpoints/fsdp-1-of-2/20 ] || fail "no fsdp shard checkpoints"
 # shellcheck disable=SC2086
@@ -104,8 +123,15 @@ $MPIRUN ./tp2 $args steps=10 run_name=t3 metrics_file=t3.jsonl > /dev/null 2>&1 
 $MPIRUN ./tp2 $args run_name=t3 metrics_file=t3.jsonl > logr 2>&1 || { cat logr; fail "tensor resume"; }
 grep -q "resuming from t3/checkpoints/tensor-0-of-2/10" logr || fail "tensor did not resume: $(cat logr)"
 cmp <(learning t2.jsonl) <(learning t3.jsonl) > /dev/null || fail "the resumed tensor run differs from the uninterrupted one"
+# And for expert parallelism.
+# shellcheck disable=SC2086
+$MPIRUN ./mx-e2 $args steps=10 run_name=e3 metrics_file=mx-e3.jsonl > /dev/null 2>&1 || fail "expert first half"
+# shellcheck disable=SC2086
+$MPIRUN ./mx-e2 $args run_name=e3 metrics_file=mx-e3.jsonl > logr 2>&1 || { cat logr; fail "expert resume"; }
+grep -q "resuming from e3/checkpoints/expert-0-of-2/10" logr || fail "expert did not resume: $(cat logr)"
+cmp <(learning mx-e2.jsonl) <(learning mx-e3.jsonl) > /dev/null || fail "the resumed expert run differs from the uninterrupted one"
 out=$($MPIRUN ./dp2 steps=2 run_name=f2 2>&1) && fail "a data-parallel trainer took fsdp checkpoints"
-case "$out" in *"f2/checkpoints/fsdp-"*"-of-2 holds checkpoints of a mesh with fsdp 2 x tensor 1; this trainer's mesh has fsdp 1 x tensor 1"*) ;;
+case "$out" in *"f2/checkpoints/fsdp-"*"-of-2 holds checkpoints of a mesh with fsdp 2 x tensor 1 x expert 1; this trainer's mesh has fsdp 1 x tensor 1 x expert 1"*) ;;
     *) fail "mesh mismatch message: $out" ;; esac
 # load_full_state_path names any shard's step: each rank loads its own, and
 # the run goes on as the run that wrote them would.
@@ -122,7 +148,7 @@ case "$out" in *"must name a shard's step directory, as RUN/checkpoints/fsdp-0-o
     *) fail "unsharded load path message: $out" ;; esac
 out=$(./dp2 steps=2 2>&1); rc=$?
 [ $rc -eq 2 ] || fail "wrong rank count: exit $rc"
-case "$out" in *"compiled for a mesh of 2 devices (data 2 x fsdp 1 x tensor 1) but runs on 1 rank: start it as mpirun -np 2"*) ;; *) fail "$out" ;; esac
+case "$out" in *"compiled for a mesh of 2 devices (data 2 x fsdp 1 x tensor 1 x expert 1) but runs on 1 rank: start it as mpirun -np 2"*) ;; *) fail "$out" ;; esac
 # Per-rank peak memory, gpt2-124m: FSDP holds half the params and optimizer
 # state and gradient chunks; data parallelism all of them.
 for mesh in data fsdp; do
