@@ -167,8 +167,8 @@ void emit_kernel(Emitter *e, const Op *op)
             V(e, o[1]), (long long)a[3]);
         break;
     case OP_topk_route:
-        emitf(e, "    mtx_topk_route(%s, %s, %s, %lld, %lld, %lld);\n", V(e, o[0]), V(e, o[1]), V(e, in[0]),
-            (long long)a[0], (long long)a[1], (long long)a[2]);
+        emitf(e, "    mtx_topk_route(%s, %s, %s, %lld, %lld, %lld, %d, %d);\n", V(e, o[0]), V(e, o[1]), V(e, in[0]),
+            (long long)a[0], (long long)a[1], (long long)a[2], (int)a[3], (int)a[4]);
         break;
     case OP_topk_route_grad:
         emitf(e, "    mtx_topk_route_grad(%s, %s, %s, %s, %lld, %lld, %lld);\n", V(e, o[0]), V(e, in[0]), V(e, in[1]),

@@ -30,7 +30,7 @@ static const struct { OpKind kind; const char *ia[8]; const char *fa[8]; } attr_
     {OP_flash_attention, {"b", "t", "hq", "hkv", "dh", "window"}, {"scale", "cap"}},
     {OP_cross_entropy, {"n", "vocab", "first", "sum"}, {0}},
     {OP_rows, {"first", "n", "width", "rows"}, {0}},
-    {OP_topk_route, {"n", "experts", "k"}, {0}},
+    {OP_topk_route, {"n", "experts", "k", "normalize", "bf16"}, {0}},
     {OP_topk_route_grad, {"n", "experts", "k"}, {0}},
     {OP_expert_sort, {"n", "experts", "k"}, {0}},
     {OP_gather_rows, {"n", "d", "k"}, {0}},

@@ -614,6 +614,8 @@ static Value *moe(Builder *b, int s, Value *x)
     Op *op = op_add(b->p, b->f, OP_topk_route, b->block, 1, &logits32, 2, (Value *[]){w32, experts});
     int64_t ra[3] = {n, b->E, b->K};
     memcpy(op->ia, ra, sizeof ra);
+    op->ia[3] = cfg_bool(b->c, K_norm_topk_prob);     /* the weights in dtype divided by their sum */
+    op->ia[4] = b->dt == DT_BF16;
     load_balance(b, m, logits32, experts);
     /* dense_matmul with capacity_factor > 0: a sequence's choices past an expert's capacity are dropped */
     double cf = cfg_float(b->c, K_capacity_factor);

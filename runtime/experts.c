@@ -10,8 +10,12 @@
 #include <string.h>
 
 /* Top k of each row (ties to the lower expert, as lax.top_k) and the
- * softmax over those k logits. */
-void mtx_topk_route(float *weights, int32_t *experts, const float *logits, int n, int num_experts, int k)
+ * softmax over those k logits. normalize (norm_topk_prob): MaxText's weights
+ * in dtype divided by their sum in dtype, each step rounded to bf16 when
+ * bf16 (the result then converts to bf16 exactly). In exact arithmetic it is
+ * the identity, so the gradient is the softmax's. */
+void mtx_topk_route(float *weights, int32_t *experts, const float *logits, int n, int num_experts, int k, int normalize,
+                    int bf16)
 {
     #pragma omp parallel for schedule(static)
     for (int i = 0; i < n; i++) {
@@ -31,6 +35,11 @@ void mtx_topk_route(float *weights, int32_t *experts, const float *logits, int n
         float top = w[0], sum = 0;                 /* w[0] is the largest */
         for (int j = 0; j < k; j++) sum += w[j] = mtx_exp(w[j] - top);
         for (int j = 0; j < k; j++) w[j] /= sum;
+        if (!normalize) continue;
+        float total = 0;
+        for (int j = 0; j < k; j++) total += w[j] = bf16 ? mtx_round_bf16(w[j]) : w[j];
+        if (bf16) total = mtx_round_bf16(total);
+        for (int j = 0; j < k; j++) w[j] = bf16 ? mtx_round_bf16(w[j] / total) : w[j] / total;
     }
 }
 

@@ -165,7 +165,8 @@ void mtx_cached_attention_bf16(mtx_bf16 *o, const mtx_bf16 *q, const mtx_bf16 *k
 void mtx_rope_apply_bf16(mtx_bf16 *y, const mtx_bf16 *x, int b, int t, int heads, int dh, float min_timescale,
                          float max_timescale, mtx_rope_variant variant, int inverse);
 /* Mixture of experts, dropless (experts.c): see ops.def's topk_route .. expert_combine_grad */
-void mtx_topk_route(float *weights, int32_t *experts, const float *logits, int n, int num_experts, int k);
+void mtx_topk_route(float *weights, int32_t *experts, const float *logits, int n, int num_experts, int k, int normalize,
+                    int bf16);
 void mtx_topk_route_grad(float *dlogits, const float *dweights, const float *weights, const int32_t *experts, int n,
                          int num_experts, int k);
 void mtx_expert_sort(int32_t *order, int32_t *offsets, const int32_t *experts, int n, int num_experts, int k);

@@ -247,6 +247,9 @@ def experts(c, P, name, h):
     logits = bf(h @ wcast(P[f"{name}.gate.kernel"]))
     top, chosen = torch.topk(logits, k, dim=-1)
     weights = torch.softmax(top, dim=-1)
+    if c["norm_topk_prob"]:                # get_topk: the weights in dtype over their sum in dtype
+        weights = bf(weights)
+        weights = bf(weights / bf(weights.sum(-1, keepdim=True)))
     if not c["sparse_matmul"] and c["capacity_factor"] > 0:    # dense_matmul's generate_masks
         cap = int(max(math.ceil(T * k / E) * c["capacity_factor"], c["capacity_factor"]))
         flat = chosen.reshape(B, T * k)

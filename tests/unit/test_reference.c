@@ -313,6 +313,15 @@ START_TEST(bf16_three_steps)
 }
 END_TEST
 
+/* norm_topk_prob: the k weights in bf16 over their sum in bf16 */
+START_TEST(bf16_norm_topk_prob)
+{
+    char *ov[] = {"model_name=tiny-mixtral", "norm_topk_prob=true", "dtype=bfloat16", "per_device_batch_size=2",
+                  "max_target_length=16", "warmup_steps_fraction=0", "steps=10", "learning_rate=1e-4"};
+    check_bf16_steps("tests/data/tiny-mixtral-norm-bf16.ref", 8, ov);
+}
+END_TEST
+
 START_TEST(two_steps)
 {
     const char *models[2] = {"tiny", "gpt3-52k"}, *opts[4] = {"adamw", "adam_pax", "sgd", "muon"};
@@ -427,6 +436,7 @@ int main(void)
     tcase_add_test(tc, tiny_llama31_rope);
     tcase_add_test(tc, tiny_mixtral);
     tcase_add_test(tc, tiny_mixtral_lb_capacity);
+    tcase_add_test(tc, bf16_norm_topk_prob);
     tcase_add_test(tc, tiny_gemma);
     tcase_add_test(tc, tiny_gemma_soft_cap);
     tcase_add_test(tc, tiny_gemma2);

@@ -399,6 +399,33 @@ START_TEST(bf16_gemm_fallback)
 }
 END_TEST
 
+/* norm_topk_prob in bf16 (MaxText's get_topk): the softmax of the top 3 of
+ * these logits, 0.7557 0.1313 0.1130, rounds to 0.75390625 0.130859375
+ * 0.11279296875, which sum to 0.99609375 in bf16; divided by that and
+ * rounded: 0.7578125 0.1318359375 0.11328125. Without normalize, the
+ * softmax; in float32, the softmax divided by a sum within an ulp of 1. */
+START_TEST(topk_route_normalized)
+{
+    const float logits[4] = {0.0f, -1.75f, -1.9f, -5.0f};
+    const float want[3] = {0.7578125f, 0.1318359375f, 0.11328125f};
+    float w[3];
+    int32_t experts[3];
+    mtx_topk_route(w, experts, logits, 1, 4, 3, 1, 1);
+    for (int j = 0; j < 3; j++) {
+        ck_assert_int_eq(experts[j], j);
+        ck_assert_msg(w[j] == want[j], "weight %d: %.9g, want %.9g", j, w[j], want[j]);
+    }
+    double e[3], sum = 0;
+    for (int j = 0; j < 3; j++) sum += e[j] = exp(logits[j]);
+    for (int normalize = 0; normalize < 2; normalize++) {
+        mtx_topk_route(w, experts, logits, 1, 4, 3, normalize, 0);
+        for (int j = 0; j < 3; j++)
+            ck_assert_msg(fabs(w[j] - e[j] / sum) < 1e-6, "normalize %d, float32: weight %d: %.9g, want %.9g",
+                          normalize, j, w[j], e[j] / sum);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("runtime");
@@ -415,6 +442,7 @@ int main(void)
     tcase_add_test(tc, flash_attention);
     tcase_add_test(tc, sampling);
     tcase_add_test(tc, rope_llama31);
+    tcase_add_test(tc, topk_route_normalized);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
