@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <math.h>
@@ -65,23 +66,40 @@ static void program_sizes(const mtx_program *prog, int size[STATE_AXES])
     for (int a = 0; a < STATE_AXES; a++) size[a] = mesh_size(prog, state_axes[a].axis);
 }
 
-/* A directory name of a shard: which axes' sizes it names (1 where absent). */
+/* A decimal count 1 .. INT_MAX at *s, which moves past it. */
+static bool read_count(const char **s, int *out)
+{
+    long long v = 0;
+    const char *p = *s;
+    if (*p < '1' || *p > '9') return false;
+    for (; *p >= '0' && *p <= '9'; p++)
+        if ((v = v * 10 + (*p - '0')) > INT_MAX) return false;
+    *out = (int)v;
+    *s = p;
+    return true;
+}
+
+/* A shard directory's name, as shard_name writes it: '.'-joined
+ * "AXIS-R-of-N" parts, each of a state axis. Gives each axis's N (1 where
+ * absent); false for any other name. */
 static bool parse_shard_name(const char *name, int size[STATE_AXES])
 {
-    bool shard = false;
-    for (int a = 0; a < STATE_AXES; a++) {
-        size[a] = 1;
-        size_t len = strlen(state_axes[a].name);
-        for (const char *p = name; (p = strstr(p, state_axes[a].name)); p += len) {
-            int r, used = 0;
-            if ((p == name || p[-1] == '.') && sscanf(p + len, "-%d-of-%d%n", &r, &size[a], &used) == 2 &&
-                (p[len + used] == 0 || p[len + used] == '.')) {
-                shard = true;
-                break;
-            }
-        }
+    for (int a = 0; a < STATE_AXES; a++) size[a] = 1;
+    for (const char *p = name;;) {
+        int a = 0, r = 0, n;
+        while (a < STATE_AXES && strncmp(p, state_axes[a].name, strlen(state_axes[a].name))) a++;
+        if (a == STATE_AXES) return false;
+        p += strlen(state_axes[a].name);
+        if (*p++ != '-') return false;
+        if (*p == '0') p++;                                 /* the first shard: r = 0 */
+        else if (!read_count(&p, &r)) return false;
+        if (strncmp(p, "-of-", 4)) return false;
+        p += 4;
+        if (!read_count(&p, &n) || r >= n) return false;
+        size[a] = n;
+        if (*p == 0) return true;
+        if (*p++ != '.') return false;
     }
-    return shard;
 }
 
 /* load_*_path on a sharded mesh names any shard's step directory
