@@ -243,8 +243,16 @@ static bool resolve_batch(Config *c, char *err, size_t errlen)
     d->tokens_per_step = d->global_batch * cfg_int(c, K_max_target_length);
     /* num_vocab_tiling splits each device's tokens (of a microbatch, and of
      * an eval batch) into equal tiles, as MaxText requires */
-    long long tiles = cfg_int(c, K_num_vocab_tiling), shards = d->mesh_data * d->mesh_fsdp;
+    long long tiles = cfg_int(c, K_num_vocab_tiling), shards = batch_shards(c);
     long long seq = cfg_int(c, K_max_target_length);
+    /* every device of data x fsdp x expert runs each microbatch on its own sequences */
+    if (d->micro_batch % shards)
+        FAIL(later(c, K_gradient_accumulation_steps, K_per_device_batch_size),
+             "a microbatch of %lld sequences (global batch %lld / gradient_accumulation_steps %lld) does not split "
+             "over data x fsdp x expert = %lld devices", d->micro_batch, d->global_batch, k, shards);
+    if (d->eval_batch % shards)
+        FAIL(K_eval_per_device_batch_size, "the eval batch of %lld sequences does not split over data x fsdp x expert "
+             "= %lld devices", d->eval_batch, shards);
     long long micro = d->micro_batch / shards * seq, evaluated = d->eval_batch / shards * seq;
     if (micro % tiles || evaluated % tiles)
         FAIL(K_num_vocab_tiling, "num_vocab_tiling %lld does not divide each device's %lld tokens per microbatch%s",

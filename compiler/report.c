@@ -102,11 +102,7 @@ bool compile_report(const Config *c, Report *r, char *err, size_t errlen)
     memset(r, 0, sizeof *r);
     const Derived *d = &c->d;
     int dp = batch_shards(c), tp = d->mesh_tensor;
-    if (d->micro_batch % dp) {
-        snprintf(err, errlen, "mtxc: error: a microbatch of %lld sequences does not split over data x fsdp x expert = %d devices",
-                 (long long)d->micro_batch, dp);
-        return false;
-    }
+    /* config_resolve.c checked that the microbatch splits over dp */
     if ((d->num_kv_heads % tp && d->num_kv_heads > 1) || d->mlp_dim % tp) {
         snprintf(err, errlen, "mtxc: error: ici/dcn tensor parallelism %d must divide num_kv_heads %d (or it is 1: "
                               "replicated) and mlp_dim %d",
