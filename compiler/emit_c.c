@@ -583,7 +583,7 @@ static void emit_header(Emitter *e)
            "    int64_t *step;           /* updates done so far */\n"
            "    int64_t *schedule_steps; /* length of the learning-rate schedule */\n");
     if (p->rng) emitf(e, "    int64_t *rng;            /* the random key of the next step (pure_nnx) */\n");
-    if (e->nplans) emitf(e, "    mtx_gemm_plan *gemm[%d];  /* bf16 GEMMs, one oneDNN primitive per shape */\n", e->nplans);
+    if (e->nplans) emitf(e, "    mtx_gemm_plan *gemm[%d];  /* bf16 GEMMs, one oneDNN primitive per shape (ragged for experts) */\n", e->nplans);
     emitf(e, "};\n\n");
     bool nnx = cfg_bool(p->cfg, K_pure_nnx);
     emitf(e, "mtx_state *mtx_state_new(void);\nvoid mtx_state_free(mtx_state *s);\n"

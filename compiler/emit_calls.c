@@ -26,14 +26,20 @@ const char *axes_expr(int64_t axes)
     return text[axes];
 }
 
-/* A bf16 GEMM's plan: one per distinct shape, strides, output dtype and alpha. */
+/* A bf16 GEMM's plan: one per distinct op kind, shape, strides, output
+ * dtype and alpha (the grouped GEMMs' plans are ragged: their row count is
+ * each expert's, at most the op's). */
 static bool same_gemm(const Op *x, const Op *y)
 {
-    return !memcmp(x->ia, y->ia, 5 * sizeof x->ia[0]) && x->fa[0] == y->fa[0] &&
+    return x->kind == y->kind && !memcmp(x->ia, y->ia, 6 * sizeof x->ia[0]) && x->fa[0] == y->fa[0] &&
            x->out[0]->dtype == y->out[0]->dtype;
 }
 
-static bool is_bf16_gemm(const Op *op) { return op->kind == OP_matmul && op->in[0]->dtype == DT_BF16; }
+static bool is_bf16_gemm(const Op *op)
+{
+    return (op->kind == OP_matmul || op->kind == OP_grouped_matmul || op->kind == OP_grouped_matmul_wgrad) &&
+           op->in[0]->dtype == DT_BF16;
+}
 
 static int find_plan(const Emitter *e, const Op *op)   /* -1: none yet */
 {
@@ -71,6 +77,19 @@ void emit_gemm_plan(Emitter *e, int i)
 {
     const Op *op = e->plans[i];
     long long m = op->ia[0], n = op->ia[1], k = op->ia[2];
+    if (op->kind == OP_grouped_matmul) {   /* an expert's rows [rows, k] times w[e] (or w[e]^T) */
+        bool tb = op->ia[5];
+        emitf(e, "    s->gemm[%d] = mtx_gemm_plan_new_ragged(MTX_RAGGED_M, %lld, %lld, %lld, %lld, 1, %lld, %lld, %lld, 0, "
+               "0);  /* an expert's rows x w%s -> bf16, as %s */\n",
+            i, m, n, k, k, tb ? 1 : n, tb ? k : 1, n, tb ? "^T" : "", op->out[0]->name);
+        return;
+    }
+    if (op->kind == OP_grouped_matmul_wgrad) {   /* dw[e] [k, n] += rows^T [k, rows] dys [rows, n] */
+        emitf(e, "    s->gemm[%d] = mtx_gemm_plan_new_ragged(MTX_RAGGED_K, %lld, %lld, %lld, 1, %lld, %lld, 1, %lld, 1, "
+               "1);  /* an expert's rows^T x dys, added to f32, as %s */\n",
+            i, k, n, m, k, n, n, op->out[0]->name);
+        return;
+    }
     bool ta = op->ia[3], tb = op->ia[4], c_f32 = op->out[0]->dtype == DT_F32;
     emitf(e, "    s->gemm[%d] = mtx_gemm_plan_new(%lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, %d, %s);"
            "  /* %s%s -> %s, as %s */\n",
@@ -184,13 +203,22 @@ void emit_kernel(Emitter *e, const Op *op)
             V(e, o[0]), V(e, in[0]), V(e, in[1]), (long long)a[0], (long long)a[1], (long long)a[2]);
         break;
     case OP_grouped_matmul:
+    case OP_grouped_matmul_wgrad:
+        if (is_bf16_gemm(op)) {
+            emitf(e, "    mtx_%s_bf16(s->gemm[%d], %s, %s, %s, %s, %lld, %lld, %lld, %lld, %lld);\n", op_info[op->kind].name,
+                gemm_plan(e, op), V(e, o[0]), V(e, in[0]), V(e, in[1]), V(e, in[2]), (long long)a[0], (long long)a[1],
+                (long long)a[2], (long long)a[3], (long long)a[4]);
+            break;
+        }
+        if (op->kind == OP_grouped_matmul_wgrad) {
+            emitf(e, "    mtx_grouped_matmul_wgrad(%s, %s, %s, %s, %lld, %lld, %lld, %lld, %lld);\n", V(e, o[0]),
+                V(e, in[0]), V(e, in[1]), V(e, in[2]), (long long)a[0], (long long)a[1], (long long)a[2],
+                (long long)a[3], (long long)a[4]);
+            break;
+        }
         emitf(e, "    mtx_grouped_matmul(%s, %s, %s, %s, %lld, %lld, %lld, %lld, %lld, %lld);\n", V(e, o[0]),
             V(e, in[0]), V(e, in[1]), V(e, in[2]), (long long)a[0], (long long)a[1], (long long)a[2], (long long)a[3],
             (long long)a[4], (long long)a[5]);
-        break;
-    case OP_grouped_matmul_wgrad:
-        emitf(e, "    mtx_grouped_matmul_wgrad(%s, %s, %s, %s, %lld, %lld, %lld, %lld, %lld);\n", V(e, o[0]), V(e, in[0]),
-            V(e, in[1]), V(e, in[2]), (long long)a[0], (long long)a[1], (long long)a[2], (long long)a[3], (long long)a[4]);
         break;
     case OP_expert_counts:
         emitf(e, "    mtx_expert_counts(%s, %s, %lld);\n", V(e, o[0]), V(e, in[0]), (long long)a[0]);

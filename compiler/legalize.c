@@ -27,6 +27,7 @@ static const struct { OpKind kind; unsigned in, out; } bf16_kernels[] = {
     {OP_layernorm, 1, 1}, {OP_layernorm_grad, 3, 1},
     {OP_rope, 1, 1}, {OP_rope_grad, 1, 1}, {OP_rope_at, 1, 1},
     {OP_cached_attention, 7, 1},                                 /* q, the key and value caches; o */
+    {OP_grouped_matmul, 3, 1}, {OP_grouped_matmul_wgrad, 3, 0},  /* oneDNN: rows, w; ys; rows, dys (dw f32) */
 };
 
 bool kernel_bf16_slots(OpKind kind, unsigned *in, unsigned *out)

@@ -142,6 +142,37 @@ void mtx_grouped_matmul_wgrad(float *dw, const float *xs, const float *dys, cons
     }
 }
 
+/* The same in bf16 through a ragged oneDNN plan (rows per call): ys in bf16,
+ * accumulated in float32, as MaxText's grouped GEMM with preferred_element_type
+ * dtype. The plan knows tb. */
+void mtx_grouped_matmul_bf16(const mtx_gemm_plan *plan, mtx_bf16 *ys, const mtx_bf16 *xs, const mtx_bf16 *w,
+                             const int32_t *offsets, int m, int n, int kdim, int num_experts, int local)
+{
+    for (int g = 0; g < num_experts; g++) {
+        int first = offsets[g], rows = offsets[g + 1] - first;
+        if (rows > 0)
+            mtx_gemm_bf16_ragged(plan, rows, xs + (size_t)first * kdim, w + (size_t)(g % local) * kdim * n,
+                                 ys + (size_t)first * n);
+    }
+    int used = offsets[num_experts];
+    if (used < m) memset(ys + (size_t)used * n, 0, sizeof(mtx_bf16) * (size_t)(m - used) * n);
+}
+
+/* dw[e] (float32) = the sum over e's groups of xs[rows]^T dys[rows], bf16
+ * operands: a ragged plan over the reduction that adds to dw. */
+void mtx_grouped_matmul_wgrad_bf16(const mtx_gemm_plan *plan, float *dw, const mtx_bf16 *xs, const mtx_bf16 *dys,
+                                   const int32_t *offsets, int m, int n, int kdim, int num_experts, int local)
+{
+    (void)m;
+    memset(dw, 0, sizeof(float) * (size_t)local * kdim * n);
+    for (int g = 0; g < num_experts; g++) {
+        int first = offsets[g], rows = offsets[g + 1] - first;
+        if (rows > 0)
+            mtx_gemm_bf16_ragged(plan, rows, xs + (size_t)first * kdim, dys + (size_t)first * n,
+                                 dw + (size_t)(g % local) * kdim * n);
+    }
+}
+
 /* y[t] = sum_j weights[t, j] ys[row of (t, j)], in float32. */
 void mtx_expert_combine(float *y, const float *ys, const int32_t *order, const float *weights, int n, int d, int k)
 {

@@ -13,11 +13,12 @@
 #include <string.h>
 
 struct mtx_gemm_plan {
-    int m, n, k, c_f32;
+    int m, n, k, c_f32;                /* ragged: m or k is the most a call may give */
     ptrdiff_t rs_a, cs_a, rs_b, cs_b, rs_c;
     float alpha;
+    int ragged, accumulate;            /* MTX_RAGGED_*; C += instead of C = */
     dnnl_primitive_t prim;             /* NULL: the float32 fallback */
-    dnnl_memory_t a, b, c, scratch;
+    dnnl_memory_t a, b, c, scratch;    /* fixed shapes only: views whose data is set per call */
     char impl[64];                     /* the implementation oneDNN chose */
 };
 
@@ -107,39 +108,56 @@ static void warn_emulated(void)
                     "and slow; dtype=float32 runs faster here\n");
 }
 
-mtx_gemm_plan *mtx_gemm_plan_new(int m, int n, int k, ptrdiff_t rs_a, ptrdiff_t cs_a, ptrdiff_t rs_b,
-                                 ptrdiff_t cs_b, ptrdiff_t rs_c, int c_f32, float alpha)
+/* oneDNN's dimension: a ragged one is given per call (DNNL_RUNTIME_DIM_VAL) */
+static int64_t dim(int64_t n, bool ragged) { return ragged ? DNNL_RUNTIME_DIM_VAL : n; }
+
+static mtx_gemm_plan *plan_new(int ragged, int m, int n, int k, ptrdiff_t rs_a, ptrdiff_t cs_a, ptrdiff_t rs_b,
+                               ptrdiff_t cs_b, ptrdiff_t rs_c, int c_f32, float alpha, int accumulate)
 {
     hold_engine();
     mtx_gemm_plan *p = mtx_alloc(sizeof *p);
-    *p = (mtx_gemm_plan){m, n, k, c_f32, rs_a, cs_a, rs_b, cs_b, rs_c, alpha, NULL, NULL, NULL, NULL, NULL, ""};
+    *p = (mtx_gemm_plan){m, n, k, c_f32, rs_a, cs_a, rs_b, cs_b, rs_c, alpha, ragged, accumulate,
+                         NULL, NULL, NULL, NULL, NULL, ""};
     static pthread_once_t warn_once = PTHREAD_ONCE_INIT;
     if (!mtx_cpu_has_bf16()) pthread_once(&warn_once, warn_emulated);
     /* MTX_BF16_GEMM=blis: the float32 fallback even where oneDNN could (tests) */
     const char *force = getenv("MTX_BF16_GEMM");
     if (!force || strcmp(force, "blis")) {
-        dnnl_memory_desc_t a = view(m, k, rs_a, cs_a, dnnl_bf16), b = view(k, n, rs_b, cs_b, dnnl_bf16),
-                           c = view(m, n, rs_c, 1, c_f32 ? dnnl_f32 : dnnl_bf16);
+        int64_t dm = dim(m, ragged == MTX_RAGGED_M), dk = dim(k, ragged == MTX_RAGGED_K);
+        dnnl_memory_desc_t a = view(dm, dk, rs_a, cs_a, dnnl_bf16), b = view(dk, n, rs_b, cs_b, dnnl_bf16),
+                           c = view(dm, n, rs_c, 1, c_f32 ? dnnl_f32 : dnnl_bf16);
         dnnl_matmul_desc_t desc;
         check(dnnl_matmul_desc_init(&desc, &a, &b, NULL, &c), "matmul_desc_init");
         dnnl_primitive_attr_t attr;
         check(dnnl_primitive_attr_create(&attr), "primitive_attr_create");
-        check(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user), "set_scratchpad_mode");
+        /* a ragged plan's scratchpad depends on the call's shape: oneDNN's own */
+        if (!ragged) check(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user), "set_scratchpad_mode");
         if (alpha != 1.0f) check(dnnl_primitive_attr_set_output_scales(attr, 1, 0, &alpha), "set_output_scales");
+        dnnl_post_ops_t post = NULL;
+        if (accumulate) {
+            check(dnnl_post_ops_create(&post), "post_ops_create");
+            check(dnnl_post_ops_append_sum(post, 1.0f), "post_ops_append_sum");
+            check(dnnl_primitive_attr_set_post_ops(attr, post), "set_post_ops");
+        }
         dnnl_primitive_desc_t pd;
         dnnl_status_t st = dnnl_primitive_desc_create(&pd, &desc, attr, engine, NULL);
         dnnl_primitive_attr_destroy(attr);
+        if (post) dnnl_post_ops_destroy(post);
         if (st == dnnl_success) {
             const char *impl = "?";
             dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
             snprintf(p->impl, sizeof p->impl, "oneDNN %s", impl);
             note_impl(p->impl);
-            const dnnl_memory_desc_t *smd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
-            mtx_scratch_reserve(dnnl_memory_desc_get_size(smd) + 64);   /* released by mtx_gemm_plan_free */
-            p->scratch = memory(smd);
+            if (!ragged) {
+                const dnnl_memory_desc_t *smd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+                mtx_scratch_reserve(dnnl_memory_desc_get_size(smd) + 64);   /* released by mtx_gemm_plan_free */
+                p->scratch = memory(smd);
+                p->a = memory(&a), p->b = memory(&b), p->c = memory(&c);
+            } else {
+                mtx_scratch_reserve(64);                 /* one hold per plan, as the fixed ones */
+            }
             check(dnnl_primitive_create(&p->prim, pd), "primitive_create");
             dnnl_primitive_desc_destroy(pd);
-            p->a = memory(&a), p->b = memory(&b), p->c = memory(&c);
             return p;
         }
         pthread_once(&warn_once, warn_emulated);
@@ -151,16 +169,30 @@ mtx_gemm_plan *mtx_gemm_plan_new(int m, int n, int k, ptrdiff_t rs_a, ptrdiff_t 
     return p;
 }
 
+mtx_gemm_plan *mtx_gemm_plan_new(int m, int n, int k, ptrdiff_t rs_a, ptrdiff_t cs_a, ptrdiff_t rs_b,
+                                 ptrdiff_t cs_b, ptrdiff_t rs_c, int c_f32, float alpha)
+{
+    return plan_new(0, m, n, k, rs_a, cs_a, rs_b, cs_b, rs_c, c_f32, alpha, 0);
+}
+
+mtx_gemm_plan *mtx_gemm_plan_new_ragged(int ragged, int m, int n, int k, ptrdiff_t rs_a, ptrdiff_t cs_a,
+                                        ptrdiff_t rs_b, ptrdiff_t cs_b, ptrdiff_t rs_c, int c_f32, int accumulate)
+{
+    return plan_new(ragged, m, n, k, rs_a, cs_a, rs_b, cs_b, rs_c, c_f32, 1.0f, accumulate);
+}
+
 void mtx_gemm_plan_free(mtx_gemm_plan *p)
 {
     if (!p) return;
     mtx_scratch_release();
     if (p->prim) {
         dnnl_primitive_destroy(p->prim);
-        dnnl_memory_destroy(p->a);
-        dnnl_memory_destroy(p->b);
-        dnnl_memory_destroy(p->c);
-        dnnl_memory_destroy(p->scratch);
+        if (p->a) {
+            dnnl_memory_destroy(p->a);
+            dnnl_memory_destroy(p->b);
+            dnnl_memory_destroy(p->c);
+            dnnl_memory_destroy(p->scratch);
+        }
     }
     mtx_free(p);
     release_engine();
@@ -176,36 +208,78 @@ static void widen(float *dst, const mtx_bf16 *src, int rows, int cols, ptrdiff_t
         for (int j = 0; j < cols; j++) dst[(size_t)i * cols + j] = mtx_bf16_to_f32(src[i * rs + j * cs]);
 }
 
-static void fallback(const mtx_gemm_plan *p, const mtx_bf16 *a, const mtx_bf16 *b, void *c)
+/* The float32 fallback of an m x n x k call (a ragged plan's m or k is the call's). */
+static void fallback(const mtx_gemm_plan *p, int m, int k, const mtx_bf16 *a, const mtx_bf16 *b, void *c)
 {
-    float *fa = mtx_scratch(), *fb = fa + (size_t)p->m * p->k, *fc = fb + (size_t)p->k * p->n;
-    widen(fa, a, p->m, p->k, p->rs_a, p->cs_a);
-    widen(fb, b, p->k, p->n, p->rs_b, p->cs_b);
+    float *fa = mtx_scratch(), *fb = fa + (size_t)m * k, *fc = fb + (size_t)k * p->n;
+    widen(fa, a, m, k, p->rs_a, p->cs_a);
+    widen(fb, b, k, p->n, p->rs_b, p->cs_b);
     if (p->c_f32) {
-        mtx_sgemm(0, 0, p->m, p->n, p->k, p->alpha, fa, p->k, 1, fb, p->n, 1, 0.0f, c, p->rs_c, 1);
+        mtx_sgemm(0, 0, m, p->n, k, p->alpha, fa, k, 1, fb, p->n, 1, p->accumulate ? 1.0f : 0.0f, c, p->rs_c, 1);
         return;
     }
-    mtx_sgemm(0, 0, p->m, p->n, p->k, p->alpha, fa, p->k, 1, fb, p->n, 1, 0.0f, fc, p->n, 1);
+    mtx_sgemm(0, 0, m, p->n, k, p->alpha, fa, k, 1, fb, p->n, 1, 0.0f, fc, p->n, 1);
     mtx_bf16 *hc = c;
     #pragma omp parallel for schedule(static)
-    for (int i = 0; i < p->m; i++)
-        for (int j = 0; j < p->n; j++) hc[i * p->rs_c + j] = mtx_f32_to_bf16(fc[(size_t)i * p->n + j]);
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < p->n; j++) {
+            float x = fc[(size_t)i * p->n + j];
+            if (p->accumulate) x += mtx_bf16_to_f32(hc[i * p->rs_c + j]);
+            hc[i * p->rs_c + j] = mtx_f32_to_bf16(x);
+        }
+}
+
+static void execute(const mtx_gemm_plan *p, dnnl_memory_t a, dnnl_memory_t b, dnnl_memory_t c, dnnl_memory_t scratch)
+{
+    dnnl_exec_arg_t args[4] = {
+        {DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, c}, {DNNL_ARG_SCRATCHPAD, scratch},
+    };
+    check(dnnl_primitive_execute(p->prim, stream, scratch ? 4 : 3, args), "primitive_execute");
+    check(dnnl_stream_wait(stream), "stream_wait");
 }
 
 void mtx_gemm_bf16(const mtx_gemm_plan *p, const mtx_bf16 *a, const mtx_bf16 *b, void *c)
 {
     if (p->m <= 0 || p->n <= 0) return;
     if (!p->prim) {
-        fallback(p, a, b, c);
+        fallback(p, p->m, p->k, a, b, c);
         return;
     }
     check(dnnl_memory_set_data_handle(p->a, (void *)a), "memory_set_data_handle");
     check(dnnl_memory_set_data_handle(p->b, (void *)b), "memory_set_data_handle");
     check(dnnl_memory_set_data_handle(p->c, c), "memory_set_data_handle");
     check(dnnl_memory_set_data_handle(p->scratch, mtx_scratch()), "memory_set_data_handle");
-    dnnl_exec_arg_t args[4] = {
-        {DNNL_ARG_SRC, p->a}, {DNNL_ARG_WEIGHTS, p->b}, {DNNL_ARG_DST, p->c}, {DNNL_ARG_SCRATCHPAD, p->scratch},
-    };
-    check(dnnl_primitive_execute(p->prim, stream, 4, args), "primitive_execute");
-    check(dnnl_stream_wait(stream), "stream_wait");
+    execute(p, p->a, p->b, p->c, p->scratch);
+}
+
+/* A ragged plan's call: `size` rows of A and C (MTX_RAGGED_M) or rows of B
+ * and columns of A (MTX_RAGGED_K), at most the plan's. */
+void mtx_gemm_bf16_ragged(const mtx_gemm_plan *p, int size, const mtx_bf16 *a, const mtx_bf16 *b, void *c)
+{
+    int m = p->ragged == MTX_RAGGED_M ? size : p->m, k = p->ragged == MTX_RAGGED_K ? size : p->k;
+    if (m <= 0 || p->n <= 0) return;
+    if (size > (p->ragged == MTX_RAGGED_M ? p->m : p->k)) {
+        fprintf(stderr, "mtxrt: error: a ragged GEMM of %d is larger than its plan's %d\n", size,
+                p->ragged == MTX_RAGGED_M ? p->m : p->k);
+        abort();
+    }
+    if (!p->prim) {
+        fallback(p, m, k, a, b, c);
+        return;
+    }
+    if (k == 0) {                             /* a sum of nothing */
+        for (int i = 0; i < m && !p->accumulate; i++)
+            memset((char *)c + (size_t)i * p->rs_c * (p->c_f32 ? 4 : 2), 0, (size_t)p->n * (p->c_f32 ? 4 : 2));
+        return;
+    }
+    dnnl_memory_desc_t da = view(m, k, p->rs_a, p->cs_a, dnnl_bf16), db = view(k, p->n, p->rs_b, p->cs_b, dnnl_bf16),
+                       dc = view(m, p->n, p->rs_c, 1, p->c_f32 ? dnnl_f32 : dnnl_bf16);
+    dnnl_memory_t ma, mb, mc;
+    check(dnnl_memory_create(&ma, &da, engine, (void *)a), "memory_create");
+    check(dnnl_memory_create(&mb, &db, engine, (void *)b), "memory_create");
+    check(dnnl_memory_create(&mc, &dc, engine, c), "memory_create");
+    execute(p, ma, mb, mc, NULL);
+    dnnl_memory_destroy(ma);
+    dnnl_memory_destroy(mb);
+    dnnl_memory_destroy(mc);
 }

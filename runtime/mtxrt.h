@@ -93,6 +93,12 @@ mtx_gemm_plan *mtx_gemm_plan_new(int m, int n, int k, ptrdiff_t rs_a, ptrdiff_t 
                                  ptrdiff_t cs_b, ptrdiff_t rs_c, int c_f32, float alpha);
 void mtx_gemm_plan_free(mtx_gemm_plan *p);
 void mtx_gemm_bf16(const mtx_gemm_plan *p, const mtx_bf16 *a, const mtx_bf16 *b, void *c);
+/* A ragged plan: its m (MTX_RAGGED_M) or k (MTX_RAGGED_K) is each call's,
+ * at most the plan's (a grouped GEMM's rows per expert); accumulate: C += */
+enum { MTX_RAGGED_M = 1, MTX_RAGGED_K = 2 };
+mtx_gemm_plan *mtx_gemm_plan_new_ragged(int ragged, int m, int n, int k, ptrdiff_t rs_a, ptrdiff_t cs_a,
+                                        ptrdiff_t rs_b, ptrdiff_t cs_b, ptrdiff_t rs_c, int c_f32, int accumulate);
+void mtx_gemm_bf16_ragged(const mtx_gemm_plan *p, int size, const mtx_bf16 *a, const mtx_bf16 *b, void *c);
 const char *mtx_gemm_plan_impl(const mtx_gemm_plan *p);   /* the implementation chosen */
 const char *mtx_gemm_bf16_impls(void);    /* every plan's so far, comma-separated ("" if none) */
 
@@ -176,6 +182,11 @@ void mtx_grouped_matmul(float *ys, const float *xs, const float *w, const int32_
                         int num_experts, int local, int tb);
 void mtx_grouped_matmul_wgrad(float *dw, const float *xs, const float *dys, const int32_t *offsets, int m, int n,
                               int kdim, int num_experts, int local);
+/* bf16 operands through ragged oneDNN plans (ys bf16, dw float32) */
+void mtx_grouped_matmul_bf16(const mtx_gemm_plan *plan, mtx_bf16 *ys, const mtx_bf16 *xs, const mtx_bf16 *w,
+                             const int32_t *offsets, int m, int n, int kdim, int num_experts, int local);
+void mtx_grouped_matmul_wgrad_bf16(const mtx_gemm_plan *plan, float *dw, const mtx_bf16 *xs, const mtx_bf16 *dys,
+                                   const int32_t *offsets, int m, int n, int kdim, int num_experts, int local);
 void mtx_expert_combine(float *y, const float *ys, const int32_t *order, const float *weights, int n, int d, int k);
 void mtx_expert_combine_grad(float *dys, float *dweights, const float *dy, const float *ys, const int32_t *order,
                              const float *weights, int n, int d, int k);

@@ -8,7 +8,8 @@
 # * data, FSDP and tensor parallelism over 2 MPI ranks match one device;
 # * a bf16 run's checkpoint resumes in a float32 run and back;
 # * the float32 fallback of the bf16 GEMM (MTX_BF16_GEMM=blis, what a CPU
-#   without bf16 support runs) trains to the same losses within 1e-2.
+#   without bf16 support runs) trains to the same losses within 1e-2, for
+#   tiny and for mixtral's grouped GEMMs (one device and expert 2).
 # Usage: tests/test_bf16.sh MTXC (from the source root)
 MTXC=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 root=$PWD
@@ -95,3 +96,9 @@ echo "checkpoints: bf16 -> float32 -> bf16"
 # the float32 fallback of bf16 GEMMs
 MTX_BF16_GEMM=blis "./t_tiny_bfloat16" steps=30 log_period=100 metrics_file=emulated.jsonl > log 2>&1 || { cat log; fail "fallback"; }
 worst_diff "bf16 GEMMs emulated in float32 vs oneDNN" tiny.bfloat16.jsonl emulated.jsonl 1e-2 30 || fail "the fallback strays"
+# and of mixtral's grouped GEMMs (ragged plans: an expert's rows per call), on one device and over the expert axis
+MTX_BF16_GEMM=blis ./mx1 $args metrics_file=mx1-emulated.jsonl > log 2>&1 || { cat log; fail "tiny-mixtral fallback"; }
+worst_diff "tiny-mixtral's grouped bf16 GEMMs emulated vs oneDNN" mx1.jsonl mx1-emulated.jsonl 1e-2 12 || fail "the grouped fallback strays"
+# shellcheck disable=SC2086
+MTX_BF16_GEMM=blis $MPIRUN ./mx2 $args metrics_file=mx2-emulated.jsonl > log 2>&1 || { cat log; fail "tiny-mixtral expert 2 fallback"; }
+worst_diff "tiny-mixtral's expert axis, emulated vs oneDNN" mx2.jsonl mx2-emulated.jsonl 1e-2 12 || fail "the grouped fallback strays over the expert axis"
