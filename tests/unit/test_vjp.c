@@ -260,61 +260,52 @@ START_TEST(rope)
 END_TEST
 
 /* A mixture of experts end to end: the router's weights (softmax over the
- * top 2 of 3 logits), the rows sorted by expert, one grouped GEMM (each
+ * top 2 of E logits), the rows sorted by expert, one grouped GEMM (each
  * expert's rows times its weight), the weighted sum back per token. The
- * choice is fixed near the point (no logit within h of a tie). */
-START_TEST(experts)
+ * choice is fixed near the point (no logit within h of a tie). With 2
+ * sources, expert parallelism's layout in one process: the all-to-all is
+ * then a copy into room for two devices' rows (the tail zeroed) and back,
+ * and the grouped GEMMs take E groups over L weights (group g: w[g mod L]),
+ * as a device holding L of E experts does with the rows of 2 sources. */
+static void check_experts(int64_t E, int64_t L, int64_t sources)
 {
-    enum { N = B * T, E = 3, K = 2, F = 5 };
-    Case k = begin();
-    Value *logits = param(&k, "logits", 2, N, E, 0, 0), *x = param(&k, "x", 2, N, D, 0, 0);
-    Value *w = param(&k, "w", 3, E, D, F, 0);
-    Value *weights = temp_like(&k, "weights", 2, N, K, 0, 0);
-    int64_t nk[2] = {N, K}, e1 = E + 1, rows[2] = {N * K, 1};
-    Value *chosen = value_new(k.p, "chosen", DT_I32, 2, nk, V_TEMP);
-    Value *order = value_new(k.p, "order", DT_I32, 2, rows, V_TEMP), *offsets = value_new(k.p, "offsets", DT_I32, 1, &e1, V_TEMP);
-    int64_t ra[3] = {N, E, K}, ga[3] = {N, D, K}, ma[6] = {N * K, F, D, E, E, 0}, ca[3] = {N, F, K};
-    memcpy(op_add(k.p, k.f, OP_topk_route, "case", 1, &logits, 2, (Value *[]){weights, chosen})->ia, ra, sizeof ra);
-    memcpy(op_add(k.p, k.f, OP_expert_sort, "case", 1, &chosen, 2, (Value *[]){order, offsets})->ia, ra, sizeof ra);
-    Value *xs = temp_like(&k, "xs", 2, N * K, D, 0, 0), *ys = temp_like(&k, "ys", 2, N * K, F, 0, 0);
-    Value *y = temp_like(&k, "y", 2, N, F, 0, 0);
-    memcpy(op(&k, OP_gather_rows, xs, 2, x, order, NULL)->ia, ga, sizeof ga);
-    memcpy(op(&k, OP_grouped_matmul, ys, 3, xs, w, offsets)->ia, ma, sizeof ma);
-    memcpy(op(&k, OP_expert_combine, y, 3, ys, order, weights)->ia, ca, sizeof ca);
-    finish(&k, probe_loss(&k, y));
-}
-END_TEST
-
-/* Expert parallelism's layout in one process: the all-to-all is then a copy
- * into room for two devices' rows (the tail zeroed) and back, and the
- * grouped GEMMs take 4 groups over 2 weights (group g: w[g mod 2]), as a
- * device holding 2 of 4 experts does with the rows of 2 sources. */
-START_TEST(experts_parallel_layout)
-{
-    enum { N = B * T, E = 4, L = 2, K = 2, F = 5 };
+    enum { N = B * T, K = 2, F = 5 };
     Case k = begin();
     Value *logits = param(&k, "logits", 2, N, E, 0, 0), *x = param(&k, "x", 2, N, D, 0, 0);
     Value *w = param(&k, "w", 3, L, D, F, 0);
     Value *weights = temp_like(&k, "weights", 2, N, K, 0, 0);
-    int64_t nk[2] = {N, K}, e1 = E + 1, rows[2] = {N * K, 1};
+    int64_t nk[2] = {N, K}, e1 = E + 1, rows[2] = {N * K, 1}, held = sources * N * K;
     Value *chosen = value_new(k.p, "chosen", DT_I32, 2, nk, V_TEMP);
     Value *order = value_new(k.p, "order", DT_I32, 2, rows, V_TEMP), *offsets = value_new(k.p, "offsets", DT_I32, 1, &e1, V_TEMP);
-    Value *received = value_new(k.p, "received", DT_I32, 1, &e1, V_TEMP);
-    int64_t ra[3] = {N, E, K}, ga[3] = {N, D, K}, ca[3] = {N, F, K};
-    int64_t to[5] = {N * K, 2 * N * K, D, E, 0}, ma[6] = {2 * N * K, F, D, E, L, 0}, back[5] = {2 * N * K, N * K, F, E, 1};
+    int64_t ra[3] = {N, E, K}, ga[3] = {N, D, K}, ma[6] = {held, F, D, E, L, 0}, ca[3] = {N, F, K};
     memcpy(op_add(k.p, k.f, OP_topk_route, "case", 1, &logits, 2, (Value *[]){weights, chosen})->ia, ra, sizeof ra);
     memcpy(op_add(k.p, k.f, OP_expert_sort, "case", 1, &chosen, 2, (Value *[]){order, offsets})->ia, ra, sizeof ra);
-    op_add(k.p, k.f, OP_expert_counts, "case", 1, &offsets, 1, &received)->ia[0] = E;
-    Value *xs = temp_like(&k, "xs", 2, N * K, D, 0, 0), *xr = temp_like(&k, "xr", 2, 2 * N * K, D, 0, 0);
-    Value *yr = temp_like(&k, "yr", 2, 2 * N * K, F, 0, 0), *ys = temp_like(&k, "ys", 2, N * K, F, 0, 0);
-    Value *y = temp_like(&k, "y", 2, N, F, 0, 0);
+    Value *xs = temp_like(&k, "xs", 2, N * K, D, 0, 0), *ys = temp_like(&k, "ys", 2, held, F, 0, 0);
+    Value *y = temp_like(&k, "y", 2, N, F, 0, 0), *groups = offsets, *received = NULL;
     memcpy(op(&k, OP_gather_rows, xs, 2, x, order, NULL)->ia, ga, sizeof ga);
-    memcpy(op(&k, OP_all_to_all, xr, 3, xs, offsets, received)->ia, to, sizeof to);
-    memcpy(op(&k, OP_grouped_matmul, yr, 3, xr, w, received)->ia, ma, sizeof ma);
-    memcpy(op(&k, OP_all_to_all, ys, 3, yr, offsets, received)->ia, back, sizeof back);
+    if (sources > 1) {
+        received = value_new(k.p, "received", DT_I32, 1, &e1, V_TEMP);
+        op_add(k.p, k.f, OP_expert_counts, "case", 1, &offsets, 1, &received)->ia[0] = E;
+        Value *xr = temp_like(&k, "xr", 2, held, D, 0, 0);
+        int64_t to[5] = {N * K, held, D, E, 0};
+        memcpy(op(&k, OP_all_to_all, xr, 3, xs, offsets, received)->ia, to, sizeof to);
+        xs = xr, groups = received;
+    }
+    memcpy(op(&k, OP_grouped_matmul, ys, 3, xs, w, groups)->ia, ma, sizeof ma);
+    if (sources > 1) {
+        Value *back = temp_like(&k, "back", 2, N * K, F, 0, 0);
+        int64_t ba[5] = {held, N * K, F, E, 1};
+        memcpy(op(&k, OP_all_to_all, back, 3, ys, offsets, received)->ia, ba, sizeof ba);
+        ys = back;
+    }
     memcpy(op(&k, OP_expert_combine, y, 3, ys, order, weights)->ia, ca, sizeof ca);
     finish(&k, probe_loss(&k, y));
 }
+
+START_TEST(experts) { check_experts(3, 3, 1); }
+END_TEST
+
+START_TEST(experts_parallel_layout) { check_experts(4, 2, 2); }
 END_TEST
 
 static void attention_attrs(Op *o)
