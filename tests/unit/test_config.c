@@ -171,15 +171,20 @@ END_TEST
 START_TEST(mesh_and_batch)
 {
     char *ov[] = {"compile_topology=cpu-8", "ici_tensor_parallelism=2",
-                  "per_device_batch_size=0.5", "gradient_accumulation_steps=2"};
+                  "per_device_batch_size=0.5", "gradient_accumulation_steps=1"};
     Config *c = load_base(4, ov);
     ck_assert_msg(c, "%s", err);
     ck_assert_int_eq(c->d.num_devices, 8);
     ck_assert_int_eq(c->d.mesh_fsdp, 4);                 /* -1 fills the rest */
     ck_assert_int_eq(c->d.mesh_tensor, 2);
-    ck_assert_int_eq(c->d.global_batch, 4);
-    ck_assert_int_eq(c->d.micro_batch, 2);
+    ck_assert_int_eq(c->d.global_batch, 4);              /* tensor ranks share a slice: one sequence per fsdp rank */
+    ck_assert_int_eq(c->d.micro_batch, 4);
     config_free(c);
+    /* a microbatch of 2 sequences cannot split over the 4 fsdp ranks */
+    ov[3] = "gradient_accumulation_steps=2";
+    ck_assert_ptr_null(load_base(4, ov));
+    ck_assert_msg(strstr(err, "a microbatch of 2 sequences (global batch 4 / gradient_accumulation_steps 2) does not "
+                              "split over data x fsdp x expert = 4 devices"), "%s", err);
     char *ov2[] = {"compile_topology=cpu-4", "compile_topology_num_slices=2"};
     c = load_base(2, ov2);
     ck_assert_msg(c, "%s", err);
