@@ -203,23 +203,14 @@ void emit_kernel(Emitter *e, const Op *op)
             V(e, o[0]), V(e, in[0]), V(e, in[1]), (long long)a[0], (long long)a[1], (long long)a[2]);
         break;
     case OP_grouped_matmul:
-    case OP_grouped_matmul_wgrad:
-        if (is_bf16_gemm(op)) {
-            emitf(e, "    mtx_%s_bf16(s->gemm[%d], %s, %s, %s, %s, %lld, %lld, %lld, %lld, %lld);\n", op_info[op->kind].name,
-                gemm_plan(e, op), V(e, o[0]), V(e, in[0]), V(e, in[1]), V(e, in[2]), (long long)a[0], (long long)a[1],
-                (long long)a[2], (long long)a[3], (long long)a[4]);
-            break;
-        }
-        if (op->kind == OP_grouped_matmul_wgrad) {
-            emitf(e, "    mtx_grouped_matmul_wgrad(%s, %s, %s, %s, %lld, %lld, %lld, %lld, %lld);\n", V(e, o[0]),
-                V(e, in[0]), V(e, in[1]), V(e, in[2]), (long long)a[0], (long long)a[1], (long long)a[2],
-                (long long)a[3], (long long)a[4]);
-            break;
-        }
-        emitf(e, "    mtx_grouped_matmul(%s, %s, %s, %s, %lld, %lld, %lld, %lld, %lld, %lld);\n", V(e, o[0]),
-            V(e, in[0]), V(e, in[1]), V(e, in[2]), (long long)a[0], (long long)a[1], (long long)a[2], (long long)a[3],
-            (long long)a[4], (long long)a[5]);
+    case OP_grouped_matmul_wgrad: {   /* bf16: on a ragged oneDNN plan, which knows tb */
+        bool bf16 = is_bf16_gemm(op), tb = op->kind == OP_grouped_matmul && !bf16;
+        emitf(e, "    mtx_%s%s(%s%s, %s, %s, %s, %lld, %lld, %lld, %lld, %lld%s);\n", op_info[op->kind].name,
+            bf16 ? "_bf16" : "", bf16 ? pool_fmt(pool, "s->gemm[%d], ", gemm_plan(e, op)) : "", V(e, o[0]), V(e, in[0]),
+            V(e, in[1]), V(e, in[2]), (long long)a[0], (long long)a[1], (long long)a[2], (long long)a[3],
+            (long long)a[4], tb ? pool_fmt(pool, ", %lld", (long long)a[5]) : "");
         break;
+    }
     case OP_expert_counts:
         emitf(e, "    mtx_expert_counts(%s, %s, %lld);\n", V(e, o[0]), V(e, in[0]), (long long)a[0]);
         break;
