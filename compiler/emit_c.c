@@ -259,6 +259,16 @@ static int64_t loop_count(const Func *f, int a, int b)
     return cols ? n / cols : n;
 }
 
+/* The end of that loop as C: a constant, or for ragged rows (fuse.c) the
+ * rows in use times the elements of a row. */
+static const char *loop_end(Emitter *e, const Func *f, int a, int b)
+{
+    const Value *y = f->ops[a]->out[0], *used = y->rows_used;
+    if (!used || loop_columns(f, a, b)) return pool_fmt(e->p->pool, "%lld", (long long)loop_count(f, a, b));
+    return pool_fmt(e->p->pool, "(size_t)%s[%lld] * %lld", V(e, used), (long long)(value_numel(used) - 1),
+                    (long long)(value_numel(y) / y->dim[0]));
+}
+
 /* The loop over elements (or rows) [first, end) of ops [a, b] of f. */
 static void emit_elementwise_loop(Emitter *e, const Func *f, int a, int b, const char *first, const char *end)
 {
@@ -357,15 +367,15 @@ static void emit_loop_function(Emitter *e, const Func *f, int a, int b)
     free(state_names);
     free(params);
     e->b = step;
-    emitf(e, "    mtx_parallel_for(loop_%d, &frame, %lld);\n", group, (long long)loop_count(f, a, b));
+    emitf(e, "    mtx_parallel_for(loop_%d, &frame, %s);\n", group, loop_end(e, f, a, b));
 }
 
 static void emit_fused(Emitter *e, const Func *f, int first, int last)
 {
     const Op *op = f->ops[first];
     if (first == last && op->kind == OP_cast) {   /* a cast alone: libmtxrt's threaded conversion */
-        emitf(e, "    mtx_convert_%s(%s, %s, %lld);\n", op->out[0]->dtype == DT_BF16 ? "to_bf16" : "to_f32", V(e, op->out[0]),
-            V(e, op->in[0]), (long long)value_numel(op->in[0]));
+        emitf(e, "    mtx_convert_%s(%s, %s, %s);\n", op->out[0]->dtype == DT_BF16 ? "to_bf16" : "to_f32", V(e, op->out[0]),
+            V(e, op->in[0]), loop_end(e, f, first, last));
         return;
     }
     if (parallel_loop(f->ops[first])) {
@@ -374,7 +384,7 @@ static void emit_fused(Emitter *e, const Func *f, int first, int last)
     }
     for (int i = first; i <= last; i++)
         if (is_dropout(f->ops[i])) declare_dropout(e, f, f->ops[i]);
-    emit_elementwise_loop(e, f, first, last, "0", pool_fmt(e->p->pool, "%lld", (long long)loop_count(f, first, last)));
+    emit_elementwise_loop(e, f, first, last, "0", loop_end(e, f, first, last));
 }
 
 /* Pointers into the arena for the temporaries this op (or loop) stores. */

@@ -200,6 +200,9 @@ typedef struct Value {
     int split_ways, split_axis;
     /* set by passes */
     int group;                   /* fuse: >0 if it never leaves a fused loop */
+    /* fuse: rows [0, rows_used[last]) of this [rows, ...] value are in use (expert
+     * parallelism's buffers, room for every device's rows); the rest are never read */
+    struct Value *rows_used;
     int64_t offset;              /* memplan: bytes into the arena (temps) or state */
 } Value;
 

@@ -221,14 +221,19 @@ static void rank_runs(const int32_t *offsets, int num_experts, int *counts, int 
 }
 
 /* Dispatch (back 0): this rank's rows [offsets[E], row_bytes] to their experts'
- * ranks, received in recv_offsets' order into out, whose rows past the last
- * received one (out_rows in all) are zeroed. Return (back 1): the reverse,
- * from recv_offsets' layout back to offsets'. */
+ * ranks, received in recv_offsets' order into out (room for out_rows; the
+ * rows past the last received one are left as they are: the compiler's
+ * loops and the grouped GEMMs never read them). Return (back 1): the
+ * reverse, from recv_offsets' layout back to offsets'. */
 void mtx_all_to_all(void *out, const void *in, const int32_t *offsets, const int32_t *recv_offsets, int num_experts,
                     size_t row_bytes, size_t out_rows, int back)
 {
     const int32_t *from = back ? recv_offsets : offsets, *to = back ? offsets : recv_offsets;
     size_t rows = (size_t)to[num_experts];
+    if (rows > out_rows) {
+        fprintf(stderr, "mtxrt: error: %zu rows arrive for a buffer of %zu\n", rows, out_rows);
+        abort();
+    }
     if (!started || mesh[3] == 1) {
         memcpy(out, in, rows * row_bytes);
     } else {
@@ -241,5 +246,4 @@ void mtx_all_to_all(void *out, const void *in, const int32_t *offsets, const int
         MPI_Alltoallv(in, scounts, sdispls, row, out, rcounts, rdispls, row, comms[MTX_AXIS_EXPERT]);
         MPI_Type_free(&row);
     }
-    if (out_rows > rows) memset((char *)out + rows * row_bytes, 0, (out_rows - rows) * row_bytes);
 }

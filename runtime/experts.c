@@ -6,6 +6,7 @@
  * are widened by the compiler, as MaxText's weight sum is float32). */
 #include "mtxrt.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -104,11 +105,20 @@ void mtx_gather_rows_grad(float *dx, const float *dxs, const int32_t *order, int
     free(row_of);
 }
 
+/* The groups' rows fit the m rows given (a corrupt offset would write past them). */
+static void check_rows(const int32_t *offsets, int groups, int m)
+{
+    if (offsets[0] < 0 || offsets[groups] > m) {
+        fprintf(stderr, "mtxrt: error: grouped GEMM rows %d .. %d outside its %d rows\n", offsets[0], offsets[groups], m);
+        abort();
+    }
+}
+
 /* ys[rows of group g] = xs[rows of g] w[g mod local]: w [local, K, N], or
  * [local, N, K] transposed. Without expert parallelism the groups are the
  * experts (local == num_experts); with it they are (source rank, expert)
  * pairs of the rows this rank received, which fill m rows at most: the rows
- * past the last group are zeroed. */
+ * past the last group are left as they are (never read: compiler/fuse.c). */
 void mtx_grouped_matmul(float *ys, const float *xs, const float *w, const int32_t *offsets, int m, int n, int kdim,
                         int num_experts, int local, int tb)
 {
@@ -119,15 +129,14 @@ void mtx_grouped_matmul(float *ys, const float *xs, const float *w, const int32_
         mtx_sgemm(0, 0, rows, n, kdim, 1.0f, xs + (size_t)first * kdim, kdim, 1, we, tb ? 1 : n, tb ? kdim : 1, 0.0f,
                   ys + (size_t)first * n, n, 1);
     }
-    int used = offsets[num_experts];
-    if (used < m) memset(ys + (size_t)used * n, 0, sizeof(float) * (size_t)(m - used) * n);
+    check_rows(offsets, num_experts, m);
 }
 
 /* dw[e] = the sum over e's groups of xs[rows]^T dys[rows]; an expert without rows gets zeros. */
 void mtx_grouped_matmul_wgrad(float *dw, const float *xs, const float *dys, const int32_t *offsets, int m, int n,
                               int kdim, int num_experts, int local)
 {
-    (void)m;
+    check_rows(offsets, num_experts, m);
     for (int e = 0; e < local; e++) {
         float *de = dw + (size_t)e * kdim * n;
         float beta = 0.0f;
@@ -154,8 +163,7 @@ void mtx_grouped_matmul_bf16(const mtx_gemm_plan *plan, mtx_bf16 *ys, const mtx_
             mtx_gemm_bf16_ragged(plan, rows, xs + (size_t)first * kdim, w + (size_t)(g % local) * kdim * n,
                                  ys + (size_t)first * n);
     }
-    int used = offsets[num_experts];
-    if (used < m) memset(ys + (size_t)used * n, 0, sizeof(mtx_bf16) * (size_t)(m - used) * n);
+    check_rows(offsets, num_experts, m);
 }
 
 /* dw[e] (float32) = the sum over e's groups of xs[rows]^T dys[rows], bf16
@@ -163,7 +171,7 @@ void mtx_grouped_matmul_bf16(const mtx_gemm_plan *plan, mtx_bf16 *ys, const mtx_
 void mtx_grouped_matmul_wgrad_bf16(const mtx_gemm_plan *plan, float *dw, const mtx_bf16 *xs, const mtx_bf16 *dys,
                                    const int32_t *offsets, int m, int n, int kdim, int num_experts, int local)
 {
-    (void)m;
+    check_rows(offsets, num_experts, m);
     memset(dw, 0, sizeof(float) * (size_t)local * kdim * n);
     for (int g = 0; g < num_experts; g++) {
         int first = offsets[g], rows = offsets[g + 1] - first;

@@ -219,6 +219,41 @@ START_TEST(fused_values_stay_in_loop)
 }
 END_TEST
 
+/* fuse: under expert parallelism the loops over the experts' buffers (room
+ * for both devices' rows) carry the received offsets and run over the rows
+ * in use; a group never mixes them with whole tensors. */
+START_TEST(ragged_rows)
+{
+    char *ov[] = {"model_name=tiny-mixtral", "compile_topology=cpu-2", "ici_fsdp_parallelism=1",
+                  "ici_expert_parallelism=2", "per_device_batch_size=2"};
+    Config *c = load_config(5, ov);
+    char err[1024];
+    Program *p = compile_program(c, NULL, err, sizeof err);
+    ck_assert_msg(p, "%s", err);
+    int ragged = 0;
+    for (int i = 0; i < p->train.nops; i++) {
+        const Op *op = p->train.ops[i];
+        if (!op->nout) continue;                         /* all_reduce_sum */
+        for (int j = i + 1; op->group && j < p->train.nops && p->train.ops[j]->group == op->group; j++)
+            ck_assert_ptr_eq(p->train.ops[j]->out[0]->rows_used, op->out[0]->rows_used);
+        if (op->group && op->out[0]->rows_used) {
+            ck_assert_msg(strstr(op->out[0]->rows_used->name, "received_offsets"), "%s", op->out[0]->rows_used->name);
+            ragged++;
+        }
+        if (!strcmp(op->out[0]->name, "layers.0.MoeBlock_0.hidden"))
+            ck_assert_str_eq(op->out[0]->rows_used->name, "layers.0.MoeBlock_0.received_offsets");
+    }
+    ck_assert_int_gt(ragged, 3);                         /* forward and backward, both layers */
+    GeneratedC g;
+    emit_c_text(p, "test", &g);
+    ck_assert_msg(strstr(g.step_c, "i < (size_t)layers_0_MoeBlock_0_received_offsets[4] * 96; i++"),
+                  "no loop over the rows in use");
+    generated_c_free(&g);
+    program_free(p);
+    config_free(c);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("ir");
@@ -229,6 +264,7 @@ int main(void)
     tcase_add_test(tc, verifier_errors);
     tcase_add_test(tc, memplan_no_overlap);
     tcase_add_test(tc, fused_values_stay_in_loop);
+    tcase_add_test(tc, ragged_rows);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
