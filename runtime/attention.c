@@ -15,13 +15,25 @@
  * sliding window (MaxText's LOCAL_SLIDING: window keys including itself). */
 static int first_key(int i, int window) { return window > 0 && i - window + 1 > 0 ? i - window + 1 : 0; }
 
-void mtx_causal_softmax_forward(float *p, const float *s, int blocks, int t, int window)
+/* A softmax's (or a widening's) blocks of rows, for the pool. */
+typedef struct {
+    void *out;
+    const void *in, *dp;
+    int bf16, t, window;
+    int cols;
+    size_t rs;
+} Rows;
+
+static void softmax_blocks(void *ctx, size_t first, size_t end)
 {
-    #pragma omp parallel for schedule(static)
-    for (int blk = 0; blk < blocks; blk++)
+    const Rows *a = ctx;
+    const float *s = a->in;
+    float *p = a->out;
+    int t = a->t, window = a->window;
+    for (size_t blk = first; blk < end; blk++)
         for (int i = 0; i < t; i++) {
-            const float *sr = s + ((size_t)blk * t + i) * t;
-            float *pr = p + ((size_t)blk * t + i) * t;
+            const float *sr = s + (blk * t + i) * t;
+            float *pr = p + (blk * t + i) * t;
             int lo = first_key(i, window);
             float max = sr[lo], sum = 0;
             for (int j = lo + 1; j <= i; j++) max = sr[j] > max ? sr[j] : max;
@@ -32,15 +44,37 @@ void mtx_causal_softmax_forward(float *p, const float *s, int blocks, int t, int
         }
 }
 
-/* ds = p (dp - <p, dp>) per row, in either dtype */
-static void softmax_backward(void *ds, const void *p, const void *dp, int bf16, int blocks, int t)
+/* blocks of t x t scores, each element a few nanoseconds */
+static void over_blocks(mtx_range_fn fn, Rows *a, int blocks)
 {
-    #pragma omp parallel for schedule(static)
-    for (size_t r = 0; r < (size_t)blocks * t; r++) {
+    mtx_parallel(fn, a, (size_t)blocks, 1, (double)blocks * a->t * a->t * 3 * MTX_COST_ELEMENT_NS);
+}
+
+void mtx_causal_softmax_forward(float *p, const float *s, int blocks, int t, int window)
+{
+    Rows a = {p, s, NULL, 0, t, window, 0, 0};
+    over_blocks(softmax_blocks, &a, blocks);
+}
+
+static void softmax_grad_blocks(void *ctx, size_t first, size_t end)
+{
+    const Rows *a = ctx;
+    const void *p = a->in, *dp = a->dp;
+    void *ds = a->out;
+    int bf16 = a->bf16;
+    size_t t = (size_t)a->t;
+    for (size_t r = first * t; r < end * t; r++) {
         float dot = 0;
         for (size_t j = r * t; j < (r + 1) * t; j++) dot += mtx_load(p, bf16, j) * mtx_load(dp, bf16, j);
         for (size_t j = r * t; j < (r + 1) * t; j++) mtx_store(ds, bf16, j, mtx_load(p, bf16, j) * (mtx_load(dp, bf16, j) - dot));
     }
+}
+
+/* ds = p (dp - <p, dp>) per row, in either dtype */
+static void softmax_backward(void *ds, const void *p, const void *dp, int bf16, int blocks, int t)
+{
+    Rows a = {ds, p, dp, bf16, t, 0, 0, 0};
+    over_blocks(softmax_grad_blocks, &a, blocks);
 }
 
 void mtx_causal_softmax_backward(float *ds, const float *p, const float *dp, int blocks, int t)
@@ -107,20 +141,38 @@ void mtx_attention_values_backward(float *dp, float *dv, const float *dout, cons
 
 /* ---- bf16: one head at a time through float32 scratch ---- */
 
+static void widen_rows(void *ctx, size_t first, size_t end)
+{
+    const Rows *a = ctx;
+    float *dst = a->out;
+    const mtx_bf16 *src = a->in;
+    size_t cols = (size_t)a->cols;
+    for (size_t i = first; i < end; i++)
+        for (size_t j = 0; j < cols; j++) dst[i * cols + j] = mtx_bf16_to_f32(src[i * a->rs + j]);
+}
+
 /* A [rows, cols] bf16 view with row stride rs, widened into dense float32. */
 static void widen(float *dst, const mtx_bf16 *src, int rows, int cols, size_t rs)
 {
-    #pragma omp parallel for schedule(static) if ((size_t)rows * cols >= 65536)
-    for (int i = 0; i < rows; i++)
-        for (int j = 0; j < cols; j++) dst[(size_t)i * cols + j] = mtx_bf16_to_f32(src[(size_t)i * rs + j]);
+    Rows a = {dst, src, NULL, 1, 0, 0, cols, rs};
+    mtx_parallel(widen_rows, &a, (size_t)rows, 1, (double)rows * cols * MTX_COST_ELEMENT_NS);
+}
+
+static void narrow_rows(void *ctx, size_t first, size_t end)
+{
+    const Rows *a = ctx;
+    mtx_bf16 *dst = a->out;
+    const float *src = a->in;
+    size_t cols = (size_t)a->cols;
+    for (size_t i = first; i < end; i++)
+        for (size_t j = 0; j < cols; j++) dst[i * a->rs + j] = mtx_f32_to_bf16(src[i * cols + j]);
 }
 
 /* Dense float32 [rows, cols] rounded into a bf16 view with row stride rs. */
 static void narrow(mtx_bf16 *dst, size_t rs, const float *src, int rows, int cols)
 {
-    #pragma omp parallel for schedule(static) if ((size_t)rows * cols >= 65536)
-    for (int i = 0; i < rows; i++)
-        for (int j = 0; j < cols; j++) dst[(size_t)i * rs + j] = mtx_f32_to_bf16(src[(size_t)i * cols + j]);
+    Rows a = {dst, src, NULL, 1, 0, 0, cols, rs};
+    mtx_parallel(narrow_rows, &a, (size_t)rows, 1, (double)rows * cols * MTX_COST_ELEMENT_NS);
 }
 
 /* Scratch the _bf16 kernels need: one t x t block and four t x dh ones. */
@@ -129,13 +181,16 @@ size_t mtx_attention_scratch(int t, int dh)
     return sizeof(float) * ((size_t)t * t + 4 * (size_t)t * dh);
 }
 
-void mtx_causal_softmax_forward_bf16(mtx_bf16 *p, const mtx_bf16 *s, int blocks, int t, int window)
+static void softmax_blocks_bf16(void *ctx, size_t first, size_t end)
 {
-    #pragma omp parallel for schedule(static)
-    for (int blk = 0; blk < blocks; blk++)
+    const Rows *a = ctx;
+    const mtx_bf16 *s = a->in;
+    mtx_bf16 *p = a->out;
+    int t = a->t, window = a->window;
+    for (size_t blk = first; blk < end; blk++)
         for (int i = 0; i < t; i++) {
-            const mtx_bf16 *sr = s + ((size_t)blk * t + i) * t;
-            mtx_bf16 *pr = p + ((size_t)blk * t + i) * t;
+            const mtx_bf16 *sr = s + (blk * t + i) * t;
+            mtx_bf16 *pr = p + (blk * t + i) * t;
             int lo = first_key(i, window);
             float max = mtx_bf16_to_f32(sr[lo]), sum = 0;
             for (int j = lo + 1; j <= i; j++) max = mtx_bf16_to_f32(sr[j]) > max ? mtx_bf16_to_f32(sr[j]) : max;
@@ -144,6 +199,12 @@ void mtx_causal_softmax_forward_bf16(mtx_bf16 *p, const mtx_bf16 *s, int blocks,
             for (int j = lo; j <= i; j++) pr[j] = mtx_f32_to_bf16(mtx_exp(mtx_bf16_to_f32(sr[j]) - max) / sum);
             for (int j = i + 1; j < t; j++) pr[j] = 0;
         }
+}
+
+void mtx_causal_softmax_forward_bf16(mtx_bf16 *p, const mtx_bf16 *s, int blocks, int t, int window)
+{
+    Rows a = {p, s, NULL, 1, t, window, 0, 0};
+    over_blocks(softmax_blocks_bf16, &a, blocks);
 }
 
 void mtx_causal_softmax_backward_bf16(mtx_bf16 *ds, const mtx_bf16 *p, const mtx_bf16 *dp, int blocks, int t)

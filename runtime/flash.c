@@ -18,7 +18,6 @@
 
 #include <math.h>
 #include <stdbool.h>
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -364,7 +363,7 @@ static int pool_threads(const Shape *s)
 {
     size_t have = mtx_scratch_bytes() / sizeof(float), shared = shared_floats(s);
     size_t fit = have > shared ? (have - shared) / thread_floats(s->t, s->dh) : 0;
-    int n = omp_get_max_threads();
+    int n = mtx_num_threads();
     if (!fit) {   /* generated code reserves it in mtx_state_new */
         fprintf(stderr, "mtxrt: error: the fused attention's scratch is not reserved (%zu bytes)\n",
                 mtx_scratch_bytes());
@@ -378,19 +377,28 @@ static long query_tasks(const Shape *s)
     return (long)s->b * s->hq * (((s->t + BQ - 1) / BQ + CHUNK - 1) / CHUNK);
 }
 
-/* The tasks of a pass, each whole on one thread, on as many threads as the
- * scratch has buffers for: dynamic scheduling changes who, never how. */
+typedef struct {
+    const Job *job;
+    void (*task)(const Job *, float *, long);
+    float *base;                 /* thread i's buffer: base + i * per */
+    size_t per;
+} Tasks;
+
+static void task_range(void *ctx, size_t first, size_t end)
+{
+    const Tasks *t = ctx;
+    float *buf = t->base + (size_t)mtx_thread_index() * t->per;
+    for (size_t i = first; i < end; i++) t->task(t->job, buf, (long)i);
+}
+
+/* The tasks of a pass, each whole on one thread (the pool's threads claim
+ * them: scheduling changes who, never how), with a buffer per thread. */
 static void run_tasks(const Job *j, long n, void (*task)(const Job *, float *, long))
 {
-    int threads = pool_threads(&j->s);
-    float *base = (float *)mtx_scratch() + shared_floats(&j->s);
-    size_t per = thread_floats(j->s.t, j->s.dh);
-    #pragma omp parallel num_threads(threads)
-    {
-        float *buf = base + (size_t)omp_get_thread_num() * per;
-        #pragma omp for schedule(dynamic, 1)
-        for (long i = 0; i < n; i++) task(j, buf, i);
-    }
+    Tasks t = {j, task, (float *)mtx_scratch() + shared_floats(&j->s), thread_floats(j->s.t, j->s.dh)};
+    double cost = 8.0 * j->s.b * j->s.hq * (double)j->s.t * j->s.t * j->s.dh * MTX_COST_FLOP_NS;
+    if (pool_threads(&j->s) < mtx_num_threads()) task_range(&t, 0, (size_t)n);   /* buffers for fewer threads */
+    else mtx_parallel_tasks(task_range, &t, (size_t)n, cost);
 }
 
 static void flash_forward(void *o, float *lse, const void *q, const void *k, const void *v, Shape s)
@@ -570,16 +578,27 @@ static void backward_task(const Job *j, float *buf, long task)
  * terms: term x of row (bi, i, hd) is `stride` floats after term 0, which
  * is head hd * (src_heads / heads) of src's row (bi, i). Segments: stride
  * one tensor, same heads; groups: stride one head, src_heads = hq. */
-static void reduce_heads(void *dst, int bf16, int heads, const float *src, int count, size_t stride, int src_heads,
-                         const Shape *s, float scale)
+typedef struct {
+    void *dst;
+    const float *src;
+    const Shape *s;
+    int bf16, heads, count, src_heads;
+    size_t stride;
+    float scale;
+} Reduce;
+
+static void reduce_rows(void *ctx, size_t first, size_t end)
 {
-    long rows = (long)s->b * s->t * heads;
-    int per = src_heads / heads;
-    #pragma omp parallel for schedule(static) num_threads(pool_threads(s))
-    for (long row = 0; row < rows; row++) {
+    const Reduce *a = ctx;
+    const Shape *s = a->s;
+    void *dst = a->dst;
+    int bf16 = a->bf16, heads = a->heads, count = a->count, src_heads = a->src_heads, per = src_heads / heads;
+    size_t stride = a->stride;
+    float scale = a->scale;
+    for (long row = (long)first; row < (long)end; row++) {
         long bt = row / heads;
         int hd = (int)(row % heads);
-        const float *first = src + ((size_t)bt * src_heads + (size_t)hd * per) * s->dh;
+        const float *first = a->src + ((size_t)bt * src_heads + (size_t)hd * per) * s->dh;
         for (int c0 = 0; c0 < s->dh; c0 += 64) {   /* 64 columns at a time, summed across the terms */
             int w = s->dh - c0 < 64 ? s->dh - c0 : 64;
             float acc[64];
@@ -591,6 +610,34 @@ static void reduce_heads(void *dst, int bf16, int heads, const float *src, int c
     }
 }
 
+static void reduce_heads(void *dst, int bf16, int heads, const float *src, int count, size_t stride, int src_heads,
+                         const Shape *s, float scale)
+{
+    size_t rows = (size_t)s->b * s->t * heads;
+    Reduce a = {dst, src, s, bf16, heads, count, src_heads, stride, scale};
+    mtx_parallel(reduce_rows, &a, rows, 1, (double)rows * s->dh * count * MTX_COST_ELEMENT_NS);
+}
+
+typedef struct {
+    float *dsum;
+    const void *dout, *o;
+    const Shape *s;
+} RowDots;
+
+/* D = rowsum(do o) per query row and head */
+static void dsum_rows(void *ctx, size_t first, size_t end)
+{
+    const RowDots *a = ctx;
+    const Shape *s = a->s;
+    for (size_t row = first; row < end; row++) {
+        int h = (int)(row % s->hq), i = (int)(row / s->hq % s->t), bi = (int)(row / s->hq / s->t);
+        float acc = 0;
+        for (int c = 0; c < s->dh; c++)
+            acc += mtx_load(a->dout, s->bf16, row * s->dh + c) * mtx_load(a->o, s->bf16, row * s->dh + c);
+        a->dsum[((size_t)bi * s->hq + h) * s->t + i] = acc;
+    }
+}
+
 static void flash_backward(void *dq, void *dk, void *dv, const void *dout, const void *q, const void *k,
                            const void *v, const void *o, const float *lse, Shape s)
 {
@@ -599,15 +646,9 @@ static void flash_backward(void *dq, void *dk, void *dv, const void *dout, const
     float *dqp = partial, *dkp = dqp + (nseg > 1 ? (size_t)nseg * query_floats(&s) : 0), *dvp = dkp + query_floats(&s);
     Job j = {.s = s, .dq = dq, .dk = dk, .dv = dv, .lse = (float *)lse, .dsum = dsum, .dqp = dqp, .dkp = dkp,
              .dvp = dvp, .q = q, .k = k, .v = v, .dout = dout, .out = o};
-    /* D = rowsum(do o) per query row and head */
-    #pragma omp parallel for schedule(static) num_threads(pool_threads(&s))
-    for (long row = 0; row < (long)s.b * s.t * s.hq; row++) {
-        int h = (int)(row % s.hq), i = (int)(row / s.hq % s.t), bi = (int)(row / s.hq / s.t);
-        float acc = 0;
-        for (int c = 0; c < s.dh; c++)
-            acc += mtx_load(dout, s.bf16, (size_t)row * s.dh + c) * mtx_load(o, s.bf16, (size_t)row * s.dh + c);
-        dsum[((size_t)bi * s.hq + h) * s.t + i] = acc;
-    }
+    RowDots dots = {dsum, dout, o, &s};
+    size_t rows = (size_t)s.b * s.t * s.hq;
+    mtx_parallel(dsum_rows, &dots, rows, 1, (double)rows * s.dh * 2 * MTX_COST_ELEMENT_NS);
     run_tasks(&j, (long)nseg * s.b * s.hq, backward_task);
     if (nseg > 1) reduce_heads(dq, s.bf16, s.hq, dqp, nseg, query_floats(&s), s.hq, &s, s.scale);
     if (group > 1) {

@@ -42,6 +42,41 @@ static void choose_blis_kernels(void)
 
 static pthread_once_t blis_once = PTHREAD_ONCE_INIT;
 
+typedef struct {
+    int trans_a, trans_b, m, n, k, by_rows;
+    float alpha, beta;
+    const float *a, *b;
+    float *c;
+    ptrdiff_t rs_a, cs_a, rs_b, cs_b, rs_c, cs_c;
+} Sgemm;
+
+/* Rows [first, end) of C (by_rows), or its columns, on this thread: BLIS
+ * single-threaded. Each element of C is computed the same way in any piece
+ * (BLIS splits neither k nor its micro-tiles' order), so the bits do not
+ * depend on the split. */
+static void sgemm_piece(void *ctx, size_t first, size_t end)
+{
+    const Sgemm *g = ctx;
+    int count = (int)(end - first);
+    if (count <= 0) return;
+    const float *a = g->a, *b = g->b;
+    float *c = g->c;
+    int m = g->m, n = g->n;
+    if (g->by_rows) {   /* row i of op(A) is row i of A, or its column i when transposed */
+        a += (ptrdiff_t)first * (g->trans_a ? g->cs_a : g->rs_a);
+        c += (ptrdiff_t)first * g->rs_c;
+        m = count;
+    } else {
+        b += (ptrdiff_t)first * (g->trans_b ? g->rs_b : g->cs_b);
+        c += (ptrdiff_t)first * g->cs_c;
+        n = count;
+    }
+    float alpha = g->alpha, beta = g->beta;
+    bli_sgemm(g->trans_a ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE, g->trans_b ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE,
+              m, n, g->k, &alpha, (float *)a, g->rs_a, g->cs_a, (float *)b, g->rs_b, g->cs_b,
+              &beta, c, g->rs_c, g->cs_c);
+}
+
 void mtx_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
                const float *a, ptrdiff_t rs_a, ptrdiff_t cs_a,
                const float *b, ptrdiff_t rs_b, ptrdiff_t cs_b, float beta,
@@ -54,10 +89,10 @@ void mtx_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
                   trans_b ? cs_b : rs_b, (float *)a, trans_a ? rs_a : cs_a, &beta, c, cs_c);
         return;
     }
-    bli_sgemm(trans_a ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE,
-              trans_b ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE,
-              m, n, k, &alpha, (float *)a, rs_a, cs_a, (float *)b, rs_b, cs_b,
-              &beta, c, rs_c, cs_c);
+    /* split the longer side of C: blocks of BLIS's skx micro-tile (32 x 12) */
+    Sgemm g = {trans_a, trans_b, m, n, k, m >= n, alpha, beta, a, b, c, rs_a, cs_a, rs_b, cs_b, rs_c, cs_c};
+    mtx_parallel(sgemm_piece, &g, (size_t)(g.by_rows ? m : n), g.by_rows ? 32 : 48,
+                 2.0 * m * n * k * MTX_COST_FLOP_NS);
 }
 
 static int num_threads;
@@ -95,15 +130,22 @@ int mtx_available_cpus(int *bound)
     return n > 0 ? (int)n : 1;
 }
 
+/* The pool's size. BLIS and OpenMP (oneDNN's threading) stay at one thread:
+ * parallel.c splits their work into pieces itself. */
+static void set_threads(int n)
+{
+    num_threads = n > 0 ? n : 1;
+    bli_thread_set_num_threads(1);
+    omp_set_num_threads(1);
+}
+
 int mtx_num_threads(void)
 {
     pthread_once(&blis_once, choose_blis_kernels);
     if (!num_threads) {
         const char *env = getenv("MTX_NUM_THREADS");
         long n = env ? strtol(env, NULL, 10) : mtx_available_cpus(NULL);
-        num_threads = n > 0 ? (int)n : 1;
-        bli_thread_set_num_threads(num_threads);
-        omp_set_num_threads(num_threads);
+        set_threads(n > 0 && n <= 256 ? (int)n : n > 256 ? 256 : 1);
     }
     return num_threads;
 }
@@ -111,9 +153,7 @@ int mtx_num_threads(void)
 void mtx_set_num_threads(int n)
 {
     pthread_once(&blis_once, choose_blis_kernels);
-    num_threads = n > 0 ? n : 1;
-    bli_thread_set_num_threads(num_threads);
-    omp_set_num_threads(num_threads);
+    set_threads(n);
 }
 
 /* This machine's sgemm (or bf16 matmul) rate at the current thread count, in

@@ -17,14 +17,17 @@ struct mtx_gemm_plan {
     ptrdiff_t rs_a, cs_a, rs_b, cs_b, rs_c;
     float alpha;
     int ragged, accumulate;            /* MTX_RAGGED_*; C += instead of C = */
+    int split;                         /* large: rows given per call, run in pieces on the pool */
     dnnl_primitive_t prim;             /* NULL: the float32 fallback */
     dnnl_memory_t a, b, c, scratch;    /* fixed shapes only: views whose data is set per call */
     char impl[64];                     /* the implementation oneDNN chose */
 };
 
-/* One engine and stream for the process; every plan's scratchpad is the
- * runtime's scratch (mtx_scratch: steps run one GEMM at a time), grown
- * only while plans are made. */
+/* One engine and stream for the process (a CPU stream only runs what it is
+ * given: the pool's threads share it). A small plan's scratchpad is the
+ * runtime's scratch (mtx_scratch: steps run one GEMM at a time), grown only
+ * while plans are made; a large one is cut into row pieces run on the pool
+ * (runtime/parallel.c) and each uses oneDNN's per-thread scratchpad. */
 static dnnl_engine_t engine;
 static dnnl_stream_t stream;
 static int live_plans;                 /* the engine lives while plans do */
@@ -83,16 +86,37 @@ static dnnl_memory_t memory(const dnnl_memory_desc_t *md)
     return mem;
 }
 
+typedef struct {
+    void *y;
+    const void *x;
+} Convert;
+
+static void to_bf16_range(void *ctx, size_t first, size_t end)
+{
+    const Convert *c = ctx;
+    mtx_bf16 *y = c->y;
+    const float *x = c->x;
+    for (size_t i = first; i < end; i++) y[i] = mtx_f32_to_bf16(x[i]);
+}
+
+static void to_f32_range(void *ctx, size_t first, size_t end)
+{
+    const Convert *c = ctx;
+    float *y = c->y;
+    const mtx_bf16 *x = c->x;
+    for (size_t i = first; i < end; i++) y[i] = mtx_bf16_to_f32(x[i]);
+}
+
 void mtx_convert_to_bf16(mtx_bf16 *y, const float *x, size_t n)
 {
-    #pragma omp parallel for schedule(static) if (n >= 65536)
-    for (size_t i = 0; i < n; i++) y[i] = mtx_f32_to_bf16(x[i]);
+    Convert c = {y, x};
+    mtx_parallel(to_bf16_range, &c, n, 64, (double)n * 0.5 * MTX_COST_ELEMENT_NS);
 }
 
 void mtx_convert_to_f32(float *y, const mtx_bf16 *x, size_t n)
 {
-    #pragma omp parallel for schedule(static) if (n >= 65536)
-    for (size_t i = 0; i < n; i++) y[i] = mtx_bf16_to_f32(x[i]);
+    Convert c = {y, x};
+    mtx_parallel(to_f32_range, &c, n, 64, (double)n * 0.5 * MTX_COST_ELEMENT_NS);
 }
 
 /* Does this CPU run bf16 dot products natively (AMX or AVX512-BF16)? */
@@ -111,27 +135,35 @@ static void warn_emulated(void)
 /* oneDNN's dimension: a ragged one is given per call (DNNL_RUNTIME_DIM_VAL) */
 static int64_t dim(int64_t n, bool ragged) { return ragged ? DNNL_RUNTIME_DIM_VAL : n; }
 
+/* Is an m x n x k product worth the pool's threads? The same answer for
+ * every thread count, so that the implementation (and the bits) do too. */
+static bool large(int64_t m, int64_t n, int64_t k)
+{
+    return 2.0 * (double)m * (double)n * (double)k * MTX_COST_FLOP_BF16_NS >= MTX_PARALLEL_MIN_NS;
+}
+
 static mtx_gemm_plan *plan_new(int ragged, int m, int n, int k, ptrdiff_t rs_a, ptrdiff_t cs_a, ptrdiff_t rs_b,
                                ptrdiff_t cs_b, ptrdiff_t rs_c, int c_f32, float alpha, int accumulate)
 {
+    mtx_num_threads();                 /* OpenMP at one thread before oneDNN sizes the primitive */
     hold_engine();
     mtx_gemm_plan *p = mtx_alloc(sizeof *p);
     *p = (mtx_gemm_plan){m, n, k, c_f32, rs_a, cs_a, rs_b, cs_b, rs_c, alpha, ragged, accumulate,
-                         NULL, NULL, NULL, NULL, NULL, ""};
+                         large(m, n, k), NULL, NULL, NULL, NULL, NULL, ""};
     static pthread_once_t warn_once = PTHREAD_ONCE_INIT;
     if (!mtx_cpu_has_bf16()) pthread_once(&warn_once, warn_emulated);
     /* MTX_BF16_GEMM=blis: the float32 fallback even where oneDNN could (tests) */
     const char *force = getenv("MTX_BF16_GEMM");
     if (!force || strcmp(force, "blis")) {
-        int64_t dm = dim(m, ragged == MTX_RAGGED_M), dk = dim(k, ragged == MTX_RAGGED_K);
+        int64_t dm = dim(m, ragged == MTX_RAGGED_M || p->split), dk = dim(k, ragged == MTX_RAGGED_K);
         dnnl_memory_desc_t a = view(dm, dk, rs_a, cs_a, dnnl_bf16), b = view(dk, n, rs_b, cs_b, dnnl_bf16),
                            c = view(dm, n, rs_c, 1, c_f32 ? dnnl_f32 : dnnl_bf16);
         dnnl_matmul_desc_t desc;
         check(dnnl_matmul_desc_init(&desc, &a, &b, NULL, &c), "matmul_desc_init");
         dnnl_primitive_attr_t attr;
         check(dnnl_primitive_attr_create(&attr), "primitive_attr_create");
-        /* a ragged plan's scratchpad depends on the call's shape: oneDNN's own */
-        if (!ragged) check(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user), "set_scratchpad_mode");
+        /* a ragged or split plan's scratchpad depends on the call's shape: oneDNN's own */
+        if (!ragged && !p->split) check(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user), "set_scratchpad_mode");
         if (alpha != 1.0f) check(dnnl_primitive_attr_set_output_scales(attr, 1, 0, &alpha), "set_output_scales");
         dnnl_post_ops_t post = NULL;
         if (accumulate) {
@@ -148,7 +180,7 @@ static mtx_gemm_plan *plan_new(int ragged, int m, int n, int k, ptrdiff_t rs_a, 
             dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
             snprintf(p->impl, sizeof p->impl, "oneDNN %s", impl);
             note_impl(p->impl);
-            if (!ragged) {
+            if (!ragged && !p->split) {
                 const dnnl_memory_desc_t *smd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
                 mtx_scratch_reserve(dnnl_memory_desc_get_size(smd) + 64);   /* released by mtx_gemm_plan_free */
                 p->scratch = memory(smd);
@@ -238,11 +270,54 @@ static void execute(const mtx_gemm_plan *p, dnnl_memory_t a, dnnl_memory_t b, dn
     check(dnnl_stream_wait(stream), "stream_wait");
 }
 
+/* One call of a plan with runtime rows (split or ragged): m x k of A. */
+static void execute_rows(const mtx_gemm_plan *p, int m, int k, const mtx_bf16 *a, const mtx_bf16 *b, void *c)
+{
+    dnnl_memory_desc_t da = view(m, k, p->rs_a, p->cs_a, dnnl_bf16), db = view(k, p->n, p->rs_b, p->cs_b, dnnl_bf16),
+                       dc = view(m, p->n, p->rs_c, 1, p->c_f32 ? dnnl_f32 : dnnl_bf16);
+    dnnl_memory_t ma, mb, mc;
+    check(dnnl_memory_create(&ma, &da, engine, (void *)a), "memory_create");
+    check(dnnl_memory_create(&mb, &db, engine, (void *)b), "memory_create");
+    check(dnnl_memory_create(&mc, &dc, engine, c), "memory_create");
+    execute(p, ma, mb, mc, NULL);
+    dnnl_memory_destroy(ma);
+    dnnl_memory_destroy(mb);
+    dnnl_memory_destroy(mc);
+}
+
+typedef struct {
+    const mtx_gemm_plan *p;
+    int k;
+    const mtx_bf16 *a, *b;
+    void *c;
+} RowsCall;
+
+/* Rows [first, end) of A and C on this thread. */
+static void rows_piece(void *ctx, size_t first, size_t end)
+{
+    const RowsCall *r = ctx;
+    const mtx_gemm_plan *p = r->p;
+    if (end <= first) return;
+    execute_rows(p, (int)(end - first), r->k, r->a + (ptrdiff_t)first * p->rs_a, r->b,
+                 (char *)r->c + (ptrdiff_t)first * p->rs_c * (p->c_f32 ? 4 : 2));
+}
+
+/* m rows of a plan with runtime rows: on the pool when the product is large. */
+static void run_rows(const mtx_gemm_plan *p, int m, int k, const mtx_bf16 *a, const mtx_bf16 *b, void *c)
+{
+    RowsCall r = {p, k, a, b, c};
+    mtx_parallel(rows_piece, &r, (size_t)m, 16, 2.0 * m * p->n * k * MTX_COST_FLOP_BF16_NS);
+}
+
 void mtx_gemm_bf16(const mtx_gemm_plan *p, const mtx_bf16 *a, const mtx_bf16 *b, void *c)
 {
     if (p->m <= 0 || p->n <= 0) return;
     if (!p->prim) {
         fallback(p, p->m, p->k, a, b, c);
+        return;
+    }
+    if (p->split) {
+        run_rows(p, p->m, p->k, a, b, c);
         return;
     }
     check(dnnl_memory_set_data_handle(p->a, (void *)a), "memory_set_data_handle");
@@ -272,14 +347,6 @@ void mtx_gemm_bf16_ragged(const mtx_gemm_plan *p, int size, const mtx_bf16 *a, c
             memset((char *)c + (size_t)i * p->rs_c * (p->c_f32 ? 4 : 2), 0, (size_t)p->n * (p->c_f32 ? 4 : 2));
         return;
     }
-    dnnl_memory_desc_t da = view(m, k, p->rs_a, p->cs_a, dnnl_bf16), db = view(k, p->n, p->rs_b, p->cs_b, dnnl_bf16),
-                       dc = view(m, p->n, p->rs_c, 1, p->c_f32 ? dnnl_f32 : dnnl_bf16);
-    dnnl_memory_t ma, mb, mc;
-    check(dnnl_memory_create(&ma, &da, engine, (void *)a), "memory_create");
-    check(dnnl_memory_create(&mb, &db, engine, (void *)b), "memory_create");
-    check(dnnl_memory_create(&mc, &dc, engine, c), "memory_create");
-    execute(p, ma, mb, mc, NULL);
-    dnnl_memory_destroy(ma);
-    dnnl_memory_destroy(mb);
-    dnnl_memory_destroy(mc);
+    if (p->split) run_rows(p, m, k, a, b, c);
+    else execute_rows(p, m, k, a, b, c);
 }

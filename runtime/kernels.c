@@ -11,11 +11,25 @@
 #include <string.h>
 
 
+typedef struct {
+    float *y;
+    const float *table;
+    const int32_t *tokens;
+    int d;
+} Embed;
+
+static void embed_rows(void *ctx, size_t first, size_t end)
+{
+    const Embed *e = ctx;
+    for (size_t i = first; i < end; i++)
+        memcpy(e->y + i * e->d, e->table + (size_t)e->tokens[i] * e->d, sizeof(float) * e->d);
+}
+
 /* rows of table picked by token ids */
 void mtx_embed_forward(float *y, const float *table, const int32_t *tokens, int n, int d)
 {
-    #pragma omp parallel for schedule(static)
-    for (int i = 0; i < n; i++) memcpy(y + (size_t)i * d, table + (size_t)tokens[i] * d, sizeof(float) * d);
+    Embed e = {y, table, tokens, d};
+    mtx_parallel(embed_rows, &e, (size_t)n, 1, (double)n * d * MTX_COST_ELEMENT_NS);
 }
 
 void mtx_embed_backward(float *dtable, const float *dy, const int32_t *tokens, int n, int vocab, int d)
@@ -28,12 +42,25 @@ void mtx_embed_backward(float *dtable, const float *dy, const int32_t *tokens, i
     }
 }
 
+typedef struct {
+    float *y;
+    const float *x, *pos;
+    int t, d;
+} PositionAdd;
+
+static void position_add_rows(void *ctx, size_t first, size_t end)
+{
+    const PositionAdd *a = ctx;
+    size_t d = (size_t)a->d;
+    for (size_t i = first; i < end; i++)
+        for (size_t j = 0; j < d; j++) a->y[i * d + j] = a->x[i * d + j] + a->pos[(i % (size_t)a->t) * d + j];
+}
+
 /* y[b, t] = x[b, t] + pos[t]: learned position embedding */
 void mtx_position_add_forward(float *y, const float *x, const float *pos, int b, int t, int d)
 {
-    #pragma omp parallel for schedule(static)
-    for (int i = 0; i < b * t; i++)
-        for (int j = 0; j < d; j++) y[(size_t)i * d + j] = x[(size_t)i * d + j] + pos[(size_t)(i % t) * d + j];
+    PositionAdd a = {y, x, pos, t, d};
+    mtx_parallel(position_add_rows, &a, (size_t)b * t, 1, (double)b * t * d * MTX_COST_ELEMENT_NS);
 }
 
 /* Decoding: y[b, t] = x[b, t] + pos[first + t] */
@@ -58,18 +85,50 @@ void mtx_position_add_backward(float *dpos, const float *dy, int b, int t, int r
  * summed in row order (the same bits for any thread count), a block of
  * columns per thread so that rows are read along cache lines rather than
  * down a column. */
+enum { BIAS_BLOCK = 64 };
+
+typedef struct {
+    float *dbias;
+    const float *dy;
+    int n, d;
+} BiasGrad;
+
+static void bias_columns(void *ctx, size_t first, size_t end)
+{
+    const BiasGrad *b = ctx;
+    for (size_t j0 = first; j0 < end; j0 += BIAS_BLOCK) {
+        size_t w = end - j0 < BIAS_BLOCK ? end - j0 : BIAS_BLOCK;
+        float sum[BIAS_BLOCK] = {0};
+        for (int i = 0; i < b->n; i++) {
+            const float *row = b->dy + (size_t)i * b->d + j0;
+            for (size_t j = 0; j < w; j++) sum[j] += row[j];
+        }
+        for (size_t j = 0; j < w; j++) b->dbias[j0 + j] = sum[j];
+    }
+}
+
 void mtx_bias_backward(float *dbias, const float *dy, int n, int d)
 {
-    enum { BLOCK = 64 };
-    #pragma omp parallel for schedule(static)
-    for (int j0 = 0; j0 < d; j0 += BLOCK) {
-        int w = d - j0 < BLOCK ? d - j0 : BLOCK;
-        float sum[BLOCK] = {0};
-        for (int i = 0; i < n; i++) {
-            const float *row = dy + (size_t)i * d + j0;
-            for (int j = 0; j < w; j++) sum[j] += row[j];
-        }
-        for (int j = 0; j < w; j++) dbias[j0 + j] = sum[j];
+    BiasGrad b = {dbias, dy, n, d};
+    mtx_parallel(bias_columns, &b, (size_t)d, BIAS_BLOCK, (double)n * d * MTX_COST_ELEMENT_NS);
+}
+
+enum { SQUARES_CHUNK = 1 << 16, SQUARES_GROUP = 1024 };
+
+typedef struct {
+    const float *x;
+    size_t n, first;       /* the group's first chunk */
+    double *parts;
+} Squares;
+
+static void squares_chunks(void *ctx, size_t first, size_t end)
+{
+    const Squares *q = ctx;
+    for (size_t c = first; c < end; c++) {
+        size_t begin = (q->first + c) * SQUARES_CHUNK, stop = begin + SQUARES_CHUNK < q->n ? begin + SQUARES_CHUNK : q->n;
+        double part = 0;
+        for (size_t i = begin; i < stop; i++) part += (double)q->x[i] * q->x[i];
+        q->parts[c] = part;
     }
 }
 
@@ -77,21 +136,45 @@ double mtx_sum_of_squares(const float *x, size_t n)
 {
     /* Fixed chunks summed in parallel, a group at a time, then in chunk
      * order: the same bits for any number of threads, and no heap. */
-    enum { CHUNK = 1 << 16, GROUP = 1024 };
-    size_t chunks = (n + CHUNK - 1) / CHUNK;
-    double parts[GROUP], s = 0;
-    for (size_t first = 0; first < chunks; first += GROUP) {
-        size_t count = chunks - first < GROUP ? chunks - first : GROUP;
-        #pragma omp parallel for schedule(static) if (count > 1)
-        for (size_t c = 0; c < count; c++) {
-            size_t begin = (first + c) * CHUNK, end = begin + CHUNK < n ? begin + CHUNK : n;
-            double part = 0;
-            for (size_t i = begin; i < end; i++) part += (double)x[i] * x[i];
-            parts[c] = part;
-        }
+    size_t chunks = (n + SQUARES_CHUNK - 1) / SQUARES_CHUNK;
+    double parts[SQUARES_GROUP], s = 0;
+    for (size_t first = 0; first < chunks; first += SQUARES_GROUP) {
+        size_t count = chunks - first < SQUARES_GROUP ? chunks - first : SQUARES_GROUP;
+        Squares q = {x, n, first, parts};
+        size_t len = (first + count) * SQUARES_CHUNK < n ? count * SQUARES_CHUNK : n - first * SQUARES_CHUNK;
+        mtx_parallel(squares_chunks, &q, count, 1, (double)len * MTX_COST_ELEMENT_NS);
         for (size_t c = 0; c < count; c++) s += parts[c];
     }
     return s;
+}
+
+/* One optimizer update over a tensor: the arguments of every rule below. */
+typedef struct {
+    float *p, *mu, *nu;
+    const float *g;
+    float clip, lr, b1, b2, eps, eps_root, wd, bc1, bc2, bc1_next;
+} Update;
+
+/* An update's elements on the pool: each element costs a few nanoseconds. */
+static void update_all(mtx_range_fn rule, Update *u, size_t n)
+{
+    mtx_parallel(rule, u, n, 64, (double)n * 4 * MTX_COST_ELEMENT_NS);
+}
+
+static void adamw_range(void *ctx, size_t first, size_t end)
+{
+    const Update *u = ctx;
+    float *p = u->p, *mu = u->mu, *nu = u->nu;
+    const float *g = u->g;
+    float b1 = u->b1, b2 = u->b2, clip = u->clip, bc1 = u->bc1, bc2 = u->bc2, eps = u->eps, eps_root = u->eps_root;
+    float wd = u->wd, lr = u->lr;
+    for (size_t i = first; i < end; i++) {
+        float gi = g[i] * clip;
+        mu[i] = b1 * mu[i] + (1 - b1) * gi;
+        nu[i] = b2 * nu[i] + (1 - b2) * gi * gi;
+        float update = (mu[i] / bc1) / (sqrtf(nu[i] / bc2 + eps_root) + eps) + wd * p[i];
+        p[i] -= lr * update;
+    }
 }
 
 /* optax.adamw: bias-corrected moments, eps outside and eps_root inside the root,
@@ -100,14 +183,8 @@ void mtx_adamw_update(float *p, float *mu, float *nu, const float *g, size_t n, 
                       float lr, float b1, float b2, float eps, float eps_root, float wd,
                       float bc1, float bc2)
 {
-    #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        float gi = g[i] * clip;
-        mu[i] = b1 * mu[i] + (1 - b1) * gi;
-        nu[i] = b2 * nu[i] + (1 - b2) * gi * gi;
-        float update = (mu[i] / bc1) / (sqrtf(nu[i] / bc2 + eps_root) + eps) + wd * p[i];
-        p[i] -= lr * update;
-    }
+    Update u = {p, mu, nu, g, clip, lr, b1, b2, eps, eps_root, wd, bc1, bc2, 0};
+    update_all(adamw_range, &u, n);
 }
 
 
@@ -125,16 +202,25 @@ float mtx_cosine_schedule(int64_t step, int64_t total, float peak, float warmup_
 
 /* MaxText's adam_pax (praxis sharded_adam): the bias correction is folded into
  * the decays, decay * (1 - decay^(t-1)) / (1 - decay^t), so no later rescaling. */
-void mtx_adam_pax_update(float *p, float *mu, float *nu, const float *g, size_t n, float clip,
-                         float lr, float decay1, float decay2, float eps, float eps_root, float wd)
+static void adam_pax_range(void *ctx, size_t first, size_t end)
 {
-    #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) {
+    const Update *u = ctx;
+    float *p = u->p, *mu = u->mu, *nu = u->nu;
+    const float *g = u->g;
+    float decay1 = u->b1, decay2 = u->b2, clip = u->clip, lr = u->lr, eps = u->eps, eps_root = u->eps_root, wd = u->wd;
+    for (size_t i = first; i < end; i++) {
         float gi = g[i] * clip;
         mu[i] = (1 - decay1) * gi + decay1 * mu[i];
         nu[i] = (1 - decay2) * gi * gi + decay2 * nu[i];
         p[i] -= lr * (mu[i] / (sqrtf(nu[i] + eps_root) + eps) + wd * p[i]);
     }
+}
+
+void mtx_adam_pax_update(float *p, float *mu, float *nu, const float *g, size_t n, float clip,
+                         float lr, float decay1, float decay2, float eps, float eps_root, float wd)
+{
+    Update u = {p, mu, nu, g, clip, lr, decay1, decay2, eps, eps_root, wd, 0, 0, 0};
+    update_all(adam_pax_range, &u, n);
 }
 
 /* MaxText's warmup-stable-decay schedule: linear warmup from 0, the peak for
@@ -156,10 +242,35 @@ float mtx_wsd_schedule(int64_t step, int64_t total, float peak, float warmup_fra
 }
 
 /* optax.sgd: p -= lr * g, after clipping; no momentum, no weight decay. */
+static void sgd_range(void *ctx, size_t first, size_t end)
+{
+    const Update *u = ctx;
+    float *p = u->p;
+    const float *g = u->g;
+    float lr = u->lr, clip = u->clip;
+    for (size_t i = first; i < end; i++) p[i] -= lr * (g[i] * clip);
+}
+
 void mtx_sgd_update(float *p, const float *g, size_t n, float clip, float lr)
 {
-    #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) p[i] -= lr * (g[i] * clip);
+    Update u = {p, NULL, NULL, g, clip, lr, 0, 0, 0, 0, 0, 0, 0, 0};
+    update_all(sgd_range, &u, n);
+}
+
+static void adamw_nesterov_range(void *ctx, size_t first, size_t end)
+{
+    const Update *u = ctx;
+    float *p = u->p, *mu = u->mu, *nu = u->nu;
+    const float *g = u->g;
+    float b1 = u->b1, b2 = u->b2, clip = u->clip, lr = u->lr, bc1 = u->bc1, bc2 = u->bc2, bc1_next = u->bc1_next;
+    float eps = u->eps, eps_root = u->eps_root, wd = u->wd;
+    for (size_t i = first; i < end; i++) {
+        float gi = g[i] * clip;
+        mu[i] = b1 * mu[i] + (1 - b1) * gi;
+        nu[i] = b2 * nu[i] + (1 - b2) * gi * gi;
+        float m = b1 * mu[i] / bc1_next + (1 - b1) * gi / bc1;
+        p[i] -= lr * (m / (sqrtf(nu[i] / bc2 + eps_root) + eps) + wd * p[i]);
+    }
 }
 
 /* optax.adamw(nesterov=True), as muon uses for the parameters it does not
@@ -169,14 +280,8 @@ void mtx_adamw_nesterov_update(float *p, float *mu, float *nu, const float *g, s
                                float b1, float b2, float eps, float eps_root, float wd, float t)
 {
     float bc1_next = 1.0f - powf(b1, t + 1.0f), bc1 = 1.0f - powf(b1, t), bc2 = 1.0f - powf(b2, t);
-    #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        float gi = g[i] * clip;
-        mu[i] = b1 * mu[i] + (1 - b1) * gi;
-        nu[i] = b2 * nu[i] + (1 - b2) * gi * gi;
-        float m = b1 * mu[i] / bc1_next + (1 - b1) * gi / bc1;
-        p[i] -= lr * (m / (sqrtf(nu[i] / bc2 + eps_root) + eps) + wd * p[i]);
-    }
+    Update u = {p, mu, nu, g, clip, lr, b1, b2, eps, eps_root, wd, bc1, bc2, bc1_next};
+    update_all(adamw_nesterov_range, &u, n);
 }
 
 /* Bytes of workspace mtx_muon_update needs for a rows x cols matrix. */

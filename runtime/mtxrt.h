@@ -303,8 +303,36 @@ typedef struct {
     int64_t micro;
 } mtx_frame;
 typedef void (*mtx_loop_body)(const mtx_frame *f, size_t first, size_t end);
-/* body(f, first, end) on each thread's share of [0, n), on BLIS's threads. */
+/* body(f, first, end) over [0, n) as a job of mtx_parallel (each element ~1 ns). */
 void mtx_parallel_for(mtx_loop_body body, const mtx_frame *f, size_t n);
+
+/* The one place that decides how work is split over the trainer's threads.
+ * fn(ctx, first, end) over pieces covering [0, n), boundaries at multiples of
+ * align; cost_ns is the job's estimated serial time. Below
+ * MTX_PARALLEL_MIN_NS, or from inside a job, it runs on the caller. Each unit
+ * must be computed the same way whichever piece holds it, so that results
+ * do not depend on the thread count or on scheduling. */
+typedef void (*mtx_range_fn)(void *ctx, size_t first, size_t end);
+void mtx_parallel(mtx_range_fn fn, void *ctx, size_t n, size_t align, double cost_ns);
+/* The same for n tasks of unequal cost (attention's causal blocks): many
+ * small pieces, claimed as threads become free. */
+void mtx_parallel_tasks(mtx_range_fn fn, void *ctx, size_t n, double cost_ns);
+/* Measured here (tools/bench/busy_neighbour.sh, runtime/parallel.c): waking
+ * a sleeping thread and joining it costs 20-60 us on a quiet 2-core VM, and
+ * a thread sharing its core with another process can start a time slice
+ * late: work worth less than this runs on one thread. */
+#define MTX_PARALLEL_MIN_NS 200000.0
+/* Rough serial costs for estimates: an elementwise element (a few loads, a
+ * store, some arithmetic), a float32 and a bf16 multiply-add in a GEMM. */
+#define MTX_COST_ELEMENT_NS 1.0
+#define MTX_COST_FLOP_NS (1.0 / 80.0)
+#define MTX_COST_FLOP_BF16_NS (1.0 / 180.0)
+/* How many jobs ran on more than one thread so far (the trainer reports the
+ * number a step has). */
+long long mtx_parallel_jobs(void);
+/* The calling thread's index in the job it runs (0 outside jobs): per-thread
+ * scratch of kernels, of at most mtx_num_threads() threads. */
+int mtx_thread_index(void);
 
 /* ---- memory (arena.c) ---- */
 

@@ -20,28 +20,60 @@ static float inv_rms(const void *x, int bf16, size_t row, int d, float eps)
     return 1.0f / sqrtf(ss / d + eps);
 }
 
+/* A norm's rows, for the pool: out is y forward and dx backward. */
+typedef struct {
+    void *out;
+    const void *x, *dy;
+    const float *w, *bias;
+    int bf16, d;
+    float eps;
+} Norm;
+
+static void norm_rows(mtx_range_fn rows, Norm *a, int n)
+{
+    mtx_parallel(rows, a, (size_t)n, 1, (double)n * a->d * 3 * MTX_COST_ELEMENT_NS);
+}
+
+static void rmsnorm_rows(void *ctx, size_t first, size_t end)
+{
+    const Norm *a = ctx;
+    const void *x = a->x;
+    const float *w = a->w;
+    int bf16 = a->bf16, d = a->d;
+    for (size_t i = first; i < end; i++) {
+        size_t row = i * d;
+        float r = inv_rms(x, bf16, row, d, a->eps);
+        for (int j = 0; j < d; j++) mtx_store(a->out, bf16, row + j, X(row + j) * r * w[j]);
+    }
+}
+
 /* y = x / rms(x) * w */
 static void rmsnorm_forward(void *y, const void *x, int bf16, const float *w, int n, int d, float eps)
 {
-    #pragma omp parallel for schedule(static)
-    for (int i = 0; i < n; i++) {
-        size_t row = (size_t)i * d;
-        float r = inv_rms(x, bf16, row, d, eps);
-        for (int j = 0; j < d; j++) mtx_store(y, bf16, row + j, X(row + j) * r * w[j]);
+    Norm a = {y, x, NULL, w, NULL, bf16, d, eps};
+    norm_rows(rmsnorm_rows, &a, n);
+}
+
+static void rmsnorm_grad_rows(void *ctx, size_t first, size_t end)
+{
+    const Norm *a = ctx;
+    const void *x = a->x, *dy = a->dy;
+    const float *w = a->w;
+    int bf16 = a->bf16, d = a->d;
+    for (size_t i = first; i < end; i++) {
+        size_t row = i * d;
+        float r = inv_rms(x, bf16, row, d, a->eps), gx = 0;
+        for (int j = 0; j < d; j++) gx += DY(row + j) * w[j] * X(row + j);
+        float c = gx * r * r * r / d;
+        for (int j = 0; j < d; j++) mtx_store(a->out, bf16, row + j, DY(row + j) * w[j] * r - X(row + j) * c);
     }
 }
 
 static void rmsnorm_backward(void *dx, float *dw, const void *dy, const void *x, int bf16, const float *w, int n,
                              int d, float eps)
 {
-    #pragma omp parallel for schedule(static)
-    for (int i = 0; i < n; i++) {
-        size_t row = (size_t)i * d;
-        float r = inv_rms(x, bf16, row, d, eps), gx = 0;
-        for (int j = 0; j < d; j++) gx += DY(row + j) * w[j] * X(row + j);
-        float c = gx * r * r * r / d;
-        for (int j = 0; j < d; j++) mtx_store(dx, bf16, row + j, DY(row + j) * w[j] * r - X(row + j) * c);
-    }
+    Norm a = {dx, x, dy, w, NULL, bf16, d, eps};
+    norm_rows(rmsnorm_grad_rows, &a, n);
     /* dw sums over rows in row order: the same bits for any number of threads */
     memset(dw, 0, sizeof(float) * d);
     for (int i = 0; i < n; i++) {
@@ -62,25 +94,39 @@ static void moments(const void *x, int bf16, size_t row, int d, float eps, float
     *r = 1.0f / sqrtf(var / d + eps);
 }
 
+static void layernorm_rows(void *ctx, size_t first, size_t end)
+{
+    const Norm *a = ctx;
+    const void *x = a->x;
+    const float *scale = a->w, *bias = a->bias;
+    int bf16 = a->bf16, d = a->d;
+    for (size_t i = first; i < end; i++) {
+        size_t row = i * d;
+        float mean, r;
+        moments(x, bf16, row, d, a->eps, &mean, &r);
+        for (int j = 0; j < d; j++)
+            mtx_store(a->out, bf16, row + j, (X(row + j) - mean) * r * (1.0f + scale[j]) + bias[j]);
+    }
+}
+
 /* y = (x - mean) / std * (1 + scale) + bias: MaxText's LayerNorm keeps the scale around zero */
 static void layernorm_forward(void *y, const void *x, int bf16, const float *scale, const float *bias, int n, int d,
                               float eps)
 {
-    #pragma omp parallel for schedule(static)
-    for (int i = 0; i < n; i++) {
-        size_t row = (size_t)i * d;
-        float mean, r;
-        moments(x, bf16, row, d, eps, &mean, &r);
-        for (int j = 0; j < d; j++) mtx_store(y, bf16, row + j, (X(row + j) - mean) * r * (1.0f + scale[j]) + bias[j]);
-    }
+    Norm a = {y, x, NULL, scale, bias, bf16, d, eps};
+    norm_rows(layernorm_rows, &a, n);
 }
 
-static void layernorm_backward(void *dx, float *dscale, float *dbias, const void *dy, const void *x, int bf16,
-                               const float *scale, int n, int d, float eps)
+static void layernorm_grad_rows(void *ctx, size_t first, size_t end)
 {
-    #pragma omp parallel for schedule(static)
-    for (int i = 0; i < n; i++) {
-        size_t row = (size_t)i * d;
+    const Norm *a = ctx;
+    const void *x = a->x, *dy = a->dy;
+    const float *scale = a->w;
+    int bf16 = a->bf16, d = a->d;
+    float eps = a->eps;
+    void *dx = a->out;
+    for (size_t i = first; i < end; i++) {
+        size_t row = i * d;
         float mean, r, g_mean = 0, gx_mean = 0;
         moments(x, bf16, row, d, eps, &mean, &r);
         for (int j = 0; j < d; j++) {
@@ -95,6 +141,13 @@ static void layernorm_backward(void *dx, float *dscale, float *dbias, const void
             mtx_store(dx, bf16, row + j, r * (DY(row + j) * (1.0f + scale[j]) - g_mean - xhat * gx_mean));
         }
     }
+}
+
+static void layernorm_backward(void *dx, float *dscale, float *dbias, const void *dy, const void *x, int bf16,
+                               const float *scale, int n, int d, float eps)
+{
+    Norm a = {dx, x, dy, scale, NULL, bf16, d, eps};
+    norm_rows(layernorm_grad_rows, &a, n);
     /* dscale and dbias sum over rows in row order, whatever the threads */
     memset(dscale, 0, sizeof(float) * d);
     memset(dbias, 0, sizeof(float) * d);
@@ -152,7 +205,6 @@ static const float *rope_table(int first, int t, int dh, float min_timescale, fl
         timescale[k] = min_timescale * powf(max_timescale / min_timescale, 2.0f * k / dh);
         if (variant == MTX_ROPE_LLAMA31) timescale[k] = (float)(1.0 / llama31_frequency(1.0 / timescale[k]));
     }
-    #pragma omp parallel for schedule(static)
     for (int p = 0; p < t; p++)
         for (int k = 0; k < half; k++) {
             float angle = (float)(first + p) / timescale[k];
@@ -165,15 +217,24 @@ static const float *rope_table(int first, int t, int dh, float min_timescale, fl
     return table.cs;
 }
 
-static void rope_apply(void *y, const void *x, int bf16, int first, int b, int t, int heads, int dh,
-                       float min_timescale, float max_timescale, int variant, int inverse)
+typedef struct {
+    void *y;
+    const void *x;
+    const float *cs;
+    int bf16, b, t, heads, dh, inverse;
+    size_t step, other;
+} Rope;
+
+/* Positions [first, end) of every sequence and head. */
+static void rope_positions(void *ctx, size_t first, size_t end)
 {
-    int half = dh / 2;
-    const float *cs = rope_table(first, t, dh, min_timescale, max_timescale, variant);
-    /* the pair rotated together: (k, k + half), or (2k, 2k + 1) */
-    size_t step = variant == MTX_ROPE_HALVES ? 1 : 2, other = variant == MTX_ROPE_HALVES ? (size_t)half : 1;
-    #pragma omp parallel for schedule(static)
-    for (int p = 0; p < t; p++) {
+    const Rope *a = ctx;
+    const void *x = a->x;
+    void *y = a->y;
+    const float *cs = a->cs;
+    int bf16 = a->bf16, b = a->b, t = a->t, heads = a->heads, dh = a->dh, half = dh / 2, inverse = a->inverse;
+    size_t step = a->step, other = a->other;
+    for (size_t p = first; p < end; p++) {
         for (int k = 0; k < half; k++) {
             float c = cs[2 * ((size_t)p * half + k)], s = cs[2 * ((size_t)p * half + k) + 1];
             s = inverse ? -s : s;
@@ -186,6 +247,17 @@ static void rope_apply(void *y, const void *x, int bf16, int first, int b, int t
                 }
         }
     }
+}
+
+static void rope_apply(void *y, const void *x, int bf16, int first, int b, int t, int heads, int dh,
+                       float min_timescale, float max_timescale, int variant, int inverse)
+{
+    int half = dh / 2;
+    const float *cs = rope_table(first, t, dh, min_timescale, max_timescale, variant);
+    /* the pair rotated together: (k, k + half), or (2k, 2k + 1) */
+    size_t step = variant == MTX_ROPE_HALVES ? 1 : 2, other = variant == MTX_ROPE_HALVES ? (size_t)half : 1;
+    Rope a = {y, x, cs, bf16, b, t, heads, dh, inverse, step, other};
+    mtx_parallel(rope_positions, &a, (size_t)t, 1, (double)b * t * heads * dh * 2 * MTX_COST_ELEMENT_NS);
 }
 
 /* ---- the float32 and bf16 entry points ---- */

@@ -42,13 +42,17 @@ float mtx_rng_normal(mtx_rng_key key, uint64_t counter)
     return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
 }
 
-void mtx_fill_normal_at(float *x, size_t first, size_t n, mtx_rng_key key, float std)
-{
-    #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) x[i] = std * mtx_rng_normal(key, first + i);
-}
+/* A fill's elements, for the pool: element i of x is the stream's counter
+ * first + i, or of a share's slice (cols > 0). */
+typedef struct {
+    float *x;
+    size_t first, cols, full_cols, offset;
+    mtx_rng_key key;
+    float std;
+    int truncated;
+} Fill;
 
-void mtx_fill_normal(float *x, size_t n, mtx_rng_key key, float std) { mtx_fill_normal_at(x, 0, n, key, std); }
+static float truncated_normal(mtx_rng_key key, uint64_t c);
 
 /* Element e of a [rows, cols] share maps to counter offset + row * full_cols + col. */
 static uint64_t slice_counter(size_t e, size_t cols, size_t full_cols, size_t offset)
@@ -56,11 +60,31 @@ static uint64_t slice_counter(size_t e, size_t cols, size_t full_cols, size_t of
     return offset + e / cols * full_cols + e % cols;
 }
 
+static void fill_range(void *ctx, size_t first, size_t end)
+{
+    const Fill *f = ctx;
+    for (size_t i = first; i < end; i++) {
+        uint64_t c = f->cols ? slice_counter(f->first + i, f->cols, f->full_cols, f->offset) : f->first + i;
+        f->x[i] = f->std * (f->truncated ? truncated_normal(f->key, c) : mtx_rng_normal(f->key, c));
+    }
+}
+
+static void fill(Fill f, size_t n)
+{
+    mtx_parallel(fill_range, &f, n, 64, (double)n * 30 * MTX_COST_ELEMENT_NS);
+}
+
+void mtx_fill_normal_at(float *x, size_t first, size_t n, mtx_rng_key key, float std)
+{
+    fill((Fill){x, first, 0, 0, 0, key, std, 0}, n);
+}
+
+void mtx_fill_normal(float *x, size_t n, mtx_rng_key key, float std) { mtx_fill_normal_at(x, 0, n, key, std); }
+
 void mtx_fill_normal_slice(float *x, size_t first, size_t n, size_t cols, size_t full_cols, size_t offset,
                            mtx_rng_key key, float std)
 {
-    #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) x[i] = std * mtx_rng_normal(key, slice_counter(first + i, cols, full_cols, offset));
+    fill((Fill){x, first, cols, full_cols, offset, key, std, 0}, n);
 }
 
 /* N(0,1) cut at +-2 (as jax.random.truncated_normal): element c redraws from
@@ -76,15 +100,13 @@ static float truncated_normal(mtx_rng_key key, uint64_t c)
 
 void mtx_fill_truncated_normal_at(float *x, size_t first, size_t n, mtx_rng_key key, float std)
 {
-    #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) x[i] = std * truncated_normal(key, first + i);
+    fill((Fill){x, first, 0, 0, 0, key, std, 1}, n);
 }
 
 void mtx_fill_truncated_normal_slice(float *x, size_t first, size_t n, size_t cols, size_t full_cols, size_t offset,
                                      mtx_rng_key key, float std)
 {
-    #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) x[i] = std * truncated_normal(key, slice_counter(first + i, cols, full_cols, offset));
+    fill((Fill){x, first, cols, full_cols, offset, key, std, 1}, n);
 }
 
 void mtx_fill_truncated_normal(float *x, size_t n, mtx_rng_key key, float std)

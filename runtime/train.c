@@ -321,6 +321,7 @@ enum { SAMPLE_TOKENS = 64 };   /* the end-of-training sample's length at most */
 
 int mtx_main(const mtx_program *prog, int argc, char **argv)
 {
+    mtx_num_threads();   /* BLIS and OpenMP at one thread before anything starts theirs */
     mtx_collectives_start();
     int status = 0;
     int devices = prog->mesh_data * prog->mesh_fsdp * prog->mesh_tensor * prog->mesh_expert;
@@ -473,11 +474,14 @@ static int train(const mtx_program *prog, int argc, char **argv)
     catch_stop_signals();
     mtx_rng_key step_key = mtx_rng_first_step_key(key);
     for (long long i = 0; i < start; i++) step_key = mtx_rng_next_step_key(step_key);
+    long long step_jobs = 0;                  /* the first step's work split over threads */
     for (long long step = start; step < steps; step++) {
         mtx_data_next(data, &global);
         mtx_metrics m = {0};
         double t0 = mtx_seconds();
+        long long jobs0 = mtx_parallel_jobs();
         run_step(prog, st, &b, step_key, &m);
+        if (step == start) step_jobs = mtx_parallel_jobs() - jobs0;
         step_key = mtx_rng_next_step_key(step_key);
         double dt = mtx_seconds() - t0;
         t_total += dt;
@@ -557,8 +561,9 @@ static int train(const mtx_program *prog, int argc, char **argv)
     long long ran = steps > start ? steps - start : 0;
     struct rusage usage;                      /* this rank's peak resident memory */
     getrusage(RUSAGE_SELF, &usage);
-    printf("done: %lld steps in %.2f s (%.2f ms/step), peak memory %.1f MB\n", ran, t_total,
-           ran ? t_total * 1e3 / (double)ran : 0.0, (double)usage.ru_maxrss * 1024 / 1e6);
+    printf("done: %lld steps in %.2f s (%.2f ms/step), peak memory %.1f MB, %lld parallel jobs a step on %d threads\n",
+           ran, t_total, ran ? t_total * 1e3 / (double)ran : 0.0, (double)usage.ru_maxrss * 1024 / 1e6, step_jobs,
+           threads);
     if (metrics) fclose(metrics);
     /* Text: what the model makes of the prompt, so a user sees what it learned. */
     if (!status && prog->decode && !strcmp(rs.dtype, "text") && rs.sample.prompt[0]) {

@@ -334,6 +334,7 @@ int main(void)
 {
     Suite *s = suite_create("config");
     TCase *tc = tcase_create("config");
+    tcase_set_timeout(tc, 300);   /* seconds, for a loaded 2-core machine */
     tcase_add_test(tc, base_defaults);
     tcase_add_test(tc, preset_llama2_7b);
     tcase_add_test(tc, preset_llama3_8b);

@@ -258,6 +258,7 @@ int main(void)
 {
     Suite *s = suite_create("ir");
     TCase *tc = tcase_create("ir");
+    tcase_set_timeout(tc, 600);   /* seconds, for a loaded 2-core machine */
     tcase_add_test(tc, printer_text);
     tcase_add_test(tc, every_pass_prints);
     tcase_add_test(tc, verifier_accepts_valid);

@@ -155,7 +155,7 @@ int main(void)
 {
     Suite *s = suite_create("jit");
     TCase *tc = tcase_create("jit");
-    tcase_set_timeout(tc, 60);
+    tcase_set_timeout(tc, 600);   /* seconds, for a loaded 2-core machine */
     tcase_add_test(tc, runs_a_step);
     tcase_add_test(tc, reports_compile_errors);
     tcase_add_test(tc, nnx_equals_linen);

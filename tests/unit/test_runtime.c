@@ -430,6 +430,7 @@ int main(void)
 {
     Suite *s = suite_create("runtime");
     TCase *tc = tcase_create("runtime");
+    tcase_set_timeout(tc, 600);   /* seconds, for a loaded 2-core machine */
     tcase_add_test(tc, cosine_schedule);
     tcase_add_test(tc, wsd_schedule);
     tcase_add_test(tc, sgd_update);
