@@ -65,6 +65,8 @@ static struct {
     double units[MAX_THREADS], busy[MAX_THREADS];     /* this job's, per thread */
     double speed[MAX_THREADS];   /* relative speed, 1 = the average */
     int workers;                 /* threads started besides the caller */
+    pthread_t tid[MAX_THREADS];
+    _Atomic int quit;            /* the library is being unloaded (dlclose) or the process ends */
     int lagging;                 /* jobs left in busy mode */
     long long jobs;              /* parallel jobs run, for the trainer's report */
     long long lag_jobs;
@@ -145,6 +147,7 @@ static void *worker(void *arg)
             atomic_fetch_sub(&pool.sleepers, 1);
         }
         seen = gen;
+        if (atomic_load(&pool.quit)) return NULL;
         int threads = (int)atomic_load_explicit(&pool.job.threads, memory_order_relaxed);
         if (me < threads) take_pieces(gen, me, threads);
     }
@@ -154,12 +157,7 @@ static void *worker(void *arg)
 static void start_workers(int threads)
 {
     for (int i = pool.workers + 1; i < threads && i < MAX_THREADS; i++) {
-        pthread_t t;
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        if (pthread_create(&t, &attr, worker, (void *)(intptr_t)i) != 0) break;
-        pthread_attr_destroy(&attr);
+        if (pthread_create(&pool.tid[i], NULL, worker, (void *)(intptr_t)i) != 0) break;
         pool.speed[i] = 1;
         pool.workers = i;
     }
@@ -282,6 +280,20 @@ void mtx_parallel_tasks(mtx_range_fn fn, void *ctx, size_t n, double cost_ns)
 }
 
 long long mtx_parallel_jobs(void) { return pool.jobs; }
+
+/* The workers end before this code goes away: a trainer's exit, or a
+ * dlclose of a library holding libmtxrt (the unit tests' programs). */
+__attribute__((destructor)) static void stop_workers(void)
+{
+    if (!pool.workers) return;
+    pthread_mutex_lock(&pool.lock);
+    atomic_store(&pool.quit, 1);
+    atomic_fetch_add(&pool.gen, 1);
+    futex_wake(&pool.gen);
+    for (int i = 1; i <= pool.workers; i++) pthread_join(pool.tid[i], NULL);
+    pool.workers = 0;
+    pthread_mutex_unlock(&pool.lock);
+}
 
 __attribute__((destructor)) static void trace(void)
 {
