@@ -290,7 +290,12 @@ __attribute__((destructor)) static void stop_workers(void)
     atomic_store(&pool.quit, 1);
     atomic_fetch_add(&pool.gen, 1);
     futex_wake(&pool.gen);
-    for (int i = 1; i <= pool.workers; i++) pthread_join(pool.tid[i], NULL);
+    /* bounded: a worker that does not answer (seen once at exit from mtxc
+     * decode, cause not yet known) must not hang the exit */
+    struct timespec limit;
+    clock_gettime(CLOCK_REALTIME, &limit);
+    limit.tv_sec += 1;
+    for (int i = 1; i <= pool.workers; i++) pthread_timedjoin_np(pool.tid[i], NULL, &limit);
     pool.workers = 0;
     pthread_mutex_unlock(&pool.lock);
 }
