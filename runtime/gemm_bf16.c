@@ -135,12 +135,15 @@ static void warn_emulated(void)
 /* oneDNN's dimension: a ragged one is given per call (DNNL_RUNTIME_DIM_VAL) */
 static int64_t dim(int64_t n, bool ragged) { return ragged ? DNNL_RUNTIME_DIM_VAL : n; }
 
-/* Is an m x n x k product worth the pool's threads? The same answer for
- * every thread count, so that the implementation (and the bits) do too. */
-static bool large(int64_t m, int64_t n, int64_t k)
+/* The estimated serial time of an m x n x k product. */
+static double product_ns(int64_t m, int64_t n, int64_t k)
 {
-    return 2.0 * (double)m * (double)n * (double)k * MTX_COST_FLOP_BF16_NS >= MTX_PARALLEL_MIN_NS;
+    return 2.0 * (double)m * (double)n * (double)k * MTX_COST_FLOP_BF16_NS;
 }
+
+/* Is a plan's product worth the pool's threads? The same answer for every
+ * thread count, so that the implementation (and the bits) do too. */
+static bool large(int64_t m, int64_t n, int64_t k) { return product_ns(m, n, k) >= MTX_PARALLEL_MIN_NS; }
 
 static mtx_gemm_plan *plan_new(int ragged, int m, int n, int k, ptrdiff_t rs_a, ptrdiff_t cs_a, ptrdiff_t rs_b,
                                ptrdiff_t cs_b, ptrdiff_t rs_c, int c_f32, float alpha, int accumulate)
@@ -306,7 +309,7 @@ static void rows_piece(void *ctx, size_t first, size_t end)
 static void run_rows(const mtx_gemm_plan *p, int m, int k, const mtx_bf16 *a, const mtx_bf16 *b, void *c)
 {
     RowsCall r = {p, k, a, b, c};
-    mtx_parallel(rows_piece, &r, (size_t)m, 16, 2.0 * m * p->n * k * MTX_COST_FLOP_BF16_NS);
+    mtx_parallel(rows_piece, &r, (size_t)m, 16, product_ns(m, p->n, k));
 }
 
 void mtx_gemm_bf16(const mtx_gemm_plan *p, const mtx_bf16 *a, const mtx_bf16 *b, void *c)

@@ -23,7 +23,6 @@
 #define _GNU_SOURCE
 #include "mtxrt.h"
 
-#include <blis.h>
 #include <linux/futex.h>
 #include <omp.h>
 #include <pthread.h>
@@ -137,7 +136,9 @@ static void *worker(void *arg)
     for (;;) {
         uint32_t gen;
         double spin_until = now_ns() + SPIN_NS;
-        while ((gen = atomic_load_explicit(&pool.gen, memory_order_acquire)) == seen) {
+        /* quit is set before the generation moves on: a worker that starts
+         * after that (its first look at gen already the last one) sees it */
+        while ((gen = atomic_load(&pool.gen)) == seen && !atomic_load(&pool.quit)) {
             if (now_ns() < spin_until) {
                 __builtin_ia32_pause();
                 continue;
@@ -146,8 +147,8 @@ static void *worker(void *arg)
             futex_wait(&pool.gen, seen);
             atomic_fetch_sub(&pool.sleepers, 1);
         }
-        seen = gen;
         if (atomic_load(&pool.quit)) return NULL;
+        seen = gen;
         int threads = (int)atomic_load_explicit(&pool.job.threads, memory_order_relaxed);
         if (me < threads) take_pieces(gen, me, threads);
     }
@@ -290,12 +291,7 @@ __attribute__((destructor)) static void stop_workers(void)
     atomic_store(&pool.quit, 1);
     atomic_fetch_add(&pool.gen, 1);
     futex_wake(&pool.gen);
-    /* bounded: a worker that does not answer (seen once at exit from mtxc
-     * decode, cause not yet known) must not hang the exit */
-    struct timespec limit;
-    clock_gettime(CLOCK_REALTIME, &limit);
-    limit.tv_sec += 1;
-    for (int i = 1; i <= pool.workers; i++) pthread_timedjoin_np(pool.tid[i], NULL, &limit);
+    for (int i = 1; i <= pool.workers; i++) pthread_join(pool.tid[i], NULL);
     pool.workers = 0;
     pthread_mutex_unlock(&pool.lock);
 }

@@ -50,9 +50,9 @@ echo "default threads: $threads; bf16 GEMMs: ${kernels:-?}; float32 GEMMs: BLIS 
 printf "%-20s %9s %9s %9s %9s   %s\n" "trainer" "quiet 1" "quiet $threads" "busy 1" "busy $threads" \
        "busy/quiet ($threads thr), busy $threads thr / busy 1 thr"
 for what in tiny float32 bfloat16; do
-    q1=$(measure "$what" MTX_NUM_THREADS=1); qn=$(measure "$what" MTX_BENCH=1)
+    q1=$(measure "$what" MTX_NUM_THREADS=1); qn=$(measure "$what")
     start_busy
-    b1=$(measure "$what" MTX_NUM_THREADS=1); bn=$(measure "$what" MTX_BENCH=1)
+    b1=$(measure "$what" MTX_NUM_THREADS=1); bn=$(measure "$what")
     stop_busy
     label=$what; [ "$what" = tiny ] && label="tiny job (200 steps)" || label="gpt2-124m $what"
     awk -v l="$label" -v q1="$q1" -v qn="$qn" -v b1="$b1" -v bn="$bn" 'BEGIN {
