@@ -15,14 +15,31 @@
  * in dtype divided by their sum in dtype, each step rounded to bf16 when
  * bf16 (the result then converts to bf16 exactly). In exact arithmetic it is
  * the identity, so the gradient is the softmax's. */
-void mtx_topk_route(float *weights, int32_t *experts, const float *logits, int n, int num_experts, int k, int normalize,
-                    int bf16)
+/* A kernel's tokens (or rows, or sequences), for the pool: the arguments
+ * of every loop below, each using the fields it names. */
+typedef struct {
+    float *out, *out2;
+    const float *in, *in2, *w;
+    const int32_t *experts, *row_of;
+    int32_t *chosen;             /* the router's choices (its output) */
+    int num_experts, k, d, t, flag, bf16;
+    float scale;
+} Experts;
+
+/* n units of about `each` nanoseconds on the pool */
+static void over(mtx_range_fn fn, Experts *a, int n, double each)
 {
-    #pragma omp parallel for schedule(static)
-    for (int i = 0; i < n; i++) {
-        const float *row = logits + (size_t)i * num_experts;
-        float *w = weights + (size_t)i * k;
-        int32_t *e = experts + (size_t)i * k;
+    mtx_parallel(fn, a, (size_t)n, 1, (double)n * each * MTX_COST_ELEMENT_NS);
+}
+
+static void route_tokens(void *ctx, size_t first, size_t end)
+{
+    const Experts *a = ctx;
+    int num_experts = a->num_experts, k = a->k, normalize = a->flag, bf16 = a->bf16;
+    for (size_t i = first; i < end; i++) {
+        const float *row = a->in + i * num_experts;
+        float *w = a->out + i * k;
+        int32_t *e = a->chosen + i * k;
         for (int j = 0; j < k; j++) {
             int best = -1;
             for (int x = 0; x < num_experts; x++) {
@@ -44,18 +61,33 @@ void mtx_topk_route(float *weights, int32_t *experts, const float *logits, int n
     }
 }
 
+void mtx_topk_route(float *weights, int32_t *experts, const float *logits, int n, int num_experts, int k, int normalize,
+                    int bf16)
+{
+    Experts a = {.out = weights, .in = logits, .chosen = experts, .num_experts = num_experts, .k = k,
+                 .flag = normalize, .bf16 = bf16};
+    over(route_tokens, &a, n, (double)num_experts * k);
+}
+
 /* The softmax's VJP over the chosen k; the other logits get no gradient. */
+static void route_grad_tokens(void *ctx, size_t first, size_t end)
+{
+    const Experts *a = ctx;
+    int num_experts = a->num_experts, k = a->k;
+    for (size_t i = first; i < end; i++) {
+        const float *w = a->w + i * k, *dw = a->in + i * k;
+        float *d = a->out + i * num_experts, dot = 0;
+        memset(d, 0, sizeof(float) * (size_t)num_experts);
+        for (int j = 0; j < k; j++) dot += w[j] * dw[j];
+        for (int j = 0; j < k; j++) d[a->experts[i * k + j]] = w[j] * (dw[j] - dot);
+    }
+}
+
 void mtx_topk_route_grad(float *dlogits, const float *dweights, const float *weights, const int32_t *experts, int n,
                          int num_experts, int k)
 {
-    #pragma omp parallel for schedule(static)
-    for (int i = 0; i < n; i++) {
-        const float *w = weights + (size_t)i * k, *dw = dweights + (size_t)i * k;
-        float *d = dlogits + (size_t)i * num_experts, dot = 0;
-        memset(d, 0, sizeof(float) * (size_t)num_experts);
-        for (int j = 0; j < k; j++) dot += w[j] * dw[j];
-        for (int j = 0; j < k; j++) d[experts[(size_t)i * k + j]] = w[j] * (dw[j] - dot);
-    }
+    Experts a = {.out = dlogits, .in = dweights, .w = weights, .experts = experts, .num_experts = num_experts, .k = k};
+    over(route_grad_tokens, &a, n, num_experts + 2.0 * k);
 }
 
 /* A stable counting sort of the rows (token, slot) by expert, as MaxText's
@@ -73,11 +105,17 @@ void mtx_expert_sort(int32_t *order, int32_t *offsets, const int32_t *experts, i
     free(next);
 }
 
+static void gather_sorted_rows(void *ctx, size_t first, size_t end)
+{
+    const Experts *a = ctx;
+    size_t d = (size_t)a->d;
+    for (size_t r = first; r < end; r++) memcpy(a->out + r * d, a->in + (size_t)(a->experts[r] / a->k) * d, sizeof(float) * d);
+}
+
 void mtx_gather_rows(float *xs, const float *x, const int32_t *order, int n, int d, int k)
 {
-    #pragma omp parallel for schedule(static)
-    for (int r = 0; r < n * k; r++)
-        memcpy(xs + (size_t)r * d, x + (size_t)(order[r] / k) * d, sizeof(float) * (size_t)d);
+    Experts a = {.out = xs, .in = x, .experts = order, .k = k, .d = d};
+    over(gather_sorted_rows, &a, n * k, d);
 }
 
 /* The inverse of order: the sorted row of each (token, choice) slot. */
@@ -89,19 +127,26 @@ static int32_t *rows_of_slots(const int32_t *order, int rows)
     return row_of;
 }
 
+static void gather_grad_tokens(void *ctx, size_t first, size_t end)
+{
+    const Experts *a = ctx;
+    int d = a->d, k = a->k;
+    for (size_t t = first; t < end; t++) {
+        float *out = a->out + t * d;
+        memcpy(out, a->in + (size_t)a->row_of[t * k] * d, sizeof(float) * (size_t)d);
+        for (int j = 1; j < k; j++) {
+            const float *g = a->in + (size_t)a->row_of[t * k + j] * d;
+            for (int c = 0; c < d; c++) out[c] += g[c];
+        }
+    }
+}
+
 /* Each token's gradient: the sum of its k rows'. */
 void mtx_gather_rows_grad(float *dx, const float *dxs, const int32_t *order, int n, int d, int k)
 {
     int32_t *row_of = rows_of_slots(order, n * k);
-    #pragma omp parallel for schedule(static)
-    for (int t = 0; t < n; t++) {
-        float *out = dx + (size_t)t * d;
-        memcpy(out, dxs + (size_t)row_of[t * k] * d, sizeof(float) * (size_t)d);
-        for (int j = 1; j < k; j++) {
-            const float *g = dxs + (size_t)row_of[t * k + j] * d;
-            for (int c = 0; c < d; c++) out[c] += g[c];
-        }
-    }
+    Experts a = {.out = dx, .in = dxs, .row_of = row_of, .k = k, .d = d};
+    over(gather_grad_tokens, &a, n, (double)d * k);
     free(row_of);
 }
 
@@ -181,57 +226,77 @@ void mtx_grouped_matmul_wgrad_bf16(const mtx_gemm_plan *plan, float *dw, const m
     }
 }
 
+static void combine_tokens(void *ctx, size_t first, size_t end)
+{
+    const Experts *a = ctx;
+    int d = a->d, k = a->k;
+    for (size_t t = first; t < end; t++) {
+        float *out = a->out + t * d;
+        memset(out, 0, sizeof(float) * (size_t)d);
+        for (int j = 0; j < k; j++) {
+            const float *src = a->in + (size_t)a->row_of[t * k + j] * d, wt = a->w[t * k + j];
+            for (int c = 0; c < d; c++) out[c] += wt * src[c];
+        }
+    }
+}
+
 /* y[t] = sum_j weights[t, j] ys[row of (t, j)], in float32. */
 void mtx_expert_combine(float *y, const float *ys, const int32_t *order, const float *weights, int n, int d, int k)
 {
     int32_t *row_of = rows_of_slots(order, n * k);
-    #pragma omp parallel for schedule(static)
-    for (int t = 0; t < n; t++) {
-        float *out = y + (size_t)t * d;
-        memset(out, 0, sizeof(float) * (size_t)d);
+    Experts a = {.out = y, .in = ys, .w = weights, .row_of = row_of, .k = k, .d = d};
+    over(combine_tokens, &a, n, 2.0 * d * k);
+    free(row_of);
+}
+
+static void combine_grad_tokens(void *ctx, size_t first, size_t end)
+{
+    const Experts *a = ctx;
+    int d = a->d, k = a->k;
+    for (size_t t = first; t < end; t++) {
+        const float *g = a->in + t * d;
         for (int j = 0; j < k; j++) {
-            const float *src = ys + (size_t)row_of[t * k + j] * d, wt = weights[(size_t)t * k + j];
-            for (int c = 0; c < d; c++) out[c] += wt * src[c];
+            int r = a->row_of[t * k + j];
+            const float *src = a->in2 + (size_t)r * d, wt = a->w[t * k + j];
+            float *out = a->out + (size_t)r * d, dot = 0;
+            for (int c = 0; c < d; c++) {
+                out[c] = wt * g[c];
+                dot += src[c] * g[c];
+            }
+            a->out2[t * k + j] = dot;
         }
     }
-    free(row_of);
 }
 
 void mtx_expert_combine_grad(float *dys, float *dweights, const float *dy, const float *ys, const int32_t *order,
                              const float *weights, int n, int d, int k)
 {
     int32_t *row_of = rows_of_slots(order, n * k);
-    #pragma omp parallel for schedule(static)
-    for (int t = 0; t < n; t++) {
-        const float *g = dy + (size_t)t * d;
-        for (int j = 0; j < k; j++) {
-            int r = row_of[t * k + j];
-            const float *src = ys + (size_t)r * d, wt = weights[(size_t)t * k + j];
-            float *out = dys + (size_t)r * d, dot = 0;
-            for (int c = 0; c < d; c++) {
-                out[c] = wt * g[c];
-                dot += src[c] * g[c];
-            }
-            dweights[(size_t)t * k + j] = dot;
-        }
-    }
+    Experts a = {.out = dys, .out2 = dweights, .in = dy, .in2 = ys, .w = weights, .row_of = row_of, .k = k, .d = d};
+    over(combine_grad_tokens, &a, n, 2.0 * d * k);
     free(row_of);
 }
 
 /* MaxText's dense_matmul with capacity_factor > 0 (generate_masks): each
  * sequence's (token, choice) pairs in order; a pair past its expert's
  * capacity in that sequence is dropped (weight 0). */
+static void capacity_sequences(void *ctx, size_t first_seq, size_t end)
+{
+    const Experts *a = ctx;
+    size_t per = (size_t)a->t * a->k;
+    for (size_t b = first_seq; b < end; b++) {
+        int *count = calloc((size_t)a->num_experts, sizeof(int));
+        if (!count) abort();
+        for (size_t r = b * per; r < (b + 1) * per; r++) a->out[r] = ++count[a->experts[r]] <= a->flag ? 1.0f : 0.0f;
+        free(count);
+    }
+}
+
 void mtx_expert_capacity(float *keep, const int32_t *experts, int sequences, int t, int num_experts, int k,
                          int capacity)
 {
-    #pragma omp parallel for schedule(static)
-    for (int b = 0; b < sequences; b++) {
-        int *count = calloc((size_t)num_experts, sizeof(int));
-        if (!count) abort();
-        size_t first = (size_t)b * t * k;
-        for (size_t r = first; r < first + (size_t)t * k; r++) keep[r] = ++count[experts[r]] <= capacity ? 1.0f : 0.0f;
-        free(count);
-    }
+    Experts a = {.out = keep, .experts = experts, .num_experts = num_experts, .k = k, .t = t, .flag = capacity};
+    over(capacity_sequences, &a, sequences, (double)t * k);
 }
 
 /* The softmax of every logit row, rounded to bf16 where the model's dtype is (MaxText casts it). */
@@ -271,11 +336,14 @@ void mtx_moe_lb_loss(float *loss, const float *logits, const int32_t *experts, i
 }
 
 /* d/dlogits: dP[b,e] / dp = 1 / t, through each row's softmax (the choice counts f are constants). */
-void mtx_moe_lb_loss_grad(float *dlogits, const float *logits, const int32_t *experts, const float *dloss,
-                          int sequences, int t, int num_experts, int k, int bf16, float scale)
+static void lb_grad_sequences(void *ctx, size_t first_seq, size_t end)
 {
-    #pragma omp parallel for schedule(static)
-    for (int b = 0; b < sequences; b++) {
+    const Experts *a = ctx;
+    const float *logits = a->in, *dloss = a->w;
+    const int32_t *experts = a->experts;
+    float *dlogits = a->out, scale = a->scale;
+    int t = a->t, num_experts = a->num_experts, k = a->k, bf16 = a->bf16;
+    for (size_t b = first_seq; b < end; b++) {
         float *f = calloc((size_t)num_experts * 2, sizeof(float));
         if (!f) abort();
         float *prob = f + num_experts;
@@ -292,4 +360,12 @@ void mtx_moe_lb_loss_grad(float *dlogits, const float *logits, const int32_t *ex
         }
         free(f);
     }
+}
+
+void mtx_moe_lb_loss_grad(float *dlogits, const float *logits, const int32_t *experts, const float *dloss,
+                          int sequences, int t, int num_experts, int k, int bf16, float scale)
+{
+    Experts a = {.out = dlogits, .in = logits, .w = dloss, .experts = experts, .num_experts = num_experts, .k = k,
+                 .t = t, .bf16 = bf16, .scale = scale};
+    over(lb_grad_sequences, &a, sequences, (double)t * num_experts * 4);
 }

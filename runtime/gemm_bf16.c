@@ -235,12 +235,40 @@ void mtx_gemm_plan_free(mtx_gemm_plan *p)
 
 const char *mtx_gemm_plan_impl(const mtx_gemm_plan *p) { return p->impl; }
 
+/* The fallback's rows: widened from a strided bf16 view into dense float32,
+ * or rounded back (C = dense, or C += dense with accumulate). */
+typedef struct {
+    float *dense;
+    mtx_bf16 *view;
+    int cols, accumulate;
+    ptrdiff_t rs, cs;
+} Strided;
+
+static void widen_rows(void *ctx, size_t first, size_t end)
+{
+    const Strided *s = ctx;
+    for (size_t i = first; i < end; i++)
+        for (int j = 0; j < s->cols; j++)
+            s->dense[i * s->cols + j] = mtx_bf16_to_f32(s->view[(ptrdiff_t)i * s->rs + j * s->cs]);
+}
+
+static void narrow_rows(void *ctx, size_t first, size_t end)
+{
+    const Strided *s = ctx;
+    for (size_t i = first; i < end; i++)
+        for (int j = 0; j < s->cols; j++) {
+            mtx_bf16 *out = &s->view[(ptrdiff_t)i * s->rs + j];
+            float x = s->dense[i * s->cols + j];
+            if (s->accumulate) x += mtx_bf16_to_f32(*out);
+            *out = mtx_f32_to_bf16(x);
+        }
+}
+
 /* A strided bf16 view copied into a dense float32 [rows, cols]. */
 static void widen(float *dst, const mtx_bf16 *src, int rows, int cols, ptrdiff_t rs, ptrdiff_t cs)
 {
-    #pragma omp parallel for schedule(static)
-    for (int i = 0; i < rows; i++)
-        for (int j = 0; j < cols; j++) dst[(size_t)i * cols + j] = mtx_bf16_to_f32(src[i * rs + j * cs]);
+    Strided s = {dst, (mtx_bf16 *)src, cols, 0, rs, cs};
+    mtx_parallel(widen_rows, &s, (size_t)rows, 1, (double)rows * cols * MTX_COST_ELEMENT_NS);
 }
 
 /* The float32 fallback of an m x n x k call (a ragged plan's m or k is the call's). */
@@ -254,14 +282,8 @@ static void fallback(const mtx_gemm_plan *p, int m, int k, const mtx_bf16 *a, co
         return;
     }
     mtx_sgemm(0, 0, m, p->n, k, p->alpha, fa, k, 1, fb, p->n, 1, 0.0f, fc, p->n, 1);
-    mtx_bf16 *hc = c;
-    #pragma omp parallel for schedule(static)
-    for (int i = 0; i < m; i++)
-        for (int j = 0; j < p->n; j++) {
-            float x = fc[(size_t)i * p->n + j];
-            if (p->accumulate) x += mtx_bf16_to_f32(hc[i * p->rs_c + j]);
-            hc[i * p->rs_c + j] = mtx_f32_to_bf16(x);
-        }
+    Strided s = {fc, c, p->n, p->accumulate, p->rs_c, 1};
+    mtx_parallel(narrow_rows, &s, (size_t)m, 1, (double)m * p->n * MTX_COST_ELEMENT_NS);
 }
 
 static void execute(const mtx_gemm_plan *p, dnnl_memory_t a, dnnl_memory_t b, dnnl_memory_t c, dnnl_memory_t scratch)
