@@ -42,11 +42,20 @@ enum {
     BUSY_JOBS = 64,              /* how long a lag is remembered, in jobs */
 };
 
+/* A thread's share of a job: one word, generation << 32 | end << 16 | next
+ * piece, so that a claim checks the generation and the end it was armed with
+ * together. (With the end apart, a thread still working on a finished job
+ * could read the next job's end beside the old job's next piece and claim a
+ * piece twice.) */
 typedef struct {
-    _Atomic uint64_t next;       /* generation << 32 | next piece of this thread's share */
-    _Atomic uint32_t end;        /* one past its last piece */
-    char pad[52];                /* one cache line each */
+    _Atomic uint64_t next;
+    char pad[56];                /* one cache line each */
 } Queue;
+
+static uint64_t share(uint32_t gen, uint32_t first, uint32_t end)
+{
+    return (uint64_t)gen << 32 | (uint64_t)end << 16 | first;
+}
 
 typedef struct {
     _Atomic(mtx_range_fn) fn;
@@ -92,8 +101,10 @@ static void futex_wake(_Atomic uint32_t *word)
 }
 
 /* The job's piece boundaries (multiples of its align), written before the
- * job is posted and read only by a thread that has claimed a piece of it. */
+ * job is posted and read only by a thread that has claimed a piece of it.
+ * At most 4096 pieces: a piece index fits a share's 16 bits. */
 static size_t bounds[MAX_THREADS * TASK_PIECES + 1];
+_Static_assert(MAX_THREADS * TASK_PIECES < 1 << 16, "a piece index fits 16 bits");
 
 /* Take one piece from thread q's share of generation gen; run it. */
 static bool run_one(uint32_t gen, int q, int me)
@@ -102,14 +113,15 @@ static bool run_one(uint32_t gen, int q, int me)
     uint64_t v = atomic_load_explicit(&qu->next, memory_order_acquire);
     mtx_range_fn fn = atomic_load_explicit(&pool.job.fn, memory_order_relaxed);
     void *ctx = atomic_load_explicit(&pool.job.ctx, memory_order_relaxed);
-    uint32_t end = atomic_load_explicit(&qu->end, memory_order_relaxed);
     for (;;) {
-        if ((uint32_t)(v >> 32) != gen || (uint32_t)v >= end) return false;
+        if ((uint32_t)(v >> 32) != gen || (v & 0xffff) >= (v >> 16 & 0xffff)) return false;
         if (atomic_compare_exchange_weak_explicit(&qu->next, &v, v + 1, memory_order_acq_rel, memory_order_acquire))
             break;
     }
-    /* the claim succeeded: the job is still this generation's, and so were fn, ctx, end and bounds */
-    uint32_t p = (uint32_t)v;
+    /* A piece of generation gen was left: that job is not finished, so the
+     * caller has not posted another, and fn, ctx (read after this thread saw
+     * gen) and bounds are its. */
+    uint32_t p = (uint32_t)(v & 0xffff);
     size_t first = bounds[p], last = bounds[p + 1];
     double t0 = now_ns();
     fn(ctx, first, last);
@@ -178,7 +190,6 @@ static uint32_t cut(size_t n, size_t align, int threads, int per_thread, bool ev
         acc += speed[t];
         size_t share_end = t == threads - 1 ? blocks : (size_t)(blocks * (acc / total) + 0.5);
         size_t share_start = done;
-        atomic_store_explicit(&pool.queue[t].end, p + (uint32_t)per_thread, memory_order_relaxed);
         for (int k = 0; k < per_thread; k++, p++) {
             size_t b = share_start + (share_end - share_start) * (size_t)k / (size_t)per_thread;
             bounds[p] = b * align < n ? b * align : n;
@@ -240,7 +251,7 @@ static void run_job(mtx_range_fn fn, void *ctx, size_t n, size_t align, double c
     atomic_store_explicit(&pool.job.threads, (uint32_t)threads, memory_order_relaxed);
     atomic_store_explicit(&pool.remaining, pieces, memory_order_relaxed);
     for (int t = 0; t < threads; t++)
-        atomic_store_explicit(&pool.queue[t].next, (uint64_t)gen << 32 | (uint32_t)(t * per_thread),
+        atomic_store_explicit(&pool.queue[t].next, share(gen, (uint32_t)(t * per_thread), (uint32_t)((t + 1) * per_thread)),
                               memory_order_relaxed);
     atomic_store(&pool.gen, gen);   /* seq_cst: ordered before the read of sleepers */
     if (atomic_load(&pool.sleepers)) futex_wake(&pool.gen);
