@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <yaml.h>
 
-enum { MAX_CONFIG_BYTES = 4 << 20, MAX_FLOW_DEPTH = 64 };   /* see check_yaml_shape */
+enum { MAX_CONFIG_BYTES = 4 << 20, MAX_FLOW_DEPTH = 64 };   /* see flow_too_deep */
 
 _Static_assert(NUM_KEYS > 0, "config_keys.def lists the keys");
 
@@ -25,20 +25,24 @@ typedef struct {
     struct {                      /* open files (base_config nests), freed on error */
         yaml_parser_t *parser;
         yaml_document_t *doc;
-        FILE *file;
+        char *text;               /* the file's bytes, read once */
     } open[12];
     int nopen;
     yaml_document_t *doc;         /* the document being read */
     int seq;                      /* counts values set, for Config.v[].seq */
 } Loader;
 
-static void push_open(Loader *L, yaml_parser_t *parser, FILE *file)
+static void push_open(Loader *L, yaml_parser_t *parser, char *text)
 {
     L->open[L->nopen].parser = parser;
     L->open[L->nopen].doc = NULL;
-    L->open[L->nopen].file = file;
+    L->open[L->nopen].text = text;
     L->nopen++;
-    if (parser) yaml_parser_initialize(parser);
+    if (parser) {
+        yaml_parser_initialize(parser);
+        /* Not libyaml's guess: bytes FF FE would make a value UTF-16. */
+        yaml_parser_set_encoding(parser, YAML_UTF8_ENCODING);
+    }
 }
 
 static void set_doc(Loader *L, yaml_document_t *doc)
@@ -53,7 +57,7 @@ static void close_yaml(Loader *L)
     L->nopen--;
     if (L->open[L->nopen].doc) yaml_document_delete(L->open[L->nopen].doc);
     if (L->open[L->nopen].parser) yaml_parser_delete(L->open[L->nopen].parser);
-    if (L->open[L->nopen].file) fclose(L->open[L->nopen].file);
+    free(L->open[L->nopen].text);
     L->doc = L->nopen ? L->open[L->nopen - 1].doc : NULL;
 }
 
@@ -263,12 +267,13 @@ static void set_from_node(Loader *L, const char *file, int k, yaml_node_t *n, Sr
  * ([[[...]]] 100,000 deep: 27 s): files over 4 MiB and flow nesting over 64
  * levels are refused before it reads them. Quotes and comments are skipped;
  * a bracket inside a plain scalar may count, which only matters past 64. */
-static bool flow_too_deep(FILE *f, int *line, int *col)
+static bool flow_too_deep(const char *text, size_t n, int *line, int *col)
 {
     int depth = 0, quote = 0, prev = '\n';
     bool comment = false;
     *line = 1, *col = 0;
-    for (int ch; (ch = getc(f)) != EOF; prev = ch) {
+    for (size_t i = 0; i < n; prev = text[i++]) {
+        int ch = text[i];
         ++*col;
         if (ch == '\n') {
             ++*line, *col = 0, comment = false;
@@ -287,30 +292,29 @@ static bool flow_too_deep(FILE *f, int *line, int *col)
     return false;
 }
 
-static void check_yaml_shape(Loader *L, const char *path, FILE *f)
-{
-    struct stat st;
-    if (fstat(fileno(f), &st) == 0 && st.st_size > MAX_CONFIG_BYTES)
-        fail(L, (SrcLoc){path, 0, 0, NULL}, "config file is %lld bytes (at most %d)", (long long)st.st_size,
-             MAX_CONFIG_BYTES);
-    int line, col;
-    if (flow_too_deep(f, &line, &col))
-        fail(L, (SrcLoc){path, line, col, NULL}, "YAML nested more than %d levels deep", MAX_FLOW_DEPTH);
-    rewind(f);
-}
-
+/* The file read once into memory (bounded as it is read, so a pipe or
+ * /dev/zero cannot run on), its nesting checked, then given to libyaml. */
 static void open_yaml(Loader *L, const char *path, yaml_parser_t *parser, yaml_document_t *doc)
 {
     if (L->nopen >= 10) fail(L, (SrcLoc){path, 0, 0, NULL}, "base_config nested too deeply (a cycle?)");
-    FILE *f = fopen(path, "rb");
-    if (!f) fail(L, (SrcLoc){path, 0, 0, NULL}, "cannot read config file: %s", strerror(errno));
-    push_open(L, parser, f);
-    check_yaml_shape(L, path, f);
-    yaml_parser_set_input_file(parser, f);
+    const char *why;
+    size_t n;
+    char *text = mtx_read_file(path, MAX_CONFIG_BYTES, 1, &n, &why);
+    if (!text) fail(L, (SrcLoc){path, 0, 0, NULL}, "cannot read config file: %s", why);
+    push_open(L, parser, text);
+    int line, col;
+    if (flow_too_deep(text, n, &line, &col))
+        fail(L, (SrcLoc){path, line, col, NULL}, "YAML nested more than %d levels deep", MAX_FLOW_DEPTH);
+    size_t bom = n >= 3 && !memcmp(text, "\xef\xbb\xbf", 3) ? 3 : 0;   /* libyaml skips it only when guessing */
+    yaml_parser_set_input_string(parser, (const unsigned char *)text + bom, n - bom);
     if (!yaml_parser_load(parser, doc)) {
         SrcLoc loc = {path, (int)parser->problem_mark.line + 1, (int)parser->problem_mark.column + 1, NULL};
-        if (parser->error == YAML_READER_ERROR)
-            fail(L, (SrcLoc){path, 0, 0, NULL}, "cannot read config file: %s", parser->problem);
+        if (parser->error == YAML_READER_ERROR) {   /* it gives only a byte offset: find line and column */
+            size_t at = bom + parser->problem_offset;
+            loc.line = 1, loc.col = 1;
+            for (size_t i = 0; i < at && i < n; i++) text[i] == '\n' ? (loc.line++, loc.col = 1) : loc.col++;
+            fail(L, loc, "cannot read config file: %s (configs are UTF-8)", parser->problem);
+        }
         fail(L, loc, "YAML syntax error: %s%s%s", parser->problem,
              parser->context ? " " : "", parser->context ? parser->context : "");
     }
@@ -420,12 +424,9 @@ static void load_override(Loader *L, char *arg)
         return;
     }
     /* Lists, axis rules and MaxText's keys: a YAML document, nested no deeper than files. */
-    FILE *f = fmemopen((void *)text, strlen(text), "r");
-    if (!f) fail(L, loc, "cannot read value: %s", strerror(errno));
     int line, col;
-    bool deep = flow_too_deep(f, &line, &col);
-    fclose(f);
-    if (deep) fail(L, loc, "key '%s': value nested more than %d levels deep", name, MAX_FLOW_DEPTH);
+    if (flow_too_deep(text, strlen(text), &line, &col))
+        fail(L, loc, "key '%s': value nested more than %d levels deep", name, MAX_FLOW_DEPTH);
     yaml_parser_t parser;
     yaml_document_t doc;
     push_open(L, &parser, NULL);
@@ -472,15 +473,16 @@ static void load_preset(Loader *L, int noverrides, char **overrides)
     Pool *p = L->c->pool;
     const char *dir = pool_fmt(p, "%s/models", L->c->config_dir);
     const char *path = pool_fmt(p, "%s/%s.yml", dir, mn->s);
-    FILE *f = fopen(path, "rb");
-    if (!f) {
+    struct stat st;
+    if (stat(path, &st) != 0) {
         const char **names;
         int n;
         const char *list = preset_list(p, dir, &names, &n);
-        fail(L, mn->loc, "unknown model_name '%s' (presets in %s: %s)%s", mn->s, dir, list,
+        char shown[96];
+        mtx_clip_value(mn->s, shown, sizeof shown);
+        fail(L, mn->loc, "unknown model_name '%s' (presets in %s: %s)%s", shown, dir, list,
              suggest(p, mn->s, names, n));
     }
-    fclose(f);
     int before = L->seq;
     load_file(L, path, true);
     /* What the preset set, to hold the command line to MaxText's rule. */

@@ -174,15 +174,25 @@ static int make_dirs(const char *path)
     return mkdir(buf, 0755) != 0 && errno != EEXIST ? -1 : 0;
 }
 
-static void remove_tree(const char *dir)
+/* Remove a checkpoint directory we wrote: its two files, then itself. Only
+ * a real directory: a symlink in its place (a step moved elsewhere and
+ * linked back) is never followed, so nothing outside the run is removed.
+ * 0 when dir is gone or was never there; -1 (errno ENOTDIR) when something
+ * other than a directory has its name. */
+static int remove_tree(const char *dir)
 {
-    const char *files[] = {"state.safetensors", "meta.json"};
-    for (int i = 0; i < 2; i++) {
-        char path[8300];
-        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
-        unlink(path);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+    if (fd < 0) {
+        struct stat st;
+        if (lstat(dir, &st) != 0) return 0;
+        errno = ENOTDIR;
+        return -1;
     }
+    unlinkat(fd, "state.safetensors", 0);
+    unlinkat(fd, "meta.json", 0);
+    close(fd);
     rmdir(dir);
+    return 0;
 }
 
 /* The JSON header of the safetensors file, padded with spaces to 8 bytes. */
@@ -290,7 +300,11 @@ int mtx_checkpoint_write(const mtx_program *prog, const void *state_memory, cons
         return fail(err, errlen, "cannot write checkpoint %s: %s (previous checkpoints are kept)", path, strerror(e));
     }
     fsync_dir(tmp);
-    remove_tree(final);                          /* a stale one of the same step */
+    if (remove_tree(final) != 0) {               /* a stale one of the same step */
+        remove_tree(tmp);
+        return fail(err, errlen, "cannot move checkpoint into %s: something other than a directory (a symlink?) "
+                    "has that name; it is left as it is, and so are the previous checkpoints", final);
+    }
     if (rename(tmp, final) != 0) {
         int e = errno;
         remove_tree(tmp);
@@ -312,44 +326,85 @@ static bool complete(const char *dir, const char *name)
     return stat(path, &st) == 0;
 }
 
-/* Steps of the complete checkpoints in dir, ascending; returns how many. */
-static int list_steps(const char *dir, long long *steps, int max)
+long long mtx_step_name(const char *name)
 {
+    size_t n = strspn(name, "0123456789");
+    if (n == 0 || n > 19 || name[n] || (name[0] == '0' && n > 1)) return -1;
+    unsigned long long v = strtoull(name, NULL, 10);
+    return v <= INT64_MAX ? (long long)v : -1;
+}
+
+static int ascending(const void *a, const void *b)
+{
+    long long x = *(const long long *)a, y = *(const long long *)b;
+    return (x > y) - (x < y);
+}
+
+/* Why an entry of a checkpoint directory is not a step, or NULL when it is
+ * one (a real directory with a step's name; complete or not). Our own
+ * .tmp-STEP-PID directories are neither steps nor worth a notice (""). */
+static const char *not_a_step(const char *dir, const char *name, long long *step)
+{
+    if (name[0] == '.') return "";
+    if ((*step = mtx_step_name(name)) < 0) return "its name is not a step's (plain decimal digits, no leading zero or sign)";
+    char path[4300];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    if (lstat(path, &st) != 0) return "";
+    if (S_ISLNK(st.st_mode)) return "it is a symlink: a step is only ever a directory of the run, never followed";
+    return S_ISDIR(st.st_mode) ? NULL : "it is not a directory";
+}
+
+/* Steps of the complete checkpoints in dir, ascending, in *steps (malloc'd,
+ * every one however many: no cap); returns how many. With notices, each
+ * entry that is not a step is named on stderr and left as it is. */
+static int list_steps(const char *dir, long long **steps, bool notices)
+{
+    *steps = NULL;
     DIR *d = opendir(dir);
     if (!d) return 0;
-    int n = 0;
+    int n = 0, cap = 0;
     for (struct dirent *e; (e = readdir(d));) {
-        char *end;
-        long long s = strtoll(e->d_name, &end, 10);
-        if (!e->d_name[0] || *end || s < 0 || !complete(dir, e->d_name)) continue;
-        if (n < max) steps[n++] = s;
+        long long s;
+        const char *why = not_a_step(dir, e->d_name, &s);
+        if (why && why[0] && notices)
+            fprintf(stderr, "trainer: notice: ignoring %s/%s: %s\n", dir, e->d_name, why);
+        if (why || !complete(dir, e->d_name)) continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 64;
+            long long *more = realloc(*steps, (size_t)cap * sizeof **steps);
+            if (!more) {
+                fprintf(stderr, "mtxrt: error: out of memory listing the checkpoints of %s\n", dir);
+                exit(1);
+            }
+            *steps = more;
+        }
+        (*steps)[n++] = s;
     }
     closedir(d);
-    for (int i = 1; i < n; i++)
-        for (int j = i; j > 0 && steps[j - 1] > steps[j]; j--) {
-            long long t = steps[j];
-            steps[j] = steps[j - 1];
-            steps[j - 1] = t;
-        }
+    if (n) qsort(*steps, (size_t)n, sizeof **steps, ascending);
     return n;
 }
 
-long long mtx_checkpoint_latest(const char *dir)
+long long mtx_checkpoint_latest(const char *dir, int notices)
 {
-    long long steps[4096];
-    int n = list_steps(dir, steps, 4096);
-    return n ? steps[n - 1] : -1;
+    long long *steps, latest = -1;
+    int n = list_steps(dir, &steps, notices);
+    if (n) latest = steps[n - 1];
+    free(steps);
+    return latest;
 }
 
 void mtx_checkpoint_prune(const char *dir, int keep)
 {
-    long long steps[4096];
-    int n = list_steps(dir, steps, 4096);
+    long long *steps;
+    int n = list_steps(dir, &steps, false);
     for (int i = 0; keep > 0 && i + keep < n; i++) {
         char path[4200];
         snprintf(path, sizeof path, "%s/%lld", dir, steps[i]);
         remove_tree(path);
     }
+    free(steps);
 }
 
 /* ---- loading ---- */
@@ -421,8 +476,7 @@ static long long dir_step(const char *dir)
     snprintf(buf, sizeof buf, "%s", dir);
     for (size_t n = strlen(buf); n > 1 && buf[n - 1] == '/'; n--) buf[n - 1] = 0;
     const char *base = strrchr(buf, '/');
-    uint64_t v;
-    return decimal(base ? base + 1 : buf, &v) ? (long long)v : -1;
+    return mtx_step_name(base ? base + 1 : buf);
 }
 
 /* Exactly n bytes at offset at, or -1. */
@@ -446,14 +500,14 @@ static int read_checkpoint(Checkpoint *c, const char *step_dir, char *err, size_
     snprintf(c->path, sizeof c->path, "%s/state.safetensors", step_dir);
     snprintf(c->meta_path, sizeof c->meta_path, "%s/meta.json", step_dir);
     struct stat st;
-    c->fd = open(c->path, O_RDONLY);
-    if (c->fd < 0 || fstat(c->fd, &st) != 0 || !S_ISREG(st.st_mode))
-        return fail(err, errlen, "cannot read checkpoint %s: %s", c->path, c->fd < 0 ? strerror(errno) :
-                    "not a regular file");
+    const char *why;
+    c->fd = mtx_open_file(c->path, 0, &why);
+    if (c->fd < 0 || fstat(c->fd, &st) != 0)
+        return fail(err, errlen, "cannot read checkpoint %s: %s", c->path, c->fd < 0 ? why : strerror(errno));
     c->size = (size_t)st.st_size;
     size_t meta_size;
-    c->meta_text = mtx_read_file(c->meta_path, &meta_size);
-    if (!c->meta_text) return fail(err, errlen, "cannot read checkpoint %s: %s", c->meta_path, strerror(errno));
+    c->meta_text = mtx_read_file(c->meta_path, MAX_HEADER, 0, &meta_size, &why);
+    if (!c->meta_text) return fail(err, errlen, "cannot read checkpoint %s: %s", c->meta_path, why);
     unsigned char len[8];
     uint64_t hlen = 0;
     if (c->size >= 8 && read_at(c->fd, len, 8, 0) != 0)
@@ -652,7 +706,7 @@ static int reader_fill(Reader *r, const char *path)
         if (n < 0 && errno == EINVAL && r->direct) {   /* O_DIRECT refused after all: buffered reads */
             close(r->fd);
             r->direct = false;
-            if ((r->fd = open(path, O_RDONLY)) < 0) return -1;
+            if ((r->fd = open(path, O_RDONLY | O_NONBLOCK)) < 0) return -1;
             continue;
         }
         if (n <= 0) {
@@ -688,8 +742,8 @@ static int read_tensors(const Checkpoint *c, const mtx_program *prog, unsigned c
     Entry *order = malloc(((size_t)c->nentries + 1) * sizeof(Entry));
     XXH3_state_t *h = XXH3_createState();
     Reader r = {.direct = true};
-    r.fd = open(c->path, O_RDONLY | O_DIRECT);
-    if (r.fd < 0) r.direct = false, r.fd = open(c->path, O_RDONLY);
+    r.fd = open(c->path, O_RDONLY | O_DIRECT | O_NONBLOCK);   /* checked regular, but never hang on a swap */
+    if (r.fd < 0) r.direct = false, r.fd = open(c->path, O_RDONLY | O_NONBLOCK);
     int rc = order && h && posix_memalign((void **)&r.buf, ALIGN, PIECE) == 0 && r.fd >= 0
                  ? 0 : fail(err, errlen, "cannot read checkpoint %s: %s", c->path, r.fd < 0 ? strerror(errno) : "out of memory");
     if (!rc) {

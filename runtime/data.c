@@ -65,8 +65,9 @@ void mtx_batch_free(mtx_batch *b)
 
 static unsigned char *read_all(const char *path, size_t *size, char *err, size_t errlen)
 {
-    unsigned char *buf = (unsigned char *)mtx_read_file(path, size);
-    if (!buf) snprintf(err, errlen, "cannot read data file '%s': %s", path, strerror(errno));
+    const char *why;
+    unsigned char *buf = (unsigned char *)mtx_read_file(path, (size_t)1 << 40, 0, size, &why);
+    if (!buf) snprintf(err, errlen, "cannot read data file '%s': %s", path, why);
     return buf;
 }
 

@@ -1,32 +1,71 @@
-/* Whole files into memory, for data and checkpoint loading. */
+/* Opening and reading the files users name (configs, data, tokenizers,
+ * checkpoints): never blocking on a FIFO nobody writes, never trusting a
+ * size the file system reports (/dev/zero says 0), and saying in words
+ * what a path is when it is not a file. */
 #include "mtxrt.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
-char *mtx_read_file(const char *path, size_t *size)
+int mtx_open_file(const char *path, int pipes_ok, const char **why)
 {
-    FILE *f = fopen(path, "rb");
+    /* O_NONBLOCK: opening a FIFO with no writer returns at once. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     struct stat st;
-    /* a directory opens, then fails to read: say what it is */
-    int e = !f ? errno : fstat(fileno(f), &st) != 0 ? errno : S_ISDIR(st.st_mode) ? EISDIR : 0;
-    if (e) {
-        if (f) fclose(f);
-        errno = e;
-        return NULL;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        *why = strerror(errno);
+        if (fd >= 0) close(fd);
+        return -1;
     }
-    char *buf = malloc((size_t)st.st_size + 1);
-    if (!buf || fread(buf, 1, (size_t)st.st_size, f) != (size_t)st.st_size) {
-        int e = buf ? EIO : ENOMEM;
+    if (S_ISREG(st.st_mode) || (pipes_ok && S_ISFIFO(st.st_mode))) {
+        /* Reads block again: a pipe with a writer waits for its data; one
+         * with none reads as the end of the file. */
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+        return fd;
+    }
+    close(fd);
+    *why = S_ISDIR(st.st_mode) ? "it is a directory, not a file"
+           : S_ISFIFO(st.st_mode) ? "it is a FIFO (named pipe), not a regular file"
+                                  : "it is a device or socket, not a regular file";
+    return -1;
+}
+
+char *mtx_read_file(const char *path, size_t max, int pipes_ok, size_t *size, const char **why)
+{
+    static _Thread_local char too_large[64];
+    int fd = mtx_open_file(path, pipes_ok, why);
+    if (fd < 0) return NULL;
+    struct stat st;
+    size_t cap = fstat(fd, &st) == 0 && st.st_size > 0 && (uint64_t)st.st_size < max ? (size_t)st.st_size + 1 : 4096;
+    size_t n = 0;
+    char *buf = malloc(cap + 1);
+    *why = buf ? NULL : "out of memory";
+    while (!*why) {
+        if (n == cap) {
+            char *more = cap <= max ? realloc(buf, 2 * cap + 1) : NULL;
+            if (!more) break;
+            buf = more, cap *= 2;
+        }
+        ssize_t r = read(fd, buf + n, cap - n);
+        if (r < 0 && errno != EINTR) *why = strerror(errno);
+        if (r == 0) break;
+        if (r > 0) n += (size_t)r;
+    }
+    if (!*why && n > max) {                   /* counted as read: a reported size may lie */
+        snprintf(too_large, sizeof too_large, "it has more than %zu bytes", max);
+        *why = too_large;
+    } else if (!*why && n == cap) *why = "out of memory";
+    close(fd);
+    if (*why) {
         free(buf);
-        fclose(f);
-        errno = e;
         return NULL;
     }
-    buf[st.st_size] = 0;                      /* text files read as C strings */
-    fclose(f);
-    *size = (size_t)st.st_size;
+    buf[n] = 0;                               /* text files read as C strings */
+    *size = n;
     return buf;
 }

@@ -63,6 +63,7 @@ char *mtx_yaml_scalar(const char *value, int *plain, char *msg, size_t n)
     char *text = NULL;
     int done = 0, rc = 0;
     yaml_parser_initialize(&parser);
+    yaml_parser_set_encoding(&parser, YAML_UTF8_ENCODING);   /* bytes FF FE are not a UTF-16 mark here */
     yaml_parser_set_input_string(&parser, (const unsigned char *)value, strlen(value));
     /* Events, not a document: a list or mapping is refused at its first
      * bracket, however deep it would nest. */
@@ -191,35 +192,38 @@ static int in_range(mtx_key_range r, double x)
 int mtx_key_choice(const char *key, const char *choices, const char *word, char *msg, size_t n)
 {
     enum { MAX_WORDS = 48 };
-    char words[MAX_WORDS][32], list[MAX_WORDS * 34] = "";
+    /* The words split in place in a copy: any length, none cut. */
+    char *copy = strdup(choices), *list = malloc(strlen(choices) * 2 + 1), *save = NULL;
     const char *ptrs[MAX_WORDS];
     int count = 0, ours = -1;            /* ours: how many are mtxc's (those before "|") */
-    for (const char *s = choices; *s && count < MAX_WORDS;) {
-        while (*s == ' ') s++;
-        if (*s == '|') {
-            ours = count, s++;
+    if (!copy || !list) {
+        free(copy), free(list);
+        return fail(msg, n, "out of memory");
+    }
+    list[0] = 0;
+    for (char *w = strtok_r(copy, " ", &save); w && count < MAX_WORDS; w = strtok_r(NULL, " ", &save)) {
+        if (!strcmp(w, "|")) {
+            ours = count;
             continue;
         }
-        size_t len = strcspn(s, " ");
-        if (!len) break;
-        snprintf(words[count], sizeof words[count], "%.*s", (int)len, s);
-        ptrs[count] = words[count];
-        if (ours < 0) snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", count ? ", " : "", words[count]);
-        count++;
-        s += len;
+        if (ours < 0) sprintf(list + strlen(list), "%s%s", count ? ", " : "", w);
+        ptrs[count++] = w;
     }
     if (ours < 0) ours = count;
     char shown[96];
     mtx_clip_value(word, shown, sizeof shown);
-    for (int i = 0; i < count; i++) {
-        if (strcmp(words[i], word)) continue;
-        if (i < ours) return 0;
-        fail(msg, n, "%s '%s' is MaxText's, which mtxc does not implement yet (mtxc has: %s)", key, shown, list);
-        return 1;
+    int rc = -1;
+    for (int i = 0; i < count && rc < 0; i++) {
+        if (strcmp(ptrs[i], word)) continue;
+        rc = i < ours ? 0 : 1;
+        if (rc) fail(msg, n, "%s '%s' is MaxText's, which mtxc does not implement yet (mtxc has: %s)", key, shown, list);
     }
-    const char *best = mtx_closest_word(word, ptrs, count);
-    if (best) return fail(msg, n, "unknown %s '%s' (choices: %s) (did you mean '%s'?)", key, shown, list, best);
-    return fail(msg, n, "unknown %s '%s' (choices: %s)", key, shown, list);
+    const char *best = rc < 0 ? mtx_closest_word(word, ptrs, count) : NULL;
+    if (rc < 0 && best) fail(msg, n, "unknown %s '%s' (choices: %s) (did you mean '%s'?)", key, shown, list, best);
+    else if (rc < 0) fail(msg, n, "unknown %s '%s' (choices: %s)", key, shown, list);
+    free(copy);
+    free(list);
+    return rc;
 }
 
 int mtx_key_read(int k, const char *text, int plain, mtx_key_value *v, char *msg, size_t n)

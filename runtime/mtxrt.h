@@ -337,8 +337,13 @@ int mtx_thread_index(void);
 /* ---- memory (arena.c) ---- */
 
 double mtx_seconds(void);                 /* monotonic clock, for timings */
-/* A whole file, NUL-terminated; NULL with errno set (file.c). */
-char *mtx_read_file(const char *path, size_t *size);
+/* A file opened to read (file.c): a regular file, or with pipes_ok also a
+ * pipe (/dev/stdin, <(...)); never blocks on a FIFO with no writer. The fd,
+ * or -1 with *why (strerror's words, or what the path is instead). */
+int mtx_open_file(const char *path, int pipes_ok, const char **why);
+/* A whole file, NUL-terminated, refused past max bytes as they are read;
+ * NULL with *why. */
+char *mtx_read_file(const char *path, size_t max, int pipes_ok, size_t *size, const char **why);
 void *mtx_alloc(size_t bytes);            /* 64-byte aligned, zeroed; exits on failure */
 /* The kernels' (and bf16 GEMM plans') scratch: reserved, growing only, when a
  * state or plan is made; used by one kernel at a time inside a step. Each
@@ -554,9 +559,15 @@ void mtx_clip_value(const char *text, char *out, size_t n);
  * 0, or -1 with a message; earlier checkpoints stay. */
 int mtx_checkpoint_write(const mtx_program *prog, const void *state_memory, const char *dir, long long step,
                          uint64_t data_position, char *err, size_t errlen);
-/* The step of the latest complete checkpoint in dir, or -1. */
-long long mtx_checkpoint_latest(const char *dir);
-/* Remove all but the newest `keep` complete checkpoints of dir. */
+/* The step a step directory's name says: plain decimal as the trainer
+ * writes it ("0", "20"; not "020", "+2" or past 2^63-1), else -1. */
+long long mtx_step_name(const char *name);
+/* The step of the latest complete checkpoint in dir, or -1. Only real
+ * directories with a step's name count; with notices, other entries are
+ * named on stderr. */
+long long mtx_checkpoint_latest(const char *dir, int notices);
+/* Remove all but the newest `keep` complete checkpoints of dir (never
+ * through a symlink). */
 void mtx_checkpoint_prune(const char *dir, int keep);
 /* Load step_dir into st (only params/ tensors if params_only): every name,
  * dtype, shape and size checked before a tensor is read, every checksum as

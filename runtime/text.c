@@ -57,17 +57,21 @@ uint64_t mtx_name_hash(const char *name, size_t n)
 const char *mtx_closest_word(const char *word, const char *const *candidates, int n)
 {
     const char *best = NULL;
-    int best_d = 0;
+    /* A suggestion further away than a third of the word is noise; the
+     * distance is at least the difference in length, so a word of another
+     * length (a 3 MB model_name) costs nothing. */
+    size_t len = strlen(word);
+    int limit = (int)(len / 3 + 1), best_d = limit + 1;
     for (int i = 0; i < n; i++) {
+        size_t other = strlen(candidates[i]);
+        if ((len > other ? len - other : other - len) > (size_t)limit) continue;
         int d = mtx_edit_distance(word, candidates[i]);
-        if (!best || d < best_d) {
+        if (d < best_d) {
             best = candidates[i];
             best_d = d;
         }
     }
-    /* A suggestion further away than a third of the word is noise. */
-    int limit = (int)strlen(word) / 3 + 1;
-    if (best && best_d <= limit) return best;
+    if (best) return best;
     /* A word that contains the typed one (emb_dim -> base_emb_dim) is also a good guess. */
     for (int i = 0; i < n; i++)
         if (strlen(word) >= 4 && strstr(candidates[i], word)) return candidates[i];

@@ -2,6 +2,7 @@
 // libmtxrt. No exception leaves it; errors come back as messages.
 #include <sentencepiece_processor.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -22,17 +23,22 @@ struct mtx_tokenizer {
 extern "C" mtx_tokenizer *mtx_tokenizer_open(const char *path, char *err, size_t errlen)
 {
     try {
-        struct stat st;   // clearer messages than the library's for the common mistakes
-        FILE *f = fopen(path, "rb");
-        if (!f || fstat(fileno(f), &st) || !S_ISREG(st.st_mode)) {   // a directory, a device, a pipe
-            if (f) fclose(f);
-            snprintf(err, errlen, "cannot read tokenizer model '%s': %s", path,
-                     !f                     ? strerror(errno)
-                     : S_ISDIR(st.st_mode) ? "it is a directory; tokenizer_path names the .model file"
-                                           : "it is not a regular file");
+        // Clearer messages than the library's for the common mistakes; a
+        // FIFO must not hang the open, and protobuf aborts past 2 GiB.
+        const char *why;
+        struct stat st;
+        int fd = mtx_open_file(path, 0, &why);
+        if (fd < 0 || fstat(fd, &st) != 0) {
+            if (fd >= 0) why = strerror(errno), close(fd);
+            snprintf(err, errlen, "cannot read tokenizer model '%s': %s", path, why);
             return nullptr;
         }
-        fclose(f);
+        close(fd);
+        if (st.st_size >= (off_t)1 << 31) {
+            snprintf(err, errlen, "tokenizer model '%s' has %lld bytes; a SentencePiece model is under 2 GiB "
+                     "(protobuf's limit)", path, (long long)st.st_size);
+            return nullptr;
+        }
         auto *t = new mtx_tokenizer;
         if (!t->sp.Load(path).ok()) {   // the library's message names its own source line, not the file
             snprintf(err, errlen, "tokenizer_path '%s' is not a SentencePiece model (it does not parse as one)", path);

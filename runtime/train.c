@@ -182,8 +182,7 @@ static int same_mesh(const mtx_program *prog, const Checkpointing *ck)
     for (struct dirent *e; ok && (e = readdir(d));) {
         int size[STATE_AXES];
         bool shard = parse_shard_name(e->d_name, size);
-        char *end;
-        bool step = strtoll(e->d_name, &end, 10) >= 0 && !*end && end != e->d_name;
+        bool step = mtx_step_name(e->d_name) >= 0;
         if ((shard && memcmp(size, mine, sizeof size)) || (step && sharded(prog))) {
             char theirs_text[128], mine_text[128];
             fprintf(stderr, "trainer: error: %s/%s holds checkpoints of a mesh with %s; this trainer's mesh has %s: "
@@ -204,7 +203,7 @@ static long long restore(const mtx_program *prog, mtx_state *st, const Checkpoin
     char err[1024], path[8300];
     if (ck->on && !same_mesh(prog, ck)) return -1;
     /* Every rank resumes from the same step: the last one all shards have. */
-    long long latest = mtx_all_reduce_min(ck->on ? mtx_checkpoint_latest(ck->dir) : -1);
+    long long latest = mtx_all_reduce_min(ck->on ? mtx_checkpoint_latest(ck->dir, ck->writer) : -1);
     int params_only = 0;
     if (latest >= 0) snprintf(path, sizeof path, "%s/%lld", ck->dir, latest);
     else if (ck->load_full[0]) snprintf(path, sizeof path, "%s", ck->load_full);

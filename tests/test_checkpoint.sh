@@ -40,7 +40,7 @@ out=$(python3 "$root/tools/checkpoint.py" diff a_false/checkpoints/20 b_false/ch
 t=./trainer_false
 expect() {   # expect NAME STATUS MESSAGE ARGS...
     name=$1; want_rc=$2; want=$3; shift 3
-    out=$($t "$@" 2>&1); rc=$?
+    out=$(timeout 300 $t "$@" 2>&1); rc=$?
     [ $rc -eq "$want_rc" ] || fail "$name: exit $rc, want $want_rc: $out"
     case "$out" in *"$want"*) ;; *) fail "$name: want \"$want\", got: $out" ;; esac
 }
@@ -108,6 +108,49 @@ $t steps=20 run_name=h checkpoint_period=5 max_num_checkpoints_to_keep=2 > /dev/
 # An unwritable place: a clear error, training goes on, exit status 1.
 expect unwritable 1 "cannot create checkpoint directory" steps=3 run_name=x base_output_directory=/proc/mtxc-nowhere
 echo "refusals, loads, pruning: ok"
+
+# A step moved elsewhere and linked back is never followed: pruning skips it
+# (named in a notice) and a save of that step refuses to replace the link;
+# the files it points at stay. A copy named 06 is not step 6.
+$t steps=4 run_name=s checkpoint_period=2 > /dev/null || fail "symlinks: first run"
+mv s/checkpoints/2 kept && ln -s "$PWD/kept" s/checkpoints/2 && ln -s "$PWD/kept" s/checkpoints/8
+out=$($t steps=8 run_name=s checkpoint_period=2 max_num_checkpoints_to_keep=1 2>&1); rc=$?
+[ $rc -eq 1 ] || fail "symlinks: exit $rc: $out"
+case "$out" in *"trainer: notice: ignoring s/checkpoints/2: it is a symlink"*) ;; *) fail "symlinks: notice: $out" ;; esac
+case "$out" in *"cannot move checkpoint into s/checkpoints/8: something other than a directory"*) ;;
+    *) fail "symlinks: save onto a link: $out" ;; esac
+[ "$(ls kept | tr '\n' ' ')" = "meta.json state.safetensors " ] || fail "symlinks: the linked files were removed: $(ls kept)"
+[ "$(ls s/checkpoints | tr '\n' ' ')" = "2 6 8 " ] || fail "symlinks: left $(ls s/checkpoints)"
+mv s/checkpoints/6 s/checkpoints/06
+out=$($t steps=7 run_name=s 2>&1); rc=$?
+[ $rc -eq 0 ] || fail "06: exit $rc: $out"
+case "$out" in *"ignoring s/checkpoints/06: its name is not a step's"*) ;; *) fail "06: notice: $out" ;; esac
+case "$out" in *resuming*) fail "06: resumed from a non-step: $out" ;; esac
+# More steps than any listing cap: 4200 complete step directories (4199
+# placeholders and a real 4200) resume from 4200, whatever readdir's order,
+# and pruning to one leaves only the new 4201.
+"$MTXC" build "$root/configs/base.yml" model_name=tiny override_model_config=true per_device_batch_size=1 \
+    max_target_length=8 -o trainer_small > /dev/null || fail "build small"
+./trainer_small steps=4200 checkpoint_period=4200 log_period=100000 run_name=many > /dev/null || fail "4200 steps"
+python3 -c 'import os
+for s in range(4200):
+    d = "many/checkpoints/%d" % s
+    os.mkdir(d)
+    for f in ("meta.json", "state.safetensors"): open(d + "/" + f, "w").close()' || fail "placeholders"
+out=$(./trainer_small steps=4201 log_period=100000 run_name=many max_num_checkpoints_to_keep=1 2>&1)
+case "$out" in *"resuming from many/checkpoints/4200: step 4200"*) ;; *) fail "4200 checkpoints: $out" ;; esac
+[ "$(ls many/checkpoints)" = 4201 ] || fail "pruning 4201 checkpoints to 1 left $(ls many/checkpoints | wc -l)"
+# FIFOs where a checkpoint's files should be: refused, never waited on.
+mkdir -p ff/checkpoints/3 fm/checkpoints/3
+mkfifo ff/checkpoints/3/state.safetensors fm/checkpoints/3/meta.json
+cp a_false/checkpoints/20/meta.json ff/checkpoints/3/
+cp a_false/checkpoints/20/state.safetensors fm/checkpoints/3/
+expect fifo_state 2 "cannot read checkpoint ff/checkpoints/3/state.safetensors: it is a FIFO (named pipe), not a regular file" \
+    steps=4 run_name=ff
+expect fifo_meta 2 "cannot read checkpoint fm/checkpoints/3/meta.json: it is a FIFO" steps=4 run_name=fm
+expect fifo_params 2 "cannot read checkpoint ff/checkpoints/3/state.safetensors: it is a FIFO" steps=4 \
+    load_parameters_path=ff/checkpoints/3
+echo "symlinked steps never followed, 06 is not a step, 4200 checkpoints resume from the latest: ok"
 
 # SIGKILL at random moments, 20 times, during a run that saves every step:
 # each restart resumes from the last complete checkpoint; the final state

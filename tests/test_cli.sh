@@ -67,6 +67,19 @@ check "emit bad config" 2 "unknown key" "$MTXC" emit configs/base.yml model_name
 cmp -s "$out_dir/tiny/step.c" "$out_dir/before.c" || { echo "FAIL: failed emit changed step.c"; fails=$((fails + 1)); }
 check "build gpt3-52k" 0 "wrote $out_dir/g52" "$MTXC" build configs/base.yml model_name=gpt3-52k -o "$out_dir/g52"
 check "run gpt3-52k" 0 "done: 3 steps" "$out_dir/g52" steps=3 log_period=1
+# Configs read once into memory: from a pipe as from a file; a FIFO with no
+# writer reads as empty instead of hanging; bytes FF FE are not a UTF-16 mark;
+# a 3 MB unknown model_name is named clipped and answered at once.
+"$MTXC" config configs/base.yml > "$out_dir/file.yml"
+cat configs/base.yml | "$MTXC" config /dev/stdin > "$out_dir/pipe.yml"
+cmp -s "$out_dir/file.yml" "$out_dir/pipe.yml" || { echo "FAIL: a config from a pipe differs"; fails=$((fails + 1)); }
+mkfifo "$out_dir/fifo"
+check fifo_config 2 "$out_dir/fifo: error: key 'run_name' has no value" timeout 300 "$MTXC" config "$out_dir/fifo"
+check utf16_mark 2 "argument 'run_name=$(printf '\377\376')ab': error: key 'run_name' cannot read the value as YAML: invalid leading UTF-8 octet" \
+    "$MTXC" config configs/base.yml "run_name=$(printf '\377\376')ab"
+{ echo "base_config: $PWD/configs/base.yml"; printf 'model_name: '; head -c 3000000 /dev/zero | tr '\0' a; echo; } > "$out_dir/big.yml"
+check long_model_name 2 "unknown model_name 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa...' (presets in" \
+    timeout 300 "$MTXC" config "$out_dir/big.yml"
 rm -rf "$out_dir"
 
 echo "cli: $fails failures"

@@ -15,7 +15,7 @@ fails=0
 "$MTXC" build configs/base.yml model_name=tiny override_model_config=true -o "$dir/trainer" > /dev/null || { echo "FAIL: build"; exit 1; }
 expect() {   # expect NAME MESSAGE ARGS...
     name=$1; want=$2; shift 2
-    out=$("$dir/trainer" steps=2 "$@" 2>&1); rc=$?
+    out=$(timeout 300 "$dir/trainer" steps=2 "$@" 2>&1); rc=$?
     if [ $rc -ne 2 ]; then echo "FAIL $name: exit $rc, want 2"; fails=$((fails + 1)); return; fi
     case "$out" in *"step "*) echo "FAIL $name: trained before refusing"; fails=$((fails + 1)); return ;; esac
     case "$out" in *"$want"*) ;; *) printf 'FAIL %s: want "%s", got:\n%s\n' "$name" "$want" "$out"; fails=$((fails + 1)) ;; esac
@@ -38,6 +38,10 @@ expect vocab "token file '$dir/vocab.bin': token 199 is 300, outside vocab_size 
 expect few "training data from '$dir/few.bin' has 18 tokens, fewer than one sequence of max_target_length + 1 = 65" dataset_type=tokens dataset_path="$dir/few.bin"
 expect empty_text "training data from '$dir/empty.txt' has 0 tokens" dataset_type=text dataset_path="$dir/empty.txt"
 expect no_path "dataset_type text needs dataset_path" dataset_type=text
+mkfifo "$dir/fifo"   # would block the open
+expect fifo "cannot read data file '$dir/fifo': it is a FIFO (named pipe), not a regular file" dataset_type=tokens dataset_path="$dir/fifo"
+expect eval_fifo "cannot read data file '$dir/fifo': it is a FIFO" dataset_type=text dataset_path=/usr/share/common-licenses/GPL-3 eval_dataset_path="$dir/fifo"
+expect device "cannot read data file '/dev/zero': it is a device or socket, not a regular file" dataset_type=text dataset_path=/dev/zero
 expect bad_eval "cannot read data file '$dir/none.txt'" dataset_type=text dataset_path=/usr/share/common-licenses/GPL-3 eval_dataset_path="$dir/none.txt"
 
 # Token files hold the same stream as the text: the same losses.

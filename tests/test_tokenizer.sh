@@ -37,7 +37,7 @@ grep -q "$pieces training tokens" "$dir/log" || fail "add_bos=false add_eos=fals
 expect() {   # expect NAME MESSAGE ARGS...
     local name=$1 want=$2 out rc
     shift 2
-    out=$("$dir/t" steps=2 "$@" 2>&1); rc=$?
+    out=$(timeout 300 "$dir/t" steps=2 "$@" 2>&1); rc=$?
     [ $rc -eq 2 ] || fail "$name: exit $rc, want 2"
     case "$out" in *"step "*) fail "$name: trained before refusing" ;; esac
     case "$out" in *"$want"*) ;; *) fail "$name: want \"$want\", got: $out" ;; esac
@@ -48,6 +48,12 @@ head -c 1000 "$dir/gpl.model" > "$dir/truncated.model"
 expect missing "cannot read tokenizer model '$dir/none.model': No such file or directory" \
     tokenizer_path="$dir/none.model"
 expect directory "cannot read tokenizer model '$dir': it is a directory" tokenizer_path="$dir"
+mkfifo "$dir/fifo"   # would block the open
+expect fifo "cannot read tokenizer model '$dir/fifo': it is a FIFO (named pipe), not a regular file" \
+    tokenizer_path="$dir/fifo"
+truncate -s 3G "$dir/big.model"   # protobuf aborts past 2 GiB
+expect big "tokenizer model '$dir/big.model' has 3221225472 bytes; a SentencePiece model is under 2 GiB" \
+    tokenizer_path="$dir/big.model"
 for bad in empty random truncated; do
     expect "$bad" "tokenizer_path '$dir/$bad.model' is not a SentencePiece model" tokenizer_path="$dir/$bad.model"
 done
