@@ -418,6 +418,9 @@ typedef struct {
     int rank;
     int64_t shape[MAX_RANK];
     size_t begin, end;                    /* into the data after the header */
+    int order;                            /* its place in the header */
+    const char *sum;                      /* its checksum in meta.json */
+    int tensor;                           /* the program's tensor it loads into, or -1 */
 } Entry;
 
 /* A checkpoint's metadata (meta.json, the safetensors header) in memory;
@@ -595,11 +598,44 @@ static int by_begin(const void *a, const void *b)
     return x->begin < y->begin ? -1 : x->begin > y->begin;
 }
 
-static const Entry *find_entry(const Checkpoint *c, const char *name)
+static int by_name(const void *a, const void *b)
 {
-    for (int i = 0; i < c->nentries; i++)
-        if (!strcmp(c->entries[i].name, name)) return &c->entries[i];
-    return NULL;
+    return strcmp(((const Entry *)a)->name, ((const Entry *)b)->name);
+}
+
+static int json_by_name(const void *a, const void *b)
+{
+    return strcmp((*(const cJSON *const *)a)->string, (*(const cJSON *const *)b)->string);
+}
+
+/* c->entries are sorted by name (check_file): a binary search, so that a
+ * header of 200,000 entries is checked in n log n, not n^2. */
+static Entry *find_entry(const Checkpoint *c, const char *name)
+{
+    Entry key = {.name = name};
+    return c->nentries ? bsearch(&key, c->entries, (size_t)c->nentries, sizeof key, by_name) : NULL;
+}
+
+/* Each entry's checksum string from meta.json's 'checksums', through the
+ * same sort and search; the counts are equal, so each sum names one entry. */
+static int attach_sums(Checkpoint *c, const cJSON *sums, char *err, size_t errlen)
+{
+    const cJSON **all = malloc(((size_t)c->nentries + 1) * sizeof *all);
+    if (!all) return fail(err, errlen, "checkpoint %s: out of memory", c->meta_path);
+    int n = 0;
+    for (const cJSON *x = sums->child; x; x = x->next) all[n++] = x;
+    qsort(all, (size_t)n, sizeof *all, json_by_name);
+    int rc = 0;
+    for (int i = 0; i < c->nentries && !rc; i++) {
+        cJSON key = {.string = (char *)c->entries[i].name}, *k = &key;
+        const cJSON **x = n ? bsearch(&k, all, (size_t)n, sizeof *all, json_by_name) : NULL;
+        if (!x || !cJSON_IsString(*x))
+            rc = fail(err, errlen, "checkpoint %s: field 'checksums' has no string for tensor '%s'", c->meta_path,
+                      c->entries[i].name);
+        else c->entries[i].sum = (*x)->valuestring;
+    }
+    free(all);
+    return rc;
 }
 
 /* The whole file's layout: its metadata, every entry, entries tiling the
@@ -619,10 +655,15 @@ static int check_file(Checkpoint *c, char *err, size_t errlen)
     for (const cJSON *e = c->header->child; e; e = e->next) {
         if (!strcmp(e->string, "__metadata__")) continue;
         if (read_entry(c, e, &c->entries[c->nentries], err, errlen)) return -1;
-        if (find_entry(c, e->string))
-            return fail(err, errlen, "checkpoint %s: tensor '%s' appears twice in its header", c->path, e->string);
+        c->entries[c->nentries].order = c->nentries;
+        c->entries[c->nentries].tensor = -1;
         c->nentries++;
     }
+    qsort(c->entries, (size_t)c->nentries, sizeof(Entry), by_name);
+    for (int i = 1; i < c->nentries; i++)
+        if (!strcmp(c->entries[i - 1].name, c->entries[i].name))
+            return fail(err, errlen, "checkpoint %s: tensor '%s' appears twice in its header", c->path,
+                        c->entries[i].name);
     if (cJSON_GetArraySize(sums) != c->nentries)
         return fail(err, errlen, "checkpoint %s: field 'checksums' lists %d tensors, %s holds %d", c->meta_path,
                     cJSON_GetArraySize(sums), c->path, c->nentries);
@@ -635,11 +676,7 @@ static int check_file(Checkpoint *c, char *err, size_t errlen)
     if (at != c->data_size)
         return fail(err, errlen, "checkpoint %s is truncated or corrupt: its tensors do not cover its %zu data bytes "
                     "exactly", c->path, c->data_size);
-    for (int i = 0; i < c->nentries; i++)
-        if (!cJSON_IsString(cJSON_GetObjectItemCaseSensitive(sums, c->entries[i].name)))
-            return fail(err, errlen, "checkpoint %s: field 'checksums' has no string for tensor '%s'", c->meta_path,
-                        c->entries[i].name);
-    return 0;
+    return attach_sums(c, sums, err, errlen);
 }
 
 static void shape_text(const int64_t *shape, int rank, char *out, size_t n)
@@ -648,13 +685,27 @@ static void shape_text(const int64_t *shape, int rank, char *out, size_t n)
     for (int d = 0; d < rank; d++) snprintf(out + strlen(out), n - strlen(out), "%s%lld", d ? ", " : "", (long long)shape[d]);
 }
 
-/* Does the file hold every tensor the program loads, as the program has it? */
+/* The first tensor of the file (in header order) that a load would drop:
+ * any the program lacks, or with params_only any parameter it lacks. */
+static const Entry *extra_entry(const Checkpoint *c, int params_only)
+{
+    const Entry *first = NULL;
+    for (int i = 0; i < c->nentries; i++) {
+        const Entry *e = &c->entries[i];
+        if (e->tensor >= 0 || (params_only && strncmp(e->name, "params/", 7))) continue;
+        if (!first || e->order < first->order) first = e;
+    }
+    return first;
+}
+
+/* Does the file hold every tensor the program loads, as the program has it,
+ * and nothing more that the load would silently drop? */
 static int match_program(const Checkpoint *c, const mtx_program *prog, int params_only, char *err, size_t errlen)
 {
     for (int i = 0; i < prog->ntensors; i++) {
         const mtx_tensor_desc *t = &prog->tensors[i];
         if (params_only && t->kind != MTX_PARAM) continue;
-        const Entry *e = find_entry(c, t->name);
+        Entry *e = find_entry(c, t->name);
         if (!e)
             return fail(err, errlen, "checkpoint %s has no tensor '%s' (a checkpoint of another model or optimizer?)",
                         c->path, t->name);
@@ -668,7 +719,12 @@ static int match_program(const Checkpoint *c, const mtx_program *prog, int param
             return fail(err, errlen, "checkpoint %s: tensor '%s' has shape [%s], the program expects [%s]", c->path,
                         t->name, got, want);
         }
+        e->tensor = i;
     }
+    const Entry *extra = extra_entry(c, params_only);
+    if (extra)
+        return fail(err, errlen, "checkpoint %s holds tensor '%s', which this program does not have (a checkpoint of "
+                    "a larger or another model?); nothing is loaded", c->path, extra->name);
     return 0;
 }
 
@@ -736,8 +792,8 @@ static int reader_get(Reader *r, const char *path, off_t at, size_t n, unsigned 
 
 /* Every tensor of the file in file order into its place in memory (a tensor
  * the program does not load: hashed only), checked against meta.json. */
-static int read_tensors(const Checkpoint *c, const mtx_program *prog, unsigned char *memory, int params_only,
-                        char *err, size_t errlen)
+static int read_tensors(const Checkpoint *c, const mtx_program *prog, unsigned char *memory, char *err,
+                        size_t errlen)
 {
     Entry *order = malloc(((size_t)c->nentries + 1) * sizeof(Entry));
     XXH3_state_t *h = XXH3_createState();
@@ -750,13 +806,9 @@ static int read_tensors(const Checkpoint *c, const mtx_program *prog, unsigned c
         memcpy(order, c->entries, (size_t)c->nentries * sizeof(Entry));
         qsort(order, (size_t)c->nentries, sizeof(Entry), by_begin);
     }
-    const cJSON *sums = cJSON_GetObjectItemCaseSensitive(c->meta, "checksums");
     for (int i = 0; !rc && i < c->nentries; i++) {
         const Entry *e = &order[i];
-        unsigned char *to = NULL;
-        for (int k = 0; k < prog->ntensors && !to; k++)
-            if (!strcmp(prog->tensors[k].name, e->name) && (!params_only || prog->tensors[k].kind == MTX_PARAM))
-                to = memory + prog->tensors[k].offset;
+        unsigned char *to = e->tensor >= 0 ? memory + prog->tensors[e->tensor].offset : NULL;
         XXH3_64bits_reset(h);
         if (reader_get(&r, c->path, c->data_at + (off_t)e->begin, e->end - e->begin, to, h) != 0) {
             rc = fail(err, errlen, "cannot read checkpoint %s: %s", c->path, strerror(errno));
@@ -764,7 +816,7 @@ static int read_tensors(const Checkpoint *c, const mtx_program *prog, unsigned c
         }
         char text[32];
         snprintf(text, sizeof text, "%016llx", (unsigned long long)XXH3_64bits_digest(h));
-        if (strcmp(cJSON_GetObjectItemCaseSensitive(sums, e->name)->valuestring, text))
+        if (strcmp(e->sum, text))
             rc = fail(err, errlen, "checkpoint %s is corrupt: tensor '%s' does not match its checksum in %s", c->path,
                       e->name, c->meta_path);
     }
@@ -784,7 +836,7 @@ int mtx_checkpoint_load(const mtx_program *prog, mtx_state *st, const char *step
     if (!rc) rc = check_file(&c, err, errlen);
     if (!rc) rc = match_program(&c, prog, params_only, err, errlen);
     if (!rc && !params_only) rc = check_counter(&c, err, errlen);
-    if (!rc) rc = read_tensors(&c, prog, prog->state_memory(st), params_only, err, errlen);
+    if (!rc) rc = read_tensors(&c, prog, prog->state_memory(st), err, errlen);
     if (!rc) *data_position = c.position;
     checkpoint_close(&c);
     return rc;

@@ -150,6 +150,31 @@ expect fifo_state 2 "cannot read checkpoint ff/checkpoints/3/state.safetensors: 
 expect fifo_meta 2 "cannot read checkpoint fm/checkpoints/3/meta.json: it is a FIFO" steps=4 run_name=fm
 expect fifo_params 2 "cannot read checkpoint ff/checkpoints/3/state.safetensors: it is a FIFO" steps=4 \
     load_parameters_path=ff/checkpoints/3
+# A header of 200,000 zero-size entries (and as many checksums) is checked
+# in n log n: refused at once, naming the missing tensor.
+mkdir -p zz/checkpoints/20
+python3 - a_false/checkpoints/20/meta.json zz/checkpoints/20 <<'PY' || fail "zero-size entries"
+import json, struct, sys
+meta = json.load(open(sys.argv[1]))
+meta["checksums"] = {"z%d" % i: "2d06800538d394c2" for i in range(200000)}
+json.dump(meta, open(sys.argv[2] + "/meta.json", "w"))
+head = {"__metadata__": {"format": "mtxc-checkpoint-2", "step": "20"}}
+head.update({"z%d" % i: {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]} for i in range(200000)})
+text = json.dumps(head).encode()
+open(sys.argv[2] + "/state.safetensors", "wb").write(struct.pack("<Q", len(text)) + text)
+PY
+expect zero_size 2 "checkpoint zz/checkpoints/20/state.safetensors has no tensor 'params/token_embedder.embedding'" \
+    steps=21 run_name=zz
+# A checkpoint of a 3-layer model into a 2-layer program: refused on every
+# load path, naming the first tensor it would drop.
+"$MTXC" build "$root/configs/base.yml" $common base_num_decoder_layers=3 -o trainer_3 > /dev/null || fail "build 3 layers"
+./trainer_3 steps=2 run_name=l3 > /dev/null || fail "3 layers"
+extra="checkpoint l3/checkpoints/2/state.safetensors holds tensor 'params/layers.2.pre_self_attention_norm.scale', which this program does not have"
+expect extra_full 2 "$extra" steps=3 load_full_state_path=l3/checkpoints/2
+expect extra_params 2 "$extra" steps=3 load_parameters_path=l3/checkpoints/2
+out=$("$MTXC" decode "$root/configs/base.yml" $common load_parameters_path=l3/checkpoints/2 2>&1) &&
+    fail "decode of a larger model's checkpoint: $out"
+case "$out" in *"$extra"*) ;; *) fail "decode extra: $out" ;; esac
 echo "symlinked steps never followed, 06 is not a step, 4200 checkpoints resume from the latest: ok"
 
 # SIGKILL at random moments, 20 times, during a run that saves every step:
