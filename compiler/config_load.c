@@ -30,6 +30,7 @@ typedef struct {
     int nopen;
     yaml_document_t *doc;         /* the document being read */
     int seq;                      /* counts values set, for Config.v[].seq */
+    long budget;                  /* YAML nodes MaxText's values may still expand to */
 } Loader;
 
 static void push_open(Loader *L, yaml_parser_t *parser, char *text)
@@ -189,6 +190,10 @@ static void set_rules(Loader *L, const char *file, yaml_node_t *n, ConfigValue *
             rule->axes.items[0] = pool_strdup(p, scalar_text(target));
             rule->axes.n = 1;
         } else {
+            /* Each axis once at most: a longer list is a mistake, or aliases
+             * repeating one list in every rule (quadratic to check). */
+            if (target->type == YAML_SEQUENCE_NODE && target->data.sequence.items.top - target->data.sequence.items.start > 16)
+                fail(L, node_loc(file, target), "logical_axis_rules: a rule maps to at most 16 mesh axes");
             rule->axes = node_strlist(L, file, target, "mesh axis", axes, "mesh axes");
         }
     }
@@ -232,7 +237,7 @@ static int lookup_or_fail(Loader *L, SrcLoc loc, const char *name)
 static void set_maxtext(Loader *L, int m, yaml_node_t *n, SrcLoc loc)
 {
     char msg[1024];
-    const char *text = maxtext_value(L->c->pool, m, L->doc, n, msg, sizeof msg);
+    const char *text = maxtext_value(L->c->pool, m, L->doc, n, &L->budget, msg, sizeof msg);
     if (!text) fail(L, loc, "%s", msg);
     MaxTextValue *v = &L->c->mx[m];
     *v = (MaxTextValue){.set = true, .seq = ++L->seq, .text = text, .loc = loc, .preset = v->preset};
@@ -566,7 +571,7 @@ void config_free(Config *c)
 
 Config *config_load(const char *path, int noverrides, char **overrides, char *err, size_t errlen)
 {
-    Loader L = {.err = err, .errlen = errlen};
+    Loader L = {.err = err, .errlen = errlen, .budget = MAXTEXT_NODE_BUDGET};
     L.c = xcalloc(1, sizeof(Config));
     L.c->pool = pool_new();
     if (setjmp(L.jb)) {

@@ -50,9 +50,19 @@ static bool scalar(Buf *b, MaxTextKind kind, const yaml_node_t *n)
     return false;
 }
 
-static bool canon(Buf *b, MaxTextKind kind, yaml_document_t *doc, yaml_node_t *n, int depth)
+/* One value written out: YAML aliases make a document a graph that expands
+ * exponentially (9 runs of 9 aliases, 8 deep), so nodes are counted as they
+ * are written, against a budget shared by the whole config. */
+typedef struct {
+    Buf *b;
+    yaml_document_t *doc;
+    long *budget;
+} Canon;
+
+static bool canon(Canon *k, MaxTextKind kind, yaml_node_t *n, int depth)
 {
-    if (depth > 64) return false;                 /* files are checked to 64 levels already */
+    Buf *b = k->b;
+    if (depth > 64 || --*k->budget < 0) return false;   /* files are checked to 64 levels already */
     if (n->type == YAML_SCALAR_NODE) return scalar(b, depth ? MK_ANY : kind, n);
     bool seq = n->type == YAML_SEQUENCE_NODE;
     if (depth == 0 && kind != MK_ANY && kind != (seq ? MK_SEQ : MK_MAP)) return false;
@@ -60,14 +70,14 @@ static bool canon(Buf *b, MaxTextKind kind, yaml_document_t *doc, yaml_node_t *n
     if (seq) {
         for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top; it++) {
             if (it > n->data.sequence.items.start) buf_puts(b, ", ");
-            if (!canon(b, MK_ANY, doc, yaml_document_get_node(doc, *it), depth + 1)) return false;
+            if (!canon(k, MK_ANY, yaml_document_get_node(k->doc, *it), depth + 1)) return false;
         }
     } else {
         for (yaml_node_pair_t *pr = n->data.mapping.pairs.start; pr < n->data.mapping.pairs.top; pr++) {
             if (pr > n->data.mapping.pairs.start) buf_puts(b, ", ");
-            if (!canon(b, MK_ANY, doc, yaml_document_get_node(doc, pr->key), depth + 1)) return false;
+            if (!canon(k, MK_ANY, yaml_document_get_node(k->doc, pr->key), depth + 1)) return false;
             buf_puts(b, ": ");
-            if (!canon(b, MK_ANY, doc, yaml_document_get_node(doc, pr->value), depth + 1)) return false;
+            if (!canon(k, MK_ANY, yaml_document_get_node(k->doc, pr->value), depth + 1)) return false;
         }
     }
     buf_puts(b, seq ? "]" : "}");
@@ -80,11 +90,15 @@ static const char *kind_text(MaxTextKind k)
     return text[k];
 }
 
-const char *maxtext_value(Pool *p, int m, yaml_document_t *doc, yaml_node_t *n, char *msg, size_t len)
+const char *maxtext_value(Pool *p, int m, yaml_document_t *doc, yaml_node_t *n, long *budget, char *msg, size_t len)
 {
     Buf b = {0};
+    Canon k = {&b, doc, budget};
     const char *out = NULL;
-    if (canon(&b, maxtext_keys[m].kind, doc, n, 0)) out = pool_strdup(p, b.s ? b.s : "");
+    if (canon(&k, maxtext_keys[m].kind, n, 0)) out = pool_strdup(p, b.s ? b.s : "");
+    else if (*budget < 0)
+        snprintf(msg, len, "key '%s': the config's values expand to more than %ld YAML nodes (aliases repeating "
+                 "aliases?)", maxtext_keys[m].name, MAXTEXT_NODE_BUDGET);
     else snprintf(msg, len, "key '%s' expects %s (MaxText's default: %s)", maxtext_keys[m].name,
                   kind_text(maxtext_keys[m].kind), maxtext_keys[m].def);
     buf_free(&b);
@@ -101,7 +115,8 @@ const char *maxtext_default(Pool *p, int m)
     yaml_parser_set_input_string(&parser, (const unsigned char *)def, strlen(def));
     if (yaml_parser_load(&parser, &doc)) {
         yaml_node_t *root = yaml_document_get_root_node(&doc);
-        if (root) out = maxtext_value(p, m, &doc, root, msg, sizeof msg);
+        long budget = MAXTEXT_NODE_BUDGET;
+        if (root) out = maxtext_value(p, m, &doc, root, &budget, msg, sizeof msg);
         yaml_document_delete(&doc);
     }
     yaml_parser_delete(&parser);

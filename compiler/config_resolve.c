@@ -188,6 +188,8 @@ static bool resolve_mesh(Config *c, char *err, size_t errlen)
         char *end;
         if (strncmp(topo, "cpu-", 4) || (per_slice = strtoll(topo + 4, &end, 10)) <= 0 || *end)
             FAIL(K_compile_topology, "unknown compile_topology '%s' (expected cpu-N, e.g. cpu-8)", topo);
+        if (per_slice > INT_MAX)
+            FAIL(K_compile_topology, "compile_topology '%s' has more than %d devices", topo, INT_MAX);
     }
     if (slices == -1) slices = 1;
     static const int ici[MESH_AXES] = {K_ici_data_parallelism, K_ici_fsdp_parallelism, K_ici_tensor_parallelism,
@@ -197,12 +199,23 @@ static bool resolve_mesh(Config *c, char *err, size_t errlen)
     int in[MESH_AXES], dn[MESH_AXES];
     if (!fill_axes(c, ici, per_slice, in, known, "ici", err, errlen)) return false;
     if (!fill_axes(c, dcn, slices, dn, true, "dcn", err, errlen)) return false;
+    /* Each factor fits an int; the ici x dcn product is checked, axis by axis. */
+    static const char *const axis_names[MESH_AXES] = {"data", "fsdp", "tensor", "expert"};
+    long long axis[MESH_AXES], devices = 1;
+    for (int i = 0; i < MESH_AXES; i++) {
+        axis[i] = (long long)in[i] * dn[i];
+        if (axis[i] > INT_MAX / devices)
+            FAIL(later(c, K_compile_topology_num_slices, later(c, ici[i], dcn[i])),
+                 "the mesh (ici x dcn) has more than %d devices from its %s axis on (ici %d x dcn %d there)", INT_MAX,
+                 axis_names[i], in[i], dn[i]);
+        devices *= axis[i];
+    }
     d->num_slices = (int)slices;
-    d->mesh_data = in[0] * dn[0];
-    d->mesh_fsdp = in[1] * dn[1];
-    d->mesh_tensor = in[2] * dn[2];
-    d->mesh_expert = in[3] * dn[3];
-    d->num_devices = d->mesh_data * d->mesh_fsdp * d->mesh_tensor * d->mesh_expert;
+    d->mesh_data = (int)axis[0];
+    d->mesh_fsdp = (int)axis[1];
+    d->mesh_tensor = (int)axis[2];
+    d->mesh_expert = (int)axis[3];
+    d->num_devices = (int)devices;
     if (d->mesh_expert > 1 && strcmp(cfg_str(c, K_decoder_block), "mixtral"))
         FAIL(later(c, K_ici_expert_parallelism, K_dcn_expert_parallelism),
              "expert parallelism %d needs a mixture of experts (decoder_block mixtral)", d->mesh_expert);

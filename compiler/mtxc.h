@@ -132,8 +132,12 @@ void yaml_quote(Buf *b, const char *s);   /* s as a double-quoted YAML scalar th
 struct yaml_document_s;
 struct yaml_node_s;
 int maxtext_key_find(const char *name);        /* index into maxtext_keys, or -1 */
-/* Node n as key m's canonical text, or NULL with a message (wrong kind). */
-const char *maxtext_value(Pool *p, int m, struct yaml_document_s *doc, struct yaml_node_s *n, char *msg, size_t len);
+/* Nodes all of a config's MaxText values may expand to (aliases included). */
+#define MAXTEXT_NODE_BUDGET 1000000L
+/* Node n as key m's canonical text, or NULL with a message (wrong kind, or
+ * *budget of nodes spent). */
+const char *maxtext_value(Pool *p, int m, struct yaml_document_s *doc, struct yaml_node_s *n, long *budget, char *msg,
+                          size_t len);
 const char *maxtext_default(Pool *p, int m);   /* MaxText's default, canonical */
 /* Every UNIMPLEMENTED key at MaxText's default, or an error at the first that is not. */
 bool maxtext_check(const Config *c, char *err, size_t errlen);

@@ -12,7 +12,7 @@ for f in tests/bad_configs/*.yml; do
     n=$((n + 1))
     # Updating: the expect line goes first, so write a placeholder before running
     # mtxc, or the line numbers in its message would be off by one.
-    if [ "$UPDATE" = --update ] && ! grep -q '^# expect: ' "$f"; then
+    if [ "$UPDATE" = --update ] && ! grep -aq '^# expect: ' "$f"; then
         { echo '# expect: (pending)'; cat "$f"; } > "$f.tmp" && mv "$f.tmp" "$f"
     fi
     args=$(sed -n 's/^# args: //p' "$f")
@@ -22,7 +22,7 @@ for f in tests/bad_configs/*.yml; do
     rc=$?
     got=$(cat "$err")
     if [ "$UPDATE" = --update ]; then
-        grep -v '^# expect: ' "$f" > "$f.tmp"
+        grep -av '^# expect: ' "$f" > "$f.tmp"   # -a: some hold bytes that are not UTF-8
         { printf '# expect: %s\n' "$got"; cat "$f.tmp"; } > "$f"; rm -f "$f.tmp"
         continue
     fi

@@ -64,7 +64,7 @@ echo "$n bad run-time values: the trainer's message is mtxc's"
 [ ! -e "$dir/''" ] || fail "metrics_file='' created a file named ''"
 out=$("$dir/trainer" dataset_type=text dataset_path=/tmp 2>&1); rc=$?
 [ $rc -eq 2 ] || fail "a directory as data: exit $rc, want 2"
-case "$out" in *"trainer: error: cannot read data file '/tmp': Is a directory"*) ;; *) fail "a directory as data: $out" ;; esac
+case "$out" in *"trainer: error: cannot read data file '/tmp': it is a directory, not a file"*) ;; *) fail "a directory as data: $out" ;; esac
 
 # Threads: never more than the CPUs the process may run on (taskset, and the
 # core mpirun binds a lone rank to), or threads spin against each other (a
