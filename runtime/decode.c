@@ -7,6 +7,7 @@
 #include "run_config.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,18 +89,48 @@ static int prompt_tokens(const mtx_program *prog, const DecodeSettings *d, const
     return 1;
 }
 
+/* Runs of ids the tokenizer has, decoded; an id past it (a vocab_size
+ * larger than the tokenizer's) marked as <|id N|>, so one such id does not
+ * hide the rest of the text. */
+static void print_decoded(const mtx_tokenizer *tk, const int32_t *ids, int n)
+{
+    int pieces = mtx_tokenizer_vocab(tk);
+    for (int i = 0; i < n;) {
+        int j = i;
+        while (j < n && ids[j] >= 0 && ids[j] < pieces) j++;
+        if (j > i) {
+            char *text = mtx_tokenizer_decode(tk, ids + i, j - i);
+            fputs(text ? text : "(the tokenizer cannot decode these tokens)", stdout);
+            free(text);
+        }
+        if (j < n) printf("<|id %d|>", ids[j++]);
+        i = j;
+    }
+}
+
 /* The tokens as text: the tokenizer's, the bytes, or the ids. */
 static void print_tokens(const DecodeSettings *d, const mtx_tokenizer *tk, const int32_t *ids, int n)
 {
     if (tk) {
-        char *text = mtx_tokenizer_decode(tk, ids, n);
-        fputs(text ? text : "(the tokenizer cannot decode these tokens)", stdout);
-        free(text);
+        print_decoded(tk, ids, n);
     } else if (!strcmp(d->dataset_type, "text")) {
         for (int i = 0; i < n; i++) putchar(ids[i] < 256 ? ids[i] : '?');
     } else {
         for (int i = 0; i < n; i++) printf("%s%d", i ? " " : "", ids[i]);
     }
+}
+
+/* Logits that are NaN or infinite (a checkpoint of NaN parameters) make
+ * every choice meaningless: said once, on stderr. */
+static void check_finite(const float *logits, int V, int pos, bool *warned)
+{
+    for (int v = 0; v < V && !*warned; v++)
+        if (!isfinite(logits[v])) {
+            fprintf(stderr, "decode: warning: the logits at position %d are not finite (%s): the parameters hold NaN "
+                            "or infinity, and the tokens chosen mean nothing\n", pos,
+                    isnan(logits[v]) ? "NaN" : "infinity");
+            *warned = true;
+        }
 }
 
 static int generate(const mtx_program *prog, const DecodeSettings *d, const mtx_tokenizer *tk, mtx_state *st,
@@ -127,11 +158,14 @@ static int generate(const mtx_program *prog, const DecodeSettings *d, const mtx_
     prog->prefill(st, cache, seq, &zero, logits);
     double t1 = mtx_seconds();
     int prompt = n;
+    bool warned = false;
+    check_finite(logits + (size_t)(n - 1) * V, V, n - 1, &warned);
     seq[n] = mtx_sample(logits + (size_t)(n - 1) * V, V, &d->sampling, key, (uint64_t)n);
     int last = max_new > 0 && n + max_new < T ? n + max_new : T;   /* the sequence ends before position last */
     while (seq[n] != eos && n + 1 < last) {
         int32_t pos = n;
         prog->decode(st, cache, seq + n, &pos, logits);
+        check_finite(logits, V, n, &warned);
         n++;
         seq[n] = mtx_sample(logits, V, &d->sampling, key, (uint64_t)n);
     }
