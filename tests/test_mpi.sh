@@ -10,7 +10,7 @@
 # rank that dies ends the job instead of hanging; only rank 0 writes; gemma
 # (one kv head, replicated) and gemma2 under tensor parallelism; mixtral under
 # FSDP and expert parallelism (2 and 4 ranks, and with FSDP; resumed from
-# its expert shards).
+# its expert shards); pruning a shard's checkpoints never follows a symlink.
 # Usage: tests/test_mpi.sh MTXC (from the source root)
 MTXC=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 root=$PWD
@@ -130,6 +130,14 @@ $MPIRUN ./mx-e2 $args steps=10 run_name=e3 metrics_file=mx-e3.jsonl > /dev/null 
 $MPIRUN ./mx-e2 $args run_name=e3 metrics_file=mx-e3.jsonl > logr 2>&1 || { cat logr; fail "expert resume"; }
 grep -q "resuming from e3/checkpoints/expert-0-of-2/10" logr || fail "expert did not resume: $(cat logr)"
 cmp <(learning mx-e2.jsonl) <(learning mx-e3.jsonl) > /dev/null || fail "the resumed expert run differs from the uninterrupted one"
+# A shard's step moved elsewhere and linked back: pruning on that rank skips
+# the link and its files stay.
+mv f3/checkpoints/fsdp-1-of-2/10 kept1 && ln -s "$PWD/kept1" f3/checkpoints/fsdp-1-of-2/10
+# shellcheck disable=SC2086
+$MPIRUN ./fsdp2 $args steps=22 run_name=f3 max_num_checkpoints_to_keep=1 > logp 2>&1 || { cat logp; fail "fsdp prune"; }
+[ "$(ls kept1 | tr '\n' ' ')" = "meta.json state.safetensors " ] || fail "fsdp prune went through a link: $(ls kept1)"
+[ "$(ls f3/checkpoints/fsdp-0-of-2 | tr '\n' ' ')/$(ls f3/checkpoints/fsdp-1-of-2 | tr '\n' ' ')" = "22 /10 22 " ] ||
+    fail "fsdp prune left $(ls f3/checkpoints/*)"
 out=$($MPIRUN ./dp2 steps=2 run_name=f2 2>&1) && fail "a data-parallel trainer took fsdp checkpoints"
 case "$out" in *"f2/checkpoints/fsdp-"*"-of-2 holds checkpoints of a mesh with fsdp 2 x tensor 1 x expert 1; this trainer's mesh has fsdp 1 x tensor 1 x expert 1"*) ;;
     *) fail "mesh mismatch message: $out" ;; esac
