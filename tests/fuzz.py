@@ -6,13 +6,17 @@
 Run from the source root. Mutates, from one seed (the same seed, the same
 inputs): config files (base.yml with a preset), mtxc's key=value overrides,
 a built trainer's run-time arguments, checkpoints (state.safetensors bytes
-and header fields, meta.json fields and bytes) and token/text data files.
+and header fields, meta.json fields and bytes, headers of 200,000 entries),
+checkpoint directories (symlinked, FIFO, misnamed and non-directory steps),
+and token/text data files; FIFOs and devices stand in for files, and YAML
+alias bombs for values.
 Every run must end in time, without a signal or a sanitizer report, with
 exit status 0 or the input's error status and a one-line message; and:
   * a config mtxc accepts prints a config that mtxc reads back to the same;
   * a run-time value mtxc refuses is refused by the trainer with mtxc's line;
   * a checkpoint whose data, structure or checked fields were changed is
-    refused, and a refused checkpoint's files are left as they were.
+    refused, and a refused checkpoint's files are left as they were;
+  * nothing outside a run's directory is changed through a symlink in it.
 --scale multiplies the number of runs (1: about 300, under a minute).
 Prints the runs, the outcomes and every defect with what reproduces it;
 exits 1 if there is any defect. Standard library only.
@@ -42,9 +46,15 @@ HOSTILE = ["0", "-1", "1", "3", "65", "9223372036854775807", "922337203685477580
            "{a: [b", "&a x", "*a", "!!binary aGk=", "yes", "True", "'True'", "'7'", "../..", "/", ".", "x" * 5000,
            "[" * 100000, "\t", "\u00e9", "a\\nb", "- x", "? x", ": x", "|", ">", "%", "@", "`", "#", "a: b",
            "[silu, linear]", "[gelu]", "[data, fsdp, tensor]", "\x01", "text", "tokens", "synthetic", "float32",
-           "bfloat16", "muon", "full", "none", "llama2", "gpt3", "cpu-4", "cpu-0", "cpu-99999999999"]
+           "bfloat16", "muon", "full", "none", "llama2", "gpt3", "cpu-4", "cpu-0", "cpu-99999999999", "cpu-46341",
+           "65536", "\xff\xfeab", "save_dot_with_context_except_mlp",
+           # aliases: 9^8 nodes, and one anchor repeated
+           "[&a [x,x,x,x,x,x,x,x,x], " + ", ".join("&%s [%s]" % (b, ",".join(["*" + a] * 9))
+                                                 for a, b in zip("abcdefg", "bcdefgh")) + "]",
+           "{k: &m [1, 2], j: *m}"]
 # Path-like values stay inside the fuzz directory (the trainer writes there).
-PATHS = ["", "''", "nope", "sub/dir/x", "a b", "~", "[x]", "x" * 300, ".", "..", "runs", "-", "'#x'"]
+PATHS = ["", "''", "nope", "sub/dir/x", "a b", "~", "[x]", "x" * 300, ".", "..", "runs", "-", "'#x'", "fifo",
+         "/dev/zero", "/dev/null", "base/checkpoints/2"]
 PATH_KEYS = {"dataset_path", "eval_dataset_path", "metrics_file", "base_output_directory",
              "load_parameters_path", "load_full_state_path"}
 
@@ -62,7 +72,8 @@ class Fuzz:
         env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1", OMP_NUM_THREADS="1")
         for limit in (TIMEOUT, RETRY_TIMEOUT):
             try:
-                p = subprocess.run(args, cwd=cwd or self.work, capture_output=True, timeout=limit, env=env)
+                p = subprocess.run(args, cwd=cwd or self.work, capture_output=True, timeout=limit, env=env,
+                                   stdin=subprocess.DEVNULL)
                 return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
             except subprocess.TimeoutExpired:
                 print(f"fuzz: no answer within {limit} s from {' '.join(args)[:200]}", flush=True)
@@ -166,7 +177,7 @@ class Fuzz:
         hlen = struct.unpack("<Q", raw[:8])[0]
         header = json.loads(raw[8:8 + hlen])
         m = json.loads(open(meta).read())
-        op = rng.randrange(9)
+        op = rng.randrange(10)
         must_fail = True
         if op == 0:                                   # a data byte
             at = rng.randrange(8 + hlen, len(raw))
@@ -211,6 +222,17 @@ class Fuzz:
                     return
                 m[field] = new
             what = f"meta.json {field} -> {json.dumps(new)[:40]}"
+        elif op == 9:                                 # 200,000 zero-size entries (a quadratic check hung)
+            for k in range(200000):
+                header[f"z{k}"] = {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]}
+                if rng.random() < 0.5:
+                    m["checksums"][f"z{k}"] = "2d06800538d394c2"
+            text = json.dumps(header).encode()
+            text += b" " * (-len(text) % 8)
+            raw = bytearray(struct.pack("<Q", len(text)) + text + raw[8 + hlen:])
+            with open(meta, "w") as f:
+                json.dump(m, f)
+            what = "200,000 zero-size entries in the header"
         else:                                         # meta.json bytes
             text = bytearray(open(meta, "rb").read())
             kind = rng.randrange(3)
@@ -224,7 +246,7 @@ class Fuzz:
                 f.write(text)
             must_fail = kind < 2
             what = f"meta.json bytes ({['truncated', 'nested 100,000 deep', 'one byte set'][kind]})"
-        if op <= 5:
+        if op <= 5 or op == 9:
             with open(state, "wb") as f:
                 f.write(raw)
         elif op in (6, 7):
@@ -240,6 +262,48 @@ class Fuzz:
         if self.judge("checkpoint", what, rc, err, must_fail=must_fail) != 0 and rc is not None:
             if tree_hashes(os.path.join(self.work, run)) != before or os.path.exists(os.path.join(self.work, run + "x")):
                 self.local.res.append(("checkpoint", "defect", f"{what}: a refused run changed or created files"))
+
+    # ---- checkpoint directories ----
+
+    def ckdir_case(self, rng, i):
+        """Steps that are symlinks (to a directory outside the run), FIFOs,
+        files, misnamed copies or FIFOs inside a step: a run resumes, saves
+        and prunes without hanging and without touching what a link names."""
+        run, outside = f"cd{i}", f"outside{i}"
+        ck = os.path.join(self.work, run, "checkpoints")
+        os.makedirs(ck)
+        base = os.path.join(self.work, "base", "checkpoints", "2")
+        shutil.copytree(base, os.path.join(self.work, outside))
+        made = []
+        for _ in range(rng.randint(1, 3)):
+            kind, step = rng.randrange(6), rng.choice(["1", "2", "3", "4", "5"])
+            name = os.path.join(ck, step)
+            if os.path.lexists(name):
+                continue
+            if kind == 0:
+                os.symlink(os.path.join(self.work, outside), name)
+            elif kind == 1:
+                os.mkfifo(name)
+            elif kind == 2:
+                open(name, "w").close()
+            elif kind == 3:
+                name = os.path.join(ck, rng.choice(["0" + step, "+" + step, " " + step, "18446744073709551616"]))
+                shutil.copytree(base, name)
+            else:
+                shutil.copytree(base, name)
+                victim = os.path.join(name, rng.choice(["state.safetensors", "meta.json"]))
+                os.unlink(victim)
+                os.mkfifo(victim) if kind == 4 else os.symlink(os.path.join(self.work, outside, "meta.json"), victim)
+            made.append(f"{['symlink', 'FIFO', 'file', 'misnamed copy', 'FIFO inside', 'symlinked file'][kind]} "
+                        f"{os.path.basename(name)!r}")
+        before = tree_hashes(os.path.join(self.work, outside))
+        keep = rng.choice(["1", "2", "None"])
+        rc, _, err = self.run(["./trainer", "steps=5", "checkpoint_period=1", "log_period=1", "peak_tflops_per_device=1",
+                               f"run_name={run}", f"max_num_checkpoints_to_keep={keep}"])
+        what = f"checkpoint directory {i} (seed {self.seed}, keep {keep}): {', '.join(made)}"
+        self.judge("ckdir", what, rc, err, ok=(0, 1, 2))
+        if tree_hashes(os.path.join(self.work, outside)) != before:
+            self.local.res.append(("ckdir", "defect", f"{what}: files outside the run changed"))
 
     # ---- data files ----
 
@@ -290,6 +354,8 @@ def main():
     root, mtxc = os.getcwd(), os.path.abspath(args.mtxc)
     work = args.keep or tempfile.mkdtemp(prefix="mtxc-fuzz-")
     os.makedirs(os.path.join(work, "configs"), exist_ok=True)
+    if not os.path.exists(os.path.join(work, "fifo")):
+        os.mkfifo(os.path.join(work, "fifo"))      # a path value that would block an open
     shutil.copytree(os.path.join(root, "configs/models"), os.path.join(work, "configs/models"), dirs_exist_ok=True)
     f = Fuzz(mtxc, root, work, args.seed)
     build = subprocess.run([mtxc, "build", "configs/base.yml", "model_name=tiny", "-o", os.path.join(work, "trainer")],
@@ -310,6 +376,7 @@ def main():
             [(f.override_case, (i, keys)) for i in range(n(60))] + \
             [(f.trainer_case, (i, run_keys)) for i in range(n(50))] + \
             [(f.checkpoint_case, (i,)) for i in range(n(50))] + \
+            [(f.ckdir_case, (i,)) for i in range(n(30))] + \
             [(f.data_case, (i,)) for i in range(n(30))]
     seeds = [rng.randrange(2 ** 32) for _ in cases]
     def one(case, seed):
