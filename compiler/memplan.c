@@ -30,35 +30,37 @@ static int larger_first(const void *pa, const void *pb)
     return a->v->id < b->v->id ? -1 : a->v->id > b->v->id;
 }
 
-static int lower_offset(const void *pa, const void *pb)
-{
-    const Item *a = *(Item *const *)pa, *b = *(Item *const *)pb;
-    return a->v->offset < b->v->offset ? -1 : a->v->offset > b->v->offset;
-}
-
-/* Offsets for items (sorted largest first); returns the arena's size. */
+/* Offsets for items (sorted largest first); returns the arena's size. The
+ * values placed so far are kept in offset order (equal offsets in the order
+ * they were placed), so each new one is one scan of them, not a sort. */
 static int64_t place(Item *items, int n)
 {
-    Item **overlap = xmalloc(sizeof(Item *) * (size_t)(n + 1));
+    Item **placed = xmalloc(sizeof(Item *) * (size_t)(n + 1));
     int64_t peak = 0;
     for (int i = 0; i < n; i++) {
         Item *it = &items[i];
-        int k = 0;
-        for (int j = 0; j < i; j++)
-            if (items[j].first <= it->last && it->first <= items[j].last) overlap[k++] = &items[j];
-        qsort(overlap, (size_t)k, sizeof(Item *), lower_offset);
-        /* the smallest gap between the overlapping values that holds it, else past them all */
+        /* the smallest gap between the values live beside it that holds it, else past them all */
         int64_t at = 0, best = -1, best_gap = 0;
-        for (int j = 0; j < k; j++) {
-            int64_t gap = overlap[j]->v->offset - at;
+        for (int j = 0; j < i; j++) {
+            const Item *o = placed[j];
+            if (o->first > it->last || it->first > o->last) continue;
+            int64_t gap = o->v->offset - at;
             if (gap >= it->size && (best < 0 || gap < best_gap)) best = at, best_gap = gap;
-            int64_t end = overlap[j]->v->offset + overlap[j]->size;
+            int64_t end = o->v->offset + o->size;
             if (end > at) at = end;
         }
         it->v->offset = best >= 0 ? best : at;
         if (it->v->offset + it->size > peak) peak = it->v->offset + it->size;
+        int lo = 0, hi = i;                   /* after the placed ones at offsets <= its own */
+        while (lo < hi) {
+            int mid = lo + (hi - lo) / 2;
+            if (placed[mid]->v->offset <= it->v->offset) lo = mid + 1;
+            else hi = mid;
+        }
+        memmove(placed + lo + 1, placed + lo, sizeof(Item *) * (size_t)(i - lo));
+        placed[lo] = it;
     }
-    free(overlap);
+    free(placed);
     return peak;
 }
 

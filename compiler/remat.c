@@ -58,87 +58,84 @@ static bool policy_saves(const char *policy, const Op *def)
     return false;
 }
 
-/* Append n clones to f and move them to position `at`. */
-static void move_last_to(Func *f, int n, int at)
+/* What remat knows of the train step before it adds anything, computed in
+ * one pass each, so that a model of L layers costs O(ops), not O(L x ops). */
+typedef struct {
+    Program *p;
+    Func *f;
+    int nforward, nknown, nunits;         /* forward ops; values before remat; layers + tiles */
+    bool layers_too;                      /* the policy recomputes in layers (not "none") */
+    int *in_unit;                         /* [nknown] the unit whose forward op made the value, or -1 */
+    int *first, *last;                    /* [nunits] each unit's forward ops (contiguous), or -1 */
+    int *insert_at;                       /* [nunits] the first backward op that reads a value to recompute */
+    bool *need;                           /* [nknown] forward values to recompute */
+    Value **map;                          /* [nknown] a recomputed value for its original */
+} Remat;
+
+static const char *unit_policy(int u, const char *policy)
 {
-    Op **moved = xmalloc(sizeof(Op *) * (size_t)n);
-    memcpy(moved, f->ops + f->nops - n, sizeof(Op *) * (size_t)n);
-    memmove(f->ops + at + n, f->ops + at, sizeof(Op *) * (size_t)(f->nops - n - at));
-    memcpy(f->ops + at, moved, sizeof(Op *) * (size_t)n);
-    free(moved);
+    return u < layers ? policy : "full";
 }
 
-static void remat_layer(Program *p, Func *f, int layer, int nforward, const char *policy, const int *in_layer_all,
-                        int nknown)
+/* Does unit u recompute v for the backward (rather than keep it)? */
+static bool recomputed(const Remat *r, const Value *v, int u, const char *policy)
 {
-    /* in_layer_all covers the values that existed before remat (ids < nknown). */
-#define in_layer(id) ((id) < nknown ? in_layer_all[id] : -1)
-    /* Forward ops of the layer, the value that leaves it (saved: the next layer's input). */
-    int first = -1, last = -1;
-    for (int i = 0; i < nforward; i++)
-        if (layer_of(f->ops[i]->block, false) == layer) {
-            if (first < 0) first = i;
-            last = i;
+    if (v->kind != V_TEMP || v->id >= r->nknown || r->in_unit[v->id] != u) return false;
+    if (r->last[u] < 0 || v == r->f->ops[r->last[u]]->out[0]) return false;   /* what leaves it: the next unit's saved input */
+    return !policy_saves(unit_policy(u, policy), v->def);
+}
+
+/* The backward's reads of values to recompute: need, and where each unit's
+ * clones go (before its first such read). */
+static void find_needs(Remat *r, const char *policy)
+{
+    for (int i = r->nforward; i < r->f->nops; i++)
+        for (int j = 0; j < r->f->ops[i]->nin; j++) {
+            const Value *v = r->f->ops[i]->in[j];
+            int u = v->id < r->nknown ? r->in_unit[v->id] : -1;
+            if (u < 0 || (u < layers && !r->layers_too) || !recomputed(r, v, u, policy)) continue;
+            r->need[v->id] = true;
+            if (r->insert_at[u] < 0) r->insert_at[u] = i;
         }
-    if (first < 0) return;
-    const Value *leaves = f->ops[last]->out[0];
-    bool *need = xcalloc((size_t)p->nvalues + 1, sizeof(bool));
-    int insert_at = -1;
-    for (int i = nforward; i < f->nops; i++)
-        for (int j = 0; j < f->ops[i]->nin; j++) {
-            const Value *v = f->ops[i]->in[j];
-            if (v->kind != V_TEMP || v == leaves || in_layer(v->id) != layer || policy_saves(policy, v->def)) continue;
-            need[v->id] = true;
-            if (insert_at < 0) insert_at = i;
-        }
-    if (insert_at < 0) {
-        free(need);
-        return;
-    }
+}
+
+/* Unit u's clones, appended to f in forward order; returns how many. */
+static int clone_unit(Remat *r, int u, const char *policy)
+{
+    Program *p = r->p;
+    Func *f = r->f;
     /* Which forward ops to clone: those producing a needed value, transitively. */
-    bool *clone = xcalloc((size_t)(last + 1), sizeof(bool));
-    for (int i = last; i >= first; i--) {
+    for (int i = r->last[u]; i >= r->first[u]; i--) {
         const Op *op = f->ops[i];
         bool wanted = false;
-        for (int j = 0; j < op->nout; j++) wanted |= need[op->out[j]->id];
-        if (!wanted || layer_of(op->block, false) != layer) continue;
-        clone[i] = true;
-        for (int j = 0; j < op->nin; j++) {
-            const Value *v = op->in[j];
-            if (v->kind == V_TEMP && v != leaves && in_layer(v->id) == layer && !policy_saves(policy, v->def))
-                need[v->id] = true;
-        }
+        for (int j = 0; j < op->nout; j++) wanted |= r->need[op->out[j]->id];
+        if (!wanted) continue;
+        for (int j = 0; j < op->nin; j++)
+            if (recomputed(r, op->in[j], u, policy)) r->need[op->in[j]->id] = true;
     }
-    /* Clone in forward order; map[old id] = the recomputed value. */
-    Value **map = xcalloc((size_t)p->nvalues + 1, sizeof(Value *));
-    int nvalues_before = p->nvalues, ncloned = 0;
-    for (int i = first; i <= last; i++) {
-        if (!clone[i]) continue;
+    int n = 0;
+    for (int i = r->first[u]; i <= r->last[u]; i++) {
         const Op *op = f->ops[i];
+        bool wanted = false;
+        for (int j = 0; j < op->nout; j++) wanted |= r->need[op->out[j]->id];
+        if (!wanted) continue;
         Value *in[8], *out[3];
-        for (int j = 0; j < op->nin; j++) in[j] = map[op->in[j]->id] ? map[op->in[j]->id] : op->in[j];
+        for (int j = 0; j < op->nin; j++) {   /* another unit's value (a shared cast) stays the original */
+            const Value *v = op->in[j];
+            in[j] = v->id < r->nknown && r->in_unit[v->id] == u && r->map[v->id] ? r->map[v->id] : op->in[j];
+        }
         for (int j = 0; j < op->nout; j++) {
             const Value *o = op->out[j];
             out[j] = value_new(p, pool_fmt(p->pool, "remat.%s", o->name), o->dtype, o->rank, o->dim, V_TEMP);
-            map[o->id] = out[j];
+            r->map[o->id] = out[j];
         }
-        Op *c = op_add(p, f, op->kind, pool_fmt(p->pool, "recompute (remat %s): %s", policy, op->block), op->nin, in,
-                       op->nout, out);
+        Op *c = op_add(p, f, op->kind, pool_fmt(p->pool, "recompute (remat %s): %s", unit_policy(u, policy),
+                                                op->block), op->nin, in, op->nout, out);
         memcpy(c->ia, op->ia, sizeof c->ia);
         memcpy(c->fa, op->fa, sizeof c->fa);
-        ncloned++;
+        n++;
     }
-    move_last_to(f, ncloned, insert_at);
-    /* The backward reads the recomputed values. */
-    for (int i = insert_at + ncloned; i < f->nops; i++)
-        for (int j = 0; j < f->ops[i]->nin; j++) {
-            const Value *v = f->ops[i]->in[j];
-            if (v->id < nvalues_before && map[v->id]) f->ops[i]->in[j] = map[v->id];
-        }
-    free(map);
-    free(clone);
-    free(need);
-#undef in_layer
+    return n;
 }
 
 bool rematerialize(Program *p, char *err, size_t errlen)
@@ -150,17 +147,54 @@ bool rematerialize(Program *p, char *err, size_t errlen)
     layers = p->cfg->d.num_decoder_layers;
     if (!strcmp(policy, "none") && tiles == 1) return true;
     Func *f = &p->train;
-    int nforward = 0;
-    while (nforward < f->nops && !(f->ops[nforward]->block && !strncmp(f->ops[nforward]->block, "backward", 8)))
-        nforward++;
-    /* The layer each forward temporary belongs to. */
-    int nknown = p->nvalues;
-    int *in_layer = xmalloc(sizeof(int) * (size_t)(nknown + 1));
-    for (int i = 0; i <= nknown; i++) in_layer[i] = -1;
-    for (int i = 0; i < nforward; i++)
-        for (int j = 0; j < f->ops[i]->nout; j++) in_layer[f->ops[i]->out[j]->id] = layer_of(f->ops[i]->block, false);
-    for (int l = 0; l < layers && strcmp(policy, "none"); l++) remat_layer(p, f, l, nforward, policy, in_layer, nknown);
-    for (int t = 0; t < tiles && tiles > 1; t++) remat_layer(p, f, layers + t, nforward, "full", in_layer, nknown);
-    free(in_layer);
+    Remat r = {.p = p, .f = f, .nknown = p->nvalues, .nunits = layers + (tiles > 1 ? (int)tiles : 0),
+               .layers_too = strcmp(policy, "none") != 0};
+    while (r.nforward < f->nops && !(f->ops[r.nforward]->block && !strncmp(f->ops[r.nforward]->block, "backward", 8)))
+        r.nforward++;
+    r.in_unit = xmalloc(sizeof(int) * (size_t)(r.nknown + 1));
+    r.first = xmalloc(sizeof(int) * (size_t)(r.nunits + 1));
+    r.last = xmalloc(sizeof(int) * (size_t)(r.nunits + 1));
+    r.insert_at = xmalloc(sizeof(int) * (size_t)(r.nunits + 1));
+    r.need = xcalloc((size_t)r.nknown + 1, sizeof(bool));
+    r.map = xcalloc((size_t)r.nknown + 1, sizeof(Value *));
+    for (int i = 0; i <= r.nknown; i++) r.in_unit[i] = -1;
+    for (int u = 0; u <= r.nunits; u++) r.first[u] = r.last[u] = r.insert_at[u] = -1;
+    for (int i = 0; i < r.nforward; i++) {
+        int u = layer_of(f->ops[i]->block, false);
+        if (u < 0 || u >= r.nunits) continue;
+        for (int j = 0; j < f->ops[i]->nout; j++) r.in_unit[f->ops[i]->out[j]->id] = u;
+        if (r.first[u] < 0) r.first[u] = i;
+        r.last[u] = i;
+    }
+    find_needs(&r, policy);
+    /* Clones in unit order (value ids one unit after another); the
+     * backward's original ops read them (the clones already do); then one
+     * pass builds the op list with each unit's clones right before its
+     * first reader, units that share a reader in unit order. */
+    int nbefore = f->nops, *start = xmalloc(sizeof(int) * (size_t)(r.nunits + 1));
+    int *count = xcalloc((size_t)r.nunits + 1, sizeof(int));
+    for (int u = 0; u < r.nunits; u++) {
+        start[u] = f->nops;
+        if (r.insert_at[u] >= 0) count[u] = clone_unit(&r, u, policy);
+    }
+    for (int i = r.nforward; i < nbefore; i++)
+        for (int j = 0; j < f->ops[i]->nin; j++) {
+            const Value *v = f->ops[i]->in[j];
+            if (v->id < r.nknown && r.map[v->id]) f->ops[i]->in[j] = r.map[v->id];
+        }
+    int *first_unit = xmalloc(sizeof(int) * (size_t)(nbefore + 1)), *next_unit = xmalloc(sizeof(int) * (size_t)(r.nunits + 1));
+    for (int i = 0; i <= nbefore; i++) first_unit[i] = -1;
+    for (int u = r.nunits - 1; u >= 0; u--)     /* lists by reader, in unit order */
+        if (count[u]) next_unit[u] = first_unit[r.insert_at[u]], first_unit[r.insert_at[u]] = u;
+    Op **ops = xmalloc(sizeof(Op *) * (size_t)(f->nops + 1));
+    int n = 0;
+    for (int i = 0; i < nbefore; i++) {
+        for (int u = first_unit[i]; u >= 0; u = next_unit[u])
+            for (int c = 0; c < count[u]; c++) ops[n++] = f->ops[start[u] + c];
+        ops[n++] = f->ops[i];
+    }
+    memcpy(f->ops, ops, sizeof(Op *) * (size_t)n);
+    free(ops), free(first_unit), free(next_unit), free(count), free(start);
+    free(r.in_unit), free(r.first), free(r.last), free(r.insert_at), free(r.need), free(r.map);
     return true;
 }

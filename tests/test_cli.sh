@@ -80,6 +80,9 @@ check utf16_mark 2 "argument 'run_name=$(printf '\377\376')ab': error: key 'run_
 { echo "base_config: $PWD/configs/base.yml"; printf 'model_name: '; head -c 3000000 /dev/zero | tr '\0' a; echo; } > "$out_dir/big.yml"
 check long_model_name 2 "unknown model_name 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa...' (presets in" \
     timeout 300 "$MTXC" config "$out_dir/big.yml"
+# The documented limit of layers compiles (README: about 4 s quiet).
+check layers_512 0 "generated C:" timeout 900 "$MTXC" compile-only configs/base.yml model_name=tiny \
+    override_model_config=true base_num_decoder_layers=512
 rm -rf "$out_dir"
 
 echo "cli: $fails failures"
