@@ -55,12 +55,15 @@ echo "topk, nucleus, composite, weighted: reproducible by seed"
 expect() {   # expect NAME MESSAGE ARGS...
     local name=$1 want=$2 out rc
     shift 2
-    out=$(./t decode "$@" 2>&1); rc=$?
+    out=$(timeout 300 ./t decode "$@" 2>&1); rc=$?
     [ $rc -eq 2 ] || fail "$name: exit $rc, want 2 ($out)"
     case "$out" in *"$want"*) ;; *) fail "$name: want \"$want\", got: $out" ;; esac
 }
 expect none "decoding needs a checkpoint: set load_parameters_path"
 expect missing "r/checkpoints/7" load_parameters_path=r/checkpoints/7
+mkdir -p fifo/checkpoints/1 && mkfifo fifo/checkpoints/1/state.safetensors && cp $ck/meta.json fifo/checkpoints/1/
+expect fifo "cannot read checkpoint fifo/checkpoints/1/state.safetensors: it is a FIFO" \
+    load_parameters_path=fifo/checkpoints/1
 expect long "prompt is 70 tokens, more than max_prefill_predict_length 64" load_parameters_path=$ck \
     prompt="$(printf '%070d' 0)"
 expect empty "prompt is empty" load_parameters_path=$ck prompt=
