@@ -5,76 +5,44 @@
 #include <string.h>
 
 const OpInfo op_info[NUM_OPS] = {
-#define OP(name, nin, nout, cls) [OP_##name] = {#name, OC_##cls, nin, nout},
+#define ATTRS(set, ints, floats)
+#define OP(name, nin, nout, cls, attrs) [OP_##name] = {#name, OC_##cls, nin, nout, ATTRS_##attrs},
 #include "ops.def"
 #undef OP
+#undef ATTRS
 };
 
-/* Attribute names, printed by `mtxc ir` and used by the verifier's messages. */
-static const struct { OpKind kind; const char *ia[8]; const char *fa[8]; } attr_names[] = {
-    {OP_embed, {"n", "d"}, {0}},
-    {OP_position_add, {"b", "t", "d"}, {0}},
-    {OP_matmul, {"m", "n", "k", "ta", "tb"}, {0}},
-    {OP_bias_add, {"cols"}, {0}},
-    {OP_fill, {0}, {"value"}},
-    {OP_dropout, {"sequence", "features", "stream", "tensor_split"}, {"rate"}},
-    {OP_dropout_grad, {"sequence", "features", "stream", "tensor_split"}, {"rate"}},
-    {OP_soft_cap, {0}, {"cap"}},
-    {OP_soft_cap_grad, {0}, {"cap"}},
-    {OP_rmsnorm, {"n", "d"}, {"eps"}},
-    {OP_layernorm, {"n", "d"}, {"eps"}},
-    {OP_rope, {"b", "t", "heads", "dh", "variant"}, {"min_timescale", "max_timescale"}},
-    {OP_attention_scores, {"b", "t", "hq", "hkv", "dh"}, {"scale"}},
-    {OP_causal_softmax, {"blocks", "t", "window"}, {0}},
-    {OP_attention_values, {"b", "t", "hq", "hkv", "dh"}, {0}},
-    {OP_flash_attention, {"b", "t", "hq", "hkv", "dh", "window"}, {"scale", "cap"}},
-    {OP_cross_entropy, {"n", "vocab", "first", "sum"}, {0}},
-    {OP_rows, {"first", "n", "width", "rows"}, {0}},
-    {OP_topk_route, {"n", "experts", "k", "normalize", "bf16"}, {0}},
-    {OP_topk_route_grad, {"n", "experts", "k"}, {0}},
-    {OP_expert_sort, {"n", "experts", "k"}, {0}},
-    {OP_gather_rows, {"n", "d", "k"}, {0}},
-    {OP_gather_rows_grad, {"n", "d", "k"}, {0}},
-    {OP_grouped_matmul, {"m", "n", "k", "experts", "local", "tb"}, {0}},
-    {OP_grouped_matmul_wgrad, {"m", "n", "k", "experts", "local"}, {0}},
-    {OP_expert_counts, {"experts"}, {0}},
-    {OP_all_to_all, {"rows_in", "rows_out", "d", "experts", "back"}, {0}},
-    {OP_expert_combine, {"n", "d", "k"}, {0}},
-    {OP_expert_combine_grad, {"n", "d", "k"}, {0}},
-    {OP_expert_capacity, {"sequences", "t", "experts", "k", "capacity"}, {0}},
-    {OP_moe_lb_loss, {"sequences", "t", "experts", "k", "bf16"}, {"scale"}},
-    {OP_moe_lb_loss_grad, {"sequences", "t", "experts", "k", "bf16"}, {"scale"}},
-    {OP_rope_at, {"b", "n", "heads", "dh", "variant"}, {"min_timescale", "max_timescale"}},
-    {OP_position_add_at, {"b", "n", "d", "rows"}, {0}},
-    {OP_kv_cache_write, {"b", "n", "width", "tmax"}, {0}},
-    {OP_cached_attention, {"b", "n", "hq", "hkv", "dh", "window", "tmax"}, {"scale", "cap"}},
-    {OP_rows_grad, {"first", "n", "width", "rows"}, {0}},
-    {OP_embed_grad, {"n", "vocab", "d"}, {0}},
-    {OP_position_add_grad, {"b", "t", "rows", "d"}, {0}},
-    {OP_bias_grad, {"n", "d"}, {0}},
-    {OP_rmsnorm_grad, {"n", "d"}, {"eps"}},
-    {OP_layernorm_grad, {"n", "d"}, {"eps"}},
-    {OP_rope_grad, {"b", "t", "heads", "dh", "variant"}, {"min_timescale", "max_timescale"}},
-    {OP_attention_scores_grad, {"b", "t", "hq", "hkv", "dh"}, {"scale"}},
-    {OP_causal_softmax_grad, {"blocks", "t", "window"}, {0}},
-    {OP_attention_values_grad, {"b", "t", "hq", "hkv", "dh"}, {0}},
-    {OP_flash_attention_grad, {"b", "t", "hq", "hkv", "dh", "window"}, {"scale", "cap"}},
-    {OP_cross_entropy_grad, {"n", "vocab", "first", "sum"}, {0}},
-    {OP_learning_rate, {"schedule"}, {"peak", "final_fraction", "warmup_fraction", "decay_fraction"}},
-    {OP_clip_scale, {0}, {"threshold"}},
-    {OP_adamw, {"pax", "nesterov"}, {"b1", "b2", "eps", "eps_root", "weight_decay"}},
-    {OP_muon, {"rows", "cols"}, {"beta", "eps", "weight_decay"}},
-    {OP_global_norm, {"sum_over_axes", "split_inputs", "split_axis"}, {0}},
-    {OP_all_reduce_sum, {"axes"}, {0}},
-    {OP_all_gather, {"n", "shards"}, {0}},
-    {OP_reduce_scatter, {"n", "shards"}, {0}},
+/* Each set's attribute names, in their places, for the printer and messages. */
+static const struct { const char *const *ints, *const *floats; } attr_names[NUM_ATTR_SETS] = {
+#define OP(name, nin, nout, cls, attrs)
+#define I(set, name) #name,
+#define F(set, name) #name,
+#define ATTRS(set, ints, floats) [ATTRS_##set] = {(const char *const[]){ints NULL}, (const char *const[]){floats NULL}},
+#include "ops.def"
+#undef ATTRS
+#undef F
+#undef I
+#undef OP
 };
 
 const char *op_attr_name(OpKind kind, int i, bool is_float)
 {
-    for (size_t j = 0; j < sizeof attr_names / sizeof attr_names[0]; j++)
-        if (attr_names[j].kind == kind) return is_float ? attr_names[j].fa[i] : attr_names[j].ia[i];
-    return NULL;
+    const char *const *names = is_float ? attr_names[op_info[kind].attrs].floats : attr_names[op_info[kind].attrs].ints;
+    for (int j = 0; j < i; j++)
+        if (!names[j]) return NULL;
+    return names[i];
+}
+
+int64_t *op_ia(const Op *op, AttrSet set)
+{
+    if (op_info[op->kind].attrs != set) fatal("op %s has no such integer attribute (a bug in mtxc)", op_info[op->kind].name);
+    return (int64_t *)op->ia;
+}
+
+double *op_fa(const Op *op, AttrSet set)
+{
+    if (op_info[op->kind].attrs != set) fatal("op %s has no such float attribute (a bug in mtxc)", op_info[op->kind].name);
+    return (double *)op->fa;
 }
 
 Program *program_new(const Config *cfg)

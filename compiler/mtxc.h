@@ -173,12 +173,39 @@ static inline bool dtype_is_float(DType dt) { return dt == DT_F32 || dt == DT_BF
 typedef enum { V_PARAM, V_OPT, V_COUNTER, V_INPUT, V_TEMP, V_ACCUM, V_CACHE } ValueKind;
 typedef enum { INIT_ZEROS, INIT_ONES, INIT_NORMAL, INIT_TRUNCATED_NORMAL } InitKind;
 
+#define ATTRS(set, ints, floats)
 typedef enum {
-#define OP(name, nin, nout, cls) OP_##name,
+#define OP(name, nin, nout, cls, attrs) OP_##name,
 #include "ops.def"
 #undef OP
     NUM_OPS
 } OpKind;
+#undef ATTRS
+
+/* Attribute sets (ops.def), and the place of each attribute in its set:
+ * A_<set>_<name> indexes Op.ia, F_<set>_<name> Op.fa. */
+#define OP(name, nin, nout, cls, attrs)
+typedef enum {
+#define ATTRS(set, ints, floats) ATTRS_##set,
+#include "ops.def"
+#undef ATTRS
+    NUM_ATTR_SETS
+} AttrSet;
+#define I(set, name) A_##set##_##name,
+#define F(set, name)
+#define ATTRS(set, ints, floats) enum { A_##set##__none = -1, ints };
+#include "ops.def"
+#undef I
+#undef F
+#undef ATTRS
+#define I(set, name)
+#define F(set, name) F_##set##_##name,
+#define ATTRS(set, ints, floats) enum { F_##set##__none = -1, floats };
+#include "ops.def"
+#undef I
+#undef F
+#undef ATTRS
+#undef OP
 typedef enum { OC_EW, OC_KERNEL, OC_GEMM, OC_UPDATE } OpClass;
 
 typedef struct Op Op;
@@ -269,9 +296,18 @@ typedef struct {
     const char *name;
     OpClass cls;
     int nin, nout;
+    AttrSet attrs;
 } OpInfo;
 extern const OpInfo op_info[NUM_OPS];
 const char *op_attr_name(OpKind kind, int i, bool is_float);   /* NULL past the last */
+
+/* An op's attribute by name, an lvalue: IA(op, matmul, m) = 64;
+ * FA(op, norm, eps). The op's kind must have that attribute set (checked:
+ * reading another op's attributes through the wrong names is a bug). */
+#define IA(op, set, name) (op_ia((op), ATTRS_##set)[A_##set##_##name])
+#define FA(op, set, name) (op_fa((op), ATTRS_##set)[F_##set##_##name])
+int64_t *op_ia(const Op *op, AttrSet set);
+double *op_fa(const Op *op, AttrSet set);
 
 Program *program_new(const Config *cfg);
 int64_t program_param_count(const Program *p);

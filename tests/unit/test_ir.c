@@ -40,9 +40,9 @@ START_TEST(printer_text)
                         "%layers.1.self_attention.key_rotated  b=8  t=64  hq=4  hkv=2  dh=16  scale=1\n"));
     ck_assert(strstr(a, "  %layers.0.self_attention.query.kernel.bf16: bf16[64, 64] = cast @layers.0.self_attention.query.kernel\n"));
     ck_assert(strstr(a, "  %layers.0.self_attention.query: bf16[8, 64, 64] = matmul %layers.0.attention_input, "
-                        "%layers.0.self_attention.query.kernel.bf16  m=512  n=64  k=64  ta=0  tb=0\n"));
+                        "%layers.0.self_attention.query.kernel.bf16  m=512  n=64  k=64  ta=0  tb=0  alpha=1\n"));
     /* cast_logits_to_fp32 is the loss kernel's: it reads bf16 logits as float32 */
-    ck_assert(strstr(a, "  %logits: bf16[8, 64, 256] = matmul %decoder_output, %logits_dense.kernel.bf16  m=512  n=256  k=64  ta=0  tb=0\n"));
+    ck_assert(strstr(a, "  %logits: bf16[8, 64, 256] = matmul %decoder_output, %logits_dense.kernel.bf16  m=512  n=256  k=64  ta=0  tb=0  alpha=1\n"));
     ck_assert(strstr(a, "  %loss: f32[1], %total_weight: f32[1] = cross_entropy %logits, %targets, %targets_segmentation  n=512  vocab=256  first=0  sum=0\n"));
     ck_assert_ptr_null(strstr(a, "grad."));                  /* no backward yet */
     free(a);
