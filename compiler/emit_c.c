@@ -197,28 +197,32 @@ static const char *ew_expr(Emitter *e, const Op *op)
     switch (op->kind) {
     case OP_add: return pool_fmt(pool, "%s + %s", a, b);
     case OP_mul: return pool_fmt(pool, "%s * %s", a, b);
-    case OP_bias_add:
-        return pool_fmt(pool, "%s + %s", a, load(e, op->in[1], e->loop_cols == op->ia[0] ? "c" :
-                                                 pool_fmt(pool, "i %% %lld", (long long)op->ia[0])));
+    case OP_bias_add: {
+        int64_t cols = IA(op, bias_add, cols);
+        return pool_fmt(pool, "%s + %s", a, load(e, op->in[1], e->loop_cols == cols ? "c" :
+                                                 pool_fmt(pool, "i %% %lld", (long long)cols)));
+    }
     case OP_cast: return a;      /* the store rounds to the output's dtype */
     case OP_silu: return pool_fmt(pool, "silu(%s)", a);
     case OP_gelu: return pool_fmt(pool, "gelu(%s)", a);
     case OP_silu_grad: return pool_fmt(pool, "%s * silu_grad(%s)", b, a);
     case OP_gelu_grad: return pool_fmt(pool, "%s * gelu_grad(%s)", b, a);
-    case OP_soft_cap: return pool_fmt(pool, "soft_cap(%s, %s)", a, flit(pool, op->fa[0]));
-    case OP_soft_cap_grad: return pool_fmt(pool, "%s * soft_cap_grad(%s, %s)", b, a, flit(pool, op->fa[0]));
-    case OP_fill: return flit(pool, op->fa[0]);
+    case OP_soft_cap: return pool_fmt(pool, "soft_cap(%s, %s)", a, flit(pool, FA(op, soft_cap, cap)));
+    case OP_soft_cap_grad: return pool_fmt(pool, "%s * soft_cap_grad(%s, %s)", b, a, flit(pool, FA(op, soft_cap, cap)));
+    case OP_fill: return flit(pool, FA(op, fill, value));
     case OP_reciprocal: return pool_fmt(pool, "1.0f / (%s + 1e-8f)", a);
     case OP_dropout:
-    case OP_dropout_grad: /* mask index: (row of the global batch, feature), shared along the sequence */
-        if (op->ia[3] > 1)  /* this device's share of the features, from its first column */
+    case OP_dropout_grad: { /* mask index: (row of the global batch, feature), shared along the sequence */
+        long long sequence = IA(op, dropout, sequence), features = IA(op, dropout, features);
+        long long split = IA(op, dropout, tensor_split);
+        const char *rate = flit(pool, FA(op, dropout, rate));
+        if (split > 1)  /* this device's share of the features, from its first column */
             return pool_fmt(pool, "%s * mtx_dropout_scale(%s_key, (%s_row + i / %lld) * %lld + %s_column + i %% %lld, %s)",
-                            a, V(e, op->out[0]), V(e, op->out[0]), (long long)op->ia[0],
-                            (long long)(op->ia[1] * op->ia[3]), V(e, op->out[0]), (long long)op->ia[1],
-                            flit(pool, op->fa[0]));
+                            a, V(e, op->out[0]), V(e, op->out[0]), sequence, features * split, V(e, op->out[0]),
+                            features, rate);
         return pool_fmt(pool, "%s * mtx_dropout_scale(%s_key, (%s_row + i / %lld) * %lld + i %% %lld, %s)", a,
-                        V(e, op->out[0]), V(e, op->out[0]), (long long)op->ia[0], (long long)op->ia[1],
-                        (long long)op->ia[1], flit(pool, op->fa[0]));
+                        V(e, op->out[0]), V(e, op->out[0]), sequence, features, features, rate);
+    }
     case OP_tensor_enter: return a;
     default: fatal("emit: %s is not elementwise", op_info[op->kind].name);
     }
@@ -231,13 +235,16 @@ static void declare_dropout(Emitter *e, const Func *f, const Op *op)
 {
     const Value *const *in = (const Value *const *)f->loop_inputs;
     const char *y = V(e, op->out[0]);
-    emitf(e, "    const mtx_rng_key %s_key = mtx_rng_fold(rng, 0x%llxULL);\n", y, (unsigned long long)op->ia[2]);
+    emitf(e, "    const mtx_rng_key %s_key = mtx_rng_fold(rng, 0x%llxULL);\n", y,
+        (unsigned long long)IA(op, dropout, stream));
     /* dropout is the train step's: this device's rows start at its index times its train batch */
     emitf(e, "    const int64_t %s_row = (int64_t)mtx_batch_index() * %lld", y,
         (long long)(e->p->cfg->d.global_batch / batch_shards(e->p->cfg)));
     if (e->in_loop) emitf(e, " + (int64_t)micro * %lld", (long long)in[0]->dim[0]);
     emitf(e, ";\n");
-    if (op->ia[3] > 1) emitf(e, "    const int64_t %s_column = (int64_t)mtx_mesh_coord(2) * %lld;\n", y, (long long)op->ia[1]);
+    if (IA(op, dropout, tensor_split) > 1)
+        emitf(e, "    const int64_t %s_column = (int64_t)mtx_mesh_coord(2) * %lld;\n", y,
+            (long long)IA(op, dropout, features));
 }
 
 static bool is_dropout(const Op *op) { return op->kind == OP_dropout || op->kind == OP_dropout_grad; }
@@ -248,7 +255,7 @@ static bool is_dropout(const Op *op) { return op->kind == OP_dropout || op->kind
 static int64_t loop_columns(const Func *f, int a, int b)
 {
     for (int i = a; i <= b; i++)
-        if (f->ops[i]->kind == OP_bias_add) return f->ops[i]->ia[0];
+        if (f->ops[i]->kind == OP_bias_add) return IA(f->ops[i], bias_add, cols);
     return 0;
 }
 

@@ -27,7 +27,7 @@ static int reads_in(const Func *f, const Value *v, int first, int last)
 
 static bool ragged_source(const Op *op)
 {
-    return (op->kind == OP_all_to_all && !op->ia[4]) || (op->kind == OP_grouped_matmul && op->in[0]->rows_used);
+    return (op->kind == OP_all_to_all && !IA(op, all_to_all, back)) || (op->kind == OP_grouped_matmul && op->in[0]->rows_used);
 }
 
 /* Value.rows_used of every value of f: from the all-to-all and the grouped

@@ -80,9 +80,9 @@ bool build_optimizer(Program *p, char *err, size_t errlen)
             }
     if (split_axis & (split_axis - 1)) fatal("optimizer: params split over two mesh axes");
     Op *norm_op = op_add(p, f, OP_global_norm, block, n, norm_in, 1, &p->grad_norm);
-    norm_op->ia[0] = params[0]->full_rank ? MTX_AXIS_FSDP : 0;
-    norm_op->ia[1] = nsplit;
-    norm_op->ia[2] = split_axis;
+    IA(norm_op, global_norm, sum_over_axes) = params[0]->full_rank ? MTX_AXIS_FSDP : 0;
+    IA(norm_op, global_norm, split_inputs) = nsplit;
+    IA(norm_op, global_norm, split_axis) = split_axis;
     free(norm_in);
     if (p->grad_scale) {                 /* accumulated sums: divide by the token count */
         Value *in[2] = {p->grad_norm, p->grad_scale}, *norm = scalar(p, "mean_grad_norm");
@@ -92,9 +92,9 @@ bool build_optimizer(Program *p, char *err, size_t errlen)
     Value *clip = scalar(p, "clip_scale");
     double threshold = cfg_float(c, K_gradient_clipping_threshold);
     if (threshold > 0) {
-        op_add(p, f, OP_clip_scale, block, 1, &p->grad_norm, 1, &clip)->fa[0] = threshold;
+        FA(op_add(p, f, OP_clip_scale, block, 1, &p->grad_norm, 1, &clip), clip_scale, threshold) = threshold;
     } else {
-        op_add(p, f, OP_fill, block, 0, NULL, 1, &clip)->fa[0] = 1.0;
+        FA(op_add(p, f, OP_fill, block, 0, NULL, 1, &clip), fill, value) = 1.0;
     }
     if (p->grad_scale) {                 /* AdamW multiplies each gradient by this */
         Value *in[2] = {clip, p->grad_scale}, *scaled = scalar(p, "gradient_scale");
@@ -106,11 +106,11 @@ bool build_optimizer(Program *p, char *err, size_t errlen)
     Value *sched_in[2] = {p->step, schedule_steps};
     Op *lr = op_add(p, f, OP_learning_rate, block, 2, sched_in, 1, &p->lr);
     if (!strcmp(cfg_str(c, K_lr_schedule_type), "wsd"))
-        lr->ia[0] = strcmp(cfg_str(c, K_wsd_decay_style), "cosine") ? 1 : 2;
-    lr->fa[0] = cfg_float(c, K_learning_rate);
-    lr->fa[1] = cfg_float(c, K_learning_rate_final_fraction);
-    lr->fa[2] = cfg_float(c, K_warmup_steps_fraction);
-    lr->fa[3] = cfg_float(c, K_wsd_decay_steps_fraction);
+        IA(lr, learning_rate, schedule) = strcmp(cfg_str(c, K_wsd_decay_style), "cosine") ? 1 : 2;
+    FA(lr, learning_rate, peak) = cfg_float(c, K_learning_rate);
+    FA(lr, learning_rate, final_fraction) = cfg_float(c, K_learning_rate_final_fraction);
+    FA(lr, learning_rate, warmup_fraction) = cfg_float(c, K_warmup_steps_fraction);
+    FA(lr, learning_rate, decay_fraction) = cfg_float(c, K_wsd_decay_steps_fraction);
     if (!strcmp(cfg_str(c, K_opt_type), "sgd")) {          /* optax.sgd: no state */
         for (int i = 0; i < n; i++) {
             Value *in[4] = {params[i], grads[i], p->lr, clip};
@@ -128,22 +128,22 @@ bool build_optimizer(Program *p, char *err, size_t errlen)
             int64_t words = (int64_t)(mtx_muon_workspace((int)params[i]->dim[0], (int)params[i]->dim[1]) / 4);
             Value *work = value_new(p, pool_fmt(p->pool, "muon_workspace.%s", params[i]->name), DT_F32, 1, &words, V_TEMP);
             Op *op = op_add(p, f, OP_muon, block, 5, in, 1, &work);
-            op->ia[0] = params[i]->dim[0];
-            op->ia[1] = params[i]->dim[1];
-            op->fa[0] = cfg_float(c, K_muon_beta);
-            op->fa[1] = cfg_float(c, K_adam_eps);
-            op->fa[2] = cfg_float(c, K_muon_weight_decay);
+            IA(op, muon, rows) = params[i]->dim[0];
+            IA(op, muon, cols) = params[i]->dim[1];
+            FA(op, muon, beta) = cfg_float(c, K_muon_beta);
+            FA(op, muon, eps) = cfg_float(c, K_adam_eps);
+            FA(op, muon, weight_decay) = cfg_float(c, K_muon_weight_decay);
             continue;
         }
         Value *in[6] = {params[i], grads[i], moment(p, "mu", params[i]), moment(p, "nu", params[i]), p->lr, clip};
         Op *op = op_add(p, f, OP_adamw, block, 6, in, 0, NULL);
-        op->ia[0] = !strcmp(cfg_str(c, K_opt_type), "adam_pax");
-        op->ia[1] = muon;              /* muon's AdamW looks one step ahead (nesterov) */
-        op->fa[0] = cfg_float(c, K_adam_b1);
-        op->fa[1] = cfg_float(c, K_adam_b2);
-        op->fa[2] = cfg_float(c, K_adam_eps);
-        op->fa[3] = cfg_float(c, K_adam_eps_root);
-        op->fa[4] = cfg_float(c, K_adam_weight_decay);
+        IA(op, adamw, pax) = !strcmp(cfg_str(c, K_opt_type), "adam_pax");
+        IA(op, adamw, nesterov) = muon;              /* muon's AdamW looks one step ahead (nesterov) */
+        FA(op, adamw, b1) = cfg_float(c, K_adam_b1);
+        FA(op, adamw, b2) = cfg_float(c, K_adam_b2);
+        FA(op, adamw, eps) = cfg_float(c, K_adam_eps);
+        FA(op, adamw, eps_root) = cfg_float(c, K_adam_eps_root);
+        FA(op, adamw, weight_decay) = cfg_float(c, K_adam_weight_decay);
     }
     op_add(p, f, OP_step_increment, block, 1, &p->step, 0, NULL);
     free(params);

@@ -36,8 +36,8 @@ static bool gather_bf16(Program *p, Func *out, Op *cast, int fsdp)
     chunk->def = cast;
     func_append(out, cast);
     Op *g = op_add(p, out, OP_all_gather, cast->block, 1, &chunk, 1, &y);
-    g->ia[0] = value_numel(y);
-    g->ia[1] = fsdp;
+    IA(g, shards, n) = value_numel(y);
+    IA(g, shards, shards) = fsdp;
     return true;
 }
 
@@ -60,8 +60,8 @@ static void gather_before_uses(Program *p, Func *f, int fsdp)
             Value *full = value_new(p, pool_fmt(p->pool, "gathered.%s", param->name), DT_F32, param->full_rank,
                                     param->full_dim, V_TEMP);
             Op *g = op_add(p, &out, OP_all_gather, op->block, 1, &param, 1, &full);
-            g->ia[0] = value_numel(full);
-            g->ia[1] = fsdp;
+            IA(g, shards, n) = value_numel(full);
+            IA(g, shards, shards) = fsdp;
             for (int k = j; k < op->nin; k++)           /* one gather serves each read of the op */
                 if (op->in[k] == param) op->in[k] = full;
         }
@@ -98,8 +98,8 @@ static void shard_param(Program *p, Func *f, Value *param, int fsdp, const char 
     Value *full = add->in[1];
     Value *chunk = value_new(p, pool_fmt(p->pool, "grad_chunk.%s", param->name), DT_F32, 1, param->dim, V_TEMP);
     Op *op = op_add(p, f, OP_reduce_scatter, block, 1, &full, 1, &chunk);
-    op->ia[0] = value_numel(full);
-    op->ia[1] = fsdp;
+    IA(op, shards, n) = value_numel(full);
+    IA(op, shards, shards) = fsdp;
     func_move_last(f, at);
     f->loop_last++;
     add->in[1] = chunk;
@@ -177,7 +177,7 @@ bool lowerable_mesh(const Config *c, char *err, size_t errlen)
 static void all_reduce_grads(Program *p, Func *f, Value **grads, int n, int axes, int devices, const char *block, int *at)
 {
     if (n == 0 || devices <= 1) return;
-    op_add(p, f, OP_all_reduce_sum, block, n, grads, 0, NULL)->ia[0] = axes;
+    IA(op_add(p, f, OP_all_reduce_sum, block, n, grads, 0, NULL), all_reduce_sum, axes) = axes;
     func_move_last(f, (*at)++);
 }
 
@@ -210,8 +210,8 @@ bool shard(Program *p, char *err, size_t errlen)
                                               data, fsdp, expert)
                                    : pool_fmt(p->pool, "data x fsdp = %d x %d: sums over the devices", data, fsdp);
     Value *sums[3] = {p->loss_sum, p->weight_sum, p->moe_lb_sum};
-    op_add(p, f, OP_all_reduce_sum, block, p->moe_lb_sum ? 3 : 2, sums, 0, NULL)->ia[0] =
-        MTX_AXIS_DATA | MTX_AXIS_FSDP | MTX_AXIS_EXPERT;
+    Op *sum = op_add(p, f, OP_all_reduce_sum, block, p->moe_lb_sum ? 3 : 2, sums, 0, NULL);
+    IA(sum, all_reduce_sum, axes) = MTX_AXIS_DATA | MTX_AXIS_FSDP | MTX_AXIS_EXPERT;
     func_move_last(f, at++);
     int over = fsdp > 1 ? MTX_AXIS_DATA : MTX_AXIS_DATA | MTX_AXIS_FSDP;   /* fsdp's sums are the reduce-scatters' */
     int over_devices = fsdp > 1 ? data : data * fsdp;
