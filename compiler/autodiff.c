@@ -67,41 +67,35 @@ static Value *grad_target(const AD *ad, Value *v)
     return v;
 }
 
+/* A gradient's matmul: [m, k] x [k, n] with operands stored transposed as ta, tb say. */
+static Op *matmul_op(AD *ad, Value *a, Value *b, Value *c, int64_t m, int64_t n, int64_t k, int64_t ta, int64_t tb,
+                     double alpha)
+{
+    Op *g = emit(ad, OP_matmul, 2, a, b, NULL, NULL, 1, c, NULL, NULL);
+    IA(g, matmul, m) = m, IA(g, matmul, n) = n, IA(g, matmul, k) = k;
+    IA(g, matmul, ta) = ta, IA(g, matmul, tb) = tb;
+    FA(g, matmul, alpha) = alpha;
+    return g;
+}
+
 /* matmul c = alpha op(a) op(b), with a [M,K] (stored [K,M] if ta) and b [K,N] (stored [N,K] if tb) */
 static void vjp_matmul(AD *ad, const Op *op, Value *dc)
 {
     Value *a = op->in[0], *b = op->in[1];
     Value *ga = grad_target(ad, a), *gb = grad_target(ad, b);   /* where their gradients go */
-    int64_t m = op->ia[0], n = op->ia[1], k = op->ia[2], ta = op->ia[3], tb = op->ia[4];
-    double alpha = op->fa[0];
+    int64_t m = IA(op, matmul, m), n = IA(op, matmul, n), k = IA(op, matmul, k);
+    int64_t ta = IA(op, matmul, ta), tb = IA(op, matmul, tb);
+    double alpha = FA(op, matmul, alpha);
     if (ad->needs[ga->id]) {
         Value *da = grad_value(ad, ga, op);
-        Op *g;
-        if (!ta) {   /* da[M,K] = dc[M,N] op(b)^T */
-            g = emit(ad, OP_matmul, 2, dc, b, NULL, NULL, 1, da, NULL, NULL);
-            int64_t at[5] = {m, k, n, 0, !tb};
-            memcpy(g->ia, at, sizeof at);
-        } else {     /* da[K,M] = op(b) dc^T */
-            g = emit(ad, OP_matmul, 2, b, dc, NULL, NULL, 1, da, NULL, NULL);
-            int64_t at[5] = {k, m, n, tb, 1};
-            memcpy(g->ia, at, sizeof at);
-        }
-        g->fa[0] = alpha;
+        if (!ta) matmul_op(ad, dc, b, da, m, k, n, 0, !tb, alpha);   /* da[M,K] = dc[M,N] op(b)^T */
+        else matmul_op(ad, b, dc, da, k, m, n, tb, 1, alpha);        /* da[K,M] = op(b) dc^T */
         accumulate(ad, ga, da);
     }
     if (ad->needs[gb->id]) {
         Value *db = grad_value(ad, gb, op);
-        Op *g;
-        if (!tb) {   /* db[K,N] = op(a)^T dc */
-            g = emit(ad, OP_matmul, 2, a, dc, NULL, NULL, 1, db, NULL, NULL);
-            int64_t at[5] = {k, n, m, !ta, 0};
-            memcpy(g->ia, at, sizeof at);
-        } else {     /* db[N,K] = dc^T op(a) */
-            g = emit(ad, OP_matmul, 2, dc, a, NULL, NULL, 1, db, NULL, NULL);
-            int64_t at[5] = {n, k, m, 1, ta};
-            memcpy(g->ia, at, sizeof at);
-        }
-        g->fa[0] = alpha;
+        if (!tb) matmul_op(ad, a, dc, db, k, n, m, !ta, 0, alpha);   /* db[K,N] = op(a)^T dc */
+        else matmul_op(ad, dc, a, db, n, k, m, 1, ta, alpha);        /* db[N,K] = dc^T op(a) */
         accumulate(ad, gb, db);
     }
 }
@@ -119,9 +113,9 @@ static void vjp(AD *ad, const Op *op, Value *dy)
     case OP_embed: {
         Value *dt = grad_value(ad, in[0], op);
         g = emit(ad, OP_embed_grad, 2, dy, in[1], NULL, NULL, 1, dt, NULL, NULL);
-        g->ia[0] = op->ia[0];
-        g->ia[1] = in[0]->dim[0];
-        g->ia[2] = op->ia[1];
+        IA(g, embed_grad, n) = IA(op, embed, n);
+        IA(g, embed_grad, vocab) = in[0]->dim[0];
+        IA(g, embed_grad, d) = IA(op, embed, d);
         accumulate(ad, in[0], dt);
         break;
     }
@@ -129,10 +123,10 @@ static void vjp(AD *ad, const Op *op, Value *dy)
         accumulate(ad, in[0], dy);
         Value *dp = grad_value(ad, in[1], op);
         g = emit(ad, OP_position_add_grad, 1, dy, NULL, NULL, NULL, 1, dp, NULL, NULL);
-        g->ia[0] = op->ia[0];
-        g->ia[1] = op->ia[1];
-        g->ia[2] = in[1]->dim[0];
-        g->ia[3] = op->ia[2];
+        IA(g, position_add_grad, b) = IA(op, position_add, b);
+        IA(g, position_add_grad, t) = IA(op, position_add, t);
+        IA(g, position_add_grad, rows) = in[1]->dim[0];
+        IA(g, position_add_grad, d) = IA(op, position_add, d);
         accumulate(ad, in[1], dp);
         break;
     }
@@ -140,8 +134,8 @@ static void vjp(AD *ad, const Op *op, Value *dy)
         accumulate(ad, in[0], dy);
         Value *db = grad_value(ad, in[1], op);
         g = emit(ad, OP_bias_grad, 1, dy, NULL, NULL, NULL, 1, db, NULL, NULL);
-        g->ia[0] = value_numel(dy) / op->ia[0];
-        g->ia[1] = op->ia[0];
+        IA(g, bias_grad, n) = value_numel(dy) / IA(op, bias_add, cols);
+        IA(g, bias_grad, d) = IA(op, bias_add, cols);
         accumulate(ad, in[1], db);
         break;
     }
@@ -166,7 +160,8 @@ static void vjp(AD *ad, const Op *op, Value *dy)
     }
     case OP_soft_cap: {
         Value *dx = grad_value(ad, in[0], op);
-        emit(ad, OP_soft_cap_grad, 2, in[0], dy, NULL, NULL, 1, dx, NULL, NULL)->fa[0] = op->fa[0];
+        g = emit(ad, OP_soft_cap_grad, 2, in[0], dy, NULL, NULL, 1, dx, NULL, NULL);
+        FA(g, soft_cap, cap) = FA(op, soft_cap, cap);
         accumulate(ad, in[0], dx);
         break;
     }
@@ -275,12 +270,14 @@ static void vjp(AD *ad, const Op *op, Value *dy)
         if (ad->needs[in[0]->id]) {
             Value *dx = grad_value(ad, in[0], op);
             g = emit(ad, OP_grouped_matmul, 3, dy, w, in[2], NULL, 1, dx, NULL, NULL);
-            int64_t at[6] = {op->ia[0], op->ia[2], op->ia[1], op->ia[3], op->ia[4], !op->ia[5]};
-            memcpy(g->ia, at, sizeof at);
+            copy_attrs(g, op);   /* [m, n] x w^T: n and k trade places, tb flips */
+            IA(g, grouped_matmul, n) = IA(op, grouped_matmul, k);
+            IA(g, grouped_matmul, k) = IA(op, grouped_matmul, n);
+            IA(g, grouped_matmul, tb) = !IA(op, grouped_matmul, tb);
             accumulate(ad, in[0], dx);
         }
         if (ad->needs[gw->id]) {
-            if (op->ia[5]) fatal("autodiff: grouped_matmul's weight gradient of a transposed weight");
+            if (IA(op, grouped_matmul, tb)) fatal("autodiff: grouped_matmul's weight gradient of a transposed weight");
             Value *dw = grad_value(ad, gw, op);
             copy_attrs(emit(ad, OP_grouped_matmul_wgrad, 3, in[0], dy, in[2], NULL, 1, dw, NULL, NULL), op);
             accumulate(ad, gw, dw);
@@ -290,8 +287,10 @@ static void vjp(AD *ad, const Op *op, Value *dy)
     case OP_all_to_all: {   /* the rows' gradients travel back the way the rows came */
         Value *dx = grad_value(ad, in[0], op);
         g = emit(ad, OP_all_to_all, 3, dy, in[1], in[2], NULL, 1, dx, NULL, NULL);
-        int64_t at[5] = {op->ia[1], op->ia[0], op->ia[2], op->ia[3], !op->ia[4]};
-        memcpy(g->ia, at, sizeof at);
+        copy_attrs(g, op);   /* back: the row counts trade places */
+        IA(g, all_to_all, rows_in) = IA(op, all_to_all, rows_out);
+        IA(g, all_to_all, rows_out) = IA(op, all_to_all, rows_in);
+        IA(g, all_to_all, back) = !IA(op, all_to_all, back);
         accumulate(ad, in[0], dx);
         break;
     }
@@ -343,7 +342,7 @@ bool differentiate(Program *p, Func *f, Value *loss, Value *seed_value, char *er
         seed = value_new(p, "grad.loss", DT_F32, 1, loss->dim, V_TEMP);
         ad.block = "backward: loss";
         Op *fill = op_add(p, f, OP_fill, ad.block, 0, NULL, 1, &seed);
-        fill->fa[0] = 1.0;
+        FA(fill, fill, value) = 1.0;
     }
     ad.grad[loss->id] = seed;
     for (int i = nforward - 1; i >= 0; i--) {
