@@ -155,13 +155,13 @@ void emit_kernel(Emitter *e, const Op *op)
         break;
     case OP_rope_at:
         emitf(e, "    mtx_rope_apply_at%s(%s, %s, %s[0], %lld, %lld, %lld, %lld, %s, %s, %s);\n", sfx, V(e, o[0]),
-            V(e, in[0]), V(e, in[1]), AI(rope_at, b), AI(rope_at, n), AI(rope_at, heads), AI(rope_at, dh),
-            AF(rope_at, min_timescale), AF(rope_at, max_timescale), rope_variant(IA(op, rope_at, variant)));
+            V(e, in[0]), V(e, in[1]), AI(rope, b), AI(rope, t), AI(rope, heads), AI(rope, dh),
+            AF(rope, min_timescale), AF(rope, max_timescale), rope_variant(IA(op, rope, variant)));
         break;
     case OP_position_add_at:
         emitf(e, "    mtx_position_add_at(%s, %s, %s, %s[0], %lld, %lld, %lld, %lld);\n", V(e, o[0]), V(e, in[0]),
-            V(e, in[1]), V(e, in[2]), AI(position_add_at, b), AI(position_add_at, n), AI(position_add_at, d),
-            AI(position_add_at, rows));
+            V(e, in[1]), V(e, in[2]), AI(position_add, b), AI(position_add, t), AI(position_add, d),
+            AI(position_add, rows));
         break;
     case OP_kv_cache_write:
         emitf(e, "    mtx_kv_cache_write(%s, %s, %s[0], %lld, %lld, %lld, %lld, %d);\n", V(e, in[0]), V(e, in[1]),
@@ -177,8 +177,8 @@ void emit_kernel(Emitter *e, const Op *op)
         break;
     case OP_attention_scores:
         emitf(e, "    mtx_attention_scores%s(%s, %s, %s, %lld, %lld, %lld, %lld, %lld, %s);\n", sfx, V(e, o[0]),
-            V(e, in[0]), V(e, in[1]), AI(attention_scores, b), AI(attention_scores, t), AI(attention_scores, hq),
-            AI(attention_scores, hkv), AI(attention_scores, dh), AF(attention_scores, scale));
+            V(e, in[0]), V(e, in[1]), AI(attention, b), AI(attention, t), AI(attention, hq),
+            AI(attention, hkv), AI(attention, dh), AF(attention, scale));
         break;
     case OP_causal_softmax:
         emitf(e, "    mtx_causal_softmax_forward%s(%s, %s, %lld, %lld, %lld);\n", sfx, V(e, o[0]), V(e, in[0]),
@@ -186,14 +186,14 @@ void emit_kernel(Emitter *e, const Op *op)
         break;
     case OP_attention_values:
         emitf(e, "    mtx_attention_values%s(%s, %s, %s, %lld, %lld, %lld, %lld, %lld);\n", sfx, V(e, o[0]),
-            V(e, in[0]), V(e, in[1]), AI(attention_values, b), AI(attention_values, t), AI(attention_values, hq),
-            AI(attention_values, hkv), AI(attention_values, dh));
+            V(e, in[0]), V(e, in[1]), AI(attention, b), AI(attention, t), AI(attention, hq),
+            AI(attention, hkv), AI(attention, dh));
         break;
     case OP_flash_attention:
         emitf(e, "    mtx_flash_attention%s(%s, %s, %s, %s, %s, %lld, %lld, %lld, %lld, %lld, %lld, %s, %s);\n", sfx,
-            V(e, o[0]), V(e, o[1]), V(e, in[0]), V(e, in[1]), V(e, in[2]), AI(flash_attention, b),
-            AI(flash_attention, t), AI(flash_attention, hq), AI(flash_attention, hkv), AI(flash_attention, dh),
-            AI(flash_attention, window), AF(flash_attention, scale), AF(flash_attention, cap));
+            V(e, o[0]), V(e, o[1]), V(e, in[0]), V(e, in[1]), V(e, in[2]), AI(attention, b),
+            AI(attention, t), AI(attention, hq), AI(attention, hkv), AI(attention, dh),
+            AI(attention, window), AF(attention, scale), AF(attention, cap));
         break;
     case OP_cross_entropy:
         emitf(e, "    %s[0] = mtx_cross_entropy_forward%s(%s, %s, %s, %lld, %lld, %s, %lld);\n", V(e, o[0]), sfx,
@@ -291,9 +291,9 @@ void emit_kernel(Emitter *e, const Op *op)
         break;
     case OP_attention_scores_grad:
         emitf(e, "    mtx_attention_scores_backward%s(%s, %s, %s, %s, %s, %lld, %lld, %lld, %lld, %lld, %s);\n", sfx,
-            V(e, o[0]), V(e, o[1]), V(e, in[0]), V(e, in[1]), V(e, in[2]), AI(attention_scores, b),
-            AI(attention_scores, t), AI(attention_scores, hq), AI(attention_scores, hkv), AI(attention_scores, dh),
-            AF(attention_scores, scale));
+            V(e, o[0]), V(e, o[1]), V(e, in[0]), V(e, in[1]), V(e, in[2]), AI(attention, b),
+            AI(attention, t), AI(attention, hq), AI(attention, hkv), AI(attention, dh),
+            AF(attention, scale));
         break;
     case OP_causal_softmax_grad:
         emitf(e, "    mtx_causal_softmax_backward%s(%s, %s, %s, %lld, %lld);\n", sfx, V(e, o[0]), V(e, in[0]),
@@ -301,15 +301,15 @@ void emit_kernel(Emitter *e, const Op *op)
         break;
     case OP_attention_values_grad:
         emitf(e, "    mtx_attention_values_backward%s(%s, %s, %s, %s, %s, %lld, %lld, %lld, %lld, %lld);\n", sfx,
-            V(e, o[0]), V(e, o[1]), V(e, in[0]), V(e, in[1]), V(e, in[2]), AI(attention_values, b),
-            AI(attention_values, t), AI(attention_values, hq), AI(attention_values, hkv), AI(attention_values, dh));
+            V(e, o[0]), V(e, o[1]), V(e, in[0]), V(e, in[1]), V(e, in[2]), AI(attention, b),
+            AI(attention, t), AI(attention, hq), AI(attention, hkv), AI(attention, dh));
         break;
     case OP_flash_attention_grad:
         emitf(e, "    mtx_flash_attention_backward%s(%s, %s, %s, %s, %s, %s, %s, %s, %s, %lld, %lld, %lld, %lld, %lld, "
                "%lld, %s, %s);\n", sfx, V(e, o[0]), V(e, o[1]), V(e, o[2]), V(e, in[0]), V(e, in[1]), V(e, in[2]),
-            V(e, in[3]), V(e, in[4]), V(e, in[5]), AI(flash_attention, b), AI(flash_attention, t),
-            AI(flash_attention, hq), AI(flash_attention, hkv), AI(flash_attention, dh), AI(flash_attention, window),
-            AF(flash_attention, scale), AF(flash_attention, cap));
+            V(e, in[3]), V(e, in[4]), V(e, in[5]), AI(attention, b), AI(attention, t),
+            AI(attention, hq), AI(attention, hkv), AI(attention, dh), AI(attention, window),
+            AF(attention, scale), AF(attention, cap));
         break;
     case OP_cross_entropy_grad:
         emitf(e, "    mtx_cross_entropy_backward%s(%s, %s, %s, %s, %lld, %lld, %s, %lld);\n", sfx, V(e, o[0]),

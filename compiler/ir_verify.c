@@ -40,27 +40,48 @@ static bool dtype_is(Verifier *V, const Value *v, DType dt)
 }
 
 /* Shape rules per op, in terms of the op's attributes. */
+#define A(set, name) IA(o, set, name)
+
+/* The attention ops: q, o [b, t, hq, dh]; k, v [b, t, hkv, dh]; scores and
+ * probabilities [b, hq, t, t]; flash's row log-sum-exp [b, hq, t] (f32). */
+static bool check_attention(Verifier *V)
+{
+    const Op *o = V->op;
+    Value *const *in = o->in, *const *out = o->out;
+    int64_t b = A(attention, b), t = A(attention, t), hq = A(attention, hq), hkv = A(attention, hkv);
+    int64_t q = b * t * hq * A(attention, dh), kv = b * t * hkv * A(attention, dh), scores = b * hq * t * t;
+    if (hkv <= 0 || hq % hkv) return bad(V, "hq %lld not a multiple of hkv %lld", (long long)hq, (long long)hkv);
+    switch (o->kind) {
+    case OP_attention_scores:
+        return numel_is(V, in[0], q, "query") && numel_is(V, in[1], kv, "key") && numel_is(V, out[0], scores, "scores");
+    case OP_attention_values:
+        return numel_is(V, in[0], scores, "probabilities") && numel_is(V, in[1], kv, "value") &&
+               numel_is(V, out[0], q, "output");
+    default:   /* flash_attention */
+        return numel_is(V, in[0], q, "query") && numel_is(V, in[1], kv, "key") && numel_is(V, in[2], kv, "value") &&
+               numel_is(V, out[0], q, "output") && numel_is(V, out[1], b * hq * t, "lse") &&
+               dtype_is(V, out[1], DT_F32);
+    }
+}
 static bool check_shapes(Verifier *V)
 {
     const Op *o = V->op;
-    const int64_t *a = o->ia;
     Value *const *in = o->in, *const *out = o->out;
     switch (o->kind) {
     case OP_embed:
-        return dtype_is(V, in[1], DT_I32) && numel_is(V, in[1], a[0], "tokens") &&
-               numel_is(V, out[0], a[0] * a[1], "output") && in[0]->dim[1] == a[1];
+        return dtype_is(V, in[1], DT_I32) && numel_is(V, in[1], A(embed, n), "tokens") &&
+               numel_is(V, out[0], A(embed, n) * A(embed, d), "output") && in[0]->dim[1] == A(embed, d);
     case OP_matmul:
         if (in[0]->dtype != in[1]->dtype)
             return bad(V, "operands are %s and %s, expected one dtype", dtype_name(in[0]->dtype), dtype_name(in[1]->dtype));
         if (in[0]->dtype == DT_F32 && !dtype_is(V, out[0], DT_F32)) return false;
-        return numel_is(V, in[0], a[0] * a[2], "left operand") &&
-               numel_is(V, in[1], a[2] * a[1], "right operand") &&
-               numel_is(V, out[0], a[0] * a[1], "output");
+        return numel_is(V, in[0], A(matmul, m) * A(matmul, k), "left operand") &&
+               numel_is(V, in[1], A(matmul, k) * A(matmul, n), "right operand") &&
+               numel_is(V, out[0], A(matmul, m) * A(matmul, n), "output");
     case OP_bias_add:
-        return numel_is(V, in[1], a[0], "bias") && numel_is(V, out[0], value_numel(in[0]), "output");
+        return numel_is(V, in[1], A(bias_add, cols), "bias") && numel_is(V, out[0], value_numel(in[0]), "output");
     case OP_add: case OP_mul: case OP_silu_grad: case OP_gelu_grad: case OP_soft_cap_grad:
-        return numel_is(V, in[1], value_numel(in[0]), "operand") &&
-               numel_is(V, out[0], value_numel(in[0]), "output");
+        return numel_is(V, in[1], value_numel(in[0]), "operand") && numel_is(V, out[0], value_numel(in[0]), "output");
     case OP_cast:
         if (in[0]->dtype == out[0]->dtype) return bad(V, "casts %s to its own dtype", in[0]->name);
         return numel_is(V, out[0], value_numel(in[0]), "output");
@@ -68,89 +89,103 @@ static bool check_shapes(Verifier *V)
     case OP_tensor_enter: case OP_tensor_sum:
         return numel_is(V, out[0], value_numel(in[0]), "output");
     case OP_rmsnorm: case OP_layernorm:
-        return numel_is(V, in[0], a[0] * a[1], "input") && numel_is(V, in[1], a[1], "scale") &&
-               numel_is(V, out[0], a[0] * a[1], "output");
-    case OP_attention_scores:
-        return numel_is(V, in[0], a[0] * a[1] * a[2] * a[4], "query") &&
-               numel_is(V, in[1], a[0] * a[1] * a[3] * a[4], "key") &&
-               numel_is(V, out[0], a[0] * a[2] * a[1] * a[1], "scores") &&
-               (a[2] % a[3] == 0 || bad(V, "hq %lld not a multiple of hkv %lld", (long long)a[2], (long long)a[3]));
-    case OP_attention_values:
-        return numel_is(V, in[0], a[0] * a[2] * a[1] * a[1], "probabilities") &&
-               numel_is(V, in[1], a[0] * a[1] * a[3] * a[4], "value") &&
-               numel_is(V, out[0], a[0] * a[1] * a[2] * a[4], "output");
-    case OP_flash_attention:
-        return numel_is(V, in[0], a[0] * a[1] * a[2] * a[4], "query") &&
-               numel_is(V, in[1], a[0] * a[1] * a[3] * a[4], "key") && numel_is(V, in[2], value_numel(in[1]), "value") &&
-               numel_is(V, out[0], value_numel(in[0]), "output") && numel_is(V, out[1], a[0] * a[2] * a[1], "lse") &&
-               dtype_is(V, out[1], DT_F32) &&
-               (a[2] % a[3] == 0 || bad(V, "hq %lld not a multiple of hkv %lld", (long long)a[2], (long long)a[3]));
+        return numel_is(V, in[0], A(norm, n) * A(norm, d), "input") && numel_is(V, in[1], A(norm, d), "scale") &&
+               numel_is(V, out[0], A(norm, n) * A(norm, d), "output");
+    case OP_attention_scores: case OP_attention_values: case OP_flash_attention:
+        return check_attention(V);
     case OP_cross_entropy:
-        return numel_is(V, in[0], a[0] * a[1], "logits") && dtype_is(V, in[1], DT_I32) &&
-               dtype_is(V, in[2], DT_I32) &&
-               (value_numel(in[1]) >= a[2] + a[0] || bad(V, "targets end before row %lld", (long long)(a[2] + a[0])));
+        return numel_is(V, in[0], A(cross_entropy, n) * A(cross_entropy, vocab), "logits") &&
+               dtype_is(V, in[1], DT_I32) && dtype_is(V, in[2], DT_I32) &&
+               (value_numel(in[1]) >= A(cross_entropy, first) + A(cross_entropy, n) ||
+                bad(V, "targets end before row %lld", (long long)(A(cross_entropy, first) + A(cross_entropy, n))));
     case OP_rows: case OP_rows_grad: {
         const Value *whole = o->kind == OP_rows ? in[0] : out[0], *part = o->kind == OP_rows ? out[0] : in[0];
-        return numel_is(V, whole, a[3] * a[2], "whole") && numel_is(V, part, a[1] * a[2], "rows") &&
-               (a[0] + a[1] <= a[3] || bad(V, "rows past the end"));
+        return numel_is(V, whole, A(rows, rows) * A(rows, width), "whole") &&
+               numel_is(V, part, A(rows, n) * A(rows, width), "rows") &&
+               (A(rows, first) + A(rows, n) <= A(rows, rows) || bad(V, "rows past the end"));
     }
     case OP_cross_entropy_grad:
-        return numel_is(V, out[0], a[0] * a[1], "output") && numel_is(V, in[3], 1, "loss gradient");
+        return numel_is(V, out[0], A(cross_entropy, n) * A(cross_entropy, vocab), "output") &&
+               numel_is(V, in[3], 1, "loss gradient");
     case OP_topk_route:
-        return numel_is(V, in[0], a[0] * a[1], "logits") && numel_is(V, out[0], a[0] * a[2], "weights") &&
-               numel_is(V, out[1], a[0] * a[2], "experts") && dtype_is(V, out[1], DT_I32) &&
-               (a[2] <= a[1] || bad(V, "k %lld > %lld experts", (long long)a[2], (long long)a[1]));
+        return numel_is(V, in[0], A(topk_route, n) * A(topk_route, experts), "logits") &&
+               numel_is(V, out[0], A(topk_route, n) * A(topk_route, k), "weights") &&
+               numel_is(V, out[1], A(topk_route, n) * A(topk_route, k), "experts") && dtype_is(V, out[1], DT_I32) &&
+               (A(topk_route, k) <= A(topk_route, experts) ||
+                bad(V, "k %lld > %lld experts", (long long)A(topk_route, k), (long long)A(topk_route, experts)));
     case OP_topk_route_grad:
-        return numel_is(V, out[0], a[0] * a[1], "logits gradient") && numel_is(V, in[2], a[0] * a[2], "experts");
+        return numel_is(V, out[0], A(topk_route_grad, n) * A(topk_route_grad, experts), "logits gradient") &&
+               numel_is(V, in[2], A(topk_route_grad, n) * A(topk_route_grad, k), "experts");
     case OP_expert_sort:
-        return numel_is(V, in[0], a[0] * a[2], "experts") && numel_is(V, out[0], a[0] * a[2], "order") &&
-               numel_is(V, out[1], a[1] + 1, "offsets") && dtype_is(V, out[0], DT_I32) && dtype_is(V, out[1], DT_I32);
+        return numel_is(V, in[0], A(expert_sort, n) * A(expert_sort, k), "experts") &&
+               numel_is(V, out[0], A(expert_sort, n) * A(expert_sort, k), "order") &&
+               numel_is(V, out[1], A(expert_sort, experts) + 1, "offsets") && dtype_is(V, out[0], DT_I32) &&
+               dtype_is(V, out[1], DT_I32);
     case OP_gather_rows: case OP_gather_rows_grad: {
         const Value *tokens = o->kind == OP_gather_rows ? in[0] : out[0], *rows = o->kind == OP_gather_rows ? out[0] : in[0];
-        return numel_is(V, tokens, a[0] * a[1], "tokens") && numel_is(V, rows, a[0] * a[2] * a[1], "rows") &&
-               numel_is(V, in[1], a[0] * a[2], "order");
+        return numel_is(V, tokens, A(gather_rows, n) * A(gather_rows, d), "tokens") &&
+               numel_is(V, rows, A(gather_rows, n) * A(gather_rows, k) * A(gather_rows, d), "rows") &&
+               numel_is(V, in[1], A(gather_rows, n) * A(gather_rows, k), "order");
     }
     case OP_grouped_matmul:
-        return numel_is(V, in[0], a[0] * a[2], "rows") && numel_is(V, in[1], a[4] * a[2] * a[1], "weights") &&
-               numel_is(V, in[2], a[3] + 1, "offsets") && numel_is(V, out[0], a[0] * a[1], "output") &&
-               ((a[4] > 0 && a[3] % a[4] == 0) || bad(V, "%lld local experts of %lld", (long long)a[4], (long long)a[3]));
+        return numel_is(V, in[0], A(grouped_matmul, m) * A(grouped_matmul, k), "rows") &&
+               numel_is(V, in[1], A(grouped_matmul, local) * A(grouped_matmul, k) * A(grouped_matmul, n), "weights") &&
+               numel_is(V, in[2], A(grouped_matmul, experts) + 1, "offsets") &&
+               numel_is(V, out[0], A(grouped_matmul, m) * A(grouped_matmul, n), "output") &&
+               ((A(grouped_matmul, local) > 0 && A(grouped_matmul, experts) % A(grouped_matmul, local) == 0) ||
+                bad(V, "%lld local experts of %lld", (long long)A(grouped_matmul, local),
+                    (long long)A(grouped_matmul, experts)));
     case OP_grouped_matmul_wgrad:
-        return numel_is(V, in[0], a[0] * a[2], "rows") && numel_is(V, in[1], a[0] * a[1], "output gradient") &&
-               numel_is(V, out[0], a[4] * a[2] * a[1], "weights gradient");
+        return numel_is(V, in[0], A(grouped_matmul, m) * A(grouped_matmul, k), "rows") &&
+               numel_is(V, in[1], A(grouped_matmul, m) * A(grouped_matmul, n), "output gradient") &&
+               numel_is(V, out[0], A(grouped_matmul, local) * A(grouped_matmul, k) * A(grouped_matmul, n),
+                        "weights gradient");
     case OP_expert_counts:
-        return numel_is(V, in[0], a[0] + 1, "offsets") && numel_is(V, out[0], a[0] + 1, "received offsets");
+        return numel_is(V, in[0], A(expert_counts, experts) + 1, "offsets") &&
+               numel_is(V, out[0], A(expert_counts, experts) + 1, "received offsets");
     case OP_all_to_all:
-        return numel_is(V, in[0], a[0] * a[2], "rows") && numel_is(V, out[0], a[1] * a[2], "output") &&
-               numel_is(V, in[1], a[3] + 1, "offsets") && numel_is(V, in[2], a[3] + 1, "received offsets") &&
-               (in[0]->dtype == out[0]->dtype || bad(V, "moves %s rows into %s", dtype_name(in[0]->dtype),
-                                                    dtype_name(out[0]->dtype)));
+        return numel_is(V, in[0], A(all_to_all, rows_in) * A(all_to_all, d), "rows") &&
+               numel_is(V, out[0], A(all_to_all, rows_out) * A(all_to_all, d), "output") &&
+               numel_is(V, in[1], A(all_to_all, experts) + 1, "offsets") &&
+               numel_is(V, in[2], A(all_to_all, experts) + 1, "received offsets") &&
+               (in[0]->dtype == out[0]->dtype ||
+                bad(V, "moves %s rows into %s", dtype_name(in[0]->dtype), dtype_name(out[0]->dtype)));
     case OP_expert_combine:
-        return numel_is(V, in[0], a[0] * a[2] * a[1], "rows") && numel_is(V, in[2], a[0] * a[2], "weights") &&
-               numel_is(V, out[0], a[0] * a[1], "output");
-    case OP_expert_capacity:
-        return numel_is(V, in[0], a[0] * a[1] * a[3], "experts") && numel_is(V, out[0], a[0] * a[1] * a[3], "keep");
+        return numel_is(V, in[0], A(expert_combine, n) * A(expert_combine, k) * A(expert_combine, d), "rows") &&
+               numel_is(V, in[2], A(expert_combine, n) * A(expert_combine, k), "weights") &&
+               numel_is(V, out[0], A(expert_combine, n) * A(expert_combine, d), "output");
+    case OP_expert_capacity: {
+        int64_t choices = A(expert_capacity, sequences) * A(expert_capacity, t) * A(expert_capacity, k);
+        return numel_is(V, in[0], choices, "experts") && numel_is(V, out[0], choices, "keep");
+    }
     case OP_moe_lb_loss: case OP_moe_lb_loss_grad: {
         const Value *logits = o->kind == OP_moe_lb_loss ? in[0] : out[0];
-        return numel_is(V, logits, a[0] * a[1] * a[2], "logits") && numel_is(V, in[1], a[0] * a[1] * a[3], "experts");
+        return numel_is(V, logits, A(moe_lb_loss, sequences) * A(moe_lb_loss, t) * A(moe_lb_loss, experts), "logits") &&
+               numel_is(V, in[1], A(moe_lb_loss, sequences) * A(moe_lb_loss, t) * A(moe_lb_loss, k), "experts");
     }
     case OP_expert_combine_grad:
-        return numel_is(V, in[0], a[0] * a[1], "output gradient") && numel_is(V, out[0], a[0] * a[2] * a[1], "rows") &&
-               numel_is(V, out[1], a[0] * a[2], "weights");
+        return numel_is(V, in[0], A(expert_combine, n) * A(expert_combine, d), "output gradient") &&
+               numel_is(V, out[0], A(expert_combine, n) * A(expert_combine, k) * A(expert_combine, d), "rows") &&
+               numel_is(V, out[1], A(expert_combine, n) * A(expert_combine, k), "weights");
     case OP_all_gather:
-        return numel_is(V, in[0], (int64_t)mtx_shard_chunk((size_t)a[0], (int)a[1]), "chunk") &&
-               numel_is(V, out[0], a[0], "output");
+        return numel_is(V, in[0], (int64_t)mtx_shard_chunk((size_t)A(shards, n), (int)A(shards, shards)), "chunk") &&
+               numel_is(V, out[0], A(shards, n), "output");
     case OP_reduce_scatter:
-        return numel_is(V, in[0], a[0], "input") &&
-               numel_is(V, out[0], (int64_t)mtx_shard_chunk((size_t)a[0], (int)a[1]), "chunk");
+        return numel_is(V, in[0], A(shards, n), "input") &&
+               numel_is(V, out[0], (int64_t)mtx_shard_chunk((size_t)A(shards, n), (int)A(shards, shards)), "chunk");
     case OP_kv_cache_write:
-        return numel_is(V, in[0], a[0] * a[3] * a[2], "cache") && numel_is(V, in[1], a[0] * a[1] * a[2], "input");
-    case OP_cached_attention:
-        return numel_is(V, in[0], a[0] * a[1] * a[2] * a[4], "queries") &&
-               numel_is(V, in[1], a[0] * a[6] * a[3] * a[4], "key cache") &&
-               numel_is(V, in[2], a[0] * a[6] * a[3] * a[4], "value cache") && numel_is(V, out[0], value_numel(in[0]), "output");
+        return numel_is(V, in[0], A(kv_cache_write, b) * A(kv_cache_write, tmax) * A(kv_cache_write, width), "cache") &&
+               numel_is(V, in[1], A(kv_cache_write, b) * A(kv_cache_write, n) * A(kv_cache_write, width), "input");
+    case OP_cached_attention: {
+        int64_t b = A(cached_attention, b), dh = A(cached_attention, dh);
+        int64_t cache = b * A(cached_attention, tmax) * A(cached_attention, hkv) * dh;
+        return numel_is(V, in[0], b * A(cached_attention, n) * A(cached_attention, hq) * dh, "queries") &&
+               numel_is(V, in[1], cache, "key cache") && numel_is(V, in[2], cache, "value cache") &&
+               numel_is(V, out[0], value_numel(in[0]), "output");
+    }
     case OP_adamw:
-        return numel_is(V, in[1], value_numel(in[0]), "gradient") &&
-               numel_is(V, in[2], value_numel(in[0]), "mu") && numel_is(V, in[3], value_numel(in[0]), "nu");
+        return numel_is(V, in[1], value_numel(in[0]), "gradient") && numel_is(V, in[2], value_numel(in[0]), "mu") &&
+               numel_is(V, in[3], value_numel(in[0]), "nu");
     default:
         return true;
     }

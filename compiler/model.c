@@ -275,11 +275,11 @@ static Value *matmul(Builder *b, const char *name, Value *x, Value *w, bool w_tr
     int64_t dim[3] = {b->B, b->T, n}, rows[2] = {m, n};
     Value *y = value_new(b->p, name, x->dtype, x->rank == 3 ? 3 : 2, x->rank == 3 ? dim : rows, V_TEMP);
     Op *op = emit(b, OP_matmul, y, 2, x, w, NULL);
-    op->ia[0] = m;
-    op->ia[1] = n;
-    op->ia[2] = k;
-    op->ia[4] = w_transposed;
-    op->fa[0] = alpha;
+    IA(op, matmul, m) = m;
+    IA(op, matmul, n) = n;
+    IA(op, matmul, k) = k;
+    IA(op, matmul, tb) = w_transposed;
+    FA(op, matmul, alpha) = alpha;
     /* FLOPs of the model (all tensor-parallel devices), for reports and MFU */
     b->matmul_flops += 2.0 * (double)m * (double)n * (double)k * ways;
     return y;
@@ -289,7 +289,7 @@ static Value *bias_add(Builder *b, const char *name, Value *x, Value *bias)
 {
     if (!bias) return x;
     Value *y = act(b, name, x->dim[x->rank - 1]);
-    emit(b, OP_bias_add, y, 2, x, bias, NULL)->ia[0] = value_numel(bias);
+    IA(emit(b, OP_bias_add, y, 2, x, bias, NULL), bias_add, cols) = value_numel(bias);
     return y;
 }
 
@@ -333,9 +333,9 @@ static Value *norm(Builder *b, const char *name, Value *x, Value *scale, Value *
     int64_t width = value_numel(scale);
     Value *y = act(b, name, x->dim[x->rank - 1]);
     Op *op = bias ? emit(b, OP_layernorm, y, 3, x, scale, bias) : emit(b, OP_rmsnorm, y, 2, x, scale, NULL);
-    op->ia[0] = value_numel(x) / width;
-    op->ia[1] = width;
-    op->fa[0] = eps;
+    IA(op, norm, n) = value_numel(x) / width;
+    IA(op, norm, d) = width;
+    FA(op, norm, eps) = eps;
     return y;
 }
 
@@ -370,11 +370,12 @@ static Value *dropout(Builder *b, const char *name, Value *x, bool tensor_split)
     if (!b->train || !cfg_bool(b->c, K_enable_dropout) || rate <= 0) return x;
     Value *y = act(b, name, x->dim[x->rank - 1]);
     Op *op = emit(b, OP_dropout, y, 1, x, NULL, NULL);
-    op->ia[0] = b->T * x->dim[x->rank - 1];
-    op->ia[1] = x->dim[x->rank - 1];
-    op->ia[2] = (int64_t)(mtx_name_hash(name, strlen(name)) >> 1);   /* each site its own stream */
-    op->ia[3] = tensor_split ? b->tp : 1;      /* features are this device's share: index them globally */
-    op->fa[0] = rate;
+    IA(op, dropout, sequence) = b->T * x->dim[x->rank - 1];
+    IA(op, dropout, features) = x->dim[x->rank - 1];
+    IA(op, dropout, stream) = (int64_t)(mtx_name_hash(name, strlen(name)) >> 1);   /* each site its own stream */
+    /* features are this device's share: index them globally */
+    IA(op, dropout, tensor_split) = tensor_split ? b->tp : 1;
+    FA(op, dropout, rate) = rate;
     b->p->uses_rng = true;
     return y;
 }
@@ -398,11 +399,13 @@ static Value *rope(Builder *b, const char *name, Value *x, int64_t heads)
 {
     Value *y = temp(b, name, 4, b->B, b->T, heads, b->Dh);
     Op *op = b->decoding ? emit(b, OP_rope_at, y, 2, x, b->position_in, NULL) : emit(b, OP_rope, y, 1, x, NULL, NULL);
-    int64_t a[4] = {b->B, b->T, heads, b->Dh};
-    memcpy(op->ia, a, sizeof a);
-    op->fa[0] = cfg_float(b->c, K_rope_min_timescale);
-    op->fa[1] = cfg_float(b->c, K_rope_max_timescale);
-    op->ia[4] = rope_variant(b->c);
+    IA(op, rope, b) = b->B;
+    IA(op, rope, t) = b->T;
+    IA(op, rope, heads) = heads;
+    IA(op, rope, dh) = b->Dh;
+    IA(op, rope, variant) = rope_variant(b->c);
+    FA(op, rope, min_timescale) = cfg_float(b->c, K_rope_min_timescale);
+    FA(op, rope, max_timescale) = cfg_float(b->c, K_rope_max_timescale);
     return y;
 }
 
@@ -414,10 +417,16 @@ static bool attention_is_flash(const Config *c)
     return !strcmp(a, "flash") || (!strcmp(a, "autoselected") && cfg_int(c, K_max_target_length) >= 128);
 }
 
-static void attention_attrs(Builder *b, Op *op)
+static void attention_attrs(Builder *b, Op *op, int64_t window, double scale, double cap)
 {
-    int64_t a[5] = {b->B, b->T, b->H, b->KV, b->Dh};
-    memcpy(op->ia, a, sizeof a);
+    IA(op, attention, b) = b->B;
+    IA(op, attention, t) = b->T;
+    IA(op, attention, hq) = b->H;
+    IA(op, attention, hkv) = b->KV;
+    IA(op, attention, dh) = b->Dh;
+    IA(op, attention, window) = window;
+    FA(op, attention, scale) = scale;
+    FA(op, attention, cap) = cap;
 }
 
 /* MaxText's count (maxtext_utils.calculate_tflops_training_per_device):
@@ -439,15 +448,22 @@ static void cached(Builder *b, int s, Value *q, Value *k, Value *v, Value *o, do
     for (int i = 0; i < 2; i++) {
         Value *ins[3] = {i ? vc : kc, i ? v : k, b->position_in};
         Op *op = op_add(b->p, b->f, OP_kv_cache_write, b->block, 3, ins, 0, NULL);
-        int64_t a[4] = {b->B, b->T, b->KV * b->Dh, kc->dim[1]};
-        memcpy(op->ia, a, sizeof a);
+        IA(op, kv_cache_write, b) = b->B;
+        IA(op, kv_cache_write, n) = b->T;
+        IA(op, kv_cache_write, width) = b->KV * b->Dh;
+        IA(op, kv_cache_write, tmax) = kc->dim[1];
     }
     Value *ins[4] = {q, kc, vc, b->position_in};
     Op *op = op_add(b->p, b->f, OP_cached_attention, b->block, 4, ins, 1, &o);
-    int64_t a[7] = {b->B, b->T, b->H, b->KV, b->Dh, b->layers[s].window, kc->dim[1]};
-    memcpy(op->ia, a, sizeof a);
-    op->fa[0] = scale;
-    op->fa[1] = cap;
+    IA(op, cached_attention, b) = b->B;
+    IA(op, cached_attention, n) = b->T;
+    IA(op, cached_attention, hq) = b->H;
+    IA(op, cached_attention, hkv) = b->KV;
+    IA(op, cached_attention, dh) = b->Dh;
+    IA(op, cached_attention, window) = b->layers[s].window;
+    IA(op, cached_attention, tmax) = kc->dim[1];
+    FA(op, cached_attention, scale) = scale;
+    FA(op, cached_attention, cap) = cap;
 }
 
 static Value *attention(Builder *b, int s, Value *x)
@@ -494,28 +510,22 @@ static Value *attention(Builder *b, int s, Value *x)
         Value *lse = value_new(b->p, pool_fmt(pool, "%s.logsumexp", at), DT_F32, 3, (int64_t[]){b->B, b->H, b->T},
                                V_TEMP);
         Value *ins[3] = {q, k, v}, *outs[2] = {o, lse};
-        Op *op = op_add(b->p, b->f, OP_flash_attention, b->block, 3, ins, 2, outs);
-        int64_t a[6] = {b->B, b->T, b->H, b->KV, b->Dh, lp->window};
-        memcpy(op->ia, a, sizeof a);
-        op->fa[0] = scale;
-        op->fa[1] = cap;
+        attention_attrs(b, op_add(b->p, b->f, OP_flash_attention, b->block, 3, ins, 2, outs), lp->window, scale, cap);
     } else {
         int64_t sd[4] = {b->B, b->H, b->T, b->T};
         Value *sc = value_new(b->p, pool_fmt(pool, "%s.scores", at), q->dtype, 4, sd, V_TEMP);
-        Op *op = emit(b, OP_attention_scores, sc, 2, q, k, NULL);
-        attention_attrs(b, op);
-        op->fa[0] = scale;
+        attention_attrs(b, emit(b, OP_attention_scores, sc, 2, q, k, NULL), 0, scale, 0);
         if (cap > 0) {   /* gemma2's soft cap on the scores, before the mask and softmax */
             Value *capped = value_new(b->p, pool_fmt(pool, "%s.scores_capped", at), q->dtype, 4, sd, V_TEMP);
-            emit(b, OP_soft_cap, capped, 1, sc, NULL, NULL)->fa[0] = cap;
+            FA(emit(b, OP_soft_cap, capped, 1, sc, NULL, NULL), soft_cap, cap) = cap;
             sc = capped;
         }
         Value *pr = value_new(b->p, pool_fmt(pool, "%s.probabilities", at), q->dtype, 4, sd, V_TEMP);
-        op = emit(b, OP_causal_softmax, pr, 1, sc, NULL, NULL);
-        op->ia[0] = b->B * b->H;
-        op->ia[1] = b->T;
-        op->ia[2] = lp->window;
-        attention_attrs(b, emit(b, OP_attention_values, o, 2, pr, v, NULL));
+        Op *op = emit(b, OP_causal_softmax, pr, 1, sc, NULL, NULL);
+        IA(op, causal_softmax, blocks) = b->B * b->H;
+        IA(op, causal_softmax, t) = b->T;
+        IA(op, causal_softmax, window) = lp->window;
+        attention_attrs(b, emit(b, OP_attention_values, o, 2, pr, v, NULL), 0, 0, 0);
     }
     if (o != context) emit(b, OP_cast, context, 1, o, NULL, NULL);
     return dense_rows(b, pool_fmt(pool, "%s.out", at), context, lp->wo, lp->bo);
@@ -562,8 +572,11 @@ static Value *grouped_matmul(Builder *b, const char *name, Value *xs, Value *w, 
     int64_t m = xs->dim[0], k = w->dim[1], n = w->dim[2];
     Value *y = moe_temp(b, name, xs->dtype, m, n);
     Op *op = op_add(b->p, b->f, OP_grouped_matmul, b->block, 3, (Value *[]){xs, w, offsets}, 1, &y);
-    int64_t a[6] = {m, n, k, b->E, w->dim[0], 0};
-    memcpy(op->ia, a, sizeof a);
+    IA(op, grouped_matmul, m) = m;
+    IA(op, grouped_matmul, n) = n;
+    IA(op, grouped_matmul, k) = k;
+    IA(op, grouped_matmul, experts) = b->E;
+    IA(op, grouped_matmul, local) = w->dim[0];
     /* a device's experts take N k rows on average, whatever room they are given */
     b->matmul_flops += 2.0 * (double)(b->B * b->T * b->K) * (double)n * (double)k;
     return y;
@@ -577,8 +590,11 @@ static Value *exchange_rows(Builder *b, const char *name, Value *x, Value *offse
     int64_t in_rows = x->dim[0], out_rows = back ? in_rows / b->ep : in_rows * b->ep;
     Value *y = moe_temp(b, name, x->dtype, out_rows, x->dim[1]);
     Op *op = op_add(b->p, b->f, OP_all_to_all, b->block, 3, (Value *[]){x, offsets, received}, 1, &y);
-    int64_t a[5] = {in_rows, out_rows, x->dim[1], b->E, back};
-    memcpy(op->ia, a, sizeof a);
+    IA(op, all_to_all, rows_in) = in_rows;
+    IA(op, all_to_all, rows_out) = out_rows;
+    IA(op, all_to_all, d) = x->dim[1];
+    IA(op, all_to_all, experts) = b->E;
+    IA(op, all_to_all, back) = back;
     return y;
 }
 
@@ -591,9 +607,12 @@ static void load_balance(Builder *b, const char *m, Value *logits, Value *expert
     int64_t one = 1;
     Value *lb = value_new(b->p, pool_fmt(b->p->pool, "%s.load_balance_loss", m), DT_F32, 1, &one, V_TEMP);
     Op *op = emit(b, OP_moe_lb_loss, lb, 2, logits, experts, NULL);
-    int64_t a[5] = {b->B, b->T, b->E, b->K, b->dt == DT_BF16};
-    memcpy(op->ia, a, sizeof a);
-    op->fa[0] = w * (double)b->E / (double)b->B / (double)b->L;
+    IA(op, moe_lb_loss, sequences) = b->B;
+    IA(op, moe_lb_loss, t) = b->T;
+    IA(op, moe_lb_loss, experts) = b->E;
+    IA(op, moe_lb_loss, k) = b->K;
+    IA(op, moe_lb_loss, bf16) = b->dt == DT_BF16;
+    FA(op, moe_lb_loss, scale) = w * (double)b->E / (double)b->B / (double)b->L;
     b->lb_sum = b->lb_sum ? scalar(b, OP_add, pool_fmt(b->p->pool, "%s.load_balance_loss_sum", m), b->lb_sum, lb) : lb;
 }
 
@@ -612,18 +631,23 @@ static Value *moe(Builder *b, int s, Value *x)
     Value *w32 = moe_temp(b, pool_fmt(pool, "%s.weights_f32", m), DT_F32, n, b->K);
     Value *experts = moe_temp(b, pool_fmt(pool, "%s.experts", m), DT_I32, n, b->K);
     Op *op = op_add(b->p, b->f, OP_topk_route, b->block, 1, &logits32, 2, (Value *[]){w32, experts});
-    int64_t ra[3] = {n, b->E, b->K};
-    memcpy(op->ia, ra, sizeof ra);
-    op->ia[3] = cfg_bool(b->c, K_norm_topk_prob);     /* the weights in dtype divided by their sum */
-    op->ia[4] = b->dt == DT_BF16;
+    IA(op, topk_route, n) = n;
+    IA(op, topk_route, experts) = b->E;
+    IA(op, topk_route, k) = b->K;
+    IA(op, topk_route, normalize) = cfg_bool(b->c, K_norm_topk_prob);   /* the weights in dtype divided by their sum */
+    IA(op, topk_route, bf16) = b->dt == DT_BF16;
     load_balance(b, m, logits32, experts);
     /* dense_matmul with capacity_factor > 0: a sequence's choices past an expert's capacity are dropped */
     double cf = cfg_float(b->c, K_capacity_factor);
     if (!cfg_bool(b->c, K_sparse_matmul) && cf > 0) {
         Value *keep = moe_temp(b, pool_fmt(pool, "%s.kept", m), DT_F32, n, b->K);
         int64_t capacity = (int64_t)fmax(ceil((double)(b->T * b->K) / (double)b->E) * cf, cf);
-        int64_t ca[5] = {b->B, b->T, b->E, b->K, capacity};
-        memcpy(emit(b, OP_expert_capacity, keep, 1, experts, NULL, NULL)->ia, ca, sizeof ca);
+        Op *cap = emit(b, OP_expert_capacity, keep, 1, experts, NULL, NULL);
+        IA(cap, expert_capacity, sequences) = b->B;
+        IA(cap, expert_capacity, t) = b->T;
+        IA(cap, expert_capacity, experts) = b->E;
+        IA(cap, expert_capacity, k) = b->K;
+        IA(cap, expert_capacity, capacity) = capacity;
         Value *kept = moe_temp(b, pool_fmt(pool, "%s.weights_kept_f32", m), DT_F32, n, b->K);
         emit(b, OP_mul, kept, 2, w32, keep, NULL);
         w32 = kept;
@@ -635,14 +659,18 @@ static Value *moe(Builder *b, int s, Value *x)
     int64_t e1 = b->E + 1;
     Value *offsets = value_new(b->p, pool_fmt(pool, "%s.group_offsets", m), DT_I32, 1, &e1, V_TEMP);
     op = op_add(b->p, b->f, OP_expert_sort, b->block, 1, &experts, 2, (Value *[]){order, offsets});
-    memcpy(op->ia, ra, sizeof ra);
+    IA(op, expert_sort, n) = n;
+    IA(op, expert_sort, experts) = b->E;
+    IA(op, expert_sort, k) = b->K;
     Value *xs = moe_temp(b, pool_fmt(pool, "%s.sorted_inputs", m), x->dtype, rows, b->D);
-    int64_t ga[3] = {n, b->D, b->K};
-    memcpy(emit(b, OP_gather_rows, xs, 2, x, order, NULL)->ia, ga, sizeof ga);
+    op = emit(b, OP_gather_rows, xs, 2, x, order, NULL);
+    IA(op, gather_rows, n) = n;
+    IA(op, gather_rows, d) = b->D;
+    IA(op, gather_rows, k) = b->K;
     Value *groups = offsets, *received = NULL;
     if (b->ep > 1) {   /* each device's rows for this device's experts, by (source, expert) */
         received = value_new(b->p, pool_fmt(pool, "%s.received_offsets", m), DT_I32, 1, &e1, V_TEMP);
-        emit(b, OP_expert_counts, received, 1, offsets, NULL, NULL)->ia[0] = b->E;
+        IA(emit(b, OP_expert_counts, received, 1, offsets, NULL, NULL), expert_counts, experts) = b->E;
         xs = exchange_rows(b, pool_fmt(pool, "%s.expert_inputs", m), xs, offsets, received, false);
         groups = received;
     }
@@ -655,7 +683,10 @@ static Value *moe(Builder *b, int s, Value *x)
     if (b->ep > 1) ys = exchange_rows(b, pool_fmt(pool, "%s.returned_outputs", m), ys, offsets, received, true);
     Value *ys32 = convert(b, pool_fmt(pool, "%s.expert_outputs_f32", m), ys, DT_F32);
     Value *y32 = value_new(b->p, pool_fmt(pool, "%s.output_f32", m), DT_F32, 3, (int64_t[]){b->B, b->T, b->D}, V_TEMP);
-    memcpy(emit(b, OP_expert_combine, y32, 3, ys32, order, w)->ia, ga, sizeof ga);
+    op = emit(b, OP_expert_combine, y32, 3, ys32, order, w);
+    IA(op, expert_combine, n) = n;
+    IA(op, expert_combine, d) = b->D;
+    IA(op, expert_combine, k) = b->K;
     return convert(b, pool_fmt(pool, "%s.output", m), y32, b->dt);
 }
 
@@ -696,7 +727,7 @@ static Value *logits_of(Builder *b, const char *name, Value *x)
     if (cap <= 0) return logits;
     /* MaxText's final soft cap sits in the tied-logits branch only (decoders.py apply_output_head) */
     Value *capped = value_new(b->p, name, logits->dtype, logits->rank, logits->dim, V_TEMP);
-    emit(b, OP_soft_cap, capped, 1, logits, NULL, NULL)->fa[0] = cap;
+    FA(emit(b, OP_soft_cap, capped, 1, logits, NULL, NULL), soft_cap, cap) = cap;
     return capped;
 }
 
@@ -715,8 +746,10 @@ static void logits_loss(Builder *b, const char *suffix, Value *x, int64_t first,
     Value *in[3] = {logits, b->targets, b->segmentation};
     Value *out[2] = {*loss, *weight};
     Op *op = op_add(b->p, b->f, OP_cross_entropy, b->block, 3, in, 2, out);
-    int64_t a[4] = {n, b->V, first, sum};
-    memcpy(op->ia, a, sizeof a);
+    IA(op, cross_entropy, n) = n;
+    IA(op, cross_entropy, vocab) = b->V;
+    IA(op, cross_entropy, first) = first;
+    IA(op, cross_entropy, sum) = sum;
 }
 
 /* Embeddings, the decoder layers and the final norm over b->tokens (at
@@ -727,14 +760,16 @@ static Value *decoder(Builder *b)
     b->block = "embedding";
     Value *x = act(b, "embedding", b->D);
     Op *op = emit(b, OP_embed, x, 2, b->embedding, b->tokens, NULL);
-    op->ia[0] = b->B * b->T;
-    op->ia[1] = b->D;
+    IA(op, embed, n) = b->B * b->T;
+    IA(op, embed, d) = b->D;
     if (b->position) {
         Value *y = act(b, "embedding_with_positions", b->D);
         op = b->decoding ? emit(b, OP_position_add_at, y, 3, x, b->position, b->position_in)
                          : emit(b, OP_position_add, y, 2, x, b->position, NULL);
-        int64_t a[4] = {b->B, b->T, b->D, b->decoding ? b->P : 0};
-        memcpy(op->ia, a, sizeof a);
+        IA(op, position_add, b) = b->B;
+        IA(op, position_add, t) = b->T;
+        IA(op, position_add, d) = b->D;
+        IA(op, position_add, rows) = b->decoding ? b->P : 0;
         x = y;
     }
     x = dropout(b, "embedding_dropped", x, false);
@@ -776,8 +811,10 @@ static void forward(Builder *b, Value **loss, Value **weight, Value **lb)
         Value *xt = value_new(b->p, pool_fmt(pool, "decoder_output.tile%lld", (long long)t), x->dtype, 2,
                               (int64_t[]){rows, b->D}, V_TEMP);
         Op *op = emit(b, OP_rows, xt, 1, x, NULL, NULL);
-        int64_t a[4] = {t * rows, rows, b->D, b->B * b->T};
-        memcpy(op->ia, a, sizeof a);
+        IA(op, rows, first) = t * rows;
+        IA(op, rows, n) = rows;
+        IA(op, rows, width) = b->D;
+        IA(op, rows, rows) = b->B * b->T;
         Value *lt, *wt;
         logits_loss(b, pool_fmt(pool, ".tile%lld", (long long)t), xt, t * rows, rows, true, &lt, &wt);
         sum = sum ? scalar(b, OP_add, pool_fmt(pool, "loss_sum.upto%lld", (long long)t), sum, lt) : lt;

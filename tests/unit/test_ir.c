@@ -37,7 +37,7 @@ START_TEST(printer_text)
     ck_assert(strstr(a, "  %layers.0.attention_input: bf16[8, 64, 64] = rmsnorm %embedding, "
                         "@layers.0.pre_self_attention_norm.scale  n=512  d=64  eps=1e-05\n"));
     ck_assert(strstr(a, "= attention_scores %layers.1.self_attention.query_rotated, "
-                        "%layers.1.self_attention.key_rotated  b=8  t=64  hq=4  hkv=2  dh=16  scale=1\n"));
+                        "%layers.1.self_attention.key_rotated  b=8  t=64  hq=4  hkv=2  dh=16  window=0  scale=1  cap=0\n"));
     ck_assert(strstr(a, "  %layers.0.self_attention.query.kernel.bf16: bf16[64, 64] = cast @layers.0.self_attention.query.kernel\n"));
     ck_assert(strstr(a, "  %layers.0.self_attention.query: bf16[8, 64, 64] = matmul %layers.0.attention_input, "
                         "%layers.0.self_attention.query.kernel.bf16  m=512  n=64  k=64  ta=0  tb=0  alpha=1\n"));
@@ -84,9 +84,9 @@ static Small small(void)
     s.z = value_new(s.p, "z", DT_F32, 2, yd, V_TEMP);
     Value *in[2] = {s.x, s.w};
     s.mm = op_add(s.p, &s.p->train, OP_matmul, NULL, 2, in, 1, &s.y);
-    s.mm->ia[0] = 4;
-    s.mm->ia[1] = 5;
-    s.mm->ia[2] = 3;
+    IA(s.mm, matmul, m) = 4;
+    IA(s.mm, matmul, n) = 5;
+    IA(s.mm, matmul, k) = 3;
     s.act = op_add(s.p, &s.p->train, OP_silu, NULL, 1, &s.y, 1, &s.z);
     return s;
 }
@@ -113,7 +113,7 @@ END_TEST
 START_TEST(verifier_errors)
 {
     Small s = small();
-    s.mm->ia[2] = 4;
+    IA(s.mm, matmul, k) = 4;
     expect_invalid(&s, "IR verifier: train_step, op 0 (matmul -> y): left operand x has 12 elements, expected 16");
     s = small();
     s.p->train.ops[0] = s.act;                               /* use before definition */

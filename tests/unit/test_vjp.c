@@ -56,10 +56,10 @@ static Value *probe_loss(Case *k, Value *y)
     Value *probe = param(k, "probe", 2, n, 1, 0, 0);
     Value *loss = temp_like(k, "loss", 1, 1, 0, 0, 0);
     Op *m = op(k, OP_matmul, loss, 2, y, probe, NULL);
-    m->ia[0] = 1;
-    m->ia[1] = 1;
-    m->ia[2] = n;
-    m->fa[0] = 1.0;
+    IA(m, matmul, m) = 1;
+    IA(m, matmul, n) = 1;
+    IA(m, matmul, k) = n;
+    FA(m, matmul, alpha) = 1.0;
     return loss;
 }
 
@@ -144,9 +144,12 @@ static void check_matmul(int ta, int tb)
     Value *b = tb ? param(&k, "b", 2, n, kk, 0, 0) : param(&k, "b", 2, kk, n, 0, 0);
     Value *y = temp_like(&k, "y", 2, m, n, 0, 0);
     Op *o = op(&k, OP_matmul, y, 2, a, b, NULL);
-    int64_t at[5] = {m, n, kk, ta, tb};
-    memcpy(o->ia, at, sizeof at);
-    o->fa[0] = 0.7;
+    IA(o, matmul, m) = m;
+    IA(o, matmul, n) = n;
+    IA(o, matmul, k) = kk;
+    IA(o, matmul, ta) = ta;
+    IA(o, matmul, tb) = tb;
+    FA(o, matmul, alpha) = 0.7;
     finish(&k, probe_loss(&k, y));
 }
 
@@ -159,8 +162,8 @@ START_TEST(embed)
     Value *table = param(&k, "table", 2, VOCAB, D, 0, 0);
     Value *y = temp_like(&k, "y", 3, B, T, D, 0);
     Op *o = op(&k, OP_embed, y, 2, table, k.p->tokens, NULL);
-    o->ia[0] = B * T;
-    o->ia[1] = D;
+    IA(o, embed, n) = B * T;
+    IA(o, embed, d) = D;
     finish(&k, probe_loss(&k, y));
 }
 END_TEST
@@ -171,9 +174,9 @@ START_TEST(position_add)
     Value *x = param(&k, "x", 3, B, T, D, 0), *pos = param(&k, "pos", 2, T + 2, D, 0, 0);
     Value *y = temp_like(&k, "y", 3, B, T, D, 0);
     Op *o = op(&k, OP_position_add, y, 2, x, pos, NULL);
-    o->ia[0] = B;
-    o->ia[1] = T;
-    o->ia[2] = D;
+    IA(o, position_add, b) = B;
+    IA(o, position_add, t) = T;
+    IA(o, position_add, d) = D;
     finish(&k, probe_loss(&k, y));
 }
 END_TEST
@@ -189,10 +192,10 @@ START_TEST(elementwise)
     Value *out = temp_like(&k, "out", 3, B, T, D, 0);
     op(&k, OP_silu, s, 1, x, NULL, NULL);
     op(&k, OP_mul, m, 2, s, g, NULL);
-    op(&k, OP_bias_add, y, 2, m, bias, NULL)->ia[0] = D;
+    IA(op(&k, OP_bias_add, y, 2, m, bias, NULL), bias_add, cols) = D;
     Value *c = temp_like(&k, "c", 3, B, T, D, 0);
     op(&k, OP_gelu, w, 1, z, NULL, NULL);
-    op(&k, OP_soft_cap, c, 1, w, NULL, NULL)->fa[0] = 0.7;   /* low enough that tanh bends */
+    FA(op(&k, OP_soft_cap, c, 1, w, NULL, NULL), soft_cap, cap) = 0.7;   /* low enough that tanh bends */
     op(&k, OP_add, out, 2, y, c, NULL);
     finish(&k, probe_loss(&k, out));
 }
@@ -206,10 +209,10 @@ START_TEST(dropout)
     Value *x = param(&k, "x", 3, B, T, D, 0);
     Value *y = temp_like(&k, "y", 3, B, T, D, 0);
     Op *o = op(&k, OP_dropout, y, 1, x, NULL, NULL);
-    o->ia[0] = T * D;
-    o->ia[1] = D;
-    o->ia[2] = 12345;
-    o->fa[0] = 0.3;
+    IA(o, dropout, sequence) = T * D;
+    IA(o, dropout, features) = D;
+    IA(o, dropout, stream) = 12345;
+    FA(o, dropout, rate) = 0.3;
     k.p->uses_rng = true;
     finish(&k, probe_loss(&k, y));
 }
@@ -221,9 +224,9 @@ START_TEST(rmsnorm)
     Value *x = param(&k, "x", 3, B, T, D, 0), *w = param(&k, "scale", 1, D, 0, 0, 0);
     Value *y = temp_like(&k, "y", 3, B, T, D, 0);
     Op *o = op(&k, OP_rmsnorm, y, 2, x, w, NULL);
-    o->ia[0] = B * T;
-    o->ia[1] = D;
-    o->fa[0] = 1e-5;
+    IA(o, norm, n) = B * T;
+    IA(o, norm, d) = D;
+    FA(o, norm, eps) = 1e-5;
     finish(&k, probe_loss(&k, y));
 }
 END_TEST
@@ -235,9 +238,9 @@ START_TEST(layernorm)
     Value *b = param(&k, "bias", 1, D, 0, 0, 0);
     Value *y = temp_like(&k, "y", 3, B, T, D, 0);
     Op *o = op(&k, OP_layernorm, y, 3, x, s, b);
-    o->ia[0] = B * T;
-    o->ia[1] = D;
-    o->fa[0] = 1e-5;
+    IA(o, norm, n) = B * T;
+    IA(o, norm, d) = D;
+    FA(o, norm, eps) = 1e-5;
     finish(&k, probe_loss(&k, y));
 }
 END_TEST
@@ -250,10 +253,13 @@ START_TEST(rope)
         Value *x = param(&k, "x", 4, B, T, H, DH);
         Value *y = temp_like(&k, "y", 4, B, T, H, DH);
         Op *o = op(&k, OP_rope, y, 1, x, NULL, NULL);
-        int64_t a[5] = {B, T, H, DH, variant};
-        memcpy(o->ia, a, sizeof a);
-        o->fa[0] = 1;
-        o->fa[1] = 10000;
+        IA(o, rope, b) = B;
+        IA(o, rope, t) = T;
+        IA(o, rope, heads) = H;
+        IA(o, rope, dh) = DH;
+        IA(o, rope, variant) = variant;
+        FA(o, rope, min_timescale) = 1;
+        FA(o, rope, max_timescale) = 10000;
         finish(&k, probe_loss(&k, y));
     }
 }
@@ -267,6 +273,15 @@ END_TEST
  * then a copy into room for two devices' rows (the tail zeroed) and back,
  * and the grouped GEMMs take E groups over L weights (group g: w[g mod L]),
  * as a device holding L of E experts does with the rows of 2 sources. */
+static void exchange(Op *o, int64_t rows_in, int64_t rows_out, int64_t d, int64_t experts, int64_t back)
+{
+    IA(o, all_to_all, rows_in) = rows_in;
+    IA(o, all_to_all, rows_out) = rows_out;
+    IA(o, all_to_all, d) = d;
+    IA(o, all_to_all, experts) = experts;
+    IA(o, all_to_all, back) = back;
+}
+
 static void check_experts(int64_t E, int64_t L, int64_t sources)
 {
     enum { N = B * T, K = 2, F = 5 };
@@ -277,28 +292,31 @@ static void check_experts(int64_t E, int64_t L, int64_t sources)
     int64_t nk[2] = {N, K}, e1 = E + 1, rows[2] = {N * K, 1}, held = sources * N * K;
     Value *chosen = value_new(k.p, "chosen", DT_I32, 2, nk, V_TEMP);
     Value *order = value_new(k.p, "order", DT_I32, 2, rows, V_TEMP), *offsets = value_new(k.p, "offsets", DT_I32, 1, &e1, V_TEMP);
-    int64_t ra[3] = {N, E, K}, ga[3] = {N, D, K}, ma[6] = {held, F, D, E, L, 0}, ca[3] = {N, F, K};
-    memcpy(op_add(k.p, k.f, OP_topk_route, "case", 1, &logits, 2, (Value *[]){weights, chosen})->ia, ra, sizeof ra);
-    memcpy(op_add(k.p, k.f, OP_expert_sort, "case", 1, &chosen, 2, (Value *[]){order, offsets})->ia, ra, sizeof ra);
+    Op *route = op_add(k.p, k.f, OP_topk_route, "case", 1, &logits, 2, (Value *[]){weights, chosen});
+    IA(route, topk_route, n) = N, IA(route, topk_route, experts) = E, IA(route, topk_route, k) = K;
+    Op *sort = op_add(k.p, k.f, OP_expert_sort, "case", 1, &chosen, 2, (Value *[]){order, offsets});
+    IA(sort, expert_sort, n) = N, IA(sort, expert_sort, experts) = E, IA(sort, expert_sort, k) = K;
     Value *xs = temp_like(&k, "xs", 2, N * K, D, 0, 0), *ys = temp_like(&k, "ys", 2, held, F, 0, 0);
     Value *y = temp_like(&k, "y", 2, N, F, 0, 0), *groups = offsets, *received = NULL;
-    memcpy(op(&k, OP_gather_rows, xs, 2, x, order, NULL)->ia, ga, sizeof ga);
+    Op *gather = op(&k, OP_gather_rows, xs, 2, x, order, NULL);
+    IA(gather, gather_rows, n) = N, IA(gather, gather_rows, d) = D, IA(gather, gather_rows, k) = K;
     if (sources > 1) {
         received = value_new(k.p, "received", DT_I32, 1, &e1, V_TEMP);
-        op_add(k.p, k.f, OP_expert_counts, "case", 1, &offsets, 1, &received)->ia[0] = E;
+        IA(op_add(k.p, k.f, OP_expert_counts, "case", 1, &offsets, 1, &received), expert_counts, experts) = E;
         Value *xr = temp_like(&k, "xr", 2, held, D, 0, 0);
-        int64_t to[5] = {N * K, held, D, E, 0};
-        memcpy(op(&k, OP_all_to_all, xr, 3, xs, offsets, received)->ia, to, sizeof to);
+        exchange(op(&k, OP_all_to_all, xr, 3, xs, offsets, received), N * K, held, D, E, 0);
         xs = xr, groups = received;
     }
-    memcpy(op(&k, OP_grouped_matmul, ys, 3, xs, w, groups)->ia, ma, sizeof ma);
+    Op *mm = op(&k, OP_grouped_matmul, ys, 3, xs, w, groups);
+    IA(mm, grouped_matmul, m) = held, IA(mm, grouped_matmul, n) = F, IA(mm, grouped_matmul, k) = D;
+    IA(mm, grouped_matmul, experts) = E, IA(mm, grouped_matmul, local) = L;
     if (sources > 1) {
         Value *back = temp_like(&k, "back", 2, N * K, F, 0, 0);
-        int64_t ba[5] = {held, N * K, F, E, 1};
-        memcpy(op(&k, OP_all_to_all, back, 3, ys, offsets, received)->ia, ba, sizeof ba);
+        exchange(op(&k, OP_all_to_all, back, 3, ys, offsets, received), held, N * K, F, E, 1);
         ys = back;
     }
-    memcpy(op(&k, OP_expert_combine, y, 3, ys, order, weights)->ia, ca, sizeof ca);
+    Op *combine = op(&k, OP_expert_combine, y, 3, ys, order, weights);
+    IA(combine, expert_combine, n) = N, IA(combine, expert_combine, d) = F, IA(combine, expert_combine, k) = K;
     finish(&k, probe_loss(&k, y));
 }
 
@@ -308,10 +326,15 @@ END_TEST
 START_TEST(experts_parallel_layout) { check_experts(4, 2, 2); }
 END_TEST
 
-static void attention_attrs(Op *o)
+static void attention_attrs(Op *o, int64_t b, int64_t t, int64_t hq, int64_t hkv, int64_t window, double scale)
 {
-    int64_t a[5] = {B, T, H, KV, DH};
-    memcpy(o->ia, a, sizeof a);
+    IA(o, attention, b) = b;
+    IA(o, attention, t) = t;
+    IA(o, attention, hq) = hq;
+    IA(o, attention, hkv) = hkv;
+    IA(o, attention, dh) = DH;
+    IA(o, attention, window) = window;
+    FA(o, attention, scale) = scale;
 }
 
 START_TEST(attention_scores)
@@ -319,9 +342,7 @@ START_TEST(attention_scores)
     Case k = begin();
     Value *q = param(&k, "q", 4, B, T, H, DH), *kk = param(&k, "k", 4, B, T, KV, DH);
     Value *s = temp_like(&k, "s", 4, B, H, T, T);
-    Op *o = op(&k, OP_attention_scores, s, 2, q, kk, NULL);
-    attention_attrs(o);
-    o->fa[0] = 0.5;
+    attention_attrs(op(&k, OP_attention_scores, s, 2, q, kk, NULL), B, T, H, KV, 0, 0.5);
     finish(&k, probe_loss(&k, s));
 }
 END_TEST
@@ -332,8 +353,8 @@ START_TEST(causal_softmax)
     Value *s = param(&k, "s", 4, B, H, T, T);
     Value *p = temp_like(&k, "p", 4, B, H, T, T);
     Op *o = op(&k, OP_causal_softmax, p, 1, s, NULL, NULL);
-    o->ia[0] = B * H;
-    o->ia[1] = T;
+    IA(o, causal_softmax, blocks) = B * H;
+    IA(o, causal_softmax, t) = T;
     finish(&k, probe_loss(&k, p));
 }
 END_TEST
@@ -343,7 +364,7 @@ START_TEST(attention_values)
     Case k = begin();
     Value *p = param(&k, "p", 4, B, H, T, T), *v = param(&k, "v", 4, B, T, KV, DH);
     Value *o = temp_like(&k, "o", 4, B, T, H, DH);
-    attention_attrs(op(&k, OP_attention_values, o, 2, p, v, NULL));
+    attention_attrs(op(&k, OP_attention_values, o, 2, p, v, NULL), B, T, H, KV, 0, 0);
     finish(&k, probe_loss(&k, o));
 }
 END_TEST
@@ -358,14 +379,11 @@ START_TEST(attention_blocks)
     Value *v = param(&k, "v", 4, 1, LT, KV, DH);
     Value *sc = temp_like(&k, "s", 4, 1, H, LT, LT), *pr = temp_like(&k, "p", 4, 1, H, LT, LT);
     Value *o = temp_like(&k, "o", 4, 1, LT, H, DH);
-    int64_t a[5] = {1, LT, H, KV, DH};
-    Op *op1 = op(&k, OP_attention_scores, sc, 2, q, kk, NULL);
-    memcpy(op1->ia, a, sizeof a);
-    op1->fa[0] = 0.5;
-    Op *op2 = op(&k, OP_causal_softmax, pr, 1, sc, NULL, NULL);
-    op2->ia[0] = H;
-    op2->ia[1] = LT;
-    memcpy(op(&k, OP_attention_values, o, 2, pr, v, NULL)->ia, a, sizeof a);
+    attention_attrs(op(&k, OP_attention_scores, sc, 2, q, kk, NULL), 1, LT, H, KV, 0, 0.5);
+    Op *softmax = op(&k, OP_causal_softmax, pr, 1, sc, NULL, NULL);
+    IA(softmax, causal_softmax, blocks) = H;
+    IA(softmax, causal_softmax, t) = LT;
+    attention_attrs(op(&k, OP_attention_values, o, 2, pr, v, NULL), 1, LT, H, KV, 0, 0);
     finish(&k, probe_loss(&k, o));
 }
 END_TEST
@@ -380,10 +398,7 @@ static void check_flash(int64_t t, int64_t hq, int64_t hkv, int64_t window)
     Value *v = param(&k, "v", 4, 1, t, hkv, DH);
     Value *o = temp_like(&k, "o", 4, 1, t, hq, DH), *lse = temp_like(&k, "lse", 3, 1, hq, t, 0);
     Value *in[3] = {q, kk, v}, *out[2] = {o, lse};
-    Op *f = op_add(k.p, k.f, OP_flash_attention, "case", 3, in, 2, out);
-    int64_t a[6] = {1, t, hq, hkv, DH, window};
-    memcpy(f->ia, a, sizeof a);
-    f->fa[0] = 0.5;
+    attention_attrs(op_add(k.p, k.f, OP_flash_attention, "case", 3, in, 2, out), 1, t, hq, hkv, window, 0.5);
     finish(&k, probe_loss(&k, o));
 }
 
@@ -404,8 +419,8 @@ START_TEST(cross_entropy)
     Value *loss = temp_like(&k, "loss", 1, 1, 0, 0, 0), *weight = temp_like(&k, "weight", 1, 1, 0, 0, 0);
     Value *in[3] = {logits, k.p->targets, k.p->segmentation}, *out[2] = {loss, weight};
     Op *o = op_add(k.p, k.f, OP_cross_entropy, "case", 3, in, 2, out);
-    o->ia[0] = B * T;
-    o->ia[1] = VOCAB;
+    IA(o, cross_entropy, n) = B * T;
+    IA(o, cross_entropy, vocab) = VOCAB;
     finish(&k, loss);
 }
 END_TEST
