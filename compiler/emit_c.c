@@ -54,8 +54,9 @@ static const char *state_expr(Pool *pool, const Value *v)
     case V_OPT: return pool_fmt(pool, "s->%s.%s", strncmp(v->name, "opt_state.mu.", 13) ? "nu" : "mu", param_field(pool, v));
     case V_COUNTER: return pool_fmt(pool, "s->%s", identifier(pool, v->name));
     case V_CACHE: return pool_fmt(pool, "c->%s", identifier(pool, v->name + strlen("cache.")));
-    default: return NULL;
+    case V_INPUT: case V_TEMP: case V_ACCUM: return NULL;
     }
+    return NULL;
 }
 
 static const char *descriptor_name(Pool *pool, const Value *v)
@@ -224,8 +225,21 @@ static const char *ew_expr(Emitter *e, const Op *op)
                         V(e, op->out[0]), V(e, op->out[0]), sequence, features, features, rate);
     }
     case OP_tensor_enter: return a;
-    default: fatal("emit: %s is not elementwise", op_info[op->kind].name);
+    case OP_embed: case OP_position_add: case OP_matmul: case OP_rmsnorm: case OP_layernorm: case OP_rope:
+    case OP_attention_scores: case OP_causal_softmax: case OP_attention_values: case OP_flash_attention:
+    case OP_cross_entropy: case OP_rows: case OP_topk_route: case OP_expert_sort: case OP_gather_rows:
+    case OP_grouped_matmul: case OP_expert_combine: case OP_expert_capacity: case OP_moe_lb_loss:
+    case OP_expert_counts: case OP_all_to_all: case OP_rope_at: case OP_position_add_at: case OP_kv_cache_write:
+    case OP_cached_attention: case OP_embed_grad: case OP_position_add_grad: case OP_bias_grad: case OP_rmsnorm_grad:
+    case OP_layernorm_grad: case OP_rope_grad: case OP_attention_scores_grad: case OP_causal_softmax_grad:
+    case OP_attention_values_grad: case OP_flash_attention_grad: case OP_cross_entropy_grad: case OP_rows_grad:
+    case OP_topk_route_grad: case OP_gather_rows_grad: case OP_grouped_matmul_wgrad: case OP_expert_combine_grad:
+    case OP_moe_lb_loss_grad: case OP_global_norm: case OP_learning_rate: case OP_clip_scale: case OP_adamw:
+    case OP_sgd: case OP_muon: case OP_step_increment: case OP_zero: case OP_accumulate: case OP_all_reduce_sum:
+    case OP_all_gather: case OP_reduce_scatter: case OP_tensor_sum: case NUM_OPS:
+        break;
     }
+    fatal("emit: %s is not elementwise", op_info[op->kind].name);
 }
 
 /* Each dropout site draws from its own key, indexed by the row of the

@@ -51,18 +51,15 @@ static bool check_attention(Verifier *V)
     int64_t b = A(attention, b), t = A(attention, t), hq = A(attention, hq), hkv = A(attention, hkv);
     int64_t q = b * t * hq * A(attention, dh), kv = b * t * hkv * A(attention, dh), scores = b * hq * t * t;
     if (hkv <= 0 || hq % hkv) return bad(V, "hq %lld not a multiple of hkv %lld", (long long)hq, (long long)hkv);
-    switch (o->kind) {
-    case OP_attention_scores:
+    if (o->kind == OP_attention_scores)
         return numel_is(V, in[0], q, "query") && numel_is(V, in[1], kv, "key") && numel_is(V, out[0], scores, "scores");
-    case OP_attention_values:
+    if (o->kind == OP_attention_values)
         return numel_is(V, in[0], scores, "probabilities") && numel_is(V, in[1], kv, "value") &&
                numel_is(V, out[0], q, "output");
-    default:   /* flash_attention */
-        return numel_is(V, in[0], q, "query") && numel_is(V, in[1], kv, "key") && numel_is(V, in[2], kv, "value") &&
-               numel_is(V, out[0], q, "output") && numel_is(V, out[1], b * hq * t, "lse") &&
-               dtype_is(V, out[1], DT_F32);
-    }
+    return numel_is(V, in[0], q, "query") && numel_is(V, in[1], kv, "key") && numel_is(V, in[2], kv, "value") &&
+           numel_is(V, out[0], q, "output") && numel_is(V, out[1], b * hq * t, "lse") && dtype_is(V, out[1], DT_F32);
 }
+
 static bool check_shapes(Verifier *V)
 {
     const Op *o = V->op;
@@ -186,9 +183,15 @@ static bool check_shapes(Verifier *V)
     case OP_adamw:
         return numel_is(V, in[1], value_numel(in[0]), "gradient") && numel_is(V, in[2], value_numel(in[0]), "mu") &&
                numel_is(V, in[3], value_numel(in[0]), "nu");
-    default:
+    case OP_position_add: case OP_fill: case OP_dropout: case OP_rope_at: case OP_position_add_at:
+    case OP_embed_grad: case OP_position_add_grad: case OP_bias_grad: case OP_dropout_grad: case OP_rmsnorm_grad:
+    case OP_layernorm_grad: case OP_attention_scores_grad: case OP_causal_softmax_grad:
+    case OP_attention_values_grad: case OP_flash_attention_grad: case OP_global_norm: case OP_learning_rate:
+    case OP_clip_scale: case OP_sgd: case OP_muon: case OP_step_increment: case OP_zero: case OP_accumulate:
+    case OP_reciprocal: case OP_all_reduce_sum: case NUM_OPS:
         return true;
     }
+    fatal("ir_verify: no op kind %d", (int)o->kind);
 }
 
 /* Token ids, targets and counters: the integer operands of the ops that take them. */
@@ -203,8 +206,18 @@ static bool integer_operand(const Op *o, const Value *v)
     case OP_grouped_matmul: case OP_grouped_matmul_wgrad: case OP_expert_combine: case OP_expert_combine_grad:
     case OP_expert_capacity: case OP_moe_lb_loss: case OP_moe_lb_loss_grad: case OP_expert_counts: case OP_all_to_all:
         return v->dtype == DT_I32;   /* experts chosen, their sorted order and offsets */
-    default: return false;
+    case OP_position_add: case OP_matmul: case OP_bias_add: case OP_add: case OP_mul: case OP_silu: case OP_gelu:
+    case OP_soft_cap: case OP_fill: case OP_cast: case OP_dropout: case OP_rmsnorm: case OP_layernorm: case OP_rope:
+    case OP_attention_scores: case OP_causal_softmax: case OP_attention_values: case OP_flash_attention:
+    case OP_rows: case OP_position_add_grad: case OP_bias_grad: case OP_silu_grad: case OP_gelu_grad:
+    case OP_soft_cap_grad: case OP_dropout_grad: case OP_rmsnorm_grad: case OP_layernorm_grad: case OP_rope_grad:
+    case OP_attention_scores_grad: case OP_causal_softmax_grad: case OP_attention_values_grad:
+    case OP_flash_attention_grad: case OP_rows_grad: case OP_global_norm: case OP_clip_scale: case OP_adamw:
+    case OP_sgd: case OP_muon: case OP_zero: case OP_accumulate: case OP_reciprocal: case OP_all_reduce_sum:
+    case OP_all_gather: case OP_reduce_scatter: case OP_tensor_enter: case OP_tensor_sum: case NUM_OPS:
+        return false;
     }
+    fatal("ir_verify: no op kind %d", (int)o->kind);
 }
 
 static bool check_dtypes(Verifier *V, bool legalized)
