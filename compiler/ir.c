@@ -6,7 +6,7 @@
 
 const OpInfo op_info[NUM_OPS] = {
 #define ATTRS(set, ints, floats)
-#define OP(name, nin, nout, cls, attrs) [OP_##name] = {#name, OC_##cls, nin, nout, ATTRS_##attrs},
+#define OP(name, nin, nout, cls, attrs, bf16) [OP_##name] = {#name, OC_##cls, nin, nout, ATTRS_##attrs, bf16},
 #include "ops.def"
 #undef OP
 #undef ATTRS
@@ -14,7 +14,7 @@ const OpInfo op_info[NUM_OPS] = {
 
 /* Each set's attribute names, in their places, for the printer and messages. */
 static const struct { const char *const *ints, *const *floats; } attr_names[NUM_ATTR_SETS] = {
-#define OP(name, nin, nout, cls, attrs)
+#define OP(name, nin, nout, cls, attrs, bf16)
 #define I(set, name) #name,
 #define F(set, name) #name,
 #define ATTRS(set, ints, floats) [ATTRS_##set] = {(const char *const[]){ints NULL}, (const char *const[]){floats NULL}},
@@ -31,6 +31,15 @@ const char *op_attr_name(OpKind kind, int i, bool is_float)
     for (int j = 0; j < i; j++)
         if (!names[j]) return NULL;
     return names[i];
+}
+
+bool bf16_slot(OpKind kind, int nin, int j)
+{
+    const char *slots = op_info[kind].bf16, *outputs = strchr(slots, '/');
+    if (!outputs) return false;
+    if (j < nin) return j < outputs - slots && slots[j] == 'b';
+    j -= nin;
+    return j < (int)strlen(outputs + 1) && outputs[1 + j] == 'b';
 }
 
 int64_t *op_ia(const Op *op, AttrSet set)

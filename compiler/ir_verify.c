@@ -230,9 +230,7 @@ static bool check_dtypes(Verifier *V, bool legalized)
         /* after legalize, a kernel's bf16 slots hold one dtype (that of the first,
          * input 0), and its other float operands are f32 */
         if (!legalized || op_info[o->kind].cls != OC_KERNEL) continue;
-        unsigned in, out;
-        kernel_bf16_slots(o->kind, &in, &out);
-        bool slot = bf16_slot(in, out, o->nin, i);
+        bool slot = bf16_slot(o->kind, o->nin, i);
         DType want = slot ? o->in[0]->dtype : DT_F32;
         if (v->dtype != want)
             return bad(V, "%s is %s, but this kernel takes %s there", v->name, dtype_name(v->dtype), dtype_name(want));

@@ -175,7 +175,7 @@ typedef enum { INIT_ZEROS, INIT_ONES, INIT_NORMAL, INIT_TRUNCATED_NORMAL } InitK
 
 #define ATTRS(set, ints, floats)
 typedef enum {
-#define OP(name, nin, nout, cls, attrs) OP_##name,
+#define OP(name, nin, nout, cls, attrs, bf16) OP_##name,
 #include "ops.def"
 #undef OP
     NUM_OPS
@@ -184,7 +184,7 @@ typedef enum {
 
 /* Attribute sets (ops.def), and the place of each attribute in its set:
  * A_<set>_<name> indexes Op.ia, F_<set>_<name> Op.fa. */
-#define OP(name, nin, nout, cls, attrs)
+#define OP(name, nin, nout, cls, attrs, bf16)
 typedef enum {
 #define ATTRS(set, ints, floats) ATTRS_##set,
 #include "ops.def"
@@ -297,6 +297,7 @@ typedef struct {
     OpClass cls;
     int nin, nout;
     AttrSet attrs;
+    const char *bf16;            /* "inputs/outputs" of a kernel's bf16 form: 'b' bf16, '-' f32; "" none */
 } OpInfo;
 extern const OpInfo op_info[NUM_OPS];
 const char *op_attr_name(OpKind kind, int i, bool is_float);   /* NULL past the last */
@@ -366,15 +367,10 @@ bool accumulate_gradients(Program *p, char *err, size_t errlen); /* accumulate.c
 bool rematerialize(Program *p, char *err, size_t errlen);    /* remat.c */
 bool shard(Program *p, char *err, size_t errlen);            /* shard.c */
 bool legalize(Program *p, char *err, size_t errlen);         /* legalize.c */
-/* Has the runtime's kernel of this op a bf16 form? Which inputs and outputs
- * (bits) then carry the activations' dtype (the others are f32). */
-bool kernel_bf16_slots(OpKind kind, unsigned *in, unsigned *out);
-/* Is operand j (inputs first, then outputs) of an op with nin inputs among those slots? */
-static inline bool bf16_slot(unsigned in, unsigned out, int nin, int j)
-{
-    int bit = j < nin ? j : j - nin;
-    return bit < 32 && ((j < nin ? in : out) >> bit & 1);
-}
+/* In the bf16 form of an op's kernel (ops.def), does operand j (inputs
+ * first, then outputs) carry the activations' dtype? False for an op
+ * without one. */
+bool bf16_slot(OpKind kind, int nin, int j);
 /* Can the backends lower this config's mesh? If not, why, in err. */
 bool lowerable_mesh(const Config *c, char *err, size_t errlen);
 

@@ -100,6 +100,26 @@ static void expect_invalid(Small *s, const char *want)
     config_free(s->c);
 }
 
+/* ops.def: each kernel's bf16 slots name every input and output, 'b' or
+ * '-'; the legalize table read from it (flash's backward: do, q, k, v, o
+ * in bf16, lse f32; dq, dk, dv bf16). */
+START_TEST(ops_table)
+{
+    for (int k = 0; k < NUM_OPS; k++) {
+        const OpInfo *op = &op_info[k];
+        const char *slots = op->bf16, *slash = strchr(slots, '/');
+        if (!slots[0]) continue;
+        ck_assert_msg(slash && op->nin >= 0 && slash - slots == op->nin && (int)strlen(slash + 1) == op->nout &&
+                          strspn(slots, "b-/") == strlen(slots),
+                      "op %s: bf16 slots \"%s\" for %d inputs and %d outputs", op->name, slots, op->nin, op->nout);
+    }
+    bool want[9] = {true, true, true, true, true, false, true, true, true};
+    for (int j = 0; j < 9; j++) ck_assert(bf16_slot(OP_flash_attention_grad, 6, j) == want[j]);
+    ck_assert(!bf16_slot(OP_add, 2, 0));
+    ck_assert(!bf16_slot(OP_rmsnorm, 2, 1) && bf16_slot(OP_rmsnorm, 2, 2));
+}
+END_TEST
+
 START_TEST(verifier_accepts_valid)
 {
     Small s = small();
@@ -261,6 +281,7 @@ int main(void)
     tcase_set_timeout(tc, 600);   /* seconds, for a loaded 2-core machine */
     tcase_add_test(tc, printer_text);
     tcase_add_test(tc, every_pass_prints);
+    tcase_add_test(tc, ops_table);
     tcase_add_test(tc, verifier_accepts_valid);
     tcase_add_test(tc, verifier_errors);
     tcase_add_test(tc, memplan_no_overlap);
