@@ -124,19 +124,18 @@ int64_t program_arena_bytes(const Program *p)
  * float32, the fused attention's row sums and per-thread blocks. */
 const char *op_scratch(Pool *pool, const Op *op, int64_t *bytes)
 {
-    const int64_t *a = op->ia;
-    bool attention = op->kind == OP_attention_scores || op->kind == OP_attention_scores_grad ||
-                     op->kind == OP_attention_values || op->kind == OP_attention_values_grad;
     *bytes = 0;
+    if (op_info[op->kind].attrs != ATTRS_attention) return NULL;
+    long long b = IA(op, attention, b), t = IA(op, attention, t), hq = IA(op, attention, hq);
+    long long hkv = IA(op, attention, hkv), dh = IA(op, attention, dh);
     if (op->kind == OP_flash_attention || op->kind == OP_flash_attention_grad) {
-        *bytes = (int64_t)mtx_flash_attention_scratch((int)a[0], (int)a[1], (int)a[2], (int)a[3], (int)a[4], 1);
-        return !pool ? ""
-                     : pool_fmt(pool, "mtx_flash_attention_scratch(%lld, %lld, %lld, %lld, %lld, mtx_num_threads())",
-                                (long long)a[0], (long long)a[1], (long long)a[2], (long long)a[3], (long long)a[4]);
+        *bytes = (int64_t)mtx_flash_attention_scratch((int)b, (int)t, (int)hq, (int)hkv, (int)dh, 1);
+        return !pool ? "" : pool_fmt(pool, "mtx_flash_attention_scratch(%lld, %lld, %lld, %lld, %lld, mtx_num_threads())",
+                                     b, t, hq, hkv, dh);
     }
-    if (attention && op->in[0]->dtype == DT_BF16) {
-        *bytes = (int64_t)mtx_attention_scratch((int)a[1], (int)a[4]);
-        return !pool ? "" : pool_fmt(pool, "mtx_attention_scratch(%lld, %lld)", (long long)a[1], (long long)a[4]);
+    if (op->in[0]->dtype == DT_BF16) {   /* the unfused attention ops, bf16 */
+        *bytes = (int64_t)mtx_attention_scratch((int)t, (int)dh);
+        return !pool ? "" : pool_fmt(pool, "mtx_attention_scratch(%lld, %lld)", t, dh);
     }
     return NULL;
 }
