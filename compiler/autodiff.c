@@ -347,6 +347,7 @@ bool differentiate(Program *p, Func *f, Value *loss, Value *seed_value, char *er
     }
     int nvalues_before = p->nvalues;
     Value *seed = seed_value;
+    p->at.unit = -1, p->at.pass = PASS_BACKWARD;
     if (!seed) {
         seed = value_new(p, "grad.loss", DT_F32, 1, loss->dim, V_TEMP);
         ad.block = "backward: loss";
@@ -359,8 +360,10 @@ bool differentiate(Program *p, Func *f, Value *loss, Value *seed_value, char *er
         Value *dy = ad.grad[op->out[0]->id];
         if (!dy) continue;
         ad.block = op->block ? pool_fmt(p->pool, "backward: %s", op->block) : "backward";
+        p->at.unit = op->unit;   /* an op's gradient belongs to its unit */
         vjp(&ad, op, dy);
     }
+    ops_at(p, NULL);
     for (int i = 0; i < nvalues_before; i++)
         if (p->values[i]->kind == V_PARAM) p->values[i]->grad = ad.grad[i];
     free(ad.grad);

@@ -66,6 +66,7 @@ Program *program_new(const Config *cfg)
     p->decode.name = "decode_step";
     Func *funcs[NUM_FUNCS] = {&p->eval, &p->train, &p->prefill, &p->decode};
     memcpy(p->funcs, funcs, sizeof funcs);
+    p->at.unit = -1, p->at.pass = PASS_OTHER;
     return p;
 }
 
@@ -211,6 +212,8 @@ Op *op_add(Program *p, Func *f, OpKind kind, const char *block, int nin, Value *
     Op *op = pool_alloc(p->pool, sizeof(Op));
     op->kind = kind;
     op->block = block;
+    op->unit = p->at.unit;
+    op->pass = p->at.pass;
     op->nin = nin;
     op->in = pool_alloc(p->pool, sizeof(Value *) * (size_t)(nin ? nin : 1));
     if (nin) memcpy(op->in, in, sizeof(Value *) * (size_t)nin);

@@ -38,7 +38,9 @@ static Value *f32_twin(Program *p, const Value *v, const char *suffix)
 
 static void cast(Program *p, Func *f, const Op *at, Value *in, Value *out)
 {
+    ops_at(p, at);
     op_add(p, f, OP_cast, at->block, 1, &in, 1, &out);
+    ops_at(p, NULL);
 }
 
 static void legalize_func(Program *p, Func *f)

@@ -241,6 +241,14 @@ static Value *act(Builder *b, const char *name, int64_t width)   /* [B, T, width
     return temp(b, name, 3, b->B, b->T, width, 0);
 }
 
+/* The ops that follow belong to this block (a comment in the IR and the C)
+ * and to remat's unit (a decoder layer, an output tile; -1: neither). */
+static void in_block(Builder *b, const char *block, int unit)
+{
+    b->block = block;
+    b->p->at.unit = unit;
+}
+
 static Op *emit(Builder *b, OpKind kind, Value *out, int nin, Value *i0, Value *i1, Value *i2)
 {
     Value *in[3] = {i0, i1, i2};
@@ -703,11 +711,11 @@ static Value *decoder_layer(Builder *b, int s, Value *x)
     LayerParams *lp = &b->layers[s];
     int l = lp->layer;
     const char *sfx = lp->sfx;
-    b->block = pool_fmt(pool, "layers.%d: %sself-attention", l, lp->kind);
+    in_block(b, pool_fmt(pool, "layers.%d: %sself-attention", l, lp->kind), l);
     Value *h = norm(b, pool_fmt(pool, "layers.%d.attention_input%s", l, sfx), x, lp->norm1_scale, lp->norm1_bias,
                     layer_eps(b));
     x = residual(b, x, attention(b, s, h), lp->post_attn_scale, pool_fmt(pool, "layers.%d.attention_residual%s", l, sfx));
-    b->block = pool_fmt(pool, "layers.%d: %smlp", l, lp->kind);
+    in_block(b, pool_fmt(pool, "layers.%d: %smlp", l, lp->kind), l);
     h = norm(b, pool_fmt(pool, "layers.%d.mlp_input%s", l, sfx), x, lp->norm2_scale, lp->norm2_bias, layer_eps(b));
     x = residual(b, x, b->moe ? moe(b, s, h) : mlp(b, s, h), lp->post_ffw_scale,
                  pool_fmt(pool, "layers.%d.output%s", l, sfx));
@@ -757,7 +765,7 @@ static void logits_loss(Builder *b, const char *suffix, Value *x, int64_t first,
 static Value *decoder(Builder *b)
 {
     memset(b->cast_of, 0, sizeof(Value *) * (size_t)b->nstate);
-    b->block = "embedding";
+    in_block(b, "embedding", -1);
     Value *x = act(b, "embedding", b->D);
     Op *op = emit(b, OP_embed, x, 2, b->embedding, b->tokens, NULL);
     IA(op, embed, n) = b->B * b->T;
@@ -774,7 +782,7 @@ static Value *decoder(Builder *b)
     }
     x = dropout(b, "embedding_dropped", x, false);
     for (int s = 0; s < b->NL; s++) x = decoder_layer(b, s, x);
-    b->block = "output: final norm, logits and loss";
+    in_block(b, "output: final norm, logits and loss", -1);
     x = norm(b, "decoder_output", x, b->final_scale, b->final_bias, cfg_float(b->c, K_normalization_layer_epsilon));
     if (cfg_bool(b->c, K_logits_dot_in_fp32)) x = convert(b, "decoder_output.f32", x, DT_F32);
     return x;
@@ -786,7 +794,7 @@ static void add_load_balance(Builder *b, Value **loss, Value **lb)
 {
     *lb = b->lb_sum;
     if (!b->lb_sum) return;
-    b->block = "output: loss + load-balancing loss";
+    in_block(b, "output: loss + load-balancing loss", -1);
     *loss = scalar(b, OP_add, "loss_with_load_balance", *loss, b->lb_sum);
 }
 
@@ -807,7 +815,7 @@ static void forward(Builder *b, Value **loss, Value **weight, Value **lb)
     int64_t rows = b->B * b->T / tiles;
     Value *sum = NULL, *count = NULL;
     for (int64_t t = 0; t < tiles; t++) {
-        b->block = pool_fmt(pool, "output tile %lld: logits and loss", (long long)t);
+        in_block(b, pool_fmt(pool, "output tile %lld: logits and loss", (long long)t), (int)b->L + (int)t);
         Value *xt = value_new(b->p, pool_fmt(pool, "decoder_output.tile%lld", (long long)t), x->dtype, 2,
                               (int64_t[]){rows, b->D}, V_TEMP);
         Op *op = emit(b, OP_rows, xt, 1, x, NULL, NULL);
@@ -820,7 +828,7 @@ static void forward(Builder *b, Value **loss, Value **weight, Value **lb)
         sum = sum ? scalar(b, OP_add, pool_fmt(pool, "loss_sum.upto%lld", (long long)t), sum, lt) : lt;
         count = count ? scalar(b, OP_add, pool_fmt(pool, "total_weight.upto%lld", (long long)t), count, wt) : wt;
     }
-    b->block = "output: loss over the tiles";
+    in_block(b, "output: loss over the tiles", -1);
     Value *inverse = scalar(b, OP_reciprocal, "total_weight.inverse", count, NULL);
     *loss = scalar(b, OP_mul, "loss", sum, inverse);
     *weight = count;
@@ -879,6 +887,7 @@ bool build_model(Program *p, char *err, size_t errlen)
 {
     const Config *c = p->cfg;
     if (!supported(c, err, errlen)) return false;
+    p->at.unit = -1, p->at.pass = PASS_FORWARD;   /* every op built here is a forward op */
     const StrList *acts = &c->v[K_mlp_activations].list;
     Builder b = {
         .p = p, .c = c,
@@ -962,5 +971,6 @@ bool build_model(Program *p, char *err, size_t errlen)
     /* forward + twice that backward, for every microbatch */
     p->flops_per_step = 3.0 * b.matmul_flops * (double)k;
     if (batch_shards(c) == 1 && b.tp == 1) build_decoding(&b);
+    ops_at(p, NULL);
     return true;
 }

@@ -209,6 +209,9 @@ typedef enum {
 typedef enum { OC_EW, OC_KERNEL, OC_GEMM, OC_UPDATE } OpClass;
 
 typedef struct Op Op;
+/* The pass of the step an op belongs to (remat recomputes forward ops
+ * inside the backward; the optimizer, accumulation and sums are neither). */
+typedef enum { PASS_FORWARD, PASS_BACKWARD, PASS_OTHER } OpPass;
 
 typedef struct Value {
     int id;
@@ -245,7 +248,10 @@ struct Op {
     int nout;
     int64_t ia[8];               /* integer attributes, meaning per op (see attr names) */
     double fa[8];                /* float attributes */
-    const char *block;           /* the layer and pass it belongs to, for comments */
+    const char *block;           /* the layer and pass it belongs to, for comments only */
+    int unit;                    /* what remat recomputes as one: decoder layer l, or layers + t for
+                                    num_vocab_tiling's output tile t; -1 for the rest */
+    OpPass pass;                 /* the step's forward or backward, or neither (updates, sums) */
     int group;                   /* fuse: ops with the same group > 0 form one loop */
 };
 
@@ -269,6 +275,7 @@ typedef struct Program {
     Func train, eval;
     Func prefill, decode;        /* decoding one sequence (single-device meshes): a prompt, then one token */
     Func *funcs[NUM_FUNCS];      /* eval, train, prefill, decode: what every pass walks */
+    struct { int unit; OpPass pass; } at;   /* stamped on each new op (op_add): set by the pass adding it */
     /* batch inputs and the metrics the step reports */
     Value *tokens, *targets, *segmentation;
     Value *train_loss, *train_weight, *eval_loss, *eval_weight, *grad_norm, *lr;
@@ -311,6 +318,12 @@ int64_t *op_ia(const Op *op, AttrSet set);
 double *op_fa(const Op *op, AttrSet set);
 
 Program *program_new(const Config *cfg);
+/* New ops (op_add) go where `like` is: its unit and pass (NULL: neither). */
+static inline void ops_at(Program *p, const Op *like)
+{
+    p->at.unit = like ? like->unit : -1;
+    p->at.pass = like ? like->pass : PASS_OTHER;
+}
 int64_t program_param_count(const Program *p);
 int64_t program_arena_bytes(const Program *p);   /* the one arena both steps share */
 /* The runtime kernels' scratch (bf16 attention heads, the fused attention

@@ -19,23 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The unit of recomputation a block belongs to, or -1: a layer's number
- * ("layers.3: mlp"), or past the layers a num_vocab_tiling tile's
- * ("output tile 2: logits and loss" -> layers + 2). */
-static int layers;
-
-static int layer_of(const char *block, bool backward)
-{
-    if (!block) return -1;
-    if (backward) {
-        if (strncmp(block, "backward: ", 10)) return -1;
-        block += 10;
-    }
-    if (!strncmp(block, "output tile ", 12)) return layers + atoi(block + 12);
-    if (strncmp(block, "layers.", 7)) return -1;
-    return atoi(block + 7);
-}
-
 static bool ends_with(const char *s, const char *suffix)
 {
     size_t n = strlen(s), m = strlen(suffix);
@@ -64,6 +47,7 @@ typedef struct {
     Program *p;
     Func *f;
     int nforward, nknown, nunits;         /* forward ops; values before remat; layers + tiles */
+    int layers;                           /* units below are decoder layers; from here, output tiles */
     bool layers_too;                      /* the policy recomputes in layers (not "none") */
     int *in_unit;                         /* [nknown] the unit whose forward op made the value, or -1 */
     int *first, *last;                    /* [nunits] each unit's forward ops (contiguous), or -1 */
@@ -72,9 +56,9 @@ typedef struct {
     Value **map;                          /* [nknown] a recomputed value for its original */
 } Remat;
 
-static const char *unit_policy(int u, const char *policy)
+static const char *unit_policy(const Remat *r, int u, const char *policy)
 {
-    return u < layers ? policy : "full";
+    return u < r->layers ? policy : "full";
 }
 
 /* Does unit u recompute v for the backward (rather than keep it)? */
@@ -82,7 +66,7 @@ static bool recomputed(const Remat *r, const Value *v, int u, const char *policy
 {
     if (v->kind != V_TEMP || v->id >= r->nknown || r->in_unit[v->id] != u) return false;
     if (r->last[u] < 0 || v == r->f->ops[r->last[u]]->out[0]) return false;   /* what leaves it: the next unit's saved input */
-    return !policy_saves(unit_policy(u, policy), v->def);
+    return !policy_saves(unit_policy(r, u, policy), v->def);
 }
 
 /* The backward's reads of values to recompute: need, and where each unit's
@@ -93,7 +77,7 @@ static void find_needs(Remat *r, const char *policy)
         for (int j = 0; j < r->f->ops[i]->nin; j++) {
             const Value *v = r->f->ops[i]->in[j];
             int u = v->id < r->nknown ? r->in_unit[v->id] : -1;
-            if (u < 0 || (u < layers && !r->layers_too) || !recomputed(r, v, u, policy)) continue;
+            if (u < 0 || (u < r->layers && !r->layers_too) || !recomputed(r, v, u, policy)) continue;
             r->need[v->id] = true;
             if (r->insert_at[u] < 0) r->insert_at[u] = i;
         }
@@ -129,8 +113,10 @@ static int clone_unit(Remat *r, int u, const char *policy)
             out[j] = value_new(p, pool_fmt(p->pool, "remat.%s", o->name), o->dtype, o->rank, o->dim, V_TEMP);
             r->map[o->id] = out[j];
         }
-        Op *c = op_add(p, f, op->kind, pool_fmt(p->pool, "recompute (remat %s): %s", unit_policy(u, policy),
+        p->at.unit = u, p->at.pass = PASS_BACKWARD;   /* recomputed inside the backward */
+        Op *c = op_add(p, f, op->kind, pool_fmt(p->pool, "recompute (remat %s): %s", unit_policy(r, u, policy),
                                                 op->block), op->nin, in, op->nout, out);
+        ops_at(p, NULL);
         memcpy(c->ia, op->ia, sizeof c->ia);
         memcpy(c->fa, op->fa, sizeof c->fa);
         n++;
@@ -144,13 +130,12 @@ bool rematerialize(Program *p, char *err, size_t errlen)
     (void)errlen;
     const char *policy = cfg_str(p->cfg, K_remat_policy);
     int64_t tiles = cfg_int(p->cfg, K_num_vocab_tiling);
-    layers = p->cfg->d.num_decoder_layers;
+    int layers = p->cfg->d.num_decoder_layers;
     if (!strcmp(policy, "none") && tiles == 1) return true;
     Func *f = &p->train;
     Remat r = {.p = p, .f = f, .nknown = p->nvalues, .nunits = layers + (tiles > 1 ? (int)tiles : 0),
-               .layers_too = strcmp(policy, "none") != 0};
-    while (r.nforward < f->nops && !(f->ops[r.nforward]->block && !strncmp(f->ops[r.nforward]->block, "backward", 8)))
-        r.nforward++;
+               .layers = layers, .layers_too = strcmp(policy, "none") != 0};
+    while (r.nforward < f->nops && f->ops[r.nforward]->pass != PASS_BACKWARD) r.nforward++;
     r.in_unit = xmalloc(sizeof(int) * (size_t)(r.nknown + 1));
     r.first = xmalloc(sizeof(int) * (size_t)(r.nunits + 1));
     r.last = xmalloc(sizeof(int) * (size_t)(r.nunits + 1));
@@ -160,8 +145,8 @@ bool rematerialize(Program *p, char *err, size_t errlen)
     for (int i = 0; i <= r.nknown; i++) r.in_unit[i] = -1;
     for (int u = 0; u <= r.nunits; u++) r.first[u] = r.last[u] = r.insert_at[u] = -1;
     for (int i = 0; i < r.nforward; i++) {
-        int u = layer_of(f->ops[i]->block, false);
-        if (u < 0 || u >= r.nunits) continue;
+        int u = f->ops[i]->unit;
+        if (f->ops[i]->pass != PASS_FORWARD || u < 0 || u >= r.nunits) continue;
         for (int j = 0; j < f->ops[i]->nout; j++) r.in_unit[f->ops[i]->out[j]->id] = u;
         if (r.first[u] < 0) r.first[u] = i;
         r.last[u] = i;

@@ -35,7 +35,9 @@ static bool gather_bf16(Program *p, Func *out, Op *cast, int fsdp)
     cast->out[0] = chunk;
     chunk->def = cast;
     func_append(out, cast);
+    ops_at(p, cast);
     Op *g = op_add(p, out, OP_all_gather, cast->block, 1, &chunk, 1, &y);
+    ops_at(p, NULL);
     IA(g, shards, n) = value_numel(y);
     IA(g, shards, shards) = fsdp;
     return true;
@@ -59,7 +61,9 @@ static void gather_before_uses(Program *p, Func *f, int fsdp)
             if (param->kind != V_PARAM || op_info[op->kind].cls == OC_UPDATE) continue;
             Value *full = value_new(p, pool_fmt(p->pool, "gathered.%s", param->name), DT_F32, param->full_rank,
                                     param->full_dim, V_TEMP);
+            ops_at(p, op);
             Op *g = op_add(p, &out, OP_all_gather, op->block, 1, &param, 1, &full);
+            ops_at(p, NULL);
             IA(g, shards, n) = value_numel(full);
             IA(g, shards, shards) = fsdp;
             for (int k = j; k < op->nin; k++)           /* one gather serves each read of the op */
