@@ -38,20 +38,18 @@ static char *identifier(Pool *pool, const char *name)
     return s;
 }
 
-/* State tensors: name in the descriptor and C expression in the step. */
+/* State tensors: name in the descriptor and C expression in the step. A
+ * param's field, and its moments' in theirs, is the param's name. */
 static const char *param_field(Pool *pool, const Value *v)
 {
-    const char *n = v->name;
-    if (!strncmp(n, "opt_state.mu.", 13)) n += 13;
-    else if (!strncmp(n, "opt_state.nu.", 13)) n += 13;
-    return identifier(pool, n);
+    return identifier(pool, (v->kind == V_OPT ? v->param : v)->name);
 }
 
 static const char *state_expr(Pool *pool, const Value *v)
 {
     switch (v->kind) {
     case V_PARAM: return pool_fmt(pool, "s->params.%s", param_field(pool, v));
-    case V_OPT: return pool_fmt(pool, "s->%s.%s", strncmp(v->name, "opt_state.mu.", 13) ? "nu" : "mu", param_field(pool, v));
+    case V_OPT: return pool_fmt(pool, "s->%s.%s", moment_name(v->moment), param_field(pool, v));
     case V_COUNTER: return pool_fmt(pool, "s->%s", identifier(pool, v->name));
     case V_CACHE: return pool_fmt(pool, "c->%s", identifier(pool, v->name + strlen("cache.")));
     case V_INPUT: case V_TEMP: case V_ACCUM: return NULL;
@@ -62,8 +60,7 @@ static const char *state_expr(Pool *pool, const Value *v)
 static const char *descriptor_name(Pool *pool, const Value *v)
 {
     if (v->kind == V_PARAM) return pool_fmt(pool, "params/%s", v->name);
-    if (v->kind == V_OPT) return pool_fmt(pool, "opt_state/%s/%s", strncmp(v->name, "opt_state.mu.", 13) ? "nu" : "mu",
-                                          v->name + 13);
+    if (v->kind == V_OPT) return pool_fmt(pool, "opt_state/%s/%s", moment_name(v->moment), v->param->name);
     return v->name;
 }
 

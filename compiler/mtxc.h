@@ -172,6 +172,9 @@ static inline bool dtype_is_float(DType dt) { return dt == DT_F32 || dt == DT_BF
  * V_CACHE: the decoding functions' keys and values, kept between their calls. */
 typedef enum { V_PARAM, V_OPT, V_COUNTER, V_INPUT, V_TEMP, V_ACCUM, V_CACHE } ValueKind;
 typedef enum { INIT_ZEROS, INIT_ONES, INIT_NORMAL, INIT_TRUNCATED_NORMAL } InitKind;
+/* An optimizer moment's place in the state, as optax names it (V_OPT values). */
+typedef enum { MOMENT_NONE, MOMENT_MU, MOMENT_NU } Moment;
+static inline const char *moment_name(Moment m) { return m == MOMENT_MU ? "mu" : m == MOMENT_NU ? "nu" : "?"; }
 
 #define ATTRS(set, ints, floats)
 typedef enum {
@@ -226,6 +229,8 @@ typedef struct Value {
     double init_std;
     const char *axes[4];         /* logical axis names (embed, mlp, heads, ...) */
     struct Value *grad;          /* params: gradient value, set by autodiff */
+    struct Value *param;         /* optimizer moments: the param they follow */
+    Moment moment;               /* optimizer moments: which (optax's mu or nu) */
     int full_rank;               /* shard: > 0 if this is one fsdp chunk of a tensor of full_dim */
     int64_t full_dim[4];
     /* build: > 0 if split split_ways ways over mesh axis split_axis (MTX_AXIS_TENSOR:

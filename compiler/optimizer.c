@@ -18,10 +18,12 @@ static Value *counter(Program *p, const char *name)
     return v;
 }
 
-static Value *moment(Program *p, const char *which, const Value *param)
+static Value *moment(Program *p, Moment which, Value *param)
 {
-    Value *m = value_new(p, pool_fmt(p->pool, "opt_state.%s.%s", which, param->name), DT_F32,
+    Value *m = value_new(p, pool_fmt(p->pool, "opt_state.%s.%s", moment_name(which), param->name), DT_F32,
                          param->rank, param->dim, V_OPT);
+    m->param = param;
+    m->moment = which;
     memcpy(m->axes, param->axes, sizeof m->axes);
     m->full_rank = param->full_rank;            /* an fsdp chunk or tensor-parallel share, like its param */
     m->split_dim = param->split_dim;
@@ -124,7 +126,7 @@ bool build_optimizer(Program *p, char *err, size_t errlen)
     bool muon = !strcmp(cfg_str(c, K_opt_type), "muon");
     for (int i = 0; i < n; i++) {
         if (muon && is_hidden_matrix(params[i])) {
-            Value *in[5] = {params[i], grads[i], moment(p, "mu", params[i]), p->lr, clip};
+            Value *in[5] = {params[i], grads[i], moment(p, MOMENT_MU, params[i]), p->lr, clip};
             int64_t words = (int64_t)(mtx_muon_workspace((int)params[i]->dim[0], (int)params[i]->dim[1]) / 4);
             Value *work = value_new(p, pool_fmt(p->pool, "muon_workspace.%s", params[i]->name), DT_F32, 1, &words, V_TEMP);
             Op *op = op_add(p, f, OP_muon, block, 5, in, 1, &work);
@@ -135,7 +137,7 @@ bool build_optimizer(Program *p, char *err, size_t errlen)
             FA(op, muon, weight_decay) = cfg_float(c, K_muon_weight_decay);
             continue;
         }
-        Value *in[6] = {params[i], grads[i], moment(p, "mu", params[i]), moment(p, "nu", params[i]), p->lr, clip};
+        Value *in[6] = {params[i], grads[i], moment(p, MOMENT_MU, params[i]), moment(p, MOMENT_NU, params[i]), p->lr, clip};
         Op *op = op_add(p, f, OP_adamw, block, 6, in, 0, NULL);
         IA(op, adamw, pax) = !strcmp(cfg_str(c, K_opt_type), "adam_pax");
         IA(op, adamw, nesterov) = muon;              /* muon's AdamW looks one step ahead (nesterov) */
