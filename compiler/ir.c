@@ -214,6 +214,7 @@ Op *op_add(Program *p, Func *f, OpKind kind, const char *block, int nin, Value *
     op->block = block;
     op->unit = p->at.unit;
     op->pass = p->at.pass;
+    op->role = p->at.role;
     op->nin = nin;
     op->in = pool_alloc(p->pool, sizeof(Value *) * (size_t)(nin ? nin : 1));
     if (nin) memcpy(op->in, in, sizeof(Value *) * (size_t)nin);

@@ -307,6 +307,15 @@ static Value *dense(Builder *b, const char *name, Value *x, Value *w, Value *bia
     return bias_add(b, name, y, bias);
 }
 
+/* A query, key or value projection (remat's save_qkv_proj keeps them). */
+static Value *qkv_dense(Builder *b, const char *name, Value *x, Value *w, Value *bias)
+{
+    b->p->at.role = ROLE_QKV;
+    Value *y = dense(b, name, x, w, bias);
+    b->p->at.role = ROLE_OTHER;
+    return y;
+}
+
 /* Where a tensor-parallel block starts: every device reads the same x. */
 static Value *tensor_enter(Builder *b, const char *name, Value *x)
 {
@@ -481,15 +490,16 @@ static Value *attention(Builder *b, int s, Value *x)
     const char *at = pool_fmt(pool, "layers.%d.self_attention%s", lp->layer, lp->sfx);
     Value *shared = x;
     x = tensor_enter(b, pool_fmt(pool, "%s.input", at), x);
-    Value *q = dense(b, pool_fmt(pool, "%s.query", at), x, lp->wq, lp->bq);
+    Value *q = qkv_dense(b, pool_fmt(pool, "%s.query", at), x, lp->wq, lp->bq);
     Value *k, *v;
     if (b->kv_replicated) {   /* the one kv head on every device: its gradient sums every device's query heads' */
-        k = tensor_enter(b, pool_fmt(pool, "%s.key.shared", at), dense(b, pool_fmt(pool, "%s.key", at), shared, lp->wk, lp->bk));
+        k = tensor_enter(b, pool_fmt(pool, "%s.key.shared", at),
+                         qkv_dense(b, pool_fmt(pool, "%s.key", at), shared, lp->wk, lp->bk));
         v = tensor_enter(b, pool_fmt(pool, "%s.value.shared", at),
-                         dense(b, pool_fmt(pool, "%s.value", at), shared, lp->wv, lp->bv));
+                         qkv_dense(b, pool_fmt(pool, "%s.value", at), shared, lp->wv, lp->bv));
     } else {
-        k = dense(b, pool_fmt(pool, "%s.key", at), x, lp->wk, lp->bk);
-        v = dense(b, pool_fmt(pool, "%s.value", at), x, lp->wv, lp->bv);
+        k = qkv_dense(b, pool_fmt(pool, "%s.key", at), x, lp->wk, lp->bk);
+        v = qkv_dense(b, pool_fmt(pool, "%s.value", at), x, lp->wv, lp->bv);
     }
     double qk_eps = cfg_float(b->c, K_normalization_layer_epsilon);
     q = norm(b, pool_fmt(pool, "%s.query_normed", at), q, lp->query_norm, NULL, qk_eps);
@@ -545,6 +555,7 @@ static Value *mlp(Builder *b, int s, Value *x)
     LayerParams *lp = &b->layers[s];
     const char *m = pool_fmt(pool, "layers.%d.mlp%s", lp->layer, lp->sfx);
     const StrList *acts = &b->c->v[K_mlp_activations].list;
+    b->p->at.role = ROLE_MLP;   /* the block's ops, for remat's save_dot_except_mlp */
     x = tensor_enter(b, pool_fmt(pool, "%s.input", m), x);
     Value *h = dense(b, pool_fmt(pool, b->gated ? "%s.wi_0" : "%s.wi", m), x, lp->wi0, lp->bi);
     /* Both projections first, so that the activation and the product fuse into one loop. */
@@ -553,7 +564,9 @@ static Value *mlp(Builder *b, int s, Value *x)
         h = unary(b, activation(acts->items[0]), pool_fmt(pool, "%s.activation", m), h);
     if (b->gated) h = binary(b, OP_mul, pool_fmt(pool, "%s.hidden", m), h, g);
     h = dropout(b, pool_fmt(pool, "%s.hidden_dropped", m), h, true);
-    return dense_rows(b, pool_fmt(pool, "%s.wo", m), h, lp->wo_mlp, lp->bo_mlp);
+    h = dense_rows(b, pool_fmt(pool, "%s.wo", m), h, lp->wo_mlp, lp->bo_mlp);
+    b->p->at.role = ROLE_OTHER;
+    return h;
 }
 
 /* A float32 scalar [1] from one or two others. */

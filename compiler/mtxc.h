@@ -215,6 +215,9 @@ typedef struct Op Op;
 /* The pass of the step an op belongs to (remat recomputes forward ops
  * inside the backward; the optimizer, accumulation and sums are neither). */
 typedef enum { PASS_FORWARD, PASS_BACKWARD, PASS_OTHER } OpPass;
+/* What a forward op computes, where remat policies tell them apart: the
+ * query, key and value projections, the MLP block, or anything else. */
+typedef enum { ROLE_OTHER, ROLE_QKV, ROLE_MLP } OpRole;
 
 typedef struct Value {
     int id;
@@ -257,6 +260,7 @@ struct Op {
     int unit;                    /* what remat recomputes as one: decoder layer l, or layers + t for
                                     num_vocab_tiling's output tile t; -1 for the rest */
     OpPass pass;                 /* the step's forward or backward, or neither (updates, sums) */
+    OpRole role;                 /* forward ops: qkv projection, MLP block, or other */
     int group;                   /* fuse: ops with the same group > 0 form one loop */
 };
 
@@ -280,7 +284,7 @@ typedef struct Program {
     Func train, eval;
     Func prefill, decode;        /* decoding one sequence (single-device meshes): a prompt, then one token */
     Func *funcs[NUM_FUNCS];      /* eval, train, prefill, decode: what every pass walks */
-    struct { int unit; OpPass pass; } at;   /* stamped on each new op (op_add): set by the pass adding it */
+    struct { int unit; OpPass pass; OpRole role; } at;   /* stamped on new ops (op_add) by the pass adding them */
     /* batch inputs and the metrics the step reports */
     Value *tokens, *targets, *segmentation;
     Value *train_loss, *train_weight, *eval_loss, *eval_weight, *grad_norm, *lr;
@@ -328,6 +332,7 @@ static inline void ops_at(Program *p, const Op *like)
 {
     p->at.unit = like ? like->unit : -1;
     p->at.pass = like ? like->pass : PASS_OTHER;
+    p->at.role = like ? like->role : ROLE_OTHER;
 }
 int64_t program_param_count(const Program *p);
 int64_t program_arena_bytes(const Program *p);   /* the one arena both steps share */

@@ -19,26 +19,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-static bool ends_with(const char *s, const char *suffix)
-{
-    size_t n = strlen(s), m = strlen(suffix);
-    return n >= m && !strcmp(s + n - m, suffix);
-}
-
 /* Does the policy keep this forward value for the backward pass? */
 static bool policy_saves(const char *policy, const Op *def)
 {
     /* the fused attention's output (and row log-sum-exp) is its dot products' */
     if (def->kind == OP_flash_attention) return !strcmp(policy, "minimal") || !strcmp(policy, "save_dot_except_mlp");
     if (def->kind != OP_matmul && def->kind != OP_bias_add) return false;
-    const char *name = def->out[0]->name;
-    bool mlp = strstr(name, ".mlp.") || strstr(name, ".mlp_");   /* gemma2's mlp_local, mlp_global */
     if (def->kind == OP_matmul && !strcmp(policy, "minimal")) return true;
-    if (def->kind == OP_matmul && !strcmp(policy, "save_dot_except_mlp")) return !mlp;
-    if (!strcmp(policy, "save_qkv_proj"))
-        return ends_with(name, ".query") || ends_with(name, ".key") || ends_with(name, ".value") ||
-               ends_with(name, ".query.matmul") || ends_with(name, ".key.matmul") || ends_with(name, ".value.matmul");
-    return false;
+    if (def->kind == OP_matmul && !strcmp(policy, "save_dot_except_mlp")) return def->role != ROLE_MLP;
+    return !strcmp(policy, "save_qkv_proj") && def->role == ROLE_QKV;
 }
 
 /* What remat knows of the train step before it adds anything, computed in
