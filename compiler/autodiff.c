@@ -152,9 +152,11 @@ static void vjp(AD *ad, const Op *op, Value *dy)
         }
         break;
     case OP_silu:
-    case OP_gelu: {
+    case OP_gelu:
+    case OP_relu: {
         Value *dx = grad_value(ad, in[0], op);
-        emit(ad, op->kind == OP_silu ? OP_silu_grad : OP_gelu_grad, 2, in[0], dy, NULL, NULL, 1, dx, NULL, NULL);
+        OpKind grad = op->kind == OP_silu ? OP_silu_grad : op->kind == OP_gelu ? OP_gelu_grad : OP_relu_grad;
+        emit(ad, grad, 2, in[0], dy, NULL, NULL, 1, dx, NULL, NULL);
         accumulate(ad, in[0], dx);
         break;
     }
@@ -312,14 +314,14 @@ static void vjp(AD *ad, const Op *op, Value *dy)
         break;
     case OP_expert_sort: case OP_expert_capacity: case OP_expert_counts: case OP_rope_at: case OP_position_add_at:
     case OP_kv_cache_write: case OP_cached_attention: case OP_embed_grad: case OP_position_add_grad:
-    case OP_bias_grad: case OP_silu_grad: case OP_gelu_grad: case OP_soft_cap_grad: case OP_dropout_grad:
-    case OP_rmsnorm_grad: case OP_layernorm_grad: case OP_rope_grad: case OP_attention_scores_grad:
-    case OP_causal_softmax_grad: case OP_attention_values_grad: case OP_flash_attention_grad:
-    case OP_cross_entropy_grad: case OP_rows_grad: case OP_topk_route_grad: case OP_gather_rows_grad:
-    case OP_grouped_matmul_wgrad: case OP_expert_combine_grad: case OP_moe_lb_loss_grad: case OP_global_norm:
-    case OP_learning_rate: case OP_clip_scale: case OP_adamw: case OP_sgd: case OP_muon: case OP_step_increment:
-    case OP_zero: case OP_accumulate: case OP_reciprocal: case OP_all_reduce_sum: case OP_all_gather:
-    case OP_reduce_scatter: case NUM_OPS:
+    case OP_bias_grad: case OP_silu_grad: case OP_gelu_grad: case OP_relu_grad: case OP_soft_cap_grad:
+    case OP_dropout_grad: case OP_rmsnorm_grad: case OP_layernorm_grad: case OP_rope_grad:
+    case OP_attention_scores_grad: case OP_causal_softmax_grad: case OP_attention_values_grad:
+    case OP_flash_attention_grad: case OP_cross_entropy_grad: case OP_rows_grad: case OP_topk_route_grad:
+    case OP_gather_rows_grad: case OP_grouped_matmul_wgrad: case OP_expert_combine_grad: case OP_moe_lb_loss_grad:
+    case OP_global_norm: case OP_learning_rate: case OP_clip_scale: case OP_adamw: case OP_sgd: case OP_muon:
+    case OP_step_increment: case OP_zero: case OP_accumulate: case OP_reciprocal: case OP_all_reduce_sum:
+    case OP_all_gather: case OP_reduce_scatter: case NUM_OPS:
         fatal("autodiff: no VJP rule for op %s", op_info[op->kind].name);
     }
 }

@@ -307,6 +307,7 @@ static void open_yaml(Loader *L, const char *path, yaml_parser_t *parser, yaml_d
     char *text = mtx_read_file(path, MAX_CONFIG_BYTES, 1, &n, &why);
     if (!text) fail(L, (SrcLoc){path, 0, 0, NULL}, "cannot read config file: %s", why);
     push_open(L, parser, text);
+    if (n == 0) fail(L, (SrcLoc){path, 0, 0, NULL}, "config file is empty (a FIFO nobody writes to reads as empty)");
     int line, col;
     if (flow_too_deep(text, n, &line, &col))
         fail(L, (SrcLoc){path, line, col, NULL}, "YAML nested more than %d levels deep", MAX_FLOW_DEPTH);

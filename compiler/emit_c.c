@@ -71,7 +71,7 @@ static const char *const reserved[] = {
     "enum", "extern", "float", "for", "goto", "if", "inline", "int", "long", "register",
     "restrict", "return", "short", "signed", "sizeof", "static", "struct", "switch", "typedef",
     "union", "unsigned", "void", "volatile", "while", "silu", "gelu", "silu_grad", "gelu_grad",
-    "soft_cap", "soft_cap_grad",
+    "soft_cap", "soft_cap_grad", "relu", "relu_grad",
 };
 
 static bool is_reserved(const char *name)
@@ -203,8 +203,10 @@ static const char *ew_expr(Emitter *e, const Op *op)
     case OP_cast: return a;      /* the store rounds to the output's dtype */
     case OP_silu: return pool_fmt(pool, "silu(%s)", a);
     case OP_gelu: return pool_fmt(pool, "gelu(%s)", a);
+    case OP_relu: return pool_fmt(pool, "relu(%s)", a);
     case OP_silu_grad: return pool_fmt(pool, "%s * silu_grad(%s)", b, a);
     case OP_gelu_grad: return pool_fmt(pool, "%s * gelu_grad(%s)", b, a);
+    case OP_relu_grad: return pool_fmt(pool, "%s * relu_grad(%s)", b, a);
     case OP_soft_cap: return pool_fmt(pool, "soft_cap(%s, %s)", a, flit(pool, FA(op, soft_cap, cap)));
     case OP_soft_cap_grad: return pool_fmt(pool, "%s * soft_cap_grad(%s, %s)", b, a, flit(pool, FA(op, soft_cap, cap)));
     case OP_fill: return flit(pool, FA(op, fill, value));

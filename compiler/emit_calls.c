@@ -388,9 +388,10 @@ void emit_kernel(Emitter *e, const Op *op)
             emitf(e, "    for (size_t i = 0; i < %lld; i++) %s[i] += %s[i];\n", (long long)value_numel(in[0]),
                 V(e, in[0]), V(e, in[1]));
         break;
-    case OP_matmul: case OP_bias_add: case OP_add: case OP_mul: case OP_silu: case OP_gelu: case OP_soft_cap:
-    case OP_fill: case OP_cast: case OP_dropout: case OP_silu_grad: case OP_gelu_grad: case OP_soft_cap_grad:
-    case OP_dropout_grad: case OP_adamw: case OP_reciprocal: case OP_tensor_enter: case NUM_OPS:
+    case OP_matmul: case OP_bias_add: case OP_add: case OP_mul: case OP_silu: case OP_gelu: case OP_relu:
+    case OP_soft_cap: case OP_fill: case OP_cast: case OP_dropout: case OP_silu_grad: case OP_gelu_grad:
+    case OP_relu_grad: case OP_soft_cap_grad: case OP_dropout_grad: case OP_adamw: case OP_reciprocal:
+    case OP_tensor_enter: case NUM_OPS:
         fatal("emit: no C lowering for op %s", op_info[op->kind].name);
     }
 }

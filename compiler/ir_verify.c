@@ -77,13 +77,13 @@ static bool check_shapes(Verifier *V)
                numel_is(V, out[0], A(matmul, m) * A(matmul, n), "output");
     case OP_bias_add:
         return numel_is(V, in[1], A(bias_add, cols), "bias") && numel_is(V, out[0], value_numel(in[0]), "output");
-    case OP_add: case OP_mul: case OP_silu_grad: case OP_gelu_grad: case OP_soft_cap_grad:
+    case OP_add: case OP_mul: case OP_silu_grad: case OP_gelu_grad: case OP_relu_grad: case OP_soft_cap_grad:
         return numel_is(V, in[1], value_numel(in[0]), "operand") && numel_is(V, out[0], value_numel(in[0]), "output");
     case OP_cast:
         if (in[0]->dtype == out[0]->dtype) return bad(V, "casts %s to its own dtype", in[0]->name);
         return numel_is(V, out[0], value_numel(in[0]), "output");
-    case OP_silu: case OP_gelu: case OP_soft_cap: case OP_rope: case OP_rope_grad: case OP_causal_softmax:
-    case OP_tensor_enter: case OP_tensor_sum:
+    case OP_silu: case OP_gelu: case OP_relu: case OP_soft_cap: case OP_rope: case OP_rope_grad:
+    case OP_causal_softmax: case OP_tensor_enter: case OP_tensor_sum:
         return numel_is(V, out[0], value_numel(in[0]), "output");
     case OP_rmsnorm: case OP_layernorm:
         return numel_is(V, in[0], A(norm, n) * A(norm, d), "input") && numel_is(V, in[1], A(norm, d), "scale") &&
@@ -207,14 +207,15 @@ static bool integer_operand(const Op *o, const Value *v)
     case OP_expert_capacity: case OP_moe_lb_loss: case OP_moe_lb_loss_grad: case OP_expert_counts: case OP_all_to_all:
         return v->dtype == DT_I32;   /* experts chosen, their sorted order and offsets */
     case OP_position_add: case OP_matmul: case OP_bias_add: case OP_add: case OP_mul: case OP_silu: case OP_gelu:
-    case OP_soft_cap: case OP_fill: case OP_cast: case OP_dropout: case OP_rmsnorm: case OP_layernorm: case OP_rope:
-    case OP_attention_scores: case OP_causal_softmax: case OP_attention_values: case OP_flash_attention:
-    case OP_rows: case OP_position_add_grad: case OP_bias_grad: case OP_silu_grad: case OP_gelu_grad:
-    case OP_soft_cap_grad: case OP_dropout_grad: case OP_rmsnorm_grad: case OP_layernorm_grad: case OP_rope_grad:
-    case OP_attention_scores_grad: case OP_causal_softmax_grad: case OP_attention_values_grad:
-    case OP_flash_attention_grad: case OP_rows_grad: case OP_global_norm: case OP_clip_scale: case OP_adamw:
-    case OP_sgd: case OP_muon: case OP_zero: case OP_accumulate: case OP_reciprocal: case OP_all_reduce_sum:
-    case OP_all_gather: case OP_reduce_scatter: case OP_tensor_enter: case OP_tensor_sum: case NUM_OPS:
+    case OP_relu: case OP_soft_cap: case OP_fill: case OP_cast: case OP_dropout: case OP_rmsnorm: case OP_layernorm:
+    case OP_rope: case OP_attention_scores: case OP_causal_softmax: case OP_attention_values:
+    case OP_flash_attention: case OP_rows: case OP_position_add_grad: case OP_bias_grad: case OP_silu_grad:
+    case OP_gelu_grad: case OP_relu_grad: case OP_soft_cap_grad: case OP_dropout_grad: case OP_rmsnorm_grad:
+    case OP_layernorm_grad: case OP_rope_grad: case OP_attention_scores_grad: case OP_causal_softmax_grad:
+    case OP_attention_values_grad: case OP_flash_attention_grad: case OP_rows_grad: case OP_global_norm:
+    case OP_clip_scale: case OP_adamw: case OP_sgd: case OP_muon: case OP_zero: case OP_accumulate:
+    case OP_reciprocal: case OP_all_reduce_sum: case OP_all_gather: case OP_reduce_scatter: case OP_tensor_enter:
+    case OP_tensor_sum: case NUM_OPS:
         return false;
     }
     fatal("ir_verify: no op kind %d", (int)o->kind);

@@ -399,7 +399,10 @@ static Value *dropout(Builder *b, const char *name, Value *x, bool tensor_split)
 
 static OpKind activation(const char *name)
 {
-    return !strcmp(name, "gelu") ? OP_gelu : OP_silu;
+    if (!strcmp(name, "gelu")) return OP_gelu;
+    if (!strcmp(name, "relu")) return OP_relu;
+    if (!strcmp(name, "silu")) return OP_silu;
+    fatal("model: no op for activation '%s' (config_keys.def lists it as mtxc's)", name);
 }
 
 /* MaxText's choice (attentions.py init_rotary_embedding): Llama's RoPE for

@@ -23,6 +23,10 @@ static inline float soft_cap_grad(float x, float cap)
 
 static inline float silu(float x) { return x / (1.0f + mtx_exp(-x)); }
 
+/* relu, and its derivative as jax.nn.relu's: 0 at 0 */
+static inline float relu(float x) { return x > 0.0f ? x : 0.0f; }
+static inline float relu_grad(float x) { return x > 0.0f ? 1.0f : 0.0f; }
+
 static inline float silu_grad(float x)
 {
     float s = 1.0f / (1.0f + mtx_exp(-x));

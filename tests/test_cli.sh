@@ -39,6 +39,8 @@ for pass in build autodiff optimizer fuse memplan; do
 done
 check ir_unsupported 2 "mtxc: error: weight_dtype bfloat16 is not supported yet" \
     "$MTXC" ir configs/base.yml model_name=tiny weight_dtype=bfloat16
+check relu 0 "%layers.0.mlp.activation: bf16[8, 64, 128] = relu %layers.0.mlp.wi_0" \
+    "$MTXC" ir configs/base.yml model_name=tiny override_model_config=true 'mlp_activations=[relu, linear]' --after build
 check eval_batch 0 "input %inputs: i32[2, 64]" "$MTXC" ir configs/base.yml model_name=tiny eval_per_device_batch_size=2 --after build
 check emit_needs_dir 2 "missing -o DIR" "$MTXC" emit configs/base.yml
 check compile_only_help 0 "usage: mtxc compile-only CONFIG" "$MTXC" compile-only --help
@@ -74,7 +76,7 @@ check "run gpt3-52k" 0 "done: 3 steps" "$out_dir/g52" steps=3 log_period=1
 cat configs/base.yml | "$MTXC" config /dev/stdin > "$out_dir/pipe.yml"
 cmp -s "$out_dir/file.yml" "$out_dir/pipe.yml" || { echo "FAIL: a config from a pipe differs"; fails=$((fails + 1)); }
 mkfifo "$out_dir/fifo"
-check fifo_config 2 "$out_dir/fifo: error: key 'run_name' has no value" timeout 300 "$MTXC" config "$out_dir/fifo"
+check fifo_config 2 "$out_dir/fifo: error: config file is empty" timeout 300 "$MTXC" config "$out_dir/fifo"
 check utf16_mark 2 "argument 'run_name=$(printf '\377\376')ab': error: key 'run_name' cannot read the value as YAML: invalid leading UTF-8 octet" \
     "$MTXC" config configs/base.yml "run_name=$(printf '\377\376')ab"
 { echo "base_config: $PWD/configs/base.yml"; printf 'model_name: '; head -c 3000000 /dev/zero | tr '\0' a; echo; } > "$out_dir/big.yml"

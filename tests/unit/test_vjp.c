@@ -203,6 +203,29 @@ END_TEST
 
 /* Dropout's mask is a function of the step's key and the position only, so
  * finite differences see the same mask on every run. */
+/* relu on both sides of its kink and away from it, so that no finite
+ * difference crosses it: relu(x^2 + 0.1) passes the gradient (2x),
+ * relu(-(x^2 + 0.1)) stops it. */
+START_TEST(relu)
+{
+    Case k = begin();
+    Value *x = param(&k, "x", 3, B, T, D, 0);
+    Value *sq = temp_like(&k, "sq", 3, B, T, D, 0), *tenth = temp_like(&k, "tenth", 3, B, T, D, 0);
+    Value *up = temp_like(&k, "up", 3, B, T, D, 0), *minus = temp_like(&k, "minus", 3, B, T, D, 0);
+    Value *down = temp_like(&k, "down", 3, B, T, D, 0), *pos = temp_like(&k, "pos", 3, B, T, D, 0);
+    Value *neg = temp_like(&k, "neg", 3, B, T, D, 0), *out = temp_like(&k, "out", 3, B, T, D, 0);
+    op(&k, OP_mul, sq, 2, x, x, NULL);
+    FA(op(&k, OP_fill, tenth, 0, NULL, NULL, NULL), fill, value) = 0.1;
+    op(&k, OP_add, up, 2, sq, tenth, NULL);
+    FA(op(&k, OP_fill, minus, 0, NULL, NULL, NULL), fill, value) = -1.0;
+    op(&k, OP_mul, down, 2, up, minus, NULL);
+    op(&k, OP_relu, pos, 1, up, NULL, NULL);
+    op(&k, OP_relu, neg, 1, down, NULL, NULL);
+    op(&k, OP_add, out, 2, pos, neg, NULL);
+    finish(&k, probe_loss(&k, out));
+}
+END_TEST
+
 START_TEST(dropout)
 {
     Case k = begin();
@@ -434,6 +457,7 @@ int main(void)
     tcase_add_test(tc, embed);
     tcase_add_test(tc, position_add);
     tcase_add_test(tc, elementwise);
+    tcase_add_test(tc, relu);
     tcase_add_test(tc, dropout);
     tcase_add_test(tc, rmsnorm);
     tcase_add_test(tc, layernorm);
