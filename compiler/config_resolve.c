@@ -83,7 +83,7 @@ static bool check_step_sizes(Config *c, char *err, size_t errlen)
     double tokens = fmax((double)d->global_batch, (double)d->eval_batch) * t;
     double e = d->emb_dim, m = d->mlp_dim, v = (double)cfg_int(c, K_vocab_size), h = d->num_query_heads;
     double dh = (double)cfg_int(c, K_head_dim);
-    bool moe = !strcmp(cfg_str(c, K_decoder_block), "mixtral");
+    bool moe = d->spec->moe;
     double experts = moe ? (double)cfg_int(c, K_num_experts) : 1, k = moe ? (double)cfg_int(c, K_num_experts_per_tok) : 1;
     double params = 2 * v * e + d->num_decoder_layers * sublayers(c) *
                                     (2 * e * h * dh + 2 * e * d->num_kv_heads * dh + 3 * e * m * experts);
@@ -120,16 +120,16 @@ static bool check_model(Config *c, char *err, size_t errlen)
     if (d->num_query_heads % d->num_kv_heads)
         FAIL(later(c, K_base_num_query_heads, K_base_num_kv_heads),
              "num_query_heads %d is not a multiple of num_kv_heads %d", d->num_query_heads, d->num_kv_heads);
-    const char *block = cfg_str(c, K_decoder_block);
+    const BlockSpec *block = d->spec;
     const StrList *acts = &c->v[K_mlp_activations].list;
     if (acts->n < 1 || acts->n > 2)
         FAIL(K_mlp_activations, "mlp_activations must name one or two activations, got %d", acts->n);
-    if (!strcmp(block, "gemma2") && cfg_int(c, K_sliding_window_size) <= 0)
+    if (block->gemma2 && cfg_int(c, K_sliding_window_size) <= 0)
         FAIL(K_sliding_window_size, "decoder_block gemma2 needs sliding_window_size > 0 for its local layers");
     if (cfg_int(c, K_num_experts_per_tok) > cfg_int(c, K_num_experts))
         FAIL(K_num_experts_per_tok, "num_experts_per_tok %lld is more than num_experts %lld",
              cfg_int(c, K_num_experts_per_tok), cfg_int(c, K_num_experts));
-    if (!strcmp(block, "gpt3")) {
+    if (block->gpt3) {
         if (d->num_kv_heads != d->num_query_heads)
             FAIL(later(c, K_base_num_query_heads, K_base_num_kv_heads),
                  "decoder_block gpt3 needs num_kv_heads (%d) equal to num_query_heads (%d)",
@@ -221,7 +221,7 @@ static bool resolve_mesh(Config *c, char *err, size_t errlen)
     d->mesh_tensor = (int)axis[2];
     d->mesh_expert = (int)axis[3];
     d->num_devices = (int)devices;
-    if (d->mesh_expert > 1 && strcmp(cfg_str(c, K_decoder_block), "mixtral"))
+    if (d->mesh_expert > 1 && !d->spec->moe)
         FAIL(later(c, K_ici_expert_parallelism, K_dcn_expert_parallelism),
              "expert parallelism %d needs a mixture of experts (decoder_block mixtral)", d->mesh_expert);
     if (d->mesh_expert > 1 && cfg_int(c, K_num_experts) % d->mesh_expert)
@@ -278,9 +278,47 @@ static bool resolve_batch(Config *c, char *err, size_t errlen)
     return true;
 }
 
+/* What each decoder block is made of: the one place a new family is a row. */
+const BlockSpec block_specs[NUM_BLOCKS] = {
+    [BLOCK_LLAMA2] = {"llama2", .sublayers = 1, .qk_norm = true},
+    [BLOCK_MISTRAL] = {"mistral", .sublayers = 1, .qk_norm = true},
+    [BLOCK_MIXTRAL] = {"mixtral", .sublayers = 1, .qk_norm = true, .moe = true, .layer_norm_names = true},
+    [BLOCK_GPT3] = {"gpt3", .sublayers = 1, .gpt3 = true},
+    [BLOCK_GEMMA] = {"gemma", .sublayers = 1, .gemma = true, .qk_norm = true},
+    [BLOCK_GEMMA2] = {"gemma2", .sublayers = 2, .gemma = true, .gemma2 = true, .qk_norm = true},
+    [BLOCK_QWEN2] = {"qwen2", .sublayers = 1, .qwen = true, .qkv_bias = true, .qk_norm = true, .layer_norm_names = true},
+    [BLOCK_QWEN3] = {"qwen3", .sublayers = 1, .qwen = true, .qk_norm = true, .layer_norm_names = true},
+};
+
+static const char *const remat_names[] = {"full", "minimal", "save_dot_except_mlp", "save_qkv_proj", "none"};
+
+const char *remat_policy_name(RematPolicy p) { return remat_names[p]; }
+
+/* The keys that choose among kinds, as enums, once: decoder block, dtype,
+ * remat policy, attention (the load checked each is one of mtxc's choices). */
+static bool resolve_kinds(Config *c, char *err, size_t errlen)
+{
+    Derived *d = &c->d;
+    const char *block = cfg_str(c, K_decoder_block), *remat = cfg_str(c, K_remat_policy);
+    int b = 0, r = 0;
+    while (b < NUM_BLOCKS && strcmp(block_specs[b].name, block)) b++;
+    while (r < (int)(sizeof remat_names / sizeof remat_names[0]) && strcmp(remat_names[r], remat)) r++;
+    if (b == NUM_BLOCKS) FAIL(K_decoder_block, "decoder_block '%s' is not one mtxc builds", block);
+    if (r == (int)(sizeof remat_names / sizeof remat_names[0]))
+        FAIL(K_remat_policy, "remat_policy '%s' is not one mtxc implements", remat);
+    d->block = (DecoderBlock)b;
+    d->spec = &block_specs[b];
+    d->remat = (RematPolicy)r;
+    d->dtype = strcmp(cfg_str(c, K_dtype), "bfloat16") ? DT_F32 : DT_BF16;
+    /* autoselected: the fused attention from 128 tokens (MaxText picks dot_product on CPU: README says so) */
+    const char *a = cfg_str(c, K_attention);
+    d->flash = !strcmp(a, "flash") || (!strcmp(a, "autoselected") && cfg_int(c, K_max_target_length) >= 128);
+    return true;
+}
+
 bool config_resolve(Config *c, char *err, size_t errlen)
 {
-    if (!check_size_keys(c, err, errlen) || !scale_model(c, err, errlen) || !check_model(c, err, errlen) ||
+    if (!resolve_kinds(c, err, errlen) || !check_size_keys(c, err, errlen) || !scale_model(c, err, errlen) || !check_model(c, err, errlen) ||
         !resolve_mesh(c, err, errlen) || !resolve_batch(c, err, errlen) || !check_step_sizes(c, err, errlen))
         return false;
     if (!strcmp(cfg_str(c, K_lr_schedule_type), "wsd") &&

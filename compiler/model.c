@@ -429,14 +429,6 @@ static Value *rope(Builder *b, const char *name, Value *x, int64_t heads)
     return y;
 }
 
-/* attention: flash uses the fused op; autoselected picks it from 128 tokens
- * (MaxText picks dot_product on CPU: README says so). */
-static bool attention_is_flash(const Config *c)
-{
-    const char *a = cfg_str(c, K_attention);
-    return !strcmp(a, "flash") || (!strcmp(a, "autoselected") && cfg_int(c, K_max_target_length) >= 128);
-}
-
 static void attention_attrs(Builder *b, Op *op, int64_t window, double scale, double cap)
 {
     IA(op, attention, b) = b->B;
@@ -905,19 +897,16 @@ bool build_model(Program *p, char *err, size_t errlen)
     if (!supported(c, err, errlen)) return false;
     p->at.unit = -1, p->at.pass = PASS_FORWARD;   /* every op built here is a forward op */
     const StrList *acts = &c->v[K_mlp_activations].list;
+    const BlockSpec *spec = c->d.spec;
     Builder b = {
         .p = p, .c = c,
-        .gpt3 = !strcmp(cfg_str(c, K_decoder_block), "gpt3"),
-        .gemma = !strncmp(cfg_str(c, K_decoder_block), "gemma", 5),
-        .gemma2 = !strcmp(cfg_str(c, K_decoder_block), "gemma2"),
-        .qwen = !strncmp(cfg_str(c, K_decoder_block), "qwen", 4),
-        .qkv_bias = !strcmp(cfg_str(c, K_decoder_block), "qwen2") && cfg_bool(c, K_attention_bias),
-        .qk_norm = cfg_bool(c, K_use_qk_norm) && strcmp(cfg_str(c, K_decoder_block), "gpt3"),
-        .moe = !strcmp(cfg_str(c, K_decoder_block), "mixtral"),
-        .layer_norm_names = !strncmp(cfg_str(c, K_decoder_block), "qwen", 4) || !strcmp(cfg_str(c, K_decoder_block), "mixtral"),
+        .gpt3 = spec->gpt3, .gemma = spec->gemma, .gemma2 = spec->gemma2, .qwen = spec->qwen,
+        .qkv_bias = spec->qkv_bias && cfg_bool(c, K_attention_bias),
+        .qk_norm = spec->qk_norm && cfg_bool(c, K_use_qk_norm),
+        .moe = spec->moe, .layer_norm_names = spec->layer_norm_names,
         .E = cfg_int(c, K_num_experts), .K = cfg_int(c, K_num_experts_per_tok),
         .gated = acts->n == 2,
-        .flash = attention_is_flash(c),
+        .flash = c->d.flash,
         .B = c->d.global_batch, .T = cfg_int(c, K_max_target_length), .D = c->d.emb_dim,
         .H = c->d.num_query_heads, .KV = c->d.num_kv_heads, .Dh = cfg_int(c, K_head_dim),
         .M = c->d.mlp_dim, .V = cfg_int(c, K_vocab_size), .L = c->d.num_decoder_layers,
@@ -948,7 +937,7 @@ bool build_model(Program *p, char *err, size_t errlen)
     b.tp = p->mesh_lowered ? c->d.mesh_tensor : 1;
     b.ep = p->mesh_lowered ? c->d.mesh_expert : 1;
     b.kv_replicated = b.tp > 1 && b.KV == 1;
-    b.dt = strcmp(cfg_str(c, K_dtype), "bfloat16") ? DT_F32 : DT_BF16;
+    b.dt = c->d.dtype;
     make_params(&b);
     b.nstate = p->nvalues;
     b.cast_of = pool_alloc(p->pool, sizeof(Value *) * (size_t)b.nstate);

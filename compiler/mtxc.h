@@ -75,8 +75,37 @@ typedef struct {
     const char *preset;    /* the value model_name's preset gave (its text), or NULL */
 } ConfigValue;
 
+typedef enum { DT_F32, DT_I32, DT_I64, DT_BF16 } DType;
+
+/* The decoder blocks mtxc builds (decoder_block), and what each is made of:
+ * one row of block_specs (config_resolve.c) per block. */
+typedef enum { BLOCK_LLAMA2, BLOCK_MISTRAL, BLOCK_MIXTRAL, BLOCK_GPT3, BLOCK_GEMMA, BLOCK_GEMMA2, BLOCK_QWEN2,
+               BLOCK_QWEN3, NUM_BLOCKS } DecoderBlock;
+typedef struct {
+    const char *name;
+    int sublayers;             /* decoder layers a MaxText layer holds: gemma2's local and global pair */
+    bool gpt3;                 /* layernorms with biases, learned positions, biased projections */
+    bool gemma;                /* llama2's block with gemma's names, (1 + w) norms, scaled embedding */
+    bool gemma2;               /* gemma with local/global pairs, post norms and soft caps */
+    bool qwen;                 /* the llama2 layer, query scaled at run time, no output dropout */
+    bool qkv_bias;             /* attention_bias puts biases on q, k, v (qwen2) */
+    bool qk_norm;              /* use_qk_norm applies (all but gpt3) */
+    bool moe;                  /* the MLP is routed experts (mixtral) */
+    bool layer_norm_names;     /* norms named *_layer_norm (qwen, mixtral) */
+} BlockSpec;
+extern const BlockSpec block_specs[NUM_BLOCKS];
+
+/* remat_policy, as mtxc implements it. */
+typedef enum { REMAT_FULL, REMAT_MINIMAL, REMAT_SAVE_DOT_EXCEPT_MLP, REMAT_SAVE_QKV_PROJ, REMAT_NONE } RematPolicy;
+const char *remat_policy_name(RematPolicy p);
+
 /* Values computed from the keys, as MaxText computes them. */
 typedef struct {
+    DecoderBlock block;                           /* decoder_block, and what it is made of */
+    const BlockSpec *spec;
+    DType dtype;                                  /* dtype: the activations' (float32 or bfloat16) */
+    RematPolicy remat;
+    bool flash;                                   /* the fused attention (attention flash, or autoselected from 128 tokens) */
     int emb_dim, num_query_heads, num_kv_heads, mlp_dim, num_decoder_layers;
     int num_devices, num_slices;
     int mesh_data, mesh_fsdp, mesh_tensor;        /* dcn x ici per axis */
@@ -153,7 +182,7 @@ static inline const char *cfg_str(const Config *c, KeyId k) { return c->v[k].s; 
 static inline int batch_shards(const Config *c) { return c->d.mesh_data * c->d.mesh_fsdp * c->d.mesh_expert; }
 /* Attention + MLP blocks in one of MaxText's layers: gemma2's layer is a
  * local (sliding-window) and a global one. */
-static inline int sublayers(const Config *c) { return strcmp(cfg_str(c, K_decoder_block), "gemma2") ? 1 : 2; }
+static inline int sublayers(const Config *c) { return c->d.spec->sublayers; }
 
 /* Names of derived values; setting one is an error that points at its source. */
 extern const char *const derived_names[];
@@ -166,7 +195,6 @@ extern const int num_derived_names;
  * counter) belong to the program's state; batch tensors are inputs; the rest
  * are temporaries defined by exactly one operation. */
 
-typedef enum { DT_F32, DT_I32, DT_I64, DT_BF16 } DType;
 static inline bool dtype_is_float(DType dt) { return dt == DT_F32 || dt == DT_BF16; }
 /* V_ACCUM: a buffer of the step that ops update in place (gradient accumulation).
  * V_CACHE: the decoding functions' keys and values, kept between their calls. */

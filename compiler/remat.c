@@ -20,14 +20,14 @@
 #include <string.h>
 
 /* Does the policy keep this forward value for the backward pass? */
-static bool policy_saves(const char *policy, const Op *def)
+static bool policy_saves(RematPolicy policy, const Op *def)
 {
     /* the fused attention's output (and row log-sum-exp) is its dot products' */
-    if (def->kind == OP_flash_attention) return !strcmp(policy, "minimal") || !strcmp(policy, "save_dot_except_mlp");
+    if (def->kind == OP_flash_attention) return policy == REMAT_MINIMAL || policy == REMAT_SAVE_DOT_EXCEPT_MLP;
     if (def->kind != OP_matmul && def->kind != OP_bias_add) return false;
-    if (def->kind == OP_matmul && !strcmp(policy, "minimal")) return true;
-    if (def->kind == OP_matmul && !strcmp(policy, "save_dot_except_mlp")) return def->role != ROLE_MLP;
-    return !strcmp(policy, "save_qkv_proj") && def->role == ROLE_QKV;
+    if (def->kind == OP_matmul && policy == REMAT_MINIMAL) return true;
+    if (def->kind == OP_matmul && policy == REMAT_SAVE_DOT_EXCEPT_MLP) return def->role != ROLE_MLP;
+    return policy == REMAT_SAVE_QKV_PROJ && def->role == ROLE_QKV;
 }
 
 /* What remat knows of the train step before it adds anything, computed in
@@ -45,13 +45,13 @@ typedef struct {
     Value **map;                          /* [nknown] a recomputed value for its original */
 } Remat;
 
-static const char *unit_policy(const Remat *r, int u, const char *policy)
+static RematPolicy unit_policy(const Remat *r, int u, RematPolicy policy)
 {
-    return u < r->layers ? policy : "full";
+    return u < r->layers ? policy : REMAT_FULL;
 }
 
 /* Does unit u recompute v for the backward (rather than keep it)? */
-static bool recomputed(const Remat *r, const Value *v, int u, const char *policy)
+static bool recomputed(const Remat *r, const Value *v, int u, RematPolicy policy)
 {
     if (v->kind != V_TEMP || v->id >= r->nknown || r->in_unit[v->id] != u) return false;
     if (r->last[u] < 0 || v == r->f->ops[r->last[u]]->out[0]) return false;   /* what leaves it: the next unit's saved input */
@@ -60,7 +60,7 @@ static bool recomputed(const Remat *r, const Value *v, int u, const char *policy
 
 /* The backward's reads of values to recompute: need, and where each unit's
  * clones go (before its first such read). */
-static void find_needs(Remat *r, const char *policy)
+static void find_needs(Remat *r, RematPolicy policy)
 {
     for (int i = r->nforward; i < r->f->nops; i++)
         for (int j = 0; j < r->f->ops[i]->nin; j++) {
@@ -73,7 +73,7 @@ static void find_needs(Remat *r, const char *policy)
 }
 
 /* Unit u's clones, appended to f in forward order; returns how many. */
-static int clone_unit(Remat *r, int u, const char *policy)
+static int clone_unit(Remat *r, int u, RematPolicy policy)
 {
     Program *p = r->p;
     Func *f = r->f;
@@ -103,7 +103,7 @@ static int clone_unit(Remat *r, int u, const char *policy)
             r->map[o->id] = out[j];
         }
         p->at.unit = u, p->at.pass = PASS_BACKWARD;   /* recomputed inside the backward */
-        Op *c = op_add(p, f, op->kind, pool_fmt(p->pool, "recompute (remat %s): %s", unit_policy(r, u, policy),
+        Op *c = op_add(p, f, op->kind, pool_fmt(p->pool, "recompute (remat %s): %s", remat_policy_name(unit_policy(r, u, policy)),
                                                 op->block), op->nin, in, op->nout, out);
         ops_at(p, NULL);
         memcpy(c->ia, op->ia, sizeof c->ia);
@@ -117,13 +117,13 @@ bool rematerialize(Program *p, char *err, size_t errlen)
 {
     (void)err;
     (void)errlen;
-    const char *policy = cfg_str(p->cfg, K_remat_policy);
+    RematPolicy policy = p->cfg->d.remat;
     int64_t tiles = cfg_int(p->cfg, K_num_vocab_tiling);
     int layers = p->cfg->d.num_decoder_layers;
-    if (!strcmp(policy, "none") && tiles == 1) return true;
+    if (policy == REMAT_NONE && tiles == 1) return true;
     Func *f = &p->train;
     Remat r = {.p = p, .f = f, .nknown = p->nvalues, .nunits = layers + (tiles > 1 ? (int)tiles : 0),
-               .layers = layers, .layers_too = strcmp(policy, "none") != 0};
+               .layers = layers, .layers_too = policy != REMAT_NONE};
     while (r.nforward < f->nops && f->ops[r.nforward]->pass != PASS_BACKWARD) r.nforward++;
     r.in_unit = xmalloc(sizeof(int) * (size_t)(r.nknown + 1));
     r.first = xmalloc(sizeof(int) * (size_t)(r.nunits + 1));

@@ -202,7 +202,7 @@ bool compile_report(const Config *c, Report *r, char *err, size_t errlen)
     if (d->mesh_expert > 1) {   /* each MoE layer: rows to their experts and back, forward and backward */
         double rows = (double)(d->micro_batch / dp) * (double)cfg_int(c, K_max_target_length) *
                       (double)cfg_int(c, K_num_experts_per_tok);
-        double bytes = rows * d->emb_dim * (strcmp(cfg_str(c, K_dtype), "bfloat16") ? 4.0 : 2.0);
+        double bytes = rows * d->emb_dim * (d->dtype == DT_BF16 ? 2.0 : 4.0);
         r->expert_alltoall = 4.0 * bytes * (d->mesh_expert - 1) / d->mesh_expert * d->num_decoder_layers * k;
     }
     double act = (double)(d->micro_batch / dp) * (double)cfg_int(c, K_max_target_length) * d->emb_dim * 4.0;

@@ -149,7 +149,7 @@ bool lowerable_mesh(const Config *c, char *err, size_t errlen)
     const Derived *d = &c->d;
     int tp = d->mesh_tensor;
     if (!rules_match(c, err, errlen)) return false;
-    if (tp > 1 && !strcmp(cfg_str(c, K_decoder_block), "mixtral")) {
+    if (tp > 1 && d->spec->moe) {
         snprintf(err, errlen, "mtxc: error: mixtral's experts are not split over the tensor axis yet (ici_tensor_parallelism "
                               "%d); use mtxc compile-only for its report", tp);
         return false;
@@ -162,7 +162,7 @@ bool lowerable_mesh(const Config *c, char *err, size_t errlen)
         return false;
     }
     /* each device's heads would give only part of the shared scales' gradients */
-    if (tp > 1 && cfg_bool(c, K_use_qk_norm) && strcmp(cfg_str(c, K_decoder_block), "gpt3")) {
+    if (tp > 1 && cfg_bool(c, K_use_qk_norm) && d->spec->qk_norm) {
         snprintf(err, errlen, "mtxc: error: use_qk_norm with tensor parallelism %d is not lowered yet (the query and "
                               "key norm scales are shared by heads on different devices); use mtxc compile-only for "
                               "its report", tp);
