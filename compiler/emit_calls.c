@@ -11,21 +11,6 @@ static const char *rows_at(Emitter *e, const Value *v, int64_t first)
     return first ? pool_fmt(e->p->pool, "%s + %lld", V(e, v), (long long)first) : V(e, v);
 }
 
-/* A set of mesh axes as C: "MTX_AXIS_DATA | MTX_AXIS_EXPERT". */
-const char *axes_expr(int64_t axes)
-{
-    static const char *const names[4] = {"MTX_AXIS_DATA", "MTX_AXIS_FSDP", "MTX_AXIS_TENSOR", "MTX_AXIS_EXPERT"};
-    static char text[16][80];
-    axes &= 15;
-    if (!text[axes][0]) {
-        size_t n = 0;
-        for (int a = 0; a < 4; a++)
-            if ((axes >> a) & 1) n += (size_t)snprintf(text[axes] + n, sizeof text[axes] - n, "%s%s", n ? " | " : "", names[a]);
-        if (!n) snprintf(text[axes], sizeof text[axes], "0");
-    }
-    return text[axes];
-}
-
 /* A bf16 GEMM's plan: one per distinct op kind, shape, strides, output
  * dtype and alpha (the grouped GEMMs' plans are ragged: their row count is
  * each expert's, at most the op's). */

@@ -199,6 +199,8 @@ static inline bool dtype_is_float(DType dt) { return dt == DT_F32 || dt == DT_BF
 /* V_ACCUM: a buffer of the step that ops update in place (gradient accumulation).
  * V_CACHE: the decoding functions' keys and values, kept between their calls. */
 typedef enum { V_PARAM, V_OPT, V_COUNTER, V_INPUT, V_TEMP, V_ACCUM, V_CACHE } ValueKind;
+/* The train state: params, optimizer moments, counters (checkpointed). */
+static inline bool kind_is_state(ValueKind k) { return k <= V_COUNTER; }
 typedef enum { INIT_ZEROS, INIT_ONES, INIT_NORMAL, INIT_TRUNCATED_NORMAL } InitKind;
 /* An optimizer moment's place in the state, as optax names it (V_OPT values). */
 typedef enum { MOMENT_NONE, MOMENT_MU, MOMENT_NU } Moment;
