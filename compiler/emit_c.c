@@ -271,11 +271,8 @@ static void emit_elementwise_loop(Emitter *e, const Func *f, int a, int b, const
     e->loop_cols = 0;
 }
 
-/* Fused loops of at least this many elements are shared among the threads
- * BLIS uses: their body becomes a function of the element range, which
- * mtx_parallel_for calls on each thread's share. */
-#define PARALLEL_LOOP_MIN 65536
-
+/* A parallel loop's body becomes a function of the element range, which
+ * mtx_parallel_for calls on each thread's share (PARALLEL_LOOP_MIN, mtxc.h). */
 static bool parallel_loop(const Op *head) { return value_numel(head->out[0]) >= PARALLEL_LOOP_MIN; }
 
 static bool has_parallel_loop(const Func *f)

@@ -199,6 +199,7 @@ void emit_descriptor(Emitter *e)
            "    .mesh_data = %d, .mesh_fsdp = %d, .mesh_tensor = %d, .mesh_expert = %d,\n"
            "    .batch = %lld, .seq = %lld, .eval_batch = %lld, .vocab = %lld,\n"
            "    .flops_per_step = %.17g,\n"
+           "    .parallel_regions = %lld,\n"
            "    .state_bytes = %lldu, .arena_bytes = %lldu,\n"
            "    .ntensors = %d, .tensors = tensors,\n"
            "    .nconfig = %d, .config = config,\n"
@@ -209,7 +210,8 @@ void emit_descriptor(Emitter *e)
         cfg_str(c, K_model_name), cfg_bool(c, K_pure_nnx), c->d.mesh_data, c->d.mesh_fsdp, c->d.mesh_tensor, c->d.mesh_expert,
         (long long)(c->d.global_batch / batch_shards(c)), (long long)cfg_int(c, K_max_target_length),
         (long long)(c->d.eval_batch / batch_shards(c)),
-        (long long)cfg_int(c, K_vocab_size), p->flops_per_step / c->d.mesh_tensor, (long long)p->state_bytes,
+        (long long)cfg_int(c, K_vocab_size), p->flops_per_step / c->d.mesh_tensor,
+        (long long)parallel_regions(&p->train), (long long)p->state_bytes,
         (long long)arena, ntensors, NUM_KEYS);
     if (p->train_moe_lb) emitf(e, "    .moe_lb_loss = 1,\n");
     if (p->decode.nops)

@@ -89,3 +89,19 @@ bool fuse(Program *p, char *err, size_t errlen)
     for (int i = 0; i < NUM_FUNCS; i++) fuse_func(p, p->funcs[i]);
     return true;
 }
+
+int64_t parallel_regions(const Func *f)
+{
+    int64_t n = 0;
+    for (int i = 0; i < f->nops;) {
+        const Op *op = f->ops[i];
+        int last = i;
+        while (op->group && last + 1 < f->nops && f->ops[last + 1]->group == op->group) last++;
+        bool region = op->group ? (last == i && op->kind == OP_cast) || value_numel(op->out[0]) >= PARALLEL_LOOP_MIN
+                                : op_info[op->kind].cls != OC_EW;
+        bool looped = f->loop_count > 1 && i >= f->loop_first && i <= f->loop_last;
+        if (region) n += looped ? f->loop_count : 1;
+        i = last + 1;
+    }
+    return n;
+}

@@ -415,6 +415,15 @@ bool autodiff(Program *p, char *err, size_t errlen);         /* autodiff.c */
 bool differentiate(Program *p, Func *f, Value *loss, Value *seed, char *err, size_t errlen);
 bool build_optimizer(Program *p, char *err, size_t errlen);  /* optimizer.c */
 bool fuse(Program *p, char *err, size_t errlen);             /* fuse.c */
+/* Fused loops of at least this many elements are shared among the threads
+ * (a function of the element range that mtx_parallel_for runs). */
+#define PARALLEL_LOOP_MIN 65536
+/* The places one run of f may split its work among threads: each kernel,
+ * GEMM and update call, each lone cast and each fused loop of
+ * PARALLEL_LOOP_MIN+ elements (the microbatch loop's once per microbatch).
+ * The runtime keeps those it estimates under MTX_PARALLEL_MIN_NS on one
+ * thread (fuse.c). */
+int64_t parallel_regions(const Func *f);
 bool plan_memory(Program *p, char *err, size_t errlen);      /* memplan.c */
 bool accumulate_gradients(Program *p, char *err, size_t errlen); /* accumulate.c */
 bool rematerialize(Program *p, char *err, size_t errlen);    /* remat.c */
@@ -443,6 +452,7 @@ typedef struct {
     double fsdp_gather, fsdp_scatter, data_allreduce, tensor_allreduce;  /* bytes per device per step */
     double expert_alltoall;                         /* mixtral's tokens to their experts' devices and back */
     int64_t c_bytes;                                /* size of the generated step.c */
+    int64_t parallel_regions;                       /* of one train step (parallel_regions) */
     bool c_checked;                                 /* and clang parsed it */
     bool lowered;                                   /* the backends lower this mesh: */
     int64_t lowered_state, lowered_arena;           /* what one rank of that trainer allocates */

@@ -114,6 +114,7 @@ bool compile_report(const Config *c, Report *r, char *err, size_t errlen)
     CCheck check;                                   /* through the C backend, as a build would */
     emit_c_text(p, "mtxc compile-only", &check.g);
     r->c_bytes = (int64_t)strlen(check.g.step_c);
+    r->parallel_regions = parallel_regions(&p->train);
     /* clang parses the C on the other core while the per-device program compiles */
     pthread_t checker;
     bool threaded = pthread_create(&checker, NULL, check_c, &check) == 0;
@@ -226,7 +227,7 @@ void report_print(FILE *out, const Config *c, const Report *r, bool json)
                      "\"collective_bytes_per_device\": {\"fsdp_all_gather_params\": %.6g, "
                      "\"fsdp_reduce_scatter_grads\": %.6g, \"data_all_reduce_grads\": %.6g, "
                      "\"tensor_all_reduce_activations\": %.6g, \"expert_all_to_all_tokens\": %.6g}, "
-                     "\"remat_policy\": \"%s\", \"generated_c_bytes\": %lld, "
+                     "\"remat_policy\": \"%s\", \"generated_c_bytes\": %lld, \"parallel_regions_per_step\": %lld, "
                      "\"cpu_trainer_bytes\": %s, \"decode_kv_cache_bytes\": %s}\n",
                 cfg_str(c, K_model_name), cfg_str(c, K_compile_topology), d->num_slices, d->num_devices, d->mesh_data,
                 d->mesh_fsdp, d->mesh_tensor, d->mesh_expert, (long long)r->param_count, (long long)r->params,
@@ -234,7 +235,7 @@ void report_print(FILE *out, const Config *c, const Report *r, bool json)
                 (long long)r->opt_state, (long long)r->temporaries, (long long)r->peak, (long long)r->device_bytes,
                 r->fits ? "true" : "false", r->flops, flops_dev, r->fsdp_gather, r->fsdp_scatter, r->data_allreduce,
                 r->tensor_allreduce, r->expert_alltoall, cfg_str(c, K_remat_policy), (long long)r->c_bytes,
-                r->lowered ? pool_fmt(pool, "{\"state\": %lld, \"step_arena\": %lld}", (long long)r->lowered_state,
+                (long long)r->parallel_regions, r->lowered ? pool_fmt(pool, "{\"state\": %lld, \"step_arena\": %lld}", (long long)r->lowered_state,
                                       (long long)r->lowered_arena)
                            : "null",
                 r->kv_cache ? pool_fmt(pool, "%lld", (long long)r->kv_cache) : "null");
@@ -272,6 +273,9 @@ void report_print(FILE *out, const Config *c, const Report *r, bool json)
                 gb(pool, r->expert_alltoall));
     fprintf(out, "generated C: %lld bytes%s\n", (long long)r->c_bytes,
             r->c_checked ? ", parsed and type-checked by clang" : " (this mtxc has no clang to check it)");
+    fprintf(out, "parallel regions a train step: %lld (kernel, GEMM and update calls, casts, fused loops of %d+ "
+                 "elements; the runtime keeps those under %.1f ms on one thread)\n",
+            (long long)r->parallel_regions, PARALLEL_LOOP_MIN, MTX_PARALLEL_MIN_NS / 1e6);
     /* What mtxc's own CPU trainer of this mesh holds: FSDP chunks every param
      * and tensor parallelism replicates embeddings and norms, so it can differ
      * from MaxText's sharding above. */

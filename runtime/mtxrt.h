@@ -403,6 +403,7 @@ typedef struct {
     int mesh_data, mesh_fsdp, mesh_tensor, mesh_expert;  /* one MPI rank per device of the mesh */
     int batch, seq, eval_batch, vocab;
     double flops_per_step;                /* 6 x matmul params x tokens + attention */
+    long long parallel_regions;           /* places a train step may split work among threads */
     int moe_lb_loss;                      /* metrics report learning/moe_lb_loss (mixtral, weight > 0) */
     size_t state_bytes;                   /* tensors of the state, in one block */
     size_t arena_bytes;                   /* temporaries of one step */

@@ -460,9 +460,10 @@ static int train(const mtx_program *prog, int argc, char **argv)
     size_t eval_slice = (size_t)slice_index * (size_t)prog->eval_batch * (size_t)prog->seq;
     eval_b = (mtx_batch){eval_global.inputs + eval_slice, eval_global.targets + eval_slice,
                          eval_global.segmentation + eval_slice, prog->eval_batch, prog->seq};
-    printf("%s: %lld steps, batch %d x %d tokens, %.1f MB state, %.1f MB step arena, %d threads, "
-           "MFU against %.3g TFLOP/s\n", prog->model_name, steps, prog->batch, prog->seq,
-           (double)prog->state_bytes / 1e6, (double)prog->arena_bytes / 1e6, threads, peak_tflops);
+    printf("%s: %lld steps, batch %d x %d tokens, %.1f MB state, %.1f MB step arena, %d threads for %lld "
+           "parallel regions a step, MFU against %.3g TFLOP/s\n", prog->model_name, steps, prog->batch, prog->seq,
+           (double)prog->state_bytes / 1e6, (double)prog->arena_bytes / 1e6, threads, prog->parallel_regions,
+           peak_tflops);
     if (*mtx_gemm_bf16_impls()) printf("bf16 matmuls: %s\n", mtx_gemm_bf16_impls());
 
     double t_total = 0;
