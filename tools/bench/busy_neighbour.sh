@@ -43,7 +43,7 @@ start_busy() { sh -c 'while :; do :; done' & busy=$!; sleep 0.5; }
 stop_busy() { kill "$busy"; wait "$busy" 2>/dev/null || true; busy=""; }
 
 threads=$(cd "$dir" && ./tiny steps=1 eval_interval=-1 enable_checkpointing=false run_name=probe 2>&1 |
-          sed -n 's/.* \([0-9]*\) threads,.*/\1/p' | head -1)
+          sed -n 's/.* \([0-9]*\) threads for .*/\1/p' | head -1)
 kernels=$(cd "$dir" && ./gpt2_bfloat16 steps=1 enable_checkpointing=false eval_interval=-1 2>&1 |
           sed -n 's/^bf16 matmuls: //p' | head -1)
 echo "default threads: $threads; bf16 GEMMs: ${kernels:-?}; float32 GEMMs: BLIS (skx kernels where AVX-512)"
