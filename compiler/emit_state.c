@@ -199,7 +199,7 @@ void emit_descriptor(Emitter *e)
            "    .mesh_data = %d, .mesh_fsdp = %d, .mesh_tensor = %d, .mesh_expert = %d,\n"
            "    .batch = %lld, .seq = %lld, .eval_batch = %lld, .vocab = %lld,\n"
            "    .flops_per_step = %.17g,\n"
-           "    .parallel_regions = %lld,\n"
+           "    .parallel_regions = %lld, .bf16 = %d,\n"
            "    .state_bytes = %lldu, .arena_bytes = %lldu,\n"
            "    .ntensors = %d, .tensors = tensors,\n"
            "    .nconfig = %d, .config = config,\n"
@@ -211,7 +211,7 @@ void emit_descriptor(Emitter *e)
         (long long)(c->d.global_batch / batch_shards(c)), (long long)cfg_int(c, K_max_target_length),
         (long long)(c->d.eval_batch / batch_shards(c)),
         (long long)cfg_int(c, K_vocab_size), p->flops_per_step / c->d.mesh_tensor,
-        (long long)parallel_regions(&p->train), (long long)p->state_bytes,
+        (long long)parallel_regions(&p->train), c->d.dtype == DT_BF16, (long long)p->state_bytes,
         (long long)arena, ntensors, NUM_KEYS);
     if (p->train_moe_lb) emitf(e, "    .moe_lb_loss = 1,\n");
     if (p->decode.nops)

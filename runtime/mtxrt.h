@@ -404,6 +404,7 @@ typedef struct {
     int batch, seq, eval_batch, vocab;
     double flops_per_step;                /* 6 x matmul params x tokens + attention */
     long long parallel_regions;           /* places a train step may split work among threads */
+    int bf16;                             /* dtype bfloat16: activations and GEMMs in bf16 */
     int moe_lb_loss;                      /* metrics report learning/moe_lb_loss (mixtral, weight > 0) */
     size_t state_bytes;                   /* tensors of the state, in one block */
     size_t arena_bytes;                   /* temporaries of one step */
@@ -614,8 +615,5 @@ void mtx_state_will_change(void);
 /* main() of a built trainer: parses run-time key=value arguments and trains. */
 int mtx_main(const mtx_program *prog, int argc, char **argv);   /* argv[1] "decode": mtx_decode_main */
 int mtx_decode_main(const mtx_program *prog, int argc, char **argv);
-
-/* A config value of the program by key, or NULL. */
-const char *mtx_config_get(const mtx_program *prog, const char *key);
 
 #endif

@@ -13,13 +13,6 @@ void mtx_run_free(RunConfig *rc)
     for (int i = 0; i < MAX_CONFIG; i++) free(rc->text[i]);
 }
 
-const char *mtx_config_get(const mtx_program *prog, const char *key)
-{
-    for (int i = 0; i < prog->nconfig; i++)
-        if (!strcmp(prog->config[i].key, key)) return prog->config[i].value;
-    return NULL;
-}
-
 static int config_index(const mtx_program *prog, const char *key)
 {
     for (int i = 0; i < prog->nconfig; i++)

@@ -388,8 +388,7 @@ static int run_settings(const mtx_program *prog, const RunConfig *rc, RunSetting
         !mtx_decode_settings(prog, rc, &s->sample, false))
         return 0;
     s->sample.sampling.strategy = MTX_SAMPLE_GREEDY;
-    const char *dtype = mtx_config_get(prog, "dtype");
-    if (s->peak_tflops <= 0) s->peak_tflops = mtx_measured_peak_flops(dtype && strstr(dtype, "bfloat16")) / 1e12;
+    if (s->peak_tflops <= 0) s->peak_tflops = mtx_measured_peak_flops(prog->bf16) / 1e12;
     return 1;
 }
 
