@@ -326,12 +326,20 @@ static bool complete(const char *dir, const char *name)
     return stat(path, &st) == 0;
 }
 
+/* A decimal string of at most 19 digits (so it fits int64). */
+static bool decimal(const char *s, uint64_t *out)
+{
+    size_t n = strspn(s, "0123456789");
+    if (n == 0 || n > 19 || s[n]) return false;
+    *out = strtoull(s, NULL, 10);
+    return *out <= INT64_MAX;
+}
+
 long long mtx_step_name(const char *name)
 {
-    size_t n = strspn(name, "0123456789");
-    if (n == 0 || n > 19 || name[n] || (name[0] == '0' && n > 1)) return -1;
-    unsigned long long v = strtoull(name, NULL, 10);
-    return v <= INT64_MAX ? (long long)v : -1;
+    uint64_t v;
+    if (name[0] == '0' && name[1]) return -1;   /* a leading zero: 06 is not step 6 */
+    return decimal(name, &v) ? (long long)v : -1;
 }
 
 static int ascending(const void *a, const void *b)
@@ -461,15 +469,6 @@ static bool json_count(const cJSON *x, double max, uint64_t *out)
         return false;
     *out = (uint64_t)x->valuedouble;
     return true;
-}
-
-/* A decimal string of at most 19 digits (so it fits int64). */
-static bool decimal(const char *s, uint64_t *out)
-{
-    size_t n = strspn(s, "0123456789");
-    if (n == 0 || n > 19 || s[n]) return false;
-    *out = strtoull(s, NULL, 10);
-    return *out <= INT64_MAX;
 }
 
 /* The step a directory's name says (…/checkpoints/20 -> 20), or -1. */
