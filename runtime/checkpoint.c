@@ -501,12 +501,11 @@ static int read_checkpoint(Checkpoint *c, const char *step_dir, char *err, size_
 {
     snprintf(c->path, sizeof c->path, "%s/state.safetensors", step_dir);
     snprintf(c->meta_path, sizeof c->meta_path, "%s/meta.json", step_dir);
-    struct stat st;
     const char *why;
-    c->fd = mtx_open_file(c->path, 0, &why);
-    if (c->fd < 0 || fstat(c->fd, &st) != 0)
-        return fail(err, errlen, "cannot read checkpoint %s: %s", c->path, c->fd < 0 ? why : strerror(errno));
-    c->size = (size_t)st.st_size;
+    uint64_t size;
+    c->fd = mtx_open_file(c->path, 0, &size, &why);
+    if (c->fd < 0) return fail(err, errlen, "cannot read checkpoint %s: %s", c->path, why);
+    c->size = (size_t)size;
     size_t meta_size;
     c->meta_text = mtx_read_file(c->meta_path, MAX_HEADER, 0, &meta_size, &why);
     if (!c->meta_text) return fail(err, errlen, "cannot read checkpoint %s: %s", c->meta_path, why);

@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-int mtx_open_file(const char *path, int pipes_ok, const char **why)
+int mtx_open_file(const char *path, int pipes_ok, uint64_t *size, const char **why)
 {
     /* O_NONBLOCK: opening a FIFO with no writer returns at once. */
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
@@ -23,6 +23,7 @@ int mtx_open_file(const char *path, int pipes_ok, const char **why)
         return -1;
     }
     if (S_ISREG(st.st_mode) || (pipes_ok && S_ISFIFO(st.st_mode))) {
+        if (size) *size = S_ISREG(st.st_mode) ? (uint64_t)st.st_size : 0;
         /* Reads block again: a pipe with a writer waits for its data; one
          * with none reads as the end of the file. */
         fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
@@ -38,10 +39,10 @@ int mtx_open_file(const char *path, int pipes_ok, const char **why)
 char *mtx_read_file(const char *path, size_t max, int pipes_ok, size_t *size, const char **why)
 {
     static _Thread_local char too_large[64];
-    int fd = mtx_open_file(path, pipes_ok, why);
+    uint64_t reported;                        /* a hint only: the size is what is read */
+    int fd = mtx_open_file(path, pipes_ok, &reported, why);
     if (fd < 0) return NULL;
-    struct stat st;
-    size_t cap = fstat(fd, &st) == 0 && st.st_size > 0 && (uint64_t)st.st_size < max ? (size_t)st.st_size + 1 : 4096;
+    size_t cap = reported > 0 && reported < max ? (size_t)reported + 1 : 4096;
     size_t n = 0;
     char *buf = malloc(cap + 1);
     *why = buf ? NULL : "out of memory";

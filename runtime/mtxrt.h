@@ -338,9 +338,10 @@ int mtx_thread_index(void);
 
 double mtx_seconds(void);                 /* monotonic clock, for timings */
 /* A file opened to read (file.c): a regular file, or with pipes_ok also a
- * pipe (/dev/stdin, <(...)); never blocks on a FIFO with no writer. The fd,
- * or -1 with *why (strerror's words, or what the path is instead). */
-int mtx_open_file(const char *path, int pipes_ok, const char **why);
+ * pipe (/dev/stdin, <(...)); never blocks on a FIFO with no writer. The fd
+ * and, if size is not NULL, the file's size (0 for a pipe); or -1 with *why
+ * (strerror's words, or what the path is instead). */
+int mtx_open_file(const char *path, int pipes_ok, uint64_t *size, const char **why);
 /* A whole file, NUL-terminated, refused past max bytes as they are read;
  * NULL with *why. */
 char *mtx_read_file(const char *path, size_t max, int pipes_ok, size_t *size, const char **why);

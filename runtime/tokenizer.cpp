@@ -1,7 +1,6 @@
 // SentencePiece behind C (mtxrt.h, "tokenizer"): the one C++ file of
 // libmtxrt. No exception leaves it; errors come back as messages.
 #include <sentencepiece_processor.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -26,17 +25,16 @@ extern "C" mtx_tokenizer *mtx_tokenizer_open(const char *path, char *err, size_t
         // Clearer messages than the library's for the common mistakes; a
         // FIFO must not hang the open, and protobuf aborts past 2 GiB.
         const char *why;
-        struct stat st;
-        int fd = mtx_open_file(path, 0, &why);
-        if (fd < 0 || fstat(fd, &st) != 0) {
-            if (fd >= 0) why = strerror(errno), close(fd);
+        uint64_t size;
+        int fd = mtx_open_file(path, 0, &size, &why);
+        if (fd < 0) {
             snprintf(err, errlen, "cannot read tokenizer model '%s': %s", path, why);
             return nullptr;
         }
         close(fd);
-        if (st.st_size >= (off_t)1 << 31) {
-            snprintf(err, errlen, "tokenizer model '%s' has %lld bytes; a SentencePiece model is under 2 GiB "
-                     "(protobuf's limit)", path, (long long)st.st_size);
+        if (size >= (uint64_t)1 << 31) {
+            snprintf(err, errlen, "tokenizer model '%s' has %llu bytes; a SentencePiece model is under 2 GiB "
+                     "(protobuf's limit)", path, (unsigned long long)size);
             return nullptr;
         }
         auto *t = new mtx_tokenizer;
