@@ -1,6 +1,6 @@
 /* Legalize dtypes: the model states in which dtype each value lives (bf16
  * activations when dtype is bfloat16); the runtime's fixed kernels
- * (runtime/kernels.c) compute in float32. Each bf16 operand of such a kernel
+ * without a bf16 form (runtime/kernels/embed.c's) compute in float32. Each bf16 operand of such a kernel
  * is widened by a cast right before it, and each bf16 result is written as
  * float32 and rounded by a cast right after it, so every value keeps the
  * dtype (and the rounding) the model gave it. Elementwise ops need nothing:

@@ -9,6 +9,8 @@
 #include <string.h>
 
 #include "mtxrt.h"
+#include "mtxrt_keys.h"
+#include "mtxrt_trainer.h"
 
 #define MTXC_VERSION "0.1.0"
 
@@ -40,11 +42,11 @@ void buf_free(Buf *b);
 
 /* ---- config ---- */
 
-/* The schema (runtime/config_keys.def, mtx_keys) and the reading of one
+/* The schema (runtime/keys/config_keys.def, mtx_keys) and the reading of one
  * value (mtx_key_read) are the runtime's, shared with every trainer. */
 typedef enum {
 #define KEY(name, type, range, choices, flags) K_##name,
-#include "config_keys.def"
+#include "keys/config_keys.def"
 #undef KEY
     NUM_KEYS
 } KeyId;

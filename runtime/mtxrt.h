@@ -1,5 +1,9 @@
-/* libmtxrt: the runtime that generated trainers call. GEMMs through BLIS,
- * random numbers, data, and the training loop driven by a program descriptor. */
+/* libmtxrt's interface to generated code: the kernels a step calls
+ * (random numbers, GEMMs, bf16, norms, attention, experts, loss,
+ * optimizers, collectives, parallel loops, memory) and the program
+ * descriptor a trainer hands to mtx_main. This header alone is what a
+ * generated step includes (and what the JIT embeds); the trainer side
+ * (mtxrt_trainer.h) and the key schema (mtxrt_keys.h) build on it. */
 #ifndef MTXRT_H
 #define MTXRT_H
 
@@ -102,7 +106,7 @@ void mtx_gemm_bf16_ragged(const mtx_gemm_plan *p, int size, const mtx_bf16 *a, c
 const char *mtx_gemm_plan_impl(const mtx_gemm_plan *p);   /* the implementation chosen */
 const char *mtx_gemm_bf16_impls(void);    /* every plan's so far, comma-separated ("" if none) */
 
-/* ---- kernels (kernels.c): the non-GEMM work of a step ---- */
+/* ---- elementwise helpers the generated loops inline ---- */
 
 #include <math.h>
 
@@ -130,16 +134,13 @@ static inline float mtx_exp(float x)
 
 static inline float mtx_tanh(float x) { return 1.0f - 2.0f / (mtx_exp(2.0f * x) + 1.0f); }
 
+/* ---- norms and RoPE (norms.c) ---- */
+
 void mtx_rmsnorm_forward(float *y, const float *x, const float *w, int n, int d, float eps);
 void mtx_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w, int n, int d, float eps);
 void mtx_layernorm_forward(float *y, const float *x, const float *scale, const float *bias, int n, int d, float eps);
 void mtx_layernorm_backward(float *dx, float *dscale, float *dbias, const float *dy, const float *x,
                             const float *scale, int n, int d, float eps);
-void mtx_embed_forward(float *y, const float *table, const int32_t *tokens, int n, int d);
-void mtx_embed_backward(float *dtable, const float *dy, const int32_t *tokens, int n, int vocab, int d);
-void mtx_position_add_forward(float *y, const float *x, const float *pos, int b, int t, int d);
-void mtx_position_add_backward(float *dpos, const float *dy, int b, int t, int rows, int d);
-void mtx_bias_backward(float *dbias, const float *dy, int n, int d);
 /* RoPE's layouts: HALVES rotates dims i and i + dh/2 together (MaxText's
  * default); PAIRS rotates 2i and 2i+1 (MaxText's Llama variant, rope_type
  * llama3.1 with rope_use_scale false); LLAMA31 is PAIRS with Llama 3.1's
@@ -147,8 +148,8 @@ void mtx_bias_backward(float *dbias, const float *dy, int n, int d);
 typedef enum { MTX_ROPE_HALVES, MTX_ROPE_PAIRS, MTX_ROPE_LLAMA31 } mtx_rope_variant;
 void mtx_rope_apply(float *y, const float *x, int b, int t, int heads, int dh, float min_timescale,
                     float max_timescale, mtx_rope_variant variant, int inverse);
-/* The same on bf16 activations (norms.c): float32 arithmetic and params,
- * each result rounded once. */
+/* The same on bf16 activations: float32 arithmetic and params, each
+ * result rounded once. */
 void mtx_rmsnorm_forward_bf16(mtx_bf16 *y, const mtx_bf16 *x, const float *w, int n, int d, float eps);
 void mtx_rmsnorm_backward_bf16(mtx_bf16 *dx, float *dw, const mtx_bf16 *dy, const mtx_bf16 *x, const float *w, int n,
                                int d, float eps);
@@ -156,21 +157,77 @@ void mtx_layernorm_forward_bf16(mtx_bf16 *y, const mtx_bf16 *x, const float *sca
                                 float eps);
 void mtx_layernorm_backward_bf16(mtx_bf16 *dx, float *dscale, float *dbias, const mtx_bf16 *dy, const mtx_bf16 *x,
                                  const float *scale, int n, int d, float eps);
-/* Decoding: n new tokens at positions first .. first + n - 1 (see ops.def's rope_at, position_add_at,
- * kv_cache_write, cached_attention) */
+void mtx_rope_apply_bf16(mtx_bf16 *y, const mtx_bf16 *x, int b, int t, int heads, int dh, float min_timescale,
+                         float max_timescale, mtx_rope_variant variant, int inverse);
+/* Decoding: n new tokens at positions first .. first + n - 1 (ops.def's rope_at) */
 void mtx_rope_apply_at(float *y, const float *x, int first, int b, int t, int heads, int dh, float min_timescale,
                        float max_timescale, mtx_rope_variant variant);
 void mtx_rope_apply_at_bf16(mtx_bf16 *y, const mtx_bf16 *x, int first, int b, int t, int heads, int dh,
                             float min_timescale, float max_timescale, mtx_rope_variant variant);
+
+/* ---- embedding (embed.c) ---- */
+
+void mtx_embed_forward(float *y, const float *table, const int32_t *tokens, int n, int d);
+void mtx_embed_backward(float *dtable, const float *dy, const int32_t *tokens, int n, int vocab, int d);
+void mtx_position_add_forward(float *y, const float *x, const float *pos, int b, int t, int d);
+void mtx_position_add_backward(float *dpos, const float *dy, int b, int t, int rows, int d);
+void mtx_bias_backward(float *dbias, const float *dy, int n, int d);
+/* Decoding: positions first .. first + t - 1 (ops.def's position_add_at) */
 void mtx_position_add_at(float *y, const float *x, const float *pos, int first, int b, int t, int d, int rows);
+
+/* ---- attention, per head (attention.c) ---- */
+
+void mtx_causal_softmax_forward(float *p, const float *s, int blocks, int t, int window);
+void mtx_causal_softmax_backward(float *ds, const float *p, const float *dp, int blocks, int t);
+void mtx_attention_scores(float *s, const float *q, const float *k, int b, int t, int hq, int hkv, int dh, float scale);
+void mtx_attention_scores_backward(float *dq, float *dk, const float *ds, const float *q, const float *k,
+                                   int b, int t, int hq, int hkv, int dh, float scale);
+void mtx_attention_values(float *o, const float *p, const float *v, int b, int t, int hq, int hkv, int dh);
+void mtx_attention_values_backward(float *dp, float *dv, const float *dout, const float *p, const float *v,
+                                   int b, int t, int hq, int hkv, int dh);
+/* The same in bf16: float32 arithmetic, one head at a time in
+ * mtx_scratch (mtx_attention_scratch bytes), each result rounded once. */
+size_t mtx_attention_scratch(int t, int dh);
+void mtx_causal_softmax_forward_bf16(mtx_bf16 *p, const mtx_bf16 *s, int blocks, int t, int window);
+void mtx_causal_softmax_backward_bf16(mtx_bf16 *ds, const mtx_bf16 *p, const mtx_bf16 *dp, int blocks, int t);
+void mtx_attention_scores_bf16(mtx_bf16 *s, const mtx_bf16 *q, const mtx_bf16 *k, int b, int t, int hq, int hkv,
+                               int dh, float scale);
+void mtx_attention_scores_backward_bf16(mtx_bf16 *dq, mtx_bf16 *dk, const mtx_bf16 *ds, const mtx_bf16 *q,
+                                        const mtx_bf16 *k, int b, int t, int hq, int hkv, int dh, float scale);
+void mtx_attention_values_bf16(mtx_bf16 *o, const mtx_bf16 *p, const mtx_bf16 *v, int b, int t, int hq, int hkv, int dh);
+void mtx_attention_values_backward_bf16(mtx_bf16 *dp, mtx_bf16 *dv, const mtx_bf16 *dout, const mtx_bf16 *p,
+                                        const mtx_bf16 *v, int b, int t, int hq, int hkv, int dh);
+
+/* ---- fused attention (flash.c) ---- */
+
+/* FlashAttention-2: o and the log-sum-exp
+ * of each row (lse [b, hq, t], float32) without a T x T tensor; window > 0
+ * limits each query to its `window` latest keys. Scratch: mtx_scratch,
+ * reserved with mtx_flash_attention_scratch bytes (row sums shared, block
+ * buffers per thread; fewer threads run if fewer fit). */
+size_t mtx_flash_attention_scratch(int b, int t, int hq, int hkv, int dh, int threads);
+void mtx_flash_attention(float *o, float *lse, const float *q, const float *k, const float *v, int b, int t, int hq,
+                         int hkv, int dh, int window, float scale, float cap);
+void mtx_flash_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
+                                  const float *v, const float *o, const float *lse, int b, int t, int hq, int hkv,
+                                  int dh, int window, float scale, float cap);
+void mtx_flash_attention_bf16(mtx_bf16 *o, float *lse, const mtx_bf16 *q, const mtx_bf16 *k, const mtx_bf16 *v,
+                              int b, int t, int hq, int hkv, int dh, int window, float scale, float cap);
+void mtx_flash_attention_backward_bf16(mtx_bf16 *dq, mtx_bf16 *dk, mtx_bf16 *dv, const mtx_bf16 *dout,
+                                       const mtx_bf16 *q, const mtx_bf16 *k, const mtx_bf16 *v, const mtx_bf16 *o,
+                                       const float *lse, int b, int t, int hq, int hkv, int dh, int window,
+                                       float scale, float cap);   /* cap > 0: scores soft-capped (gemma2) */
+
+/* ---- decoding's KV cache (cache.c): ops.def's kv_cache_write, cached_attention ---- */
+
 void mtx_kv_cache_write(void *cache, const void *x, int first, int b, int n, int width, int tmax, int elem_bytes);
 void mtx_cached_attention(float *o, const float *q, const float *kc, const float *vc, int first, int b, int n, int hq,
                           int hkv, int dh, int window, int tmax, float scale, float cap);
 void mtx_cached_attention_bf16(mtx_bf16 *o, const mtx_bf16 *q, const mtx_bf16 *kc, const mtx_bf16 *vc, int first, int b,
                                int n, int hq, int hkv, int dh, int window, int tmax, float scale, float cap);
-void mtx_rope_apply_bf16(mtx_bf16 *y, const mtx_bf16 *x, int b, int t, int heads, int dh, float min_timescale,
-                         float max_timescale, mtx_rope_variant variant, int inverse);
-/* Mixture of experts, dropless (experts.c): see ops.def's topk_route .. expert_combine_grad */
+
+/* ---- mixture of experts, dropless (experts.c): ops.def's topk_route .. expert_combine_grad ---- */
+
 void mtx_topk_route(float *weights, int32_t *experts, const float *logits, int n, int num_experts, int k, int normalize,
                     int bf16);
 void mtx_topk_route_grad(float *dlogits, const float *dweights, const float *weights, const int32_t *experts, int n,
@@ -196,44 +253,10 @@ void mtx_moe_lb_loss(float *loss, const float *logits, const int32_t *experts, i
                      int k, int bf16, float scale);
 void mtx_moe_lb_loss_grad(float *dlogits, const float *logits, const int32_t *experts, const float *dloss,
                           int sequences, int t, int num_experts, int k, int bf16, float scale);
-void mtx_causal_softmax_forward(float *p, const float *s, int blocks, int t, int window);
-void mtx_causal_softmax_backward(float *ds, const float *p, const float *dp, int blocks, int t);
-void mtx_attention_scores(float *s, const float *q, const float *k, int b, int t, int hq, int hkv, int dh, float scale);
-void mtx_attention_scores_backward(float *dq, float *dk, const float *ds, const float *q, const float *k,
-                                   int b, int t, int hq, int hkv, int dh, float scale);
-void mtx_attention_values(float *o, const float *p, const float *v, int b, int t, int hq, int hkv, int dh);
-void mtx_attention_values_backward(float *dp, float *dv, const float *dout, const float *p, const float *v,
-                                   int b, int t, int hq, int hkv, int dh);
-/* The same in bf16 (attention.c): float32 arithmetic, one head at a time in
- * mtx_scratch (mtx_attention_scratch bytes), each result rounded once. */
-size_t mtx_attention_scratch(int t, int dh);
-void mtx_causal_softmax_forward_bf16(mtx_bf16 *p, const mtx_bf16 *s, int blocks, int t, int window);
-void mtx_causal_softmax_backward_bf16(mtx_bf16 *ds, const mtx_bf16 *p, const mtx_bf16 *dp, int blocks, int t);
-void mtx_attention_scores_bf16(mtx_bf16 *s, const mtx_bf16 *q, const mtx_bf16 *k, int b, int t, int hq, int hkv,
-                               int dh, float scale);
-void mtx_attention_scores_backward_bf16(mtx_bf16 *dq, mtx_bf16 *dk, const mtx_bf16 *ds, const mtx_bf16 *q,
-                                        const mtx_bf16 *k, int b, int t, int hq, int hkv, int dh, float scale);
-void mtx_attention_values_bf16(mtx_bf16 *o, const mtx_bf16 *p, const mtx_bf16 *v, int b, int t, int hq, int hkv, int dh);
-void mtx_attention_values_backward_bf16(mtx_bf16 *dp, mtx_bf16 *dv, const mtx_bf16 *dout, const mtx_bf16 *p,
-                                        const mtx_bf16 *v, int b, int t, int hq, int hkv, int dh);
-/* Fused causal attention (flash.c, FlashAttention-2): o and the log-sum-exp
- * of each row (lse [b, hq, t], float32) without a T x T tensor; window > 0
- * limits each query to its `window` latest keys. Scratch: mtx_scratch,
- * reserved with mtx_flash_attention_scratch bytes (row sums shared, block
- * buffers per thread; fewer threads run if fewer fit). */
-size_t mtx_flash_attention_scratch(int b, int t, int hq, int hkv, int dh, int threads);
-void mtx_flash_attention(float *o, float *lse, const float *q, const float *k, const float *v, int b, int t, int hq,
-                         int hkv, int dh, int window, float scale, float cap);
-void mtx_flash_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
-                                  const float *v, const float *o, const float *lse, int b, int t, int hq, int hkv,
-                                  int dh, int window, float scale, float cap);
-void mtx_flash_attention_bf16(mtx_bf16 *o, float *lse, const mtx_bf16 *q, const mtx_bf16 *k, const mtx_bf16 *v,
-                              int b, int t, int hq, int hkv, int dh, int window, float scale, float cap);
-void mtx_flash_attention_backward_bf16(mtx_bf16 *dq, mtx_bf16 *dk, mtx_bf16 *dv, const mtx_bf16 *dout,
-                                       const mtx_bf16 *q, const mtx_bf16 *k, const mtx_bf16 *v, const mtx_bf16 *o,
-                                       const float *lse, int b, int t, int hq, int hkv, int dh, int window,
-                                       float scale, float cap);   /* cap > 0: scores soft-capped (gemma2) */
-/* The loss (loss.c): the mean over non-zero seg, or with sum their sum. */
+
+/* ---- the loss (loss.c) ---- */
+
+/* The mean over non-zero seg, or with sum their sum. */
 float mtx_cross_entropy_forward(const float *logits, const int32_t *targets, const int32_t *seg, int n, int vocab,
                                 float *weight, int sum);
 void mtx_cross_entropy_backward(float *dlogits, const float *logits, const int32_t *targets, const int32_t *seg,
@@ -247,6 +270,9 @@ void mtx_cross_entropy_backward_bf16(mtx_bf16 *dlogits, const mtx_bf16 *logits, 
  * y; and back: y [rows, width] zero but for dy at those rows. */
 void mtx_copy_rows(void *y, const void *x, size_t first, size_t n, size_t width, size_t elem);
 void mtx_copy_rows_back(void *y, const void *dy, size_t first, size_t n, size_t width, size_t rows, size_t elem);
+
+/* ---- optimizers and schedules (optimizers.c) ---- */
+
 double mtx_sum_of_squares(const float *x, size_t n);
 void mtx_adamw_update(float *p, float *mu, float *nu, const float *g, size_t n, float clip, float lr, float b1,
                       float b2, float eps, float eps_root, float wd, float bc1, float bc2);
@@ -337,14 +363,6 @@ int mtx_thread_index(void);
 /* ---- memory (arena.c) ---- */
 
 double mtx_seconds(void);                 /* monotonic clock, for timings */
-/* A file opened to read (file.c): a regular file, or with pipes_ok also a
- * pipe (/dev/stdin, <(...)); never blocks on a FIFO with no writer. The fd
- * and, if size is not NULL, the file's size (0 for a pipe); or -1 with *why
- * (strerror's words, or what the path is instead). */
-int mtx_open_file(const char *path, int pipes_ok, uint64_t *size, const char **why);
-/* A whole file, NUL-terminated, refused past max bytes as they are read;
- * NULL with *why. */
-char *mtx_read_file(const char *path, size_t max, int pipes_ok, size_t *size, const char **why);
 void *mtx_alloc(size_t bytes);            /* 64-byte aligned, zeroed; exits on failure */
 /* The kernels' (and bf16 GEMM plans') scratch: reserved, growing only, when a
  * state or plan is made; used by one kernel at a time inside a step. Each
@@ -432,189 +450,14 @@ typedef struct {
     size_t cache_bytes;
 } mtx_program;
 
-/* ---- tokenizer (tokenizer.cpp: SentencePiece behind C) ---- */
-
-typedef struct { uint32_t *v; int64_t n, cap; } mtx_tokens;   /* a growing list of token ids */
-int mtx_tokens_push(mtx_tokens *t, uint32_t id);             /* 0: out of memory (data.c) */
-
-typedef struct mtx_tokenizer mtx_tokenizer;
-mtx_tokenizer *mtx_tokenizer_open(const char *path, char *err, size_t errlen);   /* NULL + message */
-int mtx_tokenizer_vocab(const mtx_tokenizer *t);   /* pieces */
-int mtx_tokenizer_bos(const mtx_tokenizer *t);     /* -1: the model has none */
-int mtx_tokenizer_eos(const mtx_tokenizer *t);
-int mtx_tokenizer_encode(const mtx_tokenizer *t, const char *text, size_t len, mtx_tokens *out, char *err,
-                         size_t errlen);           /* appends; 0 + message on error */
-char *mtx_tokenizer_decode(const mtx_tokenizer *t, const int32_t *ids, int n);   /* malloc'd; NULL on error */
-void mtx_tokenizer_close(mtx_tokenizer *t);
-/* tokenizer_type's tokenizer at path, holding at most vocab pieces (data.c);
- * NULL + message. */
-mtx_tokenizer *mtx_tokenizer_for(const char *type, const char *path, int vocab, char *err, size_t errlen);
-
-/* ---- sampling (sampling.c): the next token from logits, as MaxText ---- */
-
-typedef enum { MTX_SAMPLE_GREEDY, MTX_SAMPLE_WEIGHTED, MTX_SAMPLE_NUCLEUS, MTX_SAMPLE_TOPK, MTX_SAMPLE_COMPOSITE } mtx_sample_strategy;
-typedef struct {
-    mtx_sample_strategy strategy;
-    int top_k;                 /* topk, composite: > 0 */
-    float nucleus_p;           /* nucleus, composite: (0, 1] */
-    float temperature;         /* 0: greedy */
-} mtx_sampling;
-/* A token id; draws use the uniform number (key, counter). */
-int mtx_sample(const float *logits, int vocab, const mtx_sampling *s, mtx_rng_key key, uint64_t counter);
-
-/* ---- data (data.c) ---- */
-
-typedef struct mtx_data mtx_data;
-typedef struct {
-    const char *type;                 /* dataset_type: synthetic, tokens, text */
-    const char *path, *eval_path;     /* dataset_path, eval_dataset_path ("" : the last tenth of path) */
-    const char *tokenizer_type, *tokenizer_path;   /* text: "" = one token per byte */
-    bool add_bos, add_eos;            /* around each line of text, with a tokenizer */
-    int vocab, batch, seq;
-    bool shuffle;
-    uint64_t seed;
-} mtx_data_options;
-/* Opens the data. Every file is read and checked here; NULL with one
- * message on error. */
-mtx_data *mtx_data_open(const mtx_data_options *o, char *err, size_t errlen);
-void mtx_data_next(mtx_data *d, mtx_batch *b);
-int64_t mtx_data_eval_batches(const mtx_data *d, int batch);   /* full eval batches of `batch` rows */
-void mtx_data_eval_reset(mtx_data *d);
-void mtx_data_next_eval(mtx_data *d, mtx_batch *b);
-void mtx_data_tokens(const mtx_data *d, int64_t *train, int64_t *eval);   /* of files; 0 for synthetic */
-uint64_t mtx_data_position(const mtx_data *d);      /* training sequences handed out */
-void mtx_data_seek(mtx_data *d, uint64_t position);
-void mtx_data_close(mtx_data *d);
-void mtx_batch_alloc(mtx_batch *b, int batch, int seq);
-void mtx_batch_free(mtx_batch *b);
-
-/* ---- text (text.c) ---- */
-
-int mtx_edit_distance(const char *a, const char *b);
-/* text with control characters written as escapes (\n, \t, \x01), so that
- * a message stays one line; truncated to fit out. */
-void mtx_escape_controls(const char *text, char *out, size_t n);
-/* Is s usable as one directory name under another (no '/', not "." or "..")? */
-int mtx_is_dir_name(const char *s);
-/* A 64-bit hash of a name (FNV-1a's step with its own offset basis), which
- * seeds each param's init stream and each dropout site's: changing it
- * changes every initial weight. */
-uint64_t mtx_name_hash(const char *name, size_t n);
-/* The candidate closest to `word`, or NULL if none is plausibly a typo of it. */
-const char *mtx_closest_word(const char *word, const char *const *candidates, int n);
-
-/* ---- config keys (keys.c): one schema and one reading of values for mtxc
- * and every trainer ---- */
-
-typedef enum { MTX_KT_INT, MTX_KT_FLOAT, MTX_KT_BOOL, MTX_KT_STR, MTX_KT_ENUM, MTX_KT_LIST, MTX_KT_RULES } mtx_key_type;
-typedef enum {
-    MTX_KR_ANY, MTX_KR_POS, MTX_KR_NONNEG, MTX_KR_AUTO, MTX_KR_UNIT, MTX_KR_UNIT_OPEN, MTX_KR_POW2, MTX_KR_NAME
-} mtx_key_range;
-enum { MTX_KF_RUN = 1, MTX_KF_NULLABLE = 2 };
-
-typedef struct {
-    const char *name;
-    mtx_key_type type;
-    mtx_key_range range;
-    const char *choices;                  /* space-separated, for ENUM and LIST; words after
-                                             "|" are MaxText's that mtxc does not implement */
-    unsigned flags;
-} mtx_key;
-
-/* A scalar value read for its key: i, f (also set for integers), b, or s
- * (the text itself, "" for a null string); is_null for None; maxtext_only
- * for a choice of MaxText's that mtxc does not implement (the caller says
- * so when it matters). */
-typedef struct {
-    int is_null, b, maxtext_only;
-    long long i;
-    double f;
-    const char *s;
-} mtx_key_value;
-
-extern const mtx_key mtx_keys[];          /* in config_keys.def's order */
-extern const int mtx_nkeys;
-int mtx_key_find(const char *name);       /* index into mtx_keys, or -1 */
-/* The text of a command-line value read as YAML (quotes removed, '' -> "",
- * an empty value -> "" plain): malloc'd, or NULL with a message. plain: the
- * scalar was unquoted (only plain text can be a number, boolean or None). */
-char *mtx_yaml_scalar(const char *value, int *plain, char *msg, size_t n);
-/* Read text for key k: type, range, choices; 0, or -1 with a message. */
-int mtx_key_read(int k, const char *text, int plain, mtx_key_value *v, char *msg, size_t n);
-/* Is word one of choices (space-separated)? 0; 1 with a message for one of
- * MaxText's choices that mtxc does not implement (after "|"); -1 with a
- * message for any other word. */
-int mtx_key_choice(const char *key, const char *choices, const char *word, char *msg, size_t n);
-/* Plain YAML scalars as PyYAML reads them: 1 and the value, or 0. */
-int mtx_scalar_int(const char *s, long long *out);
-int mtx_scalar_float(const char *s, double *out);   /* finite only */
-int mtx_scalar_bool(const char *s, int *out);
-int mtx_scalar_null(const char *s);                 /* None, null, ~, empty */
-/* The one check across run-time keys, as both mtxc and trainers word it. */
-extern const char mtx_load_paths_conflict[];
-/* A value as messages show it: at most 72 characters, then "...". */
-void mtx_clip_value(const char *text, char *out, size_t n);
-
-/* ---- checkpoints (checkpoint.c) ---- */
-
-/* Save a block laid out as the state (the live state, read only) and the
- * data position as dir/{step}/ (state.safetensors, meta.json), atomically.
- * 0, or -1 with a message; earlier checkpoints stay. */
-int mtx_checkpoint_write(const mtx_program *prog, const void *state_memory, const char *dir, long long step,
-                         uint64_t data_position, char *err, size_t errlen);
-/* The step a step directory's name says: plain decimal as the trainer
- * writes it ("0", "20"; not "020", "+2" or past 2^63-1), else -1. */
-long long mtx_step_name(const char *name);
-/* The step of the latest complete checkpoint in dir, or -1. Only real
- * directories with a step's name count; with notices, other entries are
- * named on stderr. */
-long long mtx_checkpoint_latest(const char *dir, int notices);
-/* Remove all but the newest `keep` complete checkpoints of dir (never
- * through a symlink). */
-void mtx_checkpoint_prune(const char *dir, int keep);
-/* Load step_dir into st (only params/ tensors if params_only): every name,
- * dtype, shape and size checked before a tensor is read, every checksum as
- * its tensor arrives; 0, or -1 naming the file and tensor at fault (st is
- * untouched when the metadata is at fault, unspecified after a bad checksum:
- * the callers stop). */
-int mtx_checkpoint_load(const mtx_program *prog, mtx_state *st, const char *step_dir, int params_only,
-                        uint64_t *data_position, char *err, size_t errlen);
-#define MTX_CHECKPOINT_FORMAT "mtxc-checkpoint-2"
-
-/* ---- asynchronous checkpoints (saver.c) ---- */
-
-/* How one save went, handed out once by mtx_saver_poll / mtx_saver_start. */
-typedef struct {
-    long long step;
-    int rc;                               /* 0, or -1 with err */
-    int background;                       /* written by the writer thread while training went on */
-    int finished;                         /* the writer is done (read with acquire) */
-    double mb, seconds;                   /* state size; from the start of the save to its rename */
-    double waited;                        /* of which a step's update waited for the write */
-    char err[1024];
-} mtx_save_result;
-typedef struct mtx_saver mtx_saver;
-/* async 1: MaxText's async_checkpointing (a writer thread per save, from
- * the live state, which steps change only after mtx_state_will_change). */
-mtx_saver *mtx_saver_new(const mtx_program *prog, int async);
-/* Save st as checkpoint `step` of dir (then keep the newest `keep`, 0: all).
- * Waits for the previous save first; returns 1 with its result in
- * *previous if it had one not yet handed out, else 0. */
-int mtx_saver_start(mtx_saver *s, const mtx_state *st, const char *dir, long long step, uint64_t position, int keep,
-                    mtx_save_result *previous);
-/* The result of the last save if it is done (wait 1: wait for it): 1, or 0
- * when there is none to hand out. */
-int mtx_saver_poll(mtx_saver *s, int wait, mtx_save_result *out);
-/* Waits for a save in flight, then frees. */
-void mtx_saver_free(mtx_saver *s);
 /* Called by a generated train step before its first write to the state:
  * waits for a checkpoint write still reading it. */
 void mtx_state_will_change(void);
 
-/* ---- the training loop (train.c) ---- */
+/* ---- the trainer (trainer/train.c) ---- */
 
-/* main() of a built trainer: parses run-time key=value arguments and trains. */
-int mtx_main(const mtx_program *prog, int argc, char **argv);   /* argv[1] "decode": mtx_decode_main */
-int mtx_decode_main(const mtx_program *prog, int argc, char **argv);
+/* main() of a built trainer: parses run-time key=value arguments and trains
+ * (argv[1] "decode": mtx_decode_main, mtxrt_trainer.h). */
+int mtx_main(const mtx_program *prog, int argc, char **argv);
 
 #endif

@@ -45,7 +45,7 @@ out=$("$dir/trainer" stepz=3 2>&1); rc=$?
 case "$out" in *"unknown key 'stepz' (did you mean 'steps'?)"*) ;; *) fail "unknown key message: $out" ;; esac
 "$dir/trainer" --help | grep -q "  steps=150001" || fail "--help lists run-time keys"
 # One validator: a built trainer refuses each run-time value with the very
-# line mtxc prints for it (runtime/keys.c reads values for both).
+# line mtxc prints for it (runtime/keys/keys.c reads values for both).
 n=0
 for arg in steps=0 enable_checkpointing=yes steps=9223372036854775808 steps=1e3 'steps="5"' steps= steps=[1] \
            eval_steps=0 eval_interval=0 target_eval_loss=-1 peak_tflops_per_device=nan peak_tflops_per_device=-1 \

@@ -5,7 +5,7 @@
 
 Reads base.yml of a MaxText checkout (src/maxtext/configs/base.yml), and
 the keys its models/*.yml presets set beyond it (defaults from types.py), and
-compares it with mtxc's schema: runtime/config_keys.def (the keys mtxc
+compares it with mtxc's schema: runtime/keys/config_keys.def (the keys mtxc
 implements) and compiler/maxtext_keys.def (MaxText's other keys, with their
 defaults and class). Prints keys MaxText has and mtxc lacks, keys mtxc
 lists that MaxText dropped, and defaults that changed. With --write,
@@ -147,7 +147,7 @@ def flow(value):
 
 
 def our_keys():
-    text = open(os.path.join(ROOT, "runtime/config_keys.def")).read()
+    text = open(os.path.join(ROOT, "runtime/keys/config_keys.def")).read()
     return re.findall(r"^KEY\((\w+),", text, re.M)
 
 
@@ -180,7 +180,7 @@ def write_table(base, ours, kinds):
         "/* MaxText's keys that mtxc does not implement: MKEY(name, kind, class,",
         " * \"MaxText's default as one line of YAML\"). Written by tools/maxtext_keys.py",
         " * from MaxText's base.yml and presets (snapshot e591f30); the implemented keys are in",
-        " * runtime/config_keys.def. compiler/config_maxtext.c reads values of these.",
+        " * runtime/keys/config_keys.def. compiler/config_maxtext.c reads values of these.",
         " * kind:  BOOL NUM STR SEQ MAP ANY (the default is null: any value's type)",
         " * class: IGNORED        no effect on a CPU trainer: any value of the kind",
         " *        UNIMPLEMENTED  only MaxText's default is accepted */",

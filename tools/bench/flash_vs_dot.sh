@@ -11,7 +11,7 @@ MODEL=${1:-gpt2-124m}; BATCH=${2:-1}; SEQ=${3:-2048}; ROUNDS=${4:-3}; STEPS=${5:
 DTYPE=${7:-float32}
 dir=$(mktemp -d); trap 'rm -rf "$dir"' EXIT
 echo "CPU: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(nproc) CPUs here;" \
-     "AVX-512 $(grep -q avx512f /proc/cpuinfo && echo yes || echo no); fused attention: 4x64 fmaf tiles (runtime/flash.c)"
+     "AVX-512 $(grep -q avx512f /proc/cpuinfo && echo yes || echo no); fused attention: 4x64 fmaf tiles (runtime/kernels/flash.c)"
 # shellcheck disable=SC2046
 tools/bench/gemm_rate.sh "$dir"
 blis=$("$dir/gemm_rate" 1024 768 768 | awk '/GFLOP/ {print $6}')

@@ -2,7 +2,7 @@
  * checkpoints): never blocking on a FIFO nobody writes, never trusting a
  * size the file system reports (/dev/zero says 0), and saying in words
  * what a path is when it is not a file. */
-#include "mtxrt.h"
+#include "mtxrt_trainer.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,6 +1,6 @@
 /* A trainer's run-time config: the descriptor's compiled-in values, then
  * the key=value arguments over them, each read as mtxc reads it
- * (runtime/keys.c). */
+ * (runtime/keys/keys.c). */
 #include "run_config.h"
 
 #include <stdarg.h>

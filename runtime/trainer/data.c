@@ -15,7 +15,7 @@
  * the last tenth of the training file is held out for eval. Every check runs
  * before training starts; the position (windows handed out) is all a
  * checkpoint needs to resume the stream. */
-#include "mtxrt.h"
+#include "mtxrt_trainer.h"
 
 #include <errno.h>
 #include <stdbool.h>

@@ -3,12 +3,13 @@
 #ifndef MTX_RUN_CONFIG_H
 #define MTX_RUN_CONFIG_H
 
-#include "mtxrt.h"
+#include "mtxrt_keys.h"
+#include "mtxrt_trainer.h"
 
 enum { MAX_CONFIG = 256 };
 
 /* The run's config: each descriptor entry's value, read as mtxc reads it
- * (runtime/keys.c), from the compiled-in text or a key=value argument. */
+ * (runtime/keys/keys.c), from the compiled-in text or a key=value argument. */
 typedef struct {
     char *text[MAX_CONFIG];                   /* the value's YAML text, unquoted (malloc'd) */
     mtx_key_value v[MAX_CONFIG];

@@ -2,7 +2,7 @@
  * mtxc (config files, key=value) and every built trainer (run-time
  * key=value) share: the same text is accepted or refused by both, with the
  * same words. */
-#include "mtxrt.h"
+#include "mtxrt_keys.h"
 
 #include <errno.h>
 #include <math.h>

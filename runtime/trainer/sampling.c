@@ -8,7 +8,7 @@
  *   composite  top_k, then nucleus_p within it, then temperature.
  * Temperature 0 is greedy for every strategy. A draw is one uniform number
  * from (key, counter), so a seed and a step give the same token. */
-#include "mtxrt.h"
+#include "mtxrt_trainer.h"
 
 #include <stdbool.h>
 #include <stdlib.h>

@@ -1,6 +1,6 @@
 /* Text helpers shared by mtxc and trainers: names, messages, suggestions
  * for mistyped names ("did you mean"). */
-#include "mtxrt.h"
+#include "mtxrt_keys.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -16,7 +16,7 @@
  * file in memory), and says which file, field or tensor is wrong; after a
  * failed load the state is unspecified and the callers stop. */
 #define _GNU_SOURCE                       /* O_DIRECT */
-#include "mtxrt.h"
+#include "mtxrt_trainer.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>

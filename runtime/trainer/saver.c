@@ -13,7 +13,7 @@
  * llama2-7b on 8), and on the VMs we measured, first touches of fresh memory
  * (1.5 GB: 2-6 s) cost training more than the write itself. Without async
  * the same calls save in the calling thread. */
-#include "mtxrt.h"
+#include "mtxrt_trainer.h"
 
 #include <pthread.h>
 #include <stdbool.h>

@@ -27,7 +27,7 @@ struct mtx_gemm_plan {
  * given: the pool's threads share it). A small plan's scratchpad is the
  * runtime's scratch (mtx_scratch: steps run one GEMM at a time), grown only
  * while plans are made; a large one is cut into row pieces run on the pool
- * (runtime/parallel.c) and each uses oneDNN's per-thread scratchpad. */
+ * (runtime/kernels/parallel.c) and each uses oneDNN's per-thread scratchpad. */
 static dnnl_engine_t engine;
 static dnnl_stream_t stream;
 static int live_plans;                 /* the engine lives while plans do */

@@ -12,7 +12,7 @@
 #include <vector>
 
 extern "C" {
-#include "mtxrt.h"
+#include "mtxrt_trainer.h"
 }
 
 struct mtx_tokenizer {

@@ -1,0 +1,134 @@
+/* libmtxrt's trainer side: what runs around the generated steps. Files,
+ * the tokenizer, sampling, data, checkpoints and their saver, decoding.
+ * Used by the runtime's trainer (runtime/trainer/) and by mtxc's own
+ * commands; generated code never sees it. */
+#ifndef MTXRT_TRAINER_H
+#define MTXRT_TRAINER_H
+
+#include "mtxrt.h"
+
+/* ---- files (file.c) ---- */
+
+/* A file opened to read (file.c): a regular file, or with pipes_ok also a
+ * pipe (/dev/stdin, <(...)); never blocks on a FIFO with no writer. The fd
+ * and, if size is not NULL, the file's size (0 for a pipe); or -1 with *why
+ * (strerror's words, or what the path is instead). */
+int mtx_open_file(const char *path, int pipes_ok, uint64_t *size, const char **why);
+/* A whole file, NUL-terminated, refused past max bytes as they are read;
+ * NULL with *why. */
+char *mtx_read_file(const char *path, size_t max, int pipes_ok, size_t *size, const char **why);
+
+/* ---- tokenizer (tokenizer.cpp: SentencePiece behind C) ---- */
+
+typedef struct { uint32_t *v; int64_t n, cap; } mtx_tokens;   /* a growing list of token ids */
+int mtx_tokens_push(mtx_tokens *t, uint32_t id);             /* 0: out of memory (data.c) */
+
+typedef struct mtx_tokenizer mtx_tokenizer;
+mtx_tokenizer *mtx_tokenizer_open(const char *path, char *err, size_t errlen);   /* NULL + message */
+int mtx_tokenizer_vocab(const mtx_tokenizer *t);   /* pieces */
+int mtx_tokenizer_bos(const mtx_tokenizer *t);     /* -1: the model has none */
+int mtx_tokenizer_eos(const mtx_tokenizer *t);
+int mtx_tokenizer_encode(const mtx_tokenizer *t, const char *text, size_t len, mtx_tokens *out, char *err,
+                         size_t errlen);           /* appends; 0 + message on error */
+char *mtx_tokenizer_decode(const mtx_tokenizer *t, const int32_t *ids, int n);   /* malloc'd; NULL on error */
+void mtx_tokenizer_close(mtx_tokenizer *t);
+/* tokenizer_type's tokenizer at path, holding at most vocab pieces (data.c);
+ * NULL + message. */
+mtx_tokenizer *mtx_tokenizer_for(const char *type, const char *path, int vocab, char *err, size_t errlen);
+
+/* ---- sampling (sampling.c): the next token from logits, as MaxText ---- */
+
+typedef enum { MTX_SAMPLE_GREEDY, MTX_SAMPLE_WEIGHTED, MTX_SAMPLE_NUCLEUS, MTX_SAMPLE_TOPK, MTX_SAMPLE_COMPOSITE } mtx_sample_strategy;
+typedef struct {
+    mtx_sample_strategy strategy;
+    int top_k;                 /* topk, composite: > 0 */
+    float nucleus_p;           /* nucleus, composite: (0, 1] */
+    float temperature;         /* 0: greedy */
+} mtx_sampling;
+/* A token id; draws use the uniform number (key, counter). */
+int mtx_sample(const float *logits, int vocab, const mtx_sampling *s, mtx_rng_key key, uint64_t counter);
+
+/* ---- data (data.c) ---- */
+
+typedef struct mtx_data mtx_data;
+typedef struct {
+    const char *type;                 /* dataset_type: synthetic, tokens, text */
+    const char *path, *eval_path;     /* dataset_path, eval_dataset_path ("" : the last tenth of path) */
+    const char *tokenizer_type, *tokenizer_path;   /* text: "" = one token per byte */
+    bool add_bos, add_eos;            /* around each line of text, with a tokenizer */
+    int vocab, batch, seq;
+    bool shuffle;
+    uint64_t seed;
+} mtx_data_options;
+/* Opens the data. Every file is read and checked here; NULL with one
+ * message on error. */
+mtx_data *mtx_data_open(const mtx_data_options *o, char *err, size_t errlen);
+void mtx_data_next(mtx_data *d, mtx_batch *b);
+int64_t mtx_data_eval_batches(const mtx_data *d, int batch);   /* full eval batches of `batch` rows */
+void mtx_data_eval_reset(mtx_data *d);
+void mtx_data_next_eval(mtx_data *d, mtx_batch *b);
+void mtx_data_tokens(const mtx_data *d, int64_t *train, int64_t *eval);   /* of files; 0 for synthetic */
+uint64_t mtx_data_position(const mtx_data *d);      /* training sequences handed out */
+void mtx_data_seek(mtx_data *d, uint64_t position);
+void mtx_data_close(mtx_data *d);
+void mtx_batch_alloc(mtx_batch *b, int batch, int seq);
+void mtx_batch_free(mtx_batch *b);
+
+/* ---- checkpoints (checkpoint.c) ---- */
+
+/* Save a block laid out as the state (the live state, read only) and the
+ * data position as dir/{step}/ (state.safetensors, meta.json), atomically.
+ * 0, or -1 with a message; earlier checkpoints stay. */
+int mtx_checkpoint_write(const mtx_program *prog, const void *state_memory, const char *dir, long long step,
+                         uint64_t data_position, char *err, size_t errlen);
+/* The step a step directory's name says: plain decimal as the trainer
+ * writes it ("0", "20"; not "020", "+2" or past 2^63-1), else -1. */
+long long mtx_step_name(const char *name);
+/* The step of the latest complete checkpoint in dir, or -1. Only real
+ * directories with a step's name count; with notices, other entries are
+ * named on stderr. */
+long long mtx_checkpoint_latest(const char *dir, int notices);
+/* Remove all but the newest `keep` complete checkpoints of dir (never
+ * through a symlink). */
+void mtx_checkpoint_prune(const char *dir, int keep);
+/* Load step_dir into st (only params/ tensors if params_only): every name,
+ * dtype, shape and size checked before a tensor is read, every checksum as
+ * its tensor arrives; 0, or -1 naming the file and tensor at fault (st is
+ * untouched when the metadata is at fault, unspecified after a bad checksum:
+ * the callers stop). */
+int mtx_checkpoint_load(const mtx_program *prog, mtx_state *st, const char *step_dir, int params_only,
+                        uint64_t *data_position, char *err, size_t errlen);
+#define MTX_CHECKPOINT_FORMAT "mtxc-checkpoint-2"
+
+/* ---- asynchronous checkpoints (saver.c) ---- */
+
+/* How one save went, handed out once by mtx_saver_poll / mtx_saver_start. */
+typedef struct {
+    long long step;
+    int rc;                               /* 0, or -1 with err */
+    int background;                       /* written by the writer thread while training went on */
+    int finished;                         /* the writer is done (read with acquire) */
+    double mb, seconds;                   /* state size; from the start of the save to its rename */
+    double waited;                        /* of which a step's update waited for the write */
+    char err[1024];
+} mtx_save_result;
+typedef struct mtx_saver mtx_saver;
+/* async 1: MaxText's async_checkpointing (a writer thread per save, from
+ * the live state, which steps change only after mtx_state_will_change). */
+mtx_saver *mtx_saver_new(const mtx_program *prog, int async);
+/* Save st as checkpoint `step` of dir (then keep the newest `keep`, 0: all).
+ * Waits for the previous save first; returns 1 with its result in
+ * *previous if it had one not yet handed out, else 0. */
+int mtx_saver_start(mtx_saver *s, const mtx_state *st, const char *dir, long long step, uint64_t position, int keep,
+                    mtx_save_result *previous);
+/* The result of the last save if it is done (wait 1: wait for it): 1, or 0
+ * when there is none to hand out. */
+int mtx_saver_poll(mtx_saver *s, int wait, mtx_save_result *out);
+/* Waits for a save in flight, then frees. */
+void mtx_saver_free(mtx_saver *s);
+
+/* ---- decoding (decode.c): a trainer's `decode` command ---- */
+
+int mtx_decode_main(const mtx_program *prog, int argc, char **argv);
+
+#endif
