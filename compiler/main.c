@@ -368,6 +368,113 @@ static int cmd_compile_only(int argc, char **argv)
     return !ok ? 2 : r.fits ? 0 : 1;
 }
 
+/* mtxc tokenize: the ids of a file's text as the trainer's tokenizer makes
+ * them (the whole text, not line by line; bos / eos as add_bos / add_eos
+ * say), or with --decode the text of a file of ids. */
+static bool put_ids(Buf *b, const mtx_tokenizer *t, const char *text, size_t n, bool bos, bool eos, char *err,
+                    size_t errlen)
+{
+    mtx_tokens ids = {0};
+    bool ok = (!bos || mtx_tokens_push(&ids, (uint32_t)mtx_tokenizer_bos(t))) &&
+              mtx_tokenizer_encode(t, text, n, &ids, err, errlen) &&
+              (!eos || mtx_tokens_push(&ids, (uint32_t)mtx_tokenizer_eos(t)));
+    for (int64_t i = 0; ok && i < ids.n; i++) buf_printf(b, "%s%u", i ? " " : "", ids.v[i]);
+    if (!ok && !err[0]) snprintf(err, errlen, "out of memory");
+    free(ids.v);
+    return ok;
+}
+
+/* The ids of the whole text on one line; or (lines) of each line on its own,
+ * bos and eos around each non-empty one, as the trainer reads text data. */
+static int tokenize_file(const mtx_tokenizer *t, const char *path, bool bos, bool eos, bool lines)
+{
+    const char *why;
+    size_t size;
+    char *text = mtx_read_file(path, (size_t)1 << 32, 1, &size, &why), err[1024] = "";
+    if (!text) return fprintf(stderr, "mtxc tokenize: error: cannot read '%s': %s\n", path, why), 2;
+    Buf b = {0};
+    bool ok = true;
+    long long line = 1;
+    if (!lines) ok = put_ids(&b, t, text, size, bos, eos, err, sizeof err);
+    for (size_t at = 0; lines && ok && at < size; line++) {
+        const char *nl = memchr(text + at, '\n', size - at);
+        size_t end = nl ? (size_t)(nl - text) : size;
+        ok = end == at || put_ids(&b, t, text + at, end - at, bos, eos, err, sizeof err);
+        buf_puts(&b, "\n");
+        at = end + 1;
+    }
+    free(text);
+    char where[48] = "";
+    if (lines) snprintf(where, sizeof where, ", line %lld", line);
+    if (!ok) fprintf(stderr, "mtxc tokenize: error: '%s'%s: %s\n", path, where, err);
+    else fputs(b.s ? b.s : "", stdout), fputs(lines ? "" : "\n", stdout);
+    buf_free(&b);
+    return ok ? 0 : 2;
+}
+
+static int detokenize_file(const mtx_tokenizer *t, const char *path)
+{
+    const char *why;
+    size_t size;
+    char *text = mtx_read_file(path, (size_t)1 << 32, 1, &size, &why);
+    if (!text) return fprintf(stderr, "mtxc tokenize: error: cannot read '%s': %s\n", path, why), 2;
+    int32_t *ids = xmalloc(sizeof(int32_t) * (size / 2 + 1));
+    int n = 0, rc = 0;
+    for (char *p = text, *end; *p;) {
+        while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
+        if (!*p) break;
+        errno = 0;
+        long long v = strtoll(p, &end, 10);
+        if (end == p || errno || v < 0 || v >= mtx_tokenizer_vocab(t) || n == INT32_MAX) {
+            fprintf(stderr, "mtxc tokenize: error: '%s': '%.20s' is not a token id (0 to %d)\n", path, p,
+                    mtx_tokenizer_vocab(t) - 1);
+            rc = 2;
+            break;
+        }
+        ids[n++] = (int32_t)v;
+        p = end;
+    }
+    char *out = rc ? NULL : mtx_tokenizer_decode(t, ids, n);
+    if (!rc && !out) fprintf(stderr, "mtxc tokenize: error: '%s': the tokenizer cannot decode these ids\n", path), rc = 2;
+    if (out) fputs(out, stdout);
+    free(out), free(ids), free(text);
+    return rc;
+}
+
+static int cmd_tokenize(int argc, char **argv)
+{
+    bool decode = false, lines = false;
+    char **rest = xmalloc(sizeof(char *) * (size_t)(argc + 1));
+    const char *file = NULL;
+    int n = 0, positional = 0;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--decode")) decode = true;
+        else if (!strcmp(argv[i], "--lines")) lines = true;
+        else if (argv[i][0] != '-' && !strchr(argv[i], '=') && positional++ == 1) file = argv[i];
+        else rest[n++] = argv[i];
+    }
+    Args a;
+    int rc = parse_args("tokenize", n, rest, &a, NULL);
+    if (!rc && !file) rc = usage_error("tokenize", "%s", "missing FILE (the text to tokenize, or with --decode the ids)");
+    Config *c = rc ? NULL : load_or_report(&a);
+    if (!rc && !c) rc = 2;
+    char err[1024];
+    mtx_tokenizer *t = NULL;
+    if (c && !cfg_str(c, K_tokenizer_path)[0])
+        fprintf(stderr, "mtxc tokenize: error: the config sets no tokenizer_path\n"), rc = 2;
+    else if (c && !(t = mtx_tokenizer_for(cfg_str(c, K_tokenizer_type), cfg_str(c, K_tokenizer_path),
+                                          (int)cfg_int(c, K_vocab_size), err, sizeof err)))
+        fprintf(stderr, "mtxc tokenize: error: %s\n", err), rc = 2;
+    if (t) {
+        bool bos = cfg_bool(c, K_add_bos) && mtx_tokenizer_bos(t) >= 0, eos = cfg_bool(c, K_add_eos) && mtx_tokenizer_eos(t) >= 0;
+        rc = decode ? detokenize_file(t, file) : tokenize_file(t, file, bos, eos, lines);
+    }
+    mtx_tokenizer_close(t);
+    if (c) config_free(c);
+    free(rest);
+    return rc;
+}
+
 static const Command commands[] = {
     {"config", "print the resolved config as YAML",
      "usage: mtxc config CONFIG [key=value ...]\n"
@@ -425,7 +532,7 @@ static const Command commands[] = {
      "decode_sampling_strategy (greedy, weighted, nucleus, topk, composite; with\n"
      "decode_sampling_temperature, _top_k, _nucleus_p, _seed) runs through\n"
      "decode_step, until max_target_length tokens or the tokenizer's eos. Text is\n"
-     "tokenized by tokenizer_path (SentencePiece), else bytes for dataset_type text,\n"
+     "tokenized by tokenizer_path (tokenizer_type), else bytes for dataset_type text,\n"
      "else the prompt is token ids. A built trainer does the same: PATH decode ...\n"
      "Decoding needs a single-device mesh.\n",
      cmd_decode},
@@ -440,6 +547,19 @@ static const Command commands[] = {
      "FLOPs per step; bytes of each collective per step. Exit status 1 if the peak\n"
      "does not fit, 2 for a bad config.\n",
      cmd_compile_only},
+    {"tokenize", "print the token ids of a text file as the trainer sees them",
+     "usage: mtxc tokenize CONFIG [key=value ...] [--lines] FILE\n"
+     "       mtxc tokenize --decode CONFIG [key=value ...] FILE\n"
+     "\n"
+     "Opens the config's tokenizer (tokenizer_type sentencepiece, huggingface or\n"
+     "tiktoken at tokenizer_path) and prints the ids of FILE's whole text on one\n"
+     "line, space-separated, with the tokenizer's bos before and eos after as add_bos\n"
+     "and add_eos say (a tokenizer without one adds none). --lines: the ids of each\n"
+     "line on a line of their own, bos and eos around each non-empty line, as the\n"
+     "trainer reads dataset_type text. With --decode, FILE holds\n"
+     "ids (space- or newline-separated) and their text is printed. FILE may be\n"
+     "/dev/stdin.\n",
+     cmd_tokenize},
 };
 static const int num_commands = sizeof commands / sizeof commands[0];
 

@@ -18,22 +18,32 @@ int mtx_open_file(const char *path, int pipes_ok, uint64_t *size, const char **w
  * NULL with *why. */
 char *mtx_read_file(const char *path, size_t max, int pipes_ok, size_t *size, const char **why);
 
-/* ---- tokenizer (tokenizer.cpp: SentencePiece behind C) ---- */
+/* ---- tokenizers (tokenizer.c): three kinds behind one interface ---- */
 
 typedef struct { uint32_t *v; int64_t n, cap; } mtx_tokens;   /* a growing list of token ids */
 int mtx_tokens_push(mtx_tokens *t, uint32_t id);             /* 0: out of memory (data.c) */
 
+/* tokenizer_type sentencepiece (a SentencePiece model, tokenizer_spm.cpp),
+ * huggingface (a byte-level BPE tokenizer.json or a directory holding one,
+ * tokenizer_json.c) or tiktoken (a rank file with Llama 3's pattern and
+ * special tokens, tiktoken.c); the last two share bpe.c. */
 typedef struct mtx_tokenizer mtx_tokenizer;
-mtx_tokenizer *mtx_tokenizer_open(const char *path, char *err, size_t errlen);   /* NULL + message */
-int mtx_tokenizer_vocab(const mtx_tokenizer *t);   /* pieces */
-int mtx_tokenizer_bos(const mtx_tokenizer *t);     /* -1: the model has none */
+mtx_tokenizer *mtx_tokenizer_open(const char *type, const char *path, char *err, size_t errlen);   /* NULL + message */
+const char *mtx_tokenizer_kind(const mtx_tokenizer *t);   /* "SentencePiece", "Hugging Face tokenizer", "tiktoken" */
+int mtx_tokenizer_vocab(const mtx_tokenizer *t);   /* the largest id + 1 */
+int mtx_tokenizer_bos(const mtx_tokenizer *t);     /* -1: the tokenizer has none */
 int mtx_tokenizer_eos(const mtx_tokenizer *t);
+/* Appends the ids of text (no bos / eos); 0 + message on error. */
 int mtx_tokenizer_encode(const mtx_tokenizer *t, const char *text, size_t len, mtx_tokens *out, char *err,
-                         size_t errlen);           /* appends; 0 + message on error */
+                         size_t errlen);
+/* Each non-empty line of text as bos (add_bos) + ids + eos (add_eos),
+ * over the trainer's threads for large texts (the same ids for any thread
+ * count); a progress line on stderr every second, naming label. */
+int mtx_tokenizer_encode_lines(const mtx_tokenizer *t, const char *text, size_t len, bool add_bos, bool add_eos,
+                               const char *label, mtx_tokens *out, char *err, size_t errlen);
 char *mtx_tokenizer_decode(const mtx_tokenizer *t, const int32_t *ids, int n);   /* malloc'd; NULL on error */
 void mtx_tokenizer_close(mtx_tokenizer *t);
-/* tokenizer_type's tokenizer at path, holding at most vocab pieces (data.c);
- * NULL + message. */
+/* tokenizer_type's tokenizer at path, holding at most vocab ids; NULL + message. */
 mtx_tokenizer *mtx_tokenizer_for(const char *type, const char *path, int vocab, char *err, size_t errlen);
 
 /* ---- sampling (sampling.c): the next token from logits, as MaxText ---- */

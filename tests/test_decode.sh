@@ -70,7 +70,7 @@ expect empty "prompt is empty" load_parameters_path=$ck prompt=
 expect topk "decode_sampling_top_k > 0" load_parameters_path=$ck decode_sampling_strategy=topk
 expect nucleus "decode_sampling_nucleus_p in (0, 1]" load_parameters_path=$ck decode_sampling_strategy=nucleus
 expect strategy "decode_sampling_strategy" load_parameters_path=$ck decode_sampling_strategy=beam
-expect tiktoken "tokenizer_type 'tiktoken' is not implemented by mtxc yet" load_parameters_path=$ck \
+expect tiktoken "cannot read tiktoken file 'gpl.model': No such file or directory" load_parameters_path=$ck \
     tokenizer_path=gpl.model tokenizer_type=tiktoken
 "$MTXC" build "$root/configs/base.yml" model_name=tiny override_model_config=true ici_data_parallelism=2 per_device_batch_size=2 -o t2 > /dev/null ||
     fail "build 2 devices"

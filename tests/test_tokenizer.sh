@@ -61,7 +61,7 @@ done
 out=$("$dir/small" tokenizer_path="$dir/gpl.model" steps=2 2>&1)
 case "$out" in *"tokenizer '$dir/gpl.model' has 500 pieces but vocab_size is 256"*) ;; *) fail "vocab: $out" ;; esac
 expect nobos "tokenizer '$dir/nobos.model' has no bos piece: set add_bos=false" tokenizer_path="$dir/nobos.model"
-expect tiktoken "tokenizer_type 'tiktoken' is not implemented by mtxc yet" tokenizer_path="$dir/gpl.model" \
+expect tiktoken "tiktoken file '$dir/gpl.model', line 2: not \"base64-token rank\"" tokenizer_path="$dir/gpl.model" \
     tokenizer_type=tiktoken
 expect choice "tokenizer_type" tokenizer_path="$dir/gpl.model" tokenizer_type=bpe
 echo "tokenizer: bad models and settings refused"

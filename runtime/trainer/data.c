@@ -5,8 +5,8 @@
  *              token count), then uint16 tokens (magic 20240520, version 1) or
  *              uint32 tokens (magic 20240801, version 7, for vocab > 65535);
  *   text       the bytes of any file, one token per byte (vocab 256); or,
- *              with tokenizer_path, its lines through a SentencePiece
- *              model, each non-empty line a document between bos and eos
+ *              with tokenizer_path, its lines through the tokenizer
+ *              (tokenizer_type), each non-empty line a document between bos and eos
  *              (add_bos, add_eos), as MaxText reads a text file's lines as
  *              examples.
  * A file is cut into windows of seq + 1 tokens, stride seq (inputs and
@@ -71,18 +71,6 @@ static unsigned char *read_all(const char *path, size_t *size, char *err, size_t
     return buf;
 }
 
-int mtx_tokens_push(mtx_tokens *t, uint32_t id)
-{
-    if (t->n == t->cap) {
-        int64_t cap = t->cap ? 2 * t->cap : 4096;
-        uint32_t *v = realloc(t->v, sizeof(uint32_t) * (size_t)cap);
-        if (!v) return 0;
-        t->v = v, t->cap = cap;
-    }
-    t->v[t->n++] = id;
-    return 1;
-}
-
 static int load_bytes(const char *path, int vocab, Stream *s, char *err, size_t errlen)
 {
     if (vocab < 256) {
@@ -99,33 +87,15 @@ static int load_bytes(const char *path, int vocab, Stream *s, char *err, size_t 
     return 1;
 }
 
-/* Text through the tokenizer, line by line; a progress line on stderr
- * every second for files that take longer. */
+/* Text through the tokenizer, line by line (tokenizer.c). */
 static int load_pieces(const mtx_data *d, const char *path, Stream *s, char *err, size_t errlen)
 {
     size_t size;
     char *text = (char *)read_all(path, &size, err, errlen);
     if (!text) return 0;
     mtx_tokens out = {0};
-    double start = mtx_seconds(), shown = start;
-    bool ok = true;
-    char why[512] = "";
-    for (size_t at = 0; at < size && ok;) {
-        const char *nl = memchr(text + at, '\n', size - at);
-        size_t end = nl ? (size_t)(nl - text) : size;
-        if (end > at) {
-            ok = (!d->add_bos || mtx_tokens_push(&out, (uint32_t)d->bos)) &&
-                 mtx_tokenizer_encode(d->tokenizer, text + at, end - at, &out, why, sizeof why) &&
-                 (!d->add_eos || mtx_tokens_push(&out, (uint32_t)d->eos));
-            if (!ok && !why[0]) snprintf(why, sizeof why, "out of memory after %lld tokens", (long long)out.n);
-        }
-        at = end + 1;
-        if (mtx_seconds() - shown >= 1) {
-            shown = mtx_seconds();
-            fprintf(stderr, "tokenizing '%s': %.0f%% of %.1f MB, %lld tokens\n", path, 100.0 * (double)at / (double)size,
-                    (double)size / 1e6, (long long)out.n);
-        }
-    }
+    char why[512];
+    int ok = mtx_tokenizer_encode_lines(d->tokenizer, text, size, d->add_bos, d->add_eos, path, &out, why, sizeof why);
     free(text);
     if (!ok) {
         snprintf(err, errlen, "data file '%s': %s", path, why);
@@ -134,8 +104,6 @@ static int load_pieces(const mtx_data *d, const char *path, Stream *s, char *err
     }
     s->tokens = out.v ? out.v : malloc(sizeof(uint32_t));
     s->ntokens = out.n;
-    if (mtx_seconds() - start >= 1)
-        fprintf(stderr, "tokenized '%s': %lld tokens in %.1f s\n", path, (long long)out.n, mtx_seconds() - start);
     return 1;
 }
 
@@ -196,34 +164,29 @@ static int load(const mtx_data *d, const char *type, const char *path, Stream *s
     return d->tokenizer ? load_pieces(d, path, s, err, errlen) : load_bytes(path, d->vocab, s, err, errlen);
 }
 
-mtx_tokenizer *mtx_tokenizer_for(const char *type, const char *path, int vocab, char *err, size_t errlen)
-{
-    if (strcmp(type, "sentencepiece")) {
-        snprintf(err, errlen, "tokenizer_type '%s' is not implemented by mtxc yet (sentencepiece is)", type);
-        return NULL;
-    }
-    mtx_tokenizer *t = mtx_tokenizer_open(path, err, errlen);
-    if (t && mtx_tokenizer_vocab(t) > vocab) {
-        snprintf(err, errlen, "tokenizer '%s' has %d pieces but vocab_size is %d: set vocab_size to at least %d", path,
-                 mtx_tokenizer_vocab(t), vocab, mtx_tokenizer_vocab(t));
-        mtx_tokenizer_close(t);
-        t = NULL;
-    }
-    return t;
-}
-
-/* The data's tokenizer, with the bos/eos the options ask for. */
+/* The data's tokenizer, with the bos/eos the options ask for. A
+ * tokenizer.json without a bos (Qwen's) adds none, as Hugging Face's does;
+ * the other kinds are refused. */
 static int open_tokenizer(mtx_data *d, const mtx_data_options *o, char *err, size_t errlen)
 {
     if (!(d->tokenizer = mtx_tokenizer_for(o->tokenizer_type, o->tokenizer_path, d->vocab, err, errlen))) return 0;
     d->bos = mtx_tokenizer_bos(d->tokenizer), d->eos = mtx_tokenizer_eos(d->tokenizer);
     d->add_bos = o->add_bos, d->add_eos = o->add_eos;
-    if ((d->add_bos && d->bos < 0) || (d->add_eos && d->eos < 0))
-        snprintf(err, errlen, "tokenizer '%s' has no %s piece: set %s=false", o->tokenizer_path,
-                 d->add_bos && d->bos < 0 ? "bos" : "eos", d->add_bos && d->bos < 0 ? "add_bos" : "add_eos");
-    else
-        return 1;
-    return 0;
+    bool *add[2] = {&d->add_bos, &d->add_eos};
+    int id[2] = {d->bos, d->eos};
+    for (int i = 0; i < 2; i++) {
+        if (!*add[i] || id[i] >= 0) continue;
+        const char *what = i ? "eos" : "bos";
+        if (strcmp(o->tokenizer_type, "huggingface")) {
+            snprintf(err, errlen, "tokenizer '%s' has no %s piece: set add_%s=false", o->tokenizer_path, what, what);
+            return 0;
+        }
+        if (mtx_rank() == 0)
+            fprintf(stderr, "trainer: notice: tokenizer '%s' names no %s token: add_%s adds none, as Hugging Face's\n",
+                    o->tokenizer_path, what, what);
+        *add[i] = false;
+    }
+    return 1;
 }
 
 static int count_windows(Stream *s, int seq, const char *what, const char *path, char *err, size_t errlen)

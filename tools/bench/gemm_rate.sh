@@ -4,4 +4,4 @@
 # Usage: tools/bench/gemm_rate.sh DIR   (from the source root after building)
 set -e
 cc -O2 -Iruntime tools/bench/gemm_rate.c build/runtime/libmtxrt.a "$(ls /usr/lib/x86_64-linux-gnu/libblis.so)" -ldnnl \
-   $(pkg-config --libs libcjson libxxhash yaml-0.1 ompi-c sentencepiece) -lstdc++ -fopenmp -lm -lpthread -o "$1/gemm_rate"
+   $(pkg-config --libs libcjson libxxhash yaml-0.1 ompi-c sentencepiece libpcre2-8 libutf8proc) -lstdc++ -fopenmp -lm -lpthread -o "$1/gemm_rate"

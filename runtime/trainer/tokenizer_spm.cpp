@@ -1,5 +1,6 @@
-// SentencePiece behind C (mtxrt.h, "tokenizer"): the one C++ file of
-// libmtxrt. No exception leaves it; errors come back as messages.
+// SentencePiece behind C (spm.h), one kind of mtx_tokenizer (tokenizer.c):
+// the one C++ file of libmtxrt. No exception leaves it; errors come back
+// as messages.
 #include <sentencepiece_processor.h>
 #include <unistd.h>
 
@@ -12,14 +13,14 @@
 #include <vector>
 
 extern "C" {
-#include "mtxrt_trainer.h"
+#include "spm.h"
 }
 
-struct mtx_tokenizer {
+struct Spm {
     sentencepiece::SentencePieceProcessor sp;
 };
 
-extern "C" mtx_tokenizer *mtx_tokenizer_open(const char *path, char *err, size_t errlen)
+extern "C" Spm *spm_open(const char *path, char *err, size_t errlen)
 {
     try {
         // Clearer messages than the library's for the common mistakes; a
@@ -37,7 +38,7 @@ extern "C" mtx_tokenizer *mtx_tokenizer_open(const char *path, char *err, size_t
                      "(protobuf's limit)", path, (unsigned long long)size);
             return nullptr;
         }
-        auto *t = new mtx_tokenizer;
+        auto *t = new Spm;
         if (!t->sp.Load(path).ok()) {   // the library's message names its own source line, not the file
             snprintf(err, errlen, "tokenizer_path '%s' is not a SentencePiece model (it does not parse as one)", path);
             delete t;
@@ -50,11 +51,11 @@ extern "C" mtx_tokenizer *mtx_tokenizer_open(const char *path, char *err, size_t
     }
 }
 
-extern "C" int mtx_tokenizer_vocab(const mtx_tokenizer *t) { return t->sp.GetPieceSize(); }
-extern "C" int mtx_tokenizer_bos(const mtx_tokenizer *t) { return t->sp.bos_id(); }
-extern "C" int mtx_tokenizer_eos(const mtx_tokenizer *t) { return t->sp.eos_id(); }
+extern "C" int spm_vocab(const Spm *t) { return t->sp.GetPieceSize(); }
+extern "C" int spm_bos(const Spm *t) { return t->sp.bos_id(); }
+extern "C" int spm_eos(const Spm *t) { return t->sp.eos_id(); }
 
-extern "C" int mtx_tokenizer_encode(const mtx_tokenizer *t, const char *text, size_t len, mtx_tokens *out, char *err,
+extern "C" int spm_encode(const Spm *t, const char *text, size_t len, mtx_tokens *out, char *err,
                                     size_t errlen)
 {
     try {
@@ -76,7 +77,7 @@ extern "C" int mtx_tokenizer_encode(const mtx_tokenizer *t, const char *text, si
     }
 }
 
-extern "C" char *mtx_tokenizer_decode(const mtx_tokenizer *t, const int32_t *ids, int n)
+extern "C" char *spm_decode(const Spm *t, const int32_t *ids, int n)
 {
     try {
         std::string text;
@@ -89,4 +90,4 @@ extern "C" char *mtx_tokenizer_decode(const mtx_tokenizer *t, const int32_t *ids
     }
 }
 
-extern "C" void mtx_tokenizer_close(mtx_tokenizer *t) { delete t; }
+extern "C" void spm_close(Spm *t) { delete t; }
