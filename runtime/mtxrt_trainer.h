@@ -78,6 +78,7 @@ int64_t mtx_data_eval_batches(const mtx_data *d, int batch);   /* full eval batc
 void mtx_data_eval_reset(mtx_data *d);
 void mtx_data_next_eval(mtx_data *d, mtx_batch *b);
 void mtx_data_tokens(const mtx_data *d, int64_t *train, int64_t *eval);   /* of files; 0 for synthetic */
+const char *mtx_data_tokenizer(const mtx_data *d);   /* its kind (mtx_tokenizer_kind), or "bytes" */
 uint64_t mtx_data_position(const mtx_data *d);      /* training sequences handed out */
 void mtx_data_seek(mtx_data *d, uint64_t position);
 void mtx_data_close(mtx_data *d);

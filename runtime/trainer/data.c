@@ -314,6 +314,8 @@ void mtx_data_next_eval(mtx_data *d, mtx_batch *b)
     }
 }
 
+const char *mtx_data_tokenizer(const mtx_data *d) { return d->tokenizer ? mtx_tokenizer_kind(d->tokenizer) : "bytes"; }
+
 void mtx_data_tokens(const mtx_data *d, int64_t *train, int64_t *eval)
 {
     *train = d->kind == TOKENS ? d->train.ntokens : 0;

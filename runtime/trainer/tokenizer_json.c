@@ -147,7 +147,7 @@ static int load_merges(Loader *l, const cJSON *merges)
             return fail(l, "%s", what, 0);
         }
         if (!bpe_add_merge(l->b, (uint32_t)left, (uint32_t)right, rank, e, sizeof e)) {
-            snprintf(what, sizeof what, "model.merges[%u] (\"%.200s\" + \"%.200s\") %s", rank, a, b, e);
+            snprintf(what, sizeof what, "model.merges[%u] (\"%.150s\" + \"%.150s\") %.200s", rank, a, b, e);
             return fail(l, "%s", what, 0);
         }
     }
@@ -334,7 +334,7 @@ static char *read_json(const char *path, cJSON **out, int missing_ok, char *err,
         int line = 1, col = 1;
         for (const char *p = text; end && p < end && p < text + size; p++) line += *p == '\n', col = *p == '\n' ? 1 : col + 1;
         snprintf(err, errlen, "tokenizer file '%s' is not JSON: it fails at line %d, column %d%s", path, line, col,
-                 end && end >= text + size ? " (its end: truncated?)" : "");
+                 end && size && end >= text + size - 1 ? " (its last byte: truncated?)" : "");
     } else if (!cJSON_IsObject(*out)) {
         snprintf(err, errlen, "tokenizer file '%s' is JSON but not an object", path);
         cJSON_Delete(*out);

@@ -420,8 +420,8 @@ static int train(const mtx_program *prog, int argc, char **argv)
     if (rs.tokenizer_path[0] && !strcmp(rs.dtype, "text") && rank == 0) {
         int64_t train_tokens, eval_tokens;
         mtx_data_tokens(data, &train_tokens, &eval_tokens);
-        printf("data: text through SentencePiece '%s': %lld training tokens, %lld eval tokens\n", rs.tokenizer_path,
-               (long long)train_tokens, (long long)eval_tokens);
+        printf("data: text through %s '%s': %lld training tokens, %lld eval tokens\n", mtx_data_tokenizer(data),
+               rs.tokenizer_path, (long long)train_tokens, (long long)eval_tokens);
     }
     /* metrics_file: one JSON object per step, MaxText's metric names,
      * values with all their digits (%.17g reads back to the same double). */
