@@ -426,8 +426,9 @@ static int detokenize_file(const mtx_tokenizer *t, const char *path)
         errno = 0;
         long long v = strtoll(p, &end, 10);
         if (end == p || errno || v < 0 || v >= mtx_tokenizer_vocab(t) || n == INT32_MAX) {
-            fprintf(stderr, "mtxc tokenize: error: '%s': '%.20s' is not a token id (0 to %d)\n", path, p,
-                    mtx_tokenizer_vocab(t) - 1);
+            int w = (int)strcspn(p, " \t\r\n");
+            fprintf(stderr, "mtxc tokenize: error: '%s': '%.*s%s' is not a token id (0 to %d)\n", path, w < 40 ? w : 40,
+                    p, w > 40 ? "..." : "", mtx_tokenizer_vocab(t) - 1);
             rc = 2;
             break;
         }

@@ -44,6 +44,23 @@ check relu 0 "%layers.0.mlp.activation: bf16[8, 64, 128] = relu %layers.0.mlp.wi
 check eval_batch 0 "input %inputs: i32[2, 64]" "$MTXC" ir configs/base.yml model_name=tiny eval_per_device_batch_size=2 --after build
 check emit_needs_dir 2 "missing -o DIR" "$MTXC" emit configs/base.yml
 check compile_only_help 0 "usage: mtxc compile-only CONFIG" "$MTXC" compile-only --help
+check tokenize_help 0 "usage: mtxc tokenize CONFIG [key=value ...] [--lines] FILE" "$MTXC" tokenize --help
+check tokenize_no_file 2 "missing FILE" "$MTXC" tokenize configs/tiny-text.yml
+check tokenize_no_tokenizer 2 "mtxc tokenize: error: the config sets no tokenizer_path" \
+    "$MTXC" tokenize configs/tiny-text.yml /usr/share/common-licenses/GPL-3
+check tokenize_three 2 "unexpected argument 'c'" "$MTXC" tokenize configs/tiny-text.yml b c
+printf '12 x' > /tmp/mtxc-cli-ids.$$
+check tokenize_bad_ids 2 "'/tmp/mtxc-cli-ids.$$': 'x' is not a token id (0 to 151668)" \
+    "$MTXC" tokenize --decode configs/tiny-qwen3-text.yml /tmp/mtxc-cli-ids.$$
+printf '151669' > /tmp/mtxc-cli-ids.$$
+check tokenize_big_id 2 "'151669' is not a token id (0 to 151668)" \
+    "$MTXC" tokenize --decode configs/tiny-qwen3-text.yml /tmp/mtxc-cli-ids.$$
+printf '9223372036854775808 1' > /tmp/mtxc-cli-ids.$$
+check tokenize_huge_id 2 "'9223372036854775808' is not a token id" \
+    "$MTXC" tokenize --decode configs/tiny-qwen3-text.yml /tmp/mtxc-cli-ids.$$
+rm -f /tmp/mtxc-cli-ids.$$
+check tokenize_missing 2 "mtxc tokenize: error: cannot read '/nonexistent': No such file or directory" \
+    "$MTXC" tokenize configs/tiny-qwen3-text.yml /nonexistent
 check compile_only_format 2 "unknown --format 'xml'" "$MTXC" compile-only configs/base.yml --format xml
 check emit_mesh 2 "tensor parallelism 3 must divide num_query_heads 4, num_kv_heads 2 (or it is 1) and mlp_dim 128 to be lowered" \
     "$MTXC" emit configs/base.yml model_name=tiny compile_topology=cpu-3 ici_tensor_parallelism=3 -o /tmp/mtxc-never-written

@@ -185,4 +185,5 @@ grep -q "data: text through Hugging Face tokenizer '$QWEN3': $want training toke
 first=$(sed -n 's/.*"step": 1, "learning\/loss": \([0-9.]*\).*/\1/p' "$dir/m.jsonl")
 last=$(sed -n 's/.*"step": 40, "learning\/loss": \([0-9.]*\).*/\1/p' "$dir/m.jsonl")
 awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a / 2) }' || fail "loss $first -> $last did not halve"
+grep -q "^sample (greedy): This program is" "$dir/log" || { tail -3 "$dir/log"; fail "no sample through Qwen3's tokenizer"; }
 echo "tiny-qwen3-text: $want tokens of GPL-3 through Qwen3's tokenizer; loss $first -> $last in 40 steps"

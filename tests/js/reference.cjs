@@ -11,6 +11,7 @@
 //       as mtxc tokenize --lines) by KIND's reference implementation:
 //         qwen3, llama3.1   transformers.js (@lenml/tokenizers), add_special_tokens false
 //         gpt2              tiktoken (Rust BPE in WASM), encoding gpt2, special tokens matched
+//         gpt2-js           js-tiktoken (tiktoken's algorithm in JavaScript), the same
 //         llama3-tiktoken   tiktoken with the rank file above, Llama 3's pattern and specials
 //                           as MaxText's TikTokenTokenizer (special text encoded as plain text)
 //   node tests/js/reference.cjs speed KIND FILE
@@ -92,13 +93,18 @@ function reference(kind) {
     const enc = new Tiktoken(g.bpe_ranks, g.special_tokens, g.pat_str);
     return (s) => Array.from(enc.encode(s, "all"));
   }
+  if (kind === "gpt2-js") {   // js-tiktoken: tiktoken's algorithm in plain JavaScript
+    const { Tiktoken: JsTiktoken } = require("js-tiktoken/lite");
+    const enc = new JsTiktoken(require("js-tiktoken/ranks/gpt2"));
+    return (s) => enc.encode(s, "all");
+  }
   if (kind === "llama3-tiktoken") {
     const ranks = llama3Ranks();
     // the rank file's own format ("base64 rank" lines): what the Rust core reads
     const enc = new Tiktoken(ranks.map((t, i) => `${t} ${i}`).join("\n"), llama3Specials(ranks.length), LLAMA3_PATTERN);
     return (s) => Array.from(enc.encode(s, [], []));
   }
-  throw new Error(`unknown kind '${kind}' (qwen3, llama3.1, gpt2, llama3-tiktoken)`);
+  throw new Error(`unknown kind '${kind}' (qwen3, llama3.1, gpt2, gpt2-js, llama3-tiktoken)`);
 }
 
 function main(argv) {
