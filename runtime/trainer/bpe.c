@@ -485,6 +485,7 @@ static int split_pieces(const Bpe *b, BpeScratch *s, const unsigned char *t, siz
 
 static int put_text(BpeScratch *s, size_t *len, const void *p, size_t n)
 {
+    if (!n) return 1;
     if (!grow((void **)&s->text, &s->text_cap, *len + n, 1)) return 0;
     memcpy(s->text + *len, p, n);
     *len += n;
