@@ -166,6 +166,38 @@ void emit_state_functions(Emitter *e)
     emitf(e, "}\n");
 }
 
+/* Hugging Face's names and layouts of the params and the config.json
+ * fields the config fixes (hf_names.c), for importing HF checkpoints: the
+ * count of each (fields << 16 | tensors), 0 where the family has none. */
+static int emit_hf_tables(Emitter *e)
+{
+    const Program *p = e->p;
+    mtx_hf_field fields[16];
+    int nfields = hf_fields(p->pool, p->cfg, fields, 16), ntensors = 0, index = 0;
+    if (!nfields) return 0;
+    emitf(e, "\n/* Hugging Face checkpoints: each param's tensor there, and config.json's fields */\n"
+           "static const mtx_hf_tensor hf_tensors[] = {\n");
+    for (int i = 0; i < p->nvalues; i++) {
+        const Value *v = p->values[i];
+        HfParam hf;
+        if (v->kind != V_PARAM) continue;
+        if (hf_param(p->cfg, v->name, &hf))
+            emitf(e, "    {%d, \"%s\", %d, %s, %d},\n", index, hf.name, hf.transpose, flit(p->pool, (float)hf.scale), hf.rope_pairs),
+                ntensors++;
+        index++;
+    }
+    emitf(e, "};\n\nstatic const mtx_hf_field hf_config[] = {\n");
+    for (int i = 0; i < nfields; i++) {
+        Buf esc = {0};
+        for (const char *s = fields[i].value; *s; s++) buf_printf(&esc, *s == '"' ? "\\%c" : "%c", *s);
+        emitf(e, "    {\"%s\", \"%s\", %s%s%s},\n", fields[i].key, esc.s, fields[i].dflt ? "\"" : "",
+            fields[i].dflt ? fields[i].dflt : "NULL", fields[i].dflt ? "\"" : "");
+        buf_free(&esc);
+    }
+    emitf(e, "};\n");
+    return nfields << 16 | ntensors;
+}
+
 void emit_descriptor(Emitter *e)
 {
     const Program *p = e->p;
@@ -184,7 +216,9 @@ void emit_descriptor(Emitter *e)
             emitf(e, "}, %s, %lld, %s},\n", dtypes[v->dtype], (long long)v->offset, kinds[v->kind]);
             ntensors++;
         }
-    emitf(e, "};\n\nstatic const mtx_config_entry config[] = {\n");
+    emitf(e, "};\n");
+    int nhf = emit_hf_tables(e);
+    emitf(e, "\nstatic const mtx_config_entry config[] = {\n");
     for (int k = 0; k < NUM_KEYS; k++) {
         const char *text = config_value_text(pool, c, k);
         Buf esc = {0};
@@ -214,6 +248,7 @@ void emit_descriptor(Emitter *e)
         (long long)parallel_regions(&p->train), c->d.dtype == DT_BF16, (long long)p->state_bytes,
         (long long)arena, ntensors, NUM_KEYS);
     if (p->train_moe_lb) emitf(e, "    .moe_lb_loss = 1,\n");
+    if (nhf) emitf(e, "    .nhf = %d, .hf = hf_tensors, .nhf_config = %d, .hf_config = hf_config,\n", nhf & 0xffff, nhf >> 16);
     if (p->decode.nops)
         emitf(e, "    .cache_new = mtx_cache_new, .cache_free = mtx_cache_free,\n"
                "    .prefill = mtx_%s, .decode = mtx_%s,\n"

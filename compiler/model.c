@@ -408,7 +408,7 @@ static OpKind activation(const char *name)
 /* MaxText's choice (attentions.py init_rotary_embedding): Llama's RoPE for
  * a model_name llama3.1* or rope_type llama3.1, scaled unless rope_use_scale
  * is false; else the rotate-half default. */
-static int rope_variant(const Config *c)
+int model_rope_variant(const Config *c)
 {
     if (strncmp(cfg_str(c, K_model_name), "llama3.1", 8) && strcmp(cfg_str(c, K_rope_type), "llama3.1"))
         return MTX_ROPE_HALVES;
@@ -423,7 +423,7 @@ static Value *rope(Builder *b, const char *name, Value *x, int64_t heads)
     IA(op, rope, t) = b->T;
     IA(op, rope, heads) = heads;
     IA(op, rope, dh) = b->Dh;
-    IA(op, rope, variant) = rope_variant(b->c);
+    IA(op, rope, variant) = model_rope_variant(b->c);
     FA(op, rope, min_timescale) = cfg_float(b->c, K_rope_min_timescale);
     FA(op, rope, max_timescale) = cfg_float(b->c, K_rope_max_timescale);
     return y;

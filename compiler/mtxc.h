@@ -94,6 +94,7 @@ typedef struct {
     bool qk_norm;              /* use_qk_norm applies (all but gpt3) */
     bool moe;                  /* the MLP is routed experts (mixtral) */
     bool layer_norm_names;     /* norms named *_layer_norm (qwen, mixtral) */
+    const char *hf_architecture;   /* config.json's architectures[0] for Hugging Face checkpoints (hf_names.c), or NULL */
 } BlockSpec;
 extern const BlockSpec block_specs[NUM_BLOCKS];
 
@@ -411,6 +412,22 @@ extern const Pass passes[];
 extern const int num_passes;
 
 bool build_model(Program *p, char *err, size_t errlen);      /* model.c */
+int model_rope_variant(const Config *c);                      /* model.c: the mtx_rope_variant of the config */
+
+/* Hugging Face's checkpoint layout for a parameter (hf_names.c): its name
+ * in HF's checkpoints and how its values map (mtx_hf_tensor). */
+typedef struct {
+    char name[128];
+    bool transpose;
+    double scale;
+    int rope_pairs;
+} HfParam;
+/* The mapping of parameter `name` (without "params/"): false where the
+ * family has none (block_specs' hf_architecture NULL) or the name is none of it. */
+bool hf_param(const Config *c, const char *name, HfParam *out);
+/* config.json's fields the program's config fixes (mtx_hf_field), in pool
+ * memory; how many, at most max. */
+int hf_fields(Pool *pool, const Config *c, mtx_hf_field *out, int max);
 bool autodiff(Program *p, char *err, size_t errlen);         /* autodiff.c */
 /* Gradients of the [1] value `loss` of f for every parameter (sets Value.grad),
  * seeded with d loss = seed (NULL: 1). */

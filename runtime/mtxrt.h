@@ -415,6 +415,23 @@ typedef void (*mtx_step_linen)(mtx_state *, const mtx_batch *, mtx_rng_key, mtx_
 typedef void (*mtx_eval_nnx)(const mtx_state *, const mtx_batch *, mtx_metrics *);
 typedef void (*mtx_eval_linen)(const mtx_state *, const mtx_batch *, mtx_rng_key, mtx_metrics *);
 
+/* A parameter as Hugging Face's checkpoints hold it (trainer/hf_checkpoint.c):
+ * the tensor `name`, [out, in] where transpose (nn.Linear's layout), is
+ * the parameter with each value times scale and, with rope_pairs (the
+ * head dim), each head's output features in rotate_half's order (halves)
+ * where the parameter has interleaved pairs. */
+typedef struct {
+    int tensor;                           /* index into mtx_program.tensors */
+    const char *name;                     /* e.g. model.layers.0.self_attn.q_proj.weight */
+    int transpose;
+    float scale;                          /* 1: none */
+    int rope_pairs;
+} mtx_hf_tensor;
+/* A config.json field and the value (JSON) the program's config gives it;
+ * dflt: the value Hugging Face assumes when the field is absent (NULL:
+ * the field must be there). */
+typedef struct { const char *key, *value, *dflt; } mtx_hf_field;
+
 /* Everything the runtime knows about a compiled program. */
 typedef struct {
     const char *model_name;
@@ -448,6 +465,10 @@ typedef struct {
     void (*decode)(const mtx_state *, mtx_cache *, const int32_t *tokens, const int32_t *position, float *logits);
     int prefill_length, cache_length;     /* max_prefill_predict_length (at most cache_length), max_target_length */
     size_t cache_bytes;
+    /* Hugging Face checkpoints (0 where the family has no mapping yet) */
+    int nhf, nhf_config;
+    const mtx_hf_tensor *hf;
+    const mtx_hf_field *hf_config;
 } mtx_program;
 
 /* Called by a generated train step before its first write to the state:

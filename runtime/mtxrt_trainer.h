@@ -111,6 +111,15 @@ int mtx_checkpoint_load(const mtx_program *prog, mtx_state *st, const char *step
                         uint64_t *data_position, char *err, size_t errlen);
 #define MTX_CHECKPOINT_FORMAT "mtxc-checkpoint-2"
 
+/* ---- Hugging Face model directories (hf_checkpoint.c) ---- */
+
+/* Does dir hold a Hugging Face model (config.json) rather than a checkpoint (meta.json)? */
+int mtx_hf_dir(const char *dir);
+/* The parameters of dir's safetensors into st, checked against config.json
+ * and the program's layout (mtx_program.hf); 0, or -1 with a message
+ * naming the file and tensor (st unspecified: the callers stop). */
+int mtx_hf_load(const mtx_program *prog, mtx_state *st, const char *dir, char *err, size_t errlen);
+
 /* ---- asynchronous checkpoints (saver.c) ---- */
 
 /* How one save went, handed out once by mtx_saver_poll / mtx_saver_start. */

@@ -828,6 +828,12 @@ static int read_tensors(const Checkpoint *c, const mtx_program *prog, unsigned c
 int mtx_checkpoint_load(const mtx_program *prog, mtx_state *st, const char *step_dir, int params_only,
                         uint64_t *data_position, char *err, size_t errlen)
 {
+    if (mtx_hf_dir(step_dir)) {   /* a Hugging Face model: parameters only */
+        *data_position = 0;
+        if (params_only) return mtx_hf_load(prog, st, step_dir, err, errlen);
+        return fail(err, errlen, "'%s' is a Hugging Face model directory: it holds parameters only (no optimizer "
+                                 "state, no step); load it with load_parameters_path", step_dir);
+    }
     Checkpoint c = {.fd = -1};
     int rc = read_checkpoint(&c, step_dir, err, errlen);
     if (!rc) rc = check_meta(&c, step_dir, err, errlen);

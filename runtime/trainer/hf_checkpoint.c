@@ -1,0 +1,365 @@
+/* Hugging Face model directories as parameters (load_parameters_path=DIR):
+ * config.json checked field by field against the program's config
+ * (mtx_program.hf_config), model.safetensors or the shards that
+ * model.safetensors.index.json names, every tensor's header checked before
+ * any is read, then each tensor read, widened to float32 (F32, BF16, F16)
+ * and put in its parameter's place with the layout the compiler gave
+ * (mtx_program.hf: transpose, scale, RoPE pairs), one tensor in memory at a
+ * time. */
+#include "mtxrt_keys.h"
+#include "mtxrt_trainer.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MAX_HEADER ((uint64_t)100 << 20)
+enum { F32, BF16, F16 };
+
+typedef struct {
+    const char *name;                 /* in its shard's header JSON */
+    int dtype, rank, shard, used;
+    int64_t shape[8];
+    uint64_t begin, end;              /* in the shard's file */
+} Tensor;
+
+typedef struct {
+    char path[4400];
+    int fd;
+    cJSON *header;
+} Shard;
+
+typedef struct {
+    const char *dir;
+    Shard *shards;
+    int nshards;
+    Tensor *t;
+    int n;
+    char *err;
+    size_t errlen;
+} Hf;
+
+static int fail(Hf *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(Hf *h, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(h->err, h->errlen, fmt, ap);
+    va_end(ap);
+    return 0;
+}
+
+int mtx_hf_dir(const char *dir)
+{
+    char a[4400], b[4400];
+    snprintf(a, sizeof a, "%s/config.json", dir);
+    snprintf(b, sizeof b, "%s/meta.json", dir);
+    return access(a, F_OK) == 0 && access(b, F_OK) != 0;
+}
+
+static cJSON *read_json(Hf *h, const char *path)
+{
+    const char *why;
+    size_t size;
+    char *text = mtx_read_file(path, (size_t)64 << 20, 0, &size, &why);
+    if (!text) return fail(h, "cannot read '%s': %s", path, why), NULL;
+    const char *end = NULL;
+    cJSON *j = cJSON_ParseWithLengthOpts(text, size, &end, 0);
+    if (!j || !cJSON_IsObject(j)) {
+        int line = 1;
+        for (const char *p = text; end && p < end && p < text + size; p++) line += *p == '\n';
+        fail(h, "'%s' is not a JSON object%s (line %d)", path, j ? "" : ": it does not parse", line);
+        cJSON_Delete(j);
+        j = NULL;
+    }
+    free(text);
+    return j;
+}
+
+/* ---- config.json against the program ---- */
+
+static int check_config(Hf *h, const mtx_program *prog)
+{
+    char path[4400];
+    snprintf(path, sizeof path, "%s/config.json", h->dir);
+    cJSON *cfg = read_json(h, path);
+    if (!cfg) return 0;
+    int ok = 1;
+    for (int i = 0; ok && i < prog->nhf_config; i++) {
+        const mtx_hf_field *f = &prog->hf_config[i];
+        const cJSON *have = cJSON_GetObjectItemCaseSensitive(cfg, f->key);
+        cJSON *want = cJSON_Parse(f->value), *dflt = have || !f->dflt ? NULL : cJSON_Parse(f->dflt);
+        if (!have && !f->dflt) {
+            ok = fail(h, "'%s' has no \"%s\" (this program's is %s)", path, f->key, f->value);
+        } else if (!cJSON_Compare(have ? have : dflt, want, 1)) {
+            char *text = have ? cJSON_PrintUnformatted(have) : NULL;
+            ok = fail(h, "'%s': \"%s\" is %s%s, this program's is %s (model_name and the model keys choose it)", path,
+                      f->key, text ? text : f->dflt, have ? "" : " (its default: the field is absent)", f->value);
+            free(text);
+        }
+        cJSON_Delete(want);
+        cJSON_Delete(dflt);
+    }
+    cJSON_Delete(cfg);
+    return ok;
+}
+
+/* ---- the safetensors files ---- */
+
+static int dtype_of(const char *s) { return !strcmp(s, "F32") ? F32 : !strcmp(s, "BF16") ? BF16 : !strcmp(s, "F16") ? F16 : -1; }
+static uint64_t elem_bytes(int dtype) { return dtype == F32 ? 4 : 2; }
+
+static int read_at(int fd, void *buf, size_t n, uint64_t at)
+{
+    for (size_t done = 0; done < n;) {
+        ssize_t r = pread(fd, (char *)buf + done, n - done, (off_t)(at + done));
+        if (r <= 0) return 0;
+        done += (size_t)r;
+    }
+    return 1;
+}
+
+/* One header entry: dtype, shape, offsets inside the data; 0 with a message. */
+static int read_entry(Hf *h, int shard, const cJSON *e, uint64_t data, uint64_t size, Tensor *t)
+{
+    const char *path = h->shards[shard].path;
+    const cJSON *dtype = cJSON_GetObjectItemCaseSensitive(e, "dtype"), *shape = cJSON_GetObjectItemCaseSensitive(e, "shape");
+    const cJSON *off = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
+    *t = (Tensor){.name = e->string, .shard = shard, .dtype = cJSON_IsString(dtype) ? dtype_of(dtype->valuestring) : -1};
+    if (t->dtype < 0)
+        return fail(h, "'%s': tensor %s has dtype %s; mtxc reads F32, BF16 and F16", path, e->string,
+                    cJSON_IsString(dtype) ? dtype->valuestring : "(none)");
+    uint64_t numel = 1;
+    t->rank = cJSON_GetArraySize(shape);
+    if (!cJSON_IsArray(shape) || t->rank > 8) return fail(h, "'%s': tensor %s has no shape of at most 8 dimensions", path, e->string);
+    int d = 0;
+    for (const cJSON *x = shape->child; x; x = x->next, d++) {
+        if (!cJSON_IsNumber(x) || x->valuedouble < 0 || x->valuedouble > 9e15 || x->valuedouble != floor(x->valuedouble))
+            return fail(h, "'%s': tensor %s has a shape entry that is no size", path, e->string);
+        t->shape[d] = (int64_t)x->valuedouble;
+        if (t->shape[d] && numel > UINT64_MAX / 4 / (uint64_t)t->shape[d])
+            return fail(h, "'%s': tensor %s is larger than any file", path, e->string);
+        numel *= (uint64_t)t->shape[d];
+    }
+    if (cJSON_GetArraySize(off) != 2 || !cJSON_IsNumber(off->child) || !cJSON_IsNumber(off->child->next) ||
+        off->child->valuedouble < 0 || off->child->next->valuedouble < off->child->valuedouble ||
+        off->child->next->valuedouble > (double)size)
+        return fail(h, "'%s': tensor %s has data_offsets outside the file's %llu bytes of data", path, e->string,
+                    (unsigned long long)size);
+    t->begin = data + (uint64_t)off->child->valuedouble, t->end = data + (uint64_t)off->child->next->valuedouble;
+    if (t->end - t->begin != numel * elem_bytes(t->dtype))
+        return fail(h, "'%s': tensor %s has %llu bytes between its data_offsets, its shape and dtype make %llu", path,
+                    e->string, (unsigned long long)(t->end - t->begin), (unsigned long long)(numel * elem_bytes(t->dtype)));
+    return 1;
+}
+
+static int open_shard(Hf *h, int s)
+{
+    Shard *sh = &h->shards[s];
+    const char *why;
+    uint64_t size, hlen;
+    unsigned char len8[8];
+    if ((sh->fd = mtx_open_file(sh->path, 0, &size, &why)) < 0) return fail(h, "cannot read '%s': %s", sh->path, why);
+    if (size < 8 || !read_at(sh->fd, len8, 8, 0)) return fail(h, "'%s' is %llu bytes, too short for safetensors", sh->path, (unsigned long long)size);
+    hlen = 0;
+    for (int i = 7; i >= 0; i--) hlen = hlen << 8 | len8[i];
+    if (hlen > MAX_HEADER || hlen > size - 8)
+        return fail(h, "'%s': its header length %llu is past the file's %llu bytes (or 100 MB): not safetensors, or truncated",
+                    sh->path, (unsigned long long)hlen, (unsigned long long)size);
+    char *text = malloc(hlen + 1);
+    if (!text || !read_at(sh->fd, text, hlen, 8)) return free(text), fail(h, "cannot read the header of '%s'", sh->path);
+    sh->header = cJSON_ParseWithLength(text, hlen);
+    free(text);
+    if (!cJSON_IsObject(sh->header)) return fail(h, "'%s': its header is not a JSON object", sh->path);
+    for (const cJSON *e = sh->header->child; e; e = e->next) {
+        if (!strcmp(e->string, "__metadata__")) continue;
+        Tensor *t = realloc(h->t, sizeof *t * (size_t)(h->n + 1));
+        if (!t) return fail(h, "out of memory");
+        h->t = t;
+        if (!read_entry(h, s, e, 8 + hlen, size - 8 - hlen, &h->t[h->n])) return 0;
+        h->n++;
+    }
+    return 1;
+}
+
+static int by_name(const void *a, const void *b) { return strcmp(((const Tensor *)a)->name, ((const Tensor *)b)->name); }
+
+static Tensor *find(Hf *h, const char *name)
+{
+    Tensor key = {.name = name};
+    return bsearch(&key, h->t, (size_t)h->n, sizeof *h->t, by_name);
+}
+
+/* The shards: the index's files, or model.safetensors. */
+static int open_shards(Hf *h)
+{
+    char index_path[4400];
+    snprintf(index_path, sizeof index_path, "%s/model.safetensors.index.json", h->dir);
+    cJSON *index = access(index_path, F_OK) == 0 ? read_json(h, index_path) : NULL;
+    if (!index && h->err[0]) return 0;
+    const cJSON *map = index ? cJSON_GetObjectItemCaseSensitive(index, "weight_map") : NULL;
+    if (index && !cJSON_IsObject(map)) return cJSON_Delete(index), fail(h, "'%s' has no \"weight_map\" object", index_path);
+    int cap = index ? cJSON_GetArraySize(map) + 1 : 1, ok = 1;
+    h->shards = calloc((size_t)cap, sizeof *h->shards);
+    if (!index) snprintf(h->shards[h->nshards++].path, sizeof h->shards->path, "%s/model.safetensors", h->dir);
+    for (const cJSON *e = map ? map->child : NULL; ok && e; e = e->next) {
+        if (!cJSON_IsString(e) || !mtx_is_dir_name(e->valuestring)) {
+            ok = fail(h, "'%s': weight_map gives %s a file name that is not one file of the directory", index_path, e->string);
+            break;
+        }
+        int s = 0;
+        while (s < h->nshards && strcmp(strrchr(h->shards[s].path, '/') + 1, e->valuestring)) s++;
+        if (s == h->nshards) snprintf(h->shards[h->nshards++].path, sizeof h->shards->path, "%s/%s", h->dir, e->valuestring);
+    }
+    for (int s = 0; s < h->nshards; s++) h->shards[s].fd = -1;
+    for (int s = 0; ok && s < h->nshards; s++) ok = open_shard(h, s);
+    if (ok) qsort(h->t, (size_t)h->n, sizeof *h->t, by_name);
+    for (int i = 1; ok && i < h->n; i++)
+        if (!strcmp(h->t[i].name, h->t[i - 1].name))
+            ok = fail(h, "tensor %s is in both '%s' and '%s'", h->t[i].name, h->shards[h->t[i - 1].shard].path,
+                      h->shards[h->t[i].shard].path);
+    for (const cJSON *e = map ? map->child : NULL; ok && e; e = e->next) {
+        const Tensor *t = find(h, e->string);
+        if (!t || strcmp(strrchr(h->shards[t->shard].path, '/') + 1, e->valuestring))
+            ok = fail(h, "'%s' puts tensor %s in '%s', which has no such tensor", index_path, e->string, e->valuestring);
+    }
+    cJSON_Delete(index);
+    return ok;
+}
+
+/* ---- the parameters ---- */
+
+static void shape_text(const int64_t *shape, int rank, char *out, size_t n)
+{
+    size_t at = (size_t)snprintf(out, n, "[");
+    for (int d = 0; d < rank && at < n; d++) at += (size_t)snprintf(out + at, n - at, "%s%lld", d ? ", " : "", (long long)shape[d]);
+    if (at < n) snprintf(out + at, n - at, "]");
+}
+
+/* Every parameter has its tensor, of the shape its layout makes; every
+ * tensor is some parameter's. */
+static int match(Hf *h, const mtx_program *prog)
+{
+    int covered = 0;
+    for (int k = 0; k < prog->nhf; k++) {
+        const mtx_hf_tensor *m = &prog->hf[k];
+        const mtx_tensor_desc *d = &prog->tensors[m->tensor];
+        Tensor *t = find(h, m->name);
+        if (!t) return fail(h, "'%s' has no tensor %s (this program's %s)", h->dir, m->name, d->name);
+        int64_t want[4] = {0};
+        for (int i = 0; i < d->rank; i++) want[i] = d->shape[m->transpose ? d->rank - 1 - i : i];
+        char a[96], b[96];
+        if (t->rank != d->rank || memcmp(t->shape, want, sizeof(int64_t) * (size_t)d->rank)) {
+            shape_text(t->shape, t->rank, a, sizeof a), shape_text(want, d->rank, b, sizeof b);
+            return fail(h, "'%s': tensor %s is %s, this program's %s needs %s", h->shards[t->shard].path, m->name, a, d->name, b);
+        }
+        t->used = 1;
+    }
+    for (int i = 0; i < prog->ntensors; i++) covered += prog->tensors[i].kind == MTX_PARAM;
+    if (covered != prog->nhf) return fail(h, "this program has %d parameters and %d of them in Hugging Face's layout", covered, prog->nhf);
+    for (int i = 0; i < h->n; i++) {
+        size_t n = strlen(h->t[i].name);
+        if (!h->t[i].used && !(n > 21 && !strcmp(h->t[i].name + n - 21, ".rotary_emb.inv_freq")))
+            return fail(h, "'%s': tensor %s is none of this program's parameters (another model's checkpoint?)",
+                        h->shards[h->t[i].shard].path, h->t[i].name);
+    }
+    return 1;
+}
+
+static float half_to_float(uint16_t x)
+{
+    int e = x >> 10 & 31, m = x & 1023;
+    float v = e == 0 ? ldexpf((float)m, -24) : e == 31 ? (m ? NAN : INFINITY) : ldexpf((float)(m | 1024), e - 25);
+    return x >> 15 ? -v : v;
+}
+
+static float value(const unsigned char *raw, int dtype, size_t i)
+{
+    if (dtype == F32) {
+        float f;
+        memcpy(&f, raw + 4 * i, 4);
+        return f;
+    }
+    uint16_t x;
+    memcpy(&x, raw + 2 * i, 2);
+    if (dtype == F16) return half_to_float(x);
+    uint32_t bits = (uint32_t)x << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+/* One tensor into its parameter: transposed, scaled, RoPE pairs; the NaNs counted. */
+static long long place(const mtx_hf_tensor *m, const mtx_tensor_desc *d, const unsigned char *raw, int dtype, float *to)
+{
+    int64_t rows = d->rank == 2 ? d->shape[0] : 1, cols = d->rank == 2 ? d->shape[1] : d->shape[0];
+    long long nans = 0;
+    int half = m->rope_pairs / 2;
+    for (int64_t c = 0; c < cols; c++) {
+        int64_t src = c;   /* the parameter's column c is the tensor's row (transpose) src */
+        if (m->rope_pairs) {
+            int64_t head = c / m->rope_pairs, j = c % m->rope_pairs;
+            src = head * m->rope_pairs + (j % 2 ? j / 2 + half : j / 2);
+        }
+        for (int64_t r = 0; r < rows; r++) {
+            size_t at = m->transpose ? (size_t)(src * rows + r) : (size_t)(r * cols + src);
+            float v = (float)((double)value(raw, dtype, at) * m->scale);
+            nans += isnan(v);
+            to[r * cols + c] = v;
+        }
+    }
+    return nans;
+}
+
+static int read_all(Hf *h, const mtx_program *prog, void *memory)
+{
+    uint64_t biggest = 0, bytes = 0;
+    for (int i = 0; i < h->n; i++) biggest = h->t[i].end - h->t[i].begin > biggest ? h->t[i].end - h->t[i].begin : biggest;
+    unsigned char *raw = malloc(biggest ? biggest : 1);
+    if (!raw) return fail(h, "out of memory for a tensor of %llu bytes", (unsigned long long)biggest);
+    double start = mtx_seconds(), shown = start;
+    long long nans = 0;
+    for (int k = 0; k < prog->nhf; k++) {
+        const mtx_hf_tensor *m = &prog->hf[k];
+        const Tensor *t = find(h, m->name);
+        const mtx_tensor_desc *d = &prog->tensors[m->tensor];
+        if (!read_at(h->shards[t->shard].fd, raw, t->end - t->begin, t->begin)) {
+            free(raw);
+            return fail(h, "'%s': cannot read tensor %s (the file ends before its data)", h->shards[t->shard].path, t->name);
+        }
+        nans += place(m, d, raw, t->dtype, (float *)((unsigned char *)memory + d->offset));
+        bytes += t->end - t->begin;
+        if (mtx_seconds() - shown >= 1) {
+            shown = mtx_seconds();
+            fprintf(stderr, "importing '%s': %d of %d tensors, %.0f MB\n", h->dir, k + 1, prog->nhf, (double)bytes / 1e6);
+        }
+    }
+    free(raw);
+    if (nans) fprintf(stderr, "trainer: warning: '%s' holds %lld NaN parameter values\n", h->dir, nans);
+    return 1;
+}
+
+int mtx_hf_load(const mtx_program *prog, mtx_state *st, const char *dir, char *err, size_t errlen)
+{
+    Hf h = {.dir = dir, .err = err, .errlen = errlen};
+    err[0] = 0;
+    int ok;
+    if (!prog->nhf) ok = fail(&h, "'%s' is a Hugging Face model directory, and this program's family (%s) has no "
+                                  "mapping to Hugging Face's layout yet", dir, prog->model_name);
+    else if (prog->mesh_fsdp * prog->mesh_tensor * prog->mesh_expert > 1)
+        ok = fail(&h, "'%s' is a Hugging Face model directory: importing one into a state split over fsdp, tensor or "
+                      "expert ranks is not implemented yet (import on one device and save a checkpoint)", dir);
+    else
+        ok = check_config(&h, prog) && open_shards(&h) && match(&h, prog) && read_all(&h, prog, prog->state_memory(st));
+    for (int s = 0; s < h.nshards; s++) {
+        if (h.shards[s].fd >= 0) close(h.shards[s].fd);
+        cJSON_Delete(h.shards[s].header);
+    }
+    free(h.shards);
+    free(h.t);
+    return ok ? 0 : -1;
+}

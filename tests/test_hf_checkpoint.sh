@@ -1,0 +1,96 @@
+#!/bin/bash
+# Hugging Face model directories as load_parameters_path: small random
+# Llama models in HF's layout (tests/data/hf, written with their expected
+# numbers by tools/hf_reference.py, an independent float64 PyTorch
+# implementation of HF's modelling code) load into the tiny preset; the first
+# batch's loss equals the reference's (float32 against float64, 1e-6
+# relative) and mtxc decode's greedy tokens are the reference's, with
+# rotate_half RoPE (llama2/llama3) and with Llama 3.1's scaled RoPE, whose
+# interleaved pairs the import permutes into place. BF16 shards with an
+# index and F16 load the same numbers; an imported model trains. Every
+# broken directory is refused naming the file and tensor; NaN weights warn.
+# Usage: tests/test_hf_checkpoint.sh MTXC (from the source root)
+MTXC=${1:-build/mtxc}
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+data=tests/data/hf
+python3 -c "
+import struct
+toks = [(i * 7919 + 13) % 256 for i in range(8 * 64 + 1)]   # tools/hf_reference.py's tokens_file_sequence
+open('$dir/tokens.bin', 'wb').write(struct.pack('<256i', 20240520, 1, len(toks), *[0] * 253) + struct.pack('<%dH' % len(toks), *toks))"
+extra() { [ "$1" = llama3.1-tiny ] && echo "rope_type=llama3.1"; }
+first_loss() {   # first_loss CASE DIR [key=value ...]: the loss of step 1 (before any update) with DIR's parameters
+    local case=$1 d=$2
+    shift 2
+    # shellcheck disable=SC2046
+    "$MTXC" run configs/base.yml model_name=tiny $(extra "$case") dtype=float32 dataset_type=tokens "$@" \
+        dataset_path="$dir/tokens.bin" eval_dataset_path="$dir/tokens.bin" enable_data_shuffling=false steps=1 \
+        load_parameters_path="$d" metrics_file="$dir/m.jsonl" > "$dir/log" 2>&1 || { cat "$dir/log"; return 1; }
+    sed -n 's/.*"learning\/loss": \([0-9.e+-]*\).*/\1/p' "$dir/m.jsonl"
+    rm -f "$dir/m.jsonl"
+}
+close() { awk -v a="$1" -v b="$2" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= 1e-6 * b) }'; }
+
+for case in llama-tiny llama3.1-tiny; do
+    want=$(sed -n 's/^loss //p' $data/$case.ref)
+    got=$(first_loss $case $data/$case) || fail "$case: import"
+    close "$got" "$want" || fail "$case: loss $got, the reference's $want"
+    grep -q "parameters from $data/$case: step 0" "$dir/log" || fail "$case: no 'parameters from' line"
+    prompt=$(sed -n 's/^prompt //p' $data/$case.ref)
+    # shellcheck disable=SC2046
+    out=$("$MTXC" decode configs/base.yml model_name=tiny $(extra $case) dtype=float32 dataset_type=tokens \
+          load_parameters_path=$data/$case prompt="$prompt" 2>"$dir/err") || { cat "$dir/err"; fail "$case: decode"; }
+    [ "$out" = "$prompt | $(sed -n 's/^greedy //p' $data/$case.ref)" ] || fail "$case: greedy tokens differ: $out"
+    for variant in bf16-sharded f16; do
+        python3 tests/hf_variants.py $data/$case "$dir/$variant" $variant || fail "making $variant"
+        got=$(first_loss $case "$dir/$variant") || fail "$case $variant: import"
+        close "$got" "$want" || fail "$case $variant: loss $got, the reference's $want"
+    done
+    echo "$case: loss $got (reference $want), $(sed -n 's/^greedy //p' $data/$case.ref | wc -w) greedy tokens as the reference's; F32, BF16 shards and F16 alike"
+done
+
+# An imported model trains (Llama 3.1's RoPE).
+"$MTXC" run configs/base.yml model_name=tiny rope_type=llama3.1 dataset_type=tokens dataset_path="$dir/tokens.bin" \
+    eval_dataset_path="$dir/tokens.bin" steps=20 log_period=10 load_parameters_path=$data/llama3.1-tiny \
+    metrics_file="$dir/m.jsonl" > "$dir/log" 2>&1 || { cat "$dir/log"; fail "training from an import"; }
+first=$(sed -n 's/.*"step": 1, "learning\/loss": \([0-9.]*\).*/\1/p' "$dir/m.jsonl")
+last=$(sed -n 's/.*"step": 20, "learning\/loss": \([0-9.]*\).*/\1/p' "$dir/m.jsonl")
+awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a) }' || fail "loss $first -> $last did not fall"
+echo "llama3.1-tiny trains from its import: loss $first -> $last in 20 steps"
+
+# NaN weights: a warning, not a refusal.
+python3 tests/hf_variants.py $data/llama-tiny "$dir/nan" nan
+first_loss llama-tiny "$dir/nan" abort_on_nan_loss=false > /dev/null || fail "NaN weights refused"
+grep -q "trainer: warning: '$dir/nan' holds 1 NaN parameter values" "$dir/log" || fail "no NaN warning"
+
+expect() {   # [MODEL=NAME] expect NAME MESSAGE DIR [key=value ...]
+    local name=$1 want=$2 d=$3 out rc
+    shift 3
+    out=$("$MTXC" run configs/base.yml model_name="${MODEL:-tiny}" dataset_type=tokens dataset_path="$dir/tokens.bin" \
+          eval_dataset_path="$dir/tokens.bin" steps=1 load_parameters_path="$d" "$@" 2>&1); rc=$?
+    [ $rc -ne 0 ] || fail "$name: exit 0"
+    case "$out" in *"step "*) fail "$name: trained before refusing" ;; esac
+    case "$out" in *"$want"*) ;; *) fail "$name: want \"$want\", got: $out" ;; esac
+}
+for mode in missing extra shape dtype truncated offsets no-shard family hidden nested hugelen dotdot nanoffset; do
+    python3 tests/hf_variants.py $data/llama-tiny "$dir/$mode" $mode || fail "making $mode"
+done
+expect missing "'$dir/missing' has no tensor model.layers.1.mlp.up_proj.weight (this program's params/layers.1.mlp.wi_1.kernel)" "$dir/missing"
+expect extra "'$dir/extra/model.safetensors': tensor model.layers.9.mlp.up_proj.weight is none of this program's parameters" "$dir/extra"
+expect shape "'$dir/shape/model.safetensors': tensor lm_head.weight is [64, 256], this program's params/logits_dense.kernel needs [256, 64]" "$dir/shape"
+expect dtype "'$dir/dtype/model.safetensors': tensor model.norm.weight has dtype I64; mtxc reads F32, BF16 and F16" "$dir/dtype"
+expect truncated "'$dir/truncated/model.safetensors': tensor model.layers.1.self_attn.v_proj.weight has data_offsets outside the file's" "$dir/truncated"
+expect offsets "'$dir/offsets/model.safetensors': tensor model.norm.weight has data_offsets outside the file's" "$dir/offsets"
+expect no-shard "cannot read '$dir/no-shard/model-00002-of-00002.safetensors': No such file or directory" "$dir/no-shard"
+expect nested "'$dir/nested/model.safetensors': its header is not a JSON object" "$dir/nested"
+expect hugelen "'$dir/hugelen/model.safetensors': its header length 9223372036854775808 is past the file's" "$dir/hugelen"
+expect dotdot "weight_map gives lm_head.weight a file name that is not one file of the directory" "$dir/dotdot"
+expect nanoffset "'$dir/nanoffset/model.safetensors': its header is not a JSON object" "$dir/nanoffset"
+expect family "'$dir/family/config.json': \"architectures\" is [\"Qwen3ForCausalLM\"], this program's is [\"LlamaForCausalLM\"]" "$dir/family"
+expect hidden "'$dir/hidden/config.json': \"hidden_size\" is 128, this program's is 64" "$dir/hidden"
+expect rope "'$data/llama-tiny/config.json': \"rope_scaling\" is null, this program's is {\"rope_type\": \"llama3\"" $data/llama-tiny rope_type=llama3.1
+expect full "'$data/llama-tiny' is a Hugging Face model directory: it holds parameters only" "" load_full_state_path=$data/llama-tiny
+MODEL=gpt3-52k expect gpt3 "'$data/llama-tiny' is a Hugging Face model directory, and this program's family (gpt3-52k) has no mapping" \
+    $data/llama-tiny override_model_config=true max_target_length=64
+echo "broken Hugging Face directories: each refused naming the file and tensor; NaN weights warn"
