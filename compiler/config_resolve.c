@@ -286,8 +286,10 @@ const BlockSpec block_specs[NUM_BLOCKS] = {
     [BLOCK_GPT3] = {"gpt3", .sublayers = 1, .gpt3 = true},
     [BLOCK_GEMMA] = {"gemma", .sublayers = 1, .gemma = true, .qk_norm = true},
     [BLOCK_GEMMA2] = {"gemma2", .sublayers = 2, .gemma = true, .gemma2 = true, .qk_norm = true},
-    [BLOCK_QWEN2] = {"qwen2", .sublayers = 1, .qwen = true, .qkv_bias = true, .qk_norm = true, .layer_norm_names = true},
-    [BLOCK_QWEN3] = {"qwen3", .sublayers = 1, .qwen = true, .qk_norm = true, .layer_norm_names = true},
+    [BLOCK_QWEN2] = {"qwen2", .sublayers = 1, .qwen = true, .qkv_bias = true, .qk_norm = true, .layer_norm_names = true,
+                     .hf_architecture = "Qwen2ForCausalLM"},
+    [BLOCK_QWEN3] = {"qwen3", .sublayers = 1, .qwen = true, .qk_norm = true, .layer_norm_names = true,
+                     .hf_architecture = "Qwen3ForCausalLM"},
 };
 
 static const char *const remat_names[] = {"full", "minimal", "save_dot_except_mlp", "save_qkv_proj", "none"};

@@ -4,7 +4,8 @@
  * modelling files, nn.Linear's [out, in] kernels, the query scale MaxText
  * folds into the query kernel, and Llama 3.1's interleaved RoPE pairs where
  * HF keeps rotate_half's halves. And the config.json fields the program's
- * config fixes, which an import checks. Families without a mapping yet
+ * config fixes, which an import checks (llama2, mistral, qwen2, qwen3).
+ * Families without a mapping yet
  * (block_specs' hf_architecture NULL) have none. */
 #include "mtxc.h"
 
@@ -15,6 +16,13 @@
 static const struct { const char *mtxc, *hf; bool kernel; } layer_names[] = {
     {"pre_self_attention_norm.scale", "input_layernorm.weight", false},
     {"post_self_attention_norm.scale", "post_attention_layernorm.weight", false},
+    {"pre_self_attention_layer_norm.scale", "input_layernorm.weight", false},
+    {"post_self_attention_layer_norm.scale", "post_attention_layernorm.weight", false},
+    {"self_attention.query_norm.scale", "self_attn.q_norm.weight", false},
+    {"self_attention.key_norm.scale", "self_attn.k_norm.weight", false},
+    {"self_attention.query.bias", "self_attn.q_proj.bias", false},
+    {"self_attention.key.bias", "self_attn.k_proj.bias", false},
+    {"self_attention.value.bias", "self_attn.v_proj.bias", false},
     {"self_attention.query.kernel", "self_attn.q_proj.weight", true},
     {"self_attention.key.kernel", "self_attn.k_proj.weight", true},
     {"self_attention.value.kernel", "self_attn.v_proj.weight", true},
@@ -40,8 +48,10 @@ bool hf_param(const Config *c, const char *name, HfParam *out)
         if (strcmp(name + at, layer_names[i].mtxc)) continue;
         snprintf(out->name, sizeof out->name, "model.layers.%d.%s", layer, layer_names[i].hf);
         out->transpose = layer_names[i].kernel;
-        bool q = !strcmp(layer_names[i].mtxc, "self_attention.query.kernel"), k = !strcmp(layer_names[i].mtxc, "self_attention.key.kernel");
-        if (q && !c->d.spec->qwen) out->scale = 1.0 / sqrt((double)cfg_int(c, K_head_dim));
+        const char *m = layer_names[i].mtxc;
+        bool q = !strncmp(m, "self_attention.query.", 21), k = !strncmp(m, "self_attention.key.", 19);
+        /* MaxText folds the query scale into the kernel, except where it scales at run time (qwen) */
+        if (q && out->transpose && !c->d.spec->qwen) out->scale = 1.0 / sqrt((double)cfg_int(c, K_head_dim));
         if ((q || k) && model_rope_variant(c) != MTX_ROPE_HALVES) out->rope_pairs = (int)cfg_int(c, K_head_dim);
         return true;
     }
@@ -51,7 +61,7 @@ bool hf_param(const Config *c, const char *name, HfParam *out)
 int hf_fields(Pool *pool, const Config *c, mtx_hf_field *out, int max)
 {
     const Derived *d = &c->d;
-    if (!d->spec->hf_architecture || max < 13) return 0;
+    if (!d->spec->hf_architecture || max < 16) return 0;
     int n = 0;
 #define FIELD(key, dflt, ...) (out[n++] = (mtx_hf_field){key, pool_fmt(pool, __VA_ARGS__), dflt})
     FIELD("architectures", NULL, "[\"%s\"]", d->spec->hf_architecture);
@@ -70,6 +80,8 @@ int hf_fields(Pool *pool, const Config *c, mtx_hf_field *out, int max)
               ? "{\"rope_type\": \"llama3\", \"factor\": 8.0, \"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0, "
                 "\"original_max_position_embeddings\": 8192}"
               : "null");
+    if (d->spec->qwen) FIELD("use_sliding_window", "false", "false");
+    if (d->block == BLOCK_QWEN3) FIELD("attention_bias", "false", "%s", cfg_bool(c, K_attention_bias) ? "true" : "false");
     if (d->block == BLOCK_MISTRAL)
         FIELD("sliding_window", "4096", "%s", cfg_int(c, K_sliding_window_size) > 0
                   ? pool_fmt(pool, "%lld", cfg_int(c, K_sliding_window_size)) : "null");

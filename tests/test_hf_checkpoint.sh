@@ -1,8 +1,8 @@
 #!/bin/bash
 # Hugging Face model directories as load_parameters_path: small random
-# Llama models in HF's layout (tests/data/hf, written with their expected
+# Llama, Qwen2 and Qwen3 models in HF's layout (tests/data/hf, written with their expected
 # numbers by tools/hf_reference.py, an independent float64 PyTorch
-# implementation of HF's modelling code) load into the tiny preset; the first
+# implementation of HF's modelling code) load into the tiny presets; the first
 # batch's loss equals the reference's (float32 against float64, 1e-6
 # relative) and mtxc decode's greedy tokens are the reference's, with
 # rotate_half RoPE (llama2/llama3) and with Llama 3.1's scaled RoPE, whose
@@ -19,12 +19,19 @@ python3 -c "
 import struct
 toks = [(i * 7919 + 13) % 256 for i in range(8 * 64 + 1)]   # tools/hf_reference.py's tokens_file_sequence
 open('$dir/tokens.bin', 'wb').write(struct.pack('<256i', 20240520, 1, len(toks), *[0] * 253) + struct.pack('<%dH' % len(toks), *toks))"
-extra() { [ "$1" = llama3.1-tiny ] && echo "rope_type=llama3.1"; }
+model() {   # the mtxc model of a case
+    case $1 in
+    llama-tiny) echo model_name=tiny ;;
+    llama3.1-tiny) echo model_name=tiny rope_type=llama3.1 ;;
+    qwen2-tiny) echo model_name=tiny-qwen2 ;;
+    qwen3-tiny) echo model_name=tiny-qwen3 ;;
+    esac
+}
 first_loss() {   # first_loss CASE DIR [key=value ...]: the loss of step 1 (before any update) with DIR's parameters
     local case=$1 d=$2
     shift 2
     # shellcheck disable=SC2046
-    "$MTXC" run configs/base.yml model_name=tiny $(extra "$case") dtype=float32 dataset_type=tokens "$@" \
+    "$MTXC" run configs/base.yml $(model "$case") dtype=float32 dataset_type=tokens "$@" \
         dataset_path="$dir/tokens.bin" eval_dataset_path="$dir/tokens.bin" enable_data_shuffling=false steps=1 \
         load_parameters_path="$d" metrics_file="$dir/m.jsonl" > "$dir/log" 2>&1 || { cat "$dir/log"; return 1; }
     sed -n 's/.*"learning\/loss": \([0-9.e+-]*\).*/\1/p' "$dir/m.jsonl"
@@ -32,14 +39,14 @@ first_loss() {   # first_loss CASE DIR [key=value ...]: the loss of step 1 (befo
 }
 close() { awk -v a="$1" -v b="$2" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= 1e-6 * b) }'; }
 
-for case in llama-tiny llama3.1-tiny; do
+for case in llama-tiny llama3.1-tiny qwen2-tiny qwen3-tiny; do
     want=$(sed -n 's/^loss //p' $data/$case.ref)
     got=$(first_loss $case $data/$case) || fail "$case: import"
     close "$got" "$want" || fail "$case: loss $got, the reference's $want"
     grep -q "parameters from $data/$case: step 0" "$dir/log" || fail "$case: no 'parameters from' line"
     prompt=$(sed -n 's/^prompt //p' $data/$case.ref)
     # shellcheck disable=SC2046
-    out=$("$MTXC" decode configs/base.yml model_name=tiny $(extra $case) dtype=float32 dataset_type=tokens \
+    out=$("$MTXC" decode configs/base.yml $(model $case) dtype=float32 dataset_type=tokens \
           load_parameters_path=$data/$case prompt="$prompt" 2>"$dir/err") || { cat "$dir/err"; fail "$case: decode"; }
     [ "$out" = "$prompt | $(sed -n 's/^greedy //p' $data/$case.ref)" ] || fail "$case: greedy tokens differ: $out"
     for variant in bf16-sharded f16; do

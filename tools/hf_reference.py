@@ -4,7 +4,9 @@ random models in Hugging Face's layout (config.json with HF's field names,
 model.safetensors with HF's tensor names, nn.Linear's [out, in] weights),
 and what they compute, in float64 PyTorch from HF's modelling conventions
 (transformers' modeling_llama.py: RMSNorm, rotate_half RoPE with the
-"llama3" rope_scaling, grouped-query attention with repeat_kv, SwiGLU MLP).
+"llama3" rope_scaling, grouped-query attention with repeat_kv, SwiGLU MLP;
+modeling_qwen2.py's q/k/v biases; modeling_qwen3.py's per-head q/k norms
+before RoPE and tied embeddings).
 Nothing of mtxc is used.
 
 For each case it writes tests/data/hf/CASE/ (config.json, model.safetensors
@@ -33,9 +35,14 @@ TINY = dict(hidden_size=64, intermediate_size=128, num_attention_heads=4, num_ke
             tie_word_embeddings=False, max_position_embeddings=64)
 LLAMA3_SCALING = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
                   "original_max_position_embeddings": 8192}
+# configs/models/tiny-qwen2.yml and tiny-qwen3.yml
+QWEN = dict(TINY, rms_norm_eps=1e-6, rope_theta=1000000.0, rope_scaling=None, use_sliding_window=False)
 CASES = {
     "llama-tiny": dict(TINY, architectures=["LlamaForCausalLM"], model_type="llama", rope_scaling=None),
     "llama3.1-tiny": dict(TINY, architectures=["LlamaForCausalLM"], model_type="llama", rope_scaling=LLAMA3_SCALING),
+    "qwen2-tiny": dict(QWEN, architectures=["Qwen2ForCausalLM"], model_type="qwen2"),
+    "qwen3-tiny": dict(QWEN, architectures=["Qwen3ForCausalLM"], model_type="qwen3", head_dim=32,
+                       tie_word_embeddings=True, attention_bias=False),
 }
 BATCH, SEQ, PROMPT = 8, 64, [3, 14, 15, 92, 65, 35, 89, 79]
 
@@ -51,8 +58,11 @@ def weights(cfg, seed):
                                             "num_key_value_heads", "head_dim", "vocab_size"))
     def normal(*shape, std):
         return bf16(torch.randn(*shape, generator=g) * std)
-    w = {"model.embed_tokens.weight": normal(V, E, std=1.0), "model.norm.weight": bf16(1 + normal(E, std=0.1)),
-         "lm_head.weight": normal(V, E, std=E ** -0.5)}
+    w = {"model.embed_tokens.weight": normal(V, E, std=1.0), "model.norm.weight": bf16(1 + normal(E, std=0.1))}
+    if not cfg["tie_word_embeddings"]:
+        w["lm_head.weight"] = normal(V, E, std=E ** -0.5)
+    else:   # logits = h @ embed.T: a smaller table keeps them in range
+        w["model.embed_tokens.weight"] = normal(V, E, std=E ** -0.5)
     for l in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{l}."
         w[p + "input_layernorm.weight"] = bf16(1 + normal(E, std=0.1))
@@ -61,6 +71,12 @@ def weights(cfg, seed):
         w[p + "self_attn.k_proj.weight"] = normal(KV * Dh, E, std=E ** -0.5)
         w[p + "self_attn.v_proj.weight"] = normal(KV * Dh, E, std=E ** -0.5)
         w[p + "self_attn.o_proj.weight"] = normal(E, H * Dh, std=(H * Dh) ** -0.5)
+        if cfg["model_type"] == "qwen2":
+            for n, rows in (("q", H * Dh), ("k", KV * Dh), ("v", KV * Dh)):
+                w[p + f"self_attn.{n}_proj.bias"] = normal(rows, std=0.5)
+        if cfg["model_type"] == "qwen3":
+            w[p + "self_attn.q_norm.weight"] = bf16(1 + normal(Dh, std=0.1))
+            w[p + "self_attn.k_norm.weight"] = bf16(1 + normal(Dh, std=0.1))
         w[p + "mlp.gate_proj.weight"] = normal(F, E, std=E ** -0.5)
         w[p + "mlp.up_proj.weight"] = normal(F, E, std=E ** -0.5)
         w[p + "mlp.down_proj.weight"] = normal(E, F, std=F ** -0.5)
@@ -106,9 +122,12 @@ def forward(cfg, w, tokens):
     for l in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{l}."
         h = rmsnorm(x, w[p + "input_layernorm.weight"], cfg["rms_norm_eps"])
-        q = (h @ w[p + "self_attn.q_proj.weight"].T).view(T, H, Dh)
-        k = (h @ w[p + "self_attn.k_proj.weight"].T).view(T, KV, Dh)
-        v = (h @ w[p + "self_attn.v_proj.weight"].T).view(T, KV, Dh)
+        q, k, v = (h @ w[p + f"self_attn.{n}_proj.weight"].T + w.get(p + f"self_attn.{n}_proj.bias", 0)
+                   for n in "qkv")
+        q, k, v = q.view(T, H, Dh), k.view(T, KV, Dh), v.view(T, KV, Dh)
+        if p + "self_attn.q_norm.weight" in w:   # Qwen3: RMSNorm over each head, before RoPE
+            q = rmsnorm(q, w[p + "self_attn.q_norm.weight"], cfg["rms_norm_eps"])
+            k = rmsnorm(k, w[p + "self_attn.k_norm.weight"], cfg["rms_norm_eps"])
         q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
         k, v = k.repeat_interleave(H // KV, dim=1), v.repeat_interleave(H // KV, dim=1)
         scores = torch.einsum("qhd,khd->hqk", q, k) / math.sqrt(Dh) + mask
@@ -117,7 +136,8 @@ def forward(cfg, w, tokens):
         h = rmsnorm(x, w[p + "post_attention_layernorm.weight"], cfg["rms_norm_eps"])
         gate, up = h @ w[p + "mlp.gate_proj.weight"].T, h @ w[p + "mlp.up_proj.weight"].T
         x = x + (torch.nn.functional.silu(gate) * up) @ w[p + "mlp.down_proj.weight"].T
-    return rmsnorm(x, w["model.norm.weight"], cfg["rms_norm_eps"]) @ w["lm_head.weight"].T
+    head = w["model.embed_tokens.weight"] if cfg["tie_word_embeddings"] else w["lm_head.weight"]
+    return rmsnorm(x, w["model.norm.weight"], cfg["rms_norm_eps"]) @ head.T
 
 
 def tokens_file_sequence(vocab):
