@@ -166,14 +166,26 @@ void emit_state_functions(Emitter *e)
     emitf(e, "}\n");
 }
 
+/* text as a C string literal, quotes and backslashes escaped */
+static const char *c_string(Pool *pool, const char *text)
+{
+    Buf b = {0};
+    buf_puts(&b, "\"");
+    for (const char *s = text; *s; s++) buf_printf(&b, *s == '"' || *s == '\\' ? "\\%c" : "%c", *s);
+    buf_puts(&b, "\"");
+    const char *out = pool_strdup(pool, b.s);
+    buf_free(&b);
+    return out;
+}
+
 /* Hugging Face's names and layouts of the params and the config.json
  * fields the config fixes (hf_names.c), for importing HF checkpoints: the
  * count of each (fields << 16 | tensors), 0 where the family has none. */
 static int emit_hf_tables(Emitter *e)
 {
     const Program *p = e->p;
-    mtx_hf_field fields[16];
-    int nfields = hf_fields(p->pool, p->cfg, fields, 16), ntensors = 0, index = 0;
+    mtx_hf_field fields[24];
+    int nfields = hf_fields(p->pool, p->cfg, fields, 24), ntensors = 0, index = 0;
     if (!nfields) return 0;
     emitf(e, "\n/* Hugging Face checkpoints: each param's tensor there, and config.json's fields */\n"
            "static const mtx_hf_tensor hf_tensors[] = {\n");
@@ -187,13 +199,9 @@ static int emit_hf_tables(Emitter *e)
         index++;
     }
     emitf(e, "};\n\nstatic const mtx_hf_field hf_config[] = {\n");
-    for (int i = 0; i < nfields; i++) {
-        Buf esc = {0};
-        for (const char *s = fields[i].value; *s; s++) buf_printf(&esc, *s == '"' ? "\\%c" : "%c", *s);
-        emitf(e, "    {\"%s\", \"%s\", %s%s%s},\n", fields[i].key, esc.s, fields[i].dflt ? "\"" : "",
-            fields[i].dflt ? fields[i].dflt : "NULL", fields[i].dflt ? "\"" : "");
-        buf_free(&esc);
-    }
+    for (int i = 0; i < nfields; i++)
+        emitf(e, "    {\"%s\", %s, %s},\n", fields[i].key, c_string(p->pool, fields[i].value),
+            fields[i].dflt ? c_string(p->pool, fields[i].dflt) : "NULL");
     emitf(e, "};\n");
     return nfields << 16 | ntensors;
 }
@@ -220,11 +228,8 @@ void emit_descriptor(Emitter *e)
     int nhf = emit_hf_tables(e);
     emitf(e, "\nstatic const mtx_config_entry config[] = {\n");
     for (int k = 0; k < NUM_KEYS; k++) {
-        const char *text = config_value_text(pool, c, k);
-        Buf esc = {0};
-        for (const char *s = text; *s; s++) buf_printf(&esc, *s == '"' || *s == '\\' ? "\\%c" : "%c", *s);
-        emitf(e, "    {\"%s\", \"%s\", %d},\n", mtx_keys[k].name, esc.s ? esc.s : "", (mtx_keys[k].flags & MTX_KF_RUN) != 0);
-        buf_free(&esc);
+        emitf(e, "    {\"%s\", %s, %d},\n", mtx_keys[k].name, c_string(pool, config_value_text(pool, c, k)),
+            (mtx_keys[k].flags & MTX_KF_RUN) != 0);
     }
     emitf(e, "};\n\n");
     int64_t arena = program_arena_bytes(p);

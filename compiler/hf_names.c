@@ -61,10 +61,15 @@ bool hf_param(const Config *c, const char *name, HfParam *out)
 int hf_fields(Pool *pool, const Config *c, mtx_hf_field *out, int max)
 {
     const Derived *d = &c->d;
-    if (!d->spec->hf_architecture || max < 16) return 0;
+    if (!d->spec->hf_architecture || max < 18) return 0;
     int n = 0;
 #define FIELD(key, dflt, ...) (out[n++] = (mtx_hf_field){key, pool_fmt(pool, __VA_ARGS__), dflt})
+    static const char *model_types[NUM_BLOCKS] = {[BLOCK_LLAMA2] = "llama", [BLOCK_MISTRAL] = "mistral",
+                                                  [BLOCK_QWEN2] = "qwen2", [BLOCK_QWEN3] = "qwen3"};
+    const char *act = c->v[K_mlp_activations].list.n ? c->v[K_mlp_activations].list.items[0] : "silu";
     FIELD("architectures", NULL, "[\"%s\"]", d->spec->hf_architecture);
+    FIELD("model_type", pool_fmt(pool, "\"%s\"", model_types[d->block]), "\"%s\"", model_types[d->block]);
+    FIELD("hidden_act", "\"silu\"", "\"%s\"", act);
     FIELD("hidden_size", NULL, "%d", d->emb_dim);
     FIELD("intermediate_size", NULL, "%d", d->mlp_dim);
     FIELD("num_attention_heads", NULL, "%d", d->num_query_heads);

@@ -289,9 +289,10 @@ static int cmd_build(int argc, char **argv)
     return ok ? 0 : p ? 1 : 2;
 }
 
-/* mtxc run and mtxc decode: JIT-compile the config, then the trainer's
- * main in this process (mode NULL: training; "decode": generation). */
-static int jit_main(const char *cmd, int argc, char **argv, const char *mode)
+/* mtxc run, decode and export: JIT-compile the config, then the trainer's
+ * main in this process (mode NULL: training; "decode", "export": those
+ * commands, with extra arguments after the mode). */
+static int jit_main_with(const char *cmd, int argc, char **argv, const char *mode, int nextra, char **extra)
 {
     Args a;
     const char *keep = NULL;
@@ -335,9 +336,12 @@ static int jit_main(const char *cmd, int argc, char **argv, const char *mode)
     fprintf(mode ? stderr : stdout, "mtxc %s: %s: lowering %.0f ms, C compile %.0f ms, JIT link %.0f ms\n", cmd,
             cfg_str(c, K_model_name), t.lower * 1e3, t.compile * 1e3, t.link * 1e3);
     fflush(stdout);
-    char *run_argv[] = {xfmt("mtxc %s", cmd), (char *)mode, NULL};
-    rc = mtx_main(prog, mode ? 2 : 1, run_argv);
+    char **run_argv = xcalloc((size_t)nextra + 3, sizeof *run_argv);
+    run_argv[0] = xfmt("mtxc %s", cmd), run_argv[1] = (char *)mode;
+    for (int i = 0; i < nextra; i++) run_argv[2 + i] = extra[i];
+    rc = mtx_main(prog, mode ? 2 + nextra : 1, run_argv);
     free(run_argv[0]);
+    free(run_argv);
     jit_free(jit);
     program_free(p);
     config_free(c);
@@ -345,8 +349,28 @@ static int jit_main(const char *cmd, int argc, char **argv, const char *mode)
 #endif
 }
 
+static int jit_main(const char *cmd, int argc, char **argv, const char *mode)
+{
+    return jit_main_with(cmd, argc, argv, mode, 0, NULL);
+}
+
 static int cmd_run(int argc, char **argv) { return jit_main("run", argc, argv, NULL); }
 static int cmd_decode(int argc, char **argv) { return jit_main("decode", argc, argv, "decode"); }
+
+/* The trainer's export options go to it; the rest is a config as for run. */
+static int cmd_export(int argc, char **argv)
+{
+    char **rest = xmalloc(sizeof(char *) * (size_t)(argc + 1)), **extra = xmalloc(sizeof(char *) * (size_t)(argc + 1));
+    int n = 0, nextra = 0, rc = 0;
+    for (int i = 0; i < argc && !rc; i++) {
+        if (strcmp(argv[i], "-o") && strcmp(argv[i], "--dtype") && strcmp(argv[i], "--shard-size")) rest[n++] = argv[i];
+        else if (i + 1 == argc) rc = usage_error("export", "option '%s' needs a value", argv[i]);
+        else extra[nextra++] = argv[i], extra[nextra++] = argv[++i];
+    }
+    if (!rc) rc = jit_main_with("export", n, rest, "export", nextra, extra);
+    free(rest), free(extra);
+    return rc;
+}
 
 static int cmd_compile_only(int argc, char **argv)
 {
@@ -537,6 +561,19 @@ static const Command commands[] = {
      "else the prompt is token ids. A built trainer does the same: PATH decode ...\n"
      "Decoding needs a single-device mesh.\n",
      cmd_decode},
+    {"export", "write a checkpoint's parameters as a Hugging Face model directory (JIT)",
+     "usage: mtxc export CONFIG load_parameters_path=STEP_DIR [key=value ...] -o DIR\n"
+     "                   [--dtype bfloat16|float32] [--shard-size 5GB]\n"
+     "\n"
+     "Compiles the config as mtxc run does, loads the parameters of a checkpoint step\n"
+     "directory (or of a Hugging Face directory), and writes DIR: config.json with\n"
+     "Hugging Face's field names for the family (architectures, model_type, sizes,\n"
+     "rope_theta, rope_scaling, ...) and the parameters in Hugging Face's layout and\n"
+     "names, as --dtype (default bfloat16) safetensors, in shards of at most\n"
+     "--shard-size (default 5GB, as Hugging Face's) with model.safetensors.index.json.\n"
+     "A float32 export loads back bit for bit. DIR must not exist; it appears only\n"
+     "once complete. A built trainer does the same: PATH export ...\n",
+     cmd_export},
     {"compile-only", "report per-device memory, FLOPs and collectives for a mesh",
      "usage: mtxc compile-only CONFIG [key=value ...] [--format text|json]\n"
      "\n"

@@ -478,7 +478,7 @@ void mtx_state_will_change(void);
 /* ---- the trainer (trainer/train.c) ---- */
 
 /* main() of a built trainer: parses run-time key=value arguments and trains
- * (argv[1] "decode": mtx_decode_main, mtxrt_trainer.h). */
+ * (argv[1] "decode": mtx_decode_main, "export": mtx_export_main, mtxrt_trainer.h). */
 int mtx_main(const mtx_program *prog, int argc, char **argv);
 
 #endif

@@ -2,6 +2,9 @@
 """Copies of a Hugging Face model directory for tests/test_hf_checkpoint.sh,
 in plain Python (no numpy, no torch): other dtypes, shards, and broken ones.
 
+  hf_variants.py equal A B [bf16]
+    exit 0 if the directories' tensors (any shards) hold the same values; with
+    bf16, if B's are A's rounded to bfloat16 (nearest even)
   hf_variants.py SRC DST MODE
     bf16-sharded   BF16 tensors in two shards with model.safetensors.index.json
     f16            F16 tensors in one file
@@ -59,7 +62,41 @@ def write(path, tensors, lie=None):
         f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
 
 
+def tensors(d):
+    index = os.path.join(d, "model.safetensors.index.json")
+    files = sorted(set(json.load(open(index))["weight_map"].values())) if os.path.exists(index) else ["model.safetensors"]
+    out = {}
+    for f in files:
+        for name, (info, raw) in read(os.path.join(d, f)).items():
+            if info["dtype"] == "F32":
+                vals = struct.unpack(f"<{len(raw) // 4}f", raw)
+            else:
+                vals = tuple(struct.unpack("<f", b"\0\0" + raw[i:i + 2])[0] for i in range(0, len(raw), 2))
+            out[name] = (info["shape"], vals)
+    return out
+
+
+def bf16(x):
+    bits = struct.unpack("<I", struct.pack("<f", x))[0]
+    if x != x:
+        return x
+    bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+    return struct.unpack("<f", struct.pack("<I", bits))[0]
+
+
+def equal(a, b, rounded=None):
+    ta, tb = tensors(a), tensors(b)
+    if set(ta) != set(tb):
+        sys.exit(f"tensors differ: {sorted(set(ta) ^ set(tb))[:4]}")
+    for name in sorted(ta):
+        want = ta[name] if not rounded else (ta[name][0], tuple(bf16(v) for v in ta[name][1]))
+        if want != tb[name]:
+            sys.exit(f"{name} differs")
+
+
 def main(src, dst, mode):
+    if src == "equal":
+        return equal(dst, mode, *sys.argv[4:])
     shutil.rmtree(dst, ignore_errors=True)
     os.makedirs(dst)
     cfg = json.load(open(os.path.join(src, "config.json")))
@@ -130,4 +167,4 @@ def main(src, dst, mode):
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    main(*sys.argv[1:4])

@@ -10,7 +10,8 @@
 # index and F16 load the same numbers; an imported model trains. Every
 # broken directory is refused naming the file and tensor; NaN weights warn.
 # Usage: tests/test_hf_checkpoint.sh MTXC (from the source root)
-MTXC=${1:-build/mtxc}
+MTXC=$(cd "$(dirname "${1:-build/mtxc}")" && pwd)/$(basename "${1:-build/mtxc}")
+root=$PWD
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
@@ -56,6 +57,71 @@ for case in llama-tiny llama3.1-tiny qwen2-tiny qwen3-tiny; do
     done
     echo "$case: loss $got (reference $want), $(sed -n 's/^greedy //p' $data/$case.ref | wc -w) greedy tokens as the reference's; F32, BF16 shards and F16 alike"
 done
+
+# Export: import then export in float32 gives the files' values back, for every family.
+for case in llama-tiny llama3.1-tiny qwen2-tiny qwen3-tiny; do
+    # shellcheck disable=SC2046
+    "$MTXC" export configs/base.yml $(model $case) load_parameters_path=$data/$case -o "$dir/x-$case" --dtype float32 \
+        > "$dir/log" 2>&1 || { cat "$dir/log"; fail "$case: export"; }
+    python3 tests/hf_variants.py equal $data/$case "$dir/x-$case" || fail "$case: export(import(x)) is not x"
+done
+echo "export(import(x)) == x, bit for bit, for the four families"
+
+# The cycle with a real preset, shrunk: llama3.1-8b (rope_theta 500000, Llama 3.1's scaled RoPE) trains,
+# exports, trains 20 steps from the import, exports again; the import of a float32 export
+# is the checkpoint bit for bit (the same first loss), a bfloat16 one its rounding.
+small="model_name=llama3.1-8b override_model_config=true base_emb_dim=64 base_num_query_heads=4 base_num_kv_heads=2
+       base_mlp_dim=128 base_num_decoder_layers=2 head_dim=16 vocab_size=256 max_target_length=64 per_device_batch_size=8
+       dtype=float32 dataset_type=tokens dataset_path=$dir/tokens.bin eval_dataset_path=$dir/tokens.bin
+       enable_data_shuffling=false"
+cd "$dir" || fail "cd"
+run() { "$MTXC" run "$root/configs/base.yml" $small "$@" > log 2>&1 || { cat log; fail "run $*"; }; }
+# shellcheck disable=SC2086
+run steps=1 run_name=a
+# shellcheck disable=SC2086
+"$MTXC" export "$root/configs/base.yml" $small load_parameters_path=a/checkpoints/1 -o h1 > log 2>&1 || { cat log; fail "export a"; }
+# shellcheck disable=SC2086
+run steps=20 log_period=10 run_name=b load_parameters_path=h1 metrics_file=b.jsonl
+first=$(sed -n 's/.*"step": 1, "learning\/loss": \([0-9.]*\).*/\1/p' b.jsonl)
+last=$(sed -n 's/.*"step": 20, "learning\/loss": \([0-9.]*\).*/\1/p' b.jsonl)
+awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a) }' || fail "llama3.1-8b (shrunk): loss $first -> $last did not fall"
+for dtype in float32 bfloat16; do
+    # shellcheck disable=SC2086
+    "$MTXC" export "$root/configs/base.yml" $small load_parameters_path=b/checkpoints/20 -o h-$dtype --dtype $dtype \
+        --shard-size 100KB > log 2>&1 || { cat log; fail "export b $dtype"; }
+    [ -f h-$dtype/model.safetensors.index.json ] && [ -f h-$dtype/model-00002-of-0000*.safetensors ] || fail "no shards at 100KB"
+done
+python3 "$root/tests/hf_variants.py" equal h-float32 h-bfloat16 bf16 || fail "the bfloat16 export is not the float32 one rounded"
+grep -q '"architectures":.*"LlamaForCausalLM"' h-float32/config.json && grep -q '"rope_theta":.*500000' h-float32/config.json &&
+    grep -q '"rope_type":.*"llama3"' h-float32/config.json && grep -q '"torch_dtype":.*"float32"' h-float32/config.json ||
+    { cat h-float32/config.json; fail "config.json"; }
+for from in b/checkpoints/20 h-float32; do
+    # shellcheck disable=SC2086
+    run steps=1 load_parameters_path=$from metrics_file=$from.jsonl
+done
+same() { grep -o '"learning/loss": [^,]*, "learning/grad_norm": [^,]*' "$1"; }
+[ -n "$(same h-float32.jsonl)" ] && [ "$(same b/checkpoints/20.jsonl)" = "$(same h-float32.jsonl)" ] ||
+    { cat b/checkpoints/20.jsonl h-float32.jsonl; fail "the float32 export does not load as the checkpoint"; }
+loss=$(sed -n 's/.*"learning\/loss": \([0-9.]*\).*/\1/p' h-float32.jsonl)
+echo "llama3.1-8b shrunk: trains from its export (loss $first -> $last in 20 steps), exports again (float32 and bfloat16, in $(ls h-float32/*.safetensors | wc -l) shards); the float32 export loads as the checkpoint (loss $loss)"
+
+# Refusals: nothing is written.
+mkdir exists
+out=$("$MTXC" export "$root/configs/base.yml" $small load_parameters_path=b/checkpoints/20 -o exists 2>&1) &&
+    fail "export over an existing directory"
+case "$out" in *"the output directory exists already (nothing is overwritten): exists"*) ;; *) fail "exists: $out" ;; esac
+[ -z "$(ls exists)" ] || fail "export wrote into an existing directory"
+out=$("$MTXC" export "$root/configs/base.yml" $small load_parameters_path=b/checkpoints/20 2>&1) && fail "export without -o"
+case "$out" in *"export needs -o DIR"*) ;; *) fail "no -o: $out" ;; esac
+out=$("$MTXC" export "$root/configs/base.yml" $small load_parameters_path=b/checkpoints/20 -o x --dtype float16 2>&1) && fail "float16"
+case "$out" in *"--dtype 'float16' (bfloat16 or float32"*) ;; *) fail "dtype: $out" ;; esac
+out=$("$MTXC" export "$root/configs/base.yml" $small load_parameters_path=b/checkpoints/20 -o x --shard-size 2^63 2>&1) && fail "shard size"
+case "$out" in *"--shard-size '2^63'"*) ;; *) fail "shard size: $out" ;; esac
+out=$("$MTXC" export "$root/configs/base.yml" model_name=gpt3-52k load_parameters_path=b/checkpoints/20 -o x 2>&1) && fail "gpt3"
+case "$out" in *"this program's family has no mapping to Hugging Face's layout yet"*) ;; *) fail "gpt3: $out" ;; esac
+[ ! -e x ] && [ -z "$(ls -d ./*.tmp-* 2>/dev/null)" ] || fail "a refused export left files"
+echo "export refusals: an existing directory, no -o, a bad dtype or size, a family without a mapping; nothing written"
+cd "$root" || fail "cd"
 
 # An imported model trains (Llama 3.1's RoPE).
 "$MTXC" run configs/base.yml model_name=tiny rope_type=llama3.1 dataset_type=tokens dataset_path="$dir/tokens.bin" \

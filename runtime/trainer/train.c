@@ -344,6 +344,8 @@ int mtx_main(const mtx_program *prog, int argc, char **argv)
         if (!status && argc > 1 && !strcmp(argv[1], "decode")) {
             if (mtx_rank() != 0 && !freopen("/dev/null", "w", stderr)) status = 1;
             if (!status) status = mtx_decode_main(prog, argc - 1, argv + 1);
+        } else if (!status && argc > 1 && !strcmp(argv[1], "export")) {
+            status = mtx_export_main(prog, argc - 1, argv + 1);
         } else if (!status) {
             status = train(prog, argc, argv);
         }

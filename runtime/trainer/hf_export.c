@@ -1,0 +1,309 @@
+/* A trainer's parameters as a Hugging Face model directory (`PATH export`,
+ * `mtxc export`): config.json from the program's config (the fields
+ * hf_checkpoint.c checks on import, plus torch_dtype), and the parameters in
+ * the program's HF layout, inverted (transposed back, the folded query
+ * scale taken out, RoPE pairs back to rotate_half's halves) as BF16 or F32
+ * safetensors, sharded past a size with model.safetensors.index.json. A
+ * float32 export imports back bit for bit. The directory is written under a
+ * temporary name and renamed when complete. */
+#include "mtxrt_keys.h"
+#include "mtxrt_trainer.h"
+#include "run_config.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+typedef struct {
+    const char *out;
+    int bf16;
+    uint64_t shard_bytes;
+} ExportOptions;
+
+static uint64_t tensor_elems(const mtx_tensor_desc *d)
+{
+    uint64_t n = 1;
+    for (int i = 0; i < d->rank; i++) n *= (uint64_t)d->shape[i];
+    return n;
+}
+
+/* The value whose import (hf_checkpoint.c: float(value x scale)) is p. */
+static float unscale(float p, float scale)
+{
+    if (scale == 1.0f || !isfinite(p)) return p;
+    float f = (float)((double)p / scale);
+    for (int k = 0; k < 4 && (float)((double)f * scale) != p; k++)
+        f = nextafterf(f, (double)f * scale < p ? INFINITY : -INFINITY);
+    return f;
+}
+
+/* One parameter in Hugging Face's layout, into out (its dtype's bytes). */
+static void unplace(const mtx_hf_tensor *m, const mtx_tensor_desc *d, const float *p, int bf16, unsigned char *out)
+{
+    int64_t rows = d->rank == 2 ? d->shape[0] : 1, cols = d->rank == 2 ? d->shape[1] : d->shape[0];
+    int half = m->rope_pairs / 2;
+    for (int64_t c = 0; c < cols; c++) {
+        int64_t src = c;
+        if (m->rope_pairs) {
+            int64_t head = c / m->rope_pairs, j = c % m->rope_pairs;
+            src = head * m->rope_pairs + (j % 2 ? j / 2 + half : j / 2);
+        }
+        for (int64_t r = 0; r < rows; r++) {
+            size_t at = m->transpose ? (size_t)(src * rows + r) : (size_t)(r * cols + src);
+            float v = unscale(p[r * cols + c], m->scale);
+            if (bf16) {
+                mtx_bf16 h = mtx_f32_to_bf16(v);
+                memcpy(out + 2 * at, &h, 2);
+            } else {
+                memcpy(out + 4 * at, &v, 4);
+            }
+        }
+    }
+}
+
+/* "cannot VERB 'path': why": 0. */
+static int io_fail(char *err, size_t errlen, const char *verb, const char *path)
+{
+    snprintf(err, errlen, "cannot %s '%.900s': %s", verb, path, strerror(errno));
+    return 0;
+}
+
+static int write_all(int fd, const void *data, size_t n)
+{
+    for (size_t done = 0; done < n;) {
+        ssize_t w = write(fd, (const char *)data + done, n - done);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return 0;
+        done += (size_t)w;
+    }
+    return 1;
+}
+
+static int write_text(const char *path, const char *text)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
+    int ok = fd >= 0 && write_all(fd, text, strlen(text)) && fsync(fd) == 0;
+    if (fd >= 0) ok = close(fd) == 0 && ok;
+    return ok;
+}
+
+/* config.json: every field the import checks, and torch_dtype. */
+static char *config_json(const mtx_program *prog, int bf16)
+{
+    cJSON *root = cJSON_CreateObject();
+    for (int i = 0; i < prog->nhf_config; i++) {
+        cJSON *v = cJSON_Parse(prog->hf_config[i].value);
+        if (v) cJSON_AddItemToObject(root, prog->hf_config[i].key, v);
+    }
+    cJSON_AddStringToObject(root, "torch_dtype", bf16 ? "bfloat16" : "float32");
+    char *json = cJSON_Print(root), *text = json ? malloc(strlen(json) + 2) : NULL;
+    if (text) sprintf(text, "%s\n", json);
+    free(json);
+    cJSON_Delete(root);
+    return text;
+}
+
+/* Which shard each HF tensor goes to: in order, a new one when the next
+ * tensor would pass the size (a tensor larger than it has a shard alone). */
+static int plan_shards(const mtx_program *prog, const ExportOptions *o, int *shard_of)
+{
+    int shard = 0;
+    uint64_t used = 0;
+    for (int k = 0; k < prog->nhf; k++) {
+        uint64_t bytes = tensor_elems(&prog->tensors[prog->hf[k].tensor]) * (o->bf16 ? 2 : 4);
+        if (used && used + bytes > o->shard_bytes) shard++, used = 0;
+        shard_of[k] = shard;
+        used += bytes;
+    }
+    return shard + 1;
+}
+
+static void shard_name(int s, int n, char *out, size_t len)
+{
+    if (n == 1) snprintf(out, len, "model.safetensors");
+    else snprintf(out, len, "model-%05d-of-%05d.safetensors", s + 1, n);
+}
+
+static char *shard_header(const mtx_program *prog, const ExportOptions *o, const int *shard_of, int s, size_t *len)
+{
+    cJSON *root = cJSON_CreateObject(), *meta = cJSON_AddObjectToObject(root, "__metadata__");
+    cJSON_AddStringToObject(meta, "format", "pt");
+    uint64_t at = 0;
+    for (int k = 0; k < prog->nhf; k++) {
+        if (shard_of[k] != s) continue;
+        const mtx_hf_tensor *m = &prog->hf[k];
+        const mtx_tensor_desc *d = &prog->tensors[m->tensor];
+        cJSON *e = cJSON_AddObjectToObject(root, m->name), *shape = cJSON_AddArrayToObject(e, "shape");
+        cJSON *off = cJSON_AddArrayToObject(e, "data_offsets");
+        cJSON_AddStringToObject(e, "dtype", o->bf16 ? "BF16" : "F32");
+        for (int i = 0; i < d->rank; i++)
+            cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)d->shape[m->transpose ? d->rank - 1 - i : i]));
+        uint64_t bytes = tensor_elems(d) * (o->bf16 ? 2 : 4);
+        cJSON_AddItemToArray(off, cJSON_CreateNumber((double)at));
+        cJSON_AddItemToArray(off, cJSON_CreateNumber((double)(at + bytes)));
+        at += bytes;
+    }
+    char *text = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    size_t n = strlen(text), padded = (n + 7) / 8 * 8;
+    char *out = realloc(text, padded + 1);
+    memset(out + n, ' ', padded - n);
+    out[padded] = 0;
+    *len = padded;
+    return out;
+}
+
+static int write_shard(const mtx_program *prog, const void *memory, const ExportOptions *o, const int *shard_of, int s,
+                       const char *path, double *shown, int *done, char *err, size_t errlen)
+{
+    size_t hlen;
+    char *header = shard_header(prog, o, shard_of, s, &hlen);
+    unsigned char len8[8];
+    for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644), ok = fd >= 0 && write_all(fd, len8, 8) && write_all(fd, header, hlen);
+    free(header);
+    for (int k = 0; ok && k < prog->nhf; k++) {
+        if (shard_of[k] != s) continue;
+        const mtx_tensor_desc *d = &prog->tensors[prog->hf[k].tensor];
+        size_t bytes = tensor_elems(d) * (o->bf16 ? 2 : 4);
+        unsigned char *buf = malloc(bytes ? bytes : 1);
+        if (!buf) return close(fd), snprintf(err, errlen, "out of memory for %s (%zu bytes)", prog->hf[k].name, bytes), 0;
+        unplace(&prog->hf[k], d, (const float *)((const unsigned char *)memory + d->offset), o->bf16, buf);
+        ok = write_all(fd, buf, bytes);
+        free(buf);
+        ++*done;
+        if (mtx_seconds() - *shown >= 1) {
+            *shown = mtx_seconds();
+            fprintf(stderr, "exporting to '%s': %d of %d tensors\n", o->out, *done, prog->nhf);
+        }
+    }
+    if (fd >= 0) ok = fsync(fd) == 0 && close(fd) == 0 && ok;
+    return ok || io_fail(err, errlen, "write", path);
+}
+
+static char *index_json(const mtx_program *prog, const ExportOptions *o, const int *shard_of, int nshards)
+{
+    cJSON *root = cJSON_CreateObject(), *meta = cJSON_AddObjectToObject(root, "metadata");
+    cJSON *map = cJSON_AddObjectToObject(root, "weight_map");
+    uint64_t total = 0;
+    char name[64];
+    for (int k = 0; k < prog->nhf; k++) {
+        total += tensor_elems(&prog->tensors[prog->hf[k].tensor]) * (o->bf16 ? 2 : 4);
+        shard_name(shard_of[k], nshards, name, sizeof name);
+        cJSON_AddStringToObject(map, prog->hf[k].name, name);
+    }
+    cJSON_AddNumberToObject(meta, "total_size", (double)total);
+    char *text = cJSON_Print(root);
+    cJSON_Delete(root);
+    return text;
+}
+
+/* The directory under a temporary name, then renamed to o->out. */
+static int export_dir(const mtx_program *prog, const void *memory, const ExportOptions *o, char *err, size_t errlen)
+{
+    char tmp[4400], path[4600], name[64];
+    snprintf(tmp, sizeof tmp, "%s.tmp-%d", o->out, (int)getpid());
+    if (mkdir(tmp, 0755) != 0) return io_fail(err, errlen, "make", tmp);
+    int *shard_of = malloc(sizeof(int) * (size_t)(prog->nhf + 1)), nshards = plan_shards(prog, o, shard_of), done = 0;
+    double shown = mtx_seconds();
+    char *cfg = config_json(prog, o->bf16), *index = nshards > 1 ? index_json(prog, o, shard_of, nshards) : NULL;
+    snprintf(path, sizeof path, "%s/config.json", tmp);
+    int ok = write_text(path, cfg) || io_fail(err, errlen, "write", path);
+    for (int s = 0; ok && s < nshards; s++) {
+        shard_name(s, nshards, name, sizeof name);
+        snprintf(path, sizeof path, "%s/%s", tmp, name);
+        ok = write_shard(prog, memory, o, shard_of, s, path, &shown, &done, err, errlen);
+    }
+    if (ok && index) {
+        snprintf(path, sizeof path, "%s/model.safetensors.index.json", tmp);
+        ok = write_text(path, index) || io_fail(err, errlen, "write", path);
+    }
+    if (ok && rename(tmp, o->out) != 0) ok = io_fail(err, errlen, "rename the finished directory to", o->out);
+    if (!ok) {   /* nothing half-written stays */
+        const char *files[] = {"config.json", "model.safetensors.index.json"};
+        for (int i = 0; i < 2; i++) snprintf(path, sizeof path, "%s/%s", tmp, files[i]), unlink(path);
+        for (int s = 0; s < nshards; s++) shard_name(s, nshards, name, sizeof name), snprintf(path, sizeof path, "%s/%s", tmp, name), unlink(path);
+        rmdir(tmp);
+    }
+    free(shard_of), free(cfg), free(index);
+    return ok;
+}
+
+/* "5GB", "100MB", "4096": bytes, or 0. */
+static uint64_t parse_size(const char *s)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    double unit = !strcmp(end, "") || !strcmp(end, "B") ? 1 : !strcmp(end, "KB") ? 1e3 : !strcmp(end, "MB") ? 1e6
+                : !strcmp(end, "GB") ? 1e9 : 0;
+    if (errno || end == s || !(v > 0) || !unit || v * unit > 1e15) return 0;
+    return (uint64_t)(v * unit);
+}
+
+static const char export_usage[] =
+    "usage: PATH export load_parameters_path=STEP_DIR [key=value ...] -o DIR [--dtype bfloat16|float32]\n"
+    "                   [--shard-size 5GB]\n";
+
+/* -o, --dtype and --shard-size out of argv; the key=value arguments stay. */
+static int export_options(int *argc, char **argv, ExportOptions *o)
+{
+    *o = (ExportOptions){.bf16 = 1, .shard_bytes = 5000000000ull};
+    int n = 1;
+    for (int i = 1; i < *argc; i++) {
+        const char *a = argv[i], *v = i + 1 < *argc ? argv[i + 1] : NULL;
+        int opt = !strcmp(a, "-o") || !strcmp(a, "--dtype") || !strcmp(a, "--shard-size");
+        if (opt && !v) return fprintf(stderr, "trainer: error: option '%s' needs a value\n%s", a, export_usage), 0;
+        if (!strcmp(a, "-o")) o->out = v;
+        else if (!strcmp(a, "--dtype") && (!strcmp(v, "bfloat16") || !strcmp(v, "float32"))) o->bf16 = !strcmp(v, "bfloat16");
+        else if (!strcmp(a, "--shard-size") && (o->shard_bytes = parse_size(v))) {}
+        else if (opt) return fprintf(stderr, "trainer: error: %s '%s' (bfloat16 or float32; a size like 5GB)\n", a, v), 0;
+        else if (a[0] == '-') return fprintf(stderr, "trainer: error: unknown option '%s'\n%s", a, export_usage), 0;
+        else argv[n++] = argv[i];
+        i += opt;
+    }
+    *argc = n;
+    if (!o->out) return fprintf(stderr, "trainer: error: export needs -o DIR\n%s", export_usage), 0;
+    return 1;
+}
+
+int mtx_export_main(const mtx_program *prog, int argc, char **argv)
+{
+    ExportOptions o;
+    if (!export_options(&argc, argv, &o)) return 2;
+    static RunConfig rc;
+    char params[4096], err[1024];
+    int status = mtx_run_parse(prog, &rc, argc, argv, true);
+    if (!status && !mtx_run_string(prog, &rc, "load_parameters_path", params, sizeof params)) status = 2;
+    mtx_run_free(&rc);
+    if (status) return status < 0 ? 0 : status;
+    struct stat st;
+    const char *why = !params[0] ? "export needs load_parameters_path=STEP_DIR (a checkpoint, or a Hugging Face directory)"
+                      : !prog->nhf ? "this program's family has no mapping to Hugging Face's layout yet"
+                      : prog->mesh_fsdp * prog->mesh_tensor * prog->mesh_expert > 1
+                          ? "export from a state split over fsdp, tensor or expert ranks is not implemented yet"
+                      : lstat(o.out, &st) == 0 ? "the output directory exists already (nothing is overwritten)" : NULL;
+    if (why) {
+        fprintf(stderr, "trainer: error: %s%s%s\n", why, lstat(o.out, &st) == 0 ? ": " : "", lstat(o.out, &st) == 0 ? o.out : "");
+        return 2;
+    }
+    mtx_state *state = prog->state_new();
+    uint64_t position;
+    double t0 = mtx_seconds();
+    if (mtx_checkpoint_load(prog, state, params, 1, &position, err, sizeof err) != 0 ||
+        !export_dir(prog, prog->state_memory(state), &o, err, sizeof err)) {
+        fprintf(stderr, "trainer: error: %s\n", err);
+        status = 2;
+    } else {
+        printf("exported %s to %s (%s, Hugging Face's layout) in %.2f s\n", params, o.out, o.bf16 ? "bfloat16" : "float32",
+               mtx_seconds() - t0);
+    }
+    prog->state_free(state);
+    return status;
+}
