@@ -562,7 +562,7 @@ static const Command commands[] = {
      "Decoding needs a single-device mesh.\n",
      cmd_decode},
     {"export", "write a checkpoint's parameters as a Hugging Face model directory (JIT)",
-     "usage: mtxc export CONFIG load_parameters_path=STEP_DIR [key=value ...] -o DIR\n"
+     "usage: mtxc export CONFIG [load_parameters_path=STEP_DIR] [key=value ...] -o DIR\n"
      "                   [--dtype bfloat16|float32] [--shard-size 5GB]\n"
      "\n"
      "Compiles the config as mtxc run does, loads the parameters of a checkpoint step\n"
@@ -571,8 +571,10 @@ static const Command commands[] = {
      "rope_theta, rope_scaling, ...) and the parameters in Hugging Face's layout and\n"
      "names, as --dtype (default bfloat16) safetensors, in shards of at most\n"
      "--shard-size (default 5GB, as Hugging Face's) with model.safetensors.index.json.\n"
-     "A float32 export loads back bit for bit. DIR must not exist; it appears only\n"
-     "once complete. A built trainer does the same: PATH export ...\n",
+     "A float32 export loads back bit for bit. Without load_parameters_path it writes\n"
+     "the initial parameters (init_weights_seed): a random model of the config. DIR\n"
+     "must not exist; it appears only once complete. A built trainer does the same:\n"
+     "PATH export ...\n",
      cmd_export},
     {"compile-only", "report per-device memory, FLOPs and collectives for a mesh",
      "usage: mtxc compile-only CONFIG [key=value ...] [--format text|json]\n"

@@ -44,7 +44,7 @@ check relu 0 "%layers.0.mlp.activation: bf16[8, 64, 128] = relu %layers.0.mlp.wi
 check eval_batch 0 "input %inputs: i32[2, 64]" "$MTXC" ir configs/base.yml model_name=tiny eval_per_device_batch_size=2 --after build
 check emit_needs_dir 2 "missing -o DIR" "$MTXC" emit configs/base.yml
 check compile_only_help 0 "usage: mtxc compile-only CONFIG" "$MTXC" compile-only --help
-check export_help 0 "usage: mtxc export CONFIG load_parameters_path=STEP_DIR" "$MTXC" export --help
+check export_help 0 "usage: mtxc export CONFIG [load_parameters_path=STEP_DIR]" "$MTXC" export --help
 check export_no_value 2 "option '-o' needs a value" "$MTXC" export configs/base.yml -o
 check tokenize_help 0 "usage: mtxc tokenize CONFIG [key=value ...] [--lines] FILE" "$MTXC" tokenize --help
 check tokenize_no_file 2 "missing FILE" "$MTXC" tokenize configs/tiny-text.yml

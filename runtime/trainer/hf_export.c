@@ -4,8 +4,9 @@
  * the program's HF layout, inverted (transposed back, the folded query
  * scale taken out, RoPE pairs back to rotate_half's halves) as BF16 or F32
  * safetensors, sharded past a size with model.safetensors.index.json. A
- * float32 export imports back bit for bit. The directory is written under a
- * temporary name and renamed when complete. */
+ * float32 export imports back bit for bit. Without a load path, the
+ * initial parameters (init_weights_seed): a random model of the config. The
+ * directory is written under a temporary name and renamed when complete. */
 #include "mtxrt_keys.h"
 #include "mtxrt_trainer.h"
 #include "run_config.h"
@@ -248,7 +249,7 @@ static uint64_t parse_size(const char *s)
 }
 
 static const char export_usage[] =
-    "usage: PATH export load_parameters_path=STEP_DIR [key=value ...] -o DIR [--dtype bfloat16|float32]\n"
+    "usage: PATH export [load_parameters_path=STEP_DIR] [key=value ...] -o DIR [--dtype bfloat16|float32]\n"
     "                   [--shard-size 5GB]\n";
 
 /* -o, --dtype and --shard-size out of argv; the key=value arguments stay. */
@@ -281,27 +282,35 @@ int mtx_export_main(const mtx_program *prog, int argc, char **argv)
     char params[4096], err[1024];
     int status = mtx_run_parse(prog, &rc, argc, argv, true);
     if (!status && !mtx_run_string(prog, &rc, "load_parameters_path", params, sizeof params)) status = 2;
-    mtx_run_free(&rc);
-    if (status) return status < 0 ? 0 : status;
+    if (status) return mtx_run_free(&rc), status < 0 ? 0 : status;
     struct stat st;
-    const char *why = !params[0] ? "export needs load_parameters_path=STEP_DIR (a checkpoint, or a Hugging Face directory)"
-                      : !prog->nhf ? "this program's family has no mapping to Hugging Face's layout yet"
+    const char *why = !prog->nhf ? "this program's family has no mapping to Hugging Face's layout yet"
                       : prog->mesh_fsdp * prog->mesh_tensor * prog->mesh_expert > 1
                           ? "export from a state split over fsdp, tensor or expert ranks is not implemented yet"
                       : lstat(o.out, &st) == 0 ? "the output directory exists already (nothing is overwritten)" : NULL;
     if (why) {
         fprintf(stderr, "trainer: error: %s%s%s\n", why, lstat(o.out, &st) == 0 ? ": " : "", lstat(o.out, &st) == 0 ? o.out : "");
+        mtx_run_free(&rc);
         return 2;
     }
     mtx_state *state = prog->state_new();
     uint64_t position;
     double t0 = mtx_seconds();
-    if (mtx_checkpoint_load(prog, state, params, 1, &position, err, sizeof err) != 0 ||
+    char what[4200];
+    if (params[0]) {
+        snprintf(what, sizeof what, "%s", params);
+    } else {   /* no load path: the initial parameters, a random model of this config */
+        long long seed = mtx_run_get(prog, &rc, "init_weights_seed")->i;
+        prog->init(state, mtx_rng_seed((uint64_t)seed));
+        snprintf(what, sizeof what, "the initial parameters (init_weights_seed %lld)", seed);
+    }
+    mtx_run_free(&rc);
+    if ((params[0] && mtx_checkpoint_load(prog, state, params, 1, &position, err, sizeof err) != 0) ||
         !export_dir(prog, prog->state_memory(state), &o, err, sizeof err)) {
         fprintf(stderr, "trainer: error: %s\n", err);
         status = 2;
     } else {
-        printf("exported %s to %s (%s, Hugging Face's layout) in %.2f s\n", params, o.out, o.bf16 ? "bfloat16" : "float32",
+        printf("exported %s to %s (%s, Hugging Face's layout) in %.2f s\n", what, o.out, o.bf16 ? "bfloat16" : "float32",
                mtx_seconds() - t0);
     }
     prog->state_free(state);
