@@ -119,6 +119,9 @@ int mtx_hf_dir(const char *dir);
  * and the program's layout (mtx_program.hf); 0, or -1 with a message
  * naming the file and tensor (st unspecified: the callers stop). */
 int mtx_hf_load(const mtx_program *prog, mtx_state *st, const char *dir, char *err, size_t errlen);
+/* Where each of a parameter's cols columns lives in its Hugging Face tensor
+ * (a row when transposed), after RoPE's pairs: malloc'd, NULL if out of memory. */
+int64_t *mtx_hf_columns(const mtx_hf_tensor *m, int64_t cols);
 /* A trainer's `export` command (hf_export.c): load_parameters_path's
  * parameters written as a Hugging Face model directory (-o DIR). */
 int mtx_export_main(const mtx_program *prog, int argc, char **argv);

@@ -2,19 +2,22 @@
  * config.json checked field by field against the program's config
  * (mtx_program.hf_config), model.safetensors or the shards that
  * model.safetensors.index.json names, every tensor's header checked before
- * any is read, then each tensor read, widened to float32 (F32, BF16, F16)
- * and put in its parameter's place with the layout the compiler gave
- * (mtx_program.hf: transpose, scale, RoPE pairs), one tensor in memory at a
- * time. */
+ * any is read, then each tensor widened to float32 (F32, BF16, F16) from
+ * the mapped file and put in its parameter's place with the layout the
+ * compiler gave (mtx_program.hf: transpose, scale, RoPE pairs), over the
+ * trainer's threads; no copy of a tensor is made. */
 #include "mtxrt_keys.h"
 #include "mtxrt_trainer.h"
 
 #include <cjson/cJSON.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #define MAX_HEADER ((uint64_t)100 << 20)
@@ -31,6 +34,8 @@ typedef struct {
     char path[4400];
     int fd;
     cJSON *header;
+    unsigned char *map;               /* the whole file, read-only (MAP_FAILED: none) */
+    uint64_t size;
 } Shard;
 
 typedef struct {
@@ -172,6 +177,15 @@ static int open_shard(Hf *h, int s)
                     sh->path, (unsigned long long)hlen, (unsigned long long)size);
     char *text = malloc(hlen + 1);
     if (!text || !read_at(sh->fd, text, hlen, 8)) return free(text), fail(h, "cannot read the header of '%s'", sh->path);
+    /* Tensors are converted from the page cache where they are, no copy;
+     * the kernel reads ahead while earlier ones are placed. (A file cut
+     * shorter while it is read would end the process with SIGBUS; the
+     * sizes were checked against fstat above.) */
+    sh->size = size;
+    sh->map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, sh->fd, 0);
+    if (sh->map == MAP_FAILED) return free(text), fail(h, "cannot map '%s' into memory: %s", sh->path, strerror(errno));
+    posix_fadvise(sh->fd, 0, 0, POSIX_FADV_WILLNEED);   /* the whole file queued for reading, now */
+    madvise(sh->map, size, MADV_SEQUENTIAL);
     sh->header = cJSON_ParseWithLength(text, hlen);
     free(text);
     if (!cJSON_IsObject(sh->header)) return fail(h, "'%s': its header is not a JSON object", sh->path);
@@ -277,7 +291,7 @@ static float half_to_float(uint16_t x)
     return x >> 15 ? -v : v;
 }
 
-static float value(const unsigned char *raw, int dtype, size_t i)
+static inline float value(const unsigned char *raw, int dtype, size_t i)
 {
     if (dtype == F32) {
         float f;
@@ -293,52 +307,103 @@ static float value(const unsigned char *raw, int dtype, size_t i)
     return f;
 }
 
-/* One tensor into its parameter: transposed, scaled, RoPE pairs; the NaNs counted. */
-static long long place(const mtx_hf_tensor *m, const mtx_tensor_desc *d, const unsigned char *raw, int dtype, float *to)
+/* Where each column of a parameter [rows, cols] lives in its HF tensor:
+ * the tensor's row (transposed) or column src[c], after RoPE's pairs; a
+ * malloc'd map, NULL when out of memory. */
+int64_t *mtx_hf_columns(const mtx_hf_tensor *m, int64_t cols)
 {
-    int64_t rows = d->rank == 2 ? d->shape[0] : 1, cols = d->rank == 2 ? d->shape[1] : d->shape[0];
+    int64_t *src = malloc(sizeof(int64_t) * (size_t)(cols ? cols : 1));
+    for (int64_t c = 0; src && c < cols; c++) {
+        int64_t head = m->rope_pairs ? c / m->rope_pairs : 0, j = m->rope_pairs ? c % m->rope_pairs : c;
+        src[c] = !m->rope_pairs ? c : head * m->rope_pairs + (j % 2 ? j / 2 + m->rope_pairs / 2 : j / 2);
+    }
+    return src;
+}
+
+/* Placing one tensor: a job over blocks of 64 of the tensor's own rows, so
+ * that each thread reads its part of the mapped file front to back (the
+ * kernel's readahead keeps up) while its writes stay in 64 columns. */
+typedef struct {
+    const mtx_hf_tensor *m;
+    const unsigned char *raw;
+    int dtype;
+    int64_t rows, cols, *src, *inv;   /* the parameter's [rows, cols]; column maps both ways */
+    float *to;
+    _Atomic long long nans;
+} Place;
+
+static inline float scaled(const Place *p, size_t at, int dtype)
+{
+    float v = value(p->raw, dtype, at);
+    return p->m->scale == 1.0f ? v : (float)((double)v * p->m->scale);
+}
+
+/* The tensor's rows [h0, h1); dtype is a constant in each caller, so each form is its own loop. */
+static inline long long place_rows(const Place *p, int64_t h0, int64_t h1, int dtype)
+{
     long long nans = 0;
-    int half = m->rope_pairs / 2;
-    for (int64_t c = 0; c < cols; c++) {
-        int64_t src = c;   /* the parameter's column c is the tensor's row (transpose) src */
-        if (m->rope_pairs) {
-            int64_t head = c / m->rope_pairs, j = c % m->rope_pairs;
-            src = head * m->rope_pairs + (j % 2 ? j / 2 + half : j / 2);
-        }
-        for (int64_t r = 0; r < rows; r++) {
-            size_t at = m->transpose ? (size_t)(src * rows + r) : (size_t)(r * cols + src);
-            float v = (float)((double)value(raw, dtype, at) * m->scale);
-            nans += isnan(v);
-            to[r * cols + c] = v;
-        }
+    if (p->m->transpose) {   /* tensor row h is the parameter's column inv[h] */
+        for (int64_t r = 0; r < p->rows; r++)
+            for (int64_t h = h0; h < h1; h++) {
+                float v = scaled(p, (size_t)(h * p->rows + r), dtype);
+                nans += v != v;
+                p->to[r * p->cols + p->inv[h]] = v;
+            }
+    } else {
+        for (int64_t r = h0; r < h1; r++)
+            for (int64_t c = 0; c < p->cols; c++) {
+                float v = scaled(p, (size_t)(r * p->cols + p->src[c]), dtype);
+                nans += v != v;
+                p->to[r * p->cols + c] = v;
+            }
     }
     return nans;
 }
 
+static void place_blocks(void *ctx, size_t first, size_t end)
+{
+    Place *p = ctx;
+    int64_t hrows = p->m->transpose ? p->cols : p->rows;
+    int64_t h0 = (int64_t)first * 64, h1 = (int64_t)end * 64 < hrows ? (int64_t)end * 64 : hrows;
+    long long n = p->dtype == BF16 ? place_rows(p, h0, h1, BF16) : p->dtype == F32 ? place_rows(p, h0, h1, F32)
+                                                                                  : place_rows(p, h0, h1, F16);
+    p->nans += n;
+}
+
+/* One tensor into its parameter: transposed, scaled, RoPE pairs; the NaNs
+ * counted (-1: out of memory). */
+static long long place(const mtx_hf_tensor *m, const mtx_tensor_desc *d, const unsigned char *raw, int dtype, float *to)
+{
+    Place p = {.m = m, .raw = raw, .dtype = dtype, .to = to, .rows = d->rank == 2 ? d->shape[0] : 1,
+               .cols = d->rank == 2 ? d->shape[1] : d->shape[0]};
+    p.src = mtx_hf_columns(m, p.cols);
+    p.inv = malloc(sizeof(int64_t) * (size_t)(p.cols ? p.cols : 1));
+    if (!p.src || !p.inv) return free(p.src), free(p.inv), -1;
+    for (int64_t c = 0; c < p.cols; c++) p.inv[p.src[c]] = c;
+    int64_t hrows = m->transpose ? p.cols : p.rows;
+    mtx_parallel(place_blocks, &p, (size_t)((hrows + 63) / 64), 1, (double)p.rows * (double)p.cols * MTX_COST_ELEMENT_NS);
+    free(p.src), free(p.inv);
+    return p.nans;
+}
+
 static int read_all(Hf *h, const mtx_program *prog, void *memory)
 {
-    uint64_t biggest = 0, bytes = 0;
-    for (int i = 0; i < h->n; i++) biggest = h->t[i].end - h->t[i].begin > biggest ? h->t[i].end - h->t[i].begin : biggest;
-    unsigned char *raw = malloc(biggest ? biggest : 1);
-    if (!raw) return fail(h, "out of memory for a tensor of %llu bytes", (unsigned long long)biggest);
+    uint64_t bytes = 0;
     double start = mtx_seconds(), shown = start;
     long long nans = 0;
     for (int k = 0; k < prog->nhf; k++) {
         const mtx_hf_tensor *m = &prog->hf[k];
         const Tensor *t = find(h, m->name);
         const mtx_tensor_desc *d = &prog->tensors[m->tensor];
-        if (!read_at(h->shards[t->shard].fd, raw, t->end - t->begin, t->begin)) {
-            free(raw);
-            return fail(h, "'%s': cannot read tensor %s (the file ends before its data)", h->shards[t->shard].path, t->name);
-        }
-        nans += place(m, d, raw, t->dtype, (float *)((unsigned char *)memory + d->offset));
+        long long n = place(m, d, h->shards[t->shard].map + t->begin, t->dtype, (float *)((unsigned char *)memory + d->offset));
+        if (n < 0) return fail(h, "out of memory placing %s", t->name);
+        nans += n;
         bytes += t->end - t->begin;
         if (mtx_seconds() - shown >= 1) {
             shown = mtx_seconds();
             fprintf(stderr, "importing '%s': %d of %d tensors, %.0f MB\n", h->dir, k + 1, prog->nhf, (double)bytes / 1e6);
         }
     }
-    free(raw);
     if (nans) fprintf(stderr, "trainer: warning: '%s' holds %lld NaN parameter values\n", h->dir, nans);
     return 1;
 }
@@ -356,6 +421,7 @@ int mtx_hf_load(const mtx_program *prog, mtx_state *st, const char *dir, char *e
     else
         ok = check_config(&h, prog) && open_shards(&h) && match(&h, prog) && read_all(&h, prog, prog->state_memory(st));
     for (int s = 0; s < h.nshards; s++) {
+        if (h.shards[s].map && h.shards[s].map != MAP_FAILED) munmap(h.shards[s].map, h.shards[s].size);
         if (h.shards[s].fd >= 0) close(h.shards[s].fd);
         cJSON_Delete(h.shards[s].header);
     }

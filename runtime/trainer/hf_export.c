@@ -44,28 +44,28 @@ static float unscale(float p, float scale)
     return f;
 }
 
-/* One parameter in Hugging Face's layout, into out (its dtype's bytes). */
-static void unplace(const mtx_hf_tensor *m, const mtx_tensor_desc *d, const float *p, int bf16, unsigned char *out)
+/* One parameter in Hugging Face's layout, into out (its dtype's bytes),
+ * by the import's column map and tiles (hf_checkpoint.c); 0: out of memory. */
+static int unplace(const mtx_hf_tensor *m, const mtx_tensor_desc *d, const float *p, int bf16, unsigned char *out)
 {
     int64_t rows = d->rank == 2 ? d->shape[0] : 1, cols = d->rank == 2 ? d->shape[1] : d->shape[0];
-    int half = m->rope_pairs / 2;
-    for (int64_t c = 0; c < cols; c++) {
-        int64_t src = c;
-        if (m->rope_pairs) {
-            int64_t head = c / m->rope_pairs, j = c % m->rope_pairs;
-            src = head * m->rope_pairs + (j % 2 ? j / 2 + half : j / 2);
-        }
-        for (int64_t r = 0; r < rows; r++) {
-            size_t at = m->transpose ? (size_t)(src * rows + r) : (size_t)(r * cols + src);
-            float v = unscale(p[r * cols + c], m->scale);
-            if (bf16) {
-                mtx_bf16 h = mtx_f32_to_bf16(v);
-                memcpy(out + 2 * at, &h, 2);
-            } else {
-                memcpy(out + 4 * at, &v, 4);
-            }
-        }
-    }
+    int64_t *src = mtx_hf_columns(m, cols);
+    if (!src) return 0;
+    for (int64_t r0 = 0; r0 < rows; r0 += 64)
+        for (int64_t c0 = 0; c0 < cols; c0 += 64)
+            for (int64_t r = r0; r < rows && r < r0 + 64; r++)
+                for (int64_t c = c0; c < cols && c < c0 + 64; c++) {
+                    size_t at = m->transpose ? (size_t)(src[c] * rows + r) : (size_t)(r * cols + src[c]);
+                    float v = unscale(p[r * cols + c], m->scale);
+                    if (bf16) {
+                        mtx_bf16 h = mtx_f32_to_bf16(v);
+                        memcpy(out + 2 * at, &h, 2);
+                    } else {
+                        memcpy(out + 4 * at, &v, 4);
+                    }
+                }
+    free(src);
+    return 1;
 }
 
 /* "cannot VERB 'path': why": 0. */
@@ -175,8 +175,8 @@ static int write_shard(const mtx_program *prog, const void *memory, const Export
         size_t bytes = tensor_elems(d) * (o->bf16 ? 2 : 4);
         unsigned char *buf = malloc(bytes ? bytes : 1);
         if (!buf) return close(fd), snprintf(err, errlen, "out of memory for %s (%zu bytes)", prog->hf[k].name, bytes), 0;
-        unplace(&prog->hf[k], d, (const float *)((const unsigned char *)memory + d->offset), o->bf16, buf);
-        ok = write_all(fd, buf, bytes);
+        ok = unplace(&prog->hf[k], d, (const float *)((const unsigned char *)memory + d->offset), o->bf16, buf) &&
+             write_all(fd, buf, bytes);
         free(buf);
         ++*done;
         if (mtx_seconds() - *shown >= 1) {
