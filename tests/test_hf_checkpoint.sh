@@ -1,6 +1,6 @@
 #!/bin/bash
 # Hugging Face model directories as load_parameters_path: small random
-# Llama, Qwen2 and Qwen3 models in HF's layout (tests/data/hf, written with their expected
+# Llama, Mistral, Qwen2 and Qwen3 models in HF's layout (tests/data/hf, written with their expected
 # numbers by tools/hf_reference.py, an independent float64 PyTorch
 # implementation of HF's modelling code) load into the tiny presets; the first
 # batch's loss equals the reference's (float32 against float64, 1e-6
@@ -24,6 +24,7 @@ model() {   # the mtxc model of a case
     case $1 in
     llama-tiny) echo model_name=tiny ;;
     llama3.1-tiny) echo model_name=tiny rope_type=llama3.1 ;;
+    mistral-tiny) echo model_name=tiny override_model_config=true decoder_block=mistral ;;
     qwen2-tiny) echo model_name=tiny-qwen2 ;;
     qwen3-tiny) echo model_name=tiny-qwen3 ;;
     esac
@@ -40,7 +41,7 @@ first_loss() {   # first_loss CASE DIR [key=value ...]: the loss of step 1 (befo
 }
 close() { awk -v a="$1" -v b="$2" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= 1e-6 * b) }'; }
 
-for case in llama-tiny llama3.1-tiny qwen2-tiny qwen3-tiny; do
+for case in llama-tiny llama3.1-tiny mistral-tiny qwen2-tiny qwen3-tiny; do
     want=$(sed -n 's/^loss //p' $data/$case.ref)
     got=$(first_loss $case $data/$case) || fail "$case: import"
     close "$got" "$want" || fail "$case: loss $got, the reference's $want"
@@ -59,13 +60,13 @@ for case in llama-tiny llama3.1-tiny qwen2-tiny qwen3-tiny; do
 done
 
 # Export: import then export in float32 gives the files' values back, for every family.
-for case in llama-tiny llama3.1-tiny qwen2-tiny qwen3-tiny; do
+for case in llama-tiny llama3.1-tiny mistral-tiny qwen2-tiny qwen3-tiny; do
     # shellcheck disable=SC2046
     "$MTXC" export configs/base.yml $(model $case) load_parameters_path=$data/$case -o "$dir/x-$case" --dtype float32 \
         > "$dir/log" 2>&1 || { cat "$dir/log"; fail "$case: export"; }
     python3 tests/hf_variants.py equal $data/$case "$dir/x-$case" || fail "$case: export(import(x)) is not x"
 done
-echo "export(import(x)) == x, bit for bit, for the four families"
+echo "export(import(x)) == x, bit for bit, for the five families"
 
 # The cycle with a real preset, shrunk: llama3.1-8b (rope_theta 500000, Llama 3.1's scaled RoPE) trains,
 # exports, trains 20 steps from the import, exports again; the import of a float32 export

@@ -40,6 +40,9 @@ QWEN = dict(TINY, rms_norm_eps=1e-6, rope_theta=1000000.0, rope_scaling=None, us
 CASES = {
     "llama-tiny": dict(TINY, architectures=["LlamaForCausalLM"], model_type="llama", rope_scaling=None),
     "llama3.1-tiny": dict(TINY, architectures=["LlamaForCausalLM"], model_type="llama", rope_scaling=LLAMA3_SCALING),
+    # Mistral is Llama's architecture with an optional sliding window (none here, as from v0.2 on)
+    "mistral-tiny": dict(TINY, architectures=["MistralForCausalLM"], model_type="mistral", rope_scaling=None,
+                         sliding_window=None),
     "qwen2-tiny": dict(QWEN, architectures=["Qwen2ForCausalLM"], model_type="qwen2"),
     "qwen3-tiny": dict(QWEN, architectures=["Qwen3ForCausalLM"], model_type="qwen3", head_dim=32,
                        tie_word_embeddings=True, attention_bias=False),
