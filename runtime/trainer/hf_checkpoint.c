@@ -2,10 +2,11 @@
  * config.json checked field by field against the program's config
  * (mtx_program.hf_config), model.safetensors or the shards that
  * model.safetensors.index.json names, every tensor's header checked before
- * any is read, then each tensor widened to float32 (F32, BF16, F16) from
- * the mapped file and put in its parameter's place with the layout the
- * compiler gave (mtx_program.hf: transpose, scale, RoPE pairs), over the
- * trainer's threads; no copy of a tensor is made. */
+ * any is read, then each tensor read in chunks of whole rows (a reader
+ * thread reads the next chunk while this one is placed), widened to float32
+ * (F32, BF16, F16) and put in its parameter's place with the layout the
+ * compiler gave (mtx_program.hf: transpose, scale, RoPE pairs) over the
+ * trainer's threads: two 32 MB buffers beyond the state. */
 #include "mtxrt_keys.h"
 #include "mtxrt_trainer.h"
 
@@ -17,7 +18,7 @@
 #include <stdlib.h>
 #include <errno.h>
 #include <string.h>
-#include <sys/mman.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #define MAX_HEADER ((uint64_t)100 << 20)
@@ -34,8 +35,6 @@ typedef struct {
     char path[4400];
     int fd;
     cJSON *header;
-    unsigned char *map;               /* the whole file, read-only (MAP_FAILED: none) */
-    uint64_t size;
 } Shard;
 
 typedef struct {
@@ -177,15 +176,7 @@ static int open_shard(Hf *h, int s)
                     sh->path, (unsigned long long)hlen, (unsigned long long)size);
     char *text = malloc(hlen + 1);
     if (!text || !read_at(sh->fd, text, hlen, 8)) return free(text), fail(h, "cannot read the header of '%s'", sh->path);
-    /* Tensors are converted from the page cache where they are, no copy;
-     * the kernel reads ahead while earlier ones are placed. (A file cut
-     * shorter while it is read would end the process with SIGBUS; the
-     * sizes were checked against fstat above.) */
-    sh->size = size;
-    sh->map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, sh->fd, 0);
-    if (sh->map == MAP_FAILED) return free(text), fail(h, "cannot map '%s' into memory: %s", sh->path, strerror(errno));
-    posix_fadvise(sh->fd, 0, 0, POSIX_FADV_WILLNEED);   /* the whole file queued for reading, now */
-    madvise(sh->map, size, MADV_SEQUENTIAL);
+    posix_fadvise(sh->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     sh->header = cJSON_ParseWithLength(text, hlen);
     free(text);
     if (!cJSON_IsObject(sh->header)) return fail(h, "'%s': its header is not a JSON object", sh->path);
@@ -325,9 +316,10 @@ int64_t *mtx_hf_columns(const mtx_hf_tensor *m, int64_t cols)
  * kernel's readahead keeps up) while its writes stay in 64 columns. */
 typedef struct {
     const mtx_hf_tensor *m;
-    const unsigned char *raw;
+    const unsigned char *raw;         /* the tensor's rows from h_first on */
     int dtype;
     int64_t rows, cols, *src, *inv;   /* the parameter's [rows, cols]; column maps both ways */
+    int64_t h_first;
     float *to;
     _Atomic long long nans;
 } Place;
@@ -345,14 +337,14 @@ static inline long long place_rows(const Place *p, int64_t h0, int64_t h1, int d
     if (p->m->transpose) {   /* tensor row h is the parameter's column inv[h] */
         for (int64_t r = 0; r < p->rows; r++)
             for (int64_t h = h0; h < h1; h++) {
-                float v = scaled(p, (size_t)(h * p->rows + r), dtype);
+                float v = scaled(p, (size_t)((h - p->h_first) * p->rows + r), dtype);
                 nans += v != v;
                 p->to[r * p->cols + p->inv[h]] = v;
             }
     } else {
         for (int64_t r = h0; r < h1; r++)
             for (int64_t c = 0; c < p->cols; c++) {
-                float v = scaled(p, (size_t)(r * p->cols + p->src[c]), dtype);
+                float v = scaled(p, (size_t)((r - p->h_first) * p->cols + p->src[c]), dtype);
                 nans += v != v;
                 p->to[r * p->cols + c] = v;
             }
@@ -364,48 +356,137 @@ static void place_blocks(void *ctx, size_t first, size_t end)
 {
     Place *p = ctx;
     int64_t hrows = p->m->transpose ? p->cols : p->rows;
-    int64_t h0 = (int64_t)first * 64, h1 = (int64_t)end * 64 < hrows ? (int64_t)end * 64 : hrows;
+    int64_t h0 = p->h_first + (int64_t)first * 64, h1 = p->h_first + (int64_t)end * 64;
+    if (h1 > hrows) h1 = hrows;
     long long n = p->dtype == BF16 ? place_rows(p, h0, h1, BF16) : p->dtype == F32 ? place_rows(p, h0, h1, F32)
                                                                                   : place_rows(p, h0, h1, F16);
     p->nans += n;
 }
 
-/* One tensor into its parameter: transposed, scaled, RoPE pairs; the NaNs
- * counted (-1: out of memory). */
-static long long place(const mtx_hf_tensor *m, const mtx_tensor_desc *d, const unsigned char *raw, int dtype, float *to)
+/* The tensor's rows [h0, h1), at raw, into its parameter: transposed,
+ * scaled, RoPE pairs; the NaNs counted (-1: out of memory). */
+static long long place(const mtx_hf_tensor *m, const mtx_tensor_desc *d, const unsigned char *raw, int dtype, float *to,
+                       int64_t h0, int64_t h1)
 {
     Place p = {.m = m, .raw = raw, .dtype = dtype, .to = to, .rows = d->rank == 2 ? d->shape[0] : 1,
-               .cols = d->rank == 2 ? d->shape[1] : d->shape[0]};
+               .cols = d->rank == 2 ? d->shape[1] : d->shape[0], .h_first = h0};
     p.src = mtx_hf_columns(m, p.cols);
     p.inv = malloc(sizeof(int64_t) * (size_t)(p.cols ? p.cols : 1));
     if (!p.src || !p.inv) return free(p.src), free(p.inv), -1;
     for (int64_t c = 0; c < p.cols; c++) p.inv[p.src[c]] = c;
-    int64_t hrows = m->transpose ? p.cols : p.rows;
-    mtx_parallel(place_blocks, &p, (size_t)((hrows + 63) / 64), 1, (double)p.rows * (double)p.cols * MTX_COST_ELEMENT_NS);
+    int64_t width = m->transpose ? p.rows : p.cols;
+    mtx_parallel(place_blocks, &p, (size_t)((h1 - h0 + 63) / 64), 1, (double)(h1 - h0) * (double)width * MTX_COST_ELEMENT_NS);
     free(p.src), free(p.inv);
     return p.nans;
 }
 
-static int read_all(Hf *h, const mtx_program *prog, void *memory)
+/* ---- reading: chunks of whole tensor rows, the next read while this one is placed ---- */
+
+enum { CHUNK_BYTES = 32 << 20 };
+
+typedef struct {
+    int k;                            /* the program's hf entry */
+    int64_t h0, h1;                   /* the tensor's rows */
+} Chunk;
+
+typedef struct {
+    int fd, ok, running;
+    unsigned char *buf;
+    size_t n;
+    uint64_t at;
+    pthread_t thread;
+} Read;
+
+static void *read_job(void *arg)
 {
-    uint64_t bytes = 0;
-    double start = mtx_seconds(), shown = start;
-    long long nans = 0;
+    Read *r = arg;
+    r->ok = read_at(r->fd, r->buf, r->n, r->at);
+    return NULL;
+}
+
+static void read_start(Read *r, int fd, unsigned char *buf, size_t n, uint64_t at)
+{
+    *r = (Read){.fd = fd, .buf = buf, .n = n, .at = at};
+    r->running = pthread_create(&r->thread, NULL, read_job, r) == 0;
+    if (!r->running) read_job(r);   /* no thread: read here */
+}
+
+static int read_wait(Read *r)
+{
+    if (r->running) pthread_join(r->thread, NULL);
+    r->running = 0;
+    return r->ok;
+}
+
+static uint64_t row_bytes(const mtx_hf_tensor *m, const mtx_tensor_desc *d, int dtype)
+{
+    int64_t rows = d->rank == 2 ? d->shape[0] : 1, cols = d->rank == 2 ? d->shape[1] : d->shape[0];
+    return (uint64_t)(m->transpose ? rows : cols) * (dtype == F32 ? 4 : 2);
+}
+
+/* Every tensor cut into chunks of at most CHUNK_BYTES of whole rows (one
+ * row at least); *biggest: the largest chunk's bytes. */
+static Chunk *plan_chunks(Hf *h, const mtx_program *prog, int *n, uint64_t *biggest)
+{
+    Chunk *c = NULL;
+    int cap = 0;
+    *n = 0, *biggest = 0;
     for (int k = 0; k < prog->nhf; k++) {
         const mtx_hf_tensor *m = &prog->hf[k];
-        const Tensor *t = find(h, m->name);
         const mtx_tensor_desc *d = &prog->tensors[m->tensor];
-        long long n = place(m, d, h->shards[t->shard].map + t->begin, t->dtype, (float *)((unsigned char *)memory + d->offset));
-        if (n < 0) return fail(h, "out of memory placing %s", t->name);
-        nans += n;
-        bytes += t->end - t->begin;
-        if (mtx_seconds() - shown >= 1) {
-            shown = mtx_seconds();
-            fprintf(stderr, "importing '%s': %d of %d tensors, %.0f MB\n", h->dir, k + 1, prog->nhf, (double)bytes / 1e6);
+        const Tensor *t = find(h, m->name);
+        uint64_t rb = row_bytes(m, d, t->dtype), per = rb >= CHUNK_BYTES ? 1 : CHUNK_BYTES / rb;
+        int64_t hrows = (int64_t)((t->end - t->begin) / (rb ? rb : 1));
+        for (int64_t h0 = 0; h0 < hrows; h0 += (int64_t)per) {
+            if (*n == cap && !(c = realloc(c, sizeof *c * (size_t)(cap = cap ? 2 * cap : 256)))) return NULL;
+            c[(*n)++] = (Chunk){k, h0, h0 + (int64_t)per < hrows ? h0 + (int64_t)per : hrows};
+            *biggest = (uint64_t)(c[*n - 1].h1 - h0) * rb > *biggest ? (uint64_t)(c[*n - 1].h1 - h0) * rb : *biggest;
         }
     }
-    if (nans) fprintf(stderr, "trainer: warning: '%s' holds %lld NaN parameter values\n", h->dir, nans);
-    return 1;
+    return c;
+}
+
+static int read_all(Hf *h, const mtx_program *prog, void *memory)
+{
+    int n;
+    uint64_t biggest, bytes = 0;
+    Chunk *chunks = plan_chunks(h, prog, &n, &biggest);
+    unsigned char *buf[2] = {malloc(biggest ? biggest : 1), malloc(biggest ? biggest : 1)};
+    if (!chunks || !buf[0] || !buf[1]) return free(chunks), free(buf[0]), free(buf[1]), fail(h, "out of memory");
+    Read rd[2] = {{0}, {0}};
+    double shown = mtx_seconds();
+    long long nans = 0;
+    int ok = 1;
+    for (int i = 0; ok && i < n; i++) {
+        for (int j = i; j <= i + 1 && j < n; j++) {   /* chunk 0 first, then always the next one ahead */
+            if (j == i && i > 0) continue;
+            const mtx_hf_tensor *m = &prog->hf[chunks[j].k];
+            const Tensor *t = find(h, m->name);
+            uint64_t rb = row_bytes(m, &prog->tensors[m->tensor], t->dtype);
+            read_start(&rd[j % 2], h->shards[t->shard].fd, buf[j % 2], (size_t)((chunks[j].h1 - chunks[j].h0) * (int64_t)rb),
+                       t->begin + (uint64_t)chunks[j].h0 * rb);
+        }
+        const mtx_hf_tensor *m = &prog->hf[chunks[i].k];
+        const Tensor *t = find(h, m->name);
+        const mtx_tensor_desc *d = &prog->tensors[m->tensor];
+        if (!read_wait(&rd[i % 2])) {
+            ok = fail(h, "'%s': cannot read tensor %s (the file ends before its data)", h->shards[t->shard].path, t->name);
+            break;
+        }
+        long long k = place(m, d, buf[i % 2], t->dtype, (float *)((unsigned char *)memory + d->offset), chunks[i].h0, chunks[i].h1);
+        if (k < 0) ok = fail(h, "out of memory placing %s", t->name);
+        nans += k;
+        bytes += rd[i % 2].n;
+        if (mtx_seconds() - shown >= 1) {
+            shown = mtx_seconds();
+            fprintf(stderr, "importing '%s': %.0f MB, %d of %d tensors\n", h->dir, (double)bytes / 1e6, chunks[i].k + 1,
+                    prog->nhf);
+        }
+    }
+    read_wait(&rd[0]), read_wait(&rd[1]);   /* none left running */
+    free(chunks), free(buf[0]), free(buf[1]);
+    if (ok && nans) fprintf(stderr, "trainer: warning: '%s' holds %lld NaN parameter values\n", h->dir, nans);
+    return ok;
 }
 
 int mtx_hf_load(const mtx_program *prog, mtx_state *st, const char *dir, char *err, size_t errlen)
@@ -421,7 +502,6 @@ int mtx_hf_load(const mtx_program *prog, mtx_state *st, const char *dir, char *e
     else
         ok = check_config(&h, prog) && open_shards(&h) && match(&h, prog) && read_all(&h, prog, prog->state_memory(st));
     for (int s = 0; s < h.nshards; s++) {
-        if (h.shards[s].map && h.shards[s].map != MAP_FAILED) munmap(h.shards[s].map, h.shards[s].size);
         if (h.shards[s].fd >= 0) close(h.shards[s].fd);
         cJSON_Delete(h.shards[s].header);
     }
