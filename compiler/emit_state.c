@@ -179,14 +179,14 @@ static const char *c_string(Pool *pool, const char *text)
 }
 
 /* Hugging Face's names and layouts of the params and the config.json
- * fields the config fixes (hf_names.c), for importing HF checkpoints: the
- * count of each (fields << 16 | tensors), 0 where the family has none. */
-static int emit_hf_tables(Emitter *e)
+ * fields the config fixes (hf_names.c), for importing HF checkpoints; the
+ * descriptor's fields naming them, "" where the family has none. */
+static const char *emit_hf_tables(Emitter *e)
 {
     const Program *p = e->p;
     mtx_hf_field fields[24];
     int nfields = hf_fields(p->pool, p->cfg, fields, 24), ntensors = 0, index = 0;
-    if (!nfields) return 0;
+    if (!nfields) return "";
     emitf(e, "\n/* Hugging Face checkpoints: each param's tensor there, and config.json's fields */\n"
            "static const mtx_hf_tensor hf_tensors[] = {\n");
     for (int i = 0; i < p->nvalues; i++) {
@@ -203,7 +203,8 @@ static int emit_hf_tables(Emitter *e)
         emitf(e, "    {\"%s\", %s, %s},\n", fields[i].key, c_string(p->pool, fields[i].value),
             fields[i].dflt ? c_string(p->pool, fields[i].dflt) : "NULL");
     emitf(e, "};\n");
-    return nfields << 16 | ntensors;
+    return pool_fmt(p->pool, "    .nhf = %d, .hf = hf_tensors, .nhf_config = %d, .hf_config = hf_config,\n", ntensors,
+                    nfields);
 }
 
 void emit_descriptor(Emitter *e)
@@ -225,7 +226,7 @@ void emit_descriptor(Emitter *e)
             ntensors++;
         }
     emitf(e, "};\n");
-    int nhf = emit_hf_tables(e);
+    const char *hf = emit_hf_tables(e);
     emitf(e, "\nstatic const mtx_config_entry config[] = {\n");
     for (int k = 0; k < NUM_KEYS; k++) {
         emitf(e, "    {\"%s\", %s, %d},\n", mtx_keys[k].name, c_string(pool, config_value_text(pool, c, k)),
@@ -253,7 +254,7 @@ void emit_descriptor(Emitter *e)
         (long long)parallel_regions(&p->train), c->d.dtype == DT_BF16, (long long)p->state_bytes,
         (long long)arena, ntensors, NUM_KEYS);
     if (p->train_moe_lb) emitf(e, "    .moe_lb_loss = 1,\n");
-    if (nhf) emitf(e, "    .nhf = %d, .hf = hf_tensors, .nhf_config = %d, .hf_config = hf_config,\n", nhf & 0xffff, nhf >> 16);
+    emitf(e, "%s", hf);
     if (p->decode.nops)
         emitf(e, "    .cache_new = mtx_cache_new, .cache_free = mtx_cache_free,\n"
                "    .prefill = mtx_%s, .decode = mtx_%s,\n"

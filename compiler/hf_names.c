@@ -61,9 +61,10 @@ bool hf_param(const Config *c, const char *name, HfParam *out)
 int hf_fields(Pool *pool, const Config *c, mtx_hf_field *out, int max)
 {
     const Derived *d = &c->d;
-    if (!d->spec->hf_architecture || max < 18) return 0;
+    if (!d->spec->hf_architecture) return 0;
     int n = 0;
-#define FIELD(key, dflt, ...) (out[n++] = (mtx_hf_field){key, pool_fmt(pool, __VA_ARGS__), dflt})
+#define FIELD(key, dflt, ...) (n < max ? out[n++] = (mtx_hf_field){key, pool_fmt(pool, __VA_ARGS__), dflt} : \
+                                          (fatal("hf_fields: more than %d config.json fields", max), out[0]))
     static const char *model_types[NUM_BLOCKS] = {[BLOCK_LLAMA2] = "llama", [BLOCK_MISTRAL] = "mistral",
                                                   [BLOCK_QWEN2] = "qwen2", [BLOCK_QWEN3] = "qwen3"};
     const char *act = c->v[K_mlp_activations].list.n ? c->v[K_mlp_activations].list.items[0] : "silu";

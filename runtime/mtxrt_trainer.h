@@ -17,6 +17,12 @@ int mtx_open_file(const char *path, int pipes_ok, uint64_t *size, const char **w
 /* A whole file, NUL-terminated, refused past max bytes as they are read;
  * NULL with *why. */
 char *mtx_read_file(const char *path, size_t max, int pipes_ok, size_t *size, const char **why);
+/* All n bytes at offset at (pread), or all n bytes out (write), retrying
+ * after signals: 0, or -1 with errno (EIO for a file that ends early). */
+int mtx_read_at(int fd, void *buf, size_t n, uint64_t at);
+int mtx_write_all(int fd, const void *data, size_t n);
+/* A small file written whole and fsync'ed: 0, or -1 with errno. */
+int mtx_write_text(const char *path, const char *text);
 
 /* ---- tokenizers (tokenizer.c): three kinds behind one interface ---- */
 

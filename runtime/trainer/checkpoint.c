@@ -62,18 +62,6 @@ static int fail(char *err, size_t errlen, const char *fmt, ...)
 
 /* ---- saving ---- */
 
-static int write_all(int fd, const void *data, size_t n)
-{
-    const char *p = data;
-    while (n) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
 
 /* The state file goes out through an aligned bounce buffer of PIECE bytes
  * with O_DIRECT: no page cache. Measured on this project's VMs, filling the
@@ -102,7 +90,7 @@ static int stream_flush(Stream *w, bool last)
         n = padded;
     }
     w->used = 0;
-    return write_all(w->fd, w->buf, n);
+    return mtx_write_all(w->fd, w->buf, n);
 }
 
 static int stream_put(Stream *w, const unsigned char *src, size_t n, XXH3_state_t *h)
@@ -142,15 +130,6 @@ static int write_state(const char *path, bool direct, const void *head, size_t h
     return rc;
 }
 
-static int write_text(const char *path, const char *text)
-{
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) return -1;
-    int rc = write_all(fd, text, strlen(text));
-    if (!rc) rc = fsync(fd);
-    if (close(fd) != 0) rc = -1;
-    return rc;
-}
 
 static void fsync_dir(const char *dir)
 {
@@ -289,7 +268,7 @@ int mtx_checkpoint_write(const mtx_program *prog, const void *state_memory, cons
     if (!rc) {
         meta = meta_json(prog, sums, step, data_position);
         snprintf(path, sizeof path, "%s/meta.json", tmp);
-        rc = write_text(path, meta);
+        rc = mtx_write_text(path, meta);
     }
     free(head);
     free(meta);
@@ -482,20 +461,6 @@ static long long dir_step(const char *dir)
 }
 
 /* Exactly n bytes at offset at, or -1. */
-static int read_at(int fd, void *buf, size_t n, off_t at)
-{
-    char *p = buf;
-    while (n) {
-        ssize_t r = pread(fd, p, n, at);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) {
-            if (r == 0) errno = EIO;
-            return -1;
-        }
-        p += r, n -= (size_t)r, at += r;
-    }
-    return 0;
-}
 
 static int read_checkpoint(Checkpoint *c, const char *step_dir, char *err, size_t errlen)
 {
@@ -511,13 +476,13 @@ static int read_checkpoint(Checkpoint *c, const char *step_dir, char *err, size_
     if (!c->meta_text) return fail(err, errlen, "cannot read checkpoint %s: %s", c->meta_path, why);
     unsigned char len[8];
     uint64_t hlen = 0;
-    if (c->size >= 8 && read_at(c->fd, len, 8, 0) != 0)
+    if (c->size >= 8 && mtx_read_at(c->fd, len, 8, 0) != 0)
         return fail(err, errlen, "cannot read checkpoint %s: %s", c->path, strerror(errno));
     for (int b = 0; b < 8 && c->size >= 8; b++) hlen |= (uint64_t)len[b] << (8 * b);
     if (c->size < 8 || hlen > c->size - 8 || hlen > MAX_HEADER)
         return fail(err, errlen, "checkpoint %s is truncated or corrupt: its header does not fit in the file", c->path);
     c->file = malloc((size_t)hlen + 1);
-    if (!c->file || read_at(c->fd, c->file, (size_t)hlen, 8) != 0)
+    if (!c->file || mtx_read_at(c->fd, c->file, (size_t)hlen, 8) != 0)
         return fail(err, errlen, "cannot read checkpoint %s: %s", c->path, c->file ? strerror(errno) : "out of memory");
     c->header = cJSON_ParseWithLength(c->file, (size_t)hlen);
     if (!cJSON_IsObject(c->header)) return fail(err, errlen, "checkpoint %s has an unreadable JSON header", c->path);
@@ -732,7 +697,7 @@ static int check_counter(const Checkpoint *c, char *err, size_t errlen)
     const Entry *e = find_entry(c, "step");
     int64_t step;
     if (!e || strcmp(e->dtype, "I64") || e->end - e->begin != sizeof step) return 0;
-    if (read_at(c->fd, &step, sizeof step, c->data_at + (off_t)e->begin) != 0)
+    if (mtx_read_at(c->fd, &step, sizeof step, c->data_at + (off_t)e->begin) != 0)
         return fail(err, errlen, "cannot read checkpoint %s: %s", c->path, strerror(errno));
     if (step != c->step)
         return fail(err, errlen, "checkpoint %s: its step counter is %lld but %s says step %lld", c->path,

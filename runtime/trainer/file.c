@@ -1,7 +1,8 @@
 /* Opening and reading the files users name (configs, data, tokenizers,
  * checkpoints): never blocking on a FIFO nobody writes, never trusting a
  * size the file system reports (/dev/zero says 0), and saying in words
- * what a path is when it is not a file. */
+ * what a path is when it is not a file. And the whole reads and writes the
+ * checkpoint and Hugging Face files go through. */
 #include "mtxrt_trainer.h"
 
 #include <errno.h>
@@ -69,4 +70,42 @@ char *mtx_read_file(const char *path, size_t max, int pipes_ok, size_t *size, co
     buf[n] = 0;                               /* text files read as C strings */
     *size = n;
     return buf;
+}
+
+int mtx_read_at(int fd, void *buf, size_t n, uint64_t at)
+{
+    char *p = buf;
+    while (n) {
+        ssize_t r = pread(fd, p, n, (off_t)at);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) {
+            if (r == 0) errno = EIO;
+            return -1;
+        }
+        p += r, n -= (size_t)r, at += (uint64_t)r;
+    }
+    return 0;
+}
+
+int mtx_write_all(int fd, const void *data, size_t n)
+{
+    const char *p = data;
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+int mtx_write_text(const char *path, const char *text)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) return -1;
+    int rc = mtx_write_all(fd, text, strlen(text));
+    if (!rc) rc = fsync(fd);
+    if (close(fd) != 0) rc = -1;
+    return rc;
 }

@@ -117,16 +117,6 @@ static int check_config(Hf *h, const mtx_program *prog)
 static int dtype_of(const char *s) { return !strcmp(s, "F32") ? F32 : !strcmp(s, "BF16") ? BF16 : !strcmp(s, "F16") ? F16 : -1; }
 static uint64_t elem_bytes(int dtype) { return dtype == F32 ? 4 : 2; }
 
-static int read_at(int fd, void *buf, size_t n, uint64_t at)
-{
-    for (size_t done = 0; done < n;) {
-        ssize_t r = pread(fd, (char *)buf + done, n - done, (off_t)(at + done));
-        if (r <= 0) return 0;
-        done += (size_t)r;
-    }
-    return 1;
-}
-
 /* One header entry: dtype, shape, offsets inside the data; 0 with a message. */
 static int read_entry(Hf *h, int shard, const cJSON *e, uint64_t data, uint64_t size, Tensor *t)
 {
@@ -168,14 +158,14 @@ static int open_shard(Hf *h, int s)
     uint64_t size, hlen;
     unsigned char len8[8];
     if ((sh->fd = mtx_open_file(sh->path, 0, &size, &why)) < 0) return fail(h, "cannot read '%s': %s", sh->path, why);
-    if (size < 8 || !read_at(sh->fd, len8, 8, 0)) return fail(h, "'%s' is %llu bytes, too short for safetensors", sh->path, (unsigned long long)size);
+    if (size < 8 || mtx_read_at(sh->fd, len8, 8, 0) != 0) return fail(h, "'%s' is %llu bytes, too short for safetensors", sh->path, (unsigned long long)size);
     hlen = 0;
     for (int i = 7; i >= 0; i--) hlen = hlen << 8 | len8[i];
     if (hlen > MAX_HEADER || hlen > size - 8)
         return fail(h, "'%s': its header length %llu is past the file's %llu bytes (or 100 MB): not safetensors, or truncated",
                     sh->path, (unsigned long long)hlen, (unsigned long long)size);
     char *text = malloc(hlen + 1);
-    if (!text || !read_at(sh->fd, text, hlen, 8)) return free(text), fail(h, "cannot read the header of '%s'", sh->path);
+    if (!text || mtx_read_at(sh->fd, text, hlen, 8) != 0) return free(text), fail(h, "cannot read the header of '%s'", sh->path);
     posix_fadvise(sh->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     sh->header = cJSON_ParseWithLength(text, hlen);
     free(text);
@@ -400,7 +390,7 @@ typedef struct {
 static void *read_job(void *arg)
 {
     Read *r = arg;
-    r->ok = read_at(r->fd, r->buf, r->n, r->at);
+    r->ok = mtx_read_at(r->fd, r->buf, r->n, r->at) == 0;
     return NULL;
 }
 
@@ -446,6 +436,15 @@ static Chunk *plan_chunks(Hf *h, const mtx_program *prog, int *n, uint64_t *bigg
     return c;
 }
 
+/* Start reading chunk c into buf. */
+static void read_chunk(Hf *h, const mtx_program *prog, const Chunk *c, Read *r, unsigned char *buf)
+{
+    const mtx_hf_tensor *m = &prog->hf[c->k];
+    const Tensor *t = find(h, m->name);
+    uint64_t rb = row_bytes(m, &prog->tensors[m->tensor], t->dtype);
+    read_start(r, h->shards[t->shard].fd, buf, (size_t)((uint64_t)(c->h1 - c->h0) * rb), t->begin + (uint64_t)c->h0 * rb);
+}
+
 static int read_all(Hf *h, const mtx_program *prog, void *memory)
 {
     int n;
@@ -457,15 +456,9 @@ static int read_all(Hf *h, const mtx_program *prog, void *memory)
     double shown = mtx_seconds();
     long long nans = 0;
     int ok = 1;
+    if (n) read_chunk(h, prog, &chunks[0], &rd[0], buf[0]);
     for (int i = 0; ok && i < n; i++) {
-        for (int j = i; j <= i + 1 && j < n; j++) {   /* chunk 0 first, then always the next one ahead */
-            if (j == i && i > 0) continue;
-            const mtx_hf_tensor *m = &prog->hf[chunks[j].k];
-            const Tensor *t = find(h, m->name);
-            uint64_t rb = row_bytes(m, &prog->tensors[m->tensor], t->dtype);
-            read_start(&rd[j % 2], h->shards[t->shard].fd, buf[j % 2], (size_t)((chunks[j].h1 - chunks[j].h0) * (int64_t)rb),
-                       t->begin + (uint64_t)chunks[j].h0 * rb);
-        }
+        if (i + 1 < n) read_chunk(h, prog, &chunks[i + 1], &rd[(i + 1) % 2], buf[(i + 1) % 2]);   /* the next, ahead */
         const mtx_hf_tensor *m = &prog->hf[chunks[i].k];
         const Tensor *t = find(h, m->name);
         const mtx_tensor_desc *d = &prog->tensors[m->tensor];

@@ -75,25 +75,6 @@ static int io_fail(char *err, size_t errlen, const char *verb, const char *path)
     return 0;
 }
 
-static int write_all(int fd, const void *data, size_t n)
-{
-    for (size_t done = 0; done < n;) {
-        ssize_t w = write(fd, (const char *)data + done, n - done);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return 0;
-        done += (size_t)w;
-    }
-    return 1;
-}
-
-static int write_text(const char *path, const char *text)
-{
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
-    int ok = fd >= 0 && write_all(fd, text, strlen(text)) && fsync(fd) == 0;
-    if (fd >= 0) ok = close(fd) == 0 && ok;
-    return ok;
-}
-
 /* config.json: every field the import checks, and torch_dtype. */
 static char *config_json(const mtx_program *prog, int bf16)
 {
@@ -167,7 +148,7 @@ static int write_shard(const mtx_program *prog, const void *memory, const Export
     char *header = shard_header(prog, o, shard_of, s, &hlen);
     unsigned char len8[8];
     for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644), ok = fd >= 0 && write_all(fd, len8, 8) && write_all(fd, header, hlen);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644), ok = fd >= 0 && mtx_write_all(fd, len8, 8) == 0 && mtx_write_all(fd, header, hlen) == 0;
     free(header);
     for (int k = 0; ok && k < prog->nhf; k++) {
         if (shard_of[k] != s) continue;
@@ -176,7 +157,7 @@ static int write_shard(const mtx_program *prog, const void *memory, const Export
         unsigned char *buf = malloc(bytes ? bytes : 1);
         if (!buf) return close(fd), snprintf(err, errlen, "out of memory for %s (%zu bytes)", prog->hf[k].name, bytes), 0;
         ok = unplace(&prog->hf[k], d, (const float *)((const unsigned char *)memory + d->offset), o->bf16, buf) &&
-             write_all(fd, buf, bytes);
+             mtx_write_all(fd, buf, bytes) == 0;
         free(buf);
         ++*done;
         if (mtx_seconds() - *shown >= 1) {
@@ -215,7 +196,7 @@ static int export_dir(const mtx_program *prog, const void *memory, const ExportO
     double shown = mtx_seconds();
     char *cfg = config_json(prog, o->bf16), *index = nshards > 1 ? index_json(prog, o, shard_of, nshards) : NULL;
     snprintf(path, sizeof path, "%s/config.json", tmp);
-    int ok = write_text(path, cfg) || io_fail(err, errlen, "write", path);
+    int ok = mtx_write_text(path, cfg) == 0 || io_fail(err, errlen, "write", path);
     for (int s = 0; ok && s < nshards; s++) {
         shard_name(s, nshards, name, sizeof name);
         snprintf(path, sizeof path, "%s/%s", tmp, name);
@@ -223,7 +204,7 @@ static int export_dir(const mtx_program *prog, const void *memory, const ExportO
     }
     if (ok && index) {
         snprintf(path, sizeof path, "%s/model.safetensors.index.json", tmp);
-        ok = write_text(path, index) || io_fail(err, errlen, "write", path);
+        ok = mtx_write_text(path, index) == 0 || io_fail(err, errlen, "write", path);
     }
     if (ok && rename(tmp, o->out) != 0) ok = io_fail(err, errlen, "rename the finished directory to", o->out);
     if (!ok) {   /* nothing half-written stays */
@@ -284,12 +265,13 @@ int mtx_export_main(const mtx_program *prog, int argc, char **argv)
     if (!status && !mtx_run_string(prog, &rc, "load_parameters_path", params, sizeof params)) status = 2;
     if (status) return mtx_run_free(&rc), status < 0 ? 0 : status;
     struct stat st;
+    int exists = lstat(o.out, &st) == 0;
     const char *why = !prog->nhf ? "this program's family has no mapping to Hugging Face's layout yet"
                       : prog->mesh_fsdp * prog->mesh_tensor * prog->mesh_expert > 1
                           ? "export from a state split over fsdp, tensor or expert ranks is not implemented yet"
-                      : lstat(o.out, &st) == 0 ? "the output directory exists already (nothing is overwritten)" : NULL;
+                      : exists ? "the output directory exists already (nothing is overwritten)" : NULL;
     if (why) {
-        fprintf(stderr, "trainer: error: %s%s%s\n", why, lstat(o.out, &st) == 0 ? ": " : "", lstat(o.out, &st) == 0 ? o.out : "");
+        fprintf(stderr, "trainer: error: %s%s%s\n", why, exists ? ": " : "", exists ? o.out : "");
         mtx_run_free(&rc);
         return 2;
     }
