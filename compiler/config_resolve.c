@@ -280,8 +280,9 @@ static bool resolve_batch(Config *c, char *err, size_t errlen)
 
 /* What each decoder block is made of: the one place a new family is a row. */
 const BlockSpec block_specs[NUM_BLOCKS] = {
-    [BLOCK_LLAMA2] = {"llama2", .sublayers = 1, .qk_norm = true, .hf_architecture = "LlamaForCausalLM"},
-    [BLOCK_MISTRAL] = {"mistral", .sublayers = 1, .qk_norm = true, .hf_architecture = "MistralForCausalLM"},
+    [BLOCK_LLAMA2] = {"llama2", .sublayers = 1, .qk_norm = true, .layer_norm_names = true, .hf_architecture = "LlamaForCausalLM"},
+    [BLOCK_MISTRAL] = {"mistral", .sublayers = 1, .qk_norm = true, .layer_norm_names = true,
+                     .hf_architecture = "MistralForCausalLM"},
     [BLOCK_MIXTRAL] = {"mixtral", .sublayers = 1, .qk_norm = true, .moe = true, .layer_norm_names = true},
     [BLOCK_GPT3] = {"gpt3", .sublayers = 1, .gpt3 = true},
     [BLOCK_GEMMA] = {"gemma", .sublayers = 1, .gemma = true, .qk_norm = true},

@@ -40,7 +40,7 @@ typedef struct {
     bool qkv_bias;                             /* qwen2's attention_bias: biases on q, k, v (not out) */
     bool qk_norm;                              /* use_qk_norm: RMSNorm of each q and k head before RoPE */
     bool moe;                                  /* mixtral: the MLP is E experts, k per token (moe.py RoutedMoE) */
-    bool layer_norm_names;                     /* qwen and mixtral name their norms *_layer_norm */
+    bool layer_norm_names;                     /* MaxText's llama2, mistral, mixtral and qwen name their norms *_layer_norm */
     int64_t E, K;                              /* num_experts, num_experts_per_tok */
     Value *lb_sum;                             /* the MoE layers' load-balancing losses so far (weight > 0) */
     bool flash;                                /* fused attention (attention: flash, or autoselected) */

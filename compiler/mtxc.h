@@ -93,7 +93,7 @@ typedef struct {
     bool qkv_bias;             /* attention_bias puts biases on q, k, v (qwen2) */
     bool qk_norm;              /* use_qk_norm applies (all but gpt3) */
     bool moe;                  /* the MLP is routed experts (mixtral) */
-    bool layer_norm_names;     /* norms named *_layer_norm (qwen, mixtral) */
+    bool layer_norm_names;     /* norms named *_layer_norm (MaxText's llama2, mistral, mixtral, qwen) */
     const char *hf_architecture;   /* config.json's architectures[0] for Hugging Face checkpoints (hf_names.c), or NULL */
 } BlockSpec;
 extern const BlockSpec block_specs[NUM_BLOCKS];

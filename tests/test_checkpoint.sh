@@ -169,13 +169,36 @@ expect zero_size 2 "checkpoint zz/checkpoints/20/state.safetensors has no tensor
 # load path, naming the first tensor it would drop.
 "$MTXC" build "$root/configs/base.yml" $common base_num_decoder_layers=3 -o trainer_3 > /dev/null || fail "build 3 layers"
 ./trainer_3 steps=2 run_name=l3 > /dev/null || fail "3 layers"
-extra="checkpoint l3/checkpoints/2/state.safetensors holds tensor 'params/layers.2.pre_self_attention_norm.scale', which this program does not have"
+extra="checkpoint l3/checkpoints/2/state.safetensors holds tensor 'params/layers.2.pre_self_attention_layer_norm.scale', which this program does not have"
 expect extra_full 2 "$extra" steps=3 load_full_state_path=l3/checkpoints/2
 expect extra_params 2 "$extra" steps=3 load_parameters_path=l3/checkpoints/2
 out=$("$MTXC" decode "$root/configs/base.yml" $common load_parameters_path=l3/checkpoints/2 2>&1) &&
     fail "decode of a larger model's checkpoint: $out"
 case "$out" in *"$extra"*) ;; *) fail "decode extra: $out" ;; esac
 echo "symlinked steps never followed, 06 is not a step, 4200 checkpoints resume from the latest: ok"
+
+# A checkpoint from before MaxText's norm names (llama2 and mistral called
+# theirs *_self_attention_norm) loads, with a notice, to the same state.
+mkdir -p old/checkpoints && cp -r a_false/checkpoints/20 old/checkpoints/20
+python3 - a_false/checkpoints/20 old/checkpoints/20 <<'PY' || fail "renaming a checkpoint's norms"
+import json, struct, sys
+old = lambda n: n.replace("_self_attention_layer_norm.", "_self_attention_norm.")
+raw = open(sys.argv[1] + "/state.safetensors", "rb").read()
+(hlen,) = struct.unpack("<Q", raw[:8])
+head = {old(k): v for k, v in json.loads(raw[8:8 + hlen]).items()}
+text = json.dumps(head).encode()
+open(sys.argv[2] + "/state.safetensors", "wb").write(struct.pack("<Q", len(text)) + text + raw[8 + hlen:])
+meta = json.load(open(sys.argv[1] + "/meta.json"))
+meta["checksums"] = {old(k): v for k, v in meta["checksums"].items()}
+json.dump(meta, open(sys.argv[2] + "/meta.json", "w"))
+PY
+grep -q '_self_attention_norm\.' old/checkpoints/20/state.safetensors || fail "the renamed checkpoint has no old names"
+expect old_names 0 "checkpoint old/checkpoints/20/state.safetensors names its norms *_self_attention_norm" \
+    steps=22 run_name=old metrics_file=old.jsonl log_period=1
+./trainer_false steps=22 run_name=new load_full_state_path=a_false/checkpoints/20 metrics_file=new.jsonl log_period=1 \
+    > /dev/null 2>&1 || fail "resume under the new names"
+cmp -s <(learning old.jsonl) <(learning new.jsonl) || fail "old names: the resumed run differs"
+echo "a checkpoint with mtxc's old norm names loads, with a notice, to the same run: ok"
 
 # SIGKILL at random moments, 20 times, during a run that saves every step:
 # each restart resumes from the last complete checkpoint; the final state

@@ -75,9 +75,9 @@ def norm_names(c):
     """A layer's pre-attention and pre-MLP norms, as MaxText names them."""
     if c["decoder_block"].startswith("gemma"):
         return "pre_self_attention_norm", "pre_ffw_norm"
-    if c["decoder_block"].startswith("qwen") or c["decoder_block"] == "mixtral":
-        return "pre_self_attention_layer_norm", "post_self_attention_layer_norm"
-    return "pre_self_attention_norm", "post_self_attention_norm"
+    if c["decoder_block"] == "gpt3":
+        return "pre_self_attention_norm", "post_self_attention_norm"
+    return "pre_self_attention_layer_norm", "post_self_attention_layer_norm"
 
 
 def qkv_bias(c):

@@ -661,14 +661,29 @@ static const Entry *extra_entry(const Checkpoint *c, int params_only)
     return first;
 }
 
+/* name's entry, or under mtxc's names before MaxText's (llama2 and mistral
+ * called their norms pre_/post_self_attention_norm until 2026-12): then
+ * *renamed is set. */
+static Entry *find_entry_compat(const Checkpoint *c, const char *name, int *renamed)
+{
+    Entry *e = find_entry(c, name);
+    const char *at = strstr(name, "_self_attention_layer_norm.");
+    if (e || !at) return e;
+    char old[1024];
+    snprintf(old, sizeof old, "%.*s_self_attention_norm.%s", (int)(at - name), name, at + 27);
+    if ((e = find_entry(c, old))) *renamed = 1;
+    return e;
+}
+
 /* Does the file hold every tensor the program loads, as the program has it,
  * and nothing more that the load would silently drop? */
 static int match_program(const Checkpoint *c, const mtx_program *prog, int params_only, char *err, size_t errlen)
 {
+    int renamed = 0;
     for (int i = 0; i < prog->ntensors; i++) {
         const mtx_tensor_desc *t = &prog->tensors[i];
         if (params_only && t->kind != MTX_PARAM) continue;
-        Entry *e = find_entry(c, t->name);
+        Entry *e = find_entry_compat(c, t->name, &renamed);
         if (!e)
             return fail(err, errlen, "checkpoint %s has no tensor '%s' (a checkpoint of another model or optimizer?)",
                         c->path, t->name);
@@ -684,6 +699,9 @@ static int match_program(const Checkpoint *c, const mtx_program *prog, int param
         }
         e->tensor = i;
     }
+    if (renamed)
+        fprintf(stderr, "trainer: notice: checkpoint %s names its norms *_self_attention_norm (mtxc before 2026-12); "
+                "loaded as MaxText's *_self_attention_layer_norm\n", c->path);
     const Entry *extra = extra_entry(c, params_only);
     if (extra)
         return fail(err, errlen, "checkpoint %s holds tensor '%s', which this program does not have (a checkpoint of "

@@ -35,7 +35,7 @@ START_TEST(printer_text)
     ck_assert(strstr(a, "  param   @layers.0.self_attention.key.kernel: f32[64, 32]  init=truncated_normal(0.142106)  axes=(embed, kv_heads)\n"));
     /* dtype bfloat16 (the default): float32 weights, each cast to bf16 once where a matmul reads it */
     ck_assert(strstr(a, "  %layers.0.attention_input: bf16[8, 64, 64] = rmsnorm %embedding, "
-                        "@layers.0.pre_self_attention_norm.scale  n=512  d=64  eps=1e-05\n"));
+                        "@layers.0.pre_self_attention_layer_norm.scale  n=512  d=64  eps=1e-05\n"));
     ck_assert(strstr(a, "= attention_scores %layers.1.self_attention.query_rotated, "
                         "%layers.1.self_attention.key_rotated  b=8  t=64  hq=4  hkv=2  dh=16  window=0  scale=1  cap=0\n"));
     ck_assert(strstr(a, "  %layers.0.self_attention.query.kernel.bf16: bf16[64, 64] = cast @layers.0.self_attention.query.kernel\n"));
