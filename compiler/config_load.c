@@ -522,7 +522,7 @@ static void check_preset_overrides(Loader *L, int after_preset)
 /* The keys mtxc has and MaxText lacks: a MaxText base.yml does not set them. */
 static const struct { KeyId k; const char *text; } mtxc_only[] = {
     {K_eval_dataset_path, ""}, {K_decode_sampling_seed, "1234"}, {K_peak_tflops_per_device, "0"},
-    {K_device_memory_gib, "24"},
+    {K_device_memory_gib, "24"}, {K_query_pre_attn_scalar, "0"},
 };
 
 static void fill_mtxc_only(Loader *L, const char *path)

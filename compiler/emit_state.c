@@ -178,30 +178,56 @@ static const char *c_string(Pool *pool, const char *text)
     return out;
 }
 
+/* One HF tensor of param v (index: its place in the descriptor): the
+ * fields that are not zero, with the whole param's shape and how this
+ * device's share is cut from it (as emit_param_init draws it). */
+static void emit_hf_tensor(Emitter *e, const Value *v, int index, const HfParam *hf)
+{
+    Pool *pool = e->p->pool;
+    int64_t dim[4], inner = 1;
+    int rank = value_share_shape(v, dim);
+    for (int i = v->split_dim ? v->split_dim - 1 : rank; i < rank; i++) inner *= dim[i];
+    if (v->split_dim) dim[v->split_dim - 1] *= v->split_ways;
+    emitf(e, "    {%d, \"%s\", %s, %d, {", index, hf->name, flit(pool, (float)hf->scale), rank);
+    for (int i = 0; i < rank; i++) emitf(e, "%s%lld", i ? ", " : "", (long long)dim[i]);
+    emitf(e, "}");
+    if (hf->transpose) emitf(e, ", .transpose = 1");
+    if (hf->shift != 0) emitf(e, ", .shift = %s", flit(pool, (float)hf->shift));
+    if (hf->rope_pairs) emitf(e, ", .rope_pairs = %d", hf->rope_pairs);
+    if (hf->slice) emitf(e, ", .slice = %d", hf->slice);
+    if (hf->vocab) emitf(e, ", .vocab = 1");
+    if (v->split_dim)
+        emitf(e, ", .split_ways = %d, .split_axis = %d, .split_inner = %lld", v->split_ways,
+              v->split_axis == MTX_AXIS_EXPERT ? 3 : 2, (long long)inner);
+    if (v->full_rank) emitf(e, ", .fsdp = 1");
+    emitf(e, "},\n");
+}
+
 /* Hugging Face's names and layouts of the params and the config.json
  * fields the config fixes (hf_names.c), for importing HF checkpoints; the
  * descriptor's fields naming them, "" where the family has none. */
 static const char *emit_hf_tables(Emitter *e)
 {
     const Program *p = e->p;
-    mtx_hf_field fields[24];
-    int nfields = hf_fields(p->pool, p->cfg, fields, 24), ntensors = 0, index = 0;
-    if (!nfields) return "";
-    emitf(e, "\n/* Hugging Face checkpoints: each param's tensor there, and config.json's fields */\n"
+    mtx_hf_field fields[32];
+    int nfields = hf_fields(p->pool, p->cfg, fields, 32), ntensors = 0, index = 0;
+    if (!nfields) return pool_fmt(p->pool, "    .hf_missing = %s,\n", c_string(p->pool, hf_missing(p->pool, p->cfg)));
+    emitf(e, "\n/* Hugging Face checkpoints: each param's tensors there, and config.json's fields */\n"
            "static const mtx_hf_tensor hf_tensors[] = {\n");
+    HfParam *hf = pool_alloc(p->pool, sizeof *hf * 1024);
     for (int i = 0; i < p->nvalues; i++) {
         const Value *v = p->values[i];
-        HfParam hf;
         if (v->kind != V_PARAM) continue;
-        if (hf_param(p->cfg, v->name, &hf))
-            emitf(e, "    {%d, \"%s\", %d, %s, %d},\n", index, hf.name, hf.transpose, flit(p->pool, (float)hf.scale), hf.rope_pairs),
-                ntensors++;
+        int n = hf_param(p->cfg, v->name, hf, 1024);
+        for (int k = 0; k < n; k++) emit_hf_tensor(e, v, index, &hf[k]);
+        ntensors += n;
         index++;
     }
+    static const char *checks[] = {"MTX_HF_EQUAL", "MTX_HF_AT_MOST", "MTX_HF_NULL_OR_AT_LEAST", "MTX_HF_EXPORT_ONLY"};
     emitf(e, "};\n\nstatic const mtx_hf_field hf_config[] = {\n");
     for (int i = 0; i < nfields; i++)
-        emitf(e, "    {\"%s\", %s, %s},\n", fields[i].key, c_string(p->pool, fields[i].value),
-            fields[i].dflt ? c_string(p->pool, fields[i].dflt) : "NULL");
+        emitf(e, "    {\"%s\", %s, %s, %s},\n", fields[i].key, c_string(p->pool, fields[i].value),
+            fields[i].dflt ? c_string(p->pool, fields[i].dflt) : "NULL", checks[fields[i].check]);
     emitf(e, "};\n");
     return pool_fmt(p->pool, "    .nhf = %d, .hf = hf_tensors, .nhf_config = %d, .hf_config = hf_config,\n", ntensors,
                     nfields);

@@ -363,7 +363,9 @@ static int cmd_export(int argc, char **argv)
     char **rest = xmalloc(sizeof(char *) * (size_t)(argc + 1)), **extra = xmalloc(sizeof(char *) * (size_t)(argc + 1));
     int n = 0, nextra = 0, rc = 0;
     for (int i = 0; i < argc && !rc; i++) {
-        if (strcmp(argv[i], "-o") && strcmp(argv[i], "--dtype") && strcmp(argv[i], "--shard-size")) rest[n++] = argv[i];
+        if (strcmp(argv[i], "-o") && strcmp(argv[i], "--dtype") && strcmp(argv[i], "--shard-size") &&
+            strcmp(argv[i], "--vocab-size"))
+            rest[n++] = argv[i];
         else if (i + 1 == argc) rc = usage_error("export", "option '%s' needs a value", argv[i]);
         else extra[nextra++] = argv[i], extra[nextra++] = argv[++i];
     }
@@ -563,14 +565,17 @@ static const Command commands[] = {
      cmd_decode},
     {"export", "write a checkpoint's parameters as a Hugging Face model directory (JIT)",
      "usage: mtxc export CONFIG [load_parameters_path=STEP_DIR] [key=value ...] -o DIR\n"
-     "                   [--dtype bfloat16|float32] [--shard-size 5GB]\n"
+     "                   [--dtype bfloat16|float32] [--shard-size 5GB] [--vocab-size N]\n"
      "\n"
      "Compiles the config as mtxc run does, loads the parameters of a checkpoint step\n"
-     "directory (or of a Hugging Face directory), and writes DIR: config.json with\n"
+     "directory (of a sharded mesh: any shard's, and the others beside it are read\n"
+     "too; or a Hugging Face directory), and writes DIR: config.json with\n"
      "Hugging Face's field names for the family (architectures, model_type, sizes,\n"
      "rope_theta, rope_scaling, ...) and the parameters in Hugging Face's layout and\n"
      "names, as --dtype (default bfloat16) safetensors, in shards of at most\n"
      "--shard-size (default 5GB, as Hugging Face's) with model.safetensors.index.json.\n"
+     "--vocab-size keeps the first N rows of the vocabulary (a checkpoint imported\n"
+     "into a preset with a padded vocabulary goes back to its own size).\n"
      "A float32 export loads back bit for bit. Without load_parameters_path it writes\n"
      "the initial parameters (init_weights_seed): a random model of the config. DIR\n"
      "must not exist; it appears only once complete. A built trainer does the same:\n"

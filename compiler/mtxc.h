@@ -418,13 +418,16 @@ int model_rope_variant(const Config *c);                      /* model.c: the mt
  * in HF's checkpoints and how its values map (mtx_hf_tensor). */
 typedef struct {
     char name[128];
-    bool transpose;
-    double scale;
-    int rope_pairs;
+    bool transpose, vocab;
+    double scale, shift;
+    int rope_pairs, slice;
 } HfParam;
-/* The mapping of parameter `name` (without "params/"): false where the
- * family has none (block_specs' hf_architecture NULL) or the name is none of it. */
-bool hf_param(const Config *c, const char *name, HfParam *out);
+/* Why the config's model has no Hugging Face form (block_specs'
+ * hf_architecture NULL, or a setting HF's family lacks), or NULL: it has. */
+const char *hf_missing(Pool *pool, const Config *c);
+/* The HF tensors of parameter `name` (without "params/"), at most max (one,
+ * or mixtral's experts one each); 0 where the model has no HF form. */
+int hf_param(const Config *c, const char *name, HfParam *out, int max);
 /* config.json's fields the program's config fixes (mtx_hf_field), in pool
  * memory; how many, at most max. */
 int hf_fields(Pool *pool, const Config *c, mtx_hf_field *out, int max);

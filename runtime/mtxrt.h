@@ -416,21 +416,33 @@ typedef void (*mtx_eval_nnx)(const mtx_state *, const mtx_batch *, mtx_metrics *
 typedef void (*mtx_eval_linen)(const mtx_state *, const mtx_batch *, mtx_rng_key, mtx_metrics *);
 
 /* A parameter as Hugging Face's checkpoints hold it (trainer/hf_checkpoint.c):
- * the tensor `name`, [out, in] where transpose (nn.Linear's layout), is
- * the parameter with each value times scale and, with rope_pairs (the
- * head dim), each head's output features in rotate_half's order (halves)
- * where the parameter has interleaved pairs. */
+ * the tensor `name` is the parameter (or its slice along dim 0) with each
+ * value v stored as (v - shift) / scale, [out, in] where transpose
+ * (nn.Linear's layout), and with rope_pairs (the head dim) each head's
+ * output features in rotate_half's order (halves) where the parameter has
+ * interleaved pairs. The whole parameter's shape and how a device's share
+ * is cut from it (as the generated init draws it) let a sharded state
+ * import and export. */
 typedef struct {
     int tensor;                           /* index into mtx_program.tensors */
     const char *name;                     /* e.g. model.layers.0.self_attn.q_proj.weight */
-    int transpose;
     float scale;                          /* 1: none */
+    int rank;                             /* the whole parameter, before fsdp, tensor or expert splits */
+    int64_t shape[3];
+    int transpose;
+    float shift;                          /* gemma's norms: HF's w is the parameter's 1 + w */
     int rope_pairs;
+    int slice;                            /* 0: the whole parameter; s: its [s - 1] along dim 0 (mixtral's experts) */
+    int vocab;                            /* HF's rows may be fewer (a padded vocabulary): the rest are zero */
+    int split_ways, split_axis;           /* tensor or expert share (split_axis: the mesh axis, 2 or 3): runs */
+    int64_t split_inner;                  /* of split_inner elements, one in every split_ways, at the device's coordinate */
+    int fsdp;                             /* the device holds an fsdp chunk of its share */
 } mtx_hf_tensor;
 /* A config.json field and the value (JSON) the program's config gives it;
  * dflt: the value Hugging Face assumes when the field is absent (NULL:
- * the field must be there). */
-typedef struct { const char *key, *value, *dflt; } mtx_hf_field;
+ * the field must be there). check: how an import compares them. */
+enum { MTX_HF_EQUAL, MTX_HF_AT_MOST, MTX_HF_NULL_OR_AT_LEAST, MTX_HF_EXPORT_ONLY };
+typedef struct { const char *key, *value, *dflt; int check; } mtx_hf_field;
 
 /* Everything the runtime knows about a compiled program. */
 typedef struct {
@@ -465,10 +477,11 @@ typedef struct {
     void (*decode)(const mtx_state *, mtx_cache *, const int32_t *tokens, const int32_t *position, float *logits);
     int prefill_length, cache_length;     /* max_prefill_predict_length (at most cache_length), max_target_length */
     size_t cache_bytes;
-    /* Hugging Face checkpoints (0 where the family has no mapping yet) */
+    /* Hugging Face checkpoints (0 where the model has no HF form: hf_missing says why) */
     int nhf, nhf_config;
     const mtx_hf_tensor *hf;
     const mtx_hf_field *hf_config;
+    const char *hf_missing;
 } mtx_program;
 
 /* Called by a generated train step before its first write to the state:

@@ -125,9 +125,24 @@ int mtx_hf_dir(const char *dir);
  * and the program's layout (mtx_program.hf); 0, or -1 with a message
  * naming the file and tensor (st unspecified: the callers stop). */
 int mtx_hf_load(const mtx_program *prog, mtx_state *st, const char *dir, char *err, size_t errlen);
-/* Where each of a parameter's cols columns lives in its Hugging Face tensor
- * (a row when transposed), after RoPE's pairs: malloc'd, NULL if out of memory. */
+/* The layout of one Hugging Face tensor (hf_layout.c). The whole
+ * parameter's elements: */
+int64_t mtx_hf_numel(const mtx_hf_tensor *m);
+/* The part of the whole parameter the tensor is: [rows, cols] from element first. */
+void mtx_hf_view(const mtx_hf_tensor *m, int64_t *rows, int64_t *cols, size_t *first);
+/* The tensor's shape in Hugging Face's file; its rank. */
+int mtx_hf_shape(const mtx_hf_tensor *m, int64_t shape[2]);
+/* Where each of the view's cols columns lives in the tensor (a row when
+ * transposed), after RoPE's pairs: malloc'd, NULL if out of memory. */
 int64_t *mtx_hf_columns(const mtx_hf_tensor *m, int64_t cols);
+/* Does a device hold less than the whole parameter? */
+int mtx_hf_sharded(const mtx_hf_tensor *m);
+/* A device's share of the whole parameter, local_numel elements: from the
+ * whole (to_whole 0; an fsdp chunk's padding zeroed) or into it. fsdp:
+ * the fsdp axis's size; fsdp_coord and coord: the device's place on it and
+ * on m->split_axis. */
+void mtx_hf_share(const mtx_hf_tensor *m, float *whole, float *local, size_t local_numel, int fsdp, int fsdp_coord,
+                  int coord, int to_whole);
 /* A trainer's `export` command (hf_export.c): load_parameters_path's
  * parameters written as a Hugging Face model directory (-o DIR). */
 int mtx_export_main(const mtx_program *prog, int argc, char **argv);

@@ -2,9 +2,12 @@
 """Copies of a Hugging Face model directory for tests/test_hf_checkpoint.sh,
 in plain Python (no numpy, no torch): other dtypes, shards, and broken ones.
 
-  hf_variants.py equal A B [bf16]
+  hf_variants.py equal A B [bf16|ulp]
     exit 0 if the directories' tensors (any shards) hold the same values; with
-    bf16, if B's are A's rounded to bfloat16 (nearest even)
+    bf16, if B's are A's rounded to bfloat16 (nearest even); with ulp, if each
+    of B's is A's or a float32 neighbour (a folded scale that is no power of 2
+    maps several float32 values to one) or, for values near 0, within 2^-24
+    (gemma's norms are stored as 1 + w)
   hf_variants.py SRC DST MODE
     bf16-sharded   BF16 tensors in two shards with model.safetensors.index.json
     f16            F16 tensors in one file
@@ -84,12 +87,20 @@ def bf16(x):
     return struct.unpack("<f", struct.pack("<I", bits))[0]
 
 
-def equal(a, b, rounded=None):
+def neighbours(x, y):
+    """One float32 step apart, or (gemma's norms, stored as 1 + w) within float32's resolution at 1."""
+    bits = [struct.unpack("<i", struct.pack("<f", v))[0] for v in (x, y)]
+    return x == y or abs(bits[0] - bits[1]) <= 1 or abs(x - y) <= 2.0 ** -24
+
+
+def equal(a, b, how=None):
     ta, tb = tensors(a), tensors(b)
     if set(ta) != set(tb):
         sys.exit(f"tensors differ: {sorted(set(ta) ^ set(tb))[:4]}")
     for name in sorted(ta):
-        want = ta[name] if not rounded else (ta[name][0], tuple(bf16(v) for v in ta[name][1]))
+        want = ta[name] if how != "bf16" else (ta[name][0], tuple(bf16(v) for v in ta[name][1]))
+        if how == "ulp" and want[0] == tb[name][0] and all(map(neighbours, want[1], tb[name][1])):
+            continue
         if want != tb[name]:
             sys.exit(f"{name} differs")
 

@@ -154,20 +154,22 @@ static int generate(const mtx_program *prog, const DecodeSettings *d, const mtx_
     mtx_cache *cache = prog->cache_new();
     mtx_rng_key key = mtx_rng_seed((uint64_t)d->seed);
     int32_t zero = 0, eos = tk ? mtx_tokenizer_eos(tk) : -1;
+    /* only ids the tokenizer has: a padded vocabulary's rows are never chosen */
+    int choices = tk && mtx_tokenizer_vocab(tk) < V ? mtx_tokenizer_vocab(tk) : V;
     double t0 = mtx_seconds();
     prog->prefill(st, cache, seq, &zero, logits);
     double t1 = mtx_seconds();
     int prompt = n;
     bool warned = false;
     check_finite(logits + (size_t)(n - 1) * V, V, n - 1, &warned);
-    seq[n] = mtx_sample(logits + (size_t)(n - 1) * V, V, &d->sampling, key, (uint64_t)n);
+    seq[n] = mtx_sample(logits + (size_t)(n - 1) * V, choices, &d->sampling, key, (uint64_t)n);
     int last = max_new > 0 && n + max_new < T ? n + max_new : T;   /* the sequence ends before position last */
     while (seq[n] != eos && n + 1 < last) {
         int32_t pos = n;
         prog->decode(st, cache, seq + n, &pos, logits);
         check_finite(logits, V, n, &warned);
         n++;
-        seq[n] = mtx_sample(logits, V, &d->sampling, key, (uint64_t)n);
+        seq[n] = mtx_sample(logits, choices, &d->sampling, key, (uint64_t)n);
     }
     int generated = n + 1 - prompt - (seq[n] == eos);
     double t2 = mtx_seconds();

@@ -5,8 +5,10 @@
  * any is read, then each tensor read in chunks of whole rows (a reader
  * thread reads the next chunk while this one is placed), widened to float32
  * (F32, BF16, F16) and put in its parameter's place with the layout the
- * compiler gave (mtx_program.hf: transpose, scale, RoPE pairs) over the
- * trainer's threads: two 32 MB buffers beyond the state. */
+ * compiler gave (mtx_program.hf: transpose, scale, shift, RoPE pairs, an
+ * expert's slice, a shorter vocabulary) over the trainer's threads: two
+ * 32 MB buffers beyond the state. A device of a sharded mesh (fsdp, tensor,
+ * expert) builds each parameter whole in a buffer and keeps its share. */
 #include "mtxrt_keys.h"
 #include "mtxrt_trainer.h"
 
@@ -86,8 +88,22 @@ static cJSON *read_json(Hf *h, const char *path)
 
 /* ---- config.json against the program ---- */
 
+/* Does config.json's value (or HF's default for an absent field) pass f's check? */
+static int field_ok(const mtx_hf_field *f, const cJSON *have, const cJSON *want)
+{
+    switch (f->check) {
+    case MTX_HF_AT_MOST:
+        return cJSON_IsNumber(have) && have->valuedouble >= 1 && have->valuedouble <= want->valuedouble;
+    case MTX_HF_NULL_OR_AT_LEAST:
+        return cJSON_IsNull(have) || (cJSON_IsNumber(have) && have->valuedouble >= want->valuedouble);
+    default:
+        return cJSON_Compare(have, want, 1);
+    }
+}
+
 static int check_config(Hf *h, const mtx_program *prog)
 {
+    static const char *const how[] = {"", ", at most", ", null or at least"};
     char path[4400];
     snprintf(path, sizeof path, "%s/config.json", h->dir);
     cJSON *cfg = read_json(h, path);
@@ -95,14 +111,16 @@ static int check_config(Hf *h, const mtx_program *prog)
     int ok = 1;
     for (int i = 0; ok && i < prog->nhf_config; i++) {
         const mtx_hf_field *f = &prog->hf_config[i];
+        if (f->check == MTX_HF_EXPORT_ONLY) continue;
         const cJSON *have = cJSON_GetObjectItemCaseSensitive(cfg, f->key);
         cJSON *want = cJSON_Parse(f->value), *dflt = have || !f->dflt ? NULL : cJSON_Parse(f->dflt);
         if (!have && !f->dflt) {
-            ok = fail(h, "'%s' has no \"%s\" (this program's is %s)", path, f->key, f->value);
-        } else if (!cJSON_Compare(have ? have : dflt, want, 1)) {
+            ok = fail(h, "'%s' has no \"%s\" (this program's is%s %s)", path, f->key, how[f->check], f->value);
+        } else if (!field_ok(f, have ? have : dflt, want)) {
             char *text = have ? cJSON_PrintUnformatted(have) : NULL;
-            ok = fail(h, "'%s': \"%s\" is %s%s, this program's is %s (model_name and the model keys choose it)", path,
-                      f->key, text ? text : f->dflt, have ? "" : " (its default: the field is absent)", f->value);
+            ok = fail(h, "'%s': \"%s\" is %s%s, this program's is%s %s (model_name and the model keys choose it)", path,
+                      f->key, text ? text : f->dflt, have ? "" : " (its default: the field is absent)", how[f->check],
+                      f->value);
             free(text);
         }
         cJSON_Delete(want);
@@ -235,27 +253,48 @@ static void shape_text(const int64_t *shape, int rank, char *out, size_t n)
     if (at < n) snprintf(out + at, n - at, "]");
 }
 
-/* Every parameter has its tensor, of the shape its layout makes; every
- * tensor is some parameter's. */
+/* Every parameter has its tensors, of the shapes its layout makes (fewer
+ * vocabulary rows allowed); every tensor is some parameter's. */
 static int match(Hf *h, const mtx_program *prog)
 {
-    int covered = 0;
+    int *parts = calloc((size_t)prog->ntensors + 1, sizeof *parts);
+    if (!parts) return fail(h, "out of memory");
     for (int k = 0; k < prog->nhf; k++) {
         const mtx_hf_tensor *m = &prog->hf[k];
         const mtx_tensor_desc *d = &prog->tensors[m->tensor];
         Tensor *t = find(h, m->name);
-        if (!t) return fail(h, "'%s' has no tensor %s (this program's %s)", h->dir, m->name, d->name);
-        int64_t want[4] = {0};
-        for (int i = 0; i < d->rank; i++) want[i] = d->shape[m->transpose ? d->rank - 1 - i : i];
+        if (!t) return free(parts), fail(h, "'%s' has no tensor %s (this program's %s)", h->dir, m->name, d->name);
+        int64_t want[2];
+        int rank = mtx_hf_shape(m, want);
         char a[96], b[96];
-        if (t->rank != d->rank || memcmp(t->shape, want, sizeof(int64_t) * (size_t)d->rank)) {
-            shape_text(t->shape, t->rank, a, sizeof a), shape_text(want, d->rank, b, sizeof b);
-            return fail(h, "'%s': tensor %s is %s, this program's %s needs %s", h->shards[t->shard].path, m->name, a, d->name, b);
+        int short_vocab = m->vocab && t->rank == rank && t->shape[0] >= 1 && t->shape[0] < want[0] &&
+                          (rank == 1 || t->shape[1] == want[1]);
+        if (!short_vocab && (t->rank != rank || memcmp(t->shape, want, sizeof(int64_t) * (size_t)rank))) {
+            shape_text(t->shape, t->rank, a, sizeof a), shape_text(want, rank, b, sizeof b);
+            free(parts);
+            return fail(h, "'%s': tensor %s is %s, this program's %s needs %s%s", h->shards[t->shard].path, m->name, a,
+                        d->name, b, m->vocab ? " (or fewer vocabulary rows)" : "");
         }
+        if (short_vocab)
+            fprintf(stderr, "trainer: notice: '%s': %s has %lld vocabulary rows, this program %lld: the rest are zero\n",
+                    h->dir, m->name, (long long)t->shape[0], (long long)want[0]);
         t->used = 1;
+        parts[m->tensor]++;
     }
-    for (int i = 0; i < prog->ntensors; i++) covered += prog->tensors[i].kind == MTX_PARAM;
-    if (covered != prog->nhf) return fail(h, "this program has %d parameters and %d of them in Hugging Face's layout", covered, prog->nhf);
+    for (int k = 0; k < prog->nhf; k++) {   /* each parameter whole: every expert of a stacked one */
+        const mtx_hf_tensor *m = &prog->hf[k];
+        int want = m->slice ? (int)m->shape[0] : 1;
+        if (parts[m->tensor] != want) {
+            int have = parts[m->tensor];
+            free(parts);
+            return fail(h, "this program's %s has %d Hugging Face tensors, its layout %d", prog->tensors[m->tensor].name,
+                        have, want);
+        }
+    }
+    int covered = 0, params = 0;
+    for (int i = 0; i < prog->ntensors; i++) params += prog->tensors[i].kind == MTX_PARAM, covered += parts[i] > 0;
+    free(parts);
+    if (covered != params) return fail(h, "this program has %d parameters and %d of them in Hugging Face's layout", params, covered);
     for (int i = 0; i < h->n; i++) {
         size_t n = strlen(h->t[i].name);
         if (!h->t[i].used && !(n > 21 && !strcmp(h->t[i].name + n - 21, ".rotary_emb.inv_freq")))
@@ -288,28 +327,15 @@ static inline float value(const unsigned char *raw, int dtype, size_t i)
     return f;
 }
 
-/* Where each column of a parameter [rows, cols] lives in its HF tensor:
- * the tensor's row (transposed) or column src[c], after RoPE's pairs; a
- * malloc'd map, NULL when out of memory. */
-int64_t *mtx_hf_columns(const mtx_hf_tensor *m, int64_t cols)
-{
-    int64_t *src = malloc(sizeof(int64_t) * (size_t)(cols ? cols : 1));
-    for (int64_t c = 0; src && c < cols; c++) {
-        int64_t head = m->rope_pairs ? c / m->rope_pairs : 0, j = m->rope_pairs ? c % m->rope_pairs : c;
-        src[c] = !m->rope_pairs ? c : head * m->rope_pairs + (j % 2 ? j / 2 + m->rope_pairs / 2 : j / 2);
-    }
-    return src;
-}
-
 /* Placing one tensor: a job over blocks of 64 of the tensor's own rows, so
  * that each thread reads its part of the mapped file front to back (the
  * kernel's readahead keeps up) while its writes stay in 64 columns. */
 typedef struct {
     const mtx_hf_tensor *m;
-    const unsigned char *raw;         /* the tensor's rows from h_first on */
+    const unsigned char *raw;         /* the tensor's rows [h_first, h_end) */
     int dtype;
     int64_t rows, cols, *src, *inv;   /* the parameter's [rows, cols]; column maps both ways */
-    int64_t h_first;
+    int64_t h_first, h_end;
     float *to;
     _Atomic long long nans;
 } Place;
@@ -317,7 +343,7 @@ typedef struct {
 static inline float scaled(const Place *p, size_t at, int dtype)
 {
     float v = value(p->raw, dtype, at);
-    return p->m->scale == 1.0f ? v : (float)((double)v * p->m->scale);
+    return p->m->scale == 1.0f && p->m->shift == 0.0f ? v : (float)((double)v * p->m->scale + p->m->shift);
 }
 
 /* The tensor's rows [h0, h1); dtype is a constant in each caller, so each form is its own loop. */
@@ -345,21 +371,21 @@ static inline long long place_rows(const Place *p, int64_t h0, int64_t h1, int d
 static void place_blocks(void *ctx, size_t first, size_t end)
 {
     Place *p = ctx;
-    int64_t hrows = p->m->transpose ? p->cols : p->rows;
     int64_t h0 = p->h_first + (int64_t)first * 64, h1 = p->h_first + (int64_t)end * 64;
-    if (h1 > hrows) h1 = hrows;
+    if (h1 > p->h_end) h1 = p->h_end;
     long long n = p->dtype == BF16 ? place_rows(p, h0, h1, BF16) : p->dtype == F32 ? place_rows(p, h0, h1, F32)
                                                                                   : place_rows(p, h0, h1, F16);
     p->nans += n;
 }
 
-/* The tensor's rows [h0, h1), at raw, into its parameter: transposed,
- * scaled, RoPE pairs; the NaNs counted (-1: out of memory). */
-static long long place(const mtx_hf_tensor *m, const mtx_tensor_desc *d, const unsigned char *raw, int dtype, float *to,
-                       int64_t h0, int64_t h1)
+/* The tensor's rows [h0, h1), at raw, into the whole parameter `to`:
+ * transposed, scaled, shifted, RoPE pairs; the NaNs counted (-1: out of memory). */
+static long long place(const mtx_hf_tensor *m, const unsigned char *raw, int dtype, float *to, int64_t h0, int64_t h1)
 {
-    Place p = {.m = m, .raw = raw, .dtype = dtype, .to = to, .rows = d->rank == 2 ? d->shape[0] : 1,
-               .cols = d->rank == 2 ? d->shape[1] : d->shape[0], .h_first = h0};
+    size_t first;
+    Place p = {.m = m, .raw = raw, .dtype = dtype, .h_first = h0, .h_end = h1};
+    mtx_hf_view(m, &p.rows, &p.cols, &first);
+    p.to = to + first;
     p.src = mtx_hf_columns(m, p.cols);
     p.inv = malloc(sizeof(int64_t) * (size_t)(p.cols ? p.cols : 1));
     if (!p.src || !p.inv) return free(p.src), free(p.inv), -1;
@@ -408,10 +434,11 @@ static int read_wait(Read *r)
     return r->ok;
 }
 
-static uint64_t row_bytes(const mtx_hf_tensor *m, const mtx_tensor_desc *d, int dtype)
+static uint64_t row_bytes(const mtx_hf_tensor *m, int dtype)
 {
-    int64_t rows = d->rank == 2 ? d->shape[0] : 1, cols = d->rank == 2 ? d->shape[1] : d->shape[0];
-    return (uint64_t)(m->transpose ? rows : cols) * (dtype == F32 ? 4 : 2);
+    int64_t shape[2];
+    int rank = mtx_hf_shape(m, shape);
+    return (uint64_t)shape[rank - 1] * (dtype == F32 ? 4 : 2);
 }
 
 /* Every tensor cut into chunks of at most CHUNK_BYTES of whole rows (one
@@ -423,9 +450,8 @@ static Chunk *plan_chunks(Hf *h, const mtx_program *prog, int *n, uint64_t *bigg
     *n = 0, *biggest = 0;
     for (int k = 0; k < prog->nhf; k++) {
         const mtx_hf_tensor *m = &prog->hf[k];
-        const mtx_tensor_desc *d = &prog->tensors[m->tensor];
         const Tensor *t = find(h, m->name);
-        uint64_t rb = row_bytes(m, d, t->dtype), per = rb >= CHUNK_BYTES ? 1 : CHUNK_BYTES / rb;
+        uint64_t rb = row_bytes(m, t->dtype), per = rb >= CHUNK_BYTES ? 1 : CHUNK_BYTES / rb;
         int64_t hrows = (int64_t)((t->end - t->begin) / (rb ? rb : 1));
         for (int64_t h0 = 0; h0 < hrows; h0 += (int64_t)per) {
             if (*n == cap && !(c = realloc(c, sizeof *c * (size_t)(cap = cap ? 2 * cap : 256)))) return NULL;
@@ -441,8 +467,40 @@ static void read_chunk(Hf *h, const mtx_program *prog, const Chunk *c, Read *r, 
 {
     const mtx_hf_tensor *m = &prog->hf[c->k];
     const Tensor *t = find(h, m->name);
-    uint64_t rb = row_bytes(m, &prog->tensors[m->tensor], t->dtype);
+    uint64_t rb = row_bytes(m, t->dtype);
     read_start(r, h->shards[t->shard].fd, buf, (size_t)((uint64_t)(c->h1 - c->h0) * rb), t->begin + (uint64_t)c->h0 * rb);
+}
+
+/* Where chunk i's parameter is built: the state itself, or (a device's
+ * share of it) a buffer of the whole, which finish() cuts the share from.
+ * Zeroed first where a shorter vocabulary leaves rows unwritten. */
+static float *target(const mtx_program *prog, const mtx_hf_tensor *m, void *memory, float **whole)
+{
+    const mtx_tensor_desc *d = &prog->tensors[m->tensor];
+    float *own = (float *)((unsigned char *)memory + d->offset);
+    if (!mtx_hf_sharded(m)) {
+        if (m->vocab) memset(own, 0, sizeof(float) * (size_t)mtx_hf_numel(m));
+        return own;
+    }
+    return *whole = calloc((size_t)mtx_hf_numel(m), sizeof(float));
+}
+
+static size_t local_numel(const mtx_tensor_desc *d)
+{
+    size_t n = 1;
+    for (int i = 0; i < d->rank; i++) n *= (size_t)d->shape[i];
+    return n;
+}
+
+/* A parameter built whole: this device's share into the state. */
+static void finish(const mtx_program *prog, const mtx_hf_tensor *m, void *memory, float **whole)
+{
+    if (!*whole) return;
+    const mtx_tensor_desc *d = &prog->tensors[m->tensor];
+    mtx_hf_share(m, *whole, (float *)((unsigned char *)memory + d->offset), local_numel(d), prog->mesh_fsdp,
+                 mtx_mesh_coord(1), m->split_ways > 1 ? mtx_mesh_coord(m->split_axis) : 0, 0);
+    free(*whole);
+    *whole = NULL;
 }
 
 static int read_all(Hf *h, const mtx_program *prog, void *memory)
@@ -456,20 +514,27 @@ static int read_all(Hf *h, const mtx_program *prog, void *memory)
     double shown = mtx_seconds();
     long long nans = 0;
     int ok = 1;
+    float *to = NULL, *whole = NULL;
     if (n) read_chunk(h, prog, &chunks[0], &rd[0], buf[0]);
     for (int i = 0; ok && i < n; i++) {
         if (i + 1 < n) read_chunk(h, prog, &chunks[i + 1], &rd[(i + 1) % 2], buf[(i + 1) % 2]);   /* the next, ahead */
         const mtx_hf_tensor *m = &prog->hf[chunks[i].k];
         const Tensor *t = find(h, m->name);
-        const mtx_tensor_desc *d = &prog->tensors[m->tensor];
         if (!read_wait(&rd[i % 2])) {
             ok = fail(h, "'%s': cannot read tensor %s (the file ends before its data)", h->shards[t->shard].path, t->name);
             break;
         }
-        long long k = place(m, d, buf[i % 2], t->dtype, (float *)((unsigned char *)memory + d->offset), chunks[i].h0, chunks[i].h1);
+        int first_of_param = i == 0 || prog->hf[chunks[i - 1].k].tensor != m->tensor;
+        if (first_of_param && !(to = target(prog, m, memory, &whole))) {
+            ok = fail(h, "out of memory for the whole of %s (%lld values)", prog->tensors[m->tensor].name,
+                      (long long)mtx_hf_numel(m));
+            break;
+        }
+        long long k = place(m, buf[i % 2], t->dtype, to, chunks[i].h0, chunks[i].h1);
         if (k < 0) ok = fail(h, "out of memory placing %s", t->name);
         nans += k;
         bytes += rd[i % 2].n;
+        if (i + 1 == n || prog->hf[chunks[i + 1].k].tensor != m->tensor) finish(prog, m, memory, &whole);
         if (mtx_seconds() - shown >= 1) {
             shown = mtx_seconds();
             fprintf(stderr, "importing '%s': %.0f MB, %d of %d tensors\n", h->dir, (double)bytes / 1e6, chunks[i].k + 1,
@@ -477,7 +542,7 @@ static int read_all(Hf *h, const mtx_program *prog, void *memory)
         }
     }
     read_wait(&rd[0]), read_wait(&rd[1]);   /* none left running */
-    free(chunks), free(buf[0]), free(buf[1]);
+    free(chunks), free(buf[0]), free(buf[1]), free(whole);
     if (ok && nans) fprintf(stderr, "trainer: warning: '%s' holds %lld NaN parameter values\n", h->dir, nans);
     return ok;
 }
@@ -487,11 +552,8 @@ int mtx_hf_load(const mtx_program *prog, mtx_state *st, const char *dir, char *e
     Hf h = {.dir = dir, .err = err, .errlen = errlen};
     err[0] = 0;
     int ok;
-    if (!prog->nhf) ok = fail(&h, "'%s' is a Hugging Face model directory, and this program's family (%s) has no "
-                                  "mapping to Hugging Face's layout yet", dir, prog->model_name);
-    else if (prog->mesh_fsdp * prog->mesh_tensor * prog->mesh_expert > 1)
-        ok = fail(&h, "'%s' is a Hugging Face model directory: importing one into a state split over fsdp, tensor or "
-                      "expert ranks is not implemented yet (import on one device and save a checkpoint)", dir);
+    if (!prog->nhf) ok = fail(&h, "'%s' is a Hugging Face model directory, and this program's model (%s) has no Hugging "
+                                  "Face form: %s", dir, prog->model_name, prog->hf_missing ? prog->hf_missing : "?");
     else
         ok = check_config(&h, prog) && open_shards(&h) && match(&h, prog) && read_all(&h, prog, prog->state_memory(st));
     for (int s = 0; s < h.nshards; s++) {

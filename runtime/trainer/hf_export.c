@@ -25,38 +25,53 @@ typedef struct {
     const char *out;
     int bf16;
     uint64_t shard_bytes;
+    long long vocab;                      /* --vocab-size: the vocabulary's rows kept (0: all) */
 } ExportOptions;
 
-static uint64_t tensor_elems(const mtx_tensor_desc *d)
+/* HF tensor m's shape as exported: its vocabulary's rows cut to --vocab-size. */
+static int export_shape(const mtx_hf_tensor *m, const ExportOptions *o, int64_t shape[2])
 {
-    uint64_t n = 1;
-    for (int i = 0; i < d->rank; i++) n *= (uint64_t)d->shape[i];
-    return n;
+    int rank = mtx_hf_shape(m, shape);
+    if (m->vocab && o->vocab && o->vocab < shape[0]) shape[0] = o->vocab;
+    return rank;
 }
 
-/* The value whose import (hf_checkpoint.c: float(value x scale)) is p. */
-static float unscale(float p, float scale)
+/* The elements of HF tensor m (one expert of a stacked parameter, or all of it). */
+static uint64_t tensor_elems(const mtx_hf_tensor *m, const ExportOptions *o)
 {
-    if (scale == 1.0f || !isfinite(p)) return p;
-    float f = (float)((double)p / scale);
-    for (int k = 0; k < 4 && (float)((double)f * scale) != p; k++)
-        f = nextafterf(f, (double)f * scale < p ? INFINITY : -INFINITY);
+    int64_t shape[2];
+    int rank = export_shape(m, o, shape);
+    return (uint64_t)shape[0] * (uint64_t)(rank == 2 ? shape[1] : 1);
+}
+
+/* The value whose import (hf_checkpoint.c: float(value x scale + shift)) is p. */
+static float unscale(float p, float scale, float shift)
+{
+    if ((scale == 1.0f && shift == 0.0f) || !isfinite(p)) return p;
+    float f = (float)(((double)p - shift) / scale);
+    for (int k = 0; k < 4 && (float)((double)f * scale + shift) != p; k++)
+        f = nextafterf(f, (double)f * scale + shift < p ? INFINITY : -INFINITY);
     return f;
 }
 
-/* One parameter in Hugging Face's layout, into out (its dtype's bytes),
- * by the import's column map and tiles (hf_checkpoint.c); 0: out of memory. */
-static int unplace(const mtx_hf_tensor *m, const mtx_tensor_desc *d, const float *p, int bf16, unsigned char *out)
+/* One HF tensor in Hugging Face's layout from its whole parameter p, into
+ * out (its dtype's bytes), by the import's column map (hf_layout.c), its
+ * first `keep` rows (HF's); 0: out of memory. */
+static int unplace(const mtx_hf_tensor *m, const float *p, int bf16, int64_t keep, unsigned char *out)
 {
-    int64_t rows = d->rank == 2 ? d->shape[0] : 1, cols = d->rank == 2 ? d->shape[1] : d->shape[0];
+    int64_t rows, cols;
+    size_t first;
+    mtx_hf_view(m, &rows, &cols, &first);
+    p += first;
     int64_t *src = mtx_hf_columns(m, cols);
     if (!src) return 0;
     for (int64_t r0 = 0; r0 < rows; r0 += 64)
         for (int64_t c0 = 0; c0 < cols; c0 += 64)
             for (int64_t r = r0; r < rows && r < r0 + 64; r++)
                 for (int64_t c = c0; c < cols && c < c0 + 64; c++) {
+                    if ((m->transpose ? src[c] : r) >= keep) continue;
                     size_t at = m->transpose ? (size_t)(src[c] * rows + r) : (size_t)(r * cols + src[c]);
-                    float v = unscale(p[r * cols + c], m->scale);
+                    float v = unscale(p[r * cols + c], m->scale, m->shift);
                     if (bf16) {
                         mtx_bf16 h = mtx_f32_to_bf16(v);
                         memcpy(out + 2 * at, &h, 2);
@@ -76,14 +91,17 @@ static int io_fail(char *err, size_t errlen, const char *verb, const char *path)
 }
 
 /* config.json: every field the import checks, and torch_dtype. */
-static char *config_json(const mtx_program *prog, int bf16)
+static char *config_json(const mtx_program *prog, const ExportOptions *o)
 {
     cJSON *root = cJSON_CreateObject();
-    for (int i = 0; i < prog->nhf_config; i++) {
-        cJSON *v = cJSON_Parse(prog->hf_config[i].value);
-        if (v) cJSON_AddItemToObject(root, prog->hf_config[i].key, v);
+    for (int i = 0; i < prog->nhf_config; i++) {   /* a window no shorter than the sequence: none */
+        const mtx_hf_field *f = &prog->hf_config[i];
+        cJSON *v = f->check == MTX_HF_NULL_OR_AT_LEAST ? cJSON_CreateNull()
+                   : !strcmp(f->key, "vocab_size") && o->vocab ? cJSON_CreateNumber((double)o->vocab)
+                   : cJSON_Parse(f->value);
+        if (v) cJSON_AddItemToObject(root, f->key, v);
     }
-    cJSON_AddStringToObject(root, "torch_dtype", bf16 ? "bfloat16" : "float32");
+    cJSON_AddStringToObject(root, "torch_dtype", o->bf16 ? "bfloat16" : "float32");
     char *json = cJSON_Print(root), *text = json ? malloc(strlen(json) + 2) : NULL;
     if (text) sprintf(text, "%s\n", json);
     free(json);
@@ -98,7 +116,7 @@ static int plan_shards(const mtx_program *prog, const ExportOptions *o, int *sha
     int shard = 0;
     uint64_t used = 0;
     for (int k = 0; k < prog->nhf; k++) {
-        uint64_t bytes = tensor_elems(&prog->tensors[prog->hf[k].tensor]) * (o->bf16 ? 2 : 4);
+        uint64_t bytes = tensor_elems(&prog->hf[k], o) * (o->bf16 ? 2 : 4);
         if (used && used + bytes > o->shard_bytes) shard++, used = 0;
         shard_of[k] = shard;
         used += bytes;
@@ -120,13 +138,12 @@ static char *shard_header(const mtx_program *prog, const ExportOptions *o, const
     for (int k = 0; k < prog->nhf; k++) {
         if (shard_of[k] != s) continue;
         const mtx_hf_tensor *m = &prog->hf[k];
-        const mtx_tensor_desc *d = &prog->tensors[m->tensor];
         cJSON *e = cJSON_AddObjectToObject(root, m->name), *shape = cJSON_AddArrayToObject(e, "shape");
         cJSON *off = cJSON_AddArrayToObject(e, "data_offsets");
         cJSON_AddStringToObject(e, "dtype", o->bf16 ? "BF16" : "F32");
-        for (int i = 0; i < d->rank; i++)
-            cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)d->shape[m->transpose ? d->rank - 1 - i : i]));
-        uint64_t bytes = tensor_elems(d) * (o->bf16 ? 2 : 4);
+        int64_t dims[2];
+        for (int i = 0, rank = export_shape(m, o, dims); i < rank; i++) cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)dims[i]));
+        uint64_t bytes = tensor_elems(m, o) * (o->bf16 ? 2 : 4);
         cJSON_AddItemToArray(off, cJSON_CreateNumber((double)at));
         cJSON_AddItemToArray(off, cJSON_CreateNumber((double)(at + bytes)));
         at += bytes;
@@ -141,7 +158,7 @@ static char *shard_header(const mtx_program *prog, const ExportOptions *o, const
     return out;
 }
 
-static int write_shard(const mtx_program *prog, const void *memory, const ExportOptions *o, const int *shard_of, int s,
+static int write_shard(const mtx_program *prog, float *const *whole, const ExportOptions *o, const int *shard_of, int s,
                        const char *path, double *shown, int *done, char *err, size_t errlen)
 {
     size_t hlen;
@@ -152,12 +169,13 @@ static int write_shard(const mtx_program *prog, const void *memory, const Export
     free(header);
     for (int k = 0; ok && k < prog->nhf; k++) {
         if (shard_of[k] != s) continue;
-        const mtx_tensor_desc *d = &prog->tensors[prog->hf[k].tensor];
-        size_t bytes = tensor_elems(d) * (o->bf16 ? 2 : 4);
+        const mtx_hf_tensor *m = &prog->hf[k];
+        size_t bytes = tensor_elems(m, o) * (o->bf16 ? 2 : 4);
+        int64_t shape[2];
+        export_shape(m, o, shape);
         unsigned char *buf = malloc(bytes ? bytes : 1);
-        if (!buf) return close(fd), snprintf(err, errlen, "out of memory for %s (%zu bytes)", prog->hf[k].name, bytes), 0;
-        ok = unplace(&prog->hf[k], d, (const float *)((const unsigned char *)memory + d->offset), o->bf16, buf) &&
-             mtx_write_all(fd, buf, bytes) == 0;
+        if (!buf) return close(fd), snprintf(err, errlen, "out of memory for %s (%zu bytes)", m->name, bytes), 0;
+        ok = unplace(m, whole[m->tensor], o->bf16, shape[0], buf) && mtx_write_all(fd, buf, bytes) == 0;
         free(buf);
         ++*done;
         if (mtx_seconds() - *shown >= 1) {
@@ -176,7 +194,7 @@ static char *index_json(const mtx_program *prog, const ExportOptions *o, const i
     uint64_t total = 0;
     char name[64];
     for (int k = 0; k < prog->nhf; k++) {
-        total += tensor_elems(&prog->tensors[prog->hf[k].tensor]) * (o->bf16 ? 2 : 4);
+        total += tensor_elems(&prog->hf[k], o) * (o->bf16 ? 2 : 4);
         shard_name(shard_of[k], nshards, name, sizeof name);
         cJSON_AddStringToObject(map, prog->hf[k].name, name);
     }
@@ -187,20 +205,20 @@ static char *index_json(const mtx_program *prog, const ExportOptions *o, const i
 }
 
 /* The directory under a temporary name, then renamed to o->out. */
-static int export_dir(const mtx_program *prog, const void *memory, const ExportOptions *o, char *err, size_t errlen)
+static int export_dir(const mtx_program *prog, float *const *whole, const ExportOptions *o, char *err, size_t errlen)
 {
     char tmp[4400], path[4600], name[64];
     snprintf(tmp, sizeof tmp, "%s.tmp-%d", o->out, (int)getpid());
     if (mkdir(tmp, 0755) != 0) return io_fail(err, errlen, "make", tmp);
     int *shard_of = malloc(sizeof(int) * (size_t)(prog->nhf + 1)), nshards = plan_shards(prog, o, shard_of), done = 0;
     double shown = mtx_seconds();
-    char *cfg = config_json(prog, o->bf16), *index = nshards > 1 ? index_json(prog, o, shard_of, nshards) : NULL;
+    char *cfg = config_json(prog, o), *index = nshards > 1 ? index_json(prog, o, shard_of, nshards) : NULL;
     snprintf(path, sizeof path, "%s/config.json", tmp);
     int ok = mtx_write_text(path, cfg) == 0 || io_fail(err, errlen, "write", path);
     for (int s = 0; ok && s < nshards; s++) {
         shard_name(s, nshards, name, sizeof name);
         snprintf(path, sizeof path, "%s/%s", tmp, name);
-        ok = write_shard(prog, memory, o, shard_of, s, path, &shown, &done, err, errlen);
+        ok = write_shard(prog, whole, o, shard_of, s, path, &shown, &done, err, errlen);
     }
     if (ok && index) {
         snprintf(path, sizeof path, "%s/model.safetensors.index.json", tmp);
@@ -231,20 +249,33 @@ static uint64_t parse_size(const char *s)
 
 static const char export_usage[] =
     "usage: PATH export [load_parameters_path=STEP_DIR] [key=value ...] -o DIR [--dtype bfloat16|float32]\n"
-    "                   [--shard-size 5GB]\n";
+    "                   [--shard-size 5GB] [--vocab-size N]\n";
 
-/* -o, --dtype and --shard-size out of argv; the key=value arguments stay. */
-static int export_options(int *argc, char **argv, ExportOptions *o)
+/* A vocabulary size 1 .. vocab, or 0. */
+static long long parse_vocab(const char *s, int vocab)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    return errno || end == s || *end || v < 1 || v > vocab ? 0 : v;
+}
+
+/* -o, --dtype, --shard-size and --vocab-size out of argv; the key=value arguments stay. */
+static int export_options(const mtx_program *prog, int *argc, char **argv, ExportOptions *o)
 {
     *o = (ExportOptions){.bf16 = 1, .shard_bytes = 5000000000ull};
     int n = 1;
     for (int i = 1; i < *argc; i++) {
         const char *a = argv[i], *v = i + 1 < *argc ? argv[i + 1] : NULL;
-        int opt = !strcmp(a, "-o") || !strcmp(a, "--dtype") || !strcmp(a, "--shard-size");
+        int opt = !strcmp(a, "-o") || !strcmp(a, "--dtype") || !strcmp(a, "--shard-size") || !strcmp(a, "--vocab-size");
         if (opt && !v) return fprintf(stderr, "trainer: error: option '%s' needs a value\n%s", a, export_usage), 0;
         if (!strcmp(a, "-o")) o->out = v;
         else if (!strcmp(a, "--dtype") && (!strcmp(v, "bfloat16") || !strcmp(v, "float32"))) o->bf16 = !strcmp(v, "bfloat16");
         else if (!strcmp(a, "--shard-size") && (o->shard_bytes = parse_size(v))) {}
+        else if (!strcmp(a, "--vocab-size") && (o->vocab = parse_vocab(v, prog->vocab))) {}
+        else if (!strcmp(a, "--vocab-size"))
+            return fprintf(stderr, "trainer: error: --vocab-size '%s' (a count from 1 to the model's vocab_size, %d)\n", v,
+                           prog->vocab), 0;
         else if (opt) return fprintf(stderr, "trainer: error: %s '%s' (bfloat16 or float32; a size like 5GB)\n", a, v), 0;
         else if (a[0] == '-') return fprintf(stderr, "trainer: error: unknown option '%s'\n%s", a, export_usage), 0;
         else argv[n++] = argv[i];
@@ -255,20 +286,103 @@ static int export_options(int *argc, char **argv, ExportOptions *o)
     return 1;
 }
 
+/* The mesh's state axes (fsdp, tensor, expert), as checkpoint directories name their shards. */
+static const struct { const char *name; int axis; } state_axes[] = {{"fsdp", 1}, {"tensor", 2}, {"expert", 3}};
+
+static int axis_size(const mtx_program *prog, int axis)
+{
+    return axis == 1 ? prog->mesh_fsdp : axis == 2 ? prog->mesh_tensor : prog->mesh_expert;
+}
+
+/* The step directory of the shard at coord[] beside params
+ * (RUN/checkpoints/SHARD/STEP, SHARD as train.c names it); 0 when params
+ * names no shard's step directory. */
+static int shard_step(const mtx_program *prog, const char *params, const int coord[4], char *out, size_t n)
+{
+    char path[4096], name[160] = "";
+    snprintf(path, sizeof path, "%s", params);
+    for (size_t len = strlen(path); len > 1 && path[len - 1] == '/'; len--) path[len - 1] = 0;
+    char *step = strrchr(path, '/');
+    if (!step) return 0;
+    *step++ = 0;
+    char *shard = strrchr(path, '/');
+    shard = shard ? shard + 1 : path;
+    if (strncmp(shard, "fsdp-", 5) && strncmp(shard, "tensor-", 7) && strncmp(shard, "expert-", 7)) return 0;
+    for (int a = 0; a < 3; a++) {
+        int size = axis_size(prog, state_axes[a].axis), at = (int)strlen(name);
+        if (size > 1)
+            snprintf(name + at, sizeof name - (size_t)at, "%s%s-%d-of-%d", at ? "." : "", state_axes[a].name,
+                     coord[state_axes[a].axis], size);
+    }
+    *shard = 0;
+    snprintf(out, n, "%s%s/%s", path, name, step);
+    return 1;
+}
+
+/* Every parameter whole, for a sharded program: each shard's checkpoint in
+ * turn loaded into state and its share put into the whole (a parameter no
+ * axis splits is the state's own). NULL with err. */
+static float **gather_shards(const mtx_program *prog, mtx_state *state, const char *params, char *err, size_t errlen)
+{
+    float **whole = calloc((size_t)prog->ntensors + 1, sizeof *whole);
+    unsigned char *memory = prog->state_memory(state);
+    for (int k = 0; whole && k < prog->nhf; k++) {
+        const mtx_hf_tensor *m = &prog->hf[k];
+        if (whole[m->tensor]) continue;
+        whole[m->tensor] = mtx_hf_sharded(m) ? calloc((size_t)mtx_hf_numel(m), sizeof(float))
+                                             : (float *)(memory + prog->tensors[m->tensor].offset);
+        if (!whole[m->tensor]) return snprintf(err, errlen, "out of memory for the whole of %s", m->name), NULL;
+    }
+    int coord[4] = {0};
+    uint64_t position;
+    char path[4400];
+    for (coord[1] = 0; whole && coord[1] < prog->mesh_fsdp; coord[1]++)
+        for (coord[2] = 0; coord[2] < prog->mesh_tensor; coord[2]++)
+            for (coord[3] = 0; coord[3] < prog->mesh_expert; coord[3]++) {
+                if (!shard_step(prog, params, coord, path, sizeof path)) {
+                    snprintf(err, errlen, "this program's state is split over fsdp, tensor or expert ranks: "
+                             "load_parameters_path must name a shard's step directory, as RUN/checkpoints/%s-0-of-N/STEP; "
+                             "got '%.700s'", prog->mesh_fsdp > 1 ? "fsdp" : prog->mesh_tensor > 1 ? "tensor" : "expert", params);
+                    return NULL;
+                }
+                if (mtx_checkpoint_load(prog, state, path, 1, &position, err, errlen) != 0) return NULL;
+                for (int k = 0; k < prog->nhf; k++) {
+                    const mtx_hf_tensor *m = &prog->hf[k];
+                    const mtx_tensor_desc *d = &prog->tensors[m->tensor];
+                    if (!mtx_hf_sharded(m) || (k && prog->hf[k - 1].tensor == m->tensor)) continue;
+                    size_t n = 1;
+                    for (int i = 0; i < d->rank; i++) n *= (size_t)d->shape[i];
+                    mtx_hf_share(m, whole[m->tensor], (float *)(memory + d->offset), n, prog->mesh_fsdp, coord[1],
+                                 m->split_ways > 1 ? coord[m->split_axis] : 0, 1);
+                }
+            }
+    return whole;
+}
+
+static void free_whole(const mtx_program *prog, float **whole)
+{
+    for (int k = 0; whole && k < prog->nhf; k++) {
+        const mtx_hf_tensor *m = &prog->hf[k];
+        if (mtx_hf_sharded(m) && whole[m->tensor]) free(whole[m->tensor]), whole[m->tensor] = NULL;
+    }
+    free(whole);
+}
+
 int mtx_export_main(const mtx_program *prog, int argc, char **argv)
 {
     ExportOptions o;
-    if (!export_options(&argc, argv, &o)) return 2;
+    if (!export_options(prog, &argc, argv, &o)) return 2;
     static RunConfig rc;
     char params[4096], err[1024];
     int status = mtx_run_parse(prog, &rc, argc, argv, true);
     if (!status && !mtx_run_string(prog, &rc, "load_parameters_path", params, sizeof params)) status = 2;
     if (status) return mtx_run_free(&rc), status < 0 ? 0 : status;
     struct stat st;
-    int exists = lstat(o.out, &st) == 0;
-    const char *why = !prog->nhf ? "this program's family has no mapping to Hugging Face's layout yet"
-                      : prog->mesh_fsdp * prog->mesh_tensor * prog->mesh_expert > 1
-                          ? "export from a state split over fsdp, tensor or expert ranks is not implemented yet"
+    int exists = lstat(o.out, &st) == 0, sharded = prog->mesh_fsdp * prog->mesh_tensor * prog->mesh_expert > 1;
+    const char *why = !prog->nhf ? (prog->hf_missing ? prog->hf_missing : "this program's model has no Hugging Face form")
+                      : sharded && !params[0] ? "a program split over fsdp, tensor or expert ranks exports a checkpoint: "
+                                                "name one shard's step directory with load_parameters_path"
+                      : sharded && mtx_hf_dir(params) ? "a Hugging Face directory exports with a one-device mesh"
                       : exists ? "the output directory exists already (nothing is overwritten)" : NULL;
     if (why) {
         fprintf(stderr, "trainer: error: %s%s%s\n", why, exists ? ": " : "", exists ? o.out : "");
@@ -280,21 +394,31 @@ int mtx_export_main(const mtx_program *prog, int argc, char **argv)
     double t0 = mtx_seconds();
     char what[4200];
     if (params[0]) {
-        snprintf(what, sizeof what, "%s", params);
+        snprintf(what, sizeof what, "%s%s", params, sharded ? " and its sibling shards" : "");
     } else {   /* no load path: the initial parameters, a random model of this config */
         long long seed = mtx_run_get(prog, &rc, "init_weights_seed")->i;
         prog->init(state, mtx_rng_seed((uint64_t)seed));
         snprintf(what, sizeof what, "the initial parameters (init_weights_seed %lld)", seed);
     }
     mtx_run_free(&rc);
-    if ((params[0] && mtx_checkpoint_load(prog, state, params, 1, &position, err, sizeof err) != 0) ||
-        !export_dir(prog, prog->state_memory(state), &o, err, sizeof err)) {
+    float **whole = NULL;
+    if (sharded) {
+        whole = gather_shards(prog, state, params, err, sizeof err);
+    } else if (!params[0] || mtx_checkpoint_load(prog, state, params, 1, &position, err, sizeof err) == 0) {
+        whole = calloc((size_t)prog->ntensors + 1, sizeof *whole);
+        for (int i = 0; whole && i < prog->ntensors; i++)
+            whole[i] = (float *)((unsigned char *)prog->state_memory(state) + prog->tensors[i].offset);
+        if (!whole) snprintf(err, sizeof err, "out of memory");
+    }
+    if (!whole || !export_dir(prog, whole, &o, err, sizeof err)) {
         fprintf(stderr, "trainer: error: %s\n", err);
         status = 2;
     } else {
         printf("exported %s to %s (%s, Hugging Face's layout) in %.2f s\n", what, o.out, o.bf16 ? "bfloat16" : "float32",
                mtx_seconds() - t0);
     }
+    if (sharded) free_whole(prog, whole);
+    else free(whole);
     prog->state_free(state);
     return status;
 }
