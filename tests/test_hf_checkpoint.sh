@@ -1,13 +1,16 @@
 #!/bin/bash
 # Hugging Face model directories as load_parameters_path: small random
-# Llama, Mistral, Qwen2 and Qwen3 models in HF's layout (tests/data/hf, written with their expected
-# numbers by tools/hf_reference.py, an independent float64 PyTorch
-# implementation of HF's modelling code) load into the tiny presets; the first
-# batch's loss equals the reference's (float32 against float64, 1e-6
-# relative) and mtxc decode's greedy tokens are the reference's, with
-# rotate_half RoPE (llama2/llama3) and with Llama 3.1's scaled RoPE, whose
-# interleaved pairs the import permutes into place. BF16 shards with an
-# index and F16 load the same numbers; an imported model trains. Every
+# Llama, Llama 3.1, Mistral, Qwen2, Qwen3, Gemma, Gemma 2 and Mixtral models
+# in HF's layout (tests/data/hf, written with their expected numbers by
+# tools/hf_reference.py, an independent float64 PyTorch implementation of
+# HF's modelling code) load into the tiny presets; the first batch's loss
+# equals the reference's (float32 against float64, 1e-6 relative) and mtxc
+# decode's greedy tokens are the reference's. BF16 shards with an index and
+# F16 load the same numbers; gemma's 250-row vocabulary pads to the preset's
+# 256. Export gives the files back (import of an export: the import, bit
+# for bit); sharded meshes (tensor, fsdp, fsdp x expert over MPI) import
+# their shares and export from their shard checkpoints; a shrunk llama3.1-8b
+# trains from an import and exports again; an imported model trains. Every
 # broken directory is refused naming the file and tensor; NaN weights warn.
 # Usage: tests/test_hf_checkpoint.sh MTXC (from the source root)
 MTXC=$(cd "$(dirname "${1:-build/mtxc}")" && pwd)/$(basename "${1:-build/mtxc}")
@@ -90,6 +93,48 @@ sys.exit(f"{diff}: {[a[k] for k in diff]} against {[b.get(k) for k in diff]}" if
 PY
 done
 echo "export(import(x)) == x (bit for bit; gemma's queries and norms to float32's resolution), import(export) == import, config.json's fields alike, for the eight families"
+
+# Sharded meshes: each rank imports its share of every parameter (the first loss is the
+# reference's), and an export of the run's checkpoint, one process, reads every shard back into
+# Hugging Face's layout: the files' values again (learning_rate 0 keeps the parameters).
+MPIRUN="mpirun --allow-run-as-root --oversubscribe"
+sharded() {   # sharded CASE RANKS MESH_KEYS...
+    local case=$1 np=$2 b=$dir/sharded-$1 vocab how=
+    shift 2
+    mkdir -p "$b"
+    # shellcheck disable=SC2046
+    "$MTXC" build configs/base.yml $(model $case) override_model_config=true dtype=float32 learning_rate=0 \
+        per_device_batch_size=$((8 / np)) "$@" -o "$b/trainer" > "$b/log" 2>&1 || { cat "$b/log"; fail "$case $*: build"; }
+    (cd "$b" && $MPIRUN -np $np ./trainer steps=1 dataset_type=tokens dataset_path="$dir/tokens.bin" \
+        eval_dataset_path="$dir/tokens.bin" enable_data_shuffling=false load_parameters_path="$root/$data/$case" \
+        run_name=r metrics_file=m.jsonl > log 2>&1) || { cat "$b/log"; fail "$case $*: mpirun"; }
+    got=$(sed -n 's/.*"learning\/loss": \([0-9.e+-]*\).*/\1/p' "$b/m.jsonl")
+    want=$(sed -n 's/^loss //p' $data/$case.ref)
+    awk -v a="$got" -v b="$want" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= 1e-5 * b) }' ||
+        fail "$case $*: loss $got, the reference's $want"
+    vocab=$(sed -n 's/^ *"vocab_size": \([0-9]*\),*$/\1/p' $data/$case/config.json)
+    shard=$(ls "$b/r/checkpoints" | tail -1)
+    # shellcheck disable=SC2046
+    "$MTXC" export configs/base.yml $(model $case) override_model_config=true dtype=float32 learning_rate=0 \
+        per_device_batch_size=$((8 / np)) "$@" load_parameters_path="$b/r/checkpoints/$shard/1" -o "$b/x" \
+        --dtype float32 --vocab-size "$vocab" > "$b/log" 2>&1 || { cat "$b/log"; fail "$case $*: export"; }
+    case $case in gemma*) how=ulp ;; esac
+    python3 tests/hf_variants.py equal $data/$case "$b/x" $how || fail "$case $*: the sharded export is not the files"
+    echo "$case over $np ranks ($*): loss $got (reference $want); exported from its $(ls "$b/r/checkpoints" | wc -l) shards: the files' values"
+}
+sharded llama-tiny 2 ici_tensor_parallelism=2
+sharded gemma-tiny 2 ici_fsdp_parallelism=2
+sharded mixtral-tiny 4 ici_fsdp_parallelism=2 ici_expert_parallelism=2
+tp="model_name=tiny override_model_config=true dtype=float32 learning_rate=0 per_device_batch_size=4 ici_tensor_parallelism=2"
+# shellcheck disable=SC2086
+out=$("$MTXC" export configs/base.yml $tp -o "$dir/y" 2>&1) && fail "a sharded export without a checkpoint"
+case "$out" in *"name one shard's step directory with load_parameters_path"*) ;; *) fail "sharded, no path: $out" ;; esac
+rm -r "$dir/sharded-llama-tiny/r/checkpoints/tensor-1-of-2"
+# shellcheck disable=SC2086
+out=$("$MTXC" export configs/base.yml $tp load_parameters_path="$dir/sharded-llama-tiny/r/checkpoints/tensor-0-of-2/1" \
+      -o "$dir/y" 2>&1) && fail "a sharded export with a shard missing"
+case "$out" in *"sharded-llama-tiny/r/checkpoints/tensor-1-of-2/1"*) ;; *) fail "sharded, a shard missing: $out" ;; esac
+[ ! -e "$dir/y" ] || fail "a refused sharded export wrote its directory"
 
 # The cycle with a real preset, shrunk: llama3.1-8b (rope_theta 500000, Llama 3.1's scaled RoPE) trains,
 # exports, trains 20 steps from the import, exports again; the import of a float32 export

@@ -209,7 +209,7 @@ static long long restore(const mtx_program *prog, mtx_state *st, const Checkpoin
     else if (ck->load_full[0]) snprintf(path, sizeof path, "%s", ck->load_full);
     else if (ck->load_params[0]) snprintf(path, sizeof path, "%s", ck->load_params), params_only = 1;
     else return 0;
-    if (latest < 0 && sharded(prog) && !own_shard(prog, path, sizeof path)) return -1;
+    if (latest < 0 && sharded(prog) && !mtx_hf_dir(path) && !own_shard(prog, path, sizeof path)) return -1;
     double t0 = mtx_seconds();
     if (mtx_checkpoint_load(prog, st, path, params_only, position, err, sizeof err) != 0) {
         fprintf(stderr, "trainer: error: %s\n", err);
@@ -324,7 +324,15 @@ int mtx_main(const mtx_program *prog, int argc, char **argv)
     mtx_collectives_start();
     int status = 0;
     int devices = prog->mesh_data * prog->mesh_fsdp * prog->mesh_tensor * prog->mesh_expert;
-    if (mtx_ranks() != devices) {
+    bool export = argc > 1 && !strcmp(argv[1], "export");
+    if (export && mtx_ranks() != 1) {   /* it reads every shard's checkpoint itself */
+        if (mtx_rank() == 0)
+            fprintf(stderr, "trainer: error: export runs as one process whatever the mesh (it reads every shard's "
+                            "checkpoint): start it without mpirun\n");
+        status = 2;
+    } else if (export) {
+        status = mtx_export_main(prog, argc - 1, argv + 1);
+    } else if (mtx_ranks() != devices) {
         if (mtx_rank() == 0)
             fprintf(stderr, "trainer: error: this trainer is compiled for a mesh of %d devices (data %d x fsdp %d x "
                             "tensor %d x expert %d) but runs on %d rank%s: start it as mpirun -np %d %s\n", devices,
@@ -344,8 +352,6 @@ int mtx_main(const mtx_program *prog, int argc, char **argv)
         if (!status && argc > 1 && !strcmp(argv[1], "decode")) {
             if (mtx_rank() != 0 && !freopen("/dev/null", "w", stderr)) status = 1;
             if (!status) status = mtx_decode_main(prog, argc - 1, argv + 1);
-        } else if (!status && argc > 1 && !strcmp(argv[1], "export")) {
-            status = mtx_export_main(prog, argc - 1, argv + 1);
         } else if (!status) {
             status = train(prog, argc, argv);
         }
