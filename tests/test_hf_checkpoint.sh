@@ -97,7 +97,7 @@ echo "export(import(x)) == x (bit for bit; gemma's queries and norms to float32'
 # Sharded meshes: each rank imports its share of every parameter (the first loss is the
 # reference's), and an export of the run's checkpoint, one process, reads every shard back into
 # Hugging Face's layout: the files' values again (learning_rate 0 keeps the parameters).
-MPIRUN="mpirun --allow-run-as-root --oversubscribe"
+MPIRUN="env ASAN_OPTIONS=detect_leaks=0 mpirun --allow-run-as-root --oversubscribe"   # OpenMPI keeps allocations to the end
 sharded() {   # sharded CASE RANKS MESH_KEYS...
     local case=$1 np=$2 b=$dir/sharded-$1 vocab how=
     shift 2
