@@ -517,10 +517,12 @@ static int read_all(Hf *h, const mtx_program *prog, void *memory)
     float *to = NULL, *whole = NULL;
     if (n) read_chunk(h, prog, &chunks[0], &rd[0], buf[0]);
     for (int i = 0; ok && i < n; i++) {
-        if (i + 1 < n) read_chunk(h, prog, &chunks[i + 1], &rd[(i + 1) % 2], buf[(i + 1) % 2]);   /* the next, ahead */
         const mtx_hf_tensor *m = &prog->hf[chunks[i].k];
         const Tensor *t = find(h, m->name);
-        if (!read_wait(&rd[i % 2])) {
+        int read = read_wait(&rd[i % 2]);
+        /* the next chunk, while this one is placed: one read at a time keeps the disk's reads in file order */
+        if (i + 1 < n) read_chunk(h, prog, &chunks[i + 1], &rd[(i + 1) % 2], buf[(i + 1) % 2]);
+        if (!read) {
             ok = fail(h, "'%s': cannot read tensor %s (the file ends before its data)", h->shards[t->shard].path, t->name);
             break;
         }
