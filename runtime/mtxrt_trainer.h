@@ -68,10 +68,13 @@ int mtx_sample(const float *logits, int vocab, const mtx_sampling *s, mtx_rng_ke
 
 typedef struct mtx_data mtx_data;
 typedef struct {
-    const char *type;                 /* dataset_type: synthetic, tokens, text */
+    const char *type;                 /* dataset_type: synthetic, tokens, text, hf */
     const char *path, *eval_path;     /* dataset_path, eval_dataset_path ("" : the last tenth of path) */
     const char *tokenizer_type, *tokenizer_path;   /* text: "" = one token per byte */
     bool add_bos, add_eos;            /* around each line of text, with a tokenizer */
+    const char *hf_path, *train_files, *eval_files;   /* hf: "json", globs */
+    const char *column, *eval_column;                 /* hf: train_data_columns[0], eval_data_columns[0] */
+    bool packing;
     int vocab, batch, seq;
     bool shuffle;
     uint64_t seed;
@@ -85,6 +88,7 @@ void mtx_data_eval_reset(mtx_data *d);
 void mtx_data_next_eval(mtx_data *d, mtx_batch *b);
 void mtx_data_tokens(const mtx_data *d, int64_t *train, int64_t *eval);   /* of files; 0 for synthetic */
 const char *mtx_data_tokenizer(const mtx_data *d);   /* its kind (mtx_tokenizer_kind), or "bytes" */
+const char *mtx_data_describe(const mtx_data *d);    /* a line saying what the examples are (hf), or "" */
 uint64_t mtx_data_position(const mtx_data *d);      /* training sequences handed out */
 void mtx_data_seek(mtx_data *d, uint64_t position);
 void mtx_data_close(mtx_data *d);

@@ -8,13 +8,18 @@
  *              with tokenizer_path, its lines through the tokenizer
  *              (tokenizer_type), each non-empty line a document between bos and eos
  *              (add_bos, add_eos), as MaxText reads a text file's lines as
- *              examples.
+ *              examples;
+ *   hf         local JSON files (hf_path json, hf_train_files, hf_data.c),
+ *              each example's column through the tokenizer; with packing
+ *              false one example a row: its first seq + 1 tokens (inputs
+ *              and targets shifted by one), then padding (segmentation 0).
  * A file is cut into windows of seq + 1 tokens, stride seq (inputs and
  * targets shifted by one). Training windows come in a fresh permutation per
  * epoch from data_shuffle_seed; eval windows in order. Without an eval file
  * the last tenth of the training file is held out for eval. Every check runs
  * before training starts; the position (windows handed out) is all a
  * checkpoint needs to resume the stream. */
+#include "hf_data.h"
 #include "mtxrt_trainer.h"
 
 #include <errno.h>
@@ -28,6 +33,8 @@ enum { SYNTHETIC, TOKENS };
 typedef struct {
     uint32_t *tokens;
     int64_t ntokens, nwindows;
+    int64_t *starts;                      /* examples (dataset_type hf): window w is [starts[w], starts[w + 1]) */
+    int64_t truncated, dropped;           /* examples longer than a row; of fewer than 2 tokens (left out) */
 } Stream;
 
 struct mtx_data {
@@ -42,6 +49,7 @@ struct mtx_data {
     mtx_tokenizer *tokenizer;             /* text through SentencePiece, or NULL: bytes */
     int bos, eos;
     bool add_bos, add_eos;
+    char describe[4400];                  /* what the data is, for the trainer's line */
 };
 
 void mtx_batch_alloc(mtx_batch *b, int batch, int seq)
@@ -198,12 +206,83 @@ static int count_windows(Stream *s, int seq, const char *what, const char *path,
     return 0;
 }
 
+/* The examples as a stream of rows: window w is example w. */
+static Stream examples_stream(mtx_examples *x, int seq)
+{
+    Stream s = {.tokens = x->tokens, .ntokens = x->ntokens, .nwindows = x->n, .starts = x->starts, .dropped = x->dropped};
+    for (int64_t i = 0; i < x->n; i++) s.truncated += x->starts[i + 1] - x->starts[i] > seq + 1;
+    *x = (mtx_examples){0};
+    return s;
+}
+
+/* dataset_type hf: the training (and eval) examples; without
+ * hf_eval_files the last tenth of the training examples are held out. */
+static int open_hf(mtx_data *d, const mtx_data_options *o, char *err, size_t errlen)
+{
+    if (strcmp(o->hf_path, "json"))
+        return snprintf(err, errlen, "hf_path '%s': mtxc reads local JSON files (hf_path: json, hf_train_files: a glob); "
+                        "it does not fetch datasets from the hub: download the files and name them", o->hf_path), 0;
+    if (!o->train_files[0]) return snprintf(err, errlen, "dataset_type hf needs hf_train_files (a glob of .jsonl or .json files)"), 0;
+    if (!o->tokenizer_path[0]) return snprintf(err, errlen, "dataset_type hf needs a tokenizer (tokenizer_path)"), 0;
+    if (o->packing)
+        return snprintf(err, errlen, "packing: true (MaxText's default) packs examples into rows with segment ids, which "
+                        "mtxc does not do yet for dataset_type hf: set packing: false (one example a row, padded)"), 0;
+    if (!open_tokenizer(d, o, err, errlen)) return 0;
+    mtx_examples train, eval = {0};
+    if (!mtx_json_examples("hf_train_files", o->train_files, o->column, d->tokenizer, d->add_bos, d->add_eos, &train, err,
+                           errlen))
+        return 0;
+    if (o->eval_files[0]) {
+        if (!mtx_json_examples("hf_eval_files", o->eval_files, o->eval_column, d->tokenizer, d->add_bos, d->add_eos, &eval,
+                               err, errlen))
+            return mtx_examples_free(&train), 0;
+    } else if (train.n < 2) {
+        mtx_examples_free(&train);
+        return snprintf(err, errlen, "hf_train_files '%s' has one example: give two or more, or hf_eval_files",
+                        o->train_files), 0;
+    } else {   /* the last tenth, at least one, as eval */
+        int64_t cut = train.n - (train.n / 10 > 0 ? train.n / 10 : 1), first = train.starts[cut];
+        eval.n = train.n - cut, eval.ntokens = train.ntokens - first;
+        eval.tokens = malloc(sizeof(uint32_t) * (size_t)eval.ntokens);
+        eval.starts = malloc(sizeof(int64_t) * (size_t)(eval.n + 1));
+        if (!eval.tokens || !eval.starts) {
+            mtx_examples_free(&train), mtx_examples_free(&eval);
+            return snprintf(err, errlen, "out of memory holding out the eval examples"), 0;
+        }
+        memcpy(eval.tokens, train.tokens + first, sizeof(uint32_t) * (size_t)eval.ntokens);
+        for (int64_t i = 0; i <= eval.n; i++) eval.starts[i] = train.starts[cut + i] - first;
+        train.n = cut, train.ntokens = first;
+    }
+    int files = train.files;
+    d->train = examples_stream(&train, d->seq);
+    d->eval = examples_stream(&eval, d->seq);
+    snprintf(d->describe, sizeof d->describe, "data: hf json '%s' (%d file%s) through %s '%s': %lld training examples "
+             "(%lld tokens), %lld eval; %lld longer than max_target_length + 1 = %d tokens, cut there; one example "
+             "a row (packing false)%s", o->train_files, files, files == 1 ? "" : "s", mtx_tokenizer_kind(d->tokenizer),
+             o->tokenizer_path, (long long)d->train.nwindows, (long long)d->train.ntokens, (long long)d->eval.nwindows,
+             (long long)(d->train.truncated + d->eval.truncated), d->seq + 1,
+             d->train.dropped + d->eval.dropped ? "; examples of fewer than 2 tokens left out" : "");
+    return 1;
+}
+
 mtx_data *mtx_data_open(const mtx_data_options *o, char *err, size_t errlen)
 {
     mtx_data *d = calloc(1, sizeof *d);
     *d = (mtx_data){.vocab = o->vocab, .batch = o->batch, .seq = o->seq, .shuffle = o->shuffle,
                     .key = mtx_rng_seed(o->seed)};
     const char *type = o->type, *path = o->path, *eval_path = o->eval_path;
+    if (!strcmp(type, "hf")) {
+        d->kind = TOKENS;
+        if (open_hf(d, o, err, errlen)) return d;
+        mtx_data_close(d);
+        return NULL;
+    }
+    if (!o->packing) {
+        snprintf(err, errlen, "packing: false (one example a row) applies to dataset_type hf; dataset_type %s cuts its "
+                              "data into windows: leave packing true", type);
+        mtx_data_close(d);
+        return NULL;
+    }
     if (!strcmp(type, "synthetic")) {
         d->kind = SYNTHETIC;
         return d;
@@ -211,7 +290,7 @@ mtx_data *mtx_data_open(const mtx_data_options *o, char *err, size_t errlen)
     d->kind = TOKENS;
     if (strcmp(type, "text") && strcmp(type, "tokens")) {
         snprintf(err, errlen, "dataset_type '%s' is MaxText's, which mtxc does not read yet: use synthetic, tokens "
-                              "(llm.c .bin files) or text", type);
+                              "(llm.c .bin files), text, or hf with local JSON files", type);
     } else if (!path[0]) {
         snprintf(err, errlen, "dataset_type %s needs dataset_path", type);
     } else if ((!strcmp(type, "text") && o->tokenizer_path[0] && !open_tokenizer(d, o, err, errlen))) {
@@ -254,6 +333,16 @@ static void synthetic_sequence(const mtx_data *d, uint64_t index, int32_t *in, i
 
 static void window(const Stream *s, int64_t w, int seq, int32_t *in, int32_t *tgt, int32_t *seg)
 {
+    if (s->starts) {   /* one example: its first seq + 1 tokens, then padding */
+        int64_t len = s->starts[w + 1] - s->starts[w], real = (len < seq + 1 ? len : seq + 1) - 1;
+        const uint32_t *t = s->tokens + s->starts[w];
+        for (int i = 0; i < seq; i++) {
+            in[i] = i < real ? (int32_t)t[i] : 0;
+            tgt[i] = i < real ? (int32_t)t[i + 1] : 0;
+            seg[i] = i < real;
+        }
+        return;
+    }
     const uint32_t *t = s->tokens + w * seq;
     for (int i = 0; i < seq; i++) {
         in[i] = (int32_t)t[i];
@@ -316,6 +405,8 @@ void mtx_data_next_eval(mtx_data *d, mtx_batch *b)
 
 const char *mtx_data_tokenizer(const mtx_data *d) { return d->tokenizer ? mtx_tokenizer_kind(d->tokenizer) : "bytes"; }
 
+const char *mtx_data_describe(const mtx_data *d) { return d->describe; }
+
 void mtx_data_tokens(const mtx_data *d, int64_t *train, int64_t *eval)
 {
     *train = d->kind == TOKENS ? d->train.ntokens : 0;
@@ -330,6 +421,8 @@ void mtx_data_close(mtx_data *d)
     if (!d) return;
     free(d->train.tokens);
     free(d->eval.tokens);
+    free(d->train.starts);
+    free(d->eval.starts);
     free(d->order);
     if (d->tokenizer) mtx_tokenizer_close(d->tokenizer);
     free(d);

@@ -366,8 +366,9 @@ int mtx_main(const mtx_program *prog, int argc, char **argv)
 typedef struct {
     long long steps, log_period, init_seed, shuffle_seed, eval_interval, eval_steps, schedule;
     double target_eval_loss, peak_tflops;
-    bool abort_on_nan, shuffle, add_bos, add_eos;
+    bool abort_on_nan, shuffle, add_bos, add_eos, packing;
     char dtype[64], dpath[4096], epath[4096], metrics_path[4096], tokenizer_type[64], tokenizer_path[4096];
+    char hf_path[256], hf_train_files[4096], hf_eval_files[4096];
     Checkpointing ck;
     DecodeSettings sample;                    /* text data: a greedy sample from the prompt at the end */
 } RunSettings;
@@ -387,12 +388,16 @@ static int run_settings(const mtx_program *prog, const RunConfig *rc, RunSetting
     s->shuffle = mtx_run_get(prog, rc, "enable_data_shuffling")->b;
     s->add_bos = mtx_run_get(prog, rc, "add_bos")->b;
     s->add_eos = mtx_run_get(prog, rc, "add_eos")->b;
+    s->packing = mtx_run_get(prog, rc, "packing")->b;
     if (!checkpoint_settings(prog, rc, &s->ck) || !mtx_run_string(prog, rc, "dataset_type", s->dtype, sizeof s->dtype) ||
         !mtx_run_string(prog, rc, "dataset_path", s->dpath, sizeof s->dpath) ||
         !mtx_run_string(prog, rc, "eval_dataset_path", s->epath, sizeof s->epath) ||
         !mtx_run_string(prog, rc, "tokenizer_type", s->tokenizer_type, sizeof s->tokenizer_type) ||
         !mtx_run_string(prog, rc, "tokenizer_path", s->tokenizer_path, sizeof s->tokenizer_path) ||
         !mtx_run_string(prog, rc, "metrics_file", s->metrics_path, sizeof s->metrics_path) ||
+        !mtx_run_string(prog, rc, "hf_path", s->hf_path, sizeof s->hf_path) ||
+        !mtx_run_string(prog, rc, "hf_train_files", s->hf_train_files, sizeof s->hf_train_files) ||
+        !mtx_run_string(prog, rc, "hf_eval_files", s->hf_eval_files, sizeof s->hf_eval_files) ||
         !mtx_decode_settings(prog, rc, &s->sample, false))
         return 0;
     s->sample.sampling.strategy = MTX_SAMPLE_GREEDY;
@@ -419,6 +424,9 @@ static int train(const mtx_program *prog, int argc, char **argv)
     mtx_data_options data_options = {
         .type = rs.dtype, .path = rs.dpath, .eval_path = rs.epath, .tokenizer_type = rs.tokenizer_type,
         .tokenizer_path = rs.tokenizer_path, .add_bos = rs.add_bos, .add_eos = rs.add_eos, .vocab = prog->vocab,
+        .hf_path = rs.hf_path, .train_files = rs.hf_train_files, .eval_files = rs.hf_eval_files,
+        /* train_data_columns / eval_data_columns: the config allows only "text" yet */
+        .column = "text", .eval_column = "text", .packing = rs.packing,
         .batch = prog->batch * dp, .seq = prog->seq, .shuffle = rs.shuffle, .seed = (uint64_t)rs.shuffle_seed};
     mtx_data *data = mtx_data_open(&data_options, err, sizeof err);
     if (!data) {
@@ -431,6 +439,7 @@ static int train(const mtx_program *prog, int argc, char **argv)
         printf("data: text through %s '%s': %lld training tokens, %lld eval tokens\n", mtx_data_tokenizer(data),
                rs.tokenizer_path, (long long)train_tokens, (long long)eval_tokens);
     }
+    if (mtx_data_describe(data)[0] && rank == 0) printf("%s\n", mtx_data_describe(data));
     /* metrics_file: one JSON object per step, MaxText's metric names,
      * values with all their digits (%.17g reads back to the same double). */
     FILE *metrics = NULL;

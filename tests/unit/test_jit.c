@@ -110,7 +110,7 @@ START_TEST(nnx_equals_linen)
     char err[256];
     mtx_data_options options = {.type = "synthetic", .path = "", .eval_path = "", .tokenizer_type = "sentencepiece",
                                 .tokenizer_path = "", .vocab = 256, .batch = prog[0]->batch, .seq = prog[0]->seq,
-                                .shuffle = true};
+                                .shuffle = true, .packing = true};
     mtx_data *data = mtx_data_open(&options, err, sizeof err);
     mtx_batch b;
     mtx_batch_alloc(&b, prog[0]->batch, prog[0]->seq);
