@@ -1,9 +1,9 @@
 #!/bin/bash
 # dataset_type hf with local JSON files (hf_path json, hf_train_files a
 # glob), packing false: each example's "text" through the tokenizer between
-# bos and eos, one example a row. The data line's counts (examples, tokens,
-# examples cut at max_target_length + 1) equal spm_encode's over the same
-# texts; JSON Lines (blank lines skipped) and JSON array files; the model
+# bos and eos, cut to max_target_length tokens (eos kept), one example a
+# row. The data line's counts (examples, tokens, examples cut) equal
+# spm_encode's over the same texts; JSON Lines (blank lines skipped) and JSON array files; the model
 # trains and a restart resumes the example stream exactly; every bad input is
 # refused naming file:line (or element) and key, before training.
 # Usage: tests/test_hf_data.sh MTXC (from the source root)
@@ -35,13 +35,13 @@ cfg="$root/configs/base.yml model_name=tiny dataset_type=hf hf_path=json tokeniz
 # shellcheck disable=SC2086
 "$MTXC" build $cfg -o t > /dev/null || fail "build"
 
-# The counts, from spm_encode (bos + ids + eos an example; the last tenth held out for eval).
+# The counts, from spm_encode (bos + ids + eos an example, at most 64; the last tenth held out for eval).
 spm_encode --model=gpl.model --output_format=id < texts.txt > ids.txt || fail "spm_encode"
 want=$(python3 - <<'PY'
 lens = [len(l.split()) + 2 for l in open("ids.txt")]
 cut = len(lens) - max(len(lens) // 10, 1)
-print(f"{cut} training examples ({sum(lens[:cut])} tokens), {len(lens) - cut} eval; "
-      f"{sum(n > 65 for n in lens)} longer than max_target_length + 1 = 65 tokens, cut there")
+print(f"{cut} training examples ({sum(min(n, 64) for n in lens[:cut])} tokens), {len(lens) - cut} eval; "
+      f"{sum(n > 64 for n in lens)} longer than max_target_length = 64 tokens, cut there (eos kept)")
 PY
 )
 ./t hf_train_files='data/*' steps=30 log_period=10 eval_interval=30 eval_steps=1 run_name=r metrics_file=m.jsonl \

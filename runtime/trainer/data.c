@@ -10,9 +10,12 @@
  *              (add_bos, add_eos), as MaxText reads a text file's lines as
  *              examples;
  *   hf         local JSON files (hf_path json, hf_train_files, hf_data.c),
- *              each example's column through the tokenizer; with packing
- *              false one example a row: its first seq + 1 tokens (inputs
- *              and targets shifted by one), then padding (segmentation 0).
+ *              each example's column through the tokenizer, cut to seq
+ *              tokens (the eos kept) as MaxText's tokenization truncates;
+ *              with packing false one example a row (MaxText's
+ *              PadOrTrimToMaxLength then ShiftData): inputs its tokens,
+ *              targets the next ones, the last token and the padding
+ *              masked (segmentation 0).
  * A file is cut into windows of seq + 1 tokens, stride seq (inputs and
  * targets shifted by one). Training windows come in a fresh permutation per
  * epoch from data_shuffle_seed; eval windows in order. Without an eval file
@@ -207,10 +210,10 @@ static int count_windows(Stream *s, int seq, const char *what, const char *path,
 }
 
 /* The examples as a stream of rows: window w is example w. */
-static Stream examples_stream(mtx_examples *x, int seq)
+static Stream examples_stream(mtx_examples *x)
 {
-    Stream s = {.tokens = x->tokens, .ntokens = x->ntokens, .nwindows = x->n, .starts = x->starts, .dropped = x->dropped};
-    for (int64_t i = 0; i < x->n; i++) s.truncated += x->starts[i + 1] - x->starts[i] > seq + 1;
+    Stream s = {.tokens = x->tokens, .ntokens = x->ntokens, .nwindows = x->n, .starts = x->starts, .dropped = x->dropped,
+                .truncated = x->truncated};
     *x = (mtx_examples){0};
     return s;
 }
@@ -229,12 +232,12 @@ static int open_hf(mtx_data *d, const mtx_data_options *o, char *err, size_t err
                         "mtxc does not do yet for dataset_type hf: set packing: false (one example a row, padded)"), 0;
     if (!open_tokenizer(d, o, err, errlen)) return 0;
     mtx_examples train, eval = {0};
-    if (!mtx_json_examples("hf_train_files", o->train_files, o->column, d->tokenizer, d->add_bos, d->add_eos, &train, err,
-                           errlen))
+    if (!mtx_json_examples("hf_train_files", o->train_files, o->column, d->tokenizer, d->add_bos, d->add_eos, d->seq,
+                           &train, err, errlen))
         return 0;
     if (o->eval_files[0]) {
-        if (!mtx_json_examples("hf_eval_files", o->eval_files, o->eval_column, d->tokenizer, d->add_bos, d->add_eos, &eval,
-                               err, errlen))
+        if (!mtx_json_examples("hf_eval_files", o->eval_files, o->eval_column, d->tokenizer, d->add_bos, d->add_eos,
+                               d->seq, &eval, err, errlen))
             return mtx_examples_free(&train), 0;
     } else if (train.n < 2) {
         mtx_examples_free(&train);
@@ -254,13 +257,13 @@ static int open_hf(mtx_data *d, const mtx_data_options *o, char *err, size_t err
         train.n = cut, train.ntokens = first;
     }
     int files = train.files;
-    d->train = examples_stream(&train, d->seq);
-    d->eval = examples_stream(&eval, d->seq);
+    d->train = examples_stream(&train);
+    d->eval = examples_stream(&eval);
     snprintf(d->describe, sizeof d->describe, "data: hf json '%s' (%d file%s) through %s '%s': %lld training examples "
-             "(%lld tokens), %lld eval; %lld longer than max_target_length + 1 = %d tokens, cut there; one example "
-             "a row (packing false)%s", o->train_files, files, files == 1 ? "" : "s", mtx_tokenizer_kind(d->tokenizer),
+             "(%lld tokens), %lld eval; %lld longer than max_target_length = %d tokens, cut there (eos kept); one "
+             "example a row (packing false)%s", o->train_files, files, files == 1 ? "" : "s", mtx_tokenizer_kind(d->tokenizer),
              o->tokenizer_path, (long long)d->train.nwindows, (long long)d->train.ntokens, (long long)d->eval.nwindows,
-             (long long)(d->train.truncated + d->eval.truncated), d->seq + 1,
+             (long long)(d->train.truncated + d->eval.truncated), d->seq,
              d->train.dropped + d->eval.dropped ? "; examples of fewer than 2 tokens left out" : "");
     return 1;
 }
@@ -333,8 +336,8 @@ static void synthetic_sequence(const mtx_data *d, uint64_t index, int32_t *in, i
 
 static void window(const Stream *s, int64_t w, int seq, int32_t *in, int32_t *tgt, int32_t *seg)
 {
-    if (s->starts) {   /* one example: its first seq + 1 tokens, then padding */
-        int64_t len = s->starts[w + 1] - s->starts[w], real = (len < seq + 1 ? len : seq + 1) - 1;
+    if (s->starts) {   /* one example (at most seq tokens), then padding */
+        int64_t real = s->starts[w + 1] - s->starts[w] - 1;
         const uint32_t *t = s->tokens + s->starts[w];
         for (int i = 0; i < seq; i++) {
             in[i] = i < real ? (int32_t)t[i] : 0;

@@ -2,7 +2,8 @@
  * Hugging Face's load_dataset("json", data_files=PATTERN) reads them. A
  * file is JSON Lines (one object a line; blank lines skipped) or, when it
  * starts with '[', one array of objects. Each example's column (a string)
- * goes through the tokenizer between bos and eos (add_bos, add_eos). A
+ * goes through the tokenizer between bos and eos (add_bos, add_eos), cut
+ * to max_tokens as Hugging Face's tokenizer truncates (the eos kept). A
  * line that is not an object, lacks the column or holds no string there
  * is refused naming file:line and the key. */
 #include "hf_data.h"
@@ -19,6 +20,7 @@ typedef struct {
     const mtx_tokenizer *tk;
     const char *column;
     bool add_bos, add_eos;
+    int64_t max_tokens;
     mtx_examples *out;
     char *err;
     size_t errlen;
@@ -53,6 +55,11 @@ static int example(Reader *r, const cJSON *obj, const char *where)
     x->tokens = t.v, x->ntokens = t.n, x->cap = t.cap;
     if (!ok) return snprintf(r->err, r->errlen, "%s: \"%s\": %s", where, r->column, why), 0;
     if (r->add_eos && !push(r, (uint32_t)mtx_tokenizer_eos(r->tk))) return 0;
+    if (r->max_tokens && x->ntokens - begin > r->max_tokens) {   /* the first max_tokens, the eos last */
+        x->ntokens = begin + r->max_tokens;
+        if (r->add_eos) x->tokens[x->ntokens - 1] = (uint32_t)mtx_tokenizer_eos(r->tk);
+        x->truncated++;
+    }
     if (x->ntokens - begin < 2) {   /* no target: nothing to learn from */
         x->ntokens = begin;
         x->dropped++;
@@ -123,7 +130,7 @@ static int read_file(Reader *r, const char *path)
 }
 
 int mtx_json_examples(const char *key, const char *pattern, const char *column, const mtx_tokenizer *tk, bool add_bos,
-                      bool add_eos, mtx_examples *out, char *err, size_t errlen)
+                      bool add_eos, int64_t max_tokens, mtx_examples *out, char *err, size_t errlen)
 {
     *out = (mtx_examples){0};
     glob_t g;
@@ -133,7 +140,7 @@ int mtx_json_examples(const char *key, const char *pattern, const char *column, 
         if (rc != GLOB_NOMATCH) globfree(&g);
         return 0;
     }
-    Reader r = {tk, column, add_bos, add_eos, out, err, errlen};
+    Reader r = {tk, column, add_bos, add_eos, max_tokens, out, err, errlen};
     int ok = 1;
     for (size_t i = 0; ok && i < g.gl_pathc; i++) ok = read_file(&r, g.gl_pathv[i]);
     out->files = (int)g.gl_pathc;
