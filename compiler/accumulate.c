@@ -88,6 +88,7 @@ bool accumulate_gradients(Program *p, char *err, size_t errlen)
     f->loop_inputs[0] = p->train_tokens;
     f->loop_inputs[1] = p->train_targets;
     f->loop_inputs[2] = p->train_segmentation;
+    f->loop_inputs[3] = p->train_segment_ids;
 
     /* After the loop: the mean loss, and 1 / tokens for the optimizer. */
     int64_t one = 1;

@@ -122,7 +122,7 @@ static void vjp(AD *ad, const Op *op, Value *dy)
     case OP_position_add: {
         accumulate(ad, in[0], dy);
         Value *dp = grad_value(ad, in[1], op);
-        g = emit(ad, OP_position_add_grad, 1, dy, NULL, NULL, NULL, 1, dp, NULL, NULL);
+        g = emit(ad, OP_position_add_grad, 2, dy, in[2], NULL, NULL, 1, dp, NULL, NULL);
         IA(g, position_add_grad, b) = IA(op, position_add, b);
         IA(g, position_add_grad, t) = IA(op, position_add, t);
         IA(g, position_add_grad, rows) = in[1]->dim[0];
@@ -184,7 +184,7 @@ static void vjp(AD *ad, const Op *op, Value *dy)
     }
     case OP_rope: {
         Value *dx = grad_value(ad, in[0], op);
-        copy_attrs(emit(ad, OP_rope_grad, 1, dy, NULL, NULL, NULL, 1, dx, NULL, NULL), op);
+        copy_attrs(emit(ad, OP_rope_grad, 2, dy, in[1], NULL, NULL, 1, dx, NULL, NULL), op);
         accumulate(ad, in[0], dx);
         break;
     }
@@ -210,8 +210,8 @@ static void vjp(AD *ad, const Op *op, Value *dy)
     }
     case OP_flash_attention: {   /* lse is the op's own; only o has a gradient */
         Value *dq = grad_value(ad, in[0], op), *dk = grad_value(ad, in[1], op), *dv = grad_value(ad, in[2], op);
-        Value *gin[6] = {dy, in[0], in[1], in[2], y, op->out[1]}, *gout[3] = {dq, dk, dv};
-        copy_attrs(op_add(ad->p, ad->f, OP_flash_attention_grad, ad->block, 6, gin, 3, gout), op);
+        Value *gin[7] = {dy, in[0], in[1], in[2], y, op->out[1], in[3]}, *gout[3] = {dq, dk, dv};
+        copy_attrs(op_add(ad->p, ad->f, OP_flash_attention_grad, ad->block, 7, gin, 3, gout), op);
         accumulate(ad, in[0], dq);
         accumulate(ad, in[1], dk);
         accumulate(ad, in[2], dv);
@@ -313,6 +313,7 @@ static void vjp(AD *ad, const Op *op, Value *dy)
     case OP_fill:
         break;
     case OP_expert_sort: case OP_expert_capacity: case OP_expert_counts: case OP_rope_at: case OP_position_add_at:
+    case OP_segment_bounds:
     case OP_kv_cache_write: case OP_cached_attention: case OP_embed_grad: case OP_position_add_grad:
     case OP_bias_grad: case OP_silu_grad: case OP_gelu_grad: case OP_relu_grad: case OP_soft_cap_grad:
     case OP_dropout_grad: case OP_rmsnorm_grad: case OP_layernorm_grad: case OP_rope_grad:

@@ -85,14 +85,18 @@ static void name_values(Emitter *e)
             continue;
         }
         /* Batch inputs; the microbatch loop declares its own pointers into the batch. */
-        bool looped = p->train.loop_count > 1 &&
-                      (v == p->train.loop_inputs[0] || v == p->train.loop_inputs[1] || v == p->train.loop_inputs[2]);
+        bool looped = p->train.loop_count > 1 && (v == p->train.loop_inputs[0] || v == p->train.loop_inputs[1] ||
+                                                  v == p->train.loop_inputs[2] || v == p->train.loop_inputs[3]);
         if (!looped && (v == p->tokens || v == p->train_tokens)) { e->cname[i] = "batch->inputs"; continue; }
         if (v == p->decode_tokens || v == p->decode_token) { e->cname[i] = "tokens"; continue; }
         if (v == p->decode_position) { e->cname[i] = "position"; continue; }
         if (!looped && (v == p->targets || v == p->train_targets)) { e->cname[i] = "batch->targets"; continue; }
         if (!looped && (v == p->segmentation || v == p->train_segmentation)) {
             e->cname[i] = "batch->segmentation";
+            continue;
+        }
+        if (!looped && (v == p->segment_ids || v == p->train_segment_ids)) {
+            e->cname[i] = "batch->segment_ids";
             continue;
         }
         char *base = identifier(pool, v->name);
@@ -172,7 +176,8 @@ static const char *ew_expr(Emitter *e, const Op *op)
                         V(e, op->out[0]), V(e, op->out[0]), sequence, features, features, rate);
     }
     case OP_tensor_enter: return a;
-    case OP_embed: case OP_position_add: case OP_matmul: case OP_rmsnorm: case OP_layernorm: case OP_rope:
+    case OP_embed: case OP_segment_bounds: case OP_position_add: case OP_matmul: case OP_rmsnorm: case OP_layernorm:
+    case OP_rope:
     case OP_attention_scores: case OP_causal_softmax: case OP_attention_values: case OP_flash_attention:
     case OP_cross_entropy: case OP_rows: case OP_topk_route: case OP_expert_sort: case OP_gather_rows:
     case OP_grouped_matmul: case OP_expert_combine: case OP_expert_capacity: case OP_moe_lb_loss:
@@ -386,6 +391,8 @@ static void close_loop(Emitter *e, const Func *f, Buf *body, Buf *outer)
     emitf(e, "        const int32_t *%s = batch->inputs + (size_t)micro * %lld;\n", V(e, in[0]), (long long)per_micro);
     emitf(e, "        const int32_t *%s = batch->targets + (size_t)micro * %lld;\n", V(e, in[1]), (long long)per_micro);
     emitf(e, "        const int32_t *%s = batch->segmentation + (size_t)micro * %lld;\n", V(e, in[2]),
+        (long long)per_micro);
+    emitf(e, "        const int32_t *%s = batch->segment_ids + (size_t)micro * %lld;\n", V(e, in[3]),
         (long long)per_micro);
     for (const char *line = body->s; line && *line;) {
         const char *nl = strchr(line, '\n');

@@ -120,9 +120,13 @@ void emit_kernel(Emitter *e, const Op *op)
         emitf(e, "    mtx_embed_forward(%s, %s, %s, %lld, %lld);\n", V(e, o[0]), V(e, in[0]), V(e, in[1]), AI(embed, n),
             AI(embed, d));
         break;
+    case OP_segment_bounds:
+        emitf(e, "    mtx_segment_bounds(%s, %s, %lld, %lld);\n", V(e, o[0]), V(e, in[0]), AI(segment_bounds, b),
+            AI(segment_bounds, t));
+        break;
     case OP_position_add:
-        emitf(e, "    mtx_position_add_forward(%s, %s, %s, %lld, %lld, %lld);\n", V(e, o[0]), V(e, in[0]), V(e, in[1]),
-            AI(position_add, b), AI(position_add, t), AI(position_add, d));
+        emitf(e, "    mtx_position_add_forward(%s, %s, %s, %s, %lld, %lld, %lld);\n", V(e, o[0]), V(e, in[0]),
+            V(e, in[1]), V(e, in[2]), AI(position_add, b), AI(position_add, t), AI(position_add, d));
         break;
     case OP_rmsnorm:
         emitf(e, "    mtx_rmsnorm_forward%s(%s, %s, %s, %lld, %lld, %s);\n", sfx, V(e, o[0]), V(e, in[0]), V(e, in[1]),
@@ -134,9 +138,10 @@ void emit_kernel(Emitter *e, const Op *op)
         break;
     case OP_rope:
     case OP_rope_grad:
-        emitf(e, "    mtx_rope_apply%s(%s, %s, %lld, %lld, %lld, %lld, %s, %s, %s, %d);\n", sfx, V(e, o[0]),
-            V(e, in[0]), AI(rope, b), AI(rope, t), AI(rope, heads), AI(rope, dh), AF(rope, min_timescale),
-            AF(rope, max_timescale), rope_variant(IA(op, rope, variant)), op->kind == OP_rope_grad);
+        emitf(e, "    mtx_rope_apply%s(%s, %s, %s, %lld, %lld, %lld, %lld, %s, %s, %s, %d);\n", sfx, V(e, o[0]),
+            V(e, in[0]), V(e, in[1]), AI(rope, b), AI(rope, t), AI(rope, heads), AI(rope, dh),
+            AF(rope, min_timescale), AF(rope, max_timescale), rope_variant(IA(op, rope, variant)),
+            op->kind == OP_rope_grad);
         break;
     case OP_rope_at:
         emitf(e, "    mtx_rope_apply_at%s(%s, %s, %s[0], %lld, %lld, %lld, %lld, %s, %s, %s);\n", sfx, V(e, o[0]),
@@ -166,8 +171,9 @@ void emit_kernel(Emitter *e, const Op *op)
             AI(attention, hkv), AI(attention, dh), AF(attention, scale));
         break;
     case OP_causal_softmax:
-        emitf(e, "    mtx_causal_softmax_forward%s(%s, %s, %lld, %lld, %lld);\n", sfx, V(e, o[0]), V(e, in[0]),
-            AI(causal_softmax, blocks), AI(causal_softmax, t), AI(causal_softmax, window));
+        emitf(e, "    mtx_causal_softmax_forward%s(%s, %s, %s, %lld, %lld, %lld, %lld);\n", sfx, V(e, o[0]), V(e, in[0]),
+            V(e, in[1]), AI(causal_softmax, blocks), AI(causal_softmax, heads), AI(causal_softmax, t),
+            AI(causal_softmax, window));
         break;
     case OP_attention_values:
         emitf(e, "    mtx_attention_values%s(%s, %s, %s, %lld, %lld, %lld, %lld, %lld);\n", sfx, V(e, o[0]),
@@ -175,8 +181,8 @@ void emit_kernel(Emitter *e, const Op *op)
             AI(attention, hkv), AI(attention, dh));
         break;
     case OP_flash_attention:
-        emitf(e, "    mtx_flash_attention%s(%s, %s, %s, %s, %s, %lld, %lld, %lld, %lld, %lld, %lld, %s, %s);\n", sfx,
-            V(e, o[0]), V(e, o[1]), V(e, in[0]), V(e, in[1]), V(e, in[2]), AI(attention, b),
+        emitf(e, "    mtx_flash_attention%s(%s, %s, %s, %s, %s, %s, %lld, %lld, %lld, %lld, %lld, %lld, %s, %s);\n", sfx,
+            V(e, o[0]), V(e, o[1]), V(e, in[0]), V(e, in[1]), V(e, in[2]), V(e, in[3]), AI(attention, b),
             AI(attention, t), AI(attention, hq), AI(attention, hkv), AI(attention, dh),
             AI(attention, window), AF(attention, scale), AF(attention, cap));
         break;
@@ -259,8 +265,9 @@ void emit_kernel(Emitter *e, const Op *op)
             AI(embed_grad, n), AI(embed_grad, vocab), AI(embed_grad, d));
         break;
     case OP_position_add_grad:
-        emitf(e, "    mtx_position_add_backward(%s, %s, %lld, %lld, %lld, %lld);\n", V(e, o[0]), V(e, in[0]),
-            AI(position_add_grad, b), AI(position_add_grad, t), AI(position_add_grad, rows), AI(position_add_grad, d));
+        emitf(e, "    mtx_position_add_backward(%s, %s, %s, %lld, %lld, %lld, %lld);\n", V(e, o[0]), V(e, in[0]),
+            V(e, in[1]), AI(position_add_grad, b), AI(position_add_grad, t), AI(position_add_grad, rows),
+            AI(position_add_grad, d));
         break;
     case OP_bias_grad:
         emitf(e, "    mtx_bias_backward(%s, %s, %lld, %lld);\n", V(e, o[0]), V(e, in[0]), AI(bias_grad, n),
@@ -290,9 +297,9 @@ void emit_kernel(Emitter *e, const Op *op)
             AI(attention, t), AI(attention, hq), AI(attention, hkv), AI(attention, dh));
         break;
     case OP_flash_attention_grad:
-        emitf(e, "    mtx_flash_attention_backward%s(%s, %s, %s, %s, %s, %s, %s, %s, %s, %lld, %lld, %lld, %lld, %lld, "
-               "%lld, %s, %s);\n", sfx, V(e, o[0]), V(e, o[1]), V(e, o[2]), V(e, in[0]), V(e, in[1]), V(e, in[2]),
-            V(e, in[3]), V(e, in[4]), V(e, in[5]), AI(attention, b), AI(attention, t),
+        emitf(e, "    mtx_flash_attention_backward%s(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %lld, %lld, %lld, %lld, "
+               "%lld, %lld, %s, %s);\n", sfx, V(e, o[0]), V(e, o[1]), V(e, o[2]), V(e, in[0]), V(e, in[1]),
+            V(e, in[2]), V(e, in[3]), V(e, in[4]), V(e, in[5]), V(e, in[6]), AI(attention, b), AI(attention, t),
             AI(attention, hq), AI(attention, hkv), AI(attention, dh), AI(attention, window),
             AF(attention, scale), AF(attention, cap));
         break;

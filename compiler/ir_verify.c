@@ -82,8 +82,18 @@ static bool check_shapes(Verifier *V)
     case OP_cast:
         if (in[0]->dtype == out[0]->dtype) return bad(V, "casts %s to its own dtype", in[0]->name);
         return numel_is(V, out[0], value_numel(in[0]), "output");
-    case OP_silu: case OP_gelu: case OP_relu: case OP_soft_cap: case OP_rope: case OP_rope_grad:
-    case OP_causal_softmax: case OP_tensor_enter: case OP_tensor_sum:
+    case OP_segment_bounds:
+        return dtype_is(V, in[0], DT_I32) && dtype_is(V, out[0], DT_I32) &&
+               numel_is(V, in[0], A(segment_bounds, b) * A(segment_bounds, t), "segment ids") &&
+               numel_is(V, out[0], 2 * A(segment_bounds, b) * A(segment_bounds, t), "bounds");
+    case OP_rope: case OP_rope_grad:
+        return numel_is(V, in[1], 2 * A(rope, b) * A(rope, t), "segment bounds") &&
+               numel_is(V, out[0], value_numel(in[0]), "output");
+    case OP_causal_softmax:
+        return numel_is(V, in[1], 2 * A(causal_softmax, blocks) / A(causal_softmax, heads) * A(causal_softmax, t),
+                        "segment bounds") &&
+               numel_is(V, out[0], value_numel(in[0]), "output");
+    case OP_silu: case OP_gelu: case OP_relu: case OP_soft_cap: case OP_tensor_enter: case OP_tensor_sum:
         return numel_is(V, out[0], value_numel(in[0]), "output");
     case OP_rmsnorm: case OP_layernorm:
         return numel_is(V, in[0], A(norm, n) * A(norm, d), "input") && numel_is(V, in[1], A(norm, d), "scale") &&
@@ -202,17 +212,20 @@ static bool integer_operand(const Op *o, const Value *v)
     case OP_learning_rate: case OP_step_increment: return v->dtype == DT_I64;
     case OP_rope_at: case OP_position_add_at: case OP_kv_cache_write: case OP_cached_attention:
         return v->dtype == DT_I32;   /* the position */
+    case OP_segment_bounds: case OP_position_add: case OP_position_add_grad: case OP_rope: case OP_rope_grad:
+    case OP_causal_softmax: case OP_flash_attention: case OP_flash_attention_grad:
+        return v->dtype == DT_I32;   /* packed rows' segment ids and bounds */
     case OP_topk_route: case OP_topk_route_grad: case OP_expert_sort: case OP_gather_rows: case OP_gather_rows_grad:
     case OP_grouped_matmul: case OP_grouped_matmul_wgrad: case OP_expert_combine: case OP_expert_combine_grad:
     case OP_expert_capacity: case OP_moe_lb_loss: case OP_moe_lb_loss_grad: case OP_expert_counts: case OP_all_to_all:
         return v->dtype == DT_I32;   /* experts chosen, their sorted order and offsets */
-    case OP_position_add: case OP_matmul: case OP_bias_add: case OP_add: case OP_mul: case OP_silu: case OP_gelu:
+    case OP_matmul: case OP_bias_add: case OP_add: case OP_mul: case OP_silu: case OP_gelu:
     case OP_relu: case OP_soft_cap: case OP_fill: case OP_cast: case OP_dropout: case OP_rmsnorm: case OP_layernorm:
-    case OP_rope: case OP_attention_scores: case OP_causal_softmax: case OP_attention_values:
-    case OP_flash_attention: case OP_rows: case OP_position_add_grad: case OP_bias_grad: case OP_silu_grad:
+    case OP_attention_scores: case OP_attention_values:
+    case OP_rows: case OP_bias_grad: case OP_silu_grad:
     case OP_gelu_grad: case OP_relu_grad: case OP_soft_cap_grad: case OP_dropout_grad: case OP_rmsnorm_grad:
-    case OP_layernorm_grad: case OP_rope_grad: case OP_attention_scores_grad: case OP_causal_softmax_grad:
-    case OP_attention_values_grad: case OP_flash_attention_grad: case OP_rows_grad: case OP_global_norm:
+    case OP_layernorm_grad: case OP_attention_scores_grad: case OP_causal_softmax_grad:
+    case OP_attention_values_grad: case OP_rows_grad: case OP_global_norm:
     case OP_clip_scale: case OP_adamw: case OP_sgd: case OP_muon: case OP_zero: case OP_accumulate:
     case OP_reciprocal: case OP_all_reduce_sum: case OP_all_gather: case OP_reduce_scatter: case OP_tensor_enter:
     case OP_tensor_sum: case NUM_OPS:

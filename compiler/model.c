@@ -58,6 +58,7 @@ typedef struct {
     bool kv_replicated;                        /* tp > 1 over one kv head: every device computes it (Megatron) */
     const char *block;
     Value *tokens, *targets, *segmentation;    /* inputs of the function being built */
+    Value *segment_ids, *bounds;               /* packed rows: the inputs' segment ids, each token's [start, end) */
     Value *embedding, *position, *final_scale, *final_bias, *logits_w;
     LayerParams *layers;                       /* by sublayer */
     double matmul_flops;                       /* forward GEMM FLOPs of one step */
@@ -418,7 +419,7 @@ int model_rope_variant(const Config *c)
 static Value *rope(Builder *b, const char *name, Value *x, int64_t heads)
 {
     Value *y = temp(b, name, 4, b->B, b->T, heads, b->Dh);
-    Op *op = b->decoding ? emit(b, OP_rope_at, y, 2, x, b->position_in, NULL) : emit(b, OP_rope, y, 1, x, NULL, NULL);
+    Op *op = b->decoding ? emit(b, OP_rope_at, y, 2, x, b->position_in, NULL) : emit(b, OP_rope, y, 2, x, b->bounds, NULL);
     IA(op, rope, b) = b->B;
     IA(op, rope, t) = b->T;
     IA(op, rope, heads) = heads;
@@ -522,8 +523,8 @@ static Value *attention(Builder *b, int s, Value *x)
     if (b->flash) {   /* one fused op: no T x T scores; lse (f32) for its backward */
         Value *lse = value_new(b->p, pool_fmt(pool, "%s.logsumexp", at), DT_F32, 3, (int64_t[]){b->B, b->H, b->T},
                                V_TEMP);
-        Value *ins[3] = {q, k, v}, *outs[2] = {o, lse};
-        attention_attrs(b, op_add(b->p, b->f, OP_flash_attention, b->block, 3, ins, 2, outs), lp->window, scale, cap);
+        Value *ins[4] = {q, k, v, b->bounds}, *outs[2] = {o, lse};
+        attention_attrs(b, op_add(b->p, b->f, OP_flash_attention, b->block, 4, ins, 2, outs), lp->window, scale, cap);
     } else {
         int64_t sd[4] = {b->B, b->H, b->T, b->T};
         Value *sc = value_new(b->p, pool_fmt(pool, "%s.scores", at), q->dtype, 4, sd, V_TEMP);
@@ -534,8 +535,9 @@ static Value *attention(Builder *b, int s, Value *x)
             sc = capped;
         }
         Value *pr = value_new(b->p, pool_fmt(pool, "%s.probabilities", at), q->dtype, 4, sd, V_TEMP);
-        Op *op = emit(b, OP_causal_softmax, pr, 1, sc, NULL, NULL);
+        Op *op = emit(b, OP_causal_softmax, pr, 2, sc, b->bounds, NULL);
         IA(op, causal_softmax, blocks) = b->B * b->H;
+        IA(op, causal_softmax, heads) = b->H;
         IA(op, causal_softmax, t) = b->T;
         IA(op, causal_softmax, window) = lp->window;
         attention_attrs(b, emit(b, OP_attention_values, o, 2, pr, v, NULL), 0, 0, 0);
@@ -774,6 +776,12 @@ static Value *decoder(Builder *b)
 {
     memset(b->cast_of, 0, sizeof(Value *) * (size_t)b->nstate);
     in_block(b, "embedding", -1);
+    if (!b->decoding) {   /* packed rows: each token's segment, for positions and attention */
+        b->bounds = value_new(b->p, "segment_bounds", DT_I32, 3, (int64_t[]){2, b->B, b->T}, V_TEMP);
+        Op *op = emit(b, OP_segment_bounds, b->bounds, 1, b->segment_ids, NULL, NULL);
+        IA(op, segment_bounds, b) = b->B;
+        IA(op, segment_bounds, t) = b->T;
+    }
     Value *x = act(b, "embedding", b->D);
     Op *op = emit(b, OP_embed, x, 2, b->embedding, b->tokens, NULL);
     IA(op, embed, n) = b->B * b->T;
@@ -781,7 +789,7 @@ static Value *decoder(Builder *b)
     if (b->position) {
         Value *y = act(b, "embedding_with_positions", b->D);
         op = b->decoding ? emit(b, OP_position_add_at, y, 3, x, b->position, b->position_in)
-                         : emit(b, OP_position_add, y, 2, x, b->position, NULL);
+                         : emit(b, OP_position_add, y, 3, x, b->position, b->bounds);
         IA(op, position_add, b) = b->B;
         IA(op, position_add, t) = b->T;
         IA(op, position_add, d) = b->D;
@@ -930,6 +938,7 @@ bool build_model(Program *p, char *err, size_t errlen)
     p->tokens = value_new(p, "inputs", DT_I32, 2, bt, V_INPUT);
     p->targets = value_new(p, "targets", DT_I32, 2, bt, V_INPUT);
     p->segmentation = value_new(p, "targets_segmentation", DT_I32, 2, bt, V_INPUT);
+    p->segment_ids = value_new(p, "inputs_segmentation", DT_I32, 2, bt, V_INPUT);
     /* Tensor parallelism, when the backends lower this mesh: this device's
      * heads and MLP columns. */
     char why[512];
@@ -944,7 +953,7 @@ bool build_model(Program *p, char *err, size_t errlen)
     b.H /= b.tp, b.M /= b.tp;
     if (!b.kv_replicated) b.KV /= b.tp;
     b.f = &p->eval;
-    b.tokens = p->tokens, b.targets = p->targets, b.segmentation = p->segmentation;
+    b.tokens = p->tokens, b.targets = p->targets, b.segmentation = p->segmentation, b.segment_ids = p->segment_ids;
     forward(&b, &p->eval_loss, &p->eval_weight, &p->eval_moe_lb);
     /* With gradient accumulation the train step's graph is one microbatch's. */
     int64_t k = cfg_int(c, K_gradient_accumulation_steps);
@@ -954,19 +963,23 @@ bool build_model(Program *p, char *err, size_t errlen)
         p->train_tokens = value_new(p, "train.inputs", DT_I32, 2, tt, V_INPUT);
         p->train_targets = value_new(p, "train.targets", DT_I32, 2, tt, V_INPUT);
         p->train_segmentation = value_new(p, "train.targets_segmentation", DT_I32, 2, tt, V_INPUT);
+        p->train_segment_ids = value_new(p, "train.inputs_segmentation", DT_I32, 2, tt, V_INPUT);
     } else {
         p->train_tokens = p->tokens, p->train_targets = p->targets, p->train_segmentation = p->segmentation;
+        p->train_segment_ids = p->segment_ids;
     }
     if (k > 1) {
         int64_t mt[2] = {c->d.micro_batch / dp, b.T};
         p->train_tokens = value_new(p, "microbatch.inputs", DT_I32, 2, mt, V_INPUT);
         p->train_targets = value_new(p, "microbatch.targets", DT_I32, 2, mt, V_INPUT);
         p->train_segmentation = value_new(p, "microbatch.targets_segmentation", DT_I32, 2, mt, V_INPUT);
+        p->train_segment_ids = value_new(p, "microbatch.inputs_segmentation", DT_I32, 2, mt, V_INPUT);
         b.B = c->d.micro_batch / dp;
     }
     b.f = &p->train;
     b.train = true;
     b.tokens = p->train_tokens, b.targets = p->train_targets, b.segmentation = p->train_segmentation;
+    b.segment_ids = p->train_segment_ids;
     b.matmul_flops = 0;
     forward(&b, &p->train_loss, &p->train_weight, &p->train_moe_lb);
     if (cfg_bool(c, K_pure_nnx)) {              /* NNX: the key lives in the state */

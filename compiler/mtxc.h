@@ -304,7 +304,7 @@ typedef struct {
     int64_t arena_bytes;         /* memplan */
     /* ops [loop_first, loop_last] run loop_count times, once per microbatch */
     int loop_first, loop_last, loop_count;
-    struct Value *loop_inputs[3]; /* the microbatch's inputs, targets, segmentation */
+    struct Value *loop_inputs[4]; /* the microbatch's inputs, targets, segmentation, segment ids */
 } Func;
 
 enum { NUM_FUNCS = 4 };
@@ -319,14 +319,14 @@ typedef struct Program {
     Func *funcs[NUM_FUNCS];      /* eval, train, prefill, decode: what every pass walks */
     struct { int unit; OpPass pass; OpRole role; } at;   /* stamped on new ops (op_add) by the pass adding them */
     /* batch inputs and the metrics the step reports */
-    Value *tokens, *targets, *segmentation;
+    Value *tokens, *targets, *segmentation, *segment_ids;
     Value *train_loss, *train_weight, *eval_loss, *eval_weight, *grad_norm, *lr;
     Value *train_moe_lb, *eval_moe_lb;   /* mixtral's load-balancing loss (in the loss), or NULL */
     Value *moe_lb_sum;                   /* with accumulation: its weighted sum over microbatches (and devices) */
     Value *step;                 /* the step counter */
     Value *rng;                  /* pure_nnx: the random key in the state, advanced every step */
     bool uses_rng;               /* some op of the train step draws from the step's key */
-    Value *train_tokens, *train_targets, *train_segmentation;  /* per microbatch */
+    Value *train_tokens, *train_targets, *train_segmentation, *train_segment_ids;  /* per microbatch */
     Value *decode_tokens, *decode_token, *decode_position;   /* [1, prefill length], [1, 1], [1] */
     Value *prefill_logits, *decode_logits;                   /* f32 [n, vocab]: what the decoding functions return */
     int64_t prefill_length, cache_length;                    /* max_prefill_predict_length, max_target_length */

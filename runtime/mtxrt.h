@@ -146,8 +146,8 @@ void mtx_layernorm_backward(float *dx, float *dscale, float *dbias, const float 
  * llama3.1 with rope_use_scale false); LLAMA31 is PAIRS with Llama 3.1's
  * frequency scaling (factor 8 past wavelength 8192, none below 2048). */
 typedef enum { MTX_ROPE_HALVES, MTX_ROPE_PAIRS, MTX_ROPE_LLAMA31 } mtx_rope_variant;
-void mtx_rope_apply(float *y, const float *x, int b, int t, int heads, int dh, float min_timescale,
-                    float max_timescale, mtx_rope_variant variant, int inverse);
+void mtx_rope_apply(float *y, const float *x, const int32_t *starts, int b, int t, int heads, int dh,
+                    float min_timescale, float max_timescale, mtx_rope_variant variant, int inverse);
 /* The same on bf16 activations: float32 arithmetic and params, each
  * result rounded once. */
 void mtx_rmsnorm_forward_bf16(mtx_bf16 *y, const mtx_bf16 *x, const float *w, int n, int d, float eps);
@@ -157,8 +157,8 @@ void mtx_layernorm_forward_bf16(mtx_bf16 *y, const mtx_bf16 *x, const float *sca
                                 float eps);
 void mtx_layernorm_backward_bf16(mtx_bf16 *dx, float *dscale, float *dbias, const mtx_bf16 *dy, const mtx_bf16 *x,
                                  const float *scale, int n, int d, float eps);
-void mtx_rope_apply_bf16(mtx_bf16 *y, const mtx_bf16 *x, int b, int t, int heads, int dh, float min_timescale,
-                         float max_timescale, mtx_rope_variant variant, int inverse);
+void mtx_rope_apply_bf16(mtx_bf16 *y, const mtx_bf16 *x, const int32_t *starts, int b, int t, int heads, int dh,
+                         float min_timescale, float max_timescale, mtx_rope_variant variant, int inverse);
 /* Decoding: n new tokens at positions first .. first + n - 1 (ops.def's rope_at) */
 void mtx_rope_apply_at(float *y, const float *x, int first, int b, int t, int heads, int dh, float min_timescale,
                        float max_timescale, mtx_rope_variant variant);
@@ -169,15 +169,23 @@ void mtx_rope_apply_at_bf16(mtx_bf16 *y, const mtx_bf16 *x, int first, int b, in
 
 void mtx_embed_forward(float *y, const float *table, const int32_t *tokens, int n, int d);
 void mtx_embed_backward(float *dtable, const float *dy, const int32_t *tokens, int n, int vocab, int d);
-void mtx_position_add_forward(float *y, const float *x, const float *pos, int b, int t, int d);
-void mtx_position_add_backward(float *dpos, const float *dy, int b, int t, int rows, int d);
+void mtx_position_add_forward(float *y, const float *x, const float *pos, const int32_t *starts, int b, int t, int d);
+void mtx_position_add_backward(float *dpos, const float *dy, const int32_t *starts, int b, int t, int rows, int d);
 void mtx_bias_backward(float *dbias, const float *dy, int n, int d);
 /* Decoding: positions first .. first + t - 1 (ops.def's position_add_at) */
 void mtx_position_add_at(float *y, const float *x, const float *pos, int first, int b, int t, int d, int rows);
 
 /* ---- attention, per head (attention.c) ---- */
 
-void mtx_causal_softmax_forward(float *p, const float *s, int blocks, int t, int window);
+/* Packed rows (MaxText's inputs_segmentation): bounds [2, b, t] of each
+ * token's segment, the run of equal ids it is in: [0] its first position,
+ * [1] the one past its last. A token sees only keys of its own segment, and
+ * its RoPE and learned positions count from the segment's start (the
+ * kernels' `starts`: bounds[0]). */
+void mtx_segment_bounds(int32_t *bounds, const int32_t *ids, int b, int t);
+
+void mtx_causal_softmax_forward(float *p, const float *s, const int32_t *starts, int blocks, int heads, int t,
+                                int window);
 void mtx_causal_softmax_backward(float *ds, const float *p, const float *dp, int blocks, int t);
 void mtx_attention_scores(float *s, const float *q, const float *k, int b, int t, int hq, int hkv, int dh, float scale);
 void mtx_attention_scores_backward(float *dq, float *dk, const float *ds, const float *q, const float *k,
@@ -188,7 +196,8 @@ void mtx_attention_values_backward(float *dp, float *dv, const float *dout, cons
 /* The same in bf16: float32 arithmetic, one head at a time in
  * mtx_scratch (mtx_attention_scratch bytes), each result rounded once. */
 size_t mtx_attention_scratch(int t, int dh);
-void mtx_causal_softmax_forward_bf16(mtx_bf16 *p, const mtx_bf16 *s, int blocks, int t, int window);
+void mtx_causal_softmax_forward_bf16(mtx_bf16 *p, const mtx_bf16 *s, const int32_t *starts, int blocks, int heads,
+                                     int t, int window);
 void mtx_causal_softmax_backward_bf16(mtx_bf16 *ds, const mtx_bf16 *p, const mtx_bf16 *dp, int blocks, int t);
 void mtx_attention_scores_bf16(mtx_bf16 *s, const mtx_bf16 *q, const mtx_bf16 *k, int b, int t, int hq, int hkv,
                                int dh, float scale);
@@ -206,17 +215,18 @@ void mtx_attention_values_backward_bf16(mtx_bf16 *dp, mtx_bf16 *dv, const mtx_bf
  * reserved with mtx_flash_attention_scratch bytes (row sums shared, block
  * buffers per thread; fewer threads run if fewer fit). */
 size_t mtx_flash_attention_scratch(int b, int t, int hq, int hkv, int dh, int threads);
-void mtx_flash_attention(float *o, float *lse, const float *q, const float *k, const float *v, int b, int t, int hq,
-                         int hkv, int dh, int window, float scale, float cap);
+void mtx_flash_attention(float *o, float *lse, const float *q, const float *k, const float *v, const int32_t *bounds,
+                         int b, int t, int hq, int hkv, int dh, int window, float scale, float cap);
 void mtx_flash_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
-                                  const float *v, const float *o, const float *lse, int b, int t, int hq, int hkv,
-                                  int dh, int window, float scale, float cap);
+                                  const float *v, const float *o, const float *lse, const int32_t *bounds, int b, int t,
+                                  int hq, int hkv, int dh, int window, float scale, float cap);
 void mtx_flash_attention_bf16(mtx_bf16 *o, float *lse, const mtx_bf16 *q, const mtx_bf16 *k, const mtx_bf16 *v,
-                              int b, int t, int hq, int hkv, int dh, int window, float scale, float cap);
+                              const int32_t *bounds, int b, int t, int hq, int hkv, int dh, int window, float scale,
+                              float cap);
 void mtx_flash_attention_backward_bf16(mtx_bf16 *dq, mtx_bf16 *dk, mtx_bf16 *dv, const mtx_bf16 *dout,
                                        const mtx_bf16 *q, const mtx_bf16 *k, const mtx_bf16 *v, const mtx_bf16 *o,
-                                       const float *lse, int b, int t, int hq, int hkv, int dh, int window,
-                                       float scale, float cap);   /* cap > 0: scores soft-capped (gemma2) */
+                                       const float *lse, const int32_t *bounds, int b, int t, int hq, int hkv, int dh,
+                                       int window, float scale, float cap);   /* cap > 0: scores soft-capped (gemma2) */
 
 /* ---- decoding's KV cache (cache.c): ops.def's kv_cache_write, cached_attention ---- */
 
@@ -380,6 +390,7 @@ typedef struct {
     int32_t *targets;                     /* [batch, seq] next tokens */
     int32_t *segmentation;                /* [batch, seq] 0 where padding */
     int batch, seq;
+    int32_t *segment_ids;                 /* [batch, seq] the example each input is of (packed rows: 1, 2, ..., padding 0) */
 } mtx_batch;
 
 typedef struct {

@@ -83,7 +83,7 @@ typedef struct {
  * message on error. */
 mtx_data *mtx_data_open(const mtx_data_options *o, char *err, size_t errlen);
 void mtx_data_next(mtx_data *d, mtx_batch *b);
-int64_t mtx_data_eval_batches(const mtx_data *d, int batch);   /* full eval batches of `batch` rows */
+int64_t mtx_data_eval_batches(mtx_data *d, int batch);   /* full eval batches of `batch` rows (packed: all of them) */
 void mtx_data_eval_reset(mtx_data *d);
 void mtx_data_next_eval(mtx_data *d, mtx_batch *b);
 void mtx_data_tokens(const mtx_data *d, int64_t *train, int64_t *eval);   /* of files; 0 for synthetic */

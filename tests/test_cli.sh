@@ -88,7 +88,7 @@ check "emit bad config" 2 "unknown key" "$MTXC" emit configs/base.yml model_name
 cmp -s "$out_dir/tiny/step.c" "$out_dir/before.c" || { echo "FAIL: failed emit changed step.c"; fails=$((fails + 1)); }
 check "build gpt3-52k" 0 "wrote $out_dir/g52" "$MTXC" build configs/base.yml model_name=gpt3-52k -o "$out_dir/g52"
 check "run gpt3-52k" 0 "done: 3 steps" "$out_dir/g52" steps=3 log_period=1
-check "start line regions" 0 "threads for 115 parallel regions a step" "$out_dir/g52" steps=1
+check "start line regions" 0 "threads for 116 parallel regions a step" "$out_dir/g52" steps=1
 # Configs read once into memory: from a pipe as from a file; a FIFO with no
 # writer reads as empty instead of hanging; bytes FF FE are not a UTF-16 mark;
 # a 3 MB unknown model_name is named clipped and answered at once.

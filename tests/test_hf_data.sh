@@ -1,9 +1,11 @@
 #!/bin/bash
 # dataset_type hf with local JSON files (hf_path json, hf_train_files a
-# glob), packing false: each example's "text" through the tokenizer between
-# bos and eos, cut to max_target_length tokens (eos kept), one example a
-# row. The data line's counts (examples, tokens, examples cut) equal
-# spm_encode's over the same texts; JSON Lines (blank lines skipped) and JSON array files; the model
+# glob): each example's "text" through the tokenizer between bos and eos,
+# cut to max_target_length tokens (eos kept), packed first-fit into rows with
+# segment ids (packing true, MaxText's default) or one example a row. The
+# data line's counts (examples, tokens, examples cut) equal spm_encode's
+# over the same texts; with the parameters kept, the whole eval set's loss
+# is the same packed or not (each example once, none seeing another); JSON Lines (blank lines skipped) and JSON array files; the model
 # trains and a restart resumes the example stream exactly; every bad input is
 # refused naming file:line (or element) and key, before training.
 # Usage: tests/test_hf_data.sh MTXC (from the source root)
@@ -30,7 +32,7 @@ with open("data/b.json", "w") as f:                 # a JSON array file
 with open("texts.txt", "w") as f:                   # in glob order: a.jsonl, b.json
     f.write("\n".join(texts) + "\n")
 PY
-cfg="$root/configs/base.yml model_name=tiny dataset_type=hf hf_path=json tokenizer_path=gpl.model packing=false
+cfg="$root/configs/base.yml model_name=tiny dataset_type=hf hf_path=json tokenizer_path=gpl.model
      learning_rate_schedule_steps=30"
 # shellcheck disable=SC2086
 "$MTXC" build $cfg -o t > /dev/null || fail "build"
@@ -46,7 +48,7 @@ PY
 )
 ./t hf_train_files='data/*' steps=30 log_period=10 eval_interval=30 eval_steps=1 run_name=r metrics_file=m.jsonl \
     > log 2>&1 || { cat log; fail "train"; }
-grep -q "^data: hf json 'data/\*' (2 files) through SentencePiece 'gpl.model': $want; one example a row" log ||
+grep -q "^data: hf json 'data/\*' (2 files) through SentencePiece 'gpl.model': $want; packed first-fit" log ||
     { grep "^data" log; fail "want: $want"; }
 first=$(sed -n 's/.*"step": 1, "learning\/loss": \([0-9.]*\).*/\1/p' m.jsonl)
 last=$(sed -n 's/.*"step": 30, "learning\/loss": \([0-9.]*\).*/\1/p' m.jsonl)
@@ -60,7 +62,25 @@ echo "hf json: $want (as spm_encode); loss $first -> $last in 30 steps"
 learning() { grep -v eval "$1" | sed 's/, "perf.*//'; }
 ./t hf_train_files='data/*' steps=30 log_period=100 run_name=u metrics_file=u.jsonl > /dev/null 2>&1 || fail "30"
 cmp -s <(learning s.jsonl) <(learning u.jsonl) || fail "the resumed run differs"
-echo "hf json: a run resumed at step 15 equals the uninterrupted one"
+echo "hf json: a run resumed at step 15 equals the uninterrupted one (packed rows)"
+
+# Packed or one example a row: with learning_rate 0 the eval loss over the whole eval set (12
+# examples, 3 rows of 4 unpacked) is the same.
+# shellcheck disable=SC2086
+"$MTXC" build $cfg override_model_config=true learning_rate=0 eval_per_device_batch_size=4 -o t0 > /dev/null ||
+    fail "build lr 0"
+for packing in true false; do
+    ./t0 hf_train_files='data/*' packing=$packing steps=1 eval_interval=1 eval_steps=-1 run_name=p$packing \
+        metrics_file=p$packing.jsonl > p$packing.log 2>&1 || { cat p$packing.log; fail "packing=$packing"; }
+done
+p=$(sed -n 's/.*"eval\/avg_loss": \([0-9.e+-]*\).*/\1/p' ptrue.jsonl)
+u=$(sed -n 's/.*"eval\/avg_loss": \([0-9.e+-]*\).*/\1/p' pfalse.jsonl)
+awk -v a="$p" -v b="$u" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(b > 0 && d <= 1e-5 * b) }' ||
+    fail "eval loss packed $p, one example a row $u"
+np=$(sed -n 's/^eval .* | \([0-9]*\) batches$/\1/p' ptrue.log)
+[ "$(sed -n 's/^eval .* | \([0-9]*\) batches$/\1/p' pfalse.log)" = 3 ] && [ "$np" -lt 3 ] ||
+    { grep eval p*.log; fail "eval batch counts"; }
+echo "hf json: the eval set's loss packed into $np batches $p, one example a row in 3 batches $u"
 
 expect() {   # expect NAME MESSAGE key=value ...
     local name=$1 want=$2 out rc
@@ -87,11 +107,10 @@ expect one "hf_train_files 'one.jsonl' has one example: give two or more, or hf_
 expect no-match "hf_train_files 'nothing/*.jsonl' matches no file" hf_train_files='nothing/*.jsonl'
 expect eval-no-match "hf_eval_files 'none.json' matches no file" hf_train_files='data/*' hf_eval_files=none.json
 expect hub "hf_path 'allenai/c4': mtxc reads local JSON files" hf_train_files='data/*' hf_path=allenai/c4
-expect packing "packing: true (MaxText's default) packs examples into rows with segment ids" hf_train_files='data/*' packing=true
 expect no-files "dataset_type hf needs hf_train_files" hf_train_files=
 expect no-tokenizer "dataset_type hf needs a tokenizer (tokenizer_path)" hf_train_files='data/*' tokenizer_path=
-expect text-unpacked "packing: false (one example a row) applies to dataset_type hf" dataset_type=synthetic
+expect text-unpacked "packing: false (one example a row) applies to dataset_type hf" dataset_type=synthetic packing=false
 out=$("$MTXC" build "$root/configs/base.yml" model_name=tiny 'train_data_columns=["messages"]' -o m 2>&1) &&
     fail "messages column accepted"
 case "$out" in *"train_data_columns"*"messages"*) ;; *) fail "messages: $out" ;; esac
-echo "hf json: bad lines, columns, types, elements, nesting, globs, hub paths, packing refused, naming file:line"
+echo "hf json: bad lines, columns, types, elements, nesting, globs, hub paths refused, naming file:line"

@@ -11,9 +11,26 @@
 #include <string.h>
 
 /* Causal softmax over rows of t x t score blocks; future positions get 0. */
+/* Packed rows: each token's segment is the run of equal ids it is in;
+ * bounds[0] its first position, bounds[1] the one past its last. */
+void mtx_segment_bounds(int32_t *bounds, const int32_t *ids, int b, int t)
+{
+    for (int i = 0; i < b; i++) {
+        const int32_t *id = ids + (size_t)i * t;
+        int32_t *start = bounds + (size_t)i * t, *end = bounds + ((size_t)b + i) * t;
+        for (int p = 0; p < t; p++) start[p] = p > 0 && id[p] == id[p - 1] ? start[p - 1] : p;
+        for (int p = t - 1; p >= 0; p--) end[p] = p + 1 < t && id[p] == id[p + 1] ? end[p + 1] : p + 1;
+    }
+}
+
 /* Row i of a block sees keys [lo, i]: lo = 0, or i - window + 1 with a
- * sliding window (MaxText's LOCAL_SLIDING: window keys including itself). */
-static int first_key(int i, int window) { return window > 0 && i - window + 1 > 0 ? i - window + 1 : 0; }
+ * sliding window (MaxText's LOCAL_SLIDING: window keys including itself),
+ * and never before its segment's start. */
+static int first_key(int i, int window, int start)
+{
+    int lo = window > 0 && i - window + 1 > 0 ? i - window + 1 : 0;
+    return lo > start ? lo : start;
+}
 
 /* A softmax's (or a widening's) blocks of rows, for the pool. */
 typedef struct {
@@ -22,6 +39,8 @@ typedef struct {
     int bf16, t, window;
     int cols;
     size_t rs;
+    const int32_t *starts;                /* [b, t] segment starts; block blk is sequence blk / heads */
+    int heads;
 } Rows;
 
 static void softmax_blocks(void *ctx, size_t first, size_t end)
@@ -34,7 +53,7 @@ static void softmax_blocks(void *ctx, size_t first, size_t end)
         for (int i = 0; i < t; i++) {
             const float *sr = s + (blk * t + i) * t;
             float *pr = p + (blk * t + i) * t;
-            int lo = first_key(i, window);
+            int lo = first_key(i, window, a->starts ? a->starts[blk / (size_t)a->heads * (size_t)t + (size_t)i] : 0);
             float max = sr[lo], sum = 0;
             for (int j = lo + 1; j <= i; j++) max = sr[j] > max ? sr[j] : max;
             for (int j = 0; j < lo; j++) pr[j] = 0;
@@ -50,9 +69,10 @@ static void over_blocks(mtx_range_fn fn, Rows *a, int blocks)
     mtx_parallel(fn, a, (size_t)blocks, 1, (double)blocks * a->t * a->t * 3 * MTX_COST_ELEMENT_NS);
 }
 
-void mtx_causal_softmax_forward(float *p, const float *s, int blocks, int t, int window)
+void mtx_causal_softmax_forward(float *p, const float *s, const int32_t *starts, int blocks, int heads, int t,
+                                int window)
 {
-    Rows a = {p, s, NULL, 0, t, window, 0, 0};
+    Rows a = {p, s, NULL, 0, t, window, 0, 0, starts, heads};
     over_blocks(softmax_blocks, &a, blocks);
 }
 
@@ -73,7 +93,7 @@ static void softmax_grad_blocks(void *ctx, size_t first, size_t end)
 /* ds = p (dp - <p, dp>) per row, in either dtype */
 static void softmax_backward(void *ds, const void *p, const void *dp, int bf16, int blocks, int t)
 {
-    Rows a = {ds, p, dp, bf16, t, 0, 0, 0};
+    Rows a = {ds, p, dp, bf16, t, 0, 0, 0, NULL, 1};
     over_blocks(softmax_grad_blocks, &a, blocks);
 }
 
@@ -154,7 +174,7 @@ static void widen_rows(void *ctx, size_t first, size_t end)
 /* A [rows, cols] bf16 view with row stride rs, widened into dense float32. */
 static void widen(float *dst, const mtx_bf16 *src, int rows, int cols, size_t rs)
 {
-    Rows a = {dst, src, NULL, 1, 0, 0, cols, rs};
+    Rows a = {dst, src, NULL, 1, 0, 0, cols, rs, NULL, 1};
     mtx_parallel(widen_rows, &a, (size_t)rows, 1, (double)rows * cols * MTX_COST_ELEMENT_NS);
 }
 
@@ -171,7 +191,7 @@ static void narrow_rows(void *ctx, size_t first, size_t end)
 /* Dense float32 [rows, cols] rounded into a bf16 view with row stride rs. */
 static void narrow(mtx_bf16 *dst, size_t rs, const float *src, int rows, int cols)
 {
-    Rows a = {dst, src, NULL, 1, 0, 0, cols, rs};
+    Rows a = {dst, src, NULL, 1, 0, 0, cols, rs, NULL, 1};
     mtx_parallel(narrow_rows, &a, (size_t)rows, 1, (double)rows * cols * MTX_COST_ELEMENT_NS);
 }
 
@@ -191,7 +211,7 @@ static void softmax_blocks_bf16(void *ctx, size_t first, size_t end)
         for (int i = 0; i < t; i++) {
             const mtx_bf16 *sr = s + (blk * t + i) * t;
             mtx_bf16 *pr = p + (blk * t + i) * t;
-            int lo = first_key(i, window);
+            int lo = first_key(i, window, a->starts ? a->starts[blk / (size_t)a->heads * (size_t)t + (size_t)i] : 0);
             float max = mtx_bf16_to_f32(sr[lo]), sum = 0;
             for (int j = lo + 1; j <= i; j++) max = mtx_bf16_to_f32(sr[j]) > max ? mtx_bf16_to_f32(sr[j]) : max;
             for (int j = lo; j <= i; j++) sum += mtx_exp(mtx_bf16_to_f32(sr[j]) - max);
@@ -201,9 +221,10 @@ static void softmax_blocks_bf16(void *ctx, size_t first, size_t end)
         }
 }
 
-void mtx_causal_softmax_forward_bf16(mtx_bf16 *p, const mtx_bf16 *s, int blocks, int t, int window)
+void mtx_causal_softmax_forward_bf16(mtx_bf16 *p, const mtx_bf16 *s, const int32_t *starts, int blocks, int heads,
+                                     int t, int window)
 {
-    Rows a = {p, s, NULL, 1, t, window, 0, 0};
+    Rows a = {p, s, NULL, 1, t, window, 0, 0, starts, heads};
     over_blocks(softmax_blocks_bf16, &a, blocks);
 }
 

@@ -44,6 +44,7 @@ void mtx_embed_backward(float *dtable, const float *dy, const int32_t *tokens, i
 typedef struct {
     float *y;
     const float *x, *pos;
+    const int32_t *starts;
     int t, d;
 } PositionAdd;
 
@@ -51,14 +52,16 @@ static void position_add_rows(void *ctx, size_t first, size_t end)
 {
     const PositionAdd *a = ctx;
     size_t d = (size_t)a->d;
-    for (size_t i = first; i < end; i++)
-        for (size_t j = 0; j < d; j++) a->y[i * d + j] = a->x[i * d + j] + a->pos[(i % (size_t)a->t) * d + j];
+    for (size_t i = first; i < end; i++) {
+        size_t at = i % (size_t)a->t - (a->starts ? (size_t)a->starts[i] : 0);   /* the position within its segment */
+        for (size_t j = 0; j < d; j++) a->y[i * d + j] = a->x[i * d + j] + a->pos[at * d + j];
+    }
 }
 
-/* y[b, t] = x[b, t] + pos[t]: learned position embedding */
-void mtx_position_add_forward(float *y, const float *x, const float *pos, int b, int t, int d)
+/* y[b, t] = x[b, t] + pos[t - start]: learned position embedding, counted from each segment's start */
+void mtx_position_add_forward(float *y, const float *x, const float *pos, const int32_t *starts, int b, int t, int d)
 {
-    PositionAdd a = {y, x, pos, t, d};
+    PositionAdd a = {y, x, pos, starts, t, d};
     mtx_parallel(position_add_rows, &a, (size_t)b * t, 1, (double)b * t * d * MTX_COST_ELEMENT_NS);
 }
 
@@ -73,11 +76,11 @@ void mtx_position_add_at(float *y, const float *x, const float *pos, int first, 
         for (int j = 0; j < d; j++) y[(size_t)i * d + j] = x[(size_t)i * d + j] + pos[(size_t)(first + i % t) * d + j];
 }
 
-void mtx_position_add_backward(float *dpos, const float *dy, int b, int t, int rows, int d)
+void mtx_position_add_backward(float *dpos, const float *dy, const int32_t *starts, int b, int t, int rows, int d)
 {
     memset(dpos, 0, sizeof(float) * (size_t)rows * d);
     for (int i = 0; i < b * t; i++)
-        for (int j = 0; j < d; j++) dpos[(size_t)(i % t) * d + j] += dy[(size_t)i * d + j];
+        for (int j = 0; j < d; j++) dpos[(size_t)(i % t - (starts ? starts[i] : 0)) * d + j] += dy[(size_t)i * d + j];
 }
 
 /* The gradient of y = x + bias over rows of d: column sums, each column

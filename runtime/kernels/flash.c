@@ -5,7 +5,10 @@
  *
  * q, o [b, t, hq, dh]; k, v [b, t, hkv, dh]; lse [b, hq, t] in float32.
  * Query head h reads kv head h / (hq / hkv). Key j is visible to query i iff
- * j <= i and, with a window w > 0, j > i - w (MaxText's sliding window).
+ * j <= i and, with a window w > 0, j > i - w (MaxText's sliding window),
+ * and j is in i's segment (packed rows: bounds from mtx_segment_bounds; a
+ * segment is a run, so each query's keys and each key's queries stay one
+ * range, and blocks outside it are skipped).
  * Blocks with no visible key are skipped. Each task (a run of 8 query
  * blocks of one head; in the backward's second pass a run of 8 key blocks of
  * one kv head) is done by one thread in a fixed order, so the numbers do not
@@ -28,12 +31,27 @@ typedef struct {
     int b, t, hq, hkv, dh, window, bf16;
     float scale, cap;                  /* cap > 0: scores soft-capped, cap tanh(score / cap) */
     int dp;                            /* dh rounded up to NB: the row length of block buffers */
+    const int32_t *start, *end;        /* segment bounds [b, t]; a task's copy (of_row) points at its sequence's */
 } Shape;
 
-static Shape shape(int b, int t, int hq, int hkv, int dh, int window, float scale, float cap, int bf16)
+static Shape shape(const int32_t *bounds, int b, int t, int hq, int hkv, int dh, int window, float scale, float cap,
+                   int bf16)
 {
-    return (Shape){b, t, hq, hkv, dh, window, bf16, scale, cap, (dh + NB - 1) / NB * NB};
+    return (Shape){b, t, hq, hkv, dh, window, bf16, scale, cap, (dh + NB - 1) / NB * NB, bounds,
+                   bounds ? bounds + (size_t)b * t : NULL};
 }
+
+/* The shape as sequence bi's task sees it: its row of the segment bounds. */
+static Shape of_row(const Shape *s, int bi)
+{
+    Shape r = *s;
+    if (r.start) r.start += (size_t)bi * s->t, r.end += (size_t)bi * s->t;
+    return r;
+}
+
+/* Segment bounds of position i (one segment: the whole row, without bounds). */
+static int seg_start(const Shape *s, int i) { return s->start ? s->start[i] : 0; }
+static int seg_end(const Shape *s, int i) { return s->end ? s->end[i] : s->t; }
 
 /* One pass's operands: the tasks read what they need. */
 typedef struct {
@@ -263,6 +281,7 @@ static void load_cols(float *dst, int ld, int rows, const Shape *s, const void *
 static void visible_keys(const Shape *s, int i, int j0, int n, int *lo, int *hi)
 {
     int first = s->window > 0 ? i - s->window + 1 : 0;
+    first = first > seg_start(s, i) ? first : seg_start(s, i);
     *lo = first > j0 ? first - j0 : 0;
     *hi = i - j0 + 1 < n ? i - j0 + 1 : n;
 }
@@ -273,21 +292,26 @@ static void visible_queries(const Shape *s, int j, int i0, int m, int *lo, int *
 {
     *lo = j > i0 ? j - i0 : 0;
     long last = s->window > 0 ? (long)j + s->window - 1 : (long)s->t - 1;   /* the last query that sees j */
+    last = last < seg_end(s, j) - 1 ? last : seg_end(s, j) - 1;
     *hi = last - i0 + 1 < m ? (int)(last - i0 + 1) : m;
 }
 
-/* Key blocks a query block [i0, i1) sees: [*lo, *hi). */
+/* Key blocks a query block [i0, i1) sees: [*lo, *hi) (its first row sees
+ * the earliest key: windows and segment starts only move forward). */
 static void key_blocks(const Shape *s, int i0, int i1, int *lo, int *hi)
 {
     int first = s->window > 0 && i0 - s->window + 1 > 0 ? i0 - s->window + 1 : 0;
+    first = first > seg_start(s, i0) ? first : seg_start(s, i0);
     *lo = first / BK;
     *hi = (i1 - 1) / BK + 1;
 }
 
-/* Query blocks that see a key block [j0, j1): [*lo, *hi). */
+/* Query blocks that see a key block [j0, j1): [*lo, *hi) (its last key is
+ * seen by the latest query). */
 static void query_blocks(const Shape *s, int j0, int j1, int *lo, int *hi)
 {
     long last = s->window > 0 ? (long)j1 - 1 + s->window - 1 : (long)s->t - 1;
+    last = last < seg_end(s, j1 - 1) - 1 ? last : seg_end(s, j1 - 1) - 1;
     if (last > s->t - 1) last = s->t - 1;
     *lo = j0 / BQ;
     *hi = (int)(last / BQ) + 1;
@@ -309,7 +333,8 @@ static QueryRun query_run(const Shape *s, long task)
     QueryRun r = {.h = (int)(task / nqc % s->hq), .bi = (int)(task / nqc / s->hq), .q0 = qc * CHUNK};
     r.q1 = r.q0 + CHUNK < nqb ? r.q0 + CHUNK : nqb;
     r.g = r.h / (s->hq / s->hkv);
-    key_blocks(s, r.q0 * BQ, r.q0 * BQ + rows_from(s, r.q0 * BQ, (r.q1 - r.q0) * BQ), &klo, &khi);
+    Shape row = of_row(s, r.bi);
+    key_blocks(&row, r.q0 * BQ, r.q0 * BQ + rows_from(s, r.q0 * BQ, (r.q1 - r.q0) * BQ), &klo, &khi);
     r.j_first = klo * BK;
     r.keys = (khi - klo) * BK;
     r.nk = rows_from(s, r.j_first, r.keys);
@@ -320,8 +345,9 @@ static QueryRun query_run(const Shape *s, long task)
  * columns of the head's k transposed and rows of v copied once per task. */
 static void forward_task(const Job *j, float *buf, long task)
 {
-    const Shape *s = &j->s;
-    QueryRun run = query_run(s, task);
+    QueryRun run = query_run(&j->s, task);
+    Shape row = of_row(&j->s, run.bi);
+    const Shape *s = &row;
     int bi = run.bi, h = run.h, g = run.g, j_first = run.j_first, keys = run.keys, nk = run.nk, dp = s->dp;
     size_t head = (size_t)(padded(s->t) + SKEW) * dp;
     float *kt = buf, *vh = kt + head, *qa = vh + head;
@@ -407,16 +433,17 @@ static void flash_forward(void *o, float *lse, const void *q, const void *k, con
     run_tasks(&j, query_tasks(&s), forward_task);
 }
 
-void mtx_flash_attention(float *o, float *lse, const float *q, const float *k, const float *v, int b, int t, int hq,
-                         int hkv, int dh, int window, float scale, float cap)
+void mtx_flash_attention(float *o, float *lse, const float *q, const float *k, const float *v, const int32_t *bounds,
+                         int b, int t, int hq, int hkv, int dh, int window, float scale, float cap)
 {
-    flash_forward(o, lse, q, k, v, shape(b, t, hq, hkv, dh, window, scale, cap, 0));
+    flash_forward(o, lse, q, k, v, shape(bounds, b, t, hq, hkv, dh, window, scale, cap, 0));
 }
 
 void mtx_flash_attention_bf16(mtx_bf16 *o, float *lse, const mtx_bf16 *q, const mtx_bf16 *k, const mtx_bf16 *v,
-                              int b, int t, int hq, int hkv, int dh, int window, float scale, float cap)
+                              const int32_t *bounds, int b, int t, int hq, int hkv, int dh, int window, float scale,
+                              float cap)
 {
-    flash_forward(o, lse, q, k, v, shape(b, t, hq, hkv, dh, window, scale, cap, 1));
+    flash_forward(o, lse, q, k, v, shape(bounds, b, t, hq, hkv, dh, window, scale, cap, 1));
 }
 
 /* ---- backward ---- */
@@ -453,7 +480,7 @@ static size_t shared_floats(const Shape *s)
 
 size_t mtx_flash_attention_scratch(int b, int t, int hq, int hkv, int dh, int threads)
 {
-    Shape s = shape(b, t, hq, hkv, dh, 0, 1, 0, 0);
+    Shape s = shape(NULL, b, t, hq, hkv, dh, 0, 1, 0, 0);
     return sizeof(float) * (shared_floats(&s) + (size_t)threads * thread_floats(t, dh));
 }
 
@@ -514,7 +541,8 @@ static KeySegment key_segment(const Shape *s, long task)
     r.g = r.h / (s->hq / s->hkv);
     r.k0 = (int)((long)r.seg * nkb / nseg);
     r.k1 = (int)((long)(r.seg + 1) * nkb / nseg);
-    query_blocks(s, r.k0 * BK, r.k0 * BK + rows_from(s, r.k0 * BK, (r.k1 - r.k0) * BK), &qlo, &qhi);
+    Shape row = of_row(s, r.bi);
+    query_blocks(&row, r.k0 * BK, r.k0 * BK + rows_from(s, r.k0 * BK, (r.k1 - r.k0) * BK), &qlo, &qhi);
     r.i_first = qlo * BQ;
     r.queries = (qhi - qlo) * BQ;
     r.nq = rows_from(s, r.i_first, r.queries);
@@ -523,8 +551,9 @@ static KeySegment key_segment(const Shape *s, long task)
 
 static void backward_task(const Job *j, float *buf, long task)
 {
-    const Shape *s = &j->s;
-    KeySegment seg = key_segment(s, task);
+    KeySegment seg = key_segment(&j->s, task);
+    Shape row = of_row(&j->s, seg.bi);
+    const Shape *s = &row;
     int bi = seg.bi, h = seg.h, g = seg.g, i_first = seg.i_first, nq = seg.nq, dp = s->dp, ld = seg.queries + SKEW;
     size_t head = (size_t)(padded(s->t) + SKEW) * dp;
     float *qt = buf, *dot = qt + head, *qh = dot + head, *doh = qh + head, *dqa = doh + head;
@@ -658,16 +687,16 @@ static void flash_backward(void *dq, void *dk, void *dv, const void *dout, const
 }
 
 void mtx_flash_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
-                                  const float *v, const float *o, const float *lse, int b, int t, int hq, int hkv,
-                                  int dh, int window, float scale, float cap)
+                                  const float *v, const float *o, const float *lse, const int32_t *bounds, int b, int t,
+                                  int hq, int hkv, int dh, int window, float scale, float cap)
 {
-    flash_backward(dq, dk, dv, dout, q, k, v, o, lse, shape(b, t, hq, hkv, dh, window, scale, cap, 0));
+    flash_backward(dq, dk, dv, dout, q, k, v, o, lse, shape(bounds, b, t, hq, hkv, dh, window, scale, cap, 0));
 }
 
 void mtx_flash_attention_backward_bf16(mtx_bf16 *dq, mtx_bf16 *dk, mtx_bf16 *dv, const mtx_bf16 *dout,
                                        const mtx_bf16 *q, const mtx_bf16 *k, const mtx_bf16 *v, const mtx_bf16 *o,
-                                       const float *lse, int b, int t, int hq, int hkv, int dh, int window,
-                                       float scale, float cap)
+                                       const float *lse, const int32_t *bounds, int b, int t, int hq, int hkv, int dh,
+                                       int window, float scale, float cap)
 {
-    flash_backward(dq, dk, dv, dout, q, k, v, o, lse, shape(b, t, hq, hkv, dh, window, scale, cap, 1));
+    flash_backward(dq, dk, dv, dout, q, k, v, o, lse, shape(bounds, b, t, hq, hkv, dh, window, scale, cap, 1));
 }

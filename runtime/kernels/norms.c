@@ -221,42 +221,44 @@ typedef struct {
     void *y;
     const void *x;
     const float *cs;
+    const int32_t *starts;                /* [b, t] segment starts, or NULL */
     int bf16, b, t, heads, dh, inverse;
     size_t step, other;
 } Rope;
 
-/* Positions [first, end) of every sequence and head. */
+/* Tokens [first, end) of every sequence and head, each at its position in
+ * its segment (its index, less its segment's start). */
 static void rope_positions(void *ctx, size_t first, size_t end)
 {
     const Rope *a = ctx;
     const void *x = a->x;
     void *y = a->y;
-    const float *cs = a->cs;
     int bf16 = a->bf16, b = a->b, t = a->t, heads = a->heads, dh = a->dh, half = dh / 2, inverse = a->inverse;
     size_t step = a->step, other = a->other;
-    for (size_t p = first; p < end; p++) {
-        for (int k = 0; k < half; k++) {
-            float c = cs[2 * ((size_t)p * half + k)], s = cs[2 * ((size_t)p * half + k) + 1];
-            s = inverse ? -s : s;
-            for (int i = 0; i < b; i++)
+    for (size_t p = first; p < end; p++)
+        for (int i = 0; i < b; i++) {
+            size_t at = p - (a->starts ? (size_t)a->starts[(size_t)i * t + p] : 0);
+            const float *cs = a->cs + 2 * at * (size_t)half;
+            for (int k = 0; k < half; k++) {
+                float c = cs[2 * k], s = inverse ? -cs[2 * k + 1] : cs[2 * k + 1];
                 for (int h = 0; h < heads; h++) {
                     size_t o = (((size_t)i * t + p) * heads + h) * dh + step * (size_t)k;
                     float x1 = X(o), x2 = X(o + other);
                     mtx_store(y, bf16, o, x1 * c - x2 * s);
                     mtx_store(y, bf16, o + other, x2 * c + x1 * s);
                 }
+            }
         }
-    }
 }
 
-static void rope_apply(void *y, const void *x, int bf16, int first, int b, int t, int heads, int dh,
-                       float min_timescale, float max_timescale, int variant, int inverse)
+static void rope_apply(void *y, const void *x, const int32_t *starts, int bf16, int first, int b, int t, int heads,
+                       int dh, float min_timescale, float max_timescale, int variant, int inverse)
 {
     int half = dh / 2;
     const float *cs = rope_table(first, t, dh, min_timescale, max_timescale, variant);
     /* the pair rotated together: (k, k + half), or (2k, 2k + 1) */
     size_t step = variant == MTX_ROPE_HALVES ? 1 : 2, other = variant == MTX_ROPE_HALVES ? (size_t)half : 1;
-    Rope a = {y, x, cs, bf16, b, t, heads, dh, inverse, step, other};
+    Rope a = {y, x, cs, starts, bf16, b, t, heads, dh, inverse, step, other};
     mtx_parallel(rope_positions, &a, (size_t)t, 1, (double)b * t * heads * dh * 2 * MTX_COST_ELEMENT_NS);
 }
 
@@ -306,26 +308,26 @@ void mtx_layernorm_backward_bf16(mtx_bf16 *dx, float *dscale, float *dbias, cons
     layernorm_backward(dx, dscale, dbias, dy, x, 1, scale, n, d, eps);
 }
 
-void mtx_rope_apply(float *y, const float *x, int b, int t, int heads, int dh, float min_timescale,
-                    float max_timescale, mtx_rope_variant variant, int inverse)
+void mtx_rope_apply(float *y, const float *x, const int32_t *starts, int b, int t, int heads, int dh,
+                    float min_timescale, float max_timescale, mtx_rope_variant variant, int inverse)
 {
-    rope_apply(y, x, 0, 0, b, t, heads, dh, min_timescale, max_timescale, (int)variant, inverse);
+    rope_apply(y, x, starts, 0, 0, b, t, heads, dh, min_timescale, max_timescale, (int)variant, inverse);
 }
 
-void mtx_rope_apply_bf16(mtx_bf16 *y, const mtx_bf16 *x, int b, int t, int heads, int dh, float min_timescale,
-                         float max_timescale, mtx_rope_variant variant, int inverse)
+void mtx_rope_apply_bf16(mtx_bf16 *y, const mtx_bf16 *x, const int32_t *starts, int b, int t, int heads, int dh,
+                         float min_timescale, float max_timescale, mtx_rope_variant variant, int inverse)
 {
-    rope_apply(y, x, 1, 0, b, t, heads, dh, min_timescale, max_timescale, (int)variant, inverse);
+    rope_apply(y, x, starts, 1, 0, b, t, heads, dh, min_timescale, max_timescale, (int)variant, inverse);
 }
 
 void mtx_rope_apply_at(float *y, const float *x, int first, int b, int t, int heads, int dh, float min_timescale,
                        float max_timescale, mtx_rope_variant variant)
 {
-    rope_apply(y, x, 0, first, b, t, heads, dh, min_timescale, max_timescale, (int)variant, 0);
+    rope_apply(y, x, NULL, 0, first, b, t, heads, dh, min_timescale, max_timescale, (int)variant, 0);
 }
 
 void mtx_rope_apply_at_bf16(mtx_bf16 *y, const mtx_bf16 *x, int first, int b, int t, int heads, int dh,
                             float min_timescale, float max_timescale, mtx_rope_variant variant)
 {
-    rope_apply(y, x, 1, first, b, t, heads, dh, min_timescale, max_timescale, (int)variant, 0);
+    rope_apply(y, x, NULL, 1, first, b, t, heads, dh, min_timescale, max_timescale, (int)variant, 0);
 }

@@ -12,10 +12,12 @@
  *   hf         local JSON files (hf_path json, hf_train_files, hf_data.c),
  *              each example's column through the tokenizer, cut to seq
  *              tokens (the eos kept) as MaxText's tokenization truncates;
- *              with packing false one example a row (MaxText's
+ *              one example a row (packing false: MaxText's
  *              PadOrTrimToMaxLength then ShiftData): inputs its tokens,
  *              targets the next ones, the last token and the padding
- *              masked (segmentation 0).
+ *              masked (segmentation 0); or (packing true) examples packed
+ *              first-fit into rows as segments 1, 2, ... (inputs_segmentation:
+ *              attention stays in a segment, positions restart).
  * A file is cut into windows of seq + 1 tokens, stride seq (inputs and
  * targets shifted by one). Training windows come in a fresh permutation per
  * epoch from data_shuffle_seed; eval windows in order. Without an eval file
@@ -42,7 +44,9 @@ typedef struct {
 
 struct mtx_data {
     int kind, vocab, batch, seq;
-    int shuffle;
+    int shuffle, packing;                 /* packing: examples (hf) packed first-fit into rows */
+    int64_t packed_eval_batches;          /* packing: the eval set's batches of packed_eval_rows rows (0: not counted yet) */
+    int packed_eval_rows;
     mtx_rng_key key;
     Stream train, eval;
     uint64_t position;                    /* training windows handed out */
@@ -61,6 +65,7 @@ void mtx_batch_alloc(mtx_batch *b, int batch, int seq)
     b->inputs = mtx_alloc(n * sizeof(int32_t));
     b->targets = mtx_alloc(n * sizeof(int32_t));
     b->segmentation = mtx_alloc(n * sizeof(int32_t));
+    b->segment_ids = mtx_alloc(n * sizeof(int32_t));
     b->batch = batch;
     b->seq = seq;
 }
@@ -70,6 +75,7 @@ void mtx_batch_free(mtx_batch *b)
     mtx_free(b->inputs);
     mtx_free(b->targets);
     mtx_free(b->segmentation);
+    mtx_free(b->segment_ids);
 }
 
 /* ---- reading files ---- */
@@ -227,9 +233,6 @@ static int open_hf(mtx_data *d, const mtx_data_options *o, char *err, size_t err
                         "it does not fetch datasets from the hub: download the files and name them", o->hf_path), 0;
     if (!o->train_files[0]) return snprintf(err, errlen, "dataset_type hf needs hf_train_files (a glob of .jsonl or .json files)"), 0;
     if (!o->tokenizer_path[0]) return snprintf(err, errlen, "dataset_type hf needs a tokenizer (tokenizer_path)"), 0;
-    if (o->packing)
-        return snprintf(err, errlen, "packing: true (MaxText's default) packs examples into rows with segment ids, which "
-                        "mtxc does not do yet for dataset_type hf: set packing: false (one example a row, padded)"), 0;
     if (!open_tokenizer(d, o, err, errlen)) return 0;
     mtx_examples train, eval = {0};
     if (!mtx_json_examples("hf_train_files", o->train_files, o->column, d->tokenizer, d->add_bos, d->add_eos, d->seq,
@@ -257,13 +260,14 @@ static int open_hf(mtx_data *d, const mtx_data_options *o, char *err, size_t err
         train.n = cut, train.ntokens = first;
     }
     int files = train.files;
+    d->packing = o->packing;
     d->train = examples_stream(&train);
     d->eval = examples_stream(&eval);
     snprintf(d->describe, sizeof d->describe, "data: hf json '%s' (%d file%s) through %s '%s': %lld training examples "
-             "(%lld tokens), %lld eval; %lld longer than max_target_length = %d tokens, cut there (eos kept); one "
-             "example a row (packing false)%s", o->train_files, files, files == 1 ? "" : "s", mtx_tokenizer_kind(d->tokenizer),
+             "(%lld tokens), %lld eval; %lld longer than max_target_length = %d tokens, cut there (eos kept); %s%s", o->train_files, files, files == 1 ? "" : "s", mtx_tokenizer_kind(d->tokenizer),
              o->tokenizer_path, (long long)d->train.nwindows, (long long)d->train.ntokens, (long long)d->eval.nwindows,
              (long long)(d->train.truncated + d->eval.truncated), d->seq,
+             d->packing ? "packed first-fit into rows, segment ids apart (packing true)" : "one example a row (packing false)",
              d->train.dropped + d->eval.dropped ? "; examples of fewer than 2 tokens left out" : "");
     return 1;
 }
@@ -319,7 +323,7 @@ mtx_data *mtx_data_open(const mtx_data_options *o, char *err, size_t errlen)
 
 /* ---- batches ---- */
 
-static void synthetic_sequence(const mtx_data *d, uint64_t index, int32_t *in, int32_t *tgt, int32_t *seg)
+static void synthetic_sequence(const mtx_data *d, uint64_t index, int32_t *in, int32_t *tgt, int32_t *seg, int32_t *ids)
 {
     mtx_rng_key k = mtx_rng_fold(d->key, index);
     int64_t tok = (int64_t)(mtx_rng_bits(k, 0) % (uint64_t)d->vocab);
@@ -329,20 +333,23 @@ static void synthetic_sequence(const mtx_data *d, uint64_t index, int32_t *in, i
         int real = t < d->seq - pad;
         in[t] = real ? (int32_t)tok : 0;
         tgt[t] = real ? (int32_t)next : 0;
-        seg[t] = real;
+        seg[t] = ids[t] = real;
         tok = next;
     }
 }
 
-static void window(const Stream *s, int64_t w, int seq, int32_t *in, int32_t *tgt, int32_t *seg)
+/* Window (or example) w as a row: inputs, targets, the loss's mask, the
+ * inputs' segment ids (one segment; padding 0). */
+static void window(const Stream *s, int64_t w, int seq, int32_t *in, int32_t *tgt, int32_t *seg, int32_t *ids)
 {
     if (s->starts) {   /* one example (at most seq tokens), then padding */
-        int64_t real = s->starts[w + 1] - s->starts[w] - 1;
+        int64_t len = s->starts[w + 1] - s->starts[w];
         const uint32_t *t = s->tokens + s->starts[w];
         for (int i = 0; i < seq; i++) {
-            in[i] = i < real ? (int32_t)t[i] : 0;
-            tgt[i] = i < real ? (int32_t)t[i + 1] : 0;
-            seg[i] = i < real;
+            in[i] = i < len ? (int32_t)t[i] : 0;
+            tgt[i] = i < len - 1 ? (int32_t)t[i + 1] : 0;
+            seg[i] = i < len - 1;
+            ids[i] = i < len;
         }
         return;
     }
@@ -350,7 +357,7 @@ static void window(const Stream *s, int64_t w, int seq, int32_t *in, int32_t *tg
     for (int i = 0; i < seq; i++) {
         in[i] = (int32_t)t[i];
         tgt[i] = (int32_t)t[i + 1];
-        seg[i] = 1;
+        seg[i] = ids[i] = 1;
     }
 }
 
@@ -374,35 +381,82 @@ static int64_t train_window(mtx_data *d, uint64_t i)
     return (int64_t)d->order[i % n];
 }
 
+/* Examples packed into the rows of b first-fit, as MaxText's grain
+ * PackAndBatchOperation: each example, in order from `first`, goes into the
+ * first row with room for it, as segment 1, 2, ... of that row; the batch is
+ * complete when one has room in no row (it opens the next batch) or after
+ * `available` examples. Returns the examples taken (one at least). */
+static uint64_t pack(mtx_data *d, const Stream *s, bool train, uint64_t first, uint64_t available, mtx_batch *b)
+{
+    size_t n = (size_t)b->batch * (size_t)b->seq;
+    memset(b->inputs, 0, n * sizeof(int32_t)), memset(b->targets, 0, n * sizeof(int32_t));
+    memset(b->segmentation, 0, n * sizeof(int32_t)), memset(b->segment_ids, 0, n * sizeof(int32_t));
+    int used[b->batch], segments[b->batch];
+    for (int r = 0; r < b->batch; r++) used[r] = segments[r] = 0;
+    uint64_t taken = 0;
+    while (taken < available) {
+        int64_t w = train ? train_window(d, first + taken) : (int64_t)((first + taken) % (uint64_t)s->nwindows);
+        int len = (int)(s->starts[w + 1] - s->starts[w]), r = 0;
+        while (r < b->batch && used[r] + len > b->seq) r++;
+        if (r == b->batch) break;
+        size_t at = (size_t)r * b->seq + (size_t)used[r];
+        window(s, w, len, b->inputs + at, b->targets + at, b->segmentation + at, b->segment_ids + at);
+        for (int i = 0; i < len; i++) b->segment_ids[at + (size_t)i] = segments[r] + 1;
+        used[r] += len, segments[r]++, taken++;
+    }
+    return taken;
+}
+
 void mtx_data_next(mtx_data *d, mtx_batch *b)
 {
+    if (d->packing) {
+        d->position += pack(d, &d->train, true, d->position, UINT64_MAX, b);
+        return;
+    }
     for (int i = 0; i < b->batch; i++) {
         size_t off = (size_t)i * (size_t)b->seq;
         if (d->kind == SYNTHETIC)
-            synthetic_sequence(d, d->position++, b->inputs + off, b->targets + off, b->segmentation + off);
+            synthetic_sequence(d, d->position++, b->inputs + off, b->targets + off, b->segmentation + off,
+                               b->segment_ids + off);
         else
             window(&d->train, train_window(d, d->position++), d->seq, b->inputs + off, b->targets + off,
-                   b->segmentation + off);
+                   b->segmentation + off, b->segment_ids + off);
     }
 }
 
-int64_t mtx_data_eval_batches(const mtx_data *d, int batch)
+int64_t mtx_data_eval_batches(mtx_data *d, int batch)
 {
-    return d->kind == SYNTHETIC ? 8 : d->eval.nwindows / batch;
+    if (d->kind == SYNTHETIC) return 8;
+    if (!d->packing) return d->eval.nwindows / batch;
+    if (d->packed_eval_batches && d->packed_eval_rows == batch) return d->packed_eval_batches;
+    mtx_batch b;   /* the batches one pass over the eval examples packs into, the last one too */
+    mtx_batch_alloc(&b, batch, d->seq);
+    int64_t batches = 0;
+    for (uint64_t at = 0; at < (uint64_t)d->eval.nwindows; batches++)
+        at += pack(d, &d->eval, false, at, (uint64_t)d->eval.nwindows - at, &b);
+    mtx_batch_free(&b);
+    d->packed_eval_rows = batch;
+    return d->packed_eval_batches = batches;
 }
 
 void mtx_data_eval_reset(mtx_data *d) { d->eval_position = 0; }
 
 void mtx_data_next_eval(mtx_data *d, mtx_batch *b)
 {
+    if (d->packing) {   /* in order; a batch never runs past the last example */
+        uint64_t n = (uint64_t)d->eval.nwindows, at = d->eval_position % n;
+        d->eval_position = at + pack(d, &d->eval, false, at, n - at, b);
+        return;
+    }
     for (int i = 0; i < b->batch; i++) {
         size_t off = (size_t)i * (size_t)b->seq;
         uint64_t w = d->eval_position++;
         if (d->kind == SYNTHETIC) /* held-out synthetic sequences: indices no training batch reaches */
-            synthetic_sequence(d, UINT64_MAX / 2 + w, b->inputs + off, b->targets + off, b->segmentation + off);
+            synthetic_sequence(d, UINT64_MAX / 2 + w, b->inputs + off, b->targets + off, b->segmentation + off,
+                               b->segment_ids + off);
         else
             window(&d->eval, (int64_t)(w % (uint64_t)d->eval.nwindows), d->seq, b->inputs + off,
-                   b->targets + off, b->segmentation + off);
+                   b->targets + off, b->segmentation + off, b->segment_ids + off);
     }
 }
 

@@ -469,13 +469,15 @@ static int train(const mtx_program *prog, int argc, char **argv)
     mtx_batch global, b;
     mtx_batch_alloc(&global, prog->batch * dp, prog->seq);
     size_t slice = (size_t)slice_index * (size_t)prog->batch * (size_t)prog->seq;
-    b = (mtx_batch){global.inputs + slice, global.targets + slice, global.segmentation + slice, prog->batch, prog->seq};
+    b = (mtx_batch){global.inputs + slice, global.targets + slice, global.segmentation + slice, prog->batch, prog->seq,
+                    global.segment_ids + slice};
     /* Eval batches: eval_per_device_batch_size rows per rank. */
     mtx_batch eval_global, eval_b;
     mtx_batch_alloc(&eval_global, prog->eval_batch * dp, prog->seq);
     size_t eval_slice = (size_t)slice_index * (size_t)prog->eval_batch * (size_t)prog->seq;
     eval_b = (mtx_batch){eval_global.inputs + eval_slice, eval_global.targets + eval_slice,
-                         eval_global.segmentation + eval_slice, prog->eval_batch, prog->seq};
+                         eval_global.segmentation + eval_slice, prog->eval_batch, prog->seq,
+                         eval_global.segment_ids + eval_slice};
     printf("%s: %lld steps, batch %d x %d tokens, %.1f MB state, %.1f MB step arena, %d threads for %lld "
            "parallel regions a step, MFU against %.3g TFLOP/s\n", prog->model_name, steps, prog->batch, prog->seq,
            (double)prog->state_bytes / 1e6, (double)prog->arena_bytes / 1e6, threads, prog->parallel_regions,

@@ -102,7 +102,7 @@ static void expect_invalid(Small *s, const char *want)
 
 /* ops.def: each kernel's bf16 slots name every input and output, 'b' or
  * '-'; the legalize table read from it (flash's backward: do, q, k, v, o
- * in bf16, lse f32; dq, dk, dv bf16). */
+ * in bf16, lse f32, the segment bounds int32; dq, dk, dv bf16). */
 START_TEST(ops_table)
 {
     for (int k = 0; k < NUM_OPS; k++) {
@@ -113,8 +113,8 @@ START_TEST(ops_table)
                           strspn(slots, "b-/") == strlen(slots),
                       "op %s: bf16 slots \"%s\" for %d inputs and %d outputs", op->name, slots, op->nin, op->nout);
     }
-    bool want[9] = {true, true, true, true, true, false, true, true, true};
-    for (int j = 0; j < 9; j++) ck_assert(bf16_slot(OP_flash_attention_grad, 6, j) == want[j]);
+    bool want[10] = {true, true, true, true, true, false, false, true, true, true};
+    for (int j = 0; j < 10; j++) ck_assert(bf16_slot(OP_flash_attention_grad, 7, j) == want[j]);
     ck_assert(!bf16_slot(OP_add, 2, 0));
     ck_assert(!bf16_slot(OP_rmsnorm, 2, 1) && bf16_slot(OP_rmsnorm, 2, 2));
 }
@@ -156,9 +156,9 @@ START_TEST(verifier_errors)
     expect_invalid(&s, "op 1 (cast -> z): casts y to its own dtype");
     s = small();
     s.p->legalized = true;                                   /* a bf16 result from f32 operands after legalize */
-    s.act->kind = OP_rope;
+    s.act->kind = OP_rows;
     s.z->dtype = DT_BF16;
-    expect_invalid(&s, "op 1 (rope -> z): z is bf16, but this kernel takes f32 there");
+    expect_invalid(&s, "op 1 (rows -> z): z is bf16, but this kernel takes f32 there");
     s = small();
     s.act->nin = 2;
     expect_invalid(&s, "has 2 inputs and 1 outputs, expected 1 and 1");

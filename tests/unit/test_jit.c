@@ -1,25 +1,34 @@
 /* jit_load: a program compiled and linked in memory runs and matches the
  * descriptor it was emitted from; broken C is reported with file and line. */
 #include <check.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "harness.h"
 
+/* The config compiled, emitted and loaded in memory. */
+static const mtx_program *jit_compile(Config *c, Program **p, GeneratedC *g, Jit **jit)
+{
+    char err[16384];
+    *p = compile_program(c, NULL, err, sizeof err);
+    ck_assert_msg(*p, "%s: %s", cfg_str(c, K_model_name), err);
+    emit_c_text(*p, "a unit test", g);
+    JitTimes t = {0};
+    const mtx_program *prog = jit_load(g, NULL, jit, &t, err, sizeof err);
+    ck_assert_msg(prog != NULL, "%s", err);
+    return prog;
+}
+
 START_TEST(runs_a_step)
 {
     char *ov[] = {"model_name=tiny", "per_device_batch_size=2", "max_target_length=16"};
     Config *c = load_config(3, ov);
-    char err[16384];
-    Program *p = compile_program(c, NULL, err, sizeof err);
-    ck_assert_msg(p, "%s", err);
+    Program *p;
     GeneratedC g;
-    emit_c_text(p, "a unit test", &g);
     Jit *jit;
-    JitTimes t = {0};
-    const mtx_program *prog = jit_load(&g, NULL, &jit, &t, err, sizeof err);
-    ck_assert_msg(prog != NULL, "%s", err);
+    const mtx_program *prog = jit_compile(c, &p, &g, &jit);
     ck_assert_str_eq(prog->model_name, "tiny");
     ck_assert_int_eq(prog->state_bytes, p->state_bytes);
     ck_assert_int_eq(prog->batch, 2);
@@ -90,6 +99,75 @@ static const mtx_program *compile_tiny(bool nnx, Config **c, Program **p, Jit **
     return prog;
 }
 
+/* Packed rows (MaxText's inputs_segmentation): two documents packed into one
+ * row give the loss they give each in a row of its own, as no token attends
+ * across a segment and positions restart in each; for llama's RoPE with
+ * dot_product and with the fused kernel (a window of 4, gemma2) and gpt3's
+ * learned positions. The sum of losses over real targets is compared. */
+static double eval_sum(const mtx_program *prog, mtx_state *st, const mtx_batch *b)
+{
+    mtx_metrics m = {0};
+    if (prog->pure_nnx) ((mtx_eval_nnx)prog->eval_step)(st, b, &m);
+    else ((mtx_eval_linen)prog->eval_step)(st, b, mtx_rng_seed(1), &m);
+    return m.loss * m.weight;
+}
+
+/* row r of b: tokens [from, from + n) of doc at position at, segment id `id`, targets within the doc */
+static void place_doc(mtx_batch *b, int r, int at, const int32_t *doc, int n, int id)
+{
+    for (int i = 0; i < n; i++) {
+        size_t x = (size_t)r * b->seq + at + i;
+        b->inputs[x] = doc[i];
+        b->targets[x] = i + 1 < n ? doc[i + 1] : 0;
+        b->segmentation[x] = i + 1 < n;
+        b->segment_ids[x] = id;
+    }
+}
+
+START_TEST(packed_rows)
+{
+    static const char *configs[][6] = {
+        {"model_name=tiny", "attention=dot_product"},
+        {"model_name=tiny", "attention=flash"},
+        {"model_name=tiny-gemma2", "attention=flash"},
+        {"model_name=tiny-gemma2", "attention=dot_product"},
+        {"model_name=gpt3-52k", "attention=dot_product"},
+    };
+    enum { T = 16, NA = 6, NB = 10 };
+    int32_t a[NA], d[NB];
+    for (int i = 0; i < NA; i++) a[i] = (i * 37 + 5) % 200;
+    for (int i = 0; i < NB; i++) d[i] = (i * 53 + 11) % 200;
+    for (size_t c = 0; c < sizeof configs / sizeof configs[0]; c++) {
+        char *ov[] = {(char *)configs[c][0], (char *)configs[c][1], "override_model_config=true",
+                      "per_device_batch_size=2", "max_target_length=16", "dtype=float32", "sliding_window_size=4"};
+        Config *cfg = load_config(c >= 2 && c <= 3 ? 7 : 6, ov);
+        Program *p;
+        GeneratedC g;
+        Jit *jit;
+        const mtx_program *prog = jit_compile(cfg, &p, &g, &jit);
+        mtx_state *st = prog->state_new();
+        prog->init(st, mtx_rng_seed(3));
+        mtx_batch packed, alone;
+        mtx_batch_alloc(&packed, 2, T), mtx_batch_alloc(&alone, 2, T);
+        place_doc(&packed, 0, 0, a, NA, 1), place_doc(&packed, 0, NA, d, NB, 2);   /* row 1: padding */
+        place_doc(&alone, 0, 0, a, NA, 1), place_doc(&alone, 1, 0, d, NB, 1);
+        double x = eval_sum(prog, st, &packed), y = eval_sum(prog, st, &alone);
+        ck_assert_msg(fabs(x - y) <= 1e-5 * fabs(y), "%s %s: packed %.9g, separate %.9g", configs[c][0], configs[c][1],
+                      x, y);
+        place_doc(&packed, 0, NA, d, NB, 1);   /* one segment: B sees A, a different loss */
+        double z = eval_sum(prog, st, &packed);
+        ck_assert_msg(fabs(z - y) > 1e-4 * fabs(y), "%s %s: one segment %.9g, separate %.9g", configs[c][0],
+                      configs[c][1], z, y);
+        mtx_batch_free(&packed), mtx_batch_free(&alone);
+        prog->state_free(st);
+        jit_free(jit);
+        generated_c_free(&g);
+        program_free(p);
+        config_free(cfg);
+    }
+}
+END_TEST
+
 START_TEST(nnx_equals_linen)
 {
     Config *c[2];
@@ -159,6 +237,7 @@ int main(void)
     tcase_add_test(tc, runs_a_step);
     tcase_add_test(tc, reports_compile_errors);
     tcase_add_test(tc, nnx_equals_linen);
+    tcase_add_test(tc, packed_rows);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

@@ -185,8 +185,8 @@ START_TEST(bf16_kernels)
     mtx_attention_scores_bf16(hs, hq, hk, B, T, HQ, HKV, DH, 0.3f);
     same_rounded("scores", hs, s, NS);
     for (int i = 0; i < NS; i++) s[i] = mtx_bf16_to_f32(hs[i]);   /* each side from the same bf16 values */
-    mtx_causal_softmax_forward(p, s, B * HQ, T, 0);
-    mtx_causal_softmax_forward_bf16(hp, hs, B * HQ, T, 0);
+    mtx_causal_softmax_forward(p, s, NULL, B * HQ, HQ, T, 0);
+    mtx_causal_softmax_forward_bf16(hp, hs, NULL, B * HQ, HQ, T, 0);
     same_rounded("probabilities", hp, p, NS);
     for (int i = 0; i < NS; i++) p[i] = mtx_bf16_to_f32(hp[i]);
     mtx_attention_values(o, p, v, B, T, HQ, HKV, DH);
@@ -223,10 +223,11 @@ START_TEST(bf16_kernels)
 END_TEST
 
 /* Attention in float64, straight from the definition: the reference of the
- * fused kernel. Key j is visible to query i iff j <= i and (w == 0 or j > i - w). */
+ * fused kernel. Key j is visible to query i iff j <= i and (w == 0 or j > i - w)
+ * and (packed rows) ids[j] == ids[i]: the same segment. */
 static void attention_reference(double *o, double *dq, double *dk, double *dv, const float *q, const float *k,
-                                const float *v, const float *go, int b, int t, int hq, int hkv, int dh, int w,
-                                double scale, double cap)
+                                const float *v, const float *go, const int32_t *ids, int b, int t, int hq, int hkv,
+                                int dh, int w, double scale, double cap)
 {
     double p[300], dp[300], th[300];   /* th: tanh(score / cap) with a soft cap */
     for (size_t i = 0; i < (size_t)b * t * hkv * dh; i++) dk[i] = dv[i] = 0;
@@ -238,7 +239,7 @@ static void attention_reference(double *o, double *dq, double *dk, double *dv, c
                 double max = -INFINITY, sum = 0, dot = 0;
                 for (int j = 0; j < t; j++) {
                     p[j] = -INFINITY;
-                    if (j > i || (w > 0 && j <= i - w)) continue;
+                    if (j > i || (w > 0 && j <= i - w) || ids[(size_t)bi * t + j] != ids[(size_t)bi * t + i]) continue;
                     const float *kj = k + (((size_t)bi * t + j) * hkv + g) * dh;
                     double sc = 0;
                     for (int c = 0; c < dh; c++) sc += (double)qi[c] * kj[c];
@@ -275,17 +276,34 @@ static void near_all(const char *what, const float *got, const double *want, siz
                       (double)got[i], want[i]);
 }
 
+/* Segment ids of packed rows: runs of `len` tokens (row r shifted by r x
+ * len / 2, so rows differ), the last `pad` tokens of a row padding (id 0);
+ * len 0: one segment. And their bounds (mtx_segment_bounds). */
+static int32_t *packed_ids(int b, int t, int len, int pad)
+{
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)b * t);
+    for (int r = 0; r < b; r++)
+        for (int i = 0; i < t; i++) ids[r * t + i] = i >= t - pad ? 0 : len ? 1 + (i + r * len / 2) / len : 1;
+    return ids;
+}
+
 /* The fused kernel against float64 attention: odd lengths (1, 7, 129: a
  * partial block past 128), grouped and multi-query heads, a sliding window,
- * soft caps of 1.5 and 0.5 (gemma2's), head_dim 8 to 80; the bf16 form against the float32 one rounded. */
+ * soft caps of 1.5 and 0.5 (gemma2's), head_dim 8 to 80, packed rows (segments
+ * shorter and longer than a block, with and without a window, padding); the
+ * bf16 form against the float32 one rounded. */
 START_TEST(flash_attention)
 {
-    static const int cases[][7] = {   /* b, t, hq, hkv, dh, window, soft cap x 10 */
-        {1, 1, 2, 1, 8, 0, 0}, {2, 7, 4, 2, 8, 0, 0}, {1, 129, 4, 1, 16, 0, 0}, {1, 129, 2, 2, 80, 0, 0},
-        {2, 71, 4, 2, 8, 5, 0}, {1, 150, 2, 1, 24, 70, 0}, {1, 130, 4, 2, 16, 0, 15}, {2, 71, 2, 1, 8, 20, 5}};
+    static const int cases[][9] = {   /* b, t, hq, hkv, dh, window, soft cap x 10, segment length, padding */
+        {1, 1, 2, 1, 8, 0, 0, 0, 0}, {2, 7, 4, 2, 8, 0, 0, 0, 0}, {1, 129, 4, 1, 16, 0, 0, 0, 0},
+        {1, 129, 2, 2, 80, 0, 0, 0, 0}, {2, 71, 4, 2, 8, 5, 0, 0, 0}, {1, 150, 2, 1, 24, 70, 0, 0, 0},
+        {1, 130, 4, 2, 16, 0, 15, 0, 0}, {2, 71, 2, 1, 8, 20, 5, 0, 0}, {2, 200, 4, 2, 16, 0, 0, 37, 9},
+        {2, 300, 2, 1, 8, 0, 0, 90, 0}, {2, 150, 4, 2, 8, 20, 0, 33, 5}, {2, 130, 2, 2, 16, 0, 15, 70, 3}};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         int b = cases[c][0], t = cases[c][1], hq = cases[c][2], hkv = cases[c][3], dh = cases[c][4], w = cases[c][5];
         float cap = cases[c][6] / 10.0f;
+        int32_t *ids = packed_ids(b, t, cases[c][7], cases[c][8]), *bounds = malloc(sizeof(int32_t) * 2 * (size_t)b * t);
+        mtx_segment_bounds(bounds, ids, b, t);
         size_t nq = (size_t)b * t * hq * dh, nk = (size_t)b * t * hkv * dh;
         float *q = malloc(4 * nq), *k = malloc(4 * nk), *v = malloc(4 * nk), *go = malloc(4 * nq), *o = malloc(4 * nq);
         float *dq = malloc(4 * nq), *dk = malloc(4 * nk), *dv = malloc(4 * nk), *lse = malloc(4 * (size_t)b * hq * t);
@@ -294,9 +312,9 @@ START_TEST(flash_attention)
         for (size_t i = 0; i < nk; i++) k[i] = mtx_rng_normal(mtx_rng_seed(2), i), v[i] = mtx_rng_normal(mtx_rng_seed(3), i);
         float scale = 1.0f / sqrtf((float)dh);
         mtx_scratch_reserve(mtx_flash_attention_scratch(b, t, hq, hkv, dh, mtx_num_threads()));
-        mtx_flash_attention(o, lse, q, k, v, b, t, hq, hkv, dh, w, scale, cap);
-        mtx_flash_attention_backward(dq, dk, dv, go, q, k, v, o, lse, b, t, hq, hkv, dh, w, scale, cap);
-        attention_reference(ro, rdq, rdk, rdv, q, k, v, go, b, t, hq, hkv, dh, w, scale, cap);
+        mtx_flash_attention(o, lse, q, k, v, bounds, b, t, hq, hkv, dh, w, scale, cap);
+        mtx_flash_attention_backward(dq, dk, dv, go, q, k, v, o, lse, bounds, b, t, hq, hkv, dh, w, scale, cap);
+        attention_reference(ro, rdq, rdk, rdv, q, k, v, go, ids, b, t, hq, hkv, dh, w, scale, cap);
         near_all("o", o, ro, nq, 1e-5);
         near_all("dq", dq, rdq, nq, 1e-5);
         near_all("dk", dk, rdk, nk, 1e-5);
@@ -305,13 +323,13 @@ START_TEST(flash_attention)
         mtx_bf16 *hq16 = malloc(2 * nq), *hk16 = malloc(2 * nk), *hv16 = malloc(2 * nk), *hgo = malloc(2 * nq);
         mtx_bf16 *ho = malloc(2 * nq), *hdq = malloc(2 * nq), *hdk = malloc(2 * nk), *hdv = malloc(2 * nk);
         bf16_data(q, hq16, nq, 1), bf16_data(k, hk16, nk, 2), bf16_data(v, hv16, nk, 3), bf16_data(go, hgo, nq, 4);
-        mtx_flash_attention(o, lse, q, k, v, b, t, hq, hkv, dh, w, scale, cap);
-        mtx_flash_attention_bf16(ho, lse, hq16, hk16, hv16, b, t, hq, hkv, dh, w, scale, cap);
+        mtx_flash_attention(o, lse, q, k, v, bounds, b, t, hq, hkv, dh, w, scale, cap);
+        mtx_flash_attention_bf16(ho, lse, hq16, hk16, hv16, bounds, b, t, hq, hkv, dh, w, scale, cap);
         same_rounded("flash o", ho, o, nq);
         for (size_t i = 0; i < nq; i++) o[i] = mtx_bf16_to_f32(ho[i]);
-        mtx_flash_attention_backward(dq, dk, dv, go, q, k, v, o, lse, b, t, hq, hkv, dh, w, scale, cap);
-        mtx_flash_attention_backward_bf16(hdq, hdk, hdv, hgo, hq16, hk16, hv16, ho, lse, b, t, hq, hkv, dh, w, scale,
-                                          cap);
+        mtx_flash_attention_backward(dq, dk, dv, go, q, k, v, o, lse, bounds, b, t, hq, hkv, dh, w, scale, cap);
+        mtx_flash_attention_backward_bf16(hdq, hdk, hdv, hgo, hq16, hk16, hv16, ho, lse, bounds, b, t, hq, hkv, dh, w,
+                                          scale, cap);
         same_rounded("flash dq", hdq, dq, nq);
         same_rounded("flash dk", hdk, dk, nk);
         same_rounded("flash dv", hdv, dv, nk);
@@ -319,6 +337,7 @@ START_TEST(flash_attention)
         free(q), free(k), free(v), free(go), free(o), free(dq), free(dk), free(dv), free(lse);
         free(ro), free(rdq), free(rdk), free(rdv);
         free(hq16), free(hk16), free(hv16), free(hgo), free(ho), free(hdq), free(hdk), free(hdv);
+        free(ids), free(bounds);
     }
 }
 END_TEST

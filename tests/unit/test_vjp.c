@@ -49,6 +49,19 @@ static Op *op(Case *k, OpKind kind, Value *y, int nin, Value *a, Value *b, Value
     return op_add(k->p, k->f, kind, "case", nin, in, 1, &y);
 }
 
+/* Packed rows [b, t]: the batch's segment ids (finish() fills them with
+ * runs, so attention and positions see several segments) and their bounds. */
+static Value *segments(Case *k, int64_t b, int64_t t)
+{
+    int64_t bt[2] = {b, t}, dim[3] = {2, b, t};
+    k->p->segment_ids = value_new(k->p, "inputs_segmentation", DT_I32, 2, bt, V_INPUT);
+    Value *bounds = value_new(k->p, "segment_bounds", DT_I32, 3, dim, V_TEMP);
+    Op *o = op(k, OP_segment_bounds, bounds, 1, k->p->segment_ids, NULL, NULL);
+    IA(o, segment_bounds, b) = b;
+    IA(o, segment_bounds, t) = t;
+    return bounds;
+}
+
 /* loss = sum(y * probe), as a 1 x N by N x 1 matmul */
 static Value *probe_loss(Case *k, Value *y)
 {
@@ -100,6 +113,13 @@ static void finish(Case *k, Value *loss)
         b.inputs[i] = (i * 7 + 3) % VOCAB;
         b.targets[i] = (i * 5 + 1) % VOCAB;
         b.segmentation[i] = i != B * T - 1;       /* one padded position */
+    }
+    if (p->segment_ids) {   /* runs of 2 tokens (of 50 past 8), row r shifted by r */
+        int64_t rows = p->segment_ids->dim[0], t = p->segment_ids->dim[1], run = t > 8 ? 50 : 2;
+        mtx_free(b.segment_ids);
+        b.segment_ids = mtx_alloc(sizeof(int32_t) * (size_t)(rows * t));
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t i = 0; i < t; i++) b.segment_ids[r * t + i] = (int32_t)(1 + (i + r) / run);
     }
     run_loss(&l, st, &b);
     const float *arena = l.desc->state_arena(st);
@@ -173,7 +193,7 @@ START_TEST(position_add)
     Case k = begin();
     Value *x = param(&k, "x", 3, B, T, D, 0), *pos = param(&k, "pos", 2, T + 2, D, 0, 0);
     Value *y = temp_like(&k, "y", 3, B, T, D, 0);
-    Op *o = op(&k, OP_position_add, y, 2, x, pos, NULL);
+    Op *o = op(&k, OP_position_add, y, 3, x, pos, segments(&k, B, T));
     IA(o, position_add, b) = B;
     IA(o, position_add, t) = T;
     IA(o, position_add, d) = D;
@@ -275,7 +295,7 @@ START_TEST(rope)
         Case k = begin();
         Value *x = param(&k, "x", 4, B, T, H, DH);
         Value *y = temp_like(&k, "y", 4, B, T, H, DH);
-        Op *o = op(&k, OP_rope, y, 1, x, NULL, NULL);
+        Op *o = op(&k, OP_rope, y, 2, x, segments(&k, B, T), NULL);
         IA(o, rope, b) = B;
         IA(o, rope, t) = T;
         IA(o, rope, heads) = H;
@@ -375,8 +395,9 @@ START_TEST(causal_softmax)
     Case k = begin();
     Value *s = param(&k, "s", 4, B, H, T, T);
     Value *p = temp_like(&k, "p", 4, B, H, T, T);
-    Op *o = op(&k, OP_causal_softmax, p, 1, s, NULL, NULL);
+    Op *o = op(&k, OP_causal_softmax, p, 2, s, segments(&k, B, T), NULL);
     IA(o, causal_softmax, blocks) = B * H;
+    IA(o, causal_softmax, heads) = H;
     IA(o, causal_softmax, t) = T;
     finish(&k, probe_loss(&k, p));
 }
@@ -393,7 +414,7 @@ START_TEST(attention_values)
 END_TEST
 
 /* scores -> causal softmax -> values over a sequence of several 64-row blocks:
- * the kernels stop at the diagonal block. */
+ * the kernels stop at the diagonal block; packed segments of 50 tokens. */
 START_TEST(attention_blocks)
 {
     enum { LT = 130 };
@@ -403,8 +424,9 @@ START_TEST(attention_blocks)
     Value *sc = temp_like(&k, "s", 4, 1, H, LT, LT), *pr = temp_like(&k, "p", 4, 1, H, LT, LT);
     Value *o = temp_like(&k, "o", 4, 1, LT, H, DH);
     attention_attrs(op(&k, OP_attention_scores, sc, 2, q, kk, NULL), 1, LT, H, KV, 0, 0.5);
-    Op *softmax = op(&k, OP_causal_softmax, pr, 1, sc, NULL, NULL);
+    Op *softmax = op(&k, OP_causal_softmax, pr, 2, sc, segments(&k, 1, LT), NULL);
     IA(softmax, causal_softmax, blocks) = H;
+    IA(softmax, causal_softmax, heads) = H;
     IA(softmax, causal_softmax, t) = LT;
     attention_attrs(op(&k, OP_attention_values, o, 2, pr, v, NULL), 1, LT, H, KV, 0, 0);
     finish(&k, probe_loss(&k, o));
@@ -413,15 +435,15 @@ END_TEST
 
 /* The fused attention (o; lse has no gradient of its own) at odd lengths
  * (1, 7, 129: past two 64-row blocks), grouped and multi-query heads, and a
- * sliding window. */
+ * sliding window; over packed segments (finish()'s runs). */
 static void check_flash(int64_t t, int64_t hq, int64_t hkv, int64_t window)
 {
     Case k = begin();
     Value *q = param(&k, "q", 4, 1, t, hq, DH), *kk = param(&k, "k", 4, 1, t, hkv, DH);
     Value *v = param(&k, "v", 4, 1, t, hkv, DH);
     Value *o = temp_like(&k, "o", 4, 1, t, hq, DH), *lse = temp_like(&k, "lse", 3, 1, hq, t, 0);
-    Value *in[3] = {q, kk, v}, *out[2] = {o, lse};
-    attention_attrs(op_add(k.p, k.f, OP_flash_attention, "case", 3, in, 2, out), 1, t, hq, hkv, window, 0.5);
+    Value *in[4] = {q, kk, v, segments(&k, 1, t)}, *out[2] = {o, lse};
+    attention_attrs(op_add(k.p, k.f, OP_flash_attention, "case", 4, in, 2, out), 1, t, hq, hkv, window, 0.5);
     finish(&k, probe_loss(&k, o));
 }
 
