@@ -44,9 +44,11 @@ int mtx_tokenizer_encode(const mtx_tokenizer *t, const char *text, size_t len, m
                          size_t errlen);
 /* Each non-empty line of text as bos (add_bos) + ids + eos (add_eos),
  * over the trainer's threads for large texts (the same ids for any thread
- * count); a progress line on stderr every second, naming label. */
+ * count); a progress line on stderr every second, naming label. With docs,
+ * where each line's tokens start (malloc'd, *ndocs of them). */
 int mtx_tokenizer_encode_lines(const mtx_tokenizer *t, const char *text, size_t len, bool add_bos, bool add_eos,
-                               const char *label, mtx_tokens *out, char *err, size_t errlen);
+                               const char *label, mtx_tokens *out, int64_t **docs, int64_t *ndocs, char *err,
+                               size_t errlen);
 char *mtx_tokenizer_decode(const mtx_tokenizer *t, const int32_t *ids, int n);   /* malloc'd; NULL on error */
 void mtx_tokenizer_close(mtx_tokenizer *t);
 /* tokenizer_type's tokenizer at path, holding at most vocab ids; NULL + message. */

@@ -8,7 +8,8 @@
  *              with tokenizer_path, its lines through the tokenizer
  *              (tokenizer_type), each non-empty line a document between bos and eos
  *              (add_bos, add_eos), as MaxText reads a text file's lines as
- *              examples;
+ *              examples; a window's documents are segments of their own
+ *              (no attention across, positions restart, no target across);
  *   hf         local JSON files (hf_path json, hf_train_files, hf_data.c),
  *              each example's column through the tokenizer, cut to seq
  *              tokens (the eos kept) as MaxText's tokenization truncates;
@@ -39,6 +40,7 @@ typedef struct {
     uint32_t *tokens;
     int64_t ntokens, nwindows;
     int64_t *starts;                      /* examples (dataset_type hf): window w is [starts[w], starts[w + 1]) */
+    int64_t *docs, ndocs;                 /* text through a tokenizer: where each line's (document's) tokens start */
     int64_t truncated, dropped;           /* examples longer than a row; of fewer than 2 tokens (left out) */
 } Stream;
 
@@ -112,7 +114,8 @@ static int load_pieces(const mtx_data *d, const char *path, Stream *s, char *err
     if (!text) return 0;
     mtx_tokens out = {0};
     char why[512];
-    int ok = mtx_tokenizer_encode_lines(d->tokenizer, text, size, d->add_bos, d->add_eos, path, &out, why, sizeof why);
+    int ok = mtx_tokenizer_encode_lines(d->tokenizer, text, size, d->add_bos, d->add_eos, path, &out, &s->docs,
+                                        &s->ndocs, why, sizeof why);
     free(text);
     if (!ok) {
         snprintf(err, errlen, "data file '%s': %s", path, why);
@@ -122,6 +125,20 @@ static int load_pieces(const mtx_data *d, const char *path, Stream *s, char *err
     s->tokens = out.v ? out.v : malloc(sizeof(uint32_t));
     s->ntokens = out.n;
     return 1;
+}
+
+/* The document starts past `cut` go with the held-out tail (which starts a document of its own). */
+static void split_docs(Stream *train, Stream *eval, int64_t cut)
+{
+    if (!train->docs) return;
+    int64_t k = 0;
+    while (k < train->ndocs && train->docs[k] < cut) k++;
+    eval->docs = malloc(sizeof(int64_t) * (size_t)(train->ndocs - k + 1));
+    if (!eval->docs) return;   /* the tail is then one document a window */
+    eval->docs[eval->ndocs++] = 0;
+    for (int64_t i = k; i < train->ndocs; i++)
+        if (train->docs[i] > cut) eval->docs[eval->ndocs++] = train->docs[i] - cut;
+    train->ndocs = k;
 }
 
 static int load_tokens(const char *path, int vocab, Stream *s, char *err, size_t errlen)
@@ -311,6 +328,7 @@ mtx_data *mtx_data_open(const mtx_data_options *o, char *err, size_t errlen)
             d->eval.tokens = malloc(sizeof(uint32_t) * (size_t)(d->eval.ntokens + 1));
             memcpy(d->eval.tokens, d->train.tokens + cut, sizeof(uint32_t) * (size_t)d->eval.ntokens);
             d->train.ntokens = cut;
+            split_docs(&d->train, &d->eval, cut);
         }
         if ((held_out || load(d, type, eval_path, &d->eval, err, errlen)) &&
             count_windows(&d->train, o->seq, "training", path, err, errlen) &&
@@ -322,6 +340,26 @@ mtx_data *mtx_data_open(const mtx_data_options *o, char *err, size_t errlen)
 }
 
 /* ---- batches ---- */
+
+/* Segment ids of a window of text from position p0: each document (line)
+ * its own segment, and no target across into the next document (the
+ * next line's first token). */
+static void document_segments(const Stream *s, int64_t p0, int seq, int32_t *seg, int32_t *ids)
+{
+    int64_t lo = 0, hi = s->ndocs;   /* k: the documents starting at or before p0 */
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if (s->docs[mid] <= p0) lo = mid + 1;
+        else hi = mid;
+    }
+    int64_t k = lo;
+    for (int i = 0; i < seq; i++) {
+        int64_t at = p0 + i;
+        while (k < s->ndocs && s->docs[k] <= at) k++;
+        ids[i] = (int32_t)(k & 0x3fffffff) + 1;
+        if (k < s->ndocs && s->docs[k] == at + 1) seg[i] = 0;
+    }
+}
 
 static void synthetic_sequence(const mtx_data *d, uint64_t index, int32_t *in, int32_t *tgt, int32_t *seg, int32_t *ids)
 {
@@ -359,6 +397,7 @@ static void window(const Stream *s, int64_t w, int seq, int32_t *in, int32_t *tg
         tgt[i] = (int32_t)t[i + 1];
         seg[i] = ids[i] = 1;
     }
+    if (s->docs) document_segments(s, w * seq, seq, seg, ids);
 }
 
 /* Window number i of the shuffled training stream: a Fisher-Yates
@@ -480,6 +519,8 @@ void mtx_data_close(mtx_data *d)
     free(d->eval.tokens);
     free(d->train.starts);
     free(d->eval.starts);
+    free(d->train.docs);
+    free(d->eval.docs);
     free(d->order);
     if (d->tokenizer) mtx_tokenizer_close(d->tokenizer);
     free(d);

@@ -106,6 +106,19 @@ mtx_tokenizer *mtx_tokenizer_for(const char *type, const char *path, int vocab, 
 
 /* ---- whole texts, line by line, in chunks over threads ---- */
 
+typedef struct { int64_t *v; int64_t n, cap; } Starts;
+
+static int starts_push(Starts *s, int64_t at)
+{
+    if (s->n == s->cap) {
+        int64_t cap = s->cap ? 2 * s->cap : 256, *v = realloc(s->v, sizeof(int64_t) * (size_t)cap);
+        if (!v) return 0;
+        s->v = v, s->cap = cap;
+    }
+    s->v[s->n++] = at;
+    return 1;
+}
+
 enum { CHUNK_BYTES = 1 << 16, MAX_CHUNKS = 1 << 14, ERR_BYTES = 512 };
 
 typedef struct {
@@ -114,6 +127,7 @@ typedef struct {
     size_t len, nchunks, *cut;        /* chunk c is text[cut[c], cut[c + 1]), whole lines */
     bool bos, eos;
     mtx_tokens *outs;
+    Starts *starts;                   /* per chunk, where each line's tokens start in its output (or NULL) */
     char *errs;                       /* ERR_BYTES a chunk: its error, if it failed */
     atomic_int failed;
     atomic_size_t done;
@@ -127,6 +141,10 @@ static int encode_chunk(Lines *L, BpeScratch *s, size_t c)
     for (size_t at = L->cut[c], stop = L->cut[c + 1]; at < stop;) {
         const char *nl = memchr(L->text + at, '\n', stop - at);
         size_t end = nl ? (size_t)(nl - L->text) : stop;
+        if (end > at && L->starts && !starts_push(&L->starts[c], out->n)) {
+            snprintf(err, ERR_BYTES, "out of memory");
+            return 0;
+        }
         if (end > at && !((!L->bos || mtx_tokens_push(out, (uint32_t)L->t->bos)) &&
                           encode(L->t, s, L->text + at, end - at, out, err, ERR_BYTES) &&
                           (!L->eos || mtx_tokens_push(out, (uint32_t)L->t->eos)))) {
@@ -189,7 +207,8 @@ static long long line_of(const char *text, size_t at)
 }
 
 int mtx_tokenizer_encode_lines(const mtx_tokenizer *t, const char *text, size_t len, bool add_bos, bool add_eos,
-                               const char *label, mtx_tokens *out, char *err, size_t errlen)
+                               const char *label, mtx_tokens *out, int64_t **docs, int64_t *ndocs, char *err,
+                               size_t errlen)
 {
     err[0] = 0;
     if ((add_bos && t->bos < 0) || (add_eos && t->eos < 0)) {
@@ -200,9 +219,10 @@ int mtx_tokenizer_encode_lines(const mtx_tokenizer *t, const char *text, size_t 
     Lines L = {.t = t, .text = text, .label = label, .len = len, .cut = cut, .bos = add_bos, .eos = add_eos};
     L.nchunks = cut ? cut_chunks(text, len, cut) : 0;
     L.outs = calloc(L.nchunks + 1, sizeof *L.outs);
+    L.starts = docs ? calloc(L.nchunks + 1, sizeof *L.starts) : NULL;
     L.errs = calloc(L.nchunks + 1, ERR_BYTES);
     L.start = L.shown = mtx_seconds();
-    int ok = cut && L.outs && L.errs;
+    int ok = cut && L.outs && L.errs && (!docs || L.starts);
     if (ok && L.nchunks) mtx_parallel(encode_chunks, &L, L.nchunks, 1, (double)len * 40.0);
     int64_t total = 0;
     for (size_t c = 0; ok && c < L.nchunks; c++) {
@@ -212,12 +232,18 @@ int mtx_tokenizer_encode_lines(const mtx_tokenizer *t, const char *text, size_t 
         }
         total += L.outs[c].n;
     }
-    if (!cut || !L.outs || !L.errs) snprintf(err, errlen, "out of memory");
-    for (size_t c = 0; ok && c < L.nchunks; c++)
+    if (!cut || !L.outs || !L.errs || (docs && !L.starts)) snprintf(err, errlen, "out of memory");
+    Starts all = {0};
+    for (size_t c = 0; ok && c < L.nchunks; c++) {
+        for (int64_t i = 0; ok && L.starts && i < L.starts[c].n; i++) ok = starts_push(&all, out->n + L.starts[c].v[i]);
         for (int64_t i = 0; ok && i < L.outs[c].n; i++) ok = mtx_tokens_push(out, L.outs[c].v[i]);
+    }
     if (!ok && !err[0]) snprintf(err, errlen, "out of memory after %lld tokens", (long long)total);
     for (size_t c = 0; L.outs && c < L.nchunks; c++) free(L.outs[c].v);
-    free(L.outs), free(L.errs), free(cut);
+    for (size_t c = 0; L.starts && c < L.nchunks; c++) free(L.starts[c].v);
+    if (docs && ok) *docs = all.v, *ndocs = all.n;
+    else free(all.v);
+    free(L.outs), free(L.starts), free(L.errs), free(cut);
     if (ok && mtx_seconds() - L.start >= 1)
         fprintf(stderr, "tokenized '%s': %lld tokens in %.1f s\n", label, (long long)out->n, mtx_seconds() - L.start);
     return ok;

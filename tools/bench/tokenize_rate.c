@@ -44,7 +44,7 @@ int main(int argc, char **argv)
         free(out.v);
         out = (mtx_tokens){0};
         t0 = mtx_seconds();
-        if (!mtx_tokenizer_encode_lines(t, text, size, false, false, argv[3], &out, err, sizeof err))
+        if (!mtx_tokenizer_encode_lines(t, text, size, false, false, argv[3], &out, NULL, NULL, err, sizeof err))
             return fprintf(stderr, "%s\n", err), 1;
         lines[r] = mtx_seconds() - t0;
         free(out.v);
