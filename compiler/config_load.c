@@ -356,7 +356,10 @@ static char *dir_of(Pool *p, const char *path)
 
 static void load_file(Loader *L, const char *path, bool is_preset);
 
-/* base_config: "file.yml" inherits a base file, relative to this file's directory. */
+/* base_config: "file.yml" inherits a base file, relative to this file's
+ * directory; when there is none there, the nearest parent directory's (as
+ * MaxText's pyconfig falls back to its configs folder: post_train/sft.yml
+ * says base_config: "base.yml"). */
 static void load_base_config(Loader *L, const char *path, yaml_node_t *val)
 {
     SrcLoc loc = node_loc(path, val);
@@ -366,6 +369,19 @@ static void load_base_config(Loader *L, const char *path, yaml_node_t *val)
     Pool *p = L->c->pool;
     const char *base = name[0] == '/' ? pool_strdup(p, name)
                                       : normalize_path(p, pool_fmt(p, "%s/%s", dir_of(p, path), name));
+    struct stat st;
+    for (const char *dir = dir_of(p, base); name[0] != '/' && stat(base, &st) != 0 && errno == ENOENT;) {
+        const char *up = dir_of(p, dir);
+        if (!strcmp(up, dir)) break;   /* at the top of the path */
+        const char *there = normalize_path(p, pool_fmt(p, "%s/%s", up, name));
+        if (stat(there, &st) == 0) {
+            base = there;
+            break;
+        }
+        dir = up;
+    }
+    if (name[0] != '/' && stat(base, &st) != 0 && errno == ENOENT)
+        fail(L, loc, "base_config '%s': no such file in %s or a directory above it", name, dir_of(p, path));
     load_file(L, base, false);         /* ours stays open meanwhile */
 }
 

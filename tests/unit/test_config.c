@@ -2,6 +2,7 @@
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -39,6 +40,43 @@ static void expect_error(const char *body, int n, char **ov, const char *want)
     ck_assert_msg(c == NULL, "expected an error containing '%s'", want);
     ck_assert_msg(strstr(err, want), "error '%s' lacks '%s'", err, want);
 }
+
+/* base_config: "base.yml" from a folder below the one that holds it (MaxText's
+ * post_train/sft.yml): the nearest parent's file, as pyconfig's fallback to
+ * its configs folder; none anywhere: an error at the key. */
+START_TEST(base_config_in_a_parent)
+{
+    char top[] = "/tmp/mtxc_configs_XXXXXX", cwd[512], path[600];
+    ck_assert_ptr_nonnull(mkdtemp(top));
+    ck_assert_ptr_nonnull(getcwd(cwd, sizeof cwd));
+    snprintf(path, sizeof path, "%s/post_train", top);
+    ck_assert_int_eq(mkdir(path, 0755), 0);
+    char base[600], models[600], base_target[600], models_target[600];
+    snprintf(base, sizeof base, "%s/base.yml", top), snprintf(base_target, sizeof base_target, "%s/configs/base.yml", cwd);
+    snprintf(models, sizeof models, "%s/models", top), snprintf(models_target, sizeof models_target, "%s/configs/models", cwd);
+    ck_assert_int_eq(symlink(base_target, base), 0);
+    ck_assert_int_eq(symlink(models_target, models), 0);
+    snprintf(path, sizeof path, "%s/post_train/sft.yml", top);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "base_config: \"base.yml\"\nmodel_name: tiny\nsteps: 7\n");
+    fclose(f);
+    Config *c = load(path, 0, NULL);
+    ck_assert_msg(c, "%s", err);
+    ck_assert_int_eq(cfg_int(c, K_steps), 7);
+    ck_assert_int_eq(c->d.emb_dim, 64);
+    config_free(c);
+    f = fopen(path, "w");
+    fprintf(f, "base_config: \"nowhere.yml\"\n");
+    fclose(f);
+    ck_assert(load(path, 0, NULL) == NULL);
+    ck_assert_msg(strstr(err, "base_config 'nowhere.yml': no such file in ") && strstr(err, "or a directory above it"),
+                  "%s", err);
+    unlink(path), unlink(base), unlink(models);
+    snprintf(path, sizeof path, "%s/post_train", top);
+    rmdir(path), rmdir(top);
+}
+END_TEST
 
 START_TEST(base_defaults)
 {
@@ -336,6 +374,7 @@ int main(void)
     TCase *tc = tcase_create("config");
     tcase_set_timeout(tc, 300);   /* seconds, for a loaded 2-core machine */
     tcase_add_test(tc, base_defaults);
+    tcase_add_test(tc, base_config_in_a_parent);
     tcase_add_test(tc, preset_llama2_7b);
     tcase_add_test(tc, preset_llama3_8b);
     tcase_add_test(tc, precedence);
