@@ -122,6 +122,11 @@ void mtx_checkpoint_prune(const char *dir, int keep);
 int mtx_checkpoint_load(const mtx_program *prog, mtx_state *st, const char *step_dir, int params_only,
                         uint64_t *data_position, char *err, size_t errlen);
 #define MTX_CHECKPOINT_FORMAT "mtxc-checkpoint-2"
+/* A sharded state's checkpoint directory (train.c): fsdp-{f}-of-{F},
+ * tensor-{t}-of-{T}, expert-{e}-of-{E} of the axes of more than one device,
+ * joined by '.', at coord[] (indexed by mesh axis: 1 fsdp, 2 tensor, 3 expert). */
+void mtx_shard_name(const mtx_program *prog, const int coord[4], char *out, size_t n);
+int mtx_is_shard_name(const char *name);   /* is name one such directory's? */
 
 /* ---- Hugging Face model directories (hf_checkpoint.c) ---- */
 
@@ -143,12 +148,12 @@ int mtx_hf_shape(const mtx_hf_tensor *m, int64_t shape[2]);
 int64_t *mtx_hf_columns(const mtx_hf_tensor *m, int64_t cols);
 /* Does a device hold less than the whole parameter? */
 int mtx_hf_sharded(const mtx_hf_tensor *m);
-/* A device's share of the whole parameter, local_numel elements: from the
- * whole (to_whole 0; an fsdp chunk's padding zeroed) or into it. fsdp:
- * the fsdp axis's size; fsdp_coord and coord: the device's place on it and
- * on m->split_axis. */
-void mtx_hf_share(const mtx_hf_tensor *m, float *whole, float *local, size_t local_numel, int fsdp, int fsdp_coord,
-                  int coord, int to_whole);
+/* A device's share of the whole parameter, its tensor d in the state at
+ * memory: from the whole (to_whole 0; an fsdp chunk's padding zeroed) or
+ * into it. fsdp: the fsdp axis's size; fsdp_coord and coord: the device's
+ * place on it and on m->split_axis. */
+void mtx_hf_share(const mtx_hf_tensor *m, const mtx_tensor_desc *d, float *whole, void *memory, int fsdp,
+                  int fsdp_coord, int coord, int to_whole);
 /* A trainer's `export` command (hf_export.c): load_parameters_path's
  * parameters written as a Hugging Face model directory (-o DIR). */
 int mtx_export_main(const mtx_program *prog, int argc, char **argv);

@@ -327,9 +327,9 @@ static inline float value(const unsigned char *raw, int dtype, size_t i)
     return f;
 }
 
-/* Placing one tensor: a job over blocks of 64 of the tensor's own rows, so
- * that each thread reads its part of the mapped file front to back (the
- * kernel's readahead keeps up) while its writes stay in 64 columns. */
+/* Placing one chunk: a job over blocks of 64 of the tensor's own rows, so
+ * that each thread reads its part of the chunk front to back while its
+ * writes stay in 64 columns. */
 typedef struct {
     const mtx_hf_tensor *m;
     const unsigned char *raw;         /* the tensor's rows [h_first, h_end) */
@@ -485,20 +485,12 @@ static float *target(const mtx_program *prog, const mtx_hf_tensor *m, void *memo
     return *whole = calloc((size_t)mtx_hf_numel(m), sizeof(float));
 }
 
-static size_t local_numel(const mtx_tensor_desc *d)
-{
-    size_t n = 1;
-    for (int i = 0; i < d->rank; i++) n *= (size_t)d->shape[i];
-    return n;
-}
-
 /* A parameter built whole: this device's share into the state. */
 static void finish(const mtx_program *prog, const mtx_hf_tensor *m, void *memory, float **whole)
 {
     if (!*whole) return;
-    const mtx_tensor_desc *d = &prog->tensors[m->tensor];
-    mtx_hf_share(m, *whole, (float *)((unsigned char *)memory + d->offset), local_numel(d), prog->mesh_fsdp,
-                 mtx_mesh_coord(1), m->split_ways > 1 ? mtx_mesh_coord(m->split_axis) : 0, 0);
+    mtx_hf_share(m, &prog->tensors[m->tensor], *whole, memory, prog->mesh_fsdp, mtx_mesh_coord(1),
+                 m->split_ways > 1 ? mtx_mesh_coord(m->split_axis) : 0, 0);
     free(*whole);
     *whole = NULL;
 }

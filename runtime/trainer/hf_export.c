@@ -286,20 +286,12 @@ static int export_options(const mtx_program *prog, int *argc, char **argv, Expor
     return 1;
 }
 
-/* The mesh's state axes (fsdp, tensor, expert), as checkpoint directories name their shards. */
-static const struct { const char *name; int axis; } state_axes[] = {{"fsdp", 1}, {"tensor", 2}, {"expert", 3}};
-
-static int axis_size(const mtx_program *prog, int axis)
-{
-    return axis == 1 ? prog->mesh_fsdp : axis == 2 ? prog->mesh_tensor : prog->mesh_expert;
-}
-
 /* The step directory of the shard at coord[] beside params
  * (RUN/checkpoints/SHARD/STEP, SHARD as train.c names it); 0 when params
  * names no shard's step directory. */
 static int shard_step(const mtx_program *prog, const char *params, const int coord[4], char *out, size_t n)
 {
-    char path[4096], name[160] = "";
+    char path[4096], name[160];
     snprintf(path, sizeof path, "%s", params);
     for (size_t len = strlen(path); len > 1 && path[len - 1] == '/'; len--) path[len - 1] = 0;
     char *step = strrchr(path, '/');
@@ -307,13 +299,8 @@ static int shard_step(const mtx_program *prog, const char *params, const int coo
     *step++ = 0;
     char *shard = strrchr(path, '/');
     shard = shard ? shard + 1 : path;
-    if (strncmp(shard, "fsdp-", 5) && strncmp(shard, "tensor-", 7) && strncmp(shard, "expert-", 7)) return 0;
-    for (int a = 0; a < 3; a++) {
-        int size = axis_size(prog, state_axes[a].axis), at = (int)strlen(name);
-        if (size > 1)
-            snprintf(name + at, sizeof name - (size_t)at, "%s%s-%d-of-%d", at ? "." : "", state_axes[a].name,
-                     coord[state_axes[a].axis], size);
-    }
+    if (!mtx_is_shard_name(shard)) return 0;
+    mtx_shard_name(prog, coord, name, sizeof name);
     *shard = 0;
     snprintf(out, n, "%s%s/%s", path, name, step);
     return 1;
@@ -348,11 +335,8 @@ static float **gather_shards(const mtx_program *prog, mtx_state *state, const ch
                 if (mtx_checkpoint_load(prog, state, path, 1, &position, err, errlen) != 0) return NULL;
                 for (int k = 0; k < prog->nhf; k++) {
                     const mtx_hf_tensor *m = &prog->hf[k];
-                    const mtx_tensor_desc *d = &prog->tensors[m->tensor];
                     if (!mtx_hf_sharded(m) || (k && prog->hf[k - 1].tensor == m->tensor)) continue;
-                    size_t n = 1;
-                    for (int i = 0; i < d->rank; i++) n *= (size_t)d->shape[i];
-                    mtx_hf_share(m, whole[m->tensor], (float *)(memory + d->offset), n, prog->mesh_fsdp, coord[1],
+                    mtx_hf_share(m, &prog->tensors[m->tensor], whole[m->tensor], memory, prog->mesh_fsdp, coord[1],
                                  m->split_ways > 1 ? coord[m->split_axis] : 0, 1);
                 }
             }

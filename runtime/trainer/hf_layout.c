@@ -54,9 +54,12 @@ static size_t whole_index(const mtx_hf_tensor *m, size_t j, int coord)
     return j / inner * inner * (size_t)m->split_ways + (size_t)coord * inner + j % inner;
 }
 
-void mtx_hf_share(const mtx_hf_tensor *m, float *whole, float *local, size_t local_numel, int fsdp, int fsdp_coord,
-                  int coord, int to_whole)
+void mtx_hf_share(const mtx_hf_tensor *m, const mtx_tensor_desc *d, float *whole, void *memory, int fsdp,
+                  int fsdp_coord, int coord, int to_whole)
 {
+    float *local = (float *)((unsigned char *)memory + d->offset);
+    size_t local_numel = 1;
+    for (int i = 0; i < d->rank; i++) local_numel *= (size_t)d->shape[i];
     size_t share = (size_t)mtx_hf_numel(m) / (size_t)(m->split_ways > 1 ? m->split_ways : 1), first = 0, count = share;
     if (m->fsdp) {
         size_t chunk = mtx_shard_chunk(share, fsdp);

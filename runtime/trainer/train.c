@@ -40,9 +40,7 @@ static bool sharded(const mtx_program *prog)
     return false;
 }
 
-/* This rank's shard directory: fsdp-{f}-of-{F}, tensor-{t}-of-{T} and
- * expert-{e}-of-{E}, those of the axes of more than one device, joined by '.'. */
-static void shard_name(const mtx_program *prog, char *out, size_t n)
+void mtx_shard_name(const mtx_program *prog, const int coord[4], char *out, size_t n)
 {
     size_t len = 0;
     out[0] = 0;
@@ -50,8 +48,15 @@ static void shard_name(const mtx_program *prog, char *out, size_t n)
         int size = mesh_size(prog, state_axes[a].axis);
         if (size > 1 && len < n)
             len += (size_t)snprintf(out + len, n - len, "%s%s-%d-of-%d", len ? "." : "", state_axes[a].name,
-                                    mtx_mesh_coord(state_axes[a].axis), size);
+                                    coord[state_axes[a].axis], size);
     }
+}
+
+/* This rank's shard directory. */
+static void shard_name(const mtx_program *prog, char *out, size_t n)
+{
+    int coord[4] = {0, mtx_mesh_coord(1), mtx_mesh_coord(2), mtx_mesh_coord(3)};
+    mtx_shard_name(prog, coord, out, n);
 }
 
 /* "fsdp F x tensor T x expert E" of a mesh's state axes' sizes. */
@@ -100,6 +105,12 @@ static bool parse_shard_name(const char *name, int size[STATE_AXES])
         if (*p == 0) return true;
         if (*p++ != '.') return false;
     }
+}
+
+int mtx_is_shard_name(const char *name)
+{
+    int size[STATE_AXES];
+    return parse_shard_name(name, size);
 }
 
 /* load_*_path on a sharded mesh names any shard's step directory
