@@ -77,6 +77,17 @@ void emit_state_header(Emitter *e)
     emitf(e, "extern const mtx_program mtx_program_desc;\n\n#endif\n");
 }
 
+/* A tensor- or expert-parallel share: runs of *inner elements, one in every
+ * split_ways x inner of the whole tensor; the mesh axis it splits over (its
+ * mtx_mesh_coord index: 2 tensor, 3 expert). */
+static int share_layout(const Value *v, int64_t *inner)
+{
+    int64_t d[4];
+    *inner = 1;
+    for (int i = v->split_dim - 1, rank = value_share_shape(v, d); i < rank; i++) *inner *= d[i];
+    return v->split_axis == MTX_AXIS_EXPERT ? 3 : 2;
+}
+
 /* One param's init: the whole tensor, an fsdp chunk (this device's range of
  * its flattened elements) or a tensor- or expert-parallel share (its rows,
  * columns or experts),
@@ -98,12 +109,11 @@ static void emit_param_init(Emitter *e, const Value *v)
     const char *fill = v->init == INIT_NORMAL ? "normal" : "truncated_normal";
     const char *k = pool_fmt(pool, "mtx_rng_fold(key, 0x%016llxULL)", (unsigned long long)h);
     if (v->split_dim) {
-        /* the share is a run of `inner` elements out of every split_ways x inner of the whole tensor */
-        int64_t d[4], inner = 1;
-        for (int i = v->split_dim - 1, rank = value_share_shape(v, d); i < rank; i++) inner *= d[i];
+        int64_t inner;
+        int axis = share_layout(v, &inner);
         emitf(e, "    mtx_fill_%s_slice(%s, %s, %s, %lld, %lld, (size_t)mtx_mesh_coord(%d) * %lld, %s, %s);\n", fill, x,
-            first, n, (long long)inner, (long long)(inner * v->split_ways), v->split_axis == MTX_AXIS_EXPERT ? 3 : 2,
-            (long long)inner, k, flit(pool, v->init_std));
+            first, n, (long long)inner, (long long)(inner * v->split_ways), axis, (long long)inner, k,
+            flit(pool, v->init_std));
     } else if (v->full_rank) {
         emitf(e, "    mtx_fill_%s_at(%s, shard_first, shard_count, %s, %s);\n", fill, x, k, flit(pool, v->init_std));
     } else {
@@ -184,9 +194,8 @@ static const char *c_string(Pool *pool, const char *text)
 static void emit_hf_tensor(Emitter *e, const Value *v, int index, const HfParam *hf)
 {
     Pool *pool = e->p->pool;
-    int64_t dim[4], inner = 1;
+    int64_t dim[4];
     int rank = value_share_shape(v, dim);
-    for (int i = v->split_dim ? v->split_dim - 1 : rank; i < rank; i++) inner *= dim[i];
     if (v->split_dim) dim[v->split_dim - 1] *= v->split_ways;
     emitf(e, "    {%d, \"%s\", %s, %d, {", index, hf->name, flit(pool, (float)hf->scale), rank);
     for (int i = 0; i < rank; i++) emitf(e, "%s%lld", i ? ", " : "", (long long)dim[i]);
@@ -196,9 +205,11 @@ static void emit_hf_tensor(Emitter *e, const Value *v, int index, const HfParam 
     if (hf->rope_pairs) emitf(e, ", .rope_pairs = %d", hf->rope_pairs);
     if (hf->slice) emitf(e, ", .slice = %d", hf->slice);
     if (hf->vocab) emitf(e, ", .vocab = 1");
-    if (v->split_dim)
-        emitf(e, ", .split_ways = %d, .split_axis = %d, .split_inner = %lld", v->split_ways,
-              v->split_axis == MTX_AXIS_EXPERT ? 3 : 2, (long long)inner);
+    if (v->split_dim) {
+        int64_t inner;
+        int axis = share_layout(v, &inner);
+        emitf(e, ", .split_ways = %d, .split_axis = %d, .split_inner = %lld", v->split_ways, axis, (long long)inner);
+    }
     if (v->full_rank) emitf(e, ", .fsdp = 1");
     emitf(e, "},\n");
 }
