@@ -235,8 +235,8 @@ static int count_windows(Stream *s, int seq, const char *what, const char *path,
 /* The examples as a stream of rows: window w is example w. */
 static Stream examples_stream(mtx_examples *x)
 {
-    Stream s = {.tokens = x->tokens, .ntokens = x->ntokens, .nwindows = x->n, .starts = x->starts, .dropped = x->dropped,
-                .truncated = x->truncated};
+    Stream s = {.tokens = x->tokens.v, .ntokens = x->tokens.n, .nwindows = x->n, .starts = x->starts,
+                .dropped = x->dropped, .truncated = x->truncated};
     *x = (mtx_examples){0};
     return s;
 }
@@ -265,24 +265,24 @@ static int open_hf(mtx_data *d, const mtx_data_options *o, char *err, size_t err
                         o->train_files), 0;
     } else {   /* the last tenth, at least one, as eval */
         int64_t cut = train.n - (train.n / 10 > 0 ? train.n / 10 : 1), first = train.starts[cut];
-        eval.n = train.n - cut, eval.ntokens = train.ntokens - first;
-        eval.tokens = malloc(sizeof(uint32_t) * (size_t)eval.ntokens);
+        eval.n = train.n - cut, eval.tokens.n = train.tokens.n - first;
+        eval.tokens.v = malloc(sizeof(uint32_t) * (size_t)eval.tokens.n);
         eval.starts = malloc(sizeof(int64_t) * (size_t)(eval.n + 1));
-        if (!eval.tokens || !eval.starts) {
+        if (!eval.tokens.v || !eval.starts) {
             mtx_examples_free(&train), mtx_examples_free(&eval);
             return snprintf(err, errlen, "out of memory holding out the eval examples"), 0;
         }
-        memcpy(eval.tokens, train.tokens + first, sizeof(uint32_t) * (size_t)eval.ntokens);
+        memcpy(eval.tokens.v, train.tokens.v + first, sizeof(uint32_t) * (size_t)eval.tokens.n);
         for (int64_t i = 0; i <= eval.n; i++) eval.starts[i] = train.starts[cut + i] - first;
-        train.n = cut, train.ntokens = first;
+        train.n = cut, train.tokens.n = first;
     }
     int files = train.files;
     d->packing = o->packing;
     d->train = examples_stream(&train);
     d->eval = examples_stream(&eval);
     snprintf(d->describe, sizeof d->describe, "data: hf json '%s' (%d file%s) through %s '%s': %lld training examples "
-             "(%lld tokens), %lld eval; %lld longer than max_target_length = %d tokens, cut there (eos kept); %s%s", o->train_files, files, files == 1 ? "" : "s", mtx_tokenizer_kind(d->tokenizer),
-             o->tokenizer_path, (long long)d->train.nwindows, (long long)d->train.ntokens, (long long)d->eval.nwindows,
+             "(%lld tokens), %lld eval; %lld longer than max_target_length = %d tokens, cut there (eos kept); %s%s",
+             o->train_files, files, files == 1 ? "" : "s", mtx_tokenizer_kind(d->tokenizer), o->tokenizer_path, (long long)d->train.nwindows, (long long)d->train.ntokens, (long long)d->eval.nwindows,
              (long long)(d->train.truncated + d->eval.truncated), d->seq,
              d->packing ? "packed first-fit into rows, segment ids apart (packing true)" : "one example a row (packing false)",
              d->train.dropped + d->eval.dropped ? "; examples of fewer than 2 tokens left out" : "");

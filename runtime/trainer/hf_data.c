@@ -28,10 +28,7 @@ typedef struct {
 
 static int push(Reader *r, uint32_t id)
 {
-    mtx_tokens t = {r->out->tokens, r->out->ntokens, r->out->cap};
-    int ok = mtx_tokens_push(&t, id);
-    r->out->tokens = t.v, r->out->ntokens = t.n, r->out->cap = t.cap;
-    return ok || (snprintf(r->err, r->errlen, "out of memory for the data's tokens"), 0);
+    return mtx_tokens_push(&r->out->tokens, id) || (snprintf(r->err, r->errlen, "out of memory for the data's tokens"), 0);
 }
 
 /* One example (an object) at `where` (file:line); 0 with a message. */
@@ -47,26 +44,25 @@ static int example(Reader *r, const cJSON *obj, const char *where)
         if (!starts) return snprintf(r->err, r->errlen, "out of memory for the data's examples"), 0;
         x->starts = starts, x->slots = slots;
     }
-    int64_t begin = x->ntokens;
+    mtx_tokens *t = &x->tokens;
+    int64_t begin = t->n;
     if (r->add_bos && !push(r, (uint32_t)mtx_tokenizer_bos(r->tk))) return 0;
-    mtx_tokens t = {x->tokens, x->ntokens, x->cap};
     char why[512];
-    int ok = mtx_tokenizer_encode(r->tk, v->valuestring, strlen(v->valuestring), &t, why, sizeof why);
-    x->tokens = t.v, x->ntokens = t.n, x->cap = t.cap;
-    if (!ok) return snprintf(r->err, r->errlen, "%s: \"%s\": %s", where, r->column, why), 0;
+    if (!mtx_tokenizer_encode(r->tk, v->valuestring, strlen(v->valuestring), t, why, sizeof why))
+        return snprintf(r->err, r->errlen, "%s: \"%s\": %s", where, r->column, why), 0;
     if (r->add_eos && !push(r, (uint32_t)mtx_tokenizer_eos(r->tk))) return 0;
-    if (r->max_tokens && x->ntokens - begin > r->max_tokens) {   /* the first max_tokens, the eos last */
-        x->ntokens = begin + r->max_tokens;
-        if (r->add_eos) x->tokens[x->ntokens - 1] = (uint32_t)mtx_tokenizer_eos(r->tk);
+    if (r->max_tokens && t->n - begin > r->max_tokens) {   /* the first max_tokens, the eos last */
+        t->n = begin + r->max_tokens;
+        if (r->add_eos) t->v[t->n - 1] = (uint32_t)mtx_tokenizer_eos(r->tk);
         x->truncated++;
     }
-    if (x->ntokens - begin < 2) {   /* no target: nothing to learn from */
-        x->ntokens = begin;
+    if (t->n - begin < 2) {   /* no target: nothing to learn from */
+        t->n = begin;
         x->dropped++;
         return 1;
     }
     x->starts[x->n++] = begin;
-    x->starts[x->n] = x->ntokens;
+    x->starts[x->n] = t->n;
     return 1;
 }
 
@@ -152,7 +148,7 @@ int mtx_json_examples(const char *key, const char *pattern, const char *column, 
 
 void mtx_examples_free(mtx_examples *x)
 {
-    free(x->tokens);
+    free(x->tokens.v);
     free(x->starts);
     *x = (mtx_examples){0};
 }

@@ -6,10 +6,9 @@
 
 #include <stdbool.h>
 
-/* Every example's tokens one after another; example i is [starts[i], starts[i + 1]). */
+/* Every example's tokens one after another; example i is tokens.v[starts[i] .. starts[i + 1]). */
 typedef struct {
-    uint32_t *tokens;
-    int64_t ntokens, cap;
+    mtx_tokens tokens;
     int64_t *starts, n, slots;
     int64_t dropped;                      /* examples of fewer than 2 tokens (nothing to predict), left out */
     int64_t truncated;                    /* examples cut to max_tokens */
